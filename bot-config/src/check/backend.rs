@@ -1,0 +1,402 @@
+//! `backend:` — the kind, which keys it takes, which it requires, and their values.
+
+use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::raw::Backend;
+use crate::source::{Span, Spanned};
+use crate::spec::{
+    BackendSpec, DiscordSpec, IrcAuth, IrcSpec, List, MatrixLogin, MatrixSpec, MattermostSpec,
+    RocketChatLogin, RocketChatSpec, SecretRef, SlackSpec, Str, TextSpec, XmppSpec,
+};
+use crate::suggest::{did_you_mean_help, list_words};
+
+use super::{secrets::secret, values::url};
+
+/// Every backend kind, with the keys it takes (besides `kind`) and those it requires.
+const KINDS: &[(&str, &[&str], &[&str])] = &[
+    ("text", &["user", "room"], &[]),
+    (
+        "xmpp",
+        &[
+            "jid", "password", "server", "port", "tls", "ca_file", "nickname", "rooms",
+        ],
+        &["jid", "password"],
+    ),
+    (
+        "irc",
+        &[
+            "server", "port", "tls", "ca_file", "nickname", "username", "password", "auth", "rooms",
+        ],
+        &["server", "nickname"],
+    ),
+    (
+        "matrix",
+        &["url", "username", "password", "token", "rooms"],
+        &["url"],
+    ),
+    (
+        "slack",
+        &["app_token", "bot_token", "url"],
+        &["app_token", "bot_token"],
+    ),
+    ("mattermost", &["url", "token", "team"], &["url", "token"]),
+    ("discord", &["token", "url"], &["token"]),
+    (
+        "rocketchat",
+        &["url", "username", "password", "token", "user_id"],
+        &["url"],
+    ),
+];
+
+/// The backend kinds, for notes and the JSON schema.
+pub(crate) fn kinds() -> impl Iterator<Item = &'static str> {
+    KINDS.iter().map(|k| k.0)
+}
+
+/// The keys written under `backend:` (besides `kind`) with their positions.
+fn present(b: &Backend) -> Vec<(&'static str, Span)> {
+    fn s<T>(v: &Option<Spanned<T>>) -> Option<Span> {
+        v.as_ref().map(Span::of)
+    }
+    let all = [
+        ("user", s(&b.user)),
+        ("room", s(&b.room)),
+        ("jid", s(&b.jid)),
+        ("server", s(&b.server)),
+        ("port", s(&b.port)),
+        ("tls", s(&b.tls)),
+        ("ca_file", s(&b.ca_file)),
+        ("nickname", s(&b.nickname)),
+        ("url", s(&b.url)),
+        ("username", s(&b.username)),
+        ("password", s(&b.password)),
+        ("token", s(&b.token)),
+        ("user_id", s(&b.user_id)),
+        ("app_token", s(&b.app_token)),
+        ("bot_token", s(&b.bot_token)),
+        ("auth", s(&b.auth)),
+        ("rooms", b.rooms.as_ref().map(Span::start_of)),
+        ("team", s(&b.team)),
+    ];
+    all.into_iter()
+        .filter_map(|(k, s)| s.map(|s| (k, s)))
+        .collect()
+}
+
+pub(super) fn check(d: &mut Diagnostics, raw: &Spanned<Backend>) -> Option<BackendSpec> {
+    let b = &raw.value;
+    let kind = b.kind.value.as_str();
+    // Rule: `kind` is one of the known backends.
+    let Some((_, allowed, required)) = KINDS.iter().find(|k| k.0 == kind) else {
+        d.push(
+            Diagnostic::new(
+                "unknown-backend",
+                Span::of(&b.kind),
+                format!("unknown backend `{kind}`"),
+                "not a backend",
+            )
+            .maybe_help(did_you_mean_help(kind, kinds()))
+            .note(format!("backends are {}", list_words(kinds()))),
+        );
+        return None;
+    };
+    let present = present(b);
+    // Rule: only the keys of this kind.
+    for (key, span) in &present {
+        if !allowed.contains(key) {
+            let mut diag = Diagnostic::new(
+                "backend-key-not-applicable",
+                Span {
+                    len: key.len() as u32,
+                    ..*span
+                },
+                format!("`{key}` is not a setting of the `{kind}` backend"),
+                format!("not used by `{kind}`"),
+            );
+            diag = if allowed.is_empty() {
+                diag.help(format!("remove it; the `{kind}` backend takes no settings"))
+            } else {
+                diag.maybe_help(did_you_mean_help(key, allowed.iter().copied()))
+                    .note(format!(
+                        "`{kind}` takes {}",
+                        list_words(allowed.iter().copied())
+                    ))
+            };
+            d.push(diag);
+        }
+    }
+    // Rule: every key this kind requires is there.
+    let mut missing = false;
+    for key in required.iter() {
+        if !present.iter().any(|(k, _)| k == key) {
+            missing = true;
+            d.push(
+                Diagnostic::new(
+                    "missing-backend-setting",
+                    Span::of(&b.kind),
+                    format!("the `{kind}` backend needs `{key}`"),
+                    format!("`{key}` missing under this backend"),
+                )
+                .help(format!(
+                    "add `{key}:` under `backend:` (see bots/{kind}.yaml)"
+                )),
+            );
+        }
+    }
+    if missing {
+        return None;
+    }
+    let text =
+        |v: &Option<Spanned<String>>| v.as_ref().map(|s| s.value.clone()).unwrap_or_default();
+    let sec = |d: &mut Diagnostics, v: &Option<Spanned<String>>, key: &str| -> Option<SecretRef> {
+        v.as_ref().and_then(|s| secret(d, s, key))
+    };
+    let rooms = |v: &Option<Spanned<Vec<Spanned<String>>>>| -> List<Str> {
+        v.as_ref()
+            .map(|r| {
+                r.value
+                    .iter()
+                    .map(|s| Str::from(s.value.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+            .into()
+    };
+    let base_url = |d: &mut Diagnostics, default: &str| -> Option<String> {
+        match &b.url {
+            Some(u) => url(d, u, "url"),
+            None => Some(default.to_owned()),
+        }
+    };
+    match kind {
+        "text" => Some(BackendSpec::Text(TextSpec {
+            user: text(&b.user).into(),
+            room: b
+                .room
+                .as_ref()
+                .map(|r| r.value.clone())
+                .unwrap_or_else(|| "terminal".to_owned())
+                .into(),
+        })),
+        "xmpp" => {
+            let jid = b.jid.as_ref()?;
+            if !valid_jid(&jid.value) {
+                d.push(
+                    Diagnostic::new(
+                        "invalid-jid",
+                        Span::of(jid),
+                        format!("`{}` is not a bare JID", jid.value),
+                        "expected user@domain",
+                    )
+                    .help("write the bot's account as `bot@example.org`"),
+                );
+            }
+            let password = sec(d, &b.password, "password");
+            let nickname = b
+                .nickname
+                .as_ref()
+                .map(|n| n.value.clone())
+                .unwrap_or_else(|| jid.value.split('@').next().unwrap_or("st2bot").to_owned());
+            Some(BackendSpec::Xmpp(XmppSpec {
+                jid: jid.value.clone().into(),
+                password: password?,
+                server: text(&b.server).into(),
+                port: b.port.as_ref().map(|p| p.value).unwrap_or(5222),
+                tls: b.tls.as_ref().map(|t| t.value).unwrap_or(true),
+                ca_file: b.ca_file.as_ref().map(|c| c.value.clone().into()),
+                nickname: nickname.into(),
+                rooms: rooms(&b.rooms),
+            }))
+        }
+        "irc" => {
+            let tls = b.tls.as_ref().map(|t| t.value).unwrap_or(true);
+            let auth = irc_auth(d, b)?;
+            let password = sec(d, &b.password, "password");
+            if auth != IrcAuth::None && b.password.is_none() {
+                d.push(
+                    Diagnostic::new(
+                        "missing-backend-setting",
+                        b.auth.as_ref().map(Span::of).unwrap_or(Span::of(&b.kind)),
+                        "IRC authentication needs `password`",
+                        "this method needs a password",
+                    )
+                    .help("add `password: ${IRC_PASSWORD}` under `backend:`"),
+                );
+                return None;
+            }
+            if let Some(r) = &b.rooms {
+                for room in &r.value {
+                    if !room.value.starts_with(['#', '&', '+', '!']) {
+                        d.push(
+                            Diagnostic::new(
+                                "invalid-room",
+                                Span::of(room),
+                                format!("`{}` is not an IRC channel", room.value),
+                                "channels start with `#`",
+                            )
+                            .help(format!(
+                                "write `\"#{}\"` (quoted: `#` starts a YAML comment)",
+                                room.value
+                            )),
+                        );
+                    }
+                }
+            }
+            let nickname = text(&b.nickname);
+            Some(BackendSpec::Irc(IrcSpec {
+                server: text(&b.server).into(),
+                port: b
+                    .port
+                    .as_ref()
+                    .map(|p| p.value)
+                    .unwrap_or(if tls { 6697 } else { 6667 }),
+                tls,
+                ca_file: b.ca_file.as_ref().map(|c| c.value.clone().into()),
+                username: b
+                    .username
+                    .as_ref()
+                    .map(|u| u.value.clone())
+                    .unwrap_or_else(|| nickname.clone())
+                    .into(),
+                nickname: nickname.into(),
+                password: if b.password.is_some() {
+                    Some(password?)
+                } else {
+                    None
+                },
+                auth,
+                rooms: rooms(&b.rooms),
+            }))
+        }
+        "matrix" => {
+            let url = base_url(d, "")?;
+            let login = match (&b.username, &b.password, &b.token) {
+                (None, None, Some(_)) => MatrixLogin::Token(sec(d, &b.token, "token")?),
+                (Some(u), Some(_), None) => MatrixLogin::Password {
+                    username: u.value.clone().into(),
+                    password: sec(d, &b.password, "password")?,
+                },
+                _ => {
+                    login_shape(d, raw, "matrix", "`token`, or `username` and `password`");
+                    return None;
+                }
+            };
+            Some(BackendSpec::Matrix(MatrixSpec {
+                url: url.into(),
+                login,
+                rooms: rooms(&b.rooms),
+            }))
+        }
+        "slack" => {
+            let app_token = sec(d, &b.app_token, "app_token");
+            let bot_token = sec(d, &b.bot_token, "bot_token");
+            let url = base_url(d, "https://slack.com/api")?;
+            Some(BackendSpec::Slack(SlackSpec {
+                app_token: app_token?,
+                bot_token: bot_token?,
+                url: url.into(),
+            }))
+        }
+        "mattermost" => {
+            let token = sec(d, &b.token, "token");
+            let url = base_url(d, "")?;
+            Some(BackendSpec::Mattermost(MattermostSpec {
+                url: url.into(),
+                token: token?,
+                team: text(&b.team).into(),
+            }))
+        }
+        "discord" => {
+            let token = sec(d, &b.token, "token");
+            let url = base_url(d, "https://discord.com/api/v10")?;
+            Some(BackendSpec::Discord(DiscordSpec {
+                token: token?,
+                url: url.into(),
+            }))
+        }
+        "rocketchat" => {
+            let url = base_url(d, "")?;
+            let login = match (&b.username, &b.password, &b.user_id, &b.token) {
+                (Some(u), Some(_), None, None) => RocketChatLogin::Password {
+                    username: u.value.clone().into(),
+                    password: sec(d, &b.password, "password")?,
+                },
+                (None, None, Some(id), Some(_)) => RocketChatLogin::Token {
+                    user_id: id.value.clone().into(),
+                    token: sec(d, &b.token, "token")?,
+                },
+                _ => {
+                    login_shape(
+                        d,
+                        raw,
+                        "rocketchat",
+                        "`username` and `password`, or `user_id` and `token`",
+                    );
+                    return None;
+                }
+            };
+            Some(BackendSpec::RocketChat(RocketChatSpec {
+                url: url.into(),
+                login,
+            }))
+        }
+        _ => None,
+    }
+}
+
+/// Rule: backends that can log in two ways get exactly one complete way.
+fn login_shape(d: &mut Diagnostics, raw: &Spanned<Backend>, kind: &str, ways: &str) {
+    d.push(
+        Diagnostic::new(
+            "missing-backend-setting",
+            Span::of(&raw.value.kind),
+            format!("the `{kind}` backend needs exactly one login: {ways}"),
+            "incomplete or conflicting login",
+        )
+        .help(format!("see bots/{kind}.yaml for both forms")),
+    );
+}
+
+/// Rule: IRC `auth` is `none`, `sasl`, `nickserv` or `server` (default: `sasl` when a
+/// password is given, else `none`).
+fn irc_auth(d: &mut Diagnostics, b: &Backend) -> Option<IrcAuth> {
+    const METHODS: [&str; 4] = ["none", "sasl", "nickserv", "server"];
+    match b.auth.as_ref() {
+        None => Some(if b.password.is_some() {
+            IrcAuth::Sasl
+        } else {
+            IrcAuth::None
+        }),
+        Some(a) => match a.value.as_str() {
+            "none" => Some(IrcAuth::None),
+            "sasl" => Some(IrcAuth::Sasl),
+            "nickserv" => Some(IrcAuth::NickServ),
+            "server" => Some(IrcAuth::Server),
+            other => {
+                d.push(
+                    Diagnostic::new(
+                        "unknown-irc-auth",
+                        Span::of(a),
+                        format!("unknown IRC authentication `{other}`"),
+                        "not a method",
+                    )
+                    .maybe_help(did_you_mean_help(other, METHODS))
+                    .note(format!("methods are {}", list_words(METHODS))),
+                );
+                None
+            }
+        },
+    }
+}
+
+/// A bare JID: `local@domain`, both parts non-empty, no resource, no spaces.
+fn valid_jid(jid: &str) -> bool {
+    match jid.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.is_empty()
+                && !domain.contains(['@', '/'])
+                && !jid.contains(char::is_whitespace)
+        }
+        None => false,
+    }
+}

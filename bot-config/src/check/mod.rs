@@ -1,0 +1,167 @@
+//! Validation: raw definition in, [`BotSpec`] or diagnostics out.
+//!
+//! One file per rule family, one function per rule, each with a comment stating the rule.
+//! Every check pushes into the same [`Diagnostics`] so a file's problems are reported in one
+//! pass; only YAML syntax and type errors (from the parser) stop early.
+
+mod access;
+mod backend;
+mod durations;
+mod keys;
+mod secrets;
+mod stackstorm;
+mod templates;
+mod values;
+
+use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::raw::BotFile;
+use crate::source::{SourceFile, Span, Spanned};
+use crate::spec::{BotSpec, ChatSpec, LogFormat, LogSpec};
+
+pub(crate) use keys::from_parse_error;
+
+/// The backend kinds, for `backend_kinds()`.
+pub(crate) fn backend_kinds() -> Vec<&'static str> {
+    backend::kinds().collect()
+}
+
+/// Checks a parsed definition; `Err` holds every problem, sorted by position.
+pub(crate) fn check(raw: BotFile, file: &SourceFile) -> Result<BotSpec, Vec<Diagnostic>> {
+    let mut d = Diagnostics::new();
+    let name = values::bot_name(&mut d, &raw.name);
+    let backend = backend::check(&mut d, &raw.backend);
+    let stackstorm = stackstorm::check(&mut d, &raw.stackstorm);
+    let chat = chat(&mut d, raw.chat.as_ref());
+    let access = access::check(&mut d, raw.access.as_ref(), raw.groups.as_ref());
+    let templates = templates::check(&mut d, raw.templates.as_ref());
+    let auth_page = raw
+        .auth_page
+        .as_ref()
+        .map(|a| values::auth_page(&mut d, a, &name));
+    let health_listen = raw
+        .health
+        .as_ref()
+        .and_then(|h| h.value.listen.as_ref())
+        .and_then(|l| values::listen_address(&mut d, l).map(Into::into));
+    let log = log(&mut d, raw.log.as_ref());
+    let description = raw
+        .description
+        .as_ref()
+        .map(|s| s.value.clone())
+        .unwrap_or_default();
+    d.finish()?;
+    // Every part is present when no diagnostic was pushed; a missing part here is a bug in
+    // a check (it returned None without reporting), reported as such rather than a panic.
+    let missing = |what: &str| {
+        vec![Diagnostic::new(
+            "internal",
+            Span::FILE,
+            format!("internal error: `{what}` failed validation without a diagnostic"),
+            "",
+        )]
+    };
+    Ok(BotSpec {
+        name: name.into(),
+        description: description.into(),
+        source: file.display.clone().into(),
+        backend: backend.ok_or_else(|| missing("backend"))?,
+        stackstorm: stackstorm.ok_or_else(|| missing("stackstorm"))?,
+        chat,
+        access,
+        templates,
+        auth_page: match auth_page {
+            Some(a) => Some(a.ok_or_else(|| missing("auth_page"))?),
+            None => None,
+        },
+        health_listen,
+        log,
+    })
+}
+
+/// `chat:` with defaults: prefix `!`, mention on, help command `help`, session command
+/// `session`, acks on.
+fn chat(d: &mut Diagnostics, raw: Option<&Spanned<crate::raw::Chat>>) -> ChatSpec {
+    let default = crate::raw::Chat::default();
+    let c = raw.map(|c| &c.value).unwrap_or(&default);
+    let prefix = c
+        .prefix
+        .as_ref()
+        .map(|p| values::prefix(d, p))
+        .unwrap_or_else(|| "!".to_owned());
+    let help_command = c
+        .help_command
+        .as_ref()
+        .map(|h| values::command_word(d, h, "help_command"))
+        .unwrap_or_else(|| "help".to_owned());
+    let session_command = c
+        .session_command
+        .as_ref()
+        .map(|h| values::command_word(d, h, "session_command"))
+        .unwrap_or_else(|| "session".to_owned());
+    if let (Some(s), true) = (&c.session_command, session_command == help_command) {
+        d.push(
+            Diagnostic::new(
+                "command-name-clash",
+                Span::of(s),
+                format!("`session_command` and `help_command` are both `{session_command}`"),
+                "same name as the help command",
+            )
+            .help("give the two commands different names"),
+        );
+    }
+    if let Some(m) = &c.max_message_len
+        && m.value < 64
+    {
+        d.push(
+            Diagnostic::new(
+                "message-length-too-small",
+                Span::of(m),
+                format!("`max_message_len` of {} is too small to be useful", m.value),
+                "must be at least 64",
+            )
+            .help("leave it out to use the backend's own limit"),
+        );
+    }
+    ChatSpec {
+        prefix: prefix.into(),
+        mention: c.mention.as_ref().map(|m| m.value).unwrap_or(true),
+        help_command: help_command.into(),
+        session_command: session_command.into(),
+        ack: c
+            .ack
+            .as_ref()
+            .and_then(|a| a.value.enabled.as_ref())
+            .map(|e| e.value)
+            .unwrap_or(true),
+        max_message_len: c.max_message_len.as_ref().map(|m| m.value).unwrap_or(0),
+    }
+}
+
+/// `log:` with defaults: text format, `info` level. Format is `text` or `json`.
+fn log(d: &mut Diagnostics, raw: Option<&Spanned<crate::raw::Log>>) -> LogSpec {
+    let mut spec = LogSpec {
+        format: LogFormat::Text,
+        level: "info".into(),
+    };
+    let Some(raw) = raw else { return spec };
+    if let Some(f) = &raw.value.format {
+        match f.value.as_str() {
+            "text" => spec.format = LogFormat::Text,
+            "json" => spec.format = LogFormat::Json,
+            other => d.push(
+                Diagnostic::new(
+                    "unknown-log-format",
+                    Span::of(f),
+                    format!("unknown log format `{other}`"),
+                    "not a log format",
+                )
+                .maybe_help(crate::suggest::did_you_mean_help(other, ["text", "json"]))
+                .note("log formats are `text` and `json`"),
+            ),
+        }
+    }
+    if let Some(l) = &raw.value.level {
+        spec.level = l.value.clone().into();
+    }
+    spec
+}

@@ -1,0 +1,266 @@
+//! Plain values: names, prefixes, URLs, listen addresses and the auth page settings.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::raw::AuthPage;
+use crate::source::{Span, Spanned};
+use crate::spec::AuthPageSpec;
+
+use super::{durations::duration, secrets::secret};
+
+/// Rule: the bot's name is 1–64 characters of ASCII letters, digits, `-` and `_`,
+/// starting with a letter (it names the executable and the session store).
+pub(super) fn bot_name(d: &mut Diagnostics, raw: &Spanned<String>) -> String {
+    let name = &raw.value;
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !ok {
+        let suggestion: String = name
+            .trim()
+            .to_ascii_lowercase()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        d.push(
+            Diagnostic::new(
+                "invalid-bot-name",
+                Span::of(raw),
+                format!("`{name}` is not a valid bot name"),
+                "letters, digits, `-` and `_` only, starting with a letter",
+            )
+            .help(format!("try `{}`", suggestion.trim_matches('-')))
+            .note("the name is used for the executable and the session store"),
+        );
+    }
+    name.clone()
+}
+
+/// Rule: the command prefix is 1–8 characters with no whitespace.
+pub(super) fn prefix(d: &mut Diagnostics, raw: &Spanned<String>) -> String {
+    let p = &raw.value;
+    if p.is_empty() || p.chars().count() > 8 || p.chars().any(char::is_whitespace) {
+        d.push(
+            Diagnostic::new(
+                "invalid-prefix",
+                Span::of(raw),
+                format!("`{p}` cannot be a command prefix"),
+                "1 to 8 characters, no spaces",
+            )
+            .help("use a short marker such as `!` or `.`; mentions work without a prefix"),
+        );
+    }
+    p.clone()
+}
+
+/// Rule: a chat command name (help, session) is one word of letters, digits, `-`, `_`.
+pub(super) fn command_word(d: &mut Diagnostics, raw: &Spanned<String>, key: &str) -> String {
+    let w = &raw.value;
+    if w.is_empty()
+        || !w
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
+    {
+        d.push(
+            Diagnostic::new(
+                "invalid-command-name",
+                Span::of(raw),
+                format!("`{key}` must be one word, not `{w}`"),
+                "letters, digits, `-` and `_` only",
+            )
+            .help("for example `help` or `st2help`"),
+        );
+    }
+    w.clone()
+}
+
+/// Rule: a URL parses, uses `http` or `https`, has a host, and carries no query, fragment
+/// or credentials. Returned without a trailing slash.
+pub(super) fn url(d: &mut Diagnostics, raw: &Spanned<String>, key: &str) -> Option<String> {
+    let text = raw.value.trim();
+    let parsed = match url::Url::parse(text) {
+        Ok(u) => u,
+        Err(e) => {
+            d.push(
+                Diagnostic::new(
+                    "invalid-url",
+                    Span::of(raw),
+                    format!("`{key}` is not a URL: {e}"),
+                    "not a URL",
+                )
+                .help("write an absolute URL such as `https://st2.example.com/api`"),
+            );
+            return None;
+        }
+    };
+    if !matches!(parsed.scheme(), "http" | "https") {
+        d.push(
+            Diagnostic::new(
+                "invalid-url",
+                Span::of(raw),
+                format!(
+                    "`{key}` uses `{}`; only `http` and `https` are supported",
+                    parsed.scheme()
+                ),
+                "unsupported scheme",
+            )
+            .help(format!(
+                "write `https://{}`",
+                text.split_once("://").map(|(_, r)| r).unwrap_or(text)
+            )),
+        );
+        return None;
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        d.push(
+            Diagnostic::new(
+                "invalid-url",
+                Span::of(raw),
+                format!("`{key}` has no host"),
+                "no host",
+            )
+            .help("write an absolute URL such as `https://st2.example.com/api`"),
+        );
+        return None;
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        d.push(
+            Diagnostic::new(
+                "clear-text-secret",
+                Span::of(raw),
+                format!("`{key}` carries credentials (`***`)"),
+                "user or password inside the URL",
+            )
+            .help("remove them from the URL and use the `auth` settings with secret references"),
+        );
+        return None;
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        d.push(
+            Diagnostic::new(
+                "invalid-url",
+                Span::of(raw),
+                format!("`{key}` must not have a query or fragment"),
+                "`?…` or `#…` here",
+            )
+            .help("give the base URL only; the bot appends the paths it calls"),
+        );
+        return None;
+    }
+    Some(text.trim_end_matches('/').to_owned())
+}
+
+/// Rule: a listen address is `IP:port` (`127.0.0.1:8765`, `[::1]:8765`).
+pub(super) fn listen_address(d: &mut Diagnostics, raw: &Spanned<String>) -> Option<String> {
+    match raw.value.trim().parse::<SocketAddr>() {
+        Ok(a) => Some(a.to_string()),
+        Err(_) => {
+            d.push(
+                Diagnostic::new(
+                    "invalid-listen-address",
+                    Span::of(raw),
+                    format!("`{}` is not a listen address", raw.value),
+                    "expected IP:port",
+                )
+                .help("write an IP address and a port, e.g. `127.0.0.1:8765`"),
+            );
+            None
+        }
+    }
+}
+
+/// Rules for `auth_page`: valid listen address and public URL; durations; an encryption
+/// key reference; `tls_cert` and `tls_key` together; a non-loopback address needs TLS or
+/// `allow_plain_http: true` (a password form must not cross a network in clear).
+pub(super) fn auth_page(
+    d: &mut Diagnostics,
+    raw: &Spanned<AuthPage>,
+    bot_name: &str,
+) -> Option<AuthPageSpec> {
+    let a = &raw.value;
+    let listen = match &a.listen {
+        Some(l) => listen_address(d, l),
+        None => Some("127.0.0.1:8765".to_owned()),
+    };
+    let public_url = url(d, &a.public_url, "public_url");
+    let session_ttl = a
+        .session_ttl
+        .as_ref()
+        .map(|t| duration(d, t, "session_ttl", Duration::from_secs(90 * 86_400)))
+        .unwrap_or(Some(Duration::from_secs(12 * 3600)));
+    let link_ttl = a
+        .link_ttl
+        .as_ref()
+        .map(|t| duration(d, t, "link_ttl", Duration::from_secs(3600)))
+        .unwrap_or(Some(Duration::from_secs(300)));
+    let key = secret(d, &a.encryption_key, "encryption_key");
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(c), Some(k)) => Some((c.value.clone().into(), k.value.clone().into())),
+        (None, None) => None,
+        (Some(c), None) | (None, Some(c)) => {
+            let (have, missing) = if a.tls_cert.is_some() {
+                ("tls_cert", "tls_key")
+            } else {
+                ("tls_key", "tls_cert")
+            };
+            d.push(
+                Diagnostic::new(
+                    "incomplete-tls",
+                    Span::of(c),
+                    format!("`{have}` is given without `{missing}`"),
+                    format!("needs `{missing}` too"),
+                )
+                .help(format!("add `{missing}:` with the path of the PEM file")),
+            );
+            None
+        }
+    };
+    let allow_plain_http = a
+        .allow_plain_http
+        .as_ref()
+        .map(|v| v.value)
+        .unwrap_or(false);
+    if let Some(l) = &listen {
+        let loopback = l
+            .parse::<SocketAddr>()
+            .map(|s| s.ip().is_loopback())
+            .unwrap_or(true);
+        if !loopback && tls.is_none() && !allow_plain_http {
+            let span = a
+                .listen
+                .as_ref()
+                .map(Span::of)
+                .unwrap_or(Span::start_of(raw));
+            d.push(
+                Diagnostic::new(
+                    "plain-http-on-network",
+                    span,
+                    format!("the login page would serve passwords over plain HTTP on `{l}`"),
+                    "not a loopback address",
+                )
+                .help("add `tls_cert` and `tls_key`, listen on 127.0.0.1 behind a TLS proxy, or set `allow_plain_http: true` if a proxy terminates TLS on this host"),
+            );
+        }
+    }
+    Some(AuthPageSpec {
+        listen: listen?.into(),
+        public_url: public_url?.into(),
+        session_ttl: session_ttl?,
+        link_ttl: link_ttl?,
+        required: a.required.as_ref().map(|r| r.value).unwrap_or(false),
+        store: a
+            .store
+            .as_ref()
+            .map(|s| s.value.clone())
+            .unwrap_or_else(|| format!("st2bot-{bot_name}-sessions.redb"))
+            .into(),
+        encryption_key: key?,
+        tls,
+        allow_plain_http,
+    })
+}

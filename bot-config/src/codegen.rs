@@ -1,0 +1,376 @@
+//! Expansion: a validated [`BotSpec`] becomes Rust tokens — one `static` literal of the spec
+//! and a `main` that hands it to the runtime. Used by the `bot!` macro and by `build.rs`
+//! (which writes a formatted copy of every expansion to `OUT_DIR` for reading).
+//!
+//! Generated code is data plus one call: no loop or branch here belongs in the output.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use proc_macro2::{Literal, TokenStream};
+use quote::{ToTokens, quote};
+
+use crate::spec::*;
+
+/// Path of the support module generated code calls into (the facade's hidden re-export).
+fn runtime_path() -> TokenStream {
+    quote!(::st2bot::__private)
+}
+
+/// Turns a spec value into the Rust expression that rebuilds it in a `static`.
+trait Emit {
+    fn emit(&self) -> TokenStream;
+}
+
+impl Emit for Cow<'static, str> {
+    fn emit(&self) -> TokenStream {
+        let s = Literal::string(self);
+        quote!(::std::borrow::Cow::Borrowed(#s))
+    }
+}
+
+impl<T: Emit + Clone> Emit for Cow<'static, [T]> {
+    fn emit(&self) -> TokenStream {
+        let items = self.iter().map(Emit::emit);
+        quote!(::std::borrow::Cow::Borrowed(&[#(#items),*]))
+    }
+}
+
+impl<T: Emit> Emit for Option<T> {
+    fn emit(&self) -> TokenStream {
+        match self {
+            Some(v) => {
+                let v = v.emit();
+                quote!(::std::option::Option::Some(#v))
+            }
+            None => quote!(::std::option::Option::None),
+        }
+    }
+}
+
+impl<A: Emit, B: Emit> Emit for (A, B) {
+    fn emit(&self) -> TokenStream {
+        let (a, b) = (self.0.emit(), self.1.emit());
+        quote!((#a, #b))
+    }
+}
+
+impl Emit for bool {
+    fn emit(&self) -> TokenStream {
+        self.to_token_stream()
+    }
+}
+
+impl Emit for u16 {
+    fn emit(&self) -> TokenStream {
+        Literal::u16_suffixed(*self).to_token_stream()
+    }
+}
+
+impl Emit for u32 {
+    fn emit(&self) -> TokenStream {
+        Literal::u32_suffixed(*self).to_token_stream()
+    }
+}
+
+impl Emit for Duration {
+    fn emit(&self) -> TokenStream {
+        let ms = Literal::u64_unsuffixed(self.as_millis() as u64);
+        quote!(::std::time::Duration::from_millis(#ms))
+    }
+}
+
+/// `struct { field: value, … }` literal with every field emitted.
+macro_rules! emit_struct {
+    ($ty:ident { $($field:ident),* $(,)? }) => {
+        impl Emit for $ty {
+            fn emit(&self) -> TokenStream {
+                let rt = runtime_path();
+                $(let $field = self.$field.emit();)*
+                quote!(#rt::$ty { $($field: #$field),* })
+            }
+        }
+    };
+}
+
+emit_struct!(BotSpec {
+    name,
+    description,
+    source,
+    backend,
+    stackstorm,
+    chat,
+    access,
+    templates,
+    auth_page,
+    health_listen,
+    log
+});
+emit_struct!(TextSpec { user, room });
+emit_struct!(XmppSpec {
+    jid,
+    password,
+    server,
+    port,
+    tls,
+    ca_file,
+    nickname,
+    rooms
+});
+emit_struct!(IrcSpec {
+    server,
+    port,
+    tls,
+    ca_file,
+    nickname,
+    username,
+    password,
+    auth,
+    rooms
+});
+emit_struct!(MatrixSpec { url, login, rooms });
+emit_struct!(SlackSpec {
+    app_token,
+    bot_token,
+    url
+});
+emit_struct!(MattermostSpec { url, token, team });
+emit_struct!(DiscordSpec { token, url });
+emit_struct!(RocketChatSpec { url, login });
+emit_struct!(StackStormSpec {
+    api_url,
+    auth_url,
+    stream_url,
+    auth,
+    verify_tls,
+    ca_file,
+    notification_route,
+    announcement_route,
+    webui_url,
+    timeout,
+    token_ttl,
+    matcher,
+    max_in_flight,
+    alias_refresh
+});
+emit_struct!(ChatSpec {
+    prefix,
+    mention,
+    help_command,
+    session_command,
+    ack,
+    max_message_len
+});
+emit_struct!(AccessSpec {
+    default,
+    rules,
+    groups
+});
+emit_struct!(RuleSpec {
+    decision,
+    users,
+    commands,
+    rooms,
+    direct,
+    line
+});
+emit_struct!(GroupSpec { name, members });
+emit_struct!(TemplatesSpec {
+    ack,
+    result,
+    error,
+    help,
+    denied,
+    no_match,
+    ambiguous
+});
+emit_struct!(AuthPageSpec {
+    listen,
+    public_url,
+    session_ttl,
+    link_ttl,
+    required,
+    store,
+    encryption_key,
+    tls,
+    allow_plain_http
+});
+emit_struct!(LogSpec { format, level });
+
+impl Emit for SecretRef {
+    fn emit(&self) -> TokenStream {
+        let rt = runtime_path();
+        match self {
+            SecretRef::Env(n) => {
+                let n = n.emit();
+                quote!(#rt::SecretRef::Env(#n))
+            }
+            SecretRef::File(p) => {
+                let p = p.emit();
+                quote!(#rt::SecretRef::File(#p))
+            }
+        }
+    }
+}
+
+impl Emit for BackendSpec {
+    fn emit(&self) -> TokenStream {
+        let rt = runtime_path();
+        match self {
+            BackendSpec::Text(x) => {
+                let x = x.emit();
+                quote!(#rt::BackendSpec::Text(#x))
+            }
+            BackendSpec::Xmpp(x) => {
+                let x = x.emit();
+                quote!(#rt::BackendSpec::Xmpp(#x))
+            }
+            BackendSpec::Irc(x) => {
+                let x = x.emit();
+                quote!(#rt::BackendSpec::Irc(#x))
+            }
+            BackendSpec::Matrix(x) => {
+                let x = x.emit();
+                quote!(#rt::BackendSpec::Matrix(#x))
+            }
+            BackendSpec::Slack(x) => {
+                let x = x.emit();
+                quote!(#rt::BackendSpec::Slack(#x))
+            }
+            BackendSpec::Mattermost(x) => {
+                let x = x.emit();
+                quote!(#rt::BackendSpec::Mattermost(#x))
+            }
+            BackendSpec::Discord(x) => {
+                let x = x.emit();
+                quote!(#rt::BackendSpec::Discord(#x))
+            }
+            BackendSpec::RocketChat(x) => {
+                let x = x.emit();
+                quote!(#rt::BackendSpec::RocketChat(#x))
+            }
+        }
+    }
+}
+
+impl Emit for MatrixLogin {
+    fn emit(&self) -> TokenStream {
+        let rt = runtime_path();
+        match self {
+            MatrixLogin::Password { username, password } => {
+                let (u, p) = (username.emit(), password.emit());
+                quote!(#rt::MatrixLogin::Password { username: #u, password: #p })
+            }
+            MatrixLogin::Token(t) => {
+                let t = t.emit();
+                quote!(#rt::MatrixLogin::Token(#t))
+            }
+        }
+    }
+}
+
+impl Emit for RocketChatLogin {
+    fn emit(&self) -> TokenStream {
+        let rt = runtime_path();
+        match self {
+            RocketChatLogin::Password { username, password } => {
+                let (u, p) = (username.emit(), password.emit());
+                quote!(#rt::RocketChatLogin::Password { username: #u, password: #p })
+            }
+            RocketChatLogin::Token { user_id, token } => {
+                let (u, t) = (user_id.emit(), token.emit());
+                quote!(#rt::RocketChatLogin::Token { user_id: #u, token: #t })
+            }
+        }
+    }
+}
+
+impl Emit for St2AuthSpec {
+    fn emit(&self) -> TokenStream {
+        let rt = runtime_path();
+        match self {
+            St2AuthSpec::ApiKey(k) => {
+                let k = k.emit();
+                quote!(#rt::St2AuthSpec::ApiKey(#k))
+            }
+            St2AuthSpec::Token(k) => {
+                let k = k.emit();
+                quote!(#rt::St2AuthSpec::Token(#k))
+            }
+            St2AuthSpec::Password { username, password } => {
+                let (u, p) = (username.emit(), password.emit());
+                quote!(#rt::St2AuthSpec::Password { username: #u, password: #p })
+            }
+        }
+    }
+}
+
+/// Unit-only enums: `Type::Variant`.
+macro_rules! emit_unit_enum {
+    ($ty:ident { $($variant:ident),* $(,)? }) => {
+        impl Emit for $ty {
+            fn emit(&self) -> TokenStream {
+                let rt = runtime_path();
+                match self {
+                    $($ty::$variant => quote!(#rt::$ty::$variant),)*
+                }
+            }
+        }
+    };
+}
+
+emit_unit_enum!(IrcAuth {
+    None,
+    Sasl,
+    NickServ,
+    Server
+});
+emit_unit_enum!(MatcherKind { StackStorm, Local });
+emit_unit_enum!(Decision { Allow, Deny });
+emit_unit_enum!(LogFormat { Text, Json });
+
+/// The expansion of `bot!` for a valid definition: the spec as a `static`, a tracked read of
+/// the YAML file (so editing it rebuilds the executable) and `main`.
+pub fn expand(spec: &BotSpec, tracked_file: &str) -> TokenStream {
+    let rt = runtime_path();
+    let value = spec.emit();
+    let doc = format!("The `{}` bot, compiled from `{}`.", spec.name, spec.source);
+    let tracked = Literal::string(tracked_file);
+    quote! {
+        #[doc = #doc]
+        static __ST2BOT_SPEC: #rt::BotSpec = #value;
+
+        // Makes cargo rebuild this executable when the definition changes.
+        const _: &[u8] = ::core::include_bytes!(#tracked);
+
+        fn main() -> ::std::process::ExitCode {
+            #rt::main(&__ST2BOT_SPEC)
+        }
+    }
+}
+
+/// What `bot!` expands to after errors (next to the `compile_error!`s): a `main` that
+/// type-checks, so one mistake in the YAML gives exactly its own errors and nothing else.
+pub fn skeleton(tracked_file: Option<&str>) -> TokenStream {
+    let tracked = tracked_file.map(|f| {
+        let f = Literal::string(f);
+        quote!(
+            const _: &[u8] = ::core::include_bytes!(#f);
+        )
+    });
+    quote! {
+        #tracked
+        fn main() {}
+    }
+}
+
+/// Formats an expansion for reading, with the `@generated` header.
+pub fn pretty(tokens: TokenStream, source: &str) -> String {
+    let header = format!(
+        "// @generated from {source} by build.rs — do not edit.\n// The `bot!` macro expands to exactly this; read it, do not include it.\n\n"
+    );
+    match syn::parse2::<syn::File>(tokens.clone()) {
+        Ok(file) => header + &prettyplease::unparse(&file),
+        Err(_) => header + &tokens.to_string(),
+    }
+}

@@ -1,0 +1,323 @@
+//! Chat backends: the [`Backend`] trait every chat service implements, the messages that
+//! cross it, and helpers all backends share (splitting long output).
+//!
+//! A backend owns its connection: it connects, authenticates, reconnects with backoff, and
+//! runs until shutdown. It talks to the rest of the bot through [`BackendIo`] channels:
+//! [`Incoming`] messages out, [`Outgoing`] replies in, connection state on a watch channel.
+//! One file per backend; [`build`] picks the one the definition names.
+
+pub mod text;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use bot_config::BackendSpec;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+/// A message someone said to (or near) the bot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Incoming {
+    /// Stable user id on the service (used for sessions and replies).
+    pub user_id: String,
+    /// User name as access rules name it (nick, username, JID localpart…).
+    pub user: String,
+    /// Room id and name, or `None` for a direct message.
+    pub room: Option<Room>,
+    /// The text, with a leading mention of the bot removed when there was one.
+    pub text: String,
+    /// Whether the message mentioned the bot (then `text` has the mention removed).
+    pub mentioned: bool,
+    /// Thread the message belongs to or starts (service-specific id), for threaded replies.
+    pub thread: Option<String>,
+    /// Service-specific id of the message itself.
+    pub message_id: Option<String>,
+}
+
+/// A room: the id to send to and the name access rules match.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Room {
+    /// Id to send to (channel id, MUC JID, `#channel`, Matrix room id).
+    pub id: String,
+    /// Name access rules match (`#ops`, `ops`), often equal to `id`.
+    pub name: String,
+}
+
+/// Where a reply goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// A room, optionally in a thread.
+    Room {
+        /// Room id.
+        id: String,
+        /// Thread id (service-specific), when replying in a thread.
+        thread: Option<String>,
+    },
+    /// A private message to a user.
+    Direct {
+        /// User id (or name, for backends that address people by name).
+        user: String,
+    },
+}
+
+/// Structured status of an execution, for colours and icons (never guessed from text).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Succeeded.
+    Succeeded,
+    /// Failed, timed out, abandoned.
+    Failed,
+    /// Still running or scheduled.
+    Running,
+}
+
+/// A reply or announcement for the backend to post.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outgoing {
+    /// Where.
+    pub target: Target,
+    /// Plain text (may contain the `{~}` pretext separator; see [`split_pretext`]).
+    pub text: String,
+    /// User to mention in front of the text, when the message answers someone.
+    pub mention: Option<String>,
+    /// StackStorm's `extra` object; a backend renders `extra.<its provider>` when present.
+    pub extra: Option<serde_json::Value>,
+    /// Execution status, when known.
+    pub status: Option<Status>,
+}
+
+impl Outgoing {
+    /// A plain text message to a target.
+    pub fn text(target: Target, text: impl Into<String>) -> Self {
+        Self {
+            target,
+            text: text.into(),
+            mention: None,
+            extra: None,
+            status: None,
+        }
+    }
+}
+
+/// Connection state, reported by the backend for health checks and logs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConnState {
+    /// Not connected yet, or reconnecting.
+    Connecting,
+    /// Connected and joined.
+    Connected,
+    /// Gave up for good (bad credentials); the reason.
+    Failed(String),
+}
+
+/// What a backend can do; the dispatcher uses it to split and format replies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Longest message the service takes in one piece (characters, or bytes for IRC).
+    pub max_message_len: usize,
+    /// Whether the backend renders `extra` rich content.
+    pub rich: bool,
+    /// Whether the service has threads.
+    pub threads: bool,
+}
+
+/// The channels between a backend and the bot.
+#[derive(Debug)]
+pub struct BackendIo {
+    /// Messages received: send each here.
+    pub incoming: mpsc::Sender<Incoming>,
+    /// Replies to post: receive them here, in order.
+    pub outgoing: mpsc::Receiver<Outgoing>,
+    /// Report connection state changes here.
+    pub state: watch::Sender<ConnState>,
+    /// Cancelled on shutdown: flush what `outgoing` still holds, close, return.
+    pub shutdown: CancellationToken,
+}
+
+/// Why a backend stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackendError {
+    /// A secret it needs could not be read.
+    #[error(transparent)]
+    Secret(#[from] crate::secret::SecretError),
+    /// The service refused the credentials (not retried).
+    #[error("authentication refused by {service}: {reason}")]
+    Auth {
+        /// Which service.
+        service: &'static str,
+        /// What it said.
+        reason: String,
+    },
+    /// Settings that cannot work (caught at run time, e.g. a CA file that does not parse).
+    #[error("invalid {what}: {reason}")]
+    Config {
+        /// What.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// Terminal I/O failed (text backend).
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A boxed future, for the object-safe trait.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A chat service connection.
+pub trait Backend: Send {
+    /// What the service can do.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Connects and runs until `io.shutdown` is cancelled (or the input ends, for the text
+    /// backend), reconnecting with backoff on its own. Returns `Err` only for conditions
+    /// retrying cannot fix.
+    fn run(self: Box<Self>, io: BackendIo) -> BoxFuture<'static, Result<(), BackendError>>;
+}
+
+/// Options that come from the command line rather than the definition.
+#[derive(Clone, Debug, Default)]
+pub struct BackendOptions {
+    /// Text backend: act as this user.
+    pub user: Option<String>,
+    /// Text backend: say things in this room (`-` or empty for direct messages).
+    pub room: Option<String>,
+}
+
+/// The backend a definition names.
+pub fn build(
+    spec: &BackendSpec,
+    options: &BackendOptions,
+) -> Result<Box<dyn Backend>, BackendError> {
+    match spec {
+        BackendSpec::Text(t) => Ok(Box::new(text::TextBackend::new(t, options))),
+        other => Err(BackendError::Config {
+            what: "backend",
+            reason: format!(
+                "the `{}` backend is not built into this executable yet",
+                other.kind()
+            ),
+        }),
+    }
+}
+
+/// Splits `{~}`-separated text into (pretext, body); a trailing `{~}` means all pretext.
+pub fn split_pretext(text: &str) -> (Option<&str>, &str) {
+    match text.split_once("{~}") {
+        Some((pre, "")) => (None, pre),
+        Some((pre, body)) => (Some(pre), body),
+        None => (None, text),
+    }
+}
+
+/// Splits `text` into pieces of at most `limit` units (as measured by `len`), on line
+/// boundaries where possible, keeping Markdown code fences balanced in every piece.
+pub fn split_message(text: &str, limit: usize, len: fn(&str) -> usize) -> Vec<String> {
+    const FENCE: &str = "```";
+    let limit = limit.max(16);
+    if len(text) <= limit {
+        return vec![text.to_owned()];
+    }
+    let mut pieces = Vec::new();
+    let mut current = String::new();
+    let mut in_fence = false;
+    let reserve = len(FENCE) + 1;
+    for line in text.split_inclusive('\n') {
+        let mut line = line.to_owned();
+        loop {
+            let closing = if in_fence { reserve } else { 0 };
+            if len(&current) + len(&line) + closing <= limit {
+                break;
+            }
+            if !current.is_empty() {
+                if in_fence {
+                    if !current.ends_with('\n') {
+                        current.push('\n');
+                    }
+                    current.push_str(FENCE);
+                }
+                pieces.push(
+                    std::mem::take(&mut current)
+                        .trim_end_matches('\n')
+                        .to_owned(),
+                );
+                if in_fence {
+                    current.push_str(FENCE);
+                    current.push('\n');
+                }
+                continue;
+            }
+            // A single line longer than the limit: cut it on a char boundary.
+            let budget = limit.saturating_sub(closing + len(&current)).max(1);
+            let mut cut = 0;
+            for (i, c) in line.char_indices() {
+                if len(&line[..i + c.len_utf8()]) > budget {
+                    break;
+                }
+                cut = i + c.len_utf8();
+            }
+            if cut == 0 {
+                cut = line
+                    .chars()
+                    .next()
+                    .map(char::len_utf8)
+                    .unwrap_or(line.len());
+            }
+            let rest = line.split_off(cut);
+            current.push_str(&line);
+            line = rest;
+        }
+        if line.trim_start().starts_with(FENCE) {
+            in_fence = !in_fence;
+        }
+        current.push_str(&line);
+    }
+    if !current.trim().is_empty() {
+        pieces.push(current.trim_end_matches('\n').to_owned());
+    }
+    pieces
+}
+
+/// Length in characters (most services count characters).
+pub fn char_len(s: &str) -> usize {
+    s.chars().count()
+}
+
+/// Length in bytes (IRC counts bytes).
+pub fn byte_len(s: &str) -> usize {
+    s.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pretext() {
+        assert_eq!(split_pretext("a{~}b"), (Some("a"), "b"));
+        assert_eq!(split_pretext("all plain{~}"), (None, "all plain"));
+        assert_eq!(split_pretext("x"), (None, "x"));
+    }
+
+    #[test]
+    fn splits_on_lines_and_balances_fences() {
+        let text = format!("intro\n```\n{}```\nend", "line of output\n".repeat(20));
+        let pieces = split_message(&text, 80, char_len);
+        assert!(pieces.len() > 3);
+        for p in &pieces {
+            assert!(char_len(p) <= 80, "{p:?}");
+            assert_eq!(p.matches("```").count() % 2, 0, "unbalanced: {p:?}");
+        }
+        let joined: String = pieces.join("\n").replace("```\n```\n", "");
+        assert!(joined.contains("intro") && joined.contains("end"));
+    }
+
+    #[test]
+    fn cuts_long_lines_on_char_boundaries() {
+        let text = "é".repeat(100);
+        let pieces = split_message(&text, 30, byte_len);
+        assert!(pieces.iter().all(|p| p.len() <= 30));
+        assert_eq!(pieces.concat(), text);
+    }
+}

@@ -1,0 +1,140 @@
+//! `--check`: validates the run-time environment of a compiled bot — every secret it names is
+//! present, and StackStorm's API, auth and stream endpoints answer — one line per check,
+//! exit status 1 if any fails.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use bot_config::{BotSpec, SecretRef, St2AuthSpec};
+
+use crate::secret;
+
+/// One check's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckLine {
+    /// Passed?
+    pub ok: bool,
+    /// What was checked.
+    pub what: String,
+    /// Details or the fix.
+    pub detail: String,
+}
+
+/// Every secret the definition names, with the key it belongs to.
+pub fn secret_refs(spec: &BotSpec) -> Vec<(String, SecretRef)> {
+    let mut out: Vec<(String, SecretRef)> = spec
+        .backend
+        .secrets()
+        .into_iter()
+        .map(|(k, r)| (k.to_owned(), r.clone()))
+        .collect();
+    match &spec.stackstorm.auth {
+        St2AuthSpec::ApiKey(r) => out.push(("stackstorm.auth.api_key".into(), r.clone())),
+        St2AuthSpec::Token(r) => out.push(("stackstorm.auth.token".into(), r.clone())),
+        St2AuthSpec::Password { password, .. } => {
+            out.push(("stackstorm.auth.password".into(), password.clone()))
+        }
+    }
+    if let Some(a) = &spec.auth_page {
+        out.push(("auth_page.encryption_key".into(), a.encryption_key.clone()));
+    }
+    out
+}
+
+/// Runs the checks and returns their lines.
+pub async fn run(spec: &BotSpec) -> Vec<CheckLine> {
+    let mut lines = Vec::new();
+    for (key, reference) in secret_refs(spec) {
+        match secret::resolve(&reference) {
+            Ok(_) => lines.push(CheckLine {
+                ok: true,
+                what: format!("secret {key}"),
+                detail: format!("{reference} is set"),
+            }),
+            Err(e) => lines.push(CheckLine {
+                ok: false,
+                what: format!("secret {key}"),
+                detail: format!("{e}; set it before starting the bot"),
+            }),
+        }
+    }
+    let st2 = &spec.stackstorm;
+    let client = match crate::http::client(
+        st2.verify_tls,
+        st2.ca_file.as_deref(),
+        Some(Duration::from_secs(10).min(st2.timeout)),
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            lines.push(CheckLine {
+                ok: false,
+                what: "HTTP client".into(),
+                detail: e.to_string(),
+            });
+            return lines;
+        }
+    };
+    let mut endpoints = vec![
+        (
+            "StackStorm API",
+            format!("{}/v1/actionalias?limit=1", st2.api_url),
+        ),
+        (
+            "StackStorm stream",
+            format!(
+                "{}/v1/stream?events=st2.announcement__{}",
+                st2.stream_url, st2.announcement_route
+            ),
+        ),
+    ];
+    if matches!(st2.auth, St2AuthSpec::Password { .. }) {
+        endpoints.push(("StackStorm auth", format!("{}/tokens", st2.auth_url)));
+    }
+    for (what, url) in endpoints {
+        match client.get(&url).send().await {
+            Ok(response) => lines.push(CheckLine {
+                ok: true,
+                what: what.into(),
+                detail: format!("{url} answers (HTTP {})", response.status().as_u16()),
+            }),
+            Err(e) => lines.push(CheckLine {
+                ok: false,
+                what: what.into(),
+                detail: format!("{url} is unreachable: {}", without_url(&e)),
+            }),
+        }
+    }
+    lines
+}
+
+/// reqwest errors repeat the URL; keep the cause only.
+fn without_url(e: &reqwest::Error) -> String {
+    let mut text = String::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text = s.to_string();
+        source = s.source();
+    }
+    if text.is_empty() { e.to_string() } else { text }
+}
+
+/// Renders lines as `ok   what: detail` / `FAIL what: detail`.
+pub fn render(lines: &[CheckLine]) -> String {
+    let mut out = String::new();
+    for l in lines {
+        let _ = writeln!(
+            out,
+            "{} {}: {}",
+            if l.ok { "ok  " } else { "FAIL" },
+            l.what,
+            l.detail
+        );
+    }
+    let failed = lines.iter().filter(|l| !l.ok).count();
+    if failed == 0 {
+        out.push_str("all checks passed\n");
+    } else {
+        let _ = writeln!(out, "{failed} check(s) failed");
+    }
+    out
+}

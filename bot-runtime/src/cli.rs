@@ -1,0 +1,133 @@
+//! Command-line options of every generated executable.
+
+use std::time::Duration;
+
+/// What the executable was asked to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Run the bot.
+    Run,
+    /// Validate the run-time environment and exit.
+    Check,
+    /// Print usage and exit.
+    Help,
+    /// Print the version and exit.
+    Version,
+    /// Print the compiled definition (secret references only) and exit.
+    PrintSpec,
+}
+
+/// Parsed command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// What to do.
+    pub command: Command,
+    /// Text backend: act as this user.
+    pub user: Option<String>,
+    /// Text backend: speak in this room (`-` for direct messages).
+    pub room: Option<String>,
+    /// Override the log format (`text` or `json`).
+    pub log_json: Option<bool>,
+    /// After the text backend's input ends, keep running this long for results.
+    pub linger: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            command: Command::Run,
+            user: None,
+            room: None,
+            log_json: None,
+            linger: Duration::ZERO,
+        }
+    }
+}
+
+/// A command line that cannot be understood.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0}\nRun with --help for usage.")]
+pub struct UsageError(String);
+
+/// Usage text.
+pub fn usage(name: &str, description: &str) -> String {
+    format!(
+        "{name}: {description}\n\n\
+         Usage: {name} [OPTIONS]\n\n\
+         Options:\n  \
+         --check              validate secrets and StackStorm connectivity, then exit\n  \
+         --user NAME          text backend: act as this chat user\n  \
+         --room NAME          text backend: speak in this room (`-` for a direct message)\n  \
+         --linger DURATION    text backend: after end of input, wait this long for results\n  \
+         --log-format FORMAT  `text` or `json` (default from the definition)\n  \
+         --print-spec         print the compiled definition and exit\n  \
+         --version            print the version and exit\n  \
+         -h, --help           print this help\n\n\
+         Environment: RUST_LOG sets the log filter; secrets come from the variables and\n\
+         files the definition names.\n"
+    )
+}
+
+/// Parses arguments (without the program name).
+pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, UsageError> {
+    let mut options = Options::default();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = |name: &str| -> Result<String, UsageError> {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| UsageError(format!("`{name}` needs a value")))
+        };
+        match flag.as_str() {
+            "--check" | "check" => options.command = Command::Check,
+            "-h" | "--help" => options.command = Command::Help,
+            "-V" | "--version" => options.command = Command::Version,
+            "--print-spec" => options.command = Command::PrintSpec,
+            "--user" => options.user = Some(value("--user")?),
+            "--room" => options.room = Some(value("--room")?),
+            "--linger" => {
+                let v = value("--linger")?;
+                options.linger = humantime::parse_duration(&v).map_err(|_| {
+                    UsageError(format!("`--linger {v}` is not a duration such as `5s`"))
+                })?;
+            }
+            "--log-format" => match value("--log-format")?.as_str() {
+                "json" => options.log_json = Some(true),
+                "text" => options.log_json = Some(false),
+                other => {
+                    return Err(UsageError(format!(
+                        "unknown log format `{other}` (use `text` or `json`)"
+                    )));
+                }
+            },
+            other => return Err(UsageError(format!("unknown option `{other}`"))),
+        }
+    }
+    Ok(options)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<Options, UsageError> {
+        parse(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn parses_options() {
+        let o = p(&["--user", "bob", "--room=ops", "--check", "--linger", "2s"]).unwrap();
+        assert_eq!(o.command, Command::Check);
+        assert_eq!(o.user.as_deref(), Some("bob"));
+        assert_eq!(o.room.as_deref(), Some("ops"));
+        assert_eq!(o.linger, Duration::from_secs(2));
+        assert!(p(&["--nope"]).is_err());
+        assert!(p(&["--user"]).is_err());
+        assert!(p(&["--log-format", "xml"]).is_err());
+    }
+}
