@@ -49,7 +49,10 @@ async fn help_and_alias_in_a_channel_a_thread_and_a_dm() {
     let help = bot.next(WAIT).await;
     assert_eq!(help.user, "alice");
     assert_eq!(help.user_id, ALICE);
-    assert_eq!(help.room.as_ref().map(|r| (r.id.as_str(), r.name.as_str())), Some((OPS, "#ops")));
+    assert_eq!(
+        help.room.as_ref().map(|r| (r.id.as_str(), r.name.as_str())),
+        Some((OPS, "#ops"))
+    );
     assert_eq!(help.text, "!help");
     assert!(!help.mentioned);
     assert_eq!(help.thread, None);
@@ -60,7 +63,12 @@ async fn help_and_alias_in_a_channel_a_thread_and_a_dm() {
     let parent = fake.user_says(BOB, OPS, "deploy time?", None);
     let chatter = bot.next(WAIT).await;
     assert_eq!(chatter.text, "deploy time?");
-    let reply_ts = fake.user_says(ALICE, OPS, &format!("<@{BOT_USER}> run deploy <http://web1.example.com|web1.example.com>"), Some(&parent));
+    let reply_ts = fake.user_says(
+        ALICE,
+        OPS,
+        &format!("<@{BOT_USER}> run deploy <http://web1.example.com|web1.example.com>"),
+        Some(&parent),
+    );
     let alias = bot.next(WAIT).await;
     assert!(alias.mentioned);
     assert_eq!(alias.text, "run deploy web1.example.com");
@@ -82,17 +90,31 @@ async fn help_and_alias_in_a_channel_a_thread_and_a_dm() {
     assert_eq!(private.user, "bob");
 
     let posts = fake.wait_posts(3, WAIT).await;
-    assert_eq!((posts[0].channel.as_str(), posts[0].thread_ts.as_deref()), (OPS, None));
-    assert_eq!(posts[0].text.as_deref(), Some("Available commands: run deploy"));
+    assert_eq!(
+        (posts[0].channel.as_str(), posts[0].thread_ts.as_deref()),
+        (OPS, None)
+    );
+    assert_eq!(
+        posts[0].text.as_deref(),
+        Some("Available commands: run deploy")
+    );
     assert_eq!(posts[1].channel, OPS);
-    assert_eq!(posts[1].thread_ts.as_deref(), Some(parent.as_str()), "reply in the thread's parent");
-    assert_eq!((posts[2].channel.as_str(), posts[2].thread_ts.as_deref()), (ALICE_DM, None));
+    assert_eq!(
+        posts[1].thread_ts.as_deref(),
+        Some(parent.as_str()),
+        "reply in the thread's parent"
+    );
+    assert_eq!(
+        (posts[2].channel.as_str(), posts[2].thread_ts.as_deref()),
+        (ALICE_DM, None)
+    );
     assert_eq!(posts[2].text.as_deref(), Some("in private"));
 
     // The bot's own posts came back as events and were not taken as commands; every
     // envelope was acknowledged, none had to be redelivered.
     bot.nothing_more(Duration::from_millis(500)).await;
-    fake.wait_until("all envelopes acknowledged", WAIT, |f| f.unacked() == 0).await;
+    fake.wait_until("all envelopes acknowledged", WAIT, |f| f.unacked() == 0)
+        .await;
     assert!(fake.deliveries().iter().all(|d| d["retry_attempt"] == 0));
     assert!(fake.rejections().is_empty(), "{:?}", fake.rejections());
     bot.stop().await.expect("clean shutdown");
@@ -116,7 +138,10 @@ async fn edits_and_other_bots_are_ignored() {
 async fn rich_output_carries_the_status_colour_and_extra() {
     let fake = SlackFake::start().await;
     let (bot, _dir) = connected(&fake).await;
-    let room = Target::Room { id: OPS.into(), thread: None };
+    let room = Target::Room {
+        id: OPS.into(),
+        thread: None,
+    };
     bot.send(Outgoing {
         target: room.clone(),
         text: "Execution 5f0c failed{~}stderr: disk full".into(),
@@ -125,7 +150,8 @@ async fn rich_output_carries_the_status_colour_and_extra() {
         status: Some(Status::Failed),
     })
     .await;
-    let blocks = json!([{"type": "section", "text": {"type": "mrkdwn", "text": "*deployed* web1"}}]);
+    let blocks =
+        json!([{"type": "section", "text": {"type": "mrkdwn", "text": "*deployed* web1"}}]);
     bot.send(Outgoing {
         target: room,
         text: "deployed web1".into(),
@@ -136,7 +162,10 @@ async fn rich_output_carries_the_status_colour_and_extra() {
     .await;
     let posts = fake.wait_posts(2, WAIT).await;
     let failed = &posts[0];
-    assert_eq!(failed.text.as_deref(), Some(format!("<@{ALICE}>: Execution 5f0c failed").as_str()));
+    assert_eq!(
+        failed.text.as_deref(),
+        Some(format!("<@{ALICE}>: Execution 5f0c failed").as_str())
+    );
     let attachment = &failed.attachments.as_ref().expect("attachments")[0];
     assert_eq!(attachment["color"], "#E01E5A");
     assert_eq!(attachment["text"], "stderr: disk full");
@@ -145,7 +174,11 @@ async fn rich_output_carries_the_status_colour_and_extra() {
     assert_eq!(attachment["fields"][0]["value"], "web1");
     let passed = &posts[1];
     assert_eq!(passed.blocks.as_ref(), Some(&blocks));
-    assert_eq!(passed.text.as_deref(), Some("deployed web1"), "plain fallback text kept");
+    assert_eq!(
+        passed.text.as_deref(),
+        Some("deployed web1"),
+        "plain fallback text kept"
+    );
     assert!(passed.body.get("thread_response").is_none());
 }
 
@@ -153,25 +186,52 @@ async fn rich_output_carries_the_status_colour_and_extra() {
 async fn long_output_is_split_under_the_limit_in_order() {
     let fake = SlackFake::start().await;
     let (bot, _dir) = connected(&fake).await;
-    let lines: Vec<String> = (0..600).map(|i| format!("line {i:04} of the deployment log")).collect();
+    let lines: Vec<String> = (0..600)
+        .map(|i| format!("line {i:04} of the deployment log"))
+        .collect();
     let text = lines.join("\n");
-    bot.send(Outgoing::text(Target::Room { id: OPS.into(), thread: None }, text.clone())).await;
+    bot.send(Outgoing::text(
+        Target::Room {
+            id: OPS.into(),
+            thread: None,
+        },
+        text.clone(),
+    ))
+    .await;
     // The same output as an attachment body (rich), with a status.
     bot.send(Outgoing {
         status: Some(Status::Succeeded),
-        ..Outgoing::text(Target::Room { id: OPS.into(), thread: None }, format!("done{{~}}{text}"))
+        ..Outgoing::text(
+            Target::Room {
+                id: OPS.into(),
+                thread: None,
+            },
+            format!("done{{~}}{text}"),
+        )
     })
     .await;
     let expected_parts = text.chars().count().div_ceil(4000);
     let plain_of = |f: &SlackFake| -> Vec<String> {
-        f.posts().iter().filter(|p| p.attachments.is_none()).filter_map(|p| p.text.clone()).collect()
+        f.posts()
+            .iter()
+            .filter(|p| p.attachments.is_none())
+            .filter_map(|p| p.text.clone())
+            .collect()
     };
     let rich_of = |f: &SlackFake| -> Vec<Value> {
-        f.posts().iter().filter_map(|p| p.attachments.as_ref().map(|a| a[0].clone())).collect()
+        f.posts()
+            .iter()
+            .filter_map(|p| p.attachments.as_ref().map(|a| a[0].clone()))
+            .collect()
     };
     fake.wait_until("both messages in full", WAIT, |f| {
         plain_of(f).join("\n") == text
-            && rich_of(f).iter().map(|a| a["text"].as_str().unwrap_or_default()).collect::<Vec<_>>().join("\n") == text
+            && rich_of(f)
+                .iter()
+                .map(|a| a["text"].as_str().unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join("\n")
+                == text
     })
     .await;
     let plain = plain_of(&fake);
@@ -184,7 +244,11 @@ async fn long_output_is_split_under_the_limit_in_order() {
         assert!(a["text"].as_str().unwrap().chars().count() <= 4000);
     }
     let posts = fake.posts();
-    assert_eq!(posts[plain.len()].text.as_deref(), Some("done"), "pretext on the first rich part");
+    assert_eq!(
+        posts[plain.len()].text.as_deref(),
+        Some("done"),
+        "pretext on the first rich part"
+    );
     assert!(fake.rejections().is_empty(), "{:?}", fake.rejections());
 }
 
@@ -194,9 +258,19 @@ async fn rate_limits_are_waited_out() {
     let (bot, _dir) = connected(&fake).await;
     fake.rate_limit("chat.postMessage", 1, 1);
     let sent = Instant::now();
-    bot.send(Outgoing::text(Target::Room { id: OPS.into(), thread: None }, "after the limit")).await;
+    bot.send(Outgoing::text(
+        Target::Room {
+            id: OPS.into(),
+            thread: None,
+        },
+        "after the limit",
+    ))
+    .await;
     let posts = fake.wait_posts(1, WAIT).await;
-    assert!(sent.elapsed() >= Duration::from_secs(1), "Retry-After honoured");
+    assert!(
+        sent.elapsed() >= Duration::from_secs(1),
+        "Retry-After honoured"
+    );
     assert_eq!(posts[0].text.as_deref(), Some("after the limit"));
     assert_eq!(fake.rate_limited(), 1);
 }
@@ -208,7 +282,10 @@ async fn reconnects_after_a_drop_and_a_refresh_and_still_answers() {
     assert_eq!(fake.connections_opened(), 1);
 
     fake.drop_connections();
-    fake.wait_until("a second connection", WAIT, |f| f.connections_opened() == 2 && f.open_sockets() == 1).await;
+    fake.wait_until("a second connection", WAIT, |f| {
+        f.connections_opened() == 2 && f.open_sockets() == 1
+    })
+    .await;
     bot.connected(WAIT).await;
     fake.user_says(ALICE, OPS, "!help", None);
     let m = bot.next(WAIT).await;
@@ -216,11 +293,21 @@ async fn reconnects_after_a_drop_and_a_refresh_and_still_answers() {
     fake.wait_posts(1, WAIT).await;
 
     fake.request_refresh();
-    fake.wait_until("a third connection", WAIT, |f| f.connections_opened() == 3 && f.open_sockets() == 1).await;
+    fake.wait_until("a third connection", WAIT, |f| {
+        f.connections_opened() == 3 && f.open_sockets() == 1
+    })
+    .await;
     fake.user_says(ALICE, OPS, "!help again", None);
     assert_eq!(bot.next(WAIT).await.text, "!help again");
     assert_eq!(*bot.state.borrow(), ConnState::Connected);
-    assert_eq!(fake.calls().iter().filter(|c| *c == "apps.connections.open").count(), 3, "a fresh URL per connection");
+    assert_eq!(
+        fake.calls()
+            .iter()
+            .filter(|c| *c == "apps.connections.open")
+            .count(),
+        3,
+        "a fresh URL per connection"
+    );
     bot.stop().await.expect("clean shutdown");
 }
 
@@ -234,7 +321,10 @@ async fn a_bad_bot_token_stops_the_backend_without_retrying() {
         matches!(&result, Err(BackendError::Auth { service: "slack", reason }) if reason == "invalid_auth"),
         "{result:?}"
     );
-    assert_eq!(*bot.state.borrow(), ConnState::Failed("invalid_auth".into()));
+    assert_eq!(
+        *bot.state.borrow(),
+        ConnState::Failed("invalid_auth".into())
+    );
     assert_eq!(fake.calls(), vec!["auth.test"]);
 }
 
@@ -245,13 +335,21 @@ async fn a_bad_app_token_stops_the_backend_without_retrying() {
     // The bot token where the app token belongs: Slack says `not_allowed_token_type`.
     let mut bot = start(&fake, &dir, BOT_TOKEN, BOT_TOKEN);
     let result = bot.finished(WAIT).await;
-    assert!(matches!(&result, Err(BackendError::Auth { reason, .. }) if reason == "not_allowed_token_type"), "{result:?}");
+    assert!(
+        matches!(&result, Err(BackendError::Auth { reason, .. }) if reason == "not_allowed_token_type"),
+        "{result:?}"
+    );
     assert_eq!(fake.calls(), vec!["auth.test", "apps.connections.open"]);
 }
 
 // The fake itself: what Slack rejects, it rejects.
 
-async fn raw_socket(fake: &SlackFake) -> (tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>, Value) {
+async fn raw_socket(
+    fake: &SlackFake,
+) -> (
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    Value,
+) {
     let http = st2bot::runtime::http::client(true, None, None).unwrap();
     let open: Value = http
         .post(format!("{}/apps.connections.open", fake.api_url()))
@@ -263,10 +361,16 @@ async fn raw_socket(fake: &SlackFake) -> (tokio_tungstenite::WebSocketStream<tok
         .await
         .unwrap();
     let url = open["url"].as_str().unwrap().to_owned();
-    let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
+    let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap();
     let hello = next_json(&mut socket).await;
     // A ticket works once.
-    assert!(tokio_tungstenite::connect_async(url.as_str()).await.is_err());
+    assert!(
+        tokio_tungstenite::connect_async(url.as_str())
+            .await
+            .is_err()
+    );
     (socket, hello)
 }
 
@@ -275,7 +379,11 @@ where
     S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
 {
     loop {
-        let frame = tokio::time::timeout(WAIT, socket.next()).await.expect("frame in time").unwrap().unwrap();
+        let frame = tokio::time::timeout(WAIT, socket.next())
+            .await
+            .expect("frame in time")
+            .unwrap()
+            .unwrap();
         if let Message::Text(t) = frame {
             return serde_json::from_str(t.as_str()).unwrap();
         }
@@ -297,7 +405,11 @@ async fn fake_redelivers_unacked_envelopes_with_retry_attempt() {
     assert_eq!(again["retry_attempt"], 1);
     assert_eq!(again["retry_reason"], "timeout");
     socket
-        .send(Message::Text(json!({"envelope_id": again["envelope_id"]}).to_string().into()))
+        .send(Message::Text(
+            json!({"envelope_id": again["envelope_id"]})
+                .to_string()
+                .into(),
+        ))
         .await
         .unwrap();
     fake.wait_until("the ack", WAIT, |f| f.unacked() == 0).await;
@@ -310,27 +422,95 @@ async fn fake_refuses_what_slack_refuses() {
     let fake = SlackFake::start().await;
     let http = st2bot::runtime::http::client(true, None, None).unwrap();
     let call = |method: &str, token: &str, body: Value| {
-        let request = http.post(format!("{}/{method}", fake.api_url())).bearer_auth(token).json(&body);
+        let request = http
+            .post(format!("{}/{method}", fake.api_url()))
+            .bearer_auth(token)
+            .json(&body);
         async move {
             let response = request.send().await.unwrap();
             let status = response.status().as_u16();
-            let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
             (status, retry_after, response.json::<Value>().await.unwrap())
         }
     };
     let too_long = "x".repeat(40_001);
-    assert_eq!(call("chat.postMessage", BOT_TOKEN, json!({"channel": OPS, "text": too_long})).await.2, json!({"ok": false, "error": "msg_too_long"}));
-    assert_eq!(call("chat.postMessage", "xoxb-nope", json!({"channel": OPS, "text": "x"})).await.2["error"], "invalid_auth");
-    assert_eq!(call("chat.postMessage", APP_TOKEN, json!({"channel": OPS, "text": "x"})).await.2["error"], "not_allowed_token_type");
-    assert_eq!(call("chat.postMessage", BOT_TOKEN, json!({"channel": "C0NOPE", "text": "x"})).await.2["error"], "channel_not_found");
-    assert_eq!(call("chat.postMessage", BOT_TOKEN, json!({"channel": OPS})).await.2["error"], "no_text");
-    let big_section = json!([{"type": "section", "text": {"type": "mrkdwn", "text": "y".repeat(3001)}}]);
-    assert_eq!(call("chat.postMessage", BOT_TOKEN, json!({"channel": OPS, "blocks": big_section})).await.2["error"], "invalid_blocks");
-    assert_eq!(call("apps.connections.open", BOT_TOKEN, json!({})).await.2["error"], "not_allowed_token_type");
+    assert_eq!(
+        call(
+            "chat.postMessage",
+            BOT_TOKEN,
+            json!({"channel": OPS, "text": too_long})
+        )
+        .await
+        .2,
+        json!({"ok": false, "error": "msg_too_long"})
+    );
+    assert_eq!(
+        call(
+            "chat.postMessage",
+            "xoxb-nope",
+            json!({"channel": OPS, "text": "x"})
+        )
+        .await
+        .2["error"],
+        "invalid_auth"
+    );
+    assert_eq!(
+        call(
+            "chat.postMessage",
+            APP_TOKEN,
+            json!({"channel": OPS, "text": "x"})
+        )
+        .await
+        .2["error"],
+        "not_allowed_token_type"
+    );
+    assert_eq!(
+        call(
+            "chat.postMessage",
+            BOT_TOKEN,
+            json!({"channel": "C0NOPE", "text": "x"})
+        )
+        .await
+        .2["error"],
+        "channel_not_found"
+    );
+    assert_eq!(
+        call("chat.postMessage", BOT_TOKEN, json!({"channel": OPS}))
+            .await
+            .2["error"],
+        "no_text"
+    );
+    let big_section =
+        json!([{"type": "section", "text": {"type": "mrkdwn", "text": "y".repeat(3001)}}]);
+    assert_eq!(
+        call(
+            "chat.postMessage",
+            BOT_TOKEN,
+            json!({"channel": OPS, "blocks": big_section})
+        )
+        .await
+        .2["error"],
+        "invalid_blocks"
+    );
+    assert_eq!(
+        call("apps.connections.open", BOT_TOKEN, json!({})).await.2["error"],
+        "not_allowed_token_type"
+    );
     // Read methods take form or query arguments, not JSON.
-    assert_eq!(call("users.info", BOT_TOKEN, json!({"user": ALICE})).await.2["error"], "user_not_found");
+    assert_eq!(
+        call("users.info", BOT_TOKEN, json!({"user": ALICE}))
+            .await
+            .2["error"],
+        "user_not_found"
+    );
     fake.rate_limit("auth.test", 1, 7);
     let (status, retry_after, body) = call("auth.test", BOT_TOKEN, json!({})).await;
-    assert_eq!((status, retry_after.as_deref(), body["error"].as_str()), (429, Some("7"), Some("ratelimited")));
+    assert_eq!(
+        (status, retry_after.as_deref(), body["error"].as_str()),
+        (429, Some("7"), Some("ratelimited"))
+    );
     assert!(fake.posts().is_empty());
 }

@@ -244,7 +244,13 @@ impl SlackFake {
     /// A user posts `text` in `channel` (in the thread of `thread_ts` when given), as a
     /// Slack client would: a `message` event, plus an `app_mention` event when the text
     /// mentions the bot outside a DM. Returns the message's `ts`.
-    pub fn user_says(&self, user: &str, channel: &str, text: &str, thread_ts: Option<&str>) -> String {
+    pub fn user_says(
+        &self,
+        user: &str,
+        channel: &str,
+        text: &str,
+        thread_ts: Option<&str>,
+    ) -> String {
         let (ts, kind) = {
             let mut inner = self.shared.lock();
             let kind = inner.channels.get(channel).expect("known channel").kind;
@@ -402,10 +408,18 @@ impl SlackFake {
     }
 
     /// Waits until `condition` holds (panics after `timeout`).
-    pub async fn wait_until(&self, what: &str, timeout: Duration, condition: impl Fn(&Self) -> bool) {
+    pub async fn wait_until(
+        &self,
+        what: &str,
+        timeout: Duration,
+        condition: impl Fn(&Self) -> bool,
+    ) {
         let deadline = tokio::time::Instant::now() + timeout;
         while !condition(self) {
-            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -413,7 +427,11 @@ impl SlackFake {
 
 fn next_ts(inner: &mut Inner) -> String {
     inner.counter += 1;
-    format!("{}.{:06}", 1_700_000_000 + inner.counter, inner.counter % 1_000_000)
+    format!(
+        "{}.{:06}",
+        1_700_000_000 + inner.counter,
+        inner.counter % 1_000_000
+    )
 }
 
 fn next_id(inner: &mut Inner, prefix: &str) -> String {
@@ -536,7 +554,11 @@ async fn socket_session(shared: Arc<Shared>, mut socket: ServerSocket) {
         "debug_info": {"host": "applink-fake-1", "build_number": 1, "approximate_connection_time": 18060},
         "connection_info": {"app_id": APP_ID},
     });
-    if socket.send(Message::Text(hello.to_string().into())).await.is_err() {
+    if socket
+        .send(Message::Text(hello.to_string().into()))
+        .await
+        .is_err()
+    {
         return;
     }
     {
@@ -599,7 +621,12 @@ fn fail(shared: &Shared, method: &str, error: &str) -> Response {
 
 /// The arguments of a call: query string, then a form body, or a JSON body for the methods
 /// that accept JSON.
-fn arguments(query: Option<&str>, content_type: &str, body: &[u8], json_ok: bool) -> Map<String, Value> {
+fn arguments(
+    query: Option<&str>,
+    content_type: &str,
+    body: &[u8],
+    json_ok: bool,
+) -> Map<String, Value> {
     let mut args = Map::new();
     let mut add_form = |bytes: &[u8]| {
         for (k, v) in url::form_urlencoded::parse(bytes) {
@@ -654,11 +681,17 @@ async fn web_api(
             .then(|| args.get("token").and_then(Value::as_str).map(str::to_owned))
             .flatten()
     });
-    let wanted = if method == "apps.connections.open" { APP_TOKEN } else { BOT_TOKEN };
+    let wanted = if method == "apps.connections.open" {
+        APP_TOKEN
+    } else {
+        BOT_TOKEN
+    };
     match token.as_deref() {
         None => return fail(&shared, &method, "not_authed"),
         Some(t) if t == wanted => {}
-        Some(APP_TOKEN) | Some(BOT_TOKEN) => return fail(&shared, &method, "not_allowed_token_type"),
+        Some(APP_TOKEN) | Some(BOT_TOKEN) => {
+            return fail(&shared, &method, "not_allowed_token_type");
+        }
         Some(_) => return fail(&shared, &method, "invalid_auth"),
     }
     {
@@ -669,12 +702,16 @@ async fn web_api(
             *times -= 1;
             let secs = *secs;
             inner.rate_limited += 1;
-            inner.rejections.push((method.clone(), "ratelimited".into()));
+            inner
+                .rejections
+                .push((method.clone(), "ratelimited".into()));
             return Response::builder()
                 .status(StatusCode::TOO_MANY_REQUESTS)
                 .header(header::RETRY_AFTER, secs.to_string())
                 .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
-                .body(Body::from(json!({"ok": false, "error": "ratelimited"}).to_string()))
+                .body(Body::from(
+                    json!({"ok": false, "error": "ratelimited"}).to_string(),
+                ))
                 .expect("static response");
         }
     }
@@ -687,7 +724,9 @@ async fn web_api(
                 inner.tickets.insert(t.clone());
                 t
             };
-            ok(json!({"url": format!("ws://{}/link/?ticket={ticket}&app_id={APP_ID}", shared.addr)}))
+            ok(
+                json!({"url": format!("ws://{}/link/?ticket={ticket}&app_id={APP_ID}", shared.addr)}),
+            )
         }
         "auth.test" => ok(json!({
             "url": "https://fake.slack.com/",
@@ -707,14 +746,31 @@ async fn web_api(
             }
         }
         "users.list" => {
-            let limit = arg("limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0).unwrap_or(100);
+            let limit = arg("limit")
+                .and_then(|l| l.parse::<usize>().ok())
+                .filter(|l| *l > 0)
+                .unwrap_or(100);
             let start = arg("cursor")
-                .and_then(|c| c.strip_prefix("dXNlcjo").and_then(|n| n.parse::<usize>().ok()))
+                .and_then(|c| {
+                    c.strip_prefix("dXNlcjo")
+                        .and_then(|n| n.parse::<usize>().ok())
+                })
                 .unwrap_or(0);
             let users: Vec<(String, String)> = shared.lock().users.clone().into_iter().collect();
-            let page: Vec<Value> = users.iter().skip(start).take(limit).map(|(id, n)| user_object(id, n)).collect();
-            let next = if start + limit < users.len() { format!("dXNlcjo{}", start + limit) } else { String::new() };
-            ok(json!({"members": page, "cache_ts": 1_700_000_000u64, "response_metadata": {"next_cursor": next}}))
+            let page: Vec<Value> = users
+                .iter()
+                .skip(start)
+                .take(limit)
+                .map(|(id, n)| user_object(id, n))
+                .collect();
+            let next = if start + limit < users.len() {
+                format!("dXNlcjo{}", start + limit)
+            } else {
+                String::new()
+            };
+            ok(
+                json!({"members": page, "cache_ts": 1_700_000_000u64, "response_metadata": {"next_cursor": next}}),
+            )
         }
         "conversations.info" => {
             let id = arg("channel").unwrap_or_default();
@@ -726,11 +782,23 @@ async fn web_api(
         }
         "conversations.open" => {
             let users = arg("users").unwrap_or_default();
-            let ids: Vec<&str> = users.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
+            let ids: Vec<&str> = users
+                .split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .collect();
             let mut inner = shared.lock();
             if ids.len() != 1 {
                 drop(inner);
-                return fail(&shared, &method, if ids.is_empty() { "users_list_not_supplied" } else { "not_enough_users" });
+                return fail(
+                    &shared,
+                    &method,
+                    if ids.is_empty() {
+                        "users_list_not_supplied"
+                    } else {
+                        "not_enough_users"
+                    },
+                );
             }
             if !inner.users.contains_key(ids[0]) {
                 drop(inner);
@@ -745,11 +813,14 @@ async fn web_api(
                 Some(id) => (id, true),
                 None => {
                     let id = next_id(&mut inner, "D0");
-                    inner.channels.insert(id.clone(), Channel {
-                        name: ids[0].to_owned(),
-                        kind: Kind::Im,
-                        members: vec![ids[0].to_owned(), BOT_USER.to_owned()],
-                    });
+                    inner.channels.insert(
+                        id.clone(),
+                        Channel {
+                            name: ids[0].to_owned(),
+                            kind: Kind::Im,
+                            members: vec![ids[0].to_owned(), BOT_USER.to_owned()],
+                        },
+                    );
                     (id, false)
                 }
             };
@@ -757,8 +828,15 @@ async fn web_api(
         }
         "chat.postMessage" => post_message(&shared, &args),
         _ => {
-            shared.lock().rejections.push((method.clone(), "unknown_method".into()));
-            (StatusCode::NOT_FOUND, axum::Json(json!({"ok": false, "error": "unknown_method", "req_method": method}))).into_response()
+            shared
+                .lock()
+                .rejections
+                .push((method.clone(), "unknown_method".into()));
+            (
+                StatusCode::NOT_FOUND,
+                axum::Json(json!({"ok": false, "error": "unknown_method", "req_method": method})),
+            )
+                .into_response()
         }
     }
 }
@@ -809,7 +887,10 @@ fn json_arg(args: &Map<String, Value>, key: &str) -> Result<Option<Value>, ()> {
 
 fn post_message(shared: &Arc<Shared>, args: &Map<String, Value>) -> Response {
     const M: &str = "chat.postMessage";
-    let channel_arg = args.get("channel").and_then(Value::as_str).unwrap_or_default();
+    let channel_arg = args
+        .get("channel")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let resolved = {
         let inner = shared.lock();
         let by_name = channel_arg.trim_start_matches('#');
@@ -833,12 +914,21 @@ fn post_message(shared: &Arc<Shared>, args: &Map<String, Value>) -> Response {
         return fail(shared, M, "invalid_blocks_format");
     };
     let has_text = text.as_deref().is_some_and(|t| !t.trim().is_empty());
-    let has_attachments = attachments.as_ref().and_then(Value::as_array).is_some_and(|a| !a.is_empty());
-    let has_blocks = blocks.as_ref().and_then(Value::as_array).is_some_and(|b| !b.is_empty());
+    let has_attachments = attachments
+        .as_ref()
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty());
+    let has_blocks = blocks
+        .as_ref()
+        .and_then(Value::as_array)
+        .is_some_and(|b| !b.is_empty());
     if !(has_text || has_attachments || has_blocks) {
         return fail(shared, M, "no_text");
     }
-    if text.as_deref().is_some_and(|t| t.chars().count() > TEXT_HARD_LIMIT) {
+    if text
+        .as_deref()
+        .is_some_and(|t| t.chars().count() > TEXT_HARD_LIMIT)
+    {
         return fail(shared, M, "msg_too_long");
     }
     if let Some(a) = &attachments {
@@ -867,7 +957,10 @@ fn post_message(shared: &Arc<Shared>, args: &Map<String, Value>) -> Response {
             return fail(shared, M, "invalid_blocks");
         }
     }
-    let thread_ts = args.get("thread_ts").and_then(Value::as_str).map(str::to_owned);
+    let thread_ts = args
+        .get("thread_ts")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     let ts = next_ts(&mut shared.lock());
     let mut message = json!({
         "type": "message",

@@ -34,8 +34,8 @@ use super::backoff::{Backoff, sleep_or_shutdown};
 use super::webapi::{Seen, lock, retry_after, seconds_header, str_field};
 use super::websocket::{self, WsStream};
 use super::{
-    Backend, BackendError, BackendIo, BoxFuture, Capabilities, ConnState, Incoming, Outgoing,
-    Room, Target, rich,
+    Backend, BackendError, BackendIo, BoxFuture, Capabilities, ConnState, Incoming, Outgoing, Room,
+    Target, rich,
 };
 use crate::secret::{self, Secret};
 
@@ -227,9 +227,7 @@ async fn run(spec: MattermostSpec, io: BackendIo) -> Result<(), BackendError> {
     result
 }
 
-fn joined(
-    r: Result<Result<(), BackendError>, tokio::task::JoinError>,
-) -> Result<(), BackendError> {
+fn joined(r: Result<Result<(), BackendError>, tokio::task::JoinError>) -> Result<(), BackendError> {
     match r {
         Ok(r) => r,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
@@ -328,8 +326,8 @@ impl Shared {
 
     async fn whoami(&self) -> Result<Identity, ApiError> {
         let me = self.request(Method::GET, &["users", "me"], None).await?;
-        let user_id = str_field(&me, "id")
-            .ok_or_else(|| ApiError::Transport("/users/me: no id".into()))?;
+        let user_id =
+            str_field(&me, "id").ok_or_else(|| ApiError::Transport("/users/me: no id".into()))?;
         Ok(Identity {
             user_id: user_id.to_owned(),
             username: str_field(&me, "username").unwrap_or_default().to_owned(),
@@ -487,10 +485,14 @@ impl Shared {
             if let Some(old) = resume.as_ref()
                 && old.connection_id != connection_id
             {
-                tracing::warn!("mattermost: could not resume the event stream; events during the outage are lost");
+                tracing::warn!(
+                    "mattermost: could not resume the event stream; events during the outage are lost"
+                );
             }
             tracing::info!(
-                server_version = frame.pointer("/data/server_version").and_then(serde_json::Value::as_str),
+                server_version = frame
+                    .pointer("/data/server_version")
+                    .and_then(serde_json::Value::as_str),
                 "mattermost: websocket connected"
             );
             *resume = Some(Resume {
@@ -502,7 +504,11 @@ impl Shared {
         }
         if let (Some(seq), Some(r)) = (seq, resume.as_mut()) {
             if seq != r.next_seq {
-                tracing::warn!(expected = r.next_seq, got = seq, "mattermost: event sequence gap");
+                tracing::warn!(
+                    expected = r.next_seq,
+                    got = seq,
+                    "mattermost: event sequence gap"
+                );
             }
             r.next_seq = seq + 1;
         }
@@ -558,7 +564,10 @@ impl Shared {
             return None;
         }
         let channel_id = str_field(&post, "channel_id")?;
-        let info = match (str_field(data, "channel_type"), str_field(data, "channel_name")) {
+        let info = match (
+            str_field(data, "channel_type"),
+            str_field(data, "channel_name"),
+        ) {
             (Some(kind), Some(name)) => ChannelInfo {
                 name: format!("#{name}"),
                 direct: kind == "D",
@@ -571,8 +580,10 @@ impl Shared {
         });
         let sender = str_field(data, "sender_name").map(|s| s.trim_start_matches('@'));
         let user = self.user_name(user_id, sender).await;
-        let (text, mentioned) =
-            strip_leading_mention(str_field(&post, "message").unwrap_or_default(), &self.me.username);
+        let (text, mentioned) = strip_leading_mention(
+            str_field(&post, "message").unwrap_or_default(),
+            &self.me.username,
+        );
         Some(Incoming {
             user_id: user_id.to_owned(),
             user,
@@ -764,7 +775,9 @@ impl Shared {
 
 /// Mattermost ids: 26 lower-case letters and digits.
 fn looks_like_id(s: &str) -> bool {
-    s.len() == 26 && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    s.len() == 26
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
 /// Post props hold `"true"` strings (and sometimes booleans).
@@ -785,7 +798,9 @@ fn strip_leading_mention<'a>(text: &'a str, bot: &str) -> (&'a str, bool) {
     if bot.is_empty() || !name.eq_ignore_ascii_case(bot) {
         return (text, false);
     }
-    let rest = rest[name.len()..].trim_start_matches([':', ',']).trim_start();
+    let rest = rest[name.len()..]
+        .trim_start_matches([':', ','])
+        .trim_start();
     (rest, true)
 }
 
@@ -795,10 +810,22 @@ mod tests {
 
     #[test]
     fn strips_only_a_leading_bot_mention() {
-        assert_eq!(strip_leading_mention("@st2bot help", "st2bot"), ("help", true));
-        assert_eq!(strip_leading_mention(" @ST2bot: run x", "st2bot"), ("run x", true));
-        assert_eq!(strip_leading_mention("@st2botx help", "st2bot"), ("@st2botx help", false));
-        assert_eq!(strip_leading_mention("hey @st2bot", "st2bot"), ("hey @st2bot", false));
+        assert_eq!(
+            strip_leading_mention("@st2bot help", "st2bot"),
+            ("help", true)
+        );
+        assert_eq!(
+            strip_leading_mention(" @ST2bot: run x", "st2bot"),
+            ("run x", true)
+        );
+        assert_eq!(
+            strip_leading_mention("@st2botx help", "st2bot"),
+            ("@st2botx help", false)
+        );
+        assert_eq!(
+            strip_leading_mention("hey @st2bot", "st2bot"),
+            ("hey @st2bot", false)
+        );
     }
 
     #[test]

@@ -31,7 +31,10 @@ pub fn status_color_rgb(status: Option<Status>) -> Option<u32> {
 }
 
 /// `extra.<provider>` when it is an object.
-pub fn provider_extra<'a>(extra: Option<&'a Value>, provider: &str) -> Option<&'a Map<String, Value>> {
+pub fn provider_extra<'a>(
+    extra: Option<&'a Value>,
+    provider: &str,
+) -> Option<&'a Map<String, Value>> {
     extra?.get(provider)?.as_object()
 }
 
@@ -60,7 +63,7 @@ pub struct Parts<'a> {
 impl Parts<'_> {
     /// Whether this message is rendered rich (an attachment) rather than as plain text.
     pub fn is_rich(&self) -> bool {
-        self.color.is_some() || self.pretext.is_some() || self.extra.is_some_and(|x| has_style(x))
+        self.color.is_some() || self.pretext.is_some() || self.extra.is_some_and(has_style)
     }
 
     /// Whether `extra.<provider>` carries a whole rich message to pass through.
@@ -144,7 +147,11 @@ pub fn plain_pieces(lead: &str, parts: &Parts<'_>, limit: usize) -> Vec<String> 
 /// - a rich message (colour, pretext or other `extra.slack` keys): top-level `text` holds the
 ///   mention and pretext, the body goes into coloured attachments, one per piece;
 /// - otherwise plain `text`, split.
-pub fn slack_messages(out: &Outgoing, mention: Option<&str>, limit: usize) -> Vec<Map<String, Value>> {
+pub fn slack_messages(
+    out: &Outgoing,
+    mention: Option<&str>,
+    limit: usize,
+) -> Vec<Map<String, Value>> {
     let parts = parts(out, "slack");
     let lead = mention.map(|m| format!("{m}: ")).unwrap_or_default();
     if let (true, Some(extra)) = (parts.passthrough(), parts.extra) {
@@ -227,7 +234,11 @@ pub fn mattermost_posts(
         .map(|(i, piece)| {
             let extra = if i == 0 { parts.extra } else { None };
             let attachment = legacy_attachment(&piece, parts.color.as_deref(), extra);
-            let message = if i == 0 { headline.clone() } else { String::new() };
+            let message = if i == 0 {
+                headline.clone()
+            } else {
+                String::new()
+            };
             (message, Some(json!({ "attachments": [attachment] })))
         })
         .collect()
@@ -273,7 +284,10 @@ mod tests {
     #[test]
     fn colour_comes_from_status_not_text() {
         let failed_words = out("status : failed", None, Some(Status::Succeeded));
-        assert_eq!(parts(&failed_words, "slack").color.as_deref(), Some("#2EB67D"));
+        assert_eq!(
+            parts(&failed_words, "slack").color.as_deref(),
+            Some("#2EB67D")
+        );
         let plain = out("status : failed", None, None);
         assert_eq!(parts(&plain, "slack").color, None);
         assert!(!parts(&plain, "slack").is_rich());
@@ -297,7 +311,11 @@ mod tests {
         assert_eq!(plain, vec![text_object("text", "<@U1>: hello".into())]);
 
         let rich = slack_messages(
-            &out("Done{~}stdout here", Some(json!({"slack": {"title": "T"}})), Some(Status::Failed)),
+            &out(
+                "Done{~}stdout here",
+                Some(json!({"slack": {"title": "T"}})),
+                Some(Status::Failed),
+            ),
             Some("<@U1>"),
             4000,
         );
@@ -310,7 +328,11 @@ mod tests {
 
         let blocks = json!([{"type": "section", "text": {"type": "mrkdwn", "text": "*hi*"}}]);
         let pass = slack_messages(
-            &out("hi", Some(json!({"slack": {"blocks": blocks, "thread_response": true}})), None),
+            &out(
+                "hi",
+                Some(json!({"slack": {"blocks": blocks, "thread_response": true}})),
+                None,
+            ),
             None,
             4000,
         );
@@ -326,7 +348,11 @@ mod tests {
     #[test]
     fn long_bodies_split_into_attachments_under_the_limit() {
         let body = "line of output\n".repeat(800);
-        let msgs = slack_messages(&out(&format!("head{{~}}{body}"), None, Some(Status::Succeeded)), None, 4000);
+        let msgs = slack_messages(
+            &out(&format!("head{{~}}{body}"), None, Some(Status::Succeeded)),
+            None,
+            4000,
+        );
         assert!(msgs.len() >= 3);
         for m in &msgs {
             let t = m["attachments"][0]["text"].as_str().unwrap();
@@ -339,7 +365,11 @@ mod tests {
 
     #[test]
     fn mattermost_shapes() {
-        let posts = mattermost_posts(&out("pre{~}body", None, Some(Status::Running)), Some("@alice"), 4000);
+        let posts = mattermost_posts(
+            &out("pre{~}body", None, Some(Status::Running)),
+            Some("@alice"),
+            4000,
+        );
         assert_eq!(posts[0].0, "@alice: pre");
         let props = posts[0].1.as_ref().unwrap();
         assert_eq!(props["attachments"][0]["color"], "#ECB22E");
@@ -347,11 +377,18 @@ mod tests {
 
         let given = json!([{"text": "x", "actions": []}]);
         let posts = mattermost_posts(
-            &out("msg", Some(json!({"mattermost": {"attachments": given}})), None),
+            &out(
+                "msg",
+                Some(json!({"mattermost": {"attachments": given}})),
+                None,
+            ),
             None,
             4000,
         );
-        assert_eq!(posts, vec![("msg".to_owned(), Some(json!({"attachments": given})))]);
+        assert_eq!(
+            posts,
+            vec![("msg".to_owned(), Some(json!({"attachments": given})))]
+        );
 
         let plain = mattermost_posts(&out("all plain{~}", None, None), None, 4000);
         assert_eq!(plain, vec![("all plain".to_owned(), None)]);
@@ -359,6 +396,9 @@ mod tests {
 
     #[test]
     fn typography() {
-        assert_eq!(normalize_typography("run “a b”\u{a0}x ‘y’"), "run \"a b\" x 'y'");
+        assert_eq!(
+            normalize_typography("run “a b”\u{a0}x ‘y’"),
+            "run \"a b\" x 'y'"
+        );
     }
 }

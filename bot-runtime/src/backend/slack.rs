@@ -33,8 +33,8 @@ use super::backoff::{Backoff, sleep_or_shutdown};
 use super::webapi::{MAX_RATE_LIMIT_WAIT, Seen, lock, retry_after, str_field};
 use super::websocket::{self, WsStream};
 use super::{
-    Backend, BackendError, BackendIo, BoxFuture, Capabilities, ConnState, Incoming, Outgoing,
-    Room, Target, rich,
+    Backend, BackendError, BackendIo, BoxFuture, Capabilities, ConnState, Incoming, Outgoing, Room,
+    Target, rich,
 };
 use crate::secret::{self, Secret};
 
@@ -228,9 +228,7 @@ async fn run(spec: SlackSpec, io: BackendIo) -> Result<(), BackendError> {
 }
 
 /// A task's result, re-raising its panic.
-fn joined(
-    r: Result<Result<(), BackendError>, tokio::task::JoinError>,
-) -> Result<(), BackendError> {
+fn joined(r: Result<Result<(), BackendError>, tokio::task::JoinError>) -> Result<(), BackendError> {
     match r {
         Ok(r) => r,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
@@ -305,8 +303,14 @@ impl Shared {
     }
 
     async fn wait_rate_limit(&self, method: &str, wait: Option<Duration>) -> Result<(), ApiError> {
-        let wait = wait.unwrap_or(Duration::from_secs(1)).min(MAX_RATE_LIMIT_WAIT);
-        tracing::warn!(method, wait_ms = wait.as_millis() as u64, "slack: rate limited; waiting");
+        let wait = wait
+            .unwrap_or(Duration::from_secs(1))
+            .min(MAX_RATE_LIMIT_WAIT);
+        tracing::warn!(
+            method,
+            wait_ms = wait.as_millis() as u64,
+            "slack: rate limited; waiting"
+        );
         if sleep_or_shutdown(wait, &self.shutdown).await {
             Ok(())
         } else {
@@ -315,7 +319,9 @@ impl Shared {
     }
 
     async fn auth_test(&self) -> Result<Identity, ApiError> {
-        let body = self.call("auth.test", Token::Bot, Args::Json(&json!({}))).await?;
+        let body = self
+            .call("auth.test", Token::Bot, Args::Json(&json!({})))
+            .await?;
         let user_id = str_field(&body, "user_id")
             .ok_or_else(|| ApiError::Transport("auth.test: no user_id".into()))?;
         Ok(Identity {
@@ -460,7 +466,9 @@ impl Shared {
         match str_field(&frame, "type").unwrap_or_default() {
             "hello" => {
                 tracing::info!(
-                    connections = frame.get("num_connections").and_then(serde_json::Value::as_u64),
+                    connections = frame
+                        .get("num_connections")
+                        .and_then(serde_json::Value::as_u64),
                     "slack: socket mode connected"
                 );
                 state.send_replace(ConnState::Connected);
@@ -471,8 +479,9 @@ impl Shared {
                 if reason == "link_disabled" {
                     return Some(SessionEnd::Fatal(BackendError::Config {
                         what: "slack app",
-                        reason: "Socket Mode is turned off for this app (disconnect: link_disabled)"
-                            .into(),
+                        reason:
+                            "Socket Mode is turned off for this app (disconnect: link_disabled)"
+                                .into(),
                     }));
                 }
                 tracing::info!(reason, "slack: asked to reconnect");
@@ -480,7 +489,11 @@ impl Shared {
                 Some(SessionEnd::Refresh)
             }
             "events_api" => {
-                if let Some(n) = frame.get("retry_attempt").and_then(Value::as_u64).filter(|n| *n > 0) {
+                if let Some(n) = frame
+                    .get("retry_attempt")
+                    .and_then(Value::as_u64)
+                    .filter(|n| *n > 0)
+                {
                     tracing::debug!(retry_attempt = n, "slack: redelivered envelope");
                 }
                 let payload = frame.get("payload").cloned().unwrap_or(Value::Null);
@@ -615,7 +628,10 @@ impl Shared {
             if !cursor.is_empty() {
                 args.push(("cursor", cursor.as_str()));
             }
-            let body = match self.call("users.list", Token::Bot, Args::Query(&args)).await {
+            let body = match self
+                .call("users.list", Token::Bot, Args::Query(&args))
+                .await
+            {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::warn!(user = name, error = %e, "slack: users.list failed");
@@ -655,7 +671,11 @@ impl Shared {
             return name.clone();
         }
         match self
-            .call("conversations.info", Token::Bot, Args::Query(&[("channel", id)]))
+            .call(
+                "conversations.info",
+                Token::Bot,
+                Args::Query(&[("channel", id)]),
+            )
             .await
         {
             Ok(body) => {
@@ -732,10 +752,16 @@ impl Shared {
             if i > 0 {
                 tokio::time::sleep(PART_PAUSE).await;
             }
-            match self.post_message(&channel, thread.as_deref(), message).await {
+            match self
+                .post_message(&channel, thread.as_deref(), message)
+                .await
+            {
                 Err(ApiError::Slack(code)) if is_content_error(&code) => {
                     tracing::warn!(code = %code, "slack: rich message refused; sending plain text");
-                    let lead = mention.as_deref().map(|m| format!("{m}: ")).unwrap_or_default();
+                    let lead = mention
+                        .as_deref()
+                        .map(|m| format!("{m}: "))
+                        .unwrap_or_default();
                     let parts = rich::parts(&escaped, "slack");
                     for piece in rich::plain_pieces(&lead, &parts, TEXT_LIMIT / 2) {
                         let mut m = Map::new();
@@ -761,9 +787,13 @@ impl Shared {
         if let Some(ts) = thread {
             message.insert("thread_ts".into(), Value::String(ts.to_owned()));
         }
-        self.call("chat.postMessage", Token::Bot, Args::Json(&Value::Object(message)))
-            .await
-            .map(|_| ())
+        self.call(
+            "chat.postMessage",
+            Token::Bot,
+            Args::Json(&Value::Object(message)),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// The DM channel with a user (id or name), opened with `conversations.open`.
@@ -823,7 +853,8 @@ fn is_content_error(code: &str) -> bool {
 fn looks_like_user_id(s: &str) -> bool {
     s.len() >= 9
         && (s.starts_with('U') || s.starts_with('W'))
-        && s.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        && s.chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
 }
 
 /// Removes a leading `<@BOT>` (or `<@BOT|name>`) and the `:`/`,` after it.
@@ -898,7 +929,9 @@ fn decode_markup(text: &str, names: &HashMap<String, String>) -> String {
 }
 
 fn unescape(s: &str) -> String {
-    s.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
 }
 
 /// Escapes `&`, `<` and `>` for Slack, except in Slack's own markup (`<@U1>`, `<#C1>`,
@@ -961,10 +994,22 @@ mod tests {
 
     #[test]
     fn strips_only_a_leading_bot_mention() {
-        assert_eq!(strip_leading_mention("<@UBOT> help", "UBOT"), ("help", true));
-        assert_eq!(strip_leading_mention(" <@UBOT|st2>: help", "UBOT"), ("help", true));
-        assert_eq!(strip_leading_mention("<@UBOTX> help", "UBOT"), ("<@UBOTX> help", false));
-        assert_eq!(strip_leading_mention("hi <@UBOT>", "UBOT"), ("hi <@UBOT>", false));
+        assert_eq!(
+            strip_leading_mention("<@UBOT> help", "UBOT"),
+            ("help", true)
+        );
+        assert_eq!(
+            strip_leading_mention(" <@UBOT|st2>: help", "UBOT"),
+            ("help", true)
+        );
+        assert_eq!(
+            strip_leading_mention("<@UBOTX> help", "UBOT"),
+            ("<@UBOTX> help", false)
+        );
+        assert_eq!(
+            strip_leading_mention("hi <@UBOT>", "UBOT"),
+            ("hi <@UBOT>", false)
+        );
     }
 
     #[test]
@@ -978,7 +1023,10 @@ mod tests {
             "run ping example.com for @bob in #ops <x> & @here https://a.b/c"
         );
         assert_eq!(decode_markup("a < b", &names), "a < b");
-        assert_eq!(mentioned_users("<@U2> and <@U3|c> and <@U2>"), vec!["U2", "U3"]);
+        assert_eq!(
+            mentioned_users("<@U2> and <@U3|c> and <@U2>"),
+            vec!["U2", "U3"]
+        );
     }
 
     #[test]

@@ -82,7 +82,10 @@ mod tests {
             redact_query("wss://x.slack.com/link/?ticket=secret&app_id=A1"),
             "wss://x.slack.com/link/?…"
         );
-        assert_eq!(redact_query("ws://h/api/v4/websocket"), "ws://h/api/v4/websocket");
+        assert_eq!(
+            redact_query("ws://h/api/v4/websocket"),
+            "ws://h/api/v4/websocket"
+        );
     }
 
     #[test]
