@@ -261,7 +261,15 @@ impl Shared {
                     u.query_pairs_mut().extend_pairs(pairs.iter());
                     self.http.get(u)
                 }
-                Args::Json(body) => self.http.post(&url).json(body),
+                // Slack wants the charset spelled out on JSON bodies (else `missing_charset`).
+                Args::Json(body) => self
+                    .http
+                    .post(&url)
+                    .header(
+                        reqwest::header::CONTENT_TYPE,
+                        "application/json; charset=utf-8",
+                    )
+                    .body(body.to_string()),
             };
             let response = request
                 .bearer_auth(token.expose())
