@@ -1,0 +1,3 @@
+//! placeholder
+pub(crate) mod pyre;
+pub(crate) mod unicode;
