@@ -35,12 +35,11 @@ impl Flags {
     pub(crate) const DOTALL: Flags = Flags(16);
     pub(crate) const UNICODE: Flags = Flags(32);
     pub(crate) const VERBOSE: Flags = Flags(64);
-    pub(crate) const DEBUG: Flags = Flags(128);
     pub(crate) const ASCII: Flags = Flags(256);
     /// `a`, `u` and `L`: the flags that choose a character model.
     pub(crate) const TYPE_FLAGS: Flags = Flags(256 | 32 | 4);
     /// Flags that may only be set for the whole pattern.
-    const GLOBAL_FLAGS: Flags = Flags(128 | 1);
+    const GLOBAL_FLAGS: Flags = Flags(128 | 1); // DEBUG | TEMPLATE
 
     pub(crate) const fn empty() -> Flags {
         Flags(0)
@@ -596,7 +595,6 @@ impl State {
 
 const SPECIAL_CHARS: &str = ".\\[{()*+?^$|";
 const REPEAT_CHARS: &str = "*+?{";
-const DIGITS: &str = "0123456789";
 const OCTDIGITS: &str = "01234567";
 const HEXDIGITS: &str = "0123456789abcdefABCDEF";
 const VERBOSE_WHITESPACE: &str = " \t\n\r\x0b\x0c";
