@@ -14,9 +14,9 @@ pub mod dispatch;
 pub mod http;
 pub mod logging;
 pub mod ops;
+pub mod secret;
 #[cfg(feature = "simulator")]
 pub mod simulator;
-pub mod secret;
 pub mod stackstorm;
 pub mod template;
 
@@ -94,7 +94,10 @@ pub fn main(spec: &'static BotSpec) -> ExitCode {
         };
         #[cfg(not(feature = "simulator"))]
         if options.simulate {
-            eprintln!("{}: this executable was built without the simulator (feature `simulator`)", spec.name);
+            eprintln!(
+                "{}: this executable was built without the simulator (feature `simulator`)",
+                spec.name
+            );
             return ExitCode::from(2);
         }
         #[cfg(feature = "simulator")]
@@ -128,9 +131,12 @@ pub fn main(spec: &'static BotSpec) -> ExitCode {
 
 /// The spec with StackStorm's addresses derived from `base` (as `stackstorm.url` does).
 fn with_stackstorm_url(spec: &BotSpec, base: &str) -> Result<&'static BotSpec, String> {
-    let parsed = url::Url::parse(base).map_err(|e| format!("`--stackstorm-url {base}` is not a URL: {e}"))?;
+    let parsed = url::Url::parse(base)
+        .map_err(|e| format!("`--stackstorm-url {base}` is not a URL: {e}"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(format!("`--stackstorm-url {base}` must be an http or https URL"));
+        return Err(format!(
+            "`--stackstorm-url {base}` must be an http or https URL"
+        ));
     }
     let base = base.trim_end_matches('/');
     let mut spec = spec.clone();
