@@ -384,3 +384,101 @@ async fn fake_refuses_what_mattermost_refuses() {
     assert_eq!(frames[0]["seq"], 0);
     assert_eq!(frames[1], json!({"status": "OK", "seq_reply": 1}));
 }
+
+// The whole bot: dispatcher, StackStorm client and the Mattermost backend, against the
+// StackStorm simulator and the fake Mattermost.
+
+#[tokio::test]
+async fn whole_bot_runs_commands_from_mattermost_against_the_stackstorm_simulator() {
+    let sim = st2_sim::Sim::start(st2_sim::SimConfig::demo())
+        .await
+        .expect("simulator");
+    let fake = MattermostFake::start().await;
+    let dir = TempDir::new("mattermost-whole");
+    let yaml = format!(
+        r##"name: mattermost-e2e
+backend:
+  kind: mattermost
+  url: {url}
+  token: "file:{token}"
+  team: {TEAM}
+stackstorm:
+  url: {st2}
+  auth:
+    api_key: "file:{key}"
+  matcher: local
+chat:
+  prefix: "!"
+access:
+  default: deny
+  rules:
+    - allow: {{ users: ["alice"], rooms: ["#ops"] }}
+    - allow: {{ users: ["alice"], direct: true }}
+"##,
+        url = fake.url(),
+        token = dir.file("token", TOKEN),
+        key = dir.file("st2", "sim-api-key"),
+        st2 = sim.url(),
+    );
+    let _bot = backend_io::run_whole_bot(&yaml);
+    fake.wait_until("the bot's socket", WAIT, |f| f.live_sockets() == 1)
+        .await;
+    let deadline = Instant::now() + WAIT;
+    while sim.stream_clients() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the bot never connected to the stream"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let texts_in = |channel: &str, root: &str| -> Vec<String> {
+        fake.posts()
+            .iter()
+            .filter(|p| p.channel_id == channel && p.root_id == root)
+            .map(|p| {
+                let mut t = p.message.clone();
+                for a in p.props["attachments"].as_array().into_iter().flatten() {
+                    t.push('\n');
+                    t.push_str(a["text"].as_str().unwrap_or_default());
+                }
+                t
+            })
+            .collect()
+    };
+
+    fake.user_says(ALICE, OPS, "!help", None);
+    fake.wait_until("help in ~ops", WAIT, |_| {
+        texts_in(OPS, "")
+            .iter()
+            .any(|t| t.contains("!local {{cmd}}"))
+    })
+    .await;
+
+    let root = fake.user_says(BOB, OPS, "anyone checked the clock?", None);
+    fake.user_says(ALICE, OPS, "!local date", Some(&root));
+    fake.wait_until("ack and result in the thread", WAIT, |_| {
+        let t = texts_in(OPS, &root);
+        t.iter().any(|m| m.contains("running `core.local`"))
+            && t.iter()
+                .any(|m| m.starts_with("@alice: Execution") && m.contains("succeeded"))
+    })
+    .await;
+    assert_eq!(sim.executions()[0].source_context["thread"], root.as_str());
+
+    let dm = fake.direct_channel(ALICE);
+    fake.user_says(ALICE, &dm, "local uptime", None);
+    fake.wait_until("ack and result in the DM", WAIT, |_| {
+        let t = texts_in(&dm, "");
+        t.iter().any(|m| m.contains("running `core.local`"))
+            && t.iter().any(|m| m.contains("succeeded"))
+    })
+    .await;
+
+    fake.user_says(BOB, OPS, "!local reboot", None);
+    fake.wait_until("the denial", WAIT, |_| {
+        texts_in(OPS, "").iter().any(|t| t.contains("bob"))
+    })
+    .await;
+    assert_eq!(sim.executions().len(), 2);
+    assert!(fake.rejections().is_empty(), "{:?}", fake.rejections());
+}

@@ -514,3 +514,114 @@ async fn fake_refuses_what_slack_refuses() {
     );
     assert!(fake.posts().is_empty());
 }
+
+// The whole bot: dispatcher, StackStorm client and the Slack backend, against the StackStorm
+// simulator and the fake Slack.
+
+#[tokio::test]
+async fn whole_bot_runs_commands_from_slack_against_the_stackstorm_simulator() {
+    let sim = st2_sim::Sim::start(st2_sim::SimConfig::demo())
+        .await
+        .expect("simulator");
+    let fake = SlackFake::start().await;
+    let dir = TempDir::new("slack-whole");
+    let yaml = format!(
+        r##"name: slack-e2e
+backend:
+  kind: slack
+  app_token: "file:{app}"
+  bot_token: "file:{bot}"
+  url: {api}
+stackstorm:
+  url: {st2}
+  auth:
+    api_key: "file:{key}"
+  matcher: local
+chat:
+  prefix: "!"
+access:
+  default: deny
+  rules:
+    - allow: {{ users: ["alice"], rooms: ["#ops"] }}
+    - allow: {{ users: ["alice"], direct: true }}
+"##,
+        app = dir.file("app", APP_TOKEN),
+        bot = dir.file("bot", BOT_TOKEN),
+        key = dir.file("st2", "sim-api-key"),
+        api = fake.api_url(),
+        st2 = sim.url(),
+    );
+    let _bot = backend_io::run_whole_bot(&yaml);
+    fake.wait_until("the bot's socket", WAIT, |f| f.open_sockets() == 1)
+        .await;
+    let deadline = Instant::now() + WAIT;
+    while sim.stream_clients() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the bot never connected to the stream"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let texts_in = |channel: &str, thread: Option<&str>| -> Vec<String> {
+        let all = fake.posts();
+        all.iter()
+            .filter(|p| p.channel == channel && p.thread_ts.as_deref() == thread)
+            .map(|p| {
+                let mut t = p.text.clone().unwrap_or_default();
+                for a in p
+                    .attachments
+                    .iter()
+                    .flat_map(|a| a.as_array().into_iter().flatten())
+                {
+                    t.push('\n');
+                    t.push_str(a["text"].as_str().unwrap_or_default());
+                }
+                t
+            })
+            .collect()
+    };
+
+    // `!help` in #ops.
+    fake.user_says(ALICE, OPS, "!help", None);
+    fake.wait_until("help in #ops", WAIT, |_| {
+        texts_in(OPS, None)
+            .iter()
+            .any(|t| t.contains("!local {{cmd}}"))
+    })
+    .await;
+
+    // An alias command in a thread: the ack and the result land in the thread, the result
+    // mentions alice by her Slack id.
+    let parent = fake.user_says(BOB, OPS, "anyone checked the clock?", None);
+    fake.user_says(ALICE, OPS, "!local date", Some(&parent));
+    fake.wait_until("ack and result in the thread", WAIT, |_| {
+        let t = texts_in(OPS, Some(&parent));
+        t.iter().any(|m| m.contains("running `core.local`"))
+            && t.iter().any(|m| {
+                m.starts_with(&format!("<@{ALICE}>: Execution")) && m.contains("succeeded")
+            })
+    })
+    .await;
+    let executions = sim.executions();
+    assert_eq!(executions[0].user, "alice");
+    assert_eq!(executions[0].source_channel, OPS);
+    assert_eq!(executions[0].source_context["thread"], parent.as_str());
+
+    // In a DM, without the prefix: ack and result come back privately.
+    fake.user_says(ALICE, ALICE_DM, "local uptime", None);
+    fake.wait_until("ack and result in the DM", WAIT, |_| {
+        let t = texts_in(ALICE_DM, None);
+        t.iter().any(|m| m.contains("running `core.local`"))
+            && t.iter().any(|m| m.contains("succeeded"))
+    })
+    .await;
+
+    // Access rules see Slack names: bob is not allowed, and StackStorm never hears of it.
+    fake.user_says(BOB, OPS, "!local reboot", None);
+    fake.wait_until("the denial", WAIT, |_| {
+        texts_in(OPS, None).iter().any(|t| t.contains("bob"))
+    })
+    .await;
+    assert_eq!(sim.executions().len(), 2);
+    assert!(fake.rejections().is_empty(), "{:?}", fake.rejections());
+}

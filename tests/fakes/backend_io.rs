@@ -1,7 +1,9 @@
 //! Test harness that drives a chat [`Backend`] through [`BackendIo`] the way the bot's
 //! dispatcher does: it receives [`Incoming`] messages, sends [`Outgoing`] replies, watches
 //! the connection state, and shuts the backend down. Also writes throwaway secret files
-//! (secrets are files here: tests must not set process-wide environment variables).
+//! (secrets are files here: tests must not set process-wide environment variables), and
+//! runs a whole bot (dispatcher, StackStorm client, backend) from a definition in-process,
+//! for definitions whose addresses are only known at run time (fakes on free ports).
 
 // Shared by several test binaries: each uses a part, and `pub` marks the API they use.
 #![allow(dead_code, unreachable_pub)]
@@ -33,9 +35,14 @@ impl TempDir {
 
     /// Writes `value` to a file and returns a `file:` secret reference to it.
     pub fn secret(&self, name: &str, value: &str) -> SecretRef {
+        SecretRef::File(self.file(name, value).into())
+    }
+
+    /// Writes `value` (and a newline) to a file; returns its path.
+    pub fn file(&self, name: &str, value: &str) -> String {
         let path = self.0.join(name);
         std::fs::write(&path, format!("{value}\n")).expect("write secret");
-        SecretRef::File(path.to_string_lossy().into_owned().into())
+        path.to_string_lossy().into_owned()
     }
 }
 
@@ -133,6 +140,19 @@ impl Drop for Driven {
             task.abort();
         }
     }
+}
+
+/// Runs the bot `yaml` defines, in this process, as its executable would (`app::run`):
+/// the definition is validated by `bot_config::load` like the `bot!` macro does.
+pub fn run_whole_bot(yaml: &str) -> JoinHandle<std::process::ExitCode> {
+    let file = st2bot::config::SourceFile::new("tests/whole-bot.yaml", yaml);
+    let spec = st2bot::config::load(&file).unwrap_or_else(|d| panic!("invalid definition: {d:#?}"));
+    let spec: &'static st2bot::config::BotSpec = Box::leak(Box::new(spec));
+    let client =
+        st2bot::runtime::stackstorm::St2Client::new(&spec.stackstorm).expect("StackStorm client");
+    tokio::spawn(async move {
+        st2bot::runtime::app::run(spec, client, &st2bot::runtime::cli::Options::default()).await
+    })
 }
 
 /// Where the dispatcher sends a reply to `message`.
