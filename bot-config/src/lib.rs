@@ -26,7 +26,7 @@ pub use spec::*;
 /// problem in the file is reported together, sorted by position.
 pub fn load(file: &SourceFile) -> Result<BotSpec, Vec<Diagnostic>> {
     let raw: raw::BotFile =
-        serde_saphyr::from_str(&file.text).map_err(|e| vec![check::from_parse_error(&e)])?;
+        serde_saphyr::from_str(&file.text).map_err(|e| vec![check::from_parse_error(&e, file)])?;
     check::check(raw, file)
 }
 

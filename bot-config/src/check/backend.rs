@@ -2,7 +2,7 @@
 
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::raw::Backend;
-use crate::source::{Span, Spanned};
+use crate::source::{SourceFile, Span, Spanned};
 use crate::spec::{
     BackendSpec, DiscordSpec, IrcAuth, IrcSpec, List, MatrixLogin, MatrixSpec, MattermostSpec,
     RocketChatLogin, RocketChatSpec, SecretRef, SlackSpec, Str, TextSpec, XmppSpec,
@@ -82,7 +82,11 @@ fn present(b: &Backend) -> Vec<(&'static str, Span)> {
         .collect()
 }
 
-pub(super) fn check(d: &mut Diagnostics, raw: &Spanned<Backend>) -> Option<BackendSpec> {
+pub(super) fn check(
+    d: &mut Diagnostics,
+    raw: &Spanned<Backend>,
+    file: &SourceFile,
+) -> Option<BackendSpec> {
     let b = &raw.value;
     let kind = b.kind.value.as_str();
     // Rule: `kind` is one of the known backends.
@@ -105,10 +109,7 @@ pub(super) fn check(d: &mut Diagnostics, raw: &Spanned<Backend>) -> Option<Backe
         if !allowed.contains(key) {
             let mut diag = Diagnostic::new(
                 "backend-key-not-applicable",
-                Span {
-                    len: key.len() as u32,
-                    ..*span
-                },
+                super::key_span(file, *span, key),
                 format!("`{key}` is not a setting of the `{kind}` backend"),
                 format!("not used by `{kind}`"),
             );

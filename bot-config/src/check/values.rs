@@ -34,7 +34,10 @@ pub(super) fn bot_name(d: &mut Diagnostics, raw: &Spanned<String>) -> String {
                 format!("`{name}` is not a valid bot name"),
                 "letters, digits, `-` and `_` only, starting with a letter",
             )
-            .help(format!("try `{}`", suggestion.trim_matches('-')))
+            .help(match suggestion.trim_matches('-') {
+                s if s.starts_with(|c: char| c.is_ascii_alphabetic()) => format!("try `{s}`"),
+                s => format!("try `bot-{s}`"),
+            })
             .note("the name is used for the executable and the session store"),
         );
     }
@@ -44,7 +47,17 @@ pub(super) fn bot_name(d: &mut Diagnostics, raw: &Spanned<String>) -> String {
 /// Rule: the command prefix is 1–8 characters with no whitespace.
 pub(super) fn prefix(d: &mut Diagnostics, raw: &Spanned<String>) -> String {
     let p = &raw.value;
-    if p.is_empty() || p.chars().count() > 8 || p.chars().any(char::is_whitespace) {
+    if p.is_empty() {
+        d.push(
+            Diagnostic::new(
+                "invalid-prefix",
+                Span::of(raw),
+                "the command prefix is empty",
+                "no prefix here",
+            )
+            .help("quote the prefix: `prefix: \"!\"` (unquoted, `!`, `&` and `*` mean something else in YAML)"),
+        );
+    } else if p.chars().count() > 8 || p.chars().any(char::is_whitespace) {
         d.push(
             Diagnostic::new(
                 "invalid-prefix",
@@ -136,7 +149,8 @@ pub(super) fn url(d: &mut Diagnostics, raw: &Spanned<String>, key: &str) -> Opti
                 format!("`{key}` carries credentials (`***`)"),
                 "user or password inside the URL",
             )
-            .help("remove them from the URL and use the `auth` settings with secret references"),
+            .help("remove them from the URL and use the `auth` settings with secret references")
+            .redacted(),
         );
         return None;
     }
