@@ -71,6 +71,15 @@ impl Diagnostic {
         self
     }
 
+    /// Adds a `note:` line when there is one.
+    #[must_use]
+    pub fn maybe_note(mut self, note: Option<String>) -> Self {
+        if note.is_some() {
+            self.note = note;
+        }
+        self
+    }
+
     /// Adds a `note:` line.
     #[must_use]
     pub fn note(mut self, note: impl Into<String>) -> Self {

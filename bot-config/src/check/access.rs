@@ -285,10 +285,10 @@ fn check_rule(
                 "a direct message is in no room",
             )
             .help("remove `rooms` to match direct messages, or remove `direct: true`")
-            .note(format!(
-                "`rooms` is given at line {}",
-                Span::start_of(r).line
-            )),
+            .maybe_note(
+                (Span::start_of(r).line != Span::of(dir).line)
+                    .then(|| format!("`rooms` is given at line {}", Span::start_of(r).line)),
+            ),
         );
     }
     if !ok {
@@ -401,8 +401,12 @@ fn check_reachability(
                     "move it above the wider rule, or remove it".to_owned(),
                 ),
             };
+            let span = Span {
+                len: b.decision.as_str().len() as u32,
+                ..*span
+            };
             d.push(
-                Diagnostic::new(id, *span, message, "unreachable rule")
+                Diagnostic::new(id, span, message, "unreachable rule")
                     .help(help)
                     .note("rules are tried in order and the first match decides"),
             );

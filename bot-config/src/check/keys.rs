@@ -147,6 +147,17 @@ fn char_len(s: &str) -> u32 {
     u32::try_from(s.chars().count()).unwrap_or(u32::MAX).max(1)
 }
 
+/// The nearest line above `line` with an odd number of `"`: where a double-quoted value
+/// that the parser ran past its line starts.
+fn runaway_quote(file: &SourceFile, line: u32) -> Option<u32> {
+    (line.saturating_sub(20).max(1)..line).rev().find(|&l| {
+        let text = file.line_text(l);
+        let code = text.split(" #").next().unwrap_or(text);
+        !code.trim_start().starts_with('#')
+            && (code.matches('"').count() - code.matches("\\\"").count()) % 2 == 1
+    })
+}
+
 /// Whether the value at `span` starts with `{{` (an unquoted handlebars template).
 fn starts_template(file: &SourceFile, span: Span) -> bool {
     file.line_text(span.line)
@@ -392,6 +403,21 @@ fn scanner(span: Span, message: &str, file: &SourceFile) -> Diagnostic {
     } else if message.contains("flow sequence") && !in_flow {
         "a `[` opened on a line above is never closed: add the `]` at the end of that value"
             .to_owned()
+    } else if message.contains("trailing content")
+        && line
+            .chars()
+            .take(span.column.saturating_sub(1) as usize)
+            .filter(|c| *c == '"')
+            .count()
+            % 2
+            == 1
+    {
+        match runaway_quote(file, span.line) {
+            Some(opened) => format!(
+                "the quote opened on line {opened} is not closed there, so it runs on to this line: add the missing `\"` at the end of line {opened}"
+            ),
+            None => "quote the whole value, or remove what follows the closing quote".to_owned(),
+        }
     } else if message.contains("trailing content") {
         "quote the whole value, or remove what follows the closing quote".to_owned()
     } else if in_flow {

@@ -32,7 +32,7 @@ pub(crate) fn check(raw: BotFile, file: &SourceFile) -> Result<BotSpec, Vec<Diag
     let name = values::bot_name(&mut d, &raw.name);
     let backend = backend::check(&mut d, &raw.backend, file);
     let stackstorm = stackstorm::check(&mut d, &raw.stackstorm, file);
-    let chat = chat(&mut d, raw.chat.as_ref());
+    let chat = chat(&mut d, raw.chat.as_ref(), file);
     let access = access::check(&mut d, raw.access.as_ref(), raw.groups.as_ref());
     let templates = templates::check(&mut d, raw.templates.as_ref(), file);
     let auth_page = raw
@@ -116,13 +116,17 @@ pub(super) fn key_span(file: &SourceFile, value: Span, key: &str) -> Span {
 
 /// `chat:` with defaults: prefix `!`, mention on, help command `help`, session command
 /// `session`, acks on.
-fn chat(d: &mut Diagnostics, raw: Option<&Spanned<crate::raw::Chat>>) -> ChatSpec {
+fn chat(
+    d: &mut Diagnostics,
+    raw: Option<&Spanned<crate::raw::Chat>>,
+    file: &SourceFile,
+) -> ChatSpec {
     let default = crate::raw::Chat::default();
     let c = raw.map(|c| &c.value).unwrap_or(&default);
     let prefix = c
         .prefix
         .as_ref()
-        .map(|p| values::prefix(d, p))
+        .map(|p| values::prefix(d, p, file))
         .unwrap_or_else(|| "!".to_owned());
     let help_command = c
         .help_command
@@ -217,7 +221,6 @@ fn log_level(d: &mut Diagnostics, raw: &Spanned<String>) {
             None => !is_level(directive),
         });
     if let Some(bad) = bad {
-        let word = bad.rsplit('=').next().unwrap_or(bad).trim();
         d.push(
             Diagnostic::new(
                 "invalid-log-level",
@@ -225,7 +228,7 @@ fn log_level(d: &mut Diagnostics, raw: &Spanned<String>) {
                 format!("`{}` is not a log level", bad.trim()),
                 "not a level or `target=level`",
             )
-            .maybe_help(crate::suggest::did_you_mean_help(word, LEVELS))
+            .help("write `debug` for more detail or `info` for the usual output")
             .note("levels are `trace`, `debug`, `info`, `warn`, `error` and `off`; per-module levels are written `bot_runtime=debug,info`"),
         );
     }

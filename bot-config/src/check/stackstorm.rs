@@ -160,7 +160,19 @@ fn auth(d: &mut Diagnostics, s: &StackStorm) -> Option<St2AuthSpec> {
                 Diagnostic::new(
                     "conflicting-auth",
                     blame.map(Span::of).unwrap_or(span),
-                    format!("`stackstorm.auth` gives both {} and {}", given[0], given[1]),
+                    format!(
+                        "`stackstorm.auth` gives both {} and {}",
+                        given[0]
+                            .split(" and ")
+                            .map(|w| format!("`{w}`"))
+                            .collect::<Vec<_>>()
+                            .join(" and "),
+                        given[1]
+                            .split(" and ")
+                            .map(|w| format!("`{w}`"))
+                            .collect::<Vec<_>>()
+                            .join(" and ")
+                    ),
                     "second credential",
                 )
                 .help("keep exactly one way for the bot to authenticate"),
@@ -238,7 +250,7 @@ fn route(d: &mut Diagnostics, raw: &Spanned<String>, key: &str) -> String {
             Diagnostic::new(
                 "invalid-route",
                 Span::of(raw),
-                format!("`{key}` `{r}` is not a valid route"),
+                format!("`{r}` is not a valid `{key}`"),
                 "letters, digits, `_` and `-` only",
             )
             .help("the stock pairs are `hubot` → `chatops` and `errbot` → `errbot`"),

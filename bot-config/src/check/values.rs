@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::raw::AuthPage;
-use crate::source::{Span, Spanned};
+use crate::source::{SourceFile, Span, Spanned};
 use crate::spec::AuthPageSpec;
 
 use super::{durations::duration, secrets::secret};
@@ -45,13 +45,13 @@ pub(super) fn bot_name(d: &mut Diagnostics, raw: &Spanned<String>) -> String {
 }
 
 /// Rule: the command prefix is 1–8 characters with no whitespace.
-pub(super) fn prefix(d: &mut Diagnostics, raw: &Spanned<String>) -> String {
+pub(super) fn prefix(d: &mut Diagnostics, raw: &Spanned<String>, file: &SourceFile) -> String {
     let p = &raw.value;
     if p.is_empty() {
         d.push(
             Diagnostic::new(
                 "invalid-prefix",
-                Span::of(raw),
+                super::key_span(file, Span::of(raw), "prefix"),
                 "the command prefix is empty",
                 "no prefix here",
             )
@@ -99,15 +99,18 @@ pub(super) fn url(d: &mut Diagnostics, raw: &Spanned<String>, key: &str) -> Opti
     let parsed = match url::Url::parse(text) {
         Ok(u) => u,
         Err(e) => {
-            d.push(
-                Diagnostic::new(
-                    "invalid-url",
-                    Span::of(raw),
-                    format!("`{key}` is not a URL: {e}"),
-                    "not a URL",
+            let (message, help) = if e == url::ParseError::RelativeUrlWithoutBase {
+                (
+                    format!("`{key}` is not a URL: it has no scheme"),
+                    format!("write `https://{text}`"),
                 )
-                .help("write an absolute URL such as `https://st2.example.com/api`"),
-            );
+            } else {
+                (
+                    format!("`{key}` is not a URL: {e}"),
+                    "write an absolute URL such as `https://st2.example.com`".to_owned(),
+                )
+            };
+            d.push(Diagnostic::new("invalid-url", Span::of(raw), message, "not a URL").help(help));
             return None;
         }
     };
