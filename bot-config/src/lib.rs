@@ -11,6 +11,8 @@ mod check;
 pub mod codegen;
 pub mod diagnostic;
 pub mod raw;
+#[cfg(feature = "schema")]
+pub mod schema;
 pub mod source;
 pub mod spec;
 pub mod suggest;
