@@ -49,7 +49,11 @@ pub fn json_schema() -> Value {
     }
     let words: [(&str, &str, Vec<&str>); 5] = [
         ("Backend", "kind", crate::backend_kinds()),
-        ("Backend", "auth", vec!["none", "sasl", "nickserv", "server"]),
+        (
+            "Backend",
+            "auth",
+            vec!["none", "sasl", "nickserv", "server"],
+        ),
         ("Access", "default", vec!["allow", "deny"]),
         ("Log", "format", vec!["text", "json"]),
         ("StackStorm", "matcher", vec!["stackstorm", "local"]),

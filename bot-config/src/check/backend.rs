@@ -113,14 +113,22 @@ pub(super) fn check(
                 format!("`{key}` is not a setting of the `{kind}` backend"),
                 format!("not used by `{kind}`"),
             );
+            let users: Vec<&str> = KINDS
+                .iter()
+                .filter(|k| k.1.contains(key))
+                .map(|k| k.0)
+                .collect();
+            diag = diag.help(format!(
+                "remove it, or change `kind`: `{key}` is a setting of {}",
+                list_words(users.iter().copied())
+            ));
             diag = if allowed.is_empty() {
-                diag.help(format!("remove it; the `{kind}` backend takes no settings"))
+                diag.note(format!("the `{kind}` backend takes no settings"))
             } else {
-                diag.maybe_help(did_you_mean_help(key, allowed.iter().copied()))
-                    .note(format!(
-                        "`{kind}` takes {}",
-                        list_words(allowed.iter().copied())
-                    ))
+                diag.note(format!(
+                    "`{kind}` takes {}",
+                    list_words(allowed.iter().copied())
+                ))
             };
             d.push(diag);
         }
