@@ -88,7 +88,7 @@ fn show(d: Duration) -> String {
         return humantime::format_duration(d).to_string();
     }
     for (unit, secs) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
-        if s % secs == 0 {
+        if s.is_multiple_of(secs) {
             return format!("{}{unit}", s / secs);
         }
     }
