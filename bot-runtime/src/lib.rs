@@ -6,12 +6,14 @@
 //! [`check`] (`--check`), [`http`] (the shared HTTP client), [`cli`], [`logging`].
 
 pub mod app;
+mod auth_page;
 pub mod backend;
 pub mod check;
 pub mod cli;
 pub mod http;
 pub mod logging;
 pub mod secret;
+pub mod session;
 
 use std::process::ExitCode;
 
