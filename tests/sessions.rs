@@ -35,7 +35,10 @@ async fn full_login_flow_binds_the_token_the_simulator_issued_and_commands_use_i
 
     // Asked in a room: the room hears only that a link was sent privately.
     let link = page.request_link("U042", "alice").await;
-    assert!(link.starts_with(&format!("{}?id=", auth.public_url)), "{link}");
+    assert!(
+        link.starts_with(&format!("{}?id=", auth.public_url)),
+        "{link}"
+    );
     let link_id = link.split("id=").nth(1).unwrap().to_owned();
     assert_eq!(link_id.len(), 64, "256-bit id in hex");
 
@@ -54,12 +57,7 @@ async fn full_login_flow_binds_the_token_the_simulator_issued_and_commands_use_i
     assert_eq!(h["x-frame-options"], "DENY");
     assert_eq!(h["referrer-policy"], "no-referrer");
     assert_eq!(h["cache-control"], "no-store");
-    assert!(
-        h["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/html")
-    );
+    assert!(h["content-type"].to_str().unwrap().starts_with("text/html"));
     let body = response.text().await.unwrap();
     assert!(body.contains("alice"), "the page names the chat user");
     for external in ["<script", "src=", "<link", "http://", "https://"] {
@@ -83,7 +81,10 @@ async fn full_login_flow_binds_the_token_the_simulator_issued_and_commands_use_i
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    assert!(body.contains("Logged in") && body.contains("st2admin"), "{body}");
+    assert!(
+        body.contains("Logged in") && body.contains("st2admin"),
+        "{body}"
+    );
 
     // Confirmation for the chat side, and the token the simulator issued is bound.
     let (user, text) = page.next_notification().await;
@@ -105,7 +106,11 @@ async fn full_login_flow_binds_the_token_the_simulator_issued_and_commands_use_i
         .into_iter()
         .find(|r| r.path.ends_with("/tokens") && r.body.is_some())
         .unwrap();
-    assert_eq!(token_request.body.unwrap()["ttl"], 12 * 3600, "asks for session_ttl");
+    assert_eq!(
+        token_request.body.unwrap()["ttl"],
+        12 * 3600,
+        "asks for session_ttl"
+    );
 
     // A command runs with that token: the simulator records the credential used.
     let request = ExecuteRequest {
@@ -124,7 +129,10 @@ async fn full_login_flow_binds_the_token_the_simulator_issued_and_commands_use_i
         Some(("token".to_owned(), bound.expose().to_owned()))
     );
 
-    let status = page.manager.command("U042", "alice", true, &["status"]).await;
+    let status = page
+        .manager
+        .command("U042", "alice", true, &["status"])
+        .await;
     let status = status.public.unwrap();
     assert!(
         status.contains("st2admin") && status.contains("left"),
@@ -138,10 +146,7 @@ async fn full_login_flow_binds_the_token_the_simulator_issued_and_commands_use_i
     // Nothing secret in any log line (runtime, hyper, reqwest, at TRACE level).
     page.stop().await;
     let text = logs.text();
-    assert!(
-        text.contains("session bound"),
-        "logs were captured: {text}"
-    );
+    assert!(text.contains("session bound"), "logs were captured: {text}");
     for (what, secret) in [
         ("password", PASSWORD),
         ("token", bound.expose()),
@@ -158,8 +163,11 @@ async fn in_a_direct_message_the_link_comes_privately_without_a_room_note() {
     let (_sim, _dir, page, _) = setup("dm").await;
     let reply = page.manager.command("U1", "bob", true, &["login"]).await;
     assert!(reply.public.is_none());
-    let private = reply.private.unwrap();
-    assert!(private.contains("?id=") && private.contains("bob"), "{private}");
+    let private = reply.private.clone().unwrap();
+    assert!(
+        private.contains("?id=") && private.contains("bob"),
+        "{private}"
+    );
     assert!(
         !format!("{reply:?}").contains("id="),
         "Debug hides the link"
@@ -309,7 +317,10 @@ async fn missing_or_wrong_csrf_tokens_and_foreign_posts_are_forbidden() {
     };
     for (case, fields) in [
         ("missing", with(&[("id", id.clone())])),
-        ("empty", with(&[("id", id.clone()), ("csrf", String::new())])),
+        (
+            "empty",
+            with(&[("id", id.clone()), ("csrf", String::new())]),
+        ),
         (
             "another link's",
             with(&[("id", id.clone()), ("csrf", other_csrf.clone())]),
@@ -410,7 +421,10 @@ async fn brute_force_from_one_address_hits_the_rate_limit() {
         .iter()
         .filter(|r| r.path.ends_with("/tokens"))
         .count();
-    assert!(token_calls <= 5, "{token_calls} password guesses reached StackStorm");
+    assert!(
+        token_calls <= 5,
+        "{token_calls} password guesses reached StackStorm"
+    );
     assert!(page.manager.token_for("U1").is_none());
 }
 
@@ -436,7 +450,11 @@ async fn a_pasted_token_is_checked_with_stackstorm_then_bound() {
     let (sim, _dir, mut page, st2) = setup("paste").await;
     // A token obtained elsewhere (as `st2 auth` would).
     let own = st2
-        .create_token("st2admin", &Secret::new(PASSWORD), Duration::from_secs(3600))
+        .create_token(
+            "st2admin",
+            &Secret::new(PASSWORD),
+            Duration::from_secs(3600),
+        )
         .await
         .unwrap();
     let link = page.request_link("U7", "carol").await;
@@ -540,9 +558,8 @@ async fn a_changed_key_drops_the_sessions_without_a_panic() {
     assert!(page.manager.token_for("U1").is_some());
     // A key that cannot be read, or is too short, is an error at start-up.
     let mut missing = auth.clone();
-    missing.encryption_key = st2bot::config::SecretRef::File(
-        dir.0.join("no-such-key").display().to_string().into(),
-    );
+    missing.encryption_key =
+        st2bot::config::SecretRef::File(dir.0.join("no-such-key").display().to_string().into());
     drop(page);
     let err = SessionManager::open(&missing, "t", St2Client::new(&st2).unwrap()).unwrap_err();
     assert!(matches!(err, SessionError::Key(_)), "{err}");
@@ -676,11 +693,7 @@ async fn the_page_is_served_over_tls_when_configured() {
     assert!(link.starts_with("https://"));
     let response = page.http.get(&link).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 200);
-    assert!(
-        response
-            .headers()
-            .contains_key("strict-transport-security")
-    );
+    assert!(response.headers().contains_key("strict-transport-security"));
     assert_eq!(page.log_in(&link, "st2admin", PASSWORD).await.0, 200);
     page.next_notification().await;
     assert!(page.manager.token_for("U1").is_some());

@@ -37,7 +37,10 @@ impl TempDir {
         let dir = std::env::temp_dir().join(format!(
             "st2bot-sessions-{name}-{}-{}",
             std::process::id(),
-            random.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            random
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
         ));
         std::fs::create_dir_all(&dir).unwrap();
         Self(dir)

@@ -68,7 +68,11 @@ Commands that chat user runs will then run as you in StackStorm. \
         user = escape(page.chat_user),
     );
     if let Some(error) = page.error {
-        let _ = writeln!(body, "<p class=\"error\" role=\"alert\">{}</p>", escape(error));
+        let _ = writeln!(
+            body,
+            "<p class=\"error\" role=\"alert\">{}</p>",
+            escape(error)
+        );
     }
     let hidden = format!(
         "<input type=\"hidden\" name=\"id\" value=\"{}\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">",
@@ -162,7 +166,14 @@ mod tests {
             error: None,
             username: "",
         });
-        for external in ["http:", "https:", "src=", "<script", "<link", "action=\"http"] {
+        for external in [
+            "http:",
+            "https:",
+            "src=",
+            "<script",
+            "<link",
+            "action=\"http",
+        ] {
             assert!(!html.contains(external), "{external} in {html}");
         }
         assert_eq!(html.matches("method=\"post\"").count(), 2);

@@ -29,6 +29,7 @@ use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
@@ -101,12 +102,16 @@ pub(crate) async fn run(
     let app = router(state);
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    // Connection tasks hold the manager: all of them end before `run` returns, so that the
+    // store is closed when the caller drops its last reference.
+    let mut tasks = JoinSet::new();
     let mut purge = tokio::time::interval(PURGE_EVERY);
     purge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
             _ = purge.tick() => manager.purge_expired(),
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
                     Ok(a) => a,
@@ -123,7 +128,7 @@ pub(crate) async fn run(
                 let app = app.clone();
                 let watcher = graceful.watcher();
                 let tls = tls.clone();
-                tokio::spawn(async move {
+                tasks.spawn(async move {
                     let _slot = slot;
                     match tls {
                         None => serve_connection(stream, peer, app, watcher).await,
@@ -144,6 +149,7 @@ pub(crate) async fn run(
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(DRAIN_TIMEOUT) => tracing::warn!("login page: connections still open at shutdown; closing them"),
     }
+    tasks.shutdown().await;
     tracing::info!("login page stopped");
     Ok(())
 }
@@ -270,11 +276,11 @@ fn show_form(state: &PageState, query: &str) -> Response {
 
 /// `POST`: one login attempt.
 async fn submit(state: &PageState, source: IpAddr, headers: &HeaderMap, body: &[u8]) -> Response {
-    if let Some(site) = headers.get("sec-fetch-site") {
-        if !matches!(site.as_bytes(), b"same-origin" | b"none") {
-            tracing::warn!(source = %source, "login page: cross-site form post refused");
-            return forbidden();
-        }
+    if let Some(site) = headers.get("sec-fetch-site")
+        && !matches!(site.as_bytes(), b"same-origin" | b"none")
+    {
+        tracing::warn!(source = %source, "login page: cross-site form post refused");
+        return forbidden();
     }
     let form_encoded = headers
         .get(header::CONTENT_TYPE)
@@ -322,12 +328,7 @@ async fn submit(state: &PageState, source: IpAddr, headers: &HeaderMap, body: &[
             };
             if bad(&username, 256) || bad(password.expose(), 1024) {
                 claim.release();
-                let attempts = state
-                    .manager
-                    .links()
-                    .peek(&id)
-                    .map(|(_, n)| n)
-                    .unwrap_or(0);
+                let attempts = state.manager.links().peek(&id).map(|(_, n)| n).unwrap_or(0);
                 return form_page(
                     state,
                     &id,
@@ -348,12 +349,7 @@ async fn submit(state: &PageState, source: IpAddr, headers: &HeaderMap, body: &[
             let t = token.expose();
             if t.is_empty() || t.len() > 4096 || !t.chars().all(|c| c.is_ascii_graphic()) {
                 claim.release();
-                let attempts = state
-                    .manager
-                    .links()
-                    .peek(&id)
-                    .map(|(_, n)| n)
-                    .unwrap_or(0);
+                let attempts = state.manager.links().peek(&id).map(|(_, n)| n).unwrap_or(0);
                 return form_page(
                     state,
                     &id,
@@ -435,12 +431,7 @@ async fn submit(state: &PageState, source: IpAddr, headers: &HeaderMap, body: &[
         Err(LoginFailure::Unavailable(reason)) => {
             claim.release();
             tracing::warn!(source = %source, user_id = %owner.user_id, reason = %reason, "login page: StackStorm could not check the credentials");
-            let attempts = state
-                .manager
-                .links()
-                .peek(&id)
-                .map(|(_, n)| n)
-                .unwrap_or(0);
+            let attempts = state.manager.links().peek(&id).map(|(_, n)| n).unwrap_or(0);
             form_page(
                 state,
                 &id,
@@ -534,8 +525,7 @@ fn client_address(peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter(|v| !v.trim().is_empty())
-            .last()
+            .rfind(|v| !v.trim().is_empty())
             .and_then(|v| v.trim().parse::<IpAddr>().ok());
         if let Some(addr) = forwarded {
             return addr;
@@ -577,7 +567,10 @@ mod tests {
     #[test]
     fn forwarded_addresses_are_trusted_only_from_a_local_proxy() {
         let mut headers = HeaderMap::new();
-        headers.append("x-forwarded-for", HeaderValue::from_static("10.9.9.9, 203.0.113.5"));
+        headers.append(
+            "x-forwarded-for",
+            HeaderValue::from_static("10.9.9.9, 203.0.113.5"),
+        );
         let local: SocketAddr = "127.0.0.1:4000".parse().unwrap();
         let remote: SocketAddr = "198.51.100.1:4000".parse().unwrap();
         assert_eq!(

@@ -57,8 +57,7 @@ impl AddressLimiter {
         let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
         if buckets.len() >= MAX_TRACKED && !buckets.contains_key(&key) {
             buckets.retain(|_, b| {
-                b.tokens + now.saturating_duration_since(b.updated).as_secs_f64() * rate
-                    < capacity
+                b.tokens + now.saturating_duration_since(b.updated).as_secs_f64() * rate < capacity
             });
             if buckets.len() >= MAX_TRACKED {
                 // Everyone tracked is active: refuse newcomers rather than grow without bound.
@@ -115,7 +114,10 @@ mod tests {
         }
         let wait = limiter.take(a, t0).unwrap_err();
         assert!(wait <= Duration::from_secs(1) && wait > Duration::ZERO);
-        assert!(limiter.take(b, t0).is_ok(), "other addresses are unaffected");
+        assert!(
+            limiter.take(b, t0).is_ok(),
+            "other addresses are unaffected"
+        );
         assert!(limiter.take(a, t0 + Duration::from_millis(1100)).is_ok());
         assert!(limiter.take(a, t0 + Duration::from_millis(1100)).is_err());
     }

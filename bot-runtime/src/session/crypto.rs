@@ -91,14 +91,18 @@ impl StoreCipher {
 
     /// Decrypts what [`StoreCipher::seal`] produced for the same `context`. The plaintext is
     /// wiped from memory when dropped.
-    pub(crate) fn open(&self, context: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    pub(crate) fn open(
+        &self,
+        context: &[u8],
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         let (format, rest) = sealed.split_first().ok_or(CryptoError::Unreadable)?;
         if *format != SEALED_FORMAT_V1 || rest.len() < NONCE_LEN + CHACHA20_POLY1305.tag_len() {
             return Err(CryptoError::Unreadable);
         }
         let (nonce_bytes, body) = rest.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce_bytes)
-            .map_err(|_| CryptoError::Unreadable)?;
+        let nonce =
+            Nonce::try_assume_unique_for_key(nonce_bytes).map_err(|_| CryptoError::Unreadable)?;
         let mut buffer = Zeroizing::new(body.to_vec());
         let aad = associated_data(context);
         let plain_len = self
@@ -206,7 +210,7 @@ pub(crate) fn from_hex(text: &str) -> Option<Vec<u8>> {
         }
     }
     let bytes = text.as_bytes();
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return None;
     }
     bytes

@@ -27,9 +27,9 @@ use tokio_util::sync::CancellationToken;
 use crate::secret::{self, Secret, SecretError};
 use crate::stackstorm::{St2Client, St2Error};
 
+pub use crypto::CryptoError;
 pub(crate) use crypto::{CsrfKey, LinkId};
 pub(crate) use links::{AfterFailure, LinkOwner, LinkRefusal, PendingLinks};
-pub use crypto::CryptoError;
 pub use store::{LoginMethod, SessionInfo, StoreError};
 
 use crypto::MIN_SECRET_LEN;
@@ -90,6 +90,9 @@ pub enum SessionError {
         #[source]
         source: std::io::Error,
     },
+    /// The HTTP client for token checks could not be built (CA bundle).
+    #[error("cannot build the HTTP client for StackStorm token checks: {0}")]
+    HttpClient(String),
     /// The TLS certificate or key could not be used.
     #[error("auth_page TLS: {0}")]
     Tls(String),
@@ -204,7 +207,7 @@ impl SessionManager {
             st2_spec.ca_file.as_deref(),
             Some(st2_spec.timeout),
         )
-        .map_err(|e| SessionError::Tls(e.to_string()))?;
+        .map_err(|e| SessionError::HttpClient(e.to_string()))?;
         let (store, loaded) = SessionStore::open(Path::new(spec.store.as_ref()), &key)?;
         drop(key);
         tracing::info!(
@@ -342,11 +345,14 @@ impl SessionManager {
             Ok(id) => id,
             Err(e) => {
                 tracing::error!(error = %e, "cannot issue a login link");
-                return SessionReply::public("Sorry, the bot cannot create a login link right now.");
+                return SessionReply::public(
+                    "Sorry, the bot cannot create a login link right now.",
+                );
             }
         };
         let mut url = self.public_url.clone();
-        url.query_pairs_mut().append_pair("id", id.to_hex().expose());
+        url.query_pairs_mut()
+            .append_pair("id", id.to_hex().expose());
         tracing::info!(user_id, direct, "login link issued");
         let current = match self.session_of(user_id) {
             Some(s) => format!(
@@ -494,7 +500,11 @@ This link is for you ({user_name}) only, works once, and expires in {}. Do not s
         if admins.iter().any(|a| a == user_id || a == user_name) {
             Ok(())
         } else {
-            tracing::info!(user_id, what, "session administration refused: not an admin");
+            tracing::info!(
+                user_id,
+                what,
+                "session administration refused: not an admin"
+            );
             Err(SessionReply::public(format!(
                 "{user_name}: only bot admins can {what}."
             )))
@@ -620,7 +630,9 @@ This link is for you ({user_name}) only, works once, and expires in {}. Do not s
         token: Secret,
     ) -> Result<SessionInfo, LoginFailure> {
         let api = &self.st2.spec().api_url;
-        let who = self.validation_get(&format!("{api}/v1/user"), &token).await?;
+        let who = self
+            .validation_get(&format!("{api}/v1/user"), &token)
+            .await?;
         let (st2_user, expiry) = match who {
             Some(body) => {
                 let user = body
@@ -706,8 +718,7 @@ This link is for you ({user_name}) only, works once, and expires in {}. Do not s
         };
         self.store.put(&session).map_err(LoginFailure::Store)?;
         let info = session.info.clone();
-        self.lock_sessions()
-            .insert(owner.user_id.clone(), session);
+        self.lock_sessions().insert(owner.user_id.clone(), session);
         tracing::info!(user_id = %info.user_id, st2_user = %info.st2_user, method = method_name(method), expires = %format_time(info.expires), "session bound");
         Ok(info)
     }
@@ -755,12 +766,8 @@ pub(crate) fn format_time(t: SystemTime) -> String {
 /// `11h 59m`, `4m 30s`: at most two units.
 pub(crate) fn format_duration(d: Duration) -> String {
     let secs = d.as_secs();
-    let (days, hours, minutes, seconds) = (
-        secs / 86_400,
-        secs / 3600 % 24,
-        secs / 60 % 60,
-        secs % 60,
-    );
+    let (days, hours, minutes, seconds) =
+        (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
     let parts = [(days, "d"), (hours, "h"), (minutes, "m"), (seconds, "s")];
     let shown: Vec<String> = parts
         .iter()

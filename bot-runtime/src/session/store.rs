@@ -176,7 +176,9 @@ impl SessionStore {
                     .filter_map(|entry| entry.ok().map(|(k, _)| k.value().to_owned()))
                     .collect();
                 for user_id in &stale {
-                    sessions.remove(user_id.as_str()).map_err(|e| store.err(e))?;
+                    sessions
+                        .remove(user_id.as_str())
+                        .map_err(|e| store.err(e))?;
                 }
                 if key_matches == Some(false) {
                     loaded.dropped_for_key = stale.len();
@@ -225,7 +227,9 @@ impl SessionStore {
                     }
                 }
                 for user_id in &remove {
-                    sessions.remove(user_id.as_str()).map_err(|e| store.err(e))?;
+                    sessions
+                        .remove(user_id.as_str())
+                        .map_err(|e| store.err(e))?;
                 }
             }
         }
@@ -245,9 +249,7 @@ impl SessionStore {
         };
         let plain = Zeroizing::new(serde_json::to_vec(&record)?);
         drop(Zeroizing::new(record.token));
-        let sealed = self
-            .cipher
-            .seal(session.info.user_id.as_bytes(), &plain)?;
+        let sealed = self.cipher.seal(session.info.user_id.as_bytes(), &plain)?;
         let write = self.db.begin_write().map_err(|e| self.err(e))?;
         {
             let mut sessions = write.open_table(SESSIONS).map_err(|e| self.err(e))?;
@@ -266,7 +268,11 @@ impl SessionStore {
         {
             let mut sessions = write.open_table(SESSIONS).map_err(|e| self.err(e))?;
             for user_id in user_ids {
-                if sessions.remove(*user_id).map_err(|e| self.err(e))?.is_some() {
+                if sessions
+                    .remove(*user_id)
+                    .map_err(|e| self.err(e))?
+                    .is_some()
+                {
                     removed += 1;
                 }
             }
@@ -391,10 +397,18 @@ mod tests {
             let (store, loaded) = SessionStore::open(&path, &Secret::new(KEY)).unwrap();
             assert!(loaded.sessions.is_empty());
             store
-                .put(&session("U1", "tok-aaaaaaaaaaaaaaaa", Duration::from_secs(600)))
+                .put(&session(
+                    "U1",
+                    "tok-aaaaaaaaaaaaaaaa",
+                    Duration::from_secs(600),
+                ))
                 .unwrap();
             store
-                .put(&session("U2", "tok-bbbbbbbbbbbbbbbb", Duration::from_secs(600)))
+                .put(&session(
+                    "U2",
+                    "tok-bbbbbbbbbbbbbbbb",
+                    Duration::from_secs(600),
+                ))
                 .unwrap();
             assert_eq!(
                 store.get("U1").unwrap().unwrap().token.expose(),
