@@ -723,3 +723,77 @@ async fn plain_http_on_a_network_address_is_refused_at_start() {
         .unwrap_err();
     assert!(matches!(err, SessionError::PlainHttp { .. }), "{err}");
 }
+
+#[tokio::test]
+async fn a_stackstorm_token_cap_below_session_ttl_is_respected() {
+    // StackStorm refuses token lifetimes above `auth.token_ttl`; the bot asks for that maximum
+    // and the session ends with the token.
+    let sim = st2_sim::Sim::start(st2_sim::SimConfig {
+        max_token_ttl: Duration::from_secs(3600),
+        ..st2_sim::SimConfig::demo()
+    })
+    .await
+    .unwrap();
+    let dir = TempDir::new("ttlcap");
+    let (st2, auth) = specs(&sim, &dir.0, free_port(), "http");
+    let mut page = Page::start(&auth, St2Client::new(&st2).unwrap(), None).await;
+    let link = page.request_link("U1", "alice").await;
+    let (status, body) = page.log_in(&link, "st2admin", PASSWORD).await;
+    assert_eq!(status, 200, "{body}");
+    page.next_notification().await;
+    let ttls: Vec<serde_json::Value> = sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/tokens"))
+        .map(|r| r.body.unwrap()["ttl"].clone())
+        .collect();
+    assert_eq!(
+        ttls,
+        vec![serde_json::json!(43_200), serde_json::json!(3600)]
+    );
+    let info = page.manager.session_of("U1").unwrap();
+    let left = info
+        .expires
+        .duration_since(std::time::SystemTime::now())
+        .unwrap();
+    assert!(left <= Duration::from_secs(3600), "{left:?}");
+    assert!(left > Duration::from_secs(3500), "{left:?}");
+}
+
+#[tokio::test]
+async fn a_pasted_token_takes_its_user_and_expiry_from_the_user_endpoint() {
+    // StackStorm's `GET /api/v1/user` (st2api UserController): the simulator has no such
+    // endpoint, so a small fake answers it as StackStorm does.
+    let fake = harness::UserEndpoint::start("valid-token-1234", "carol", 600).await;
+    let dir = TempDir::new("userapi");
+    let (st2_spec, auth) = harness::specs_for(&fake.url(), &dir.0, free_port());
+    let mut page = Page::start(&auth, St2Client::new(&st2_spec).unwrap(), None).await;
+    let link = page.request_link("U9", "carol-chat").await;
+    let (_, _, fields) = page.open_link(&link).await;
+    let (id, csrf) = fields.unwrap();
+    let (status, _, body) = page
+        .post(
+            &link,
+            &[
+                ("id", &id),
+                ("csrf", &csrf),
+                ("kind", "token"),
+                ("token", "valid-token-1234"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("carol"), "{body}");
+    page.next_notification().await;
+    let info = page.manager.session_of("U9").unwrap();
+    assert_eq!(info.st2_user, "carol");
+    let left = info
+        .expires
+        .duration_since(std::time::SystemTime::now())
+        .unwrap();
+    assert!(
+        left <= Duration::from_secs(600) && left > Duration::from_secs(500),
+        "the token's own expiry wins over session_ttl: {left:?}"
+    );
+    assert_eq!(fake.calls(), vec!["valid-token-1234".to_owned()]);
+}

@@ -261,3 +261,93 @@ pub fn rewrite(path: &Path, text: &str) {
     let mut f = std::fs::File::create(path).unwrap();
     f.write_all(text.as_bytes()).unwrap();
 }
+
+/// A definition's `stackstorm` and `auth_page` parts for StackStorm at `url`.
+pub fn specs_for(url: &str, dir: &Path, port: u16) -> (StackStormSpec, AuthPageSpec) {
+    let key_file = dir.join("session-key");
+    std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
+    let yaml = format!(
+        "name: t\nbackend: {{kind: text}}\n\
+stackstorm:\n  url: {url}\n  auth: {{api_key: \"file:{key}\"}}\n\
+auth_page:\n  listen: 127.0.0.1:{port}\n  public_url: http://127.0.0.1:{port}/login\n  \
+store: {store}\n  encryption_key: \"file:{key}\"\n",
+        store = dir.join("sessions.redb").display(),
+        key = key_file.display(),
+    );
+    let spec = st2bot::config::load(&st2bot::config::SourceFile::new("t.yaml", yaml))
+        .unwrap_or_else(|d| panic!("test definition invalid: {d:?}"));
+    (spec.stackstorm, spec.auth_page.expect("auth_page"))
+}
+
+/// A fake of StackStorm's `GET /api/v1/user` (st2api `UserController.get`, StackStorm's
+/// OpenAPI `/api/v1/user`): with a valid `X-Auth-Token` it answers the authenticated user's
+/// name and how they authenticated, including `token_expire` (`%Y-%m-%dT%H:%M:%SZ`);
+/// without one, 401 with a `faultstring`, as StackStorm's auth middleware does.
+pub struct UserEndpoint {
+    addr: std::net::SocketAddr,
+    calls: Arc<Mutex<Vec<String>>>,
+    server: JoinHandle<()>,
+}
+
+impl UserEndpoint {
+    pub async fn start(token: &str, user: &str, expires_in_secs: u64) -> UserEndpoint {
+        use axum::http::{HeaderMap, StatusCode};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let expire = humantime::format_rfc3339_seconds(
+            std::time::SystemTime::now() + Duration::from_secs(expires_in_secs),
+        )
+        .to_string();
+        let (token, user, seen) = (token.to_owned(), user.to_owned(), Arc::clone(&calls));
+        let app = axum::Router::new().route(
+            "/api/v1/user",
+            axum::routing::get(move |headers: HeaderMap| {
+                let presented = headers
+                    .get("X-Auth-Token")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                seen.lock().unwrap().push(presented.clone());
+                let ok = presented == token;
+                let body = if ok {
+                    serde_json::json!({
+                        "username": user,
+                        "authentication": {"method": "authentication token", "location": "header", "token_expire": expire},
+                        "rbac": {"enabled": false, "roles": [], "is_admin": false},
+                    })
+                } else {
+                    serde_json::json!({"faultstring": "Unauthorized - Token not found"})
+                };
+                async move {
+                    let status = if ok { StatusCode::OK } else { StatusCode::UNAUTHORIZED };
+                    (status, axum::Json(body))
+                }
+            }),
+        );
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        UserEndpoint {
+            addr,
+            calls,
+            server,
+        }
+    }
+
+    /// Base URL (`stackstorm.url`).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The `X-Auth-Token` of every call so far.
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+impl Drop for UserEndpoint {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
