@@ -374,11 +374,7 @@ async fn submit(state: &PageState, source: IpAddr, headers: &HeaderMap, body: &[
         Ok(info) => {
             claim.succeeded();
             tracing::info!(source = %source, user_id = %owner.user_id, st2_user = %info.st2_user, "login page: login succeeded");
-            let confirmation = format!(
-                "You are now logged in to StackStorm as {} until {}. Your commands run as that StackStorm user; `session logout` ends it.",
-                info.st2_user,
-                format_time(info.expires)
-            );
+            let confirmation = state.manager.login_confirmation(&info);
             if state
                 .notify
                 .send((owner.user_id.clone(), confirmation))

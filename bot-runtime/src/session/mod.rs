@@ -561,6 +561,16 @@ This link is for you ({user_name}) only, works once, and expires in {}. Do not s
 
     // --- what the login page uses ---
 
+    /// The chat message confirming a login.
+    pub(crate) fn login_confirmation(&self, info: &SessionInfo) -> String {
+        format!(
+            "You are now logged in to StackStorm as {} until {}. Your commands run as that StackStorm user; `{} logout` ends the session.",
+            info.st2_user,
+            format_time(info.expires),
+            self.command_text()
+        )
+    }
+
     pub(crate) fn spec(&self) -> &AuthPageSpec {
         &self.spec
     }
