@@ -39,7 +39,12 @@ async fn a_revoked_token_is_renewed_once_and_the_call_retried() {
     assert!(!client.list_aliases().await.unwrap().is_empty());
     let tokens = sim.issued_tokens();
     assert_eq!(tokens.len(), 2, "one renewal");
-    let last = sim.requests().into_iter().rev().find(|r| r.path == "/api/v1/actionalias").unwrap();
+    let last = sim
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.path == "/api/v1/actionalias")
+        .unwrap();
     assert_eq!(last.credential, Some(("token".into(), tokens[1].clone())));
 }
 
@@ -70,17 +75,41 @@ async fn the_stream_reconnects_with_a_renewed_token() {
     let (state_tx, mut state) = watch::channel(StreamState::Down("start".into()));
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(stream::run(client, tx, state_tx, shutdown.clone()));
-    assert_eq!(tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap(), Some(StreamEvent::Connected));
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap(),
+        Some(StreamEvent::Connected)
+    );
     assert_eq!(*state.borrow_and_update(), StreamState::Up);
     sim.revoke_tokens();
     sim.drop_stream_clients();
-    assert_eq!(tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap(), Some(StreamEvent::Connected));
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap(),
+        Some(StreamEvent::Connected)
+    );
     let tokens = sim.issued_tokens();
     assert_eq!(tokens.len(), 2);
-    let last_stream = sim.requests().into_iter().rev().find(|r| r.path == "/stream/v1/stream").unwrap();
-    assert_eq!(last_stream.credential, Some(("token".into(), tokens[1].clone())));
-    sim.announce("chatops", serde_json::json!({"message": "hello", "channel": "ops"}));
-    match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap() {
+    let last_stream = sim
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.path == "/stream/v1/stream")
+        .unwrap();
+    assert_eq!(
+        last_stream.credential,
+        Some(("token".into(), tokens[1].clone()))
+    );
+    sim.announce(
+        "chatops",
+        serde_json::json!({"message": "hello", "channel": "ops"}),
+    );
+    match tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .unwrap()
+    {
         Some(StreamEvent::Announcement(a)) => assert_eq!(a.message.as_deref(), Some("hello")),
         other => panic!("expected an announcement, got {other:?}"),
     }

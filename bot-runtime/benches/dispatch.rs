@@ -17,7 +17,8 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 fn dispatcher() -> Dispatcher {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../bots/demo.yaml"))
         .expect("bots/demo.yaml");
-    let spec = bot_config::load(&bot_config::SourceFile::new("bots/demo.yaml", text)).expect("valid demo");
+    let spec =
+        bot_config::load(&bot_config::SourceFile::new("bots/demo.yaml", text)).expect("valid demo");
     let spec: &'static bot_config::BotSpec = Box::leak(Box::new(spec));
     let client = St2Client::with_auth(
         &spec.stackstorm,
@@ -35,7 +36,11 @@ fn dispatcher() -> Dispatcher {
     Dispatcher::new(
         spec,
         client,
-        Capabilities { max_message_len: 4000, rich: false, threads: false },
+        Capabilities {
+            max_message_len: 4000,
+            rich: false,
+            threads: false,
+        },
         aliases,
         tx,
     )
@@ -46,7 +51,10 @@ fn message(user: &str, text: &str) -> Incoming {
     Incoming {
         user_id: user.into(),
         user: user.into(),
-        room: Some(Room { id: "ops".into(), name: "ops".into() }),
+        room: Some(Room {
+            id: "ops".into(),
+            name: "ops".into(),
+        }),
         text: text.into(),
         mentioned: false,
         thread: None,
@@ -65,9 +73,15 @@ fn bench(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("dispatch");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("plan: allowed alias command", |b| b.iter(|| d.plan(black_box(&run))));
-    g.bench_function("plan: denied alias command", |b| b.iter(|| d.plan(black_box(&denied))));
-    g.bench_function("plan: chatter (not addressed)", |b| b.iter(|| d.plan(black_box(&chatter))));
+    g.bench_function("plan: allowed alias command", |b| {
+        b.iter(|| d.plan(black_box(&run)))
+    });
+    g.bench_function("plan: denied alias command", |b| {
+        b.iter(|| d.plan(black_box(&denied)))
+    });
+    g.bench_function("plan: chatter (not addressed)", |b| {
+        b.iter(|| d.plan(black_box(&chatter)))
+    });
     g.finish();
 }
 

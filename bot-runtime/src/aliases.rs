@@ -13,6 +13,8 @@ use crate::stackstorm::{St2Client, St2Error};
 #[derive(Clone, Debug, Default)]
 pub struct AliasCache {
     index: Arc<RwLock<Option<Arc<AliasIndex>>>>,
+    /// One refresh at a time; callers that waited reuse the result.
+    refreshing: Arc<tokio::sync::Mutex<u64>>,
 }
 
 impl AliasCache {
@@ -36,12 +38,32 @@ impl AliasCache {
 
     /// Reloads every alias from StackStorm; on failure the old index stays.
     pub async fn refresh(&self, client: &St2Client) -> Result<usize, St2Error> {
+        self.refresh_inner(client, false).await
+    }
+
+    /// Loads the aliases unless another task loaded them while this one waited.
+    pub async fn ensure_loaded(&self, client: &St2Client) -> Result<usize, St2Error> {
+        self.refresh_inner(client, true).await
+    }
+
+    async fn refresh_inner(
+        &self,
+        client: &St2Client,
+        only_if_missing: bool,
+    ) -> Result<usize, St2Error> {
+        let mut generation = self.refreshing.lock().await;
+        if only_if_missing && let Some(index) = self.get() {
+            return Ok(index.len());
+        }
+        *generation += 1;
         let raw = client.list_aliases().await?;
         let mut aliases = Vec::with_capacity(raw.len());
         for value in raw {
             match serde_json::from_value::<Alias>(value) {
                 Ok(a) => aliases.push(a),
-                Err(e) => tracing::warn!(error = %e, "skipping an action alias StackStorm sent in an unexpected shape"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "skipping an action alias StackStorm sent in an unexpected shape")
+                }
             }
         }
         let n = aliases.len();

@@ -47,7 +47,13 @@ pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> E
     let backend_shutdown = CancellationToken::new();
 
     let aliases = AliasCache::new();
-    let dispatcher = match Dispatcher::new(spec, st2.clone(), capabilities, aliases.clone(), outgoing_tx.clone()) {
+    let dispatcher = match Dispatcher::new(
+        spec,
+        st2.clone(),
+        capabilities,
+        aliases.clone(),
+        outgoing_tx.clone(),
+    ) {
         Ok(d) => Arc::new(d),
         Err(e) => {
             tracing::error!(error = %e, "invalid bot definition");
@@ -64,7 +70,12 @@ pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> E
 
     // Stream: announcements and alias changes.
     let (events_tx, mut events_rx) = mpsc::channel(256);
-    let stream_task = tokio::spawn(stream::run(st2.clone(), events_tx, stream_state_tx, shutdown.clone()));
+    let stream_task = tokio::spawn(stream::run(
+        st2.clone(),
+        events_tx,
+        stream_state_tx,
+        shutdown.clone(),
+    ));
     let events_task = {
         let dispatcher = dispatcher.clone();
         let aliases = aliases.clone();
@@ -112,7 +123,11 @@ pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> E
             }
         })
     };
-    if let Some(listen) = &spec.health_listen {
+    let health_listen = options
+        .health_listen
+        .clone()
+        .or_else(|| spec.health_listen.as_ref().map(|l| l.to_string()));
+    if let Some(listen) = &health_listen {
         match listen.parse() {
             Ok(addr) => {
                 let readiness = crate::ops::health::Readiness {
@@ -126,7 +141,9 @@ pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> E
                     }
                 });
             }
-            Err(e) => tracing::error!(listen = %listen, error = %e, "invalid health listen address"),
+            Err(e) => {
+                tracing::error!(listen = %listen, error = %e, "invalid health listen address")
+            }
         }
     }
     tracing::info!(bot = %spec.name, backend = spec.backend.kind(), "bot started");
@@ -156,7 +173,10 @@ pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> E
     .await
     .is_ok();
     if !drained {
-        tracing::warn!(abandoned = in_flight.len(), "commands still running at shutdown were abandoned");
+        tracing::warn!(
+            abandoned = in_flight.len(),
+            "commands still running at shutdown were abandoned"
+        );
         in_flight.abort_all();
     }
     if !ended_by_signal && !options.linger.is_zero() {
@@ -197,13 +217,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

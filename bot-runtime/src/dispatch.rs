@@ -100,7 +100,9 @@ pub struct Dispatcher {
 
 impl std::fmt::Debug for Dispatcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dispatcher").field("bot", &self.spec.name).finish()
+        f.debug_struct("Dispatcher")
+            .field("bot", &self.spec.name)
+            .finish()
     }
 }
 
@@ -186,15 +188,19 @@ impl Dispatcher {
                     return Plan::Match(command.to_owned());
                 };
                 match resolve_locally(&index, command) {
-                    Ok(resolved) => match self.check_access(message, &resolved.reference, command) {
-                        Ok(()) => Plan::Execute(command.to_owned(), resolved),
-                        Err(text) => Plan::Reply(text),
-                    },
+                    Ok(resolved) => {
+                        match self.check_access(message, &resolved.reference, command) {
+                            Ok(()) => Plan::Execute(command.to_owned(), resolved),
+                            Err(text) => Plan::Reply(text),
+                        }
+                    }
                     Err(Unresolved::NoMatch) => Plan::Reply(self.no_match_text(message, command)),
                     Err(Unresolved::Ambiguous(candidates)) => {
                         Plan::Reply(self.ambiguous_text(message, command, &candidates))
                     }
-                    Err(Unresolved::Failed(e)) => Plan::Reply(self.error_text(message, command, &e)),
+                    Err(Unresolved::Failed(e)) => {
+                        Plan::Reply(self.error_text(message, command, &e))
+                    }
                 }
             }
         }
@@ -265,7 +271,12 @@ impl Dispatcher {
     }
 
     /// Checks the access rules; logs every decision; on deny, the reply text.
-    fn check_access(&self, message: &Incoming, reference: &str, command: &str) -> Result<(), String> {
+    fn check_access(
+        &self,
+        message: &Incoming,
+        reference: &str,
+        command: &str,
+    ) -> Result<(), String> {
         let room = message.room.as_ref().map(|r| r.name.as_str());
         let verdict: Verdict = self.acl.decide(&Request {
             user: &message.user,
@@ -297,7 +308,7 @@ impl Dispatcher {
     async fn resolve_remotely(&self, command: &str) -> Result<Resolved, Unresolved> {
         if self.spec.stackstorm.matcher == MatcherKind::Local {
             // The local index was not loaded yet: load it now, once.
-            if let Err(e) = self.aliases.refresh(&self.st2).await {
+            if let Err(e) = self.aliases.ensure_loaded(&self.st2).await {
                 return Err(Unresolved::Failed(e));
             }
             if let Some(index) = self.aliases.get() {
@@ -305,48 +316,47 @@ impl Dispatcher {
             }
         }
         match self.st2.match_command(command).await {
-
-                Ok(m) => {
-                    let match_multiple = self
-                        .aliases
-                        .get()
-                        .and_then(|index| {
-                            index
-                                .matches(command)
-                                .ok()?
-                                .into_iter()
-                                .find(|x| {
-                                    x.alias_ref == m.actionalias.reference()
-                                        && x.representation == m.representation
-                                })
-                                .and_then(|x| x.match_multiple)
-                        })
-                        .unwrap_or(false);
-                    Ok(Resolved {
-                        reference: m.actionalias.reference(),
-                        name: m.actionalias.name.clone(),
-                        representation: m.representation,
-                        match_multiple,
+            Ok(m) => {
+                let match_multiple = self
+                    .aliases
+                    .get()
+                    .and_then(|index| {
+                        index
+                            .matches(command)
+                            .ok()?
+                            .into_iter()
+                            .find(|x| {
+                                x.alias_ref == m.actionalias.reference()
+                                    && x.representation == m.representation
+                            })
+                            .and_then(|x| x.match_multiple)
                     })
-                }
-                Err(St2Error::Api {
-                    status: 400,
-                    faultstring,
-                    ..
-                }) if faultstring.contains("matched no patterns") => Err(Unresolved::NoMatch),
-                Err(St2Error::Api {
-                    status: 400,
-                    faultstring,
-                    ..
-                }) if faultstring.contains("matched more than 1") => {
-                    let candidates = self
-                        .aliases
-                        .get()
-                        .and_then(|index| index.matches(command).ok())
-                        .map(|ms| ms.into_iter().map(|m| m.representation).collect())
-                        .unwrap_or_default();
-                    Err(Unresolved::Ambiguous(candidates))
-                }
+                    .unwrap_or(false);
+                Ok(Resolved {
+                    reference: m.actionalias.reference(),
+                    name: m.actionalias.name.clone(),
+                    representation: m.representation,
+                    match_multiple,
+                })
+            }
+            Err(St2Error::Api {
+                status: 400,
+                faultstring,
+                ..
+            }) if faultstring.contains("matched no patterns") => Err(Unresolved::NoMatch),
+            Err(St2Error::Api {
+                status: 400,
+                faultstring,
+                ..
+            }) if faultstring.contains("matched more than 1") => {
+                let candidates = self
+                    .aliases
+                    .get()
+                    .and_then(|index| index.matches(command).ok())
+                    .map(|ms| ms.into_iter().map(|m| m.representation).collect())
+                    .unwrap_or_default();
+                Err(Unresolved::Ambiguous(candidates))
+            }
             Err(e) => Err(Unresolved::Failed(e)),
         }
     }
@@ -424,7 +434,13 @@ impl Dispatcher {
     }
 
     /// Posts the acknowledgement, honouring the alias's `ack` settings.
-    async fn ack(&self, message: &Incoming, command: &str, resolved: &Resolved, r: &ExecuteResponse) {
+    async fn ack(
+        &self,
+        message: &Incoming,
+        command: &str,
+        resolved: &Resolved,
+        r: &ExecuteResponse,
+    ) {
         let ack = r.actionalias.ack.clone().unwrap_or_default();
         if !self.spec.chat.ack || ack.enabled == Some(false) {
             return;
@@ -510,11 +526,11 @@ impl Dispatcher {
         };
         let mut result = self.st2.help(pack, filter.as_deref(), 0, 0).await;
         let mut filter = filter;
-        if let (Ok(r), [one]) = (&result, args) {
-            if r.helpstrings.is_empty() {
-                filter = Some((*one).to_owned());
-                result = self.st2.help(None, filter.as_deref(), 0, 0).await;
-            }
+        if let (Ok(r), [one]) = (&result, args)
+            && r.helpstrings.is_empty()
+        {
+            filter = Some((*one).to_owned());
+            result = self.st2.help(None, filter.as_deref(), 0, 0).await;
         }
         let help = match result {
             Ok(h) => h,
@@ -576,11 +592,17 @@ impl Dispatcher {
     }
 
     async fn reply(&self, message: &Incoming, text: String) {
-        self.send(Outgoing::text(self.reply_target(message), text)).await;
+        self.send(Outgoing::text(self.reply_target(message), text))
+            .await;
     }
 
     /// Sends, split to the backend's message limit.
-    async fn send(&self, out: Outgoing) {
+    async fn send(&self, mut out: Outgoing) {
+        if !self.capabilities.threads
+            && let Target::Room { thread, .. } = &mut out.target
+        {
+            *thread = None;
+        }
         let limit = match self.spec.chat.max_message_len {
             0 => self.capabilities.max_message_len,
             n => (n as usize).min(self.capabilities.max_message_len),
@@ -618,7 +640,9 @@ impl Dispatcher {
                 user: context
                     .get("user_id")
                     .and_then(Value::as_str)
-                    .filter(|_| context.get("bot").and_then(Value::as_str) == Some(self.spec.name.as_ref()))
+                    .filter(|_| {
+                        context.get("bot").and_then(Value::as_str) == Some(self.spec.name.as_ref())
+                    })
                     .unwrap_or(user)
                     .to_owned(),
             },
@@ -626,16 +650,22 @@ impl Dispatcher {
                 user: channel[1..].to_owned(),
             },
             (Some(channel), _) => {
-                let same_room = context.get("room").and_then(Value::as_str) == Some(channel.as_str());
+                let same_room =
+                    context.get("room").and_then(Value::as_str) == Some(channel.as_str());
                 let wants_thread = a
                     .extra
                     .as_ref()
                     .and_then(Value::as_object)
-                    .is_some_and(|o| o.values().any(|v| v.get("thread_response") == Some(&Value::Bool(true))));
+                    .is_some_and(|o| {
+                        o.values()
+                            .any(|v| v.get("thread_response") == Some(&Value::Bool(true)))
+                    });
                 let thread = if same_room {
                     let in_thread = context.get("thread").and_then(Value::as_str);
                     let message_id = context.get("message_id").and_then(Value::as_str);
-                    in_thread.or(if wants_thread { message_id } else { None }).map(str::to_owned)
+                    in_thread
+                        .or(if wants_thread { message_id } else { None })
+                        .map(str::to_owned)
                 } else {
                     None
                 };
@@ -654,7 +684,11 @@ impl Dispatcher {
             out.mention = a.user.clone().filter(|u| !u.is_empty());
         }
         out.extra = a.extra.clone();
-        tracing::info!(channel = a.channel.as_deref().unwrap_or(""), whisper, "posting announcement");
+        tracing::info!(
+            channel = a.channel.as_deref().unwrap_or(""),
+            whisper,
+            "posting announcement"
+        );
         crate::ops::metrics().announcement();
         self.send(out).await;
     }

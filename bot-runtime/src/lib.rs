@@ -15,10 +15,10 @@ pub mod dispatch;
 pub mod http;
 pub mod logging;
 pub mod ops;
-#[cfg(feature = "simulator")]
-pub mod simulator;
 pub mod secret;
 pub mod session;
+#[cfg(feature = "simulator")]
+pub mod simulator;
 pub mod stackstorm;
 pub mod template;
 
@@ -96,7 +96,10 @@ pub fn main(spec: &'static BotSpec) -> ExitCode {
         };
         #[cfg(not(feature = "simulator"))]
         if options.simulate {
-            eprintln!("{}: this executable was built without the simulator (feature `simulator`)", spec.name);
+            eprintln!(
+                "{}: this executable was built without the simulator (feature `simulator`)",
+                spec.name
+            );
             return ExitCode::from(2);
         }
         #[cfg(feature = "simulator")]
@@ -130,9 +133,12 @@ pub fn main(spec: &'static BotSpec) -> ExitCode {
 
 /// The spec with StackStorm's addresses derived from `base` (as `stackstorm.url` does).
 fn with_stackstorm_url(spec: &BotSpec, base: &str) -> Result<&'static BotSpec, String> {
-    let parsed = url::Url::parse(base).map_err(|e| format!("`--stackstorm-url {base}` is not a URL: {e}"))?;
+    let parsed = url::Url::parse(base)
+        .map_err(|e| format!("`--stackstorm-url {base}` is not a URL: {e}"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(format!("`--stackstorm-url {base}` must be an http or https URL"));
+        return Err(format!(
+            "`--stackstorm-url {base}` must be an http or https URL"
+        ));
     }
     let base = base.trim_end_matches('/');
     let mut spec = spec.clone();

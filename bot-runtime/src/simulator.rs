@@ -24,7 +24,9 @@ pub async fn start(spec: &'static BotSpec) -> Result<Simulated, String> {
     let mut config = st2_sim::SimConfig::demo();
     config.webui_url = None;
     let key = config.api_keys[0].clone();
-    let sim = st2_sim::Sim::start(config).await.map_err(|e| e.to_string())?;
+    let sim = st2_sim::Sim::start(config)
+        .await
+        .map_err(|e| e.to_string())?;
     let base = sim.url();
     let mut patched = spec.clone();
     patched.stackstorm.api_url = format!("{base}/api").into();

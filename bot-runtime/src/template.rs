@@ -182,13 +182,22 @@ mod tests {
             "ack",
             &json!({"user": "alice", "alias": "core.run", "execution": {"id": "e1"}, "url": "http://x/#/history/e1/general", "message": ""}),
         );
-        assert_eq!(ack, "alice: running `core.run`, execution e1 http://x/#/history/e1/general");
+        assert_eq!(
+            ack,
+            "alice: running `core.run`, execution e1 http://x/#/history/e1/general"
+        );
         let nm = t.render(
             "no_match",
             &json!({"user": "bob", "command": "dpeloy", "prefix": "!", "help_command": "help", "suggestions": ["deploy {{app}}"]}),
         );
-        assert_eq!(nm, "bob: no command matches `dpeloy`. Closest:\n  !deploy {{app}}\nSee !help.");
-        assert_eq!(t.render("result", &json!({"message": "<done> & ok"})), "<done> & ok");
+        assert_eq!(
+            nm,
+            "bob: no command matches `dpeloy`. Closest:\n  !deploy {{app}}\nSee !help."
+        );
+        assert_eq!(
+            t.render("result", &json!({"message": "<done> & ok"})),
+            "<done> & ok"
+        );
     }
 
     #[test]
@@ -197,8 +206,14 @@ mod tests {
         spec.result = "{{truncate message 5}}|{{upper message}}|{{json extra}}".into();
         spec.error = "{{truncate}}".into();
         let t = Templates::new(&spec).unwrap();
-        assert_eq!(t.render("result", &json!({"message": "abcdefgh", "extra": {"a": 1}})), "abcd…|ABCDEFGH|{\"a\":1}");
-        let fallback = t.render("error", &json!({"user": "u", "command": "c", "error": "boom"}));
+        assert_eq!(
+            t.render("result", &json!({"message": "abcdefgh", "extra": {"a": 1}})),
+            "abcd…|ABCDEFGH|{\"a\":1}"
+        );
+        let fallback = t.render(
+            "error",
+            &json!({"user": "u", "command": "c", "error": "boom"}),
+        );
         assert_eq!(fallback, "u: `c` failed: boom");
     }
 }

@@ -1,5 +1,8 @@
 //! HTTP handlers: auth, API and stream routes, each answering as StackStorm's controllers do.
 
+// Handlers short-circuit with the HTTP response itself; boxing it would only add noise.
+#![allow(clippy::result_large_err)]
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +28,10 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/api/v1/actionalias/help", get(help))
         .route("/api/v1/actionalias/match", post(match_alias))
         .route("/api/v1/aliasexecution", post(execute))
-        .route("/api/v1/aliasexecution/match_and_execute", post(match_and_execute))
+        .route(
+            "/api/v1/aliasexecution/match_and_execute",
+            post(match_and_execute),
+        )
         .route("/stream/v1/stream", get(crate::stream::stream))
         .fallback(not_found)
         .with_state(state)
@@ -34,7 +40,8 @@ pub(crate) fn router(state: Shared) -> Router {
 /// StackStorm's error body.
 pub(crate) fn fault(status: StatusCode, message: impl Into<String>) -> Response {
     let request_id = format!("{:x}", std::process::id() as u64 ^ 0x5eed);
-    let mut response = (status, axum::Json(json!({ "faultstring": message.into() }))).into_response();
+    let mut response =
+        (status, axum::Json(json!({ "faultstring": message.into() }))).into_response();
     if let Ok(v) = request_id.parse() {
         response.headers_mut().insert("X-Request-ID", v);
     }
@@ -52,12 +59,23 @@ fn unavailable() -> Response {
 }
 
 async fn not_found(uri: Uri) -> Response {
-    fault(StatusCode::NOT_FOUND, format!("The resource could not be found. ({})", uri.path()))
+    fault(
+        StatusCode::NOT_FOUND,
+        format!("The resource could not be found. ({})", uri.path()),
+    )
 }
 
 /// The credential of a request: headers first, then the query parameters browsers use.
-pub(crate) fn credential(headers: &HeaderMap, query: &HashMap<String, String>) -> Option<(String, String)> {
-    let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+pub(crate) fn credential(
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+) -> Option<(String, String)> {
+    let header = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
     if let Some(k) = header("St2-Api-Key") {
         return Some(("api-key".into(), k));
     }
@@ -67,7 +85,9 @@ pub(crate) fn credential(headers: &HeaderMap, query: &HashMap<String, String>) -
     if let Some(k) = query.get("st2-api-key") {
         return Some(("api-key".into(), k.clone()));
     }
-    query.get("x-auth-token").map(|t| ("token".into(), t.clone()))
+    query
+        .get("x-auth-token")
+        .map(|t| ("token".into(), t.clone()))
 }
 
 /// Records the request and checks availability and credentials.
@@ -103,18 +123,32 @@ fn parse_body(body: &Bytes) -> Result<Value, Response> {
     if body.is_empty() {
         return Ok(Value::Null);
     }
-    serde_json::from_slice(body)
-        .map_err(|e| fault(StatusCode::BAD_REQUEST, format!("Failed to parse request body: {e}")))
+    serde_json::from_slice(body).map_err(|e| {
+        fault(
+            StatusCode::BAD_REQUEST,
+            format!("Failed to parse request body: {e}"),
+        )
+    })
 }
 
 /// JSON-schema-like check: an object with only `allowed` keys and every `required` one.
 fn check_schema(body: &Value, allowed: &[&str], required: &[&str]) -> Result<(), Response> {
     let Some(obj) = body.as_object() else {
-        return Err(fault(StatusCode::BAD_REQUEST, format!("{body} is not of type 'object'")));
+        return Err(fault(
+            StatusCode::BAD_REQUEST,
+            format!("{body} is not of type 'object'"),
+        ));
     };
-    let extra: Vec<&String> = obj.keys().filter(|k| !allowed.contains(&k.as_str())).collect();
+    let extra: Vec<&String> = obj
+        .keys()
+        .filter(|k| !allowed.contains(&k.as_str()))
+        .collect();
     if !extra.is_empty() {
-        let list = extra.iter().map(|k| format!("'{k}'")).collect::<Vec<_>>().join(", ");
+        let list = extra
+            .iter()
+            .map(|k| format!("'{k}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let verb = if extra.len() == 1 { "was" } else { "were" };
         return Err(fault(
             StatusCode::BAD_REQUEST,
@@ -123,7 +157,10 @@ fn check_schema(body: &Value, allowed: &[&str], required: &[&str]) -> Result<(),
     }
     for r in required {
         if !obj.contains_key(*r) {
-            return Err(fault(StatusCode::BAD_REQUEST, format!("'{r}' is a required property")));
+            return Err(fault(
+                StatusCode::BAD_REQUEST,
+                format!("'{r}' is a required property"),
+            ));
         }
     }
     Ok(())
@@ -137,7 +174,15 @@ async fn create_token(
     body: Bytes,
 ) -> Response {
     let body_json = serde_json::from_slice::<Value>(&body).ok();
-    if let Err(r) = admit(&state, &method, &uri, &headers, &HashMap::new(), body_json.clone(), false) {
+    if let Err(r) = admit(
+        &state,
+        &method,
+        &uri,
+        &headers,
+        &HashMap::new(),
+        body_json.clone(),
+        false,
+    ) {
         return r;
     }
     let basic = headers
@@ -149,10 +194,19 @@ async fn create_token(
     let Some((user, password)) = basic.as_deref().and_then(|b| b.split_once(':')) else {
         return fault(StatusCode::UNAUTHORIZED, "Invalid or missing credentials");
     };
-    if !state.config.users.iter().any(|(u, p)| u == user && p == password) {
+    if !state
+        .config
+        .users
+        .iter()
+        .any(|(u, p)| u == user && p == password)
+    {
         return fault(StatusCode::UNAUTHORIZED, "Invalid or missing credentials");
     }
-    let ttl = match body_json.as_ref().and_then(|b| b.get("ttl")).and_then(Value::as_u64) {
+    let ttl = match body_json
+        .as_ref()
+        .and_then(|b| b.get("ttl"))
+        .and_then(Value::as_u64)
+    {
         Some(t) if Duration::from_secs(t) > state.config.max_token_ttl => {
             return fault(
                 StatusCode::BAD_REQUEST,
@@ -187,11 +241,17 @@ async fn list_aliases(
         return r;
     }
     let (aliases, _) = state.aliases();
-    let offset = query.get("offset").and_then(|o| o.parse::<usize>().ok()).unwrap_or(0);
+    let offset = query
+        .get("offset")
+        .and_then(|o| o.parse::<usize>().ok())
+        .unwrap_or(0);
     let limit = match query.get("limit").map(|l| l.parse::<i64>()) {
         None => 50,
         Some(Ok(l)) if l > 100 => {
-            return fault(StatusCode::BAD_REQUEST, format!("Limit \"{l}\" specified, maximum value is \"100\""));
+            return fault(
+                StatusCode::BAD_REQUEST,
+                format!("Limit \"{l}\" specified, maximum value is \"100\""),
+            );
         }
         Some(Ok(l)) if l < 0 => usize::MAX,
         Some(Ok(l)) => l as usize,
@@ -218,17 +278,30 @@ async fn help(
     let (_, index) = state.aliases();
     let int = |k: &str| query.get(k).map(|v| v.parse::<usize>()).unwrap_or(Ok(0));
     let (Ok(limit), Ok(offset)) = (int("limit"), int("offset")) else {
-        return fault(StatusCode::BAD_REQUEST, "limit or offset argument is not an integer");
+        return fault(
+            StatusCode::BAD_REQUEST,
+            "limit or offset argument is not an integer",
+        );
     };
     let entries = match index.help_entries(
-        query.get("pack").map(String::as_str).filter(|p| !p.is_empty()),
-        query.get("filter").map(String::as_str).filter(|f| !f.is_empty()),
+        query
+            .get("pack")
+            .map(String::as_str)
+            .filter(|p| !p.is_empty()),
+        query
+            .get("filter")
+            .map(String::as_str)
+            .filter(|f| !f.is_empty()),
     ) {
         Ok(e) => e,
         Err(e) => return fault(StatusCode::BAD_REQUEST, e.to_string()),
     };
     let available = entries.len();
-    let end = if limit == 0 { available } else { (offset + limit).min(available) };
+    let end = if limit == 0 {
+        available
+    } else {
+        (offset + limit).min(available)
+    };
     let helpstrings: Vec<Value> = entries[offset.min(available)..end]
         .iter()
         .map(|h| json!({"pack": h.pack, "display": h.display, "description": h.description}))
@@ -247,7 +320,15 @@ async fn match_alias(
         Ok(b) => b,
         Err(r) => return r,
     };
-    if let Err(r) = admit(&state, &method, &uri, &headers, &HashMap::new(), Some(body.clone()), true) {
+    if let Err(r) = admit(
+        &state,
+        &method,
+        &uri,
+        &headers,
+        &HashMap::new(),
+        Some(body.clone()),
+        true,
+    ) {
         return r;
     }
     if let Err(r) = check_schema(&body, &["command"], &["command"]) {
@@ -272,11 +353,18 @@ async fn match_alias(
 /// The format strings of an alias document, as `ActionAliasDB.get_format_strings`.
 fn format_strings(alias: &Value) -> Vec<String> {
     let mut out = Vec::new();
-    for f in alias.get("formats").and_then(Value::as_array).into_iter().flatten() {
+    for f in alias
+        .get("formats")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         match f {
             Value::String(s) => out.push(s.clone()),
             Value::Object(o) => match o.get("representation") {
-                Some(Value::Array(r)) => out.extend(r.iter().filter_map(Value::as_str).map(str::to_owned)),
+                Some(Value::Array(r)) => {
+                    out.extend(r.iter().filter_map(Value::as_str).map(str::to_owned))
+                }
                 Some(Value::String(s)) => out.extend(s.chars().map(String::from)),
                 _ => {}
             },
@@ -301,23 +389,49 @@ struct ExecutionInput<'a> {
 /// `_post` of StackStorm's alias execution controller: checks, extracts, schedules.
 fn schedule(state: &Shared, input: ExecutionInput<'_>) -> Result<Vec<Value>, Response> {
     let alias = input.alias;
-    let name = alias.get("name").and_then(Value::as_str).unwrap_or_default();
+    let name = alias
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if alias.get("enabled").and_then(Value::as_bool) == Some(false) {
-        return Err(fault(StatusCode::BAD_REQUEST, format!("Action alias with name \"{name}\" is disabled.")));
+        return Err(fault(
+            StatusCode::BAD_REQUEST,
+            format!("Action alias with name \"{name}\" is disabled."),
+        ));
     }
     if !format_strings(alias).iter().any(|f| f == input.format) {
         return Err(fault(
             StatusCode::BAD_REQUEST,
-            format!("Format string \"{}\" is not available on the alias \"{name}\"", input.format),
+            format!(
+                "Format string \"{}\" is not available on the alias \"{name}\"",
+                input.format
+            ),
         ));
     }
     let params = st2_alias::extract_parameters(input.format, input.command, input.match_multiple)
         .map_err(|e| fault(StatusCode::BAD_REQUEST, e.to_string()))?;
-    let action = alias.get("action_ref").and_then(Value::as_str).unwrap_or_default().to_owned();
-    let reference = alias.get("ref").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let action = alias
+        .get("action_ref")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let reference = alias
+        .get("ref")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
     let mut results = Vec::new();
     for p in params {
-        let parameters = p.to_json();
+        let parameters: Value = p
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_owned(),
+                    v.map_or(Value::Null, |v| Value::String(v.to_owned())),
+                )
+            })
+            .collect::<serde_json::Map<_, _>>()
+            .into();
         let id = state.next_id();
         let mut execution = json!({
             "id": id, "status": "requested", "action": {"ref": action},
@@ -346,7 +460,15 @@ fn schedule(state: &Shared, input: ExecutionInput<'_>) -> Result<Vec<Value>, Res
                 result["extra"] = extra.clone();
             }
         }
-        complete_later(state, input.notification_route, &id, &action, &parameters, alias, &input);
+        complete_later(
+            state,
+            input.notification_route,
+            &id,
+            &action,
+            &parameters,
+            alias,
+            &input,
+        );
         results.push(result);
     }
     Ok(results)
@@ -386,7 +508,12 @@ fn complete_later(
     input: &ExecutionInput<'_>,
 ) {
     let Some(announce_route) = route.and_then(|r| {
-        state.config.routes.iter().find(|(n, _)| n == r).map(|(_, a)| a.clone())
+        state
+            .config
+            .routes
+            .iter()
+            .find(|(n, _)| n == r)
+            .map(|(_, a)| a.clone())
     }) else {
         return;
     };
@@ -411,11 +538,19 @@ fn complete_later(
 
 /// What a simulated action prints.
 fn simulated_output(action: &str, parameters: &Value) -> String {
-    let p = |k: &str| parameters.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+    let p = |k: &str| {
+        parameters
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    };
     match action {
         "core.local" => match p("cmd").as_str() {
             "date" => humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-            "uptime" => " 12:00:00 up 42 days,  3:14,  1 user,  load average: 0.08, 0.03, 0.01".into(),
+            "uptime" => {
+                " 12:00:00 up 42 days,  3:14,  1 user,  load average: 0.08, 0.03, 0.01".into()
+            }
             "hostname" => "st2-simulator".into(),
             cmd => format!("(simulated) ran `{cmd}` on the StackStorm host"),
         },
@@ -440,21 +575,44 @@ async fn execute(
         Ok(b) => b,
         Err(r) => return r,
     };
-    let credential = match admit(&state, &method, &uri, &headers, &HashMap::new(), Some(body.clone()), true) {
+    let credential = match admit(
+        &state,
+        &method,
+        &uri,
+        &headers,
+        &HashMap::new(),
+        Some(body.clone()),
+        true,
+    ) {
         Ok(c) => c,
         Err(r) => return r,
     };
-    let allowed = ["name", "format", "command", "user", "source_channel", "source_context", "notification_channel", "notification_route"];
+    let allowed = [
+        "name",
+        "format",
+        "command",
+        "user",
+        "source_channel",
+        "source_context",
+        "notification_channel",
+        "notification_route",
+    ];
     if let Err(r) = check_schema(&body, &allowed, &[]) {
         return r;
     }
     let s = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or("");
     let name = s("name");
     if name.is_empty() {
-        return fault(StatusCode::BAD_REQUEST, "Alias execution \"name\" is required");
+        return fault(
+            StatusCode::BAD_REQUEST,
+            "Alias execution \"name\" is required",
+        );
     }
     let (aliases, _) = state.aliases();
-    let Some(alias) = aliases.iter().find(|a| a.get("name").and_then(Value::as_str) == Some(name)) else {
+    let Some(alias) = aliases
+        .iter()
+        .find(|a| a.get("name").and_then(Value::as_str) == Some(name))
+    else {
         return fault(
             StatusCode::NOT_FOUND,
             format!("Unable to identify action alias with name \"{name}\"."),
@@ -494,11 +652,25 @@ async fn match_and_execute(
         Ok(b) => b,
         Err(r) => return r,
     };
-    let credential = match admit(&state, &method, &uri, &headers, &HashMap::new(), Some(body.clone()), true) {
+    let credential = match admit(
+        &state,
+        &method,
+        &uri,
+        &headers,
+        &HashMap::new(),
+        Some(body.clone()),
+        true,
+    ) {
         Ok(c) => c,
         Err(r) => return r,
     };
-    let allowed = ["command", "user", "source_channel", "notification_channel", "notification_route"];
+    let allowed = [
+        "command",
+        "user",
+        "source_channel",
+        "notification_channel",
+        "notification_route",
+    ];
     if let Err(r) = check_schema(&body, &allowed, &["command", "source_channel"]) {
         return r;
     }
@@ -533,7 +705,9 @@ async fn match_and_execute(
             credential,
         },
     ) {
-        Ok(results) => (StatusCode::CREATED, axum::Json(json!({"results": results}))).into_response(),
+        Ok(results) => {
+            (StatusCode::CREATED, axum::Json(json!({"results": results}))).into_response()
+        }
         Err(r) => r,
     }
 }

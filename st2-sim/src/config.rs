@@ -72,15 +72,22 @@ fn alias(pack: &str, name: &str, action: &str, description: &str, formats: Value
 }
 
 fn fxhash(s: &str) -> u128 {
-    s.bytes()
-        .fold(0xcbf2_9ce4_8422_2325u128, |h, b| (h ^ u128::from(b)).wrapping_mul(0x0100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u128, |h, b| {
+        (h ^ u128::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// A few realistic packs: core, packs, examples (with an object format), linux (for access
 /// rules), jira (a `match_multiple` format) and a disabled alias.
 pub fn demo_aliases() -> Vec<Value> {
     let mut out = vec![
-        alias("core", "local", "core.local", "Run a command on the StackStorm host", json!(["local {{cmd}}"])),
+        alias(
+            "core",
+            "local",
+            "core.local",
+            "Run a command on the StackStorm host",
+            json!(["local {{cmd}}"]),
+        ),
         alias(
             "core",
             "remote",
@@ -88,8 +95,20 @@ pub fn demo_aliases() -> Vec<Value> {
             "Run a command on remote hosts over SSH",
             json!(["run {{cmd}} on {{hosts}}"]),
         ),
-        alias("packs", "pack_install", "packs.install", "Install packs from the exchange", json!(["pack install {{packs}}"])),
-        alias("packs", "pack_get", "packs.get", "Show an installed pack", json!(["pack get {{pack}}"])),
+        alias(
+            "packs",
+            "pack_install",
+            "packs.install",
+            "Install packs from the exchange",
+            json!(["pack install {{packs}}"]),
+        ),
+        alias(
+            "packs",
+            "pack_get",
+            "packs.get",
+            "Show an installed pack",
+            json!(["pack get {{pack}}"]),
+        ),
         alias(
             "examples",
             "deploy",
@@ -104,7 +123,13 @@ pub fn demo_aliases() -> Vec<Value> {
             "Check a service",
             json!(["status {{service}}", "status of {{service}}"]),
         ),
-        alias("linux", "rm", "linux.rm", "Remove files on hosts", json!(["rm {{path}} on {{hosts}}"])),
+        alias(
+            "linux",
+            "rm",
+            "linux.rm",
+            "Remove files on hosts",
+            json!(["rm {{path}} on {{hosts}}"]),
+        ),
         alias(
             "jira",
             "link_fixes",
@@ -112,11 +137,18 @@ pub fn demo_aliases() -> Vec<Value> {
             "Link mentioned issues",
             json!([{"display": "fixes <ISSUE-KEY> …", "representation": ["(?:\\b|^)fixes (?P<issue_key>[A-Z][A-Z0-9]+-[0-9]+)(?:\\b|$)"], "match_multiple": true}]),
         ),
-        alias("examples", "reboot", "core.remote", "Reboot a host (disabled)", json!(["reboot {{host}}"])),
+        alias(
+            "examples",
+            "reboot",
+            "core.remote",
+            "Reboot a host (disabled)",
+            json!(["reboot {{host}}"]),
+        ),
     ];
     // The deploy alias acks with its own format and asks for a thread reply on Slack.
     out[4]["ack"] = json!({"enabled": true, "append_url": true, "format": "deploying {{ actionalias.name }} (execution {{ execution.id }})"});
-    out[4]["result"] = json!({"enabled": true, "extra": {"slack": {"thread_response": true, "color": "#2eb886"}}});
+    out[4]["result"] =
+        json!({"enabled": true, "extra": {"slack": {"thread_response": true, "color": "#2eb886"}}});
     out[8]["enabled"] = json!(false);
     out
 }

@@ -186,7 +186,10 @@ impl State {
     }
 
     /// `Ok(user)` for a valid credential, else StackStorm's 401 faultstring.
-    pub(crate) fn authenticate(&self, credential: Option<&(String, String)>) -> Result<String, String> {
+    pub(crate) fn authenticate(
+        &self,
+        credential: Option<&(String, String)>,
+    ) -> Result<String, String> {
         let Some((kind, value)) = credential else {
             return Err("Unauthorized - One of Token or API key required.".into());
         };

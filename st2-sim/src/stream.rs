@@ -33,13 +33,12 @@ pub(crate) async fn stream(
         }
         b.build().unwrap_or_else(|_| globset::GlobSet::empty())
     });
-    let (tx, mut rx) = mpsc::unbounded_channel::<(String, String)>();
+    let (tx, rx) = mpsc::unbounded_channel::<(String, String)>();
     state.add_client(Client { filter, tx });
     let heartbeat = state.config.heartbeat;
-    let body = futures_util::stream::unfold((), move |()| {
-        let next = tokio::time::timeout(heartbeat, rx.recv());
-        async move {
-            let frame = match next.await {
+    let body = futures_util::stream::unfold(rx, move |mut rx| async move {
+        {
+            let frame = match tokio::time::timeout(heartbeat, rx.recv()).await {
                 Ok(Some((event, data))) => {
                     let mut frame = format!("event: {event}\n");
                     for line in data.split('\n') {
@@ -51,7 +50,7 @@ pub(crate) async fn stream(
                 Ok(None) => return None,
                 Err(_) => "\n".to_owned(),
             };
-            Some((Ok::<_, Infallible>(Bytes::from(frame)), ()))
+            Some((Ok::<_, Infallible>(Bytes::from(frame)), rx))
         }
     });
     (

@@ -69,7 +69,10 @@ impl BotProcess {
     /// Types one line.
     pub async fn say(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("stdin open");
-        stdin.write_all(format!("{line}\n").as_bytes()).await.expect("write");
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .expect("write");
         stdin.flush().await.expect("flush");
     }
 
@@ -126,7 +129,10 @@ impl BotProcess {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        panic!("no log line containing {needle:?}\n{}", self.logs.lock().unwrap());
+        panic!(
+            "no log line containing {needle:?}\n{}",
+            self.logs.lock().unwrap()
+        );
     }
 
     /// Waits for the process to exit after input closed; returns its exit code.

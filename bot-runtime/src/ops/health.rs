@@ -72,14 +72,21 @@ async fn ready(State(r): State<Readiness>) -> Response {
 
 async fn metrics_text() -> Response {
     (
-        [("Content-Type", "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            "Content-Type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         metrics().encode(),
     )
         .into_response()
 }
 
 /// Serves until `shutdown`.
-pub async fn serve(addr: SocketAddr, readiness: Readiness, shutdown: CancellationToken) -> std::io::Result<()> {
+pub async fn serve(
+    addr: SocketAddr,
+    readiness: Readiness,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "health endpoint listening");
     axum::serve(listener, router(readiness))

@@ -43,7 +43,9 @@ impl std::fmt::Debug for Metrics {
 }
 
 fn latency_histogram() -> Histogram {
-    Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])
+    Histogram::new([
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ])
 }
 
 /// The process's metrics registry.
@@ -56,31 +58,60 @@ impl Metrics {
     fn new() -> Self {
         let mut registry = Registry::with_prefix("st2bot");
         let commands = Family::<Labels, Counter>::default();
-        registry.register("commands", "Chat commands handled, by outcome", commands.clone());
+        registry.register(
+            "commands",
+            "Chat commands handled, by outcome",
+            commands.clone(),
+        );
         let denials = Counter::default();
-        registry.register("access_denials", "Commands refused by the access rules", denials.clone());
+        registry.register(
+            "access_denials",
+            "Commands refused by the access rules",
+            denials.clone(),
+        );
         let st2_requests = Family::<Labels, Counter>::default();
         registry.register(
             "stackstorm_requests",
             "StackStorm API calls by call and HTTP status (0: no answer)",
             st2_requests.clone(),
         );
-        let st2_latency = Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        let st2_latency =
+            Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
         registry.register(
             "stackstorm_request_duration_seconds",
             "StackStorm API call latency by call",
             st2_latency.clone(),
         );
         let stream_up = Gauge::default();
-        registry.register("stream_connected", "1 while the StackStorm stream is connected", stream_up.clone());
+        registry.register(
+            "stream_connected",
+            "1 while the StackStorm stream is connected",
+            stream_up.clone(),
+        );
         let stream_reconnects = Counter::default();
-        registry.register("stream_reconnects", "StackStorm stream disconnections", stream_reconnects.clone());
+        registry.register(
+            "stream_reconnects",
+            "StackStorm stream disconnections",
+            stream_reconnects.clone(),
+        );
         let announcements = Counter::default();
-        registry.register("announcements_posted", "Stream announcements posted to chat", announcements.clone());
+        registry.register(
+            "announcements_posted",
+            "Stream announcements posted to chat",
+            announcements.clone(),
+        );
         let chat_up = Gauge::default();
-        registry.register("chat_connected", "1 while the chat backend is connected", chat_up.clone());
+        registry.register(
+            "chat_connected",
+            "1 while the chat backend is connected",
+            chat_up.clone(),
+        );
         let chat_reconnects = Counter::default();
-        registry.register("chat_reconnects", "Chat backend disconnections", chat_reconnects.clone());
+        registry.register(
+            "chat_reconnects",
+            "Chat backend disconnections",
+            chat_reconnects.clone(),
+        );
         Self {
             registry,
             commands,
@@ -101,7 +132,9 @@ impl Metrics {
 
     /// A command was handled with `outcome` (`executed`, `denied`, `no_match`, …).
     pub fn command(&self, outcome: &'static str) {
-        self.commands.get_or_create(&vec![("outcome", outcome.to_owned())]).inc();
+        self.commands
+            .get_or_create(&vec![("outcome", outcome.to_owned())])
+            .inc();
     }
 
     /// The access rules refused a command.
@@ -119,7 +152,11 @@ impl Metrics {
             .get_or_create(&vec![("call", call.to_owned())])
             .observe(elapsed.as_secs_f64());
         let failed = status.is_none_or(|s| s >= 500);
-        let slot = if failed { &self.last_st2_failure } else { &self.last_st2_success };
+        let slot = if failed {
+            &self.last_st2_failure
+        } else {
+            &self.last_st2_success
+        };
         if let Ok(mut g) = slot.lock() {
             *g = Some(Instant::now());
         }
@@ -197,10 +234,19 @@ mod tests {
         m.stream_state(true);
         m.stream_state(false);
         let text = m.encode();
-        assert!(text.contains("st2bot_commands_total{outcome=\"executed\"} 1"), "{text}");
+        assert!(
+            text.contains("st2bot_commands_total{outcome=\"executed\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("st2bot_access_denials_total 1"), "{text}");
-        assert!(text.contains("st2bot_stackstorm_requests_total{call=\"match\",status=\"0\"} 1"), "{text}");
+        assert!(
+            text.contains("st2bot_stackstorm_requests_total{call=\"match\",status=\"0\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("st2bot_stream_reconnects_total 1"), "{text}");
-        assert!(text.contains("st2bot_stackstorm_request_duration_seconds_bucket"), "{text}");
+        assert!(
+            text.contains("st2bot_stackstorm_request_duration_seconds_bucket"),
+            "{text}"
+        );
     }
 }

@@ -99,10 +99,10 @@ impl ServiceAuth {
             Mode::Password { username, password } => (username, password),
         };
         let mut issued = self.issued.lock().await;
-        if let Some(i) = issued.as_ref() {
-            if SystemTime::now() < i.renew_after {
-                return Ok(Credential::Token(i.token.clone()));
-            }
+        if let Some(i) = issued.as_ref()
+            && SystemTime::now() < i.renew_after
+        {
+            return Ok(Credential::Token(i.token.clone()));
         }
         let response = request_token(http, auth_url, username, password, ttl).await?;
         let renew_after = renewal_time(&response.expiry, ttl);

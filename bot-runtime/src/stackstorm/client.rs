@@ -93,7 +93,10 @@ impl St2Client {
             let response = sent.map_err(|e| unreachable(url, &e))?;
             if response.status().as_u16() == 401 {
                 if as_user.is_none() && self.auth.renewable() && !retried {
-                    tracing::warn!(url, "StackStorm answered 401; renewing the token and retrying once");
+                    tracing::warn!(
+                        url,
+                        "StackStorm answered 401; renewing the token and retrying once"
+                    );
                     self.auth.invalidate().await;
                     retried = true;
                     continue;
@@ -125,7 +128,9 @@ impl St2Client {
         as_user: Option<&Secret>,
         body: Option<serde_json::Value>,
     ) -> Result<T, St2Error> {
-        let response = self.send(call, method, &url, as_user, body.as_ref()).await?;
+        let response = self
+            .send(call, method, &url, as_user, body.as_ref())
+            .await?;
         let bytes = response.bytes().await.map_err(|e| unreachable(&url, &e))?;
         serde_json::from_slice(&bytes).map_err(|e| St2Error::Protocol {
             url,
@@ -170,7 +175,9 @@ impl St2Client {
                 self.spec.api_url,
                 all.len()
             );
-            let response = self.send("list_aliases", Method::GET, &url, None, None).await?;
+            let response = self
+                .send("list_aliases", Method::GET, &url, None, None)
+                .await?;
             let total = response
                 .headers()
                 .get("X-Total-Count")

@@ -45,10 +45,7 @@ impl SseParser {
     pub fn feed(&mut self, chunk: &[u8]) -> Vec<(String, String)> {
         self.pending.extend_from_slice(chunk);
         let mut out = Vec::new();
-        loop {
-            let Some(end) = self.pending.iter().position(|&b| b == b'\n' || b == b'\r') else {
-                break;
-            };
+        while let Some(end) = self.pending.iter().position(|&b| b == b'\n' || b == b'\r') {
             // `\r\n` counts as one line break; a lone `\r` at the end of the chunk may be
             // followed by `\n` in the next one, which then yields an empty line we skip.
             let mut next = end + 1;
@@ -67,7 +64,14 @@ impl SseParser {
             if !self.data.is_empty() || !self.event.is_empty() {
                 let event = std::mem::take(&mut self.event);
                 let data = std::mem::take(&mut self.data).join("\n");
-                out.push((if event.is_empty() { "message".into() } else { event }, data));
+                out.push((
+                    if event.is_empty() {
+                        "message".into()
+                    } else {
+                        event
+                    },
+                    data,
+                ));
             }
             return;
         }
@@ -151,7 +155,9 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let route = client.spec().announcement_route.to_string();
-    let wanted = format!("st2.announcement__{route},st2.actionalias__create,st2.actionalias__update,st2.actionalias__delete");
+    let wanted = format!(
+        "st2.announcement__{route},st2.actionalias__create,st2.actionalias__update,st2.actionalias__delete"
+    );
     let mut backoff = Backoff::default();
     loop {
         let started = Instant::now();
@@ -223,12 +229,18 @@ mod tests {
     #[test]
     fn frames_events_across_chunks() {
         let mut p = SseParser::default();
-        assert!(p.feed(b"event: st2.announcement__chatops\ndata: {\"pay").is_empty());
+        assert!(
+            p.feed(b"event: st2.announcement__chatops\ndata: {\"pay")
+                .is_empty()
+        );
         let out = p.feed(b"load\": {}}\n\n\n: heartbeat\r\nevent: x\r\ndata: a\r\ndata: b\r\n\r\n");
         assert_eq!(
             out,
             vec![
-                ("st2.announcement__chatops".into(), "{\"payload\": {}}".into()),
+                (
+                    "st2.announcement__chatops".into(),
+                    "{\"payload\": {}}".into()
+                ),
                 ("x".into(), "a\nb".into())
             ]
         );
@@ -236,10 +248,20 @@ mod tests {
 
     #[test]
     fn decodes_and_rejects() {
-        let ok = decode("chatops", "st2.announcement__chatops", r#"{"payload":{"message":"hi","channel":"ops"}}"#).unwrap();
-        assert!(matches!(ok, Some(StreamEvent::Announcement(a)) if a.message.as_deref() == Some("hi")));
+        let ok = decode(
+            "chatops",
+            "st2.announcement__chatops",
+            r#"{"payload":{"message":"hi","channel":"ops"}}"#,
+        )
+        .unwrap();
+        assert!(
+            matches!(ok, Some(StreamEvent::Announcement(a)) if a.message.as_deref() == Some("hi"))
+        );
         assert!(decode("chatops", "st2.announcement__chatops", "{not json").is_err());
-        assert_eq!(decode("chatops", "st2.announcement__other", "{}").unwrap(), None);
+        assert_eq!(
+            decode("chatops", "st2.announcement__other", "{}").unwrap(),
+            None
+        );
         assert_eq!(
             decode("chatops", "st2.actionalias__update", "{}").unwrap(),
             Some(StreamEvent::AliasChanged("update".into()))
