@@ -48,22 +48,22 @@ pub enum GlobErrorKind {
     #[error("the pattern is empty")]
     Empty,
     /// A `[` has no closing `]`.
-    #[error("unclosed character class; missing `]`")]
+    #[error("unclosed character class; missing ']'")]
     UnclosedClass,
     /// A range in a class runs backwards (`[z-a]`).
-    #[error("invalid range `{0}-{1}` in a character class")]
+    #[error("invalid character range {0}-{1}")]
     InvalidRange(char, char),
     /// A `{` has no closing `}`.
-    #[error("unclosed alternatives; missing `}}`")]
+    #[error("unclosed alternate group; missing '}}' (escape a literal '{{' as '\\{{')")]
     UnclosedAlternates,
     /// A `}` has no opening `{`.
-    #[error("`}}` without an opening `{{`")]
+    #[error("unopened alternate group; missing '{{' (escape a literal '}}' as '\\}}')")]
     UnopenedAlternates,
     /// A `{` inside `{…}`.
-    #[error("nested alternatives are not allowed")]
+    #[error("nested alternate groups are not allowed")]
     NestedAlternates,
     /// The pattern ends with a lone `\`.
-    #[error("dangling `\\` at the end; write `\\\\` for a backslash")]
+    #[error("dangling '\\'; write '\\\\' for a backslash")]
     DanglingEscape,
     /// The pattern is too large to compile.
     #[error("the pattern is too large: {0}")]
@@ -994,6 +994,35 @@ mod tests {
         assert_eq!(small.decide(&req("bob")).rule, None);
         assert_eq!(small.decide(&req("al")).rule, Some(0));
         assert_eq!(big.decide(&req("al")).rule, None);
+    }
+
+    #[test]
+    fn threads_share_one_control() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<AccessControl>();
+        let rules: Vec<_> = (0..100)
+            .map(|i| ("allow", Some(if i % 2 == 0 { "u?" } else { "v*" }), None))
+            .collect();
+        let acl = AccessControl::new(&spec(&rules)).unwrap();
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    for _ in 0..200 {
+                        let decide = |user| {
+                            acl.decide(&Request {
+                                user,
+                                command: "p.a",
+                                room: Some("r"),
+                            })
+                            .rule
+                        };
+                        assert_eq!(decide("u1"), Some(0));
+                        assert_eq!(decide("vvv"), Some(1));
+                        assert_eq!(decide("w"), None);
+                    }
+                });
+            }
+        });
     }
 
     fn spec(rules: &[(&str, Option<&str>, Option<&str>)]) -> AccessSpec {

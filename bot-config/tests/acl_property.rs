@@ -5,6 +5,7 @@
 //!   its own with `compile_glob(..).compile_matcher()`;
 //! - on ASCII, `compile_glob` agrees with globset (an independent glob implementation)
 //!   configured the same way;
+//! - `pattern_covers(outer, inner)` is sound: whatever `inner` matches, `outer` matches;
 //! - the build-time `shadowed-rule`, `duplicate-rule` and `conflicting-rule` verdicts are
 //!   sound: a rule they flag never decides any request of a large sample.
 //!
@@ -13,7 +14,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
-use bot_config::acl::{AccessControl, GlobMatcher, Request, compile_glob};
+use bot_config::acl::{AccessControl, GlobMatcher, Request, compile_glob, pattern_covers};
 use bot_config::{AccessSpec, Decision, GroupSpec, RuleSpec, SourceFile, Str};
 
 /// SplitMix64: small, fast, good enough to draw test cases.
@@ -381,6 +382,29 @@ fn globs_agree_with_globset_on_ascii() {
             );
         }
     }
+}
+
+#[test]
+fn pattern_covers_is_sound() {
+    let mut rng = Rng(99);
+    let mut covered = 0;
+    for _ in 0..4000 {
+        let (outer, inner) = (pattern(&mut rng), pattern(&mut rng));
+        if !pattern_covers(&outer, &inner) {
+            continue;
+        }
+        covered += 1;
+        let outer_matcher = compile_glob(&outer).expect("valid").compile_matcher();
+        let inner_matcher = compile_glob(&inner).expect("valid").compile_matcher();
+        for _ in 0..300 {
+            let text = value(&mut rng);
+            assert!(
+                !inner_matcher.is_match(&text) || outer_matcher.is_match(&text),
+                "`{outer}` is said to cover `{inner}`, but only the latter matches {text:?}"
+            );
+        }
+    }
+    assert!(covered > 200, "only {covered} covering pairs drawn");
 }
 
 #[test]
