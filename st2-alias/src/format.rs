@@ -333,7 +333,7 @@ impl CompiledFormat {
             .sub(&rewritten, &required_template)
             .map_err(aborted)?;
 
-        let tokens = parse::parse(&rewritten, Flags::DOTALL).map_err(|e| e.to_string())?;
+        let tokens = parse::parse_only(&rewritten, Flags::DOTALL).map_err(|e| e.to_string())?;
         let has_begin = parse::has_anchor(&tokens.nodes, &[At::Beginning, At::BeginningString]);
         let has_end = parse::has_anchor(&tokens.nodes, &[At::End, At::EndString]);
         let full = format!(

@@ -53,6 +53,10 @@ pub(crate) struct PyRegex {
 fn build(pattern: &str) -> Result<fancy_regex::Regex, PatternError> {
     fancy_regex::RegexBuilder::new(pattern)
         .backtrack_limit(BACKTRACK_LIMIT)
+        // fancy-regex 0.20's tree optimizer changes which groups take part in some matches
+        // (`\A\s*(?:(.+?))?\s+\s*\z` on two spaces captures `" "`; Python, Perl and the
+        // `regex` crate capture nothing), so patterns are compiled as written.
+        .optimize(false)
         .build()
         .map_err(|error| {
             PatternError::unsupported(format!("the regex engine cannot run this pattern: {error}"))
@@ -237,6 +241,14 @@ mod tests {
         assert!(compile("a$").search("a\nb", 0).expect("ok").is_none());
         // Python's \w has no combining marks; Rust's does.
         assert!(compile(r"^\w$").search("\u{301}", 0).expect("ok").is_none());
+    }
+
+    #[test]
+    fn optional_group_backtracking_matches_python() {
+        // fancy-regex's optimizer would capture " " here; Python captures nothing.
+        let re = compile(r"\A\s*(?:(.+?))?\s+\s*\z");
+        let spans = re.search("  ", 0).expect("ok").expect("match");
+        assert_eq!(spans.get(1), None);
     }
 
     #[test]

@@ -604,9 +604,18 @@ struct Parser {
     state: State,
 }
 
-/// Parses `pattern` as `re._parser.parse(pattern, flags)` does, then applies the checks that
-/// `re.compile` adds (fixed-width look-behinds, template flag).
+/// Parses `pattern` as `re.compile(pattern, flags)` does: `re._parser.parse`, then the
+/// checks the compiler adds (fixed-width look-behinds, template flag).
 pub(crate) fn parse(pattern: &str, flags: Flags) -> Result<Parsed> {
+    parse_with(pattern, flags, true)
+}
+
+/// Only `re._parser.parse(pattern, flags)`, as StackStorm calls it to look for anchors.
+pub(crate) fn parse_only(pattern: &str, flags: Flags) -> Result<Parsed> {
+    parse_with(pattern, flags, false)
+}
+
+fn parse_with(pattern: &str, flags: Flags, compile_checks: bool) -> Result<Parsed> {
     let mut parser = Parser {
         source: Tokenizer::new(pattern)?,
         state: State {
@@ -647,7 +656,9 @@ pub(crate) fn parse(pattern: &str, flags: Flags) -> Result<Parsed> {
         }
     }
 
-    check_compilable(&nodes, flags, &parser.state)?;
+    if compile_checks {
+        check_compilable(&nodes, flags, &parser.state)?;
+    }
 
     Ok(Parsed {
         nodes,
