@@ -246,7 +246,7 @@ mod tests {
     #[test]
     fn optional_group_backtracking_matches_python() {
         // fancy-regex's optimizer would capture " " here; Python captures nothing.
-        let re = compile(r"\A\s*(?:(.+?))?\s+\s*\z");
+        let re = compile(r"\A\s*(?:(.+?))?\s+\s*\Z");
         let spans = re.search("  ", 0).expect("ok").expect("match");
         assert_eq!(spans.get(1), None);
     }
