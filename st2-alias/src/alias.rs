@@ -226,7 +226,13 @@ impl FormatEntry {
     /// True when this entry is flagged `match_multiple: true` (what selects an alias for
     /// StackStorm's second matching pass).
     pub fn is_match_multiple(&self) -> bool {
-        matches!(self, FormatEntry::Object(FormatObject { match_multiple: Some(true), .. }))
+        matches!(
+            self,
+            FormatEntry::Object(FormatObject {
+                match_multiple: Some(true),
+                ..
+            })
+        )
     }
 
     /// The help text: the string itself, or the object's `display`.
@@ -318,8 +324,23 @@ mod tests {
         assert!(alias.result.as_ref().expect("result").enabled);
         assert_eq!(
             alias.format_strings(),
-            ["ship {{app}}", "deploy {{app}}", "dep {{app}}", "t", "a", "i", "l", " ", "{", "{",
-             "k", "e", "y", "}", "}"]
+            [
+                "ship {{app}}",
+                "deploy {{app}}",
+                "dep {{app}}",
+                "t",
+                "a",
+                "i",
+                "l",
+                " ",
+                "{",
+                "{",
+                "k",
+                "e",
+                "y",
+                "}",
+                "}"
+            ]
         );
 
         let explicit: Alias = serde_json::from_str(

@@ -22,7 +22,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::pyre::parse::{self, At, Node};
 use crate::pyre::translate::DollarMode;
-use crate::pyre::{Flags, PatternError, PyRegex, SearchAborted, Spans, TemplatePiece};
+use crate::pyre::{Flags, PatternError, PyRegex, SearchError, Spans, TemplatePiece};
 use crate::unicode;
 
 /// Why parameters could not be extracted. Each variant's `Display` is the text StackStorm
@@ -65,9 +65,12 @@ pub enum ExtractError {
     AliasDisabled(String),
 }
 
-impl From<SearchAborted> for ExtractError {
-    fn from(aborted: SearchAborted) -> Self {
-        ExtractError::MatchLimit(aborted.0)
+impl From<SearchError> for ExtractError {
+    fn from(error: SearchError) -> Self {
+        match error {
+            SearchError::Limit(message) => ExtractError::MatchLimit(message),
+            SearchError::Engine(message) => ExtractError::InvalidFormat(message),
+        }
     }
 }
 
@@ -295,7 +298,7 @@ impl CompiledFormat {
 
     fn build(format: &str) -> Result<(Vec<(String, String)>, PyRegex), String> {
         let snippets = snippets().as_ref().map_err(|e| e.to_string())?;
-        let aborted = |a: SearchAborted| a.0;
+        let aborted = |error: SearchError| error.to_string();
 
         let optional = snippets
             .optional
@@ -342,7 +345,7 @@ impl CompiledFormat {
             if has_end { "" } else { r"\s*$" }
         );
         // The stream always ends with a space, so Python's `$` is the end of the text.
-        let regex = PyRegex::compile(&full, Flags::DOTALL, DollarMode::EndOfText)
+        let regex = PyRegex::parse(&full, Flags::DOTALL, DollarMode::EndOfText)
             .map_err(|e| e.to_string())?;
         Ok((optional, regex))
     }
@@ -381,7 +384,11 @@ impl CompiledFormat {
                 .collect()
         } else {
             let spans = regex.search(&command.stream, 0)?;
-            Ok(vec![self.params_from_match(regex, spans.as_ref(), command)?])
+            Ok(vec![self.params_from_match(
+                regex,
+                spans.as_ref(),
+                command,
+            )?])
         }
     }
 
@@ -432,7 +439,10 @@ impl CompiledFormat {
         for (key, value) in &command.extras {
             result.set(key.clone(), Some(value.clone()));
         }
-        let any_value = result.0.iter().any(|(_, v)| v.as_deref().is_some_and(|v| !v.is_empty()));
+        let any_value = result
+            .0
+            .iter()
+            .any(|(_, v)| v.as_deref().is_some_and(|v| !v.is_empty()));
         if !self.format.is_empty() && unicode::py_strip(&command.stream).is_empty() && !any_value {
             return Err(ExtractError::Parse(
                 "No value supplied and no default value found.".to_owned(),

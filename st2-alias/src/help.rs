@@ -73,8 +73,12 @@ impl AliasIndex {
             filter: filter_text.to_owned(),
             reason,
         };
-        let regex = PyRegex::compile(filter_text, Flags::IGNORECASE, DollarMode::BeforeFinalNewline)
-            .map_err(|e| invalid(e.to_string()))?;
+        let regex = PyRegex::compile(
+            filter_text,
+            Flags::IGNORECASE,
+            DollarMode::BeforeFinalNewline,
+        )
+        .map_err(|e| invalid(e.to_string()))?;
         let mut entries = Vec::new();
         for (alias, display) in self.help_displays() {
             if !alias.enabled || pack.is_some_and(|pack| pack != alias.pack) {
@@ -82,7 +86,7 @@ impl AliasIndex {
             }
             if regex
                 .search(display, 0)
-                .map_err(|e| invalid(e.0))?
+                .map_err(|e| invalid(e.to_string()))?
                 .is_none()
             {
                 continue;
@@ -129,11 +133,7 @@ impl AliasIndex {
             }
             scored.push((shared, similarity, position, alias, display));
         }
-        scored.sort_by(|a, b| {
-            b.0.cmp(&a.0)
-                .then(b.1.total_cmp(&a.1))
-                .then(a.2.cmp(&b.2))
-        });
+        scored.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.total_cmp(&a.1)).then(a.2.cmp(&b.2)));
         let mut seen = std::collections::HashSet::new();
         scored
             .into_iter()
@@ -150,7 +150,11 @@ mod tests {
     use crate::index::AliasIndex;
 
     fn index() -> AliasIndex {
-        let mut disabled = Alias::new("ops", "old", vec![FormatEntry::Plain("deploy legacy {{app}}".into())]);
+        let mut disabled = Alias::new(
+            "ops",
+            "old",
+            vec![FormatEntry::Plain("deploy legacy {{app}}".into())],
+        );
         disabled.enabled = false;
         let mut deploy = Alias::new(
             "ops",
@@ -192,7 +196,12 @@ mod tests {
         let displays: Vec<&str> = all.iter().map(|e| e.display.as_str()).collect();
         assert_eq!(
             displays,
-            ["deploy <app> [to <env>]", "rollback {{app}}", "pack install {{packs}}", "pack get {{pack}}"]
+            [
+                "deploy <app> [to <env>]",
+                "rollback {{app}}",
+                "pack install {{packs}}",
+                "pack get {{pack}}"
+            ]
         );
         assert_eq!(all[0].description.as_deref(), Some("Deploy an application"));
 
@@ -212,8 +221,14 @@ mod tests {
         let displays: Vec<&str> = suggestions.iter().map(|(_, d)| d.as_str()).collect();
         assert_eq!(displays.first(), Some(&"pack install {{packs}}"));
         assert!(displays.contains(&"pack get {{pack}}"));
-        assert!(!displays.iter().any(|d| d.contains("legacy")), "disabled aliases are not suggested");
-        assert_eq!(index.suggestions("deploy", 5)[0].1, "deploy <app> [to <env>]");
+        assert!(
+            !displays.iter().any(|d| d.contains("legacy")),
+            "disabled aliases are not suggested"
+        );
+        assert_eq!(
+            index.suggestions("deploy", 5)[0].1,
+            "deploy <app> [to <env>]"
+        );
         assert!(index.suggestions("zzzz qqqq", 5).is_empty());
         assert_eq!(index.suggestions("pack", 1).len(), 1);
     }

@@ -15,6 +15,8 @@ use std::collections::HashMap;
 use std::ops::Deref;
 use std::sync::Arc;
 
+use aho_corasick::AhoCorasick;
+
 use crate::alias::{Alias, FormatEntry, Pattern};
 use crate::format::{CompiledFormat, ExtractError, Params, PreparedCommand, Requirement};
 use crate::unicode;
@@ -144,8 +146,11 @@ struct Prefilter {
     /// Prefix at the very start of the stream → pattern ids.
     at_start: HashMap<String, Vec<u32>>,
     at_start_lengths: Vec<usize>,
-    /// Patterns that need a literal somewhere in the stream.
-    contains: Vec<(u32, String)>,
+    /// Literal → patterns that need it somewhere in the stream.
+    contains: HashMap<String, Vec<u32>>,
+    /// One automaton over the keys of `contains` (pattern `i` is `contains_keys[i]`).
+    contains_automaton: Option<AhoCorasick>,
+    contains_ids: Vec<Vec<u32>>,
     /// Patterns that are always tried.
     always: Vec<u32>,
 }
@@ -161,7 +166,7 @@ impl Prefilter {
                 skip_space: false,
                 prefix,
             } => self.at_start.entry(prefix).or_default().push(id),
-            Requirement::Contains(text) => self.contains.push((id, text)),
+            Requirement::Contains(text) => self.contains.entry(text).or_default().push(id),
             Requirement::None => self.always.push(id),
         }
     }
@@ -175,32 +180,48 @@ impl Prefilter {
         };
         self.after_space_lengths = lengths(&self.after_space);
         self.at_start_lengths = lengths(&self.at_start);
+        let (texts, ids): (Vec<String>, Vec<Vec<u32>>) =
+            std::mem::take(&mut self.contains).into_iter().unzip();
+        // Building can only fail on absurd sizes; then every such pattern is always tried.
+        match AhoCorasick::new(&texts) {
+            Ok(automaton) if !texts.is_empty() => {
+                self.contains_automaton = Some(automaton);
+                self.contains_ids = ids;
+            }
+            _ => self.always.extend(ids.into_iter().flatten()),
+        }
+        self.always.sort_unstable();
     }
 
     /// Ids of the patterns that may match `stream`, in index order.
     fn candidates(&self, stream: &str) -> Vec<u32> {
         let mut ids: Vec<u32> = self.always.clone();
-        let lookup = |text: &str, map: &HashMap<String, Vec<u32>>, lengths: &[usize], ids: &mut Vec<u32>| {
-            for &length in lengths {
-                if length > text.len() {
-                    break;
+        let lookup =
+            |text: &str, map: &HashMap<String, Vec<u32>>, lengths: &[usize], ids: &mut Vec<u32>| {
+                for &length in lengths {
+                    if length > text.len() {
+                        break;
+                    }
+                    if let Some(key) = text.get(..length)
+                        && let Some(found) = map.get(key)
+                    {
+                        ids.extend_from_slice(found);
+                    }
                 }
-                if let Some(key) = text.get(..length)
-                    && let Some(found) = map.get(key)
-                {
-                    ids.extend_from_slice(found);
-                }
-            }
-        };
+            };
         let trimmed = stream.trim_start_matches(unicode::is_py_space);
-        lookup(trimmed, &self.after_space, &self.after_space_lengths, &mut ids);
-        lookup(stream, &self.at_start, &self.at_start_lengths, &mut ids);
-        ids.extend(
-            self.contains
-                .iter()
-                .filter(|(_, text)| stream.contains(text.as_str()))
-                .map(|(id, _)| *id),
+        lookup(
+            trimmed,
+            &self.after_space,
+            &self.after_space_lengths,
+            &mut ids,
         );
+        lookup(stream, &self.at_start, &self.at_start_lengths, &mut ids);
+        if let Some(automaton) = &self.contains_automaton {
+            for found in automaton.find_overlapping_iter(stream) {
+                ids.extend_from_slice(&self.contains_ids[found.pattern().as_usize()]);
+            }
+        }
         ids.sort_unstable();
         ids.dedup();
         ids
@@ -243,8 +264,10 @@ impl AliasIndex {
         let mut patterns = Vec::new();
         let mut prefilter = Prefilter::default();
         for (alias_index, alias) in aliases.iter().enumerate() {
-            let in_single_pass = alias.enabled && alias.formats.iter().any(|f| !f.is_match_multiple());
-            let in_multiple_pass = alias.enabled && alias.formats.iter().any(FormatEntry::is_match_multiple);
+            let in_single_pass =
+                alias.enabled && alias.formats.iter().any(|f| !f.is_match_multiple());
+            let in_multiple_pass =
+                alias.enabled && alias.formats.iter().any(FormatEntry::is_match_multiple);
             for (format_index, entry) in alias.formats.iter().enumerate() {
                 for pattern in entry.patterns(format_index) {
                     let format = compiled
@@ -474,7 +497,9 @@ impl AliasIndex {
         let prepared = PreparedCommand::new(command)?;
         match self.compiled.get(&resolved.representation) {
             Some(compiled) => compiled.extract(&prepared, match_multiple),
-            None => CompiledFormat::new(&resolved.representation).extract(&prepared, match_multiple),
+            None => {
+                CompiledFormat::new(&resolved.representation).extract(&prepared, match_multiple)
+            }
         }
     }
 }
@@ -512,12 +537,21 @@ mod tests {
             "\u{3000}wide {{x}}",
             "[foo] {{x}}",
             "get (?P<key>[^ ]+) {{rest}}",
+            // Repeated formats share compiled regexes and prefilter keys.
+            "{{ captain }} is my captain",
+            "(?:\\b|^)fixes (?P<issue_key>[A-Z][A-Z0-9]+-[0-9]+)(?:\\b|$)",
+            "status {{svc=all}}",
+            "{{x}} captain",
         ];
         formats
             .iter()
             .enumerate()
             .map(|(i, format)| {
-                let mut alias = Alias::new(&format!("pack{}", i % 3), &format!("a{i}"), vec![plain(format)]);
+                let mut alias = Alias::new(
+                    &format!("pack{}", i % 3),
+                    &format!("a{i}"),
+                    vec![plain(format)],
+                );
                 alias.enabled = i % 5 != 4;
                 alias
             })
@@ -528,10 +562,47 @@ mod tests {
     fn prefilter_agrees_with_full_scan() {
         let index = AliasIndex::new(sample_aliases());
         let words = [
-            "run", "date", "on", "web1", "status", "nginx", "pack", "install", "st2", "force=true",
-            "deploy", "release", "RESTART", "restart", "foo", "ABC-1", "fixes", "is", "my",
-            "captain", "a", "b", "c", "price", "5", "ping", " ", "\t", "grüß", "\u{3000}", "wide",
-            "o", "get", "k1", "x=1", "locally", "", "\u{a0}", "'q w'", "\"a b\"", "{\"k\": 1}",
+            "run",
+            "date",
+            "on",
+            "web1",
+            "status",
+            "nginx",
+            "pack",
+            "install",
+            "st2",
+            "force=true",
+            "deploy",
+            "release",
+            "RESTART",
+            "restart",
+            "foo",
+            "ABC-1",
+            "fixes",
+            "is",
+            "my",
+            "captain",
+            "a",
+            "b",
+            "c",
+            "price",
+            "5",
+            "ping",
+            " ",
+            "\t",
+            "grüß",
+            "\u{3000}",
+            "wide",
+            "o",
+            "get",
+            "k1",
+            "x=1",
+            "locally",
+            "",
+            "\u{a0}",
+            "'q w'",
+            "\"a b\"",
+            "{\"k\": 1}",
         ];
         let mut seed: u64 = 0x5eed;
         let mut next = |bound: usize| {
@@ -585,12 +656,20 @@ mod tests {
         let resolved = index.resolve("hello world").expect("resolves");
         assert_eq!(resolved.alias_ref, "misc.good");
         // match_command_to_alias ignores `enabled`, so it reports the broken format.
-        assert!(matches!(index.matches("hello world"), Err(ExtractError::InvalidFormat(_))));
+        assert!(matches!(
+            index.matches("hello world"),
+            Err(ExtractError::InvalidFormat(_))
+        ));
 
         let mut enabled = Alias::new("misc", "broken", vec![plain("(?i)bad flags {{x}}")]);
         enabled.enabled = true;
-        let index = AliasIndex::new(vec![Alias::new("misc", "good", vec![plain("hello {{who}}")]), enabled]);
-        let error = index.resolve("hello world").expect_err("broken format fails the call");
+        let index = AliasIndex::new(vec![
+            Alias::new("misc", "good", vec![plain("hello {{who}}")]),
+            enabled,
+        ]);
+        let error = index
+            .resolve("hello world")
+            .expect_err("broken format fails the call");
         assert!(matches!(error, ResolveError::InvalidFormat { .. }));
         assert_eq!(error.match_count(), None);
     }

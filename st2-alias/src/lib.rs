@@ -52,4 +52,4 @@ mod unicode;
 pub use alias::{AckSettings, Alias, FormatEntry, FormatObject, Representation, ResultSettings};
 pub use format::{CompiledFormat, ExtractError, Params, PreparedCommand, extract_parameters};
 pub use help::{HelpEntry, HelpFilterError};
-pub use index::{AliasIndex, Match, MatchPass, Resolved, ResolveError};
+pub use index::{AliasIndex, Match, MatchPass, ResolveError, Resolved};

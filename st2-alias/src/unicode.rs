@@ -201,7 +201,9 @@ mod tests {
 
     #[test]
     fn python_whitespace_includes_information_separators() {
-        for c in ['\u{1c}', '\u{1f}', '\u{a0}', '\u{2028}', '\u{3000}', '\t', ' '] {
+        for c in [
+            '\u{1c}', '\u{1f}', '\u{a0}', '\u{2028}', '\u{3000}', '\t', ' ',
+        ] {
             assert!(is_py_space(c), "{c:?}");
         }
         for c in ['\u{200b}', '\u{180e}', 'a', '\u{feff}'] {

@@ -77,7 +77,8 @@ fn check_extraction(
         }
         (None, None, Some(e), Err(ExtractError::InvalidFormat(_))) => e.kind == "re.error",
         (None, None, Some(e), Err(ExtractError::FormatNotAvailable { .. })) => {
-            e.kind == "ValueError" && actual.as_ref().err().map(ToString::to_string) == Some(e.message.clone())
+            e.kind == "ValueError"
+                && actual.as_ref().err().map(ToString::to_string) == Some(e.message.clone())
         }
         (None, None, Some(e), Err(ExtractError::MissingMatchMultiple)) => e.kind == "KeyError",
         _ => false,
@@ -190,7 +191,12 @@ fn describe_matches(matches: &Result<Vec<Match>, ExtractError>) -> String {
     match matches {
         Ok(list) => list
             .iter()
-            .map(|m| format!("{}:{:?}:{:?}", m.alias_ref, m.representation, m.match_multiple))
+            .map(|m| {
+                format!(
+                    "{}:{:?}:{:?}",
+                    m.alias_ref, m.representation, m.match_multiple
+                )
+            })
             .collect::<Vec<_>>()
             .join(", "),
         Err(error) => format!("{error:?}"),
@@ -204,7 +210,8 @@ fn check_set(case: &SetCase) -> Vec<String> {
     let matches = index.matches(&case.command);
     let matches_ok = match (&case.expect.matches, &case.expect.matches_error, &matches) {
         (Some(expected), None, Ok(actual)) => {
-            actual.len() == expected.len() && actual.iter().zip(expected).all(|(a, e)| same_match(a, e))
+            actual.len() == expected.len()
+                && actual.iter().zip(expected).all(|(a, e)| same_match(a, e))
         }
         (None, Some(e), Err(ExtractError::InvalidFormat(_))) => e.kind == "re.error",
         _ => false,
@@ -242,14 +249,19 @@ fn check_set(case: &SetCase) -> Vec<String> {
         let expected = match &case.expect.resolved {
             ResolvedExpect::Match(m) => format!("{}:{:?}", m.alias, m.representation),
             ResolvedExpect::Error { error } => {
-                format!("{}: {} (count {:?})", error.kind, error.message, error.match_count)
+                format!(
+                    "{}: {} (count {:?})",
+                    error.kind, error.message, error.match_count
+                )
             }
         };
         let actual = match &resolved {
             Ok(r) => format!("{}:{:?}", r.alias_ref, r.representation),
             Err(e) => format!("{e:?} = {e} (count {:?})", e.match_count()),
         };
-        problems.push(format!("resolved: expected {expected}\n    actual   {actual}"));
+        problems.push(format!(
+            "resolved: expected {expected}\n    actual   {actual}"
+        ));
     }
 
     if let Ok(resolved) = &resolved

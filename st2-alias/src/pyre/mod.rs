@@ -15,10 +15,22 @@ use translate::DollarMode;
 /// this only stops pathological patterns from hanging a chat bot.
 const BACKTRACK_LIMIT: usize = 10_000_000;
 
-/// The regex engine gave up on a search (backtracking limit), where Python would have kept
-/// going.
+/// A search that could not run to its end.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct SearchAborted(pub(crate) String);
+pub(crate) enum SearchError {
+    /// The engine hit its backtracking limit, where Python would have kept going.
+    Limit(String),
+    /// The pattern is valid Python but the engine cannot compile it (found on first use).
+    Engine(String),
+}
+
+impl std::fmt::Display for SearchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SearchError::Limit(message) | SearchError::Engine(message) => f.write_str(message),
+        }
+    }
+}
 
 /// Byte spans of the groups of one match; index 0 is the whole match.
 #[derive(Clone, Debug)]
@@ -39,12 +51,13 @@ impl Spans {
     }
 }
 
-/// A compiled Python regular expression.
+/// A Python regular expression: parsed (and so validated) at once, translated and compiled
+/// for the engine on first use, which keeps building an index of thousands of formats cheap.
 #[derive(Debug)]
 pub(crate) struct PyRegex {
     parsed: Parsed,
     dollar: DollarMode,
-    regex: fancy_regex::Regex,
+    regex: OnceLock<Result<fancy_regex::Regex, PatternError>>,
     /// `(?=(.*))(?:pattern)(?!\1\z)`: the same pattern, refusing an empty match. Built on
     /// first use by `finditer` after an empty match.
     non_empty: OnceLock<Result<fancy_regex::Regex, PatternError>>,
@@ -64,26 +77,44 @@ fn build(pattern: &str) -> Result<fancy_regex::Regex, PatternError> {
 }
 
 impl PyRegex {
-    /// Compiles `pattern` as `re.compile(pattern, flags)` would.
+    /// Compiles `pattern` as `re.compile(pattern, flags)` would, including the engine's
+    /// compilation (for the fixed patterns, whose failure is a bug).
     pub(crate) fn compile(
         pattern: &str,
         flags: Flags,
         dollar: DollarMode,
     ) -> Result<PyRegex, PatternError> {
-        let parsed = parse::parse(pattern, flags)?;
-        Self::from_parsed(parsed, dollar)
+        let regex = Self::parse(pattern, flags, dollar)?;
+        if let Err(error) = regex.engine() {
+            return Err(PatternError::unsupported(error.to_string()));
+        }
+        Ok(regex)
     }
 
-    /// Compiles an already parsed pattern.
-    pub(crate) fn from_parsed(parsed: Parsed, dollar: DollarMode) -> Result<PyRegex, PatternError> {
-        let translated = translate::translate(&parsed.nodes, parsed.flags, dollar, 0)?;
-        let regex = build(&translated)?;
+    /// Parses `pattern` as `re.compile(pattern, flags)` would; the engine's compilation waits
+    /// for the first search.
+    pub(crate) fn parse(
+        pattern: &str,
+        flags: Flags,
+        dollar: DollarMode,
+    ) -> Result<PyRegex, PatternError> {
         Ok(PyRegex {
-            parsed,
+            parsed: parse::parse(pattern, flags)?,
             dollar,
-            regex,
+            regex: OnceLock::new(),
             non_empty: OnceLock::new(),
         })
+    }
+
+    fn engine(&self) -> Result<&fancy_regex::Regex, SearchError> {
+        self.regex
+            .get_or_init(|| {
+                let translated =
+                    translate::translate(&self.parsed.nodes, self.parsed.flags, self.dollar, 0)?;
+                build(&translated)
+            })
+            .as_ref()
+            .map_err(|error| SearchError::Engine(error.to_string()))
     }
 
     pub(crate) fn parsed(&self) -> &Parsed {
@@ -111,35 +142,36 @@ impl PyRegex {
     }
 
     /// `pattern.search(subject, pos)`.
-    pub(crate) fn search(&self, subject: &str, pos: usize) -> Result<Option<Spans>, SearchAborted> {
+    pub(crate) fn search(&self, subject: &str, pos: usize) -> Result<Option<Spans>, SearchError> {
         let captures = self
-            .regex
+            .engine()?
             .captures_from_pos(subject, pos)
-            .map_err(|error| SearchAborted(error.to_string()))?;
+            .map_err(|error| SearchError::Limit(error.to_string()))?;
         Ok(captures.map(|c| Self::spans(&c, 0, self.parsed.group_count())))
     }
 
     /// The highest-priority non-empty match starting exactly at `pos`, if any (Python's
     /// `must_advance` rule after an empty match).
-    fn non_empty_match_at(&self, subject: &str, pos: usize) -> Result<Option<Spans>, SearchAborted> {
+    fn non_empty_match_at(&self, subject: &str, pos: usize) -> Result<Option<Spans>, SearchError> {
         let regex = self.non_empty.get_or_init(|| {
-            let inner = translate::translate(&self.parsed.nodes, self.parsed.flags, self.dollar, 1)?;
+            let inner =
+                translate::translate(&self.parsed.nodes, self.parsed.flags, self.dollar, 1)?;
             build(&format!(r"(?=((?s:.)*))(?:{inner})(?!\1\z)"))
         });
         let regex = match regex {
             Ok(regex) => regex,
-            Err(error) => return Err(SearchAborted(error.to_string())),
+            Err(error) => return Err(SearchError::Engine(error.to_string())),
         };
         let captures = regex
             .captures_from_pos(subject, pos)
-            .map_err(|error| SearchAborted(error.to_string()))?;
+            .map_err(|error| SearchError::Limit(error.to_string()))?;
         Ok(captures
             .map(|c| Self::spans(&c, 1, self.parsed.group_count()))
             .filter(|spans| spans.whole().0 == pos))
     }
 
     /// `pattern.finditer(subject)`: all non-overlapping matches, Python 3.7+ rules.
-    pub(crate) fn finditer(&self, subject: &str) -> Result<Vec<Spans>, SearchAborted> {
+    pub(crate) fn finditer(&self, subject: &str) -> Result<Vec<Spans>, SearchError> {
         let mut matches = Vec::new();
         let mut pos = 0;
         let mut must_advance = false;
@@ -172,7 +204,7 @@ impl PyRegex {
         &self,
         subject: &str,
         template: &[TemplatePiece<'_>],
-    ) -> Result<String, SearchAborted> {
+    ) -> Result<String, SearchError> {
         let mut out = String::with_capacity(subject.len());
         let mut last = 0;
         for spans in self.finditer(subject)? {
@@ -227,14 +259,20 @@ mod tests {
         // Python: [m.span() for m in re.finditer('a*', 'ab')] == [(0, 1), (1, 1), (2, 2)]
         assert_eq!(all("a*", "ab"), vec![(0, 1), (1, 1), (2, 2)]);
         // re.finditer('a??', 'aa') -> (0,0), (0,1), (1,1), (1,2), (2,2)
-        assert_eq!(all("a??", "aa"), vec![(0, 0), (0, 1), (1, 1), (1, 2), (2, 2)]);
+        assert_eq!(
+            all("a??", "aa"),
+            vec![(0, 0), (0, 1), (1, 1), (1, 2), (2, 2)]
+        );
         assert_eq!(all("x*", ""), vec![(0, 0)]);
     }
 
     #[test]
     fn python_classes_and_anchors() {
         let re = compile(r"^\s*(\w+)\b.*$");
-        let spans = re.search("\u{1c} héllo wörld\n", 0).expect("ok").expect("match");
+        let spans = re
+            .search("\u{1c} héllo wörld\n", 0)
+            .expect("ok")
+            .expect("match");
         assert_eq!(spans.text("\u{1c} héllo wörld\n", 1), Some("héllo"));
         // `$` matches before a final newline but not before an inner one.
         assert!(compile("a$").search("a\n", 0).expect("ok").is_some());
@@ -253,11 +291,13 @@ mod tests {
 
     #[test]
     fn case_insensitive_matching_uses_python_case_rules() {
-        let re = PyRegex::compile("(?i)straße", Flags::DOTALL, DollarMode::EndOfText).expect("valid");
+        let re =
+            PyRegex::compile("(?i)straße", Flags::DOTALL, DollarMode::EndOfText).expect("valid");
         assert!(re.search("STRAßE", 0).expect("ok").is_some());
         assert!(re.search("ſtraße", 0).expect("ok").is_some());
         assert!(re.search("STRASSE", 0).expect("ok").is_none());
-        let re = PyRegex::compile("(?i)[a-c]x", Flags::DOTALL, DollarMode::EndOfText).expect("valid");
+        let re =
+            PyRegex::compile("(?i)[a-c]x", Flags::DOTALL, DollarMode::EndOfText).expect("valid");
         assert!(re.search("Bx", 0).expect("ok").is_some());
     }
 
@@ -267,7 +307,12 @@ mod tests {
         let out = re
             .sub(
                 "a {{x}} b{{y}}",
-                &[TemplatePiece::Group(1), TemplatePiece::Text("<"), TemplatePiece::Group(2), TemplatePiece::Text(">")],
+                &[
+                    TemplatePiece::Group(1),
+                    TemplatePiece::Text("<"),
+                    TemplatePiece::Group(2),
+                    TemplatePiece::Text(">"),
+                ],
             )
             .expect("ok");
         assert_eq!(out, "a <x> b<y>");

@@ -693,9 +693,9 @@ fn check_compilable(nodes: &[Node], flags: Flags, state: &State) -> Result<()> {
                 }
                 check_compilable(body, flags, state)?;
             }
-            Node::Group {
-                add, del, body, ..
-            } => check_compilable(body, flags.combine(*add, *del), state)?,
+            Node::Group { add, del, body, .. } => {
+                check_compilable(body, flags.combine(*add, *del), state)?
+            }
             Node::Atomic(body) => check_compilable(body, flags, state)?,
             Node::Branch(items) => {
                 for item in items {
@@ -785,10 +785,9 @@ impl Parser {
                 let digits = self.source.get_while(width, HEXDIGITS)?;
                 let text = format!("{escape}{digits}");
                 if digits.len() != width {
-                    return Err(self.error(
-                        format!("incomplete escape {text}"),
-                        text.chars().count(),
-                    ));
+                    return Err(
+                        self.error(format!("incomplete escape {text}"), text.chars().count())
+                    );
                 }
                 let value = parse_hex(&digits);
                 if c == 'U' && value > 0x10_FFFF {
@@ -861,7 +860,9 @@ impl Parser {
             {
                 self.source.get()?;
                 text.push(d);
-                if OCTDIGITS.contains(c) && OCTDIGITS.contains(d) && self.source.next_is_in(OCTDIGITS)
+                if OCTDIGITS.contains(c)
+                    && OCTDIGITS.contains(d)
+                    && self.source.next_is_in(OCTDIGITS)
                 {
                     if let Some(Token::Char(e)) = self.source.get()? {
                         text.push(e);
@@ -912,10 +913,7 @@ impl Parser {
 
         let mut sequence = Vec::new();
         // Move a prefix shared by every branch out of the branch.
-        loop {
-            let Some(prefix) = items[0].first().cloned() else {
-                break;
-            };
+        while let Some(prefix) = items[0].first().cloned() {
             let shared = items
                 .iter()
                 .all(|item| item.first().is_some_and(|head| head.same_leaf(&prefix)));
@@ -965,10 +963,7 @@ impl Parser {
     fn parse_sequence(&mut self, verbose: bool, nested: usize, first: bool) -> Result<Vec<Node>> {
         let mut verbose = verbose;
         let mut sequence: Vec<Node> = Vec::new();
-        loop {
-            let Some(this) = self.source.next else {
-                break;
-            };
+        while let Some(this) = self.source.next {
             if this.is_char_in("|)") {
                 break;
             }
@@ -1050,10 +1045,7 @@ impl Parser {
         let mut set: Vec<SetItem> = Vec::new();
         loop {
             let Some(this) = self.source.get()? else {
-                return Err(self.error(
-                    "unterminated character set",
-                    self.source.tell() - here,
-                ));
+                return Err(self.error("unterminated character set", self.source.tell() - here));
             };
             if this == Token::Char(']') && !set.is_empty() {
                 break;
@@ -1064,10 +1056,7 @@ impl Parser {
             };
             if self.source.matches('-')? {
                 let Some(that) = self.source.get()? else {
-                    return Err(self.error(
-                        "unterminated character set",
-                        self.source.tell() - here,
-                    ));
+                    return Err(self.error("unterminated character set", self.source.tell() - here));
                 };
                 if that == Token::Char(']') {
                     set.push(escape_to_set_item(code1));
@@ -1355,7 +1344,8 @@ impl Parser {
         } else {
             None
         };
-        let sub_verbose = (*verbose || add.contains(Flags::VERBOSE)) && !del.contains(Flags::VERBOSE);
+        let sub_verbose =
+            (*verbose || add.contains(Flags::VERBOSE)) && !del.contains(Flags::VERBOSE);
         let body = self.parse_sub(sub_verbose, nested + 1)?;
         if !self.source.matches(')')? {
             return Err(self.error(
@@ -1446,10 +1436,7 @@ impl Parser {
         let mut del = Flags::empty();
         let mut token = Token::Char(first);
         if first != '-' {
-            loop {
-                let Token::Char(letter) = token else {
-                    break;
-                };
+            while let Token::Char(letter) = token {
                 let Some(flag) = Flags::from_letter(letter) else {
                     break;
                 };
@@ -1460,8 +1447,7 @@ impl Parser {
                     ));
                 }
                 add = add.union(flag);
-                if flag.intersects(Flags::TYPE_FLAGS)
-                    && Flags(add.0 & Flags::TYPE_FLAGS.0) != flag
+                if flag.intersects(Flags::TYPE_FLAGS) && Flags(add.0 & Flags::TYPE_FLAGS.0) != flag
                 {
                     return Err(self.error(
                         "bad inline flags: flags 'a', 'u' and 'L' are incompatible",
@@ -1600,14 +1586,23 @@ mod tests {
     #[test]
     fn reproduces_python_error_messages() {
         assert_eq!(error_of("*x"), "nothing to repeat at position 0");
-        assert_eq!(error_of("run (test"), "missing ), unterminated subpattern at position 4");
+        assert_eq!(
+            error_of("run (test"),
+            "missing ), unterminated subpattern at position 4"
+        );
         assert_eq!(
             error_of("^(?i)x"),
             "global flags not at the start of the expression at position 1"
         );
-        assert_eq!(error_of("(?P<a-b>x)"), "bad character in group name 'a-b' at position 4");
+        assert_eq!(
+            error_of("(?P<a-b>x)"),
+            "bad character in group name 'a-b' at position 4"
+        );
         assert_eq!(error_of("a??+"), "multiple repeat at position 3");
-        assert_eq!(error_of("(?<=a+)b"), "look-behind requires fixed-width pattern");
+        assert_eq!(
+            error_of("(?<=a+)b"),
+            "look-behind requires fixed-width pattern"
+        );
         assert_eq!(error_of("a)"), "unbalanced parenthesis at position 1");
         assert_eq!(error_of("\\q"), "bad escape \\q at position 0");
         assert_eq!(error_of("a\\"), "bad escape (end of pattern) at position 1");
@@ -1615,17 +1610,26 @@ mod tests {
             error_of("(?P<a>x)(?P<a>y)"),
             "redefinition of group name 'a' as group 2; was group 1 at position 12"
         );
-        assert_eq!(error_of("x{3,2}"), "min repeat greater than max repeat at position 2");
+        assert_eq!(
+            error_of("x{3,2}"),
+            "min repeat greater than max repeat at position 2"
+        );
     }
 
     #[test]
     fn factors_alternations_like_python() {
         let parsed = parse("^a|^b", Flags::DOTALL).expect("valid");
-        assert!(matches!(parsed.nodes.as_slice(), [Node::At(At::Beginning), Node::In { .. }]));
+        assert!(matches!(
+            parsed.nodes.as_slice(),
+            [Node::At(At::Beginning), Node::In { .. }]
+        ));
         let parsed = parse("deploy x|release y", Flags::DOTALL).expect("valid");
         assert!(matches!(parsed.nodes.as_slice(), [Node::Branch(_)]));
         let parsed = parse("(?:ab)", Flags::DOTALL).expect("valid");
-        assert!(matches!(parsed.nodes.as_slice(), [Node::Literal(_), Node::Literal(_)]));
+        assert!(matches!(
+            parsed.nodes.as_slice(),
+            [Node::Literal(_), Node::Literal(_)]
+        ));
     }
 
     #[test]
@@ -1642,7 +1646,12 @@ mod tests {
     #[test]
     fn braces_that_are_not_repeats_are_literals() {
         let parsed = parse("a{x} {,} {}", Flags::DOTALL).expect("valid");
-        assert!(parsed.nodes.iter().all(|n| matches!(n, Node::Literal(_) | Node::Repeat { .. })));
+        assert!(
+            parsed
+                .nodes
+                .iter()
+                .all(|n| matches!(n, Node::Literal(_) | Node::Repeat { .. }))
+        );
         assert_eq!(parse("a{,3}", Flags::DOTALL).expect("valid").nodes.len(), 1);
     }
 }

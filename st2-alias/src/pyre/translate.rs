@@ -176,7 +176,11 @@ fn emit(node: &Node, flags: Flags, ctx: Context, out: &mut String) -> Result<(),
             // Case-insensitive back-references compare with `fancy-regex`'s simple case
             // folding; Python compares simple lowercases. They differ only for characters
             // like `ſ`/`s` or `ς`/`σ`, which fold together but lowercase apart.
-            let case = if flags.contains(Flags::IGNORECASE) { "(?i:" } else { "(?:" };
+            let case = if flags.contains(Flags::IGNORECASE) {
+                "(?i:"
+            } else {
+                "(?:"
+            };
             let _ = write!(out, r"{case}\{})", group + ctx.group_offset);
         }
         Node::GroupRefExists { group, yes, no } => {
@@ -263,12 +267,54 @@ fn emit_literal(c: u32, negate: bool, flags: Flags, out: &mut String) {
 fn category_class(category: Category, flags: Flags) -> String {
     let ascii = !flags.contains(Flags::UNICODE);
     let (body, negated) = match category {
-        Category::Digit => (if ascii { unicode::ASCII_DIGIT_CLASS } else { unicode::DIGIT_CLASS }, false),
-        Category::NotDigit => (if ascii { unicode::ASCII_DIGIT_CLASS } else { unicode::DIGIT_CLASS }, true),
-        Category::Space => (if ascii { unicode::ASCII_SPACE_CLASS } else { unicode::SPACE_CLASS }, false),
-        Category::NotSpace => (if ascii { unicode::ASCII_SPACE_CLASS } else { unicode::SPACE_CLASS }, true),
-        Category::Word => (if ascii { unicode::ASCII_WORD_CLASS } else { unicode::WORD_CLASS }, false),
-        Category::NotWord => (if ascii { unicode::ASCII_WORD_CLASS } else { unicode::WORD_CLASS }, true),
+        Category::Digit => (
+            if ascii {
+                unicode::ASCII_DIGIT_CLASS
+            } else {
+                unicode::DIGIT_CLASS
+            },
+            false,
+        ),
+        Category::NotDigit => (
+            if ascii {
+                unicode::ASCII_DIGIT_CLASS
+            } else {
+                unicode::DIGIT_CLASS
+            },
+            true,
+        ),
+        Category::Space => (
+            if ascii {
+                unicode::ASCII_SPACE_CLASS
+            } else {
+                unicode::SPACE_CLASS
+            },
+            false,
+        ),
+        Category::NotSpace => (
+            if ascii {
+                unicode::ASCII_SPACE_CLASS
+            } else {
+                unicode::SPACE_CLASS
+            },
+            true,
+        ),
+        Category::Word => (
+            if ascii {
+                unicode::ASCII_WORD_CLASS
+            } else {
+                unicode::WORD_CLASS
+            },
+            false,
+        ),
+        Category::NotWord => (
+            if ascii {
+                unicode::ASCII_WORD_CLASS
+            } else {
+                unicode::WORD_CLASS
+            },
+            true,
+        ),
     };
     format!("[{}{body}]", if negated { "^" } else { "" })
 }
@@ -411,7 +457,10 @@ fn emit_at(at: At, flags: Flags, dollar: DollarMode, out: &mut String) {
                 unicode::ASCII_WORD_CLASS
             };
             if at == At::Boundary {
-                let _ = write!(out, r"(?:(?<=[{word}])(?![{word}])|(?<![{word}])(?=[{word}]))");
+                let _ = write!(
+                    out,
+                    r"(?:(?<=[{word}])(?![{word}])|(?<![{word}])(?=[{word}]))"
+                );
             } else {
                 // Python 3.11's `\B` never matches in an empty string.
                 let _ = write!(
