@@ -32,8 +32,8 @@
 //! `\d`, `\b` and case folding) and run on [`fancy_regex`], a backtracking engine with the
 //! same leftmost-first semantics. What cannot be run is reported as
 //! [`ExtractError::InvalidFormat`] instead of being approximated: `\N{name}` escapes (a
-//! Unicode name table would cost more than such formats are worth) and counted repeats too
-//! large for the engine's size limits. The engine stops a search after 10 million
+//! Unicode name table would cost more than such formats are worth), more than 100 nested
+//! groups (Python allows about 495) and counted repeats too large for the engine's limits. The engine stops a search after 10 million
 //! backtracking steps ([`ExtractError::MatchLimit`]); Python would go on.
 //!
 //! Known differences from StackStorm, all outside what its API can express or observe in

@@ -22,6 +22,10 @@ const MAXGROUPS: u128 = 1_073_741_823;
 const MAXWIDTH: u128 = 1 << 64;
 /// `_sre.MAXCODE` for 4-byte code units.
 const MAXCODE: u128 = (1 << 32) - 1;
+/// Deepest group nesting accepted. CPython 3.11 goes to about 495 (then `RecursionError`);
+/// 100 keeps a debug build within a 2 MiB thread stack, and `fancy-regex` refuses deeper
+/// capturing nests anyway.
+const MAX_NESTING: usize = 100;
 
 /// Python's `re` flags, with CPython's bit values.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
@@ -895,6 +899,13 @@ impl Parser {
 
     /// `_parse_sub`: an alternation.
     fn parse_sub(&mut self, verbose: bool, nested: usize) -> Result<Vec<Node>> {
+        // Every walk of the tree (and the engine's own parser) is recursive: bound the
+        // depth so that no pattern can overflow a thread's stack.
+        if nested > 2 * MAX_NESTING {
+            return Err(PatternError::unsupported(format!(
+                "more than {MAX_NESTING} nested groups"
+            )));
+        }
         let mut verbose = verbose;
         let mut items: Vec<Vec<Node>> = Vec::new();
         loop {
@@ -1613,6 +1624,32 @@ mod tests {
         assert_eq!(
             error_of("x{3,2}"),
             "min repeat greater than max repeat at position 2"
+        );
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let worker = std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(|| {
+                let deep = format!(
+                    "{}x{}",
+                    "(".repeat(MAX_NESTING - 10),
+                    ")".repeat(MAX_NESTING - 10)
+                );
+                let shallow_enough = parse(&deep, Flags::DOTALL).is_ok();
+                let absurd = format!("{}x{}", "(?:".repeat(100_000), ")".repeat(100_000));
+                let refused = parse(&absurd, Flags::DOTALL)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string());
+                (shallow_enough, refused)
+            })
+            .expect("thread");
+        let (shallow_enough, refused) = worker.join().expect("no stack overflow");
+        assert!(shallow_enough);
+        assert_eq!(
+            refused,
+            Err(format!("more than {MAX_NESTING} nested groups"))
         );
     }
 
