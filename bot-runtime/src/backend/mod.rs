@@ -6,7 +6,13 @@
 //! [`Incoming`] messages out, [`Outgoing`] replies in, connection state on a watch channel.
 //! One file per backend; [`build`] picks the one the definition names.
 
+pub mod backoff;
+pub mod mattermost;
+pub mod rich;
+pub mod slack;
 pub mod text;
+pub mod webapi;
+pub mod websocket;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -192,6 +198,8 @@ pub fn build(
 ) -> Result<Box<dyn Backend>, BackendError> {
     match spec {
         BackendSpec::Text(t) => Ok(Box::new(text::TextBackend::new(t, options))),
+        BackendSpec::Slack(s) => Ok(Box::new(slack::SlackBackend::new(s))),
+        BackendSpec::Mattermost(m) => Ok(Box::new(mattermost::MattermostBackend::new(m))),
         other => Err(BackendError::Config {
             what: "backend",
             reason: format!(

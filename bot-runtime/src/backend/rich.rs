@@ -1,0 +1,404 @@
+//! Rich formatting shared by the web-API backends: turns an [`Outgoing`] (text with the
+//! `{~}` pretext separator, StackStorm's `extra`, the execution [`Status`], a mention) into
+//! what each service posts. Read [`status_color`] and [`parts`] first; then one small
+//! function per provider shape ([`slack_messages`], [`mattermost_posts`]).
+//!
+//! Conventions (STACKSTORM.md §6, hubot-stackstorm's adapters):
+//! - `{~}` splits plain pretext from the rich body; a trailing `{~}` means all plain.
+//! - `extra.<provider>` carries provider-specific rich content. With `attachments` (or Slack
+//!   `blocks`) it is passed through as given; otherwise its keys are merged into the one
+//!   attachment built from the body (the legacy hubot shape).
+//! - The colour comes from `extra.<provider>.color`, then `extra.color`, then the structured
+//!   [`Status`]; never from searching the text.
+//! - Every rendering keeps a plain-text fallback ([`plain_text`]) carrying the same words.
+
+use serde_json::{Map, Value, json};
+
+use super::{Outgoing, Status, char_len, split_message, split_pretext};
+
+/// Colour of an execution status, as `#RRGGBB` (Slack, Mattermost, Rocket.Chat attachments).
+pub fn status_color(status: Option<Status>) -> Option<&'static str> {
+    status.map(|s| match s {
+        Status::Succeeded => "#2EB67D",
+        Status::Failed => "#E01E5A",
+        Status::Running => "#ECB22E",
+    })
+}
+
+/// The same colour as a 24-bit integer (Discord embeds).
+pub fn status_color_rgb(status: Option<Status>) -> Option<u32> {
+    status_color(status).and_then(|hex| u32::from_str_radix(hex.trim_start_matches('#'), 16).ok())
+}
+
+/// `extra.<provider>` when it is an object.
+pub fn provider_extra<'a>(
+    extra: Option<&'a Value>,
+    provider: &str,
+) -> Option<&'a Map<String, Value>> {
+    extra?.get(provider)?.as_object()
+}
+
+/// Whether `extra.<provider>.thread_response` asks for the reply to go into the thread of
+/// the triggering message (the thread id travels in the announcement's `context`).
+pub fn wants_thread_response(extra: Option<&Value>, provider: &str) -> bool {
+    provider_extra(extra, provider)
+        .and_then(|x| x.get("thread_response"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
+/// An outgoing message taken apart: what every provider shape is built from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Parts<'a> {
+    /// Plain text before `{~}`, when there is a rich body after it.
+    pub pretext: Option<&'a str>,
+    /// The body (all the text when there is no separator).
+    pub body: &'a str,
+    /// Attachment colour, when the message has one.
+    pub color: Option<String>,
+    /// `extra.<provider>`, when given.
+    pub extra: Option<&'a Map<String, Value>>,
+}
+
+impl Parts<'_> {
+    /// Whether this message is rendered rich (an attachment) rather than as plain text.
+    pub fn is_rich(&self) -> bool {
+        self.color.is_some() || self.pretext.is_some() || self.extra.is_some_and(has_style)
+    }
+
+    /// Whether `extra.<provider>` carries a whole rich message to pass through.
+    pub fn passthrough(&self) -> bool {
+        self.extra
+            .is_some_and(|x| x.contains_key("attachments") || x.contains_key("blocks"))
+    }
+}
+
+/// Whether an `extra.<provider>` object has anything besides `thread_response`.
+fn has_style(extra: &Map<String, Value>) -> bool {
+    extra.keys().any(|k| k != "thread_response")
+}
+
+/// Takes `out` apart for `provider` (`slack`, `mattermost`, `rocketchat`, …).
+pub fn parts<'a>(out: &'a Outgoing, provider: &str) -> Parts<'a> {
+    let (pretext, body) = split_pretext(&out.text);
+    let extra = provider_extra(out.extra.as_ref(), provider);
+    let explicit = extra
+        .and_then(|x| x.get("color"))
+        .or_else(|| out.extra.as_ref().and_then(|e| e.get("color")))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let color = explicit.or_else(|| status_color(out.status).map(str::to_owned));
+    Parts {
+        pretext: pretext.map(str::trim_end).filter(|p| !p.is_empty()),
+        body,
+        color,
+        extra,
+    }
+}
+
+/// The message as plain text: `lead` (a rendered mention such as `<@U1>: `), the pretext on
+/// its own line, then the body. What every backend falls back to.
+pub fn plain_text(lead: &str, parts: &Parts<'_>) -> String {
+    let mut text = String::from(lead);
+    if let Some(p) = parts.pretext {
+        text.push_str(p);
+        text.push('\n');
+    }
+    text.push_str(parts.body);
+    text
+}
+
+/// The legacy attachment shape Slack, Mattermost and Rocket.Chat share: `text` with a
+/// `fallback`, the colour, and `extra` keys merged in (`title`, `fields`, … as given).
+pub fn legacy_attachment(
+    text: &str,
+    color: Option<&str>,
+    extra: Option<&Map<String, Value>>,
+) -> Value {
+    let mut attachment = Map::new();
+    if let Some(x) = extra {
+        for (k, v) in x {
+            if !matches!(k.as_str(), "thread_response" | "attachments" | "blocks") {
+                attachment.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    attachment.insert("fallback".into(), Value::String(text.to_owned()));
+    attachment.insert("text".into(), Value::String(text.to_owned()));
+    if let Some(c) = color {
+        attachment.insert("color".into(), Value::String(c.to_owned()));
+    }
+    attachment
+        .entry("mrkdwn_in")
+        .or_insert_with(|| json!(["text", "pretext"]));
+    Value::Object(attachment)
+}
+
+/// Plain text split at `limit` characters, `lead` on the first piece only.
+pub fn plain_pieces(lead: &str, parts: &Parts<'_>, limit: usize) -> Vec<String> {
+    split_message(&plain_text(lead, parts), limit, char_len)
+}
+
+/// Slack `chat.postMessage` bodies for `out` (without `channel` and `thread_ts`), each
+/// under `limit` characters of text. `mention` is Slack markup such as `<@U123>`.
+///
+/// - `extra.slack` with `attachments` or `blocks`: one message, passed through as given,
+///   with `text` (the notification fallback) set from the plain text when absent;
+/// - a rich message (colour, pretext or other `extra.slack` keys): top-level `text` holds the
+///   mention and pretext, the body goes into coloured attachments, one per piece;
+/// - otherwise plain `text`, split.
+pub fn slack_messages(
+    out: &Outgoing,
+    mention: Option<&str>,
+    limit: usize,
+) -> Vec<Map<String, Value>> {
+    let parts = parts(out, "slack");
+    let lead = mention.map(|m| format!("{m}: ")).unwrap_or_default();
+    if let (true, Some(extra)) = (parts.passthrough(), parts.extra) {
+        let mut message = extra.clone();
+        message.remove("thread_response");
+        let text = match message.get("text").and_then(Value::as_str) {
+            Some(t) => format!("{lead}{t}"),
+            None => plain_text(&lead, &parts),
+        };
+        let text = split_message(&text, limit, char_len).swap_remove(0);
+        message.insert("text".into(), Value::String(text));
+        return vec![message];
+    }
+    if !parts.is_rich() {
+        return plain_pieces(&lead, &parts, limit)
+            .into_iter()
+            .map(|t| text_object("text", t))
+            .collect();
+    }
+    let headline = format!("{lead}{}", parts.pretext.unwrap_or_default());
+    let headline = headline.trim_end_matches([' ', ':']).to_owned();
+    let headline_len = char_len(&headline);
+    let body_limit = limit.saturating_sub(headline_len + 1).max(limit / 2);
+    let mut messages = Vec::new();
+    for (i, piece) in split_message(parts.body, body_limit, char_len)
+        .into_iter()
+        .enumerate()
+    {
+        let extra = if i == 0 { parts.extra } else { None };
+        let mut message = Map::new();
+        if i == 0 && !headline.is_empty() {
+            message.insert("text".into(), Value::String(headline.clone()));
+        }
+        message.insert(
+            "attachments".into(),
+            json!([legacy_attachment(&piece, parts.color.as_deref(), extra)]),
+        );
+        messages.push(message);
+    }
+    messages
+}
+
+/// Mattermost `POST /api/v4/posts` contents for `out`: `(message, props)` pairs, each
+/// message under `limit` characters. `mention` is `@username`.
+///
+/// - `extra.mattermost.attachments`: used verbatim in `props.attachments` of the first post,
+///   the plain text as the message;
+/// - a rich message: the mention and pretext as the message, the body in coloured
+///   attachments, one per piece;
+/// - otherwise plain messages, split.
+pub fn mattermost_posts(
+    out: &Outgoing,
+    mention: Option<&str>,
+    limit: usize,
+) -> Vec<(String, Option<Value>)> {
+    let parts = parts(out, "mattermost");
+    let lead = mention.map(|m| format!("{m}: ")).unwrap_or_default();
+    if let (true, Some(extra)) = (parts.passthrough(), parts.extra) {
+        let mut props = extra.clone();
+        props.remove("thread_response");
+        props.remove("blocks");
+        let mut posts: Vec<(String, Option<Value>)> = plain_pieces(&lead, &parts, limit)
+            .into_iter()
+            .map(|m| (m, None))
+            .collect();
+        posts[0].1 = Some(Value::Object(props));
+        return posts;
+    }
+    if !parts.is_rich() {
+        return plain_pieces(&lead, &parts, limit)
+            .into_iter()
+            .map(|m| (m, None))
+            .collect();
+    }
+    let headline = format!("{lead}{}", parts.pretext.unwrap_or_default());
+    let headline = headline.trim_end_matches([' ', ':']).to_owned();
+    split_message(parts.body, limit, char_len)
+        .into_iter()
+        .enumerate()
+        .map(|(i, piece)| {
+            let extra = if i == 0 { parts.extra } else { None };
+            let attachment = legacy_attachment(&piece, parts.color.as_deref(), extra);
+            let message = if i == 0 {
+                headline.clone()
+            } else {
+                String::new()
+            };
+            (message, Some(json!({ "attachments": [attachment] })))
+        })
+        .collect()
+}
+
+fn text_object(key: &str, text: String) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert(key.into(), Value::String(text));
+    m
+}
+
+/// Normalises typography that chat clients substitute into typed commands (curly quotes,
+/// non-breaking spaces), as hubot-stackstorm's adapters do, so `run "x y"` still parses.
+pub fn normalize_typography(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\u{201C}' | '\u{201D}' | '\u{201E}' | '\u{201F}' => '"',
+            '\u{2018}' | '\u{2019}' | '\u{201A}' | '\u{201B}' => '\'',
+            '\u{00A0}' | '\u{202F}' | '\u{2007}' => ' ',
+            other => other,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Target;
+
+    fn out(text: &str, extra: Option<Value>, status: Option<Status>) -> Outgoing {
+        Outgoing {
+            target: Target::Room {
+                id: "C1".into(),
+                thread: None,
+            },
+            text: text.into(),
+            mention: None,
+            extra,
+            status,
+        }
+    }
+
+    #[test]
+    fn colour_comes_from_status_not_text() {
+        let failed_words = out("status : failed", None, Some(Status::Succeeded));
+        assert_eq!(
+            parts(&failed_words, "slack").color.as_deref(),
+            Some("#2EB67D")
+        );
+        let plain = out("status : failed", None, None);
+        assert_eq!(parts(&plain, "slack").color, None);
+        assert!(!parts(&plain, "slack").is_rich());
+        assert_eq!(status_color_rgb(Some(Status::Failed)), Some(0xE01E5A));
+    }
+
+    #[test]
+    fn explicit_colour_wins() {
+        let o = out(
+            "x",
+            Some(json!({"color": "#F35A00", "slack": {"color": "warning"}})),
+            Some(Status::Failed),
+        );
+        assert_eq!(parts(&o, "slack").color.as_deref(), Some("warning"));
+        assert_eq!(parts(&o, "mattermost").color.as_deref(), Some("#F35A00"));
+    }
+
+    #[test]
+    fn slack_plain_rich_and_passthrough() {
+        let plain = slack_messages(&out("hello", None, None), Some("<@U1>"), 4000);
+        assert_eq!(plain, vec![text_object("text", "<@U1>: hello".into())]);
+
+        let rich = slack_messages(
+            &out(
+                "Done{~}stdout here",
+                Some(json!({"slack": {"title": "T"}})),
+                Some(Status::Failed),
+            ),
+            Some("<@U1>"),
+            4000,
+        );
+        assert_eq!(rich.len(), 1);
+        assert_eq!(rich[0]["text"], "<@U1>: Done");
+        let a = &rich[0]["attachments"][0];
+        assert_eq!(a["color"], "#E01E5A");
+        assert_eq!(a["text"], "stdout here");
+        assert_eq!(a["title"], "T");
+
+        let blocks = json!([{"type": "section", "text": {"type": "mrkdwn", "text": "*hi*"}}]);
+        let pass = slack_messages(
+            &out(
+                "hi",
+                Some(json!({"slack": {"blocks": blocks, "thread_response": true}})),
+                None,
+            ),
+            None,
+            4000,
+        );
+        assert_eq!(pass[0]["blocks"], blocks);
+        assert_eq!(pass[0]["text"], "hi");
+        assert!(!pass[0].contains_key("thread_response"));
+        assert!(wants_thread_response(
+            Some(&json!({"slack": {"thread_response": true}})),
+            "slack"
+        ));
+    }
+
+    #[test]
+    fn long_bodies_split_into_attachments_under_the_limit() {
+        let body = "line of output\n".repeat(800);
+        let msgs = slack_messages(
+            &out(&format!("head{{~}}{body}"), None, Some(Status::Succeeded)),
+            None,
+            4000,
+        );
+        assert!(msgs.len() >= 3);
+        for m in &msgs {
+            let t = m["attachments"][0]["text"].as_str().unwrap();
+            assert!(char_len(t) <= 4000);
+            assert_eq!(m["attachments"][0]["color"], "#2EB67D");
+        }
+        assert_eq!(msgs[0]["text"], "head");
+        assert!(!msgs[1].contains_key("text"));
+    }
+
+    #[test]
+    fn mattermost_shapes() {
+        let posts = mattermost_posts(
+            &out("pre{~}body", None, Some(Status::Running)),
+            Some("@alice"),
+            4000,
+        );
+        assert_eq!(posts[0].0, "@alice: pre");
+        let props = posts[0].1.as_ref().unwrap();
+        assert_eq!(props["attachments"][0]["color"], "#ECB22E");
+        assert_eq!(props["attachments"][0]["text"], "body");
+
+        let given = json!([{"text": "x", "actions": []}]);
+        let posts = mattermost_posts(
+            &out(
+                "msg",
+                Some(json!({"mattermost": {"attachments": given}})),
+                None,
+            ),
+            None,
+            4000,
+        );
+        assert_eq!(
+            posts,
+            vec![("msg".to_owned(), Some(json!({"attachments": given})))]
+        );
+
+        let plain = mattermost_posts(&out("all plain{~}", None, None), None, 4000);
+        assert_eq!(plain, vec![("all plain".to_owned(), None)]);
+    }
+
+    #[test]
+    fn typography() {
+        assert_eq!(
+            normalize_typography("run “a b”\u{a0}x ‘y’"),
+            "run \"a b\" x 'y'"
+        );
+    }
+}
