@@ -3,7 +3,8 @@
 //! into the executable.
 //!
 //! Modules: [`backend`] (chat services), [`secret`] (secret resolution and redaction),
-//! [`check`] (`--check`), [`http`] (the shared HTTP client), [`cli`], [`logging`].
+//! [`check`] (`--check`), [`http`] (the shared HTTP client), [`tls`] (TLS for
+//! backends with their own sockets), [`cli`], [`logging`].
 
 pub mod app;
 pub mod backend;
@@ -12,6 +13,7 @@ pub mod cli;
 pub mod http;
 pub mod logging;
 pub mod secret;
+pub mod tls;
 
 use std::process::ExitCode;
 

@@ -6,7 +6,10 @@
 //! [`Incoming`] messages out, [`Outgoing`] replies in, connection state on a watch channel.
 //! One file per backend; [`build`] picks the one the definition names.
 
+pub mod backoff;
+pub mod irc;
 pub mod text;
+pub mod xmpp;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -192,6 +195,8 @@ pub fn build(
 ) -> Result<Box<dyn Backend>, BackendError> {
     match spec {
         BackendSpec::Text(t) => Ok(Box::new(text::TextBackend::new(t, options))),
+        BackendSpec::Irc(spec) => Ok(Box::new(irc::IrcBackend::new(spec)?)),
+        BackendSpec::Xmpp(spec) => Ok(Box::new(xmpp::XmppBackend::new(spec)?)),
         other => Err(BackendError::Config {
             what: "backend",
             reason: format!(
