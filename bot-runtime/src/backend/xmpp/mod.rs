@@ -323,7 +323,8 @@ async fn serve(backend: &XmppBackend, driver: &mut Driver) -> Ended {
                     tracing::warn!(jid = %backend.jid, host = %backend.connector.host, port = backend.connector.port, %reason, ?retry_in, "XMPP login failed; retrying");
                 }
                 Some(LoginEvent::Refused(reason)) => {
-                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, stream.close()).await;
+                    // Offline: dropping the stream stops its worker and the login task.
+                    drop(stream);
                     return Ended::Failed(BackendError::Auth { service: "XMPP", reason });
                 }
                 None => {}
@@ -403,14 +404,23 @@ async fn close(stream: StanzaStream, driver: &mut Driver) {
     while let Ok(out) = driver.io.outgoing.try_recv() {
         driver.hold(out);
     }
-    if driver.online {
-        flush(&stream, driver).await;
-        send(&stream, Stanza::Presence(Presence::unavailable())).await;
+    if !driver.online {
+        if !driver.pending.is_empty() {
+            tracing::warn!(
+                dropped = driver.pending.len(),
+                "shutting down offline with XMPP replies unsent"
+            );
+        }
+        // Nothing to close cleanly; dropping the stream stops its worker and login task.
+        drop(stream);
+        return;
     }
+    flush(&stream, driver).await;
+    send(&stream, Stanza::Presence(Presence::unavailable())).await;
     if !driver.pending.is_empty() {
         tracing::warn!(
             dropped = driver.pending.len(),
-            "shutting down with XMPP replies unsent"
+            "shutting down with XMPP replies unsent (rooms not joined)"
         );
     }
     if tokio::time::timeout(CLOSE_TIMEOUT, stream.close())
