@@ -13,7 +13,7 @@ use st2bot::runtime::backend::{
     Backend, BackendError, ConnState, Incoming, Outgoing, Room, Target,
 };
 use support::TempDir;
-use support::bot::BotHarness;
+use support::backend::BotHarness;
 use support::irc_client::IrcClient;
 use support::ircd::{InspircdAtheme, Ngircd};
 

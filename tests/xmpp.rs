@@ -12,7 +12,7 @@ use st2bot::runtime::backend::{
     Backend, BackendError, ConnState, Incoming, Outgoing, Room, Target,
 };
 use support::TempDir;
-use support::bot::BotHarness;
+use support::backend::BotHarness;
 use support::prosody::Prosody;
 use support::xmpp_client::XmppClient;
 use tokio_xmpp::parsers::message::MessageType;

@@ -1,14 +1,16 @@
-//! Shared helpers for the integration tests that start real servers: throwaway directories,
-//! free 127.0.0.1 ports, self-signed certificates made with `openssl`, and a guard that kills
-//! a server process when the test ends (also when it fails). Servers are installed by
-//! `scripts/setup-test-deps`.
+//! Shared test support. [`backend`] drives a chat backend directly through its
+//! channels. For tests that start real chat servers: throwaway directories, free 127.0.0.1
+//! ports, self-signed certificates made with `openssl`, and a guard that kills a server
+//! process when the test ends (also when it fails); the servers themselves are in [`ircd`]
+//! and [`prosody`] (installed by `scripts/setup-test-deps`), the test users' clients in
+//! [`irc_client`] and [`xmpp_client`].
 #![allow(
     dead_code,
     unreachable_pub,
     reason = "each integration test crate uses a different subset of these helpers"
 )]
 
-pub mod bot;
+pub mod backend;
 pub mod irc_client;
 pub mod ircd;
 pub mod prosody;
