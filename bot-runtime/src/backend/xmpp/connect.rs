@@ -7,6 +7,7 @@
 //! decision live.
 
 use std::borrow::Cow;
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -148,6 +149,21 @@ fn channel_binding<S>(tls: &tokio_rustls::client::TlsStream<S>) -> ChannelBindin
     }
 }
 
+/// The channel binding to announce, given what the server offers. tokio-xmpp tries only
+/// the `-PLUS` SCRAM variants when it has binding data, so a server without them (Prosody
+/// 0.12 on TLS 1.3) would get PLAIN; announcing `y` ("the client could bind, the server
+/// cannot") keeps SCRAM and still lets a server that strips `-PLUS` be caught (RFC 5802 §6).
+fn binding_for(offered: &BTreeSet<String>, binding: ChannelBinding) -> ChannelBinding {
+    let server_binds = offered.iter().any(|m| m.ends_with("-PLUS"));
+    match binding {
+        ChannelBinding::TlsExporter(_) | ChannelBinding::TlsUnique(_) if server_binds => binding,
+        ChannelBinding::TlsExporter(_) | ChannelBinding::TlsUnique(_) => {
+            ChannelBinding::Unsupported
+        }
+        other => other,
+    }
+}
+
 /// Connects, authenticates and restarts the stream, ready for resource binding.
 pub(crate) async fn login(
     connector: &StartTlsConnector,
@@ -158,6 +174,7 @@ pub(crate) async fn login(
     let (pending, binding) = connector.connect(jid, ns::JABBER_CLIENT, timeouts).await?;
     let (features, stream) = pending.recv_features::<FallibleStreamElement>().await?;
     let username = jid.node().map(|n| n.as_str()).unwrap_or_default();
+    let binding = binding_for(&features.sasl_mechanisms, binding);
     let credentials = Credentials::default()
         .with_username(username)
         .with_password(password.expose())
@@ -287,5 +304,33 @@ pub(crate) fn reconnector(
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offered(mechs: &[&str]) -> BTreeSet<String> {
+        mechs.iter().map(|m| (*m).to_owned()).collect()
+    }
+
+    #[test]
+    fn channel_binding_follows_what_the_server_offers() {
+        let exporter = ChannelBinding::TlsExporter(vec![1; 32]);
+        let plus = offered(&["SCRAM-SHA-1", "SCRAM-SHA-1-PLUS", "PLAIN"]);
+        let no_plus = offered(&["SCRAM-SHA-1", "PLAIN"]);
+        assert!(matches!(
+            binding_for(&plus, exporter.clone()),
+            ChannelBinding::TlsExporter(_)
+        ));
+        assert!(matches!(
+            binding_for(&no_plus, exporter),
+            ChannelBinding::Unsupported
+        ));
+        assert!(matches!(
+            binding_for(&plus, ChannelBinding::None),
+            ChannelBinding::None
+        ));
     }
 }
