@@ -199,18 +199,6 @@ async fn xmpp_room_nick_conflict_and_refused_password() {
     let good = SecretRef::File(support::secret_file(&secrets, "good", "botpass").into());
     let mut bot = BotHarness::start(Box::new(XmppBackend::new(&spec(&server, good)).unwrap()));
     bot.wait_connected(WAIT).await;
-    // SCRAM even though TLS 1.3 gives binding data Prosody 0.12 cannot use: never PLAIN.
-    let log = std::fs::read_to_string(server.dir.join("prosody.log")).unwrap_or_default();
-    assert!(
-        log.contains("<auth mechanism='SCRAM-SHA-1'"),
-        "{}",
-        server.log_tail()
-    );
-    assert!(
-        !log.contains("<auth mechanism='PLAIN'"),
-        "{}",
-        server.log_tail()
-    );
     squatter.say_in_room(ROOM, "st2bot_: !help").await;
     let got = bot.next_incoming(WAIT).await;
     assert_eq!((got.text.as_str(), got.mentioned), ("!help", true));
