@@ -39,6 +39,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long to wait for NickServ to confirm `IDENTIFY` before joining anyway.
 const IDENTIFY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait for the server to answer the channel joins.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Send a `PING` after this much silence from the server…
 const IDLE_PING: Duration = Duration::from_secs(90);
 /// …and drop the connection when the silence reaches this.
@@ -372,7 +374,8 @@ async fn connection(backend: &IrcBackend, shared: &mut Shared) -> Ended {
     let mut last_heard = Instant::now();
     let mut pinged = false;
     let register_deadline = Instant::now() + REGISTER_TIMEOUT;
-    let mut identify_deadline: Option<Instant> = None;
+    // What the session waits for (NickServ, channel joins) and until when.
+    let mut waiting: Option<(Waiting, Instant)> = None;
     let mut ready = false;
 
     for action in session.start() {
@@ -391,6 +394,18 @@ async fn connection(backend: &IrcBackend, shared: &mut Shared) -> Ended {
             return Ended::Finished;
         }
         let idle_deadline = last_heard + if pinged { DEAD_LINK } else { IDLE_PING };
+        let now_waiting = if ready || !session.registered() {
+            None
+        } else if session.awaiting_identify() {
+            Some((Waiting::Identify, IDENTIFY_TIMEOUT))
+        } else {
+            Some((Waiting::Joins, JOIN_TIMEOUT))
+        };
+        match (now_waiting, waiting) {
+            (None, _) => waiting = None,
+            (Some((kind, _)), Some((current, _))) if kind == current => {}
+            (Some((kind, limit)), _) => waiting = Some((kind, Instant::now() + limit)),
+        }
         tokio::select! {
             biased;
             () = shared.io.shutdown.cancelled() => {
@@ -407,7 +422,6 @@ async fn connection(backend: &IrcBackend, shared: &mut Shared) -> Ended {
                 pinged = false;
                 tracing::trace!(line = %line.trim_end(), "irc <<");
                 let Some(message) = Message::parse(&line) else { continue };
-                let was_awaiting = session.awaiting_identify();
                 for action in session.handle(&message) {
                     match apply(action, &mut writer, shared, &mut pacer).await {
                         Applied::Continue => {}
@@ -418,9 +432,6 @@ async fn connection(backend: &IrcBackend, shared: &mut Shared) -> Ended {
                         }
                         Applied::End(ended) => return ended,
                     }
-                }
-                if !was_awaiting && session.awaiting_identify() {
-                    identify_deadline = Some(Instant::now() + IDENTIFY_TIMEOUT);
                 }
             }
             () = sleep_until(pacer.ready_at()), if can_send => {
@@ -437,9 +448,9 @@ async fn connection(backend: &IrcBackend, shared: &mut Shared) -> Ended {
                     None => shared.outgoing_closed = true,
                 }
             }
-            () = sleep_until(identify_deadline.unwrap_or(register_deadline)), if identify_deadline.is_some() => {
-                identify_deadline = None;
-                for action in session.identify_timed_out() {
+            () = sleep_until(waiting.map(|(_, at)| at).unwrap_or(register_deadline)), if waiting.is_some() => {
+                waiting = None;
+                for action in session.timed_out() {
                     match apply(action, &mut writer, shared, &mut pacer).await {
                         Applied::Continue => {}
                         Applied::Ready => {
@@ -464,6 +475,15 @@ async fn connection(backend: &IrcBackend, shared: &mut Shared) -> Ended {
             }
         }
     }
+}
+
+/// What a registered connection is waiting for before it is ready.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Waiting {
+    /// NickServ's confirmation of `IDENTIFY`.
+    Identify,
+    /// Answers to the channel joins.
+    Joins,
 }
 
 /// What applying an action means for the connection loop.

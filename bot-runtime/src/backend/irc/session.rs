@@ -297,15 +297,23 @@ impl Session {
         out
     }
 
-    /// NickServ did not answer in time: join anyway.
-    pub(crate) fn identify_timed_out(&mut self) -> Vec<Action> {
+    /// What the session waited for did not come in time: NickServ did not confirm
+    /// `IDENTIFY` (join anyway), or channels did not answer the joins (carry on without them).
+    pub(crate) fn timed_out(&mut self) -> Vec<Action> {
         let mut out = Vec::new();
         if self.awaiting_identify {
             tracing::warn!("NickServ did not confirm IDENTIFY in time; joining anyway");
             self.awaiting_identify = false;
             self.join_all(&mut out);
-            self.check_ready(&mut out);
+        } else {
+            for (name, state) in self.joins.values_mut() {
+                if *state == Join::Pending {
+                    tracing::warn!(channel = %name, "no answer to JOIN; carrying on without it");
+                    *state = Join::Refused;
+                }
+            }
         }
+        self.check_ready(&mut out);
         out
     }
 
@@ -762,8 +770,10 @@ mod tests {
         let mut s = Session::new(settings(IrcAuth::NickServ, Some("pw")));
         s.start();
         script(&mut s, &[":x 001 st2bot :Welcome"]);
-        assert_eq!(sent(&s.identify_timed_out()).len(), 2);
-        assert!(s.identify_timed_out().is_empty());
+        assert_eq!(sent(&s.timed_out()).len(), 2);
+        assert!(!s.awaiting_identify());
+        // Then the joins go unanswered: ready without them.
+        assert_eq!(s.timed_out(), [Action::Ready]);
     }
 
     #[test]
