@@ -1,5 +1,6 @@
-//! Shared test support. [`backend`] drives a chat backend directly through its
-//! channels. For tests that start real chat servers: throwaway directories, free 127.0.0.1
+//! Shared test support. [`bot`] drives a compiled bot executable (over its Text backend,
+//! or any backend with `BotProcess::start`) against the StackStorm simulator; [`backend`]
+//! drives a chat backend directly through its channels. For tests that start real chat servers: throwaway directories, free 127.0.0.1
 //! ports, self-signed certificates made with `openssl`, and a guard that kills a server
 //! process when the test ends (also when it fails); the servers themselves are in [`ircd`]
 //! and [`prosody`] (installed by `scripts/setup-test-deps`), the test users' clients in
@@ -11,6 +12,7 @@
 )]
 
 pub mod backend;
+pub mod bot;
 pub mod irc_client;
 pub mod ircd;
 pub mod prosody;
