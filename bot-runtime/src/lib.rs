@@ -3,7 +3,8 @@
 //! into the executable.
 //!
 //! Modules: [`backend`] (chat services), [`secret`] (secret resolution and redaction),
-//! [`check`] (`--check`), [`http`] (the shared HTTP client), [`cli`], [`logging`].
+//! [`check`] (`--check`), [`http`] (the shared HTTP client), [`tls`] (TLS for
+//! backends with their own sockets), [`cli`], [`logging`].
 
 pub mod aliases;
 pub mod app;
@@ -21,6 +22,7 @@ pub mod session;
 pub mod simulator;
 pub mod stackstorm;
 pub mod template;
+pub mod tls;
 
 use std::process::ExitCode;
 

@@ -1,5 +1,224 @@
-//! Shared test support: drive a compiled bot executable over its Text backend (stdin in,
-//! stdout out) against the StackStorm simulator.
-#![allow(dead_code, unreachable_pub)]
+//! Shared test support. [`bot`] drives a compiled bot executable (over its Text backend,
+//! or any backend with `BotProcess::start`) against the StackStorm simulator; [`backend`]
+//! drives a chat backend directly through its channels. For tests that start real chat servers: throwaway directories, free 127.0.0.1
+//! ports, self-signed certificates made with `openssl`, and a guard that kills a server
+//! process when the test ends (also when it fails); the servers themselves are in [`ircd`]
+//! and [`prosody`] (installed by `scripts/setup-test-deps`), the test users' clients in
+//! [`irc_client`] and [`xmpp_client`].
+#![allow(
+    dead_code,
+    unreachable_pub,
+    reason = "each integration test crate uses a different subset of these helpers"
+)]
 
+pub mod backend;
 pub mod bot;
+pub mod irc_client;
+pub mod ircd;
+pub mod prosody;
+pub mod xmpp_client;
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Sends the bot's logs to the test output when `RUST_LOG` is set (e.g.
+/// `RUST_LOG=bot_runtime=debug cargo test --test irc -- --nocapture`).
+pub fn init_logs() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+/// A directory removed when dropped.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// A fresh empty directory under the system temp dir, named after `label`.
+    pub fn new(label: &str) -> Self {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let path =
+            std::env::temp_dir().join(format!("st2bot-{label}-{}-{n}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        Self(path)
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// A path inside it.
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A port nobody listens on right now (the OS picks it).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+/// Waits until something accepts TCP connections on the port.
+pub fn wait_for_port(port: u16, within: Duration) {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("nothing listens on 127.0.0.1:{port} after {within:?}");
+}
+
+/// Waits until nothing accepts TCP connections on the port any more.
+pub fn wait_for_port_closed(port: u16, within: Duration) {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_err() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("127.0.0.1:{port} still accepts connections after {within:?}");
+}
+
+/// A self-signed certificate and its key, valid for `names` (DNS names or IP addresses).
+#[derive(Debug, Clone)]
+pub struct Cert {
+    /// PEM certificate (also usable as the CA file: it signs itself).
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// Makes a throwaway self-signed certificate with `openssl`.
+pub fn self_signed_cert(dir: &Path, stem: &str, names: &[&str]) -> Cert {
+    let cert = dir.join(format!("{stem}.crt"));
+    let key = dir.join(format!("{stem}.key"));
+    let san: Vec<String> = names
+        .iter()
+        .map(|n| {
+            if n.parse::<std::net::IpAddr>().is_ok() {
+                format!("IP:{n}")
+            } else {
+                format!("DNS:{n}")
+            }
+        })
+        .collect();
+    let status = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", &format!("/CN={}", names[0])])
+        .args(["-addext", &format!("subjectAltName={}", san.join(","))])
+        // A server certificate, not a CA: rustls refuses a CA certificate as the end entity.
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-addext", "extendedKeyUsage=serverAuth"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run openssl (installed by scripts/setup-test-deps)");
+    assert!(status.success(), "openssl could not make a certificate");
+    Cert { cert, key }
+}
+
+/// A server process, killed when dropped.
+#[derive(Debug)]
+pub struct ServerProcess {
+    name: String,
+    child: Option<Child>,
+}
+
+impl ServerProcess {
+    /// Starts `command` with its output appended to `log`.
+    pub fn spawn(name: &str, mut command: Command, log: &Path) -> Self {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("open server log");
+        let err = out.try_clone().expect("clone log handle");
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {name} (run scripts/setup-test-deps first): {e}")
+            });
+        Self {
+            name: name.to_owned(),
+            child: Some(child),
+        }
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash would, and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        match &mut self.child {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            eprintln!("stopping {}", self.name);
+        }
+        self.kill();
+    }
+}
+
+/// The last lines of a log file, for failure messages.
+pub fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Writes a secret file for `SecretRef::File` (tests never put passwords in the environment,
+/// which parallel tests share).
+pub fn secret_file(dir: &TempDir, name: &str, value: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("{value}\n")).expect("write secret file");
+    path.to_string_lossy().into_owned()
+}

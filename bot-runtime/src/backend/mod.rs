@@ -7,12 +7,14 @@
 //! One file per backend; [`build`] picks the one the definition names.
 
 pub mod backoff;
+pub mod irc;
 pub mod mattermost;
 pub mod rich;
 pub mod slack;
 pub mod text;
 pub mod webapi;
 pub mod websocket;
+pub mod xmpp;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -200,6 +202,8 @@ pub fn build(
         BackendSpec::Text(t) => Ok(Box::new(text::TextBackend::new(t, options))),
         BackendSpec::Slack(s) => Ok(Box::new(slack::SlackBackend::new(s))),
         BackendSpec::Mattermost(m) => Ok(Box::new(mattermost::MattermostBackend::new(m))),
+        BackendSpec::Irc(spec) => Ok(Box::new(irc::IrcBackend::new(spec)?)),
+        BackendSpec::Xmpp(spec) => Ok(Box::new(xmpp::XmppBackend::new(spec)?)),
         other => Err(BackendError::Config {
             what: "backend",
             reason: format!(
