@@ -6,6 +6,7 @@
 //! [`Incoming`] messages out, [`Outgoing`] replies in, connection state on a watch channel.
 //! One file per backend; [`build`] picks the one the definition names.
 
+pub mod matrix;
 pub mod text;
 
 use std::future::Future;
@@ -192,6 +193,7 @@ pub fn build(
 ) -> Result<Box<dyn Backend>, BackendError> {
     match spec {
         BackendSpec::Text(t) => Ok(Box::new(text::TextBackend::new(t, options))),
+        BackendSpec::Matrix(m) => Ok(Box::new(matrix::MatrixBackend::new(m)?)),
         other => Err(BackendError::Config {
             what: "backend",
             reason: format!(
