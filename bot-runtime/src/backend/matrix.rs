@@ -628,7 +628,7 @@ impl Worker {
                     }
                 } else if listening
                     && !initial
-                    && let Some(message) = self.to_incoming(&room_id, &event)
+                    && let Some(message) = self.read_message(&room_id, &event)
                 {
                     messages.push(message);
                 }
@@ -647,14 +647,17 @@ impl Worker {
                 self.incoming = None;
             }
         }
-        if !self.queue.is_empty() && self.queue_retry_at.is_none() {
+        if !self.queue.is_empty() {
+            // The homeserver answers again: send what waited for it now.
+            self.queue_retry_at = None;
+            self.send_backoff.reset();
             self.drain().await?;
         }
         Ok(())
     }
 
     /// A new message event as an [`Incoming`], when it is text from someone else.
-    fn to_incoming(&mut self, room_id: &str, event: &Event) -> Option<Incoming> {
+    fn read_message(&mut self, room_id: &str, event: &Event) -> Option<Incoming> {
         if event.kind != "m.room.message" || event.sender.is_empty() {
             return None;
         }

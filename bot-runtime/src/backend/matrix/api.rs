@@ -29,7 +29,7 @@ const SYNC_GRACE: Duration = Duration::from_secs(30);
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ApiError {
     /// The homeserver could not be reached, or the connection broke mid-request.
-    #[error("cannot reach the homeserver ({endpoint}): {source}")]
+    #[error("cannot reach the homeserver ({endpoint}): {}", error_chain(source))]
     Transport {
         /// Endpoint path.
         endpoint: String,
@@ -442,9 +442,9 @@ async fn execute<T: DeserializeOwned>(
     builder: RequestBuilder,
     endpoint: &'static str,
 ) -> Result<T, ApiError> {
-    let transport = |source| ApiError::Transport {
+    let transport = |source: reqwest::Error| ApiError::Transport {
         endpoint: endpoint.to_owned(),
-        source,
+        source: source.without_url(),
     };
     let response = builder.send().await.map_err(transport)?;
     let status = response.status();
@@ -462,6 +462,21 @@ async fn execute<T: DeserializeOwned>(
         });
     }
     Err(matrix_error(endpoint, status, &bytes, retry_header))
+}
+
+/// An error and its causes, `: `-separated ("error sending request: … Connection refused").
+fn error_chain(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Builds [`ApiError::Matrix`] from an error answer (tolerating a non-JSON body).
