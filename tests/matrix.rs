@@ -126,9 +126,10 @@ async fn bot_serves_rooms_and_direct_chats_on_a_real_synapse() {
     );
     let mut synapse = Synapse::start().await;
     synapse.register(&[
-        ("st2bot", "botpass"),
-        ("alice", "alicepass"),
-        ("bob", "bobpass"),
+        ("st2bot", "botpass", false),
+        ("alice", "alicepass", false),
+        ("bob", "bobpass", false),
+        ("root", "rootpass", true),
     ]);
     let url = synapse.url();
     let password_file = synapse.dir().join("bot-password");
@@ -141,6 +142,9 @@ async fn bot_serves_rooms_and_direct_chats_on_a_real_synapse() {
     let ops = alice
         .create_room(json!({ "room_alias_name": "ops", "preset": "public_chat", "invite": [BOT] }))
         .await;
+
+    // Said before the bot runs: history, never acted on.
+    alice.send(&ops, "!before the bot started", json!({})).await;
 
     let mut bot = Bot::start(
         &url,
@@ -221,16 +225,20 @@ async fn bot_serves_rooms_and_direct_chats_on_a_real_synapse() {
         .create_room(json!({ "room_alias_name": "dev", "preset": "public_chat", "invite": ["@bob:localhost"] }))
         .await;
     bob.join(&dev).await;
+    alice.send(&dev, "!before the bot joined", json!({})).await;
     alice.invite(&dev, BOT).await;
     alice.wait_for_member(&dev, BOT).await;
     alice.send(&dev, "!help", json!({})).await;
     let got = bot.next().await;
     assert_eq!(
-        got.room,
-        Some(Room {
-            id: dev.clone(),
-            name: "#dev:localhost".into(),
-        })
+        (got.text.as_str(), got.room),
+        (
+            "!help",
+            Some(Room {
+                id: dev.clone(),
+                name: "#dev:localhost".into(),
+            })
+        )
     );
 
     // A direct chat alice starts: two members, so `room: None`; the reply goes back there.
@@ -261,7 +269,38 @@ async fn bot_serves_rooms_and_direct_chats_on_a_real_synapse() {
     let reply = alice.take_messages(&dm, BOT, 1).await;
     assert_eq!(body(&reply[0]), "Commands: !help");
 
-    // A long reply is split into several events, in order, each within the limits.
+    // Rich content from `extra.matrix`.
+    let mut rich = Outgoing::text(room(&dm), "deploy finished");
+    rich.extra = Some(
+        json!({ "matrix": { "formatted_body": "<b>deploy</b> finished", "msgtype": "m.text" } }),
+    );
+    bot.outgoing.send(rich).await.unwrap();
+    let reply = alice.take_messages(&dm, BOT, 1).await;
+    assert_eq!(
+        (
+            body(&reply[0]),
+            reply[0]["formatted_body"].as_str(),
+            reply[0]["msgtype"].as_str()
+        ),
+        (
+            "deploy finished",
+            Some("<b>deploy</b> finished"),
+            Some("m.text")
+        )
+    );
+
+    // A long reply is split into several events, in order, each within the limits; the
+    // homeserver rate-limits the bot meanwhile (2 messages/s, bursts of 1), and the bot
+    // waits out each `429 M_LIMIT_EXCEEDED` instead of losing pieces.
+    let root_user = TestUser::login(&url, "root", "rootpass").await;
+    let limit_path = format!("users/{}/override_ratelimit", matrix_client::enc(BOT));
+    root_user
+        .admin(
+            reqwest::Method::POST,
+            &limit_path,
+            Some(json!({ "messages_per_second": 2, "burst_count": 1 })),
+        )
+        .await;
     let line = "0123456789 the quick brown fox jumps over the lazy dog €\n";
     let long = format!("Result{{~}}{}", line.repeat(800));
     bot.say(room(&ops), &long, None).await;
@@ -279,6 +318,14 @@ async fn bot_serves_rooms_and_direct_chats_on_a_real_synapse() {
         lines += body(p).matches("lazy dog").count();
     }
     assert_eq!(lines, 800);
+    let stamps = alice.last_taken_timestamps();
+    assert!(
+        stamps.windows(2).all(|w| w[1] - w[0] >= 300),
+        "pieces were not rate-limited: {stamps:?}"
+    );
+    root_user
+        .admin(reqwest::Method::DELETE, &limit_path, None)
+        .await;
 
     // A direct message to someone the bot has no chat with: it creates one and invites.
     bot.say(

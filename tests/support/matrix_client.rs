@@ -19,6 +19,8 @@ pub(crate) struct TestUser {
     /// Rooms this user has been invited to and not yet joined.
     invites: Vec<String>,
     txn: u64,
+    /// `origin_server_ts` of the messages the last `take_messages` returned.
+    last_taken_ts: Vec<i64>,
 }
 
 impl TestUser {
@@ -51,6 +53,7 @@ impl TestUser {
             seen: Vec::new(),
             invites: Vec::new(),
             txn: 0,
+            last_taken_ts: Vec::new(),
         };
         client.sync(0).await;
         client.seen.clear();
@@ -76,9 +79,24 @@ impl TestUser {
         body: Option<Value>,
     ) -> Value {
         let url = format!("{}/_matrix/client/v3/{path}", self.base);
+        self.call_url(method, &url, body).await
+    }
+
+    /// Calls a Synapse admin endpoint under `/_synapse/admin/v1` (needs a server admin).
+    pub(crate) async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Value {
+        let url = format!("{}/_synapse/admin/v1/{path}", self.base);
+        self.call_url(method, &url, body).await
+    }
+
+    async fn call_url(&self, method: reqwest::Method, url: &str, body: Option<Value>) -> Value {
         let mut request = self
             .http
-            .request(method.clone(), &url)
+            .request(method.clone(), url)
             .bearer_auth(&self.token);
         if let Some(body) = body {
             request = request.json(&body);
@@ -86,10 +104,10 @@ impl TestUser {
         let response = request
             .send()
             .await
-            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+            .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
         let status = response.status();
         let value: Value = response.json().await.unwrap_or(Value::Null);
-        assert!(status.is_success(), "{method} {path}: {status} {value}");
+        assert!(status.is_success(), "{method} {url}: {status} {value}");
         value
     }
 
@@ -227,10 +245,14 @@ impl TestUser {
             if matching.len() == count {
                 let mut taken = Vec::new();
                 for i in matching.into_iter().rev() {
-                    taken.push(self.seen.remove(i).1["content"].clone());
+                    taken.push(self.seen.remove(i).1);
                 }
                 taken.reverse();
-                return taken;
+                self.last_taken_ts = taken
+                    .iter()
+                    .map(|e| e["origin_server_ts"].as_i64().unwrap_or_default())
+                    .collect();
+                return taken.into_iter().map(|e| e["content"].clone()).collect();
             }
             assert!(
                 Instant::now() < deadline,
@@ -240,6 +262,11 @@ impl TestUser {
             );
             self.sync(1000).await;
         }
+    }
+
+    /// Server timestamps (ms) of the messages the last `take_messages` returned.
+    pub(crate) fn last_taken_timestamps(&self) -> &[i64] {
+        &self.last_taken_ts
     }
 
     /// Waits for an invite and returns the room id.

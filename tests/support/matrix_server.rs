@@ -88,15 +88,17 @@ impl Synapse {
         &self.dir
     }
 
-    /// Registers users with the shared secret (`register_new_matrix_user`), in parallel.
-    pub(crate) fn register(&self, users: &[(&str, &str)]) {
+    /// Registers users (name, password, server admin?) with the shared secret
+    /// (`register_new_matrix_user`), in parallel.
+    pub(crate) fn register(&self, users: &[(&str, &str, bool)]) {
         let children: Vec<_> = users
             .iter()
-            .map(|(user, password)| {
+            .map(|(user, password, admin)| {
                 let child = Command::new(self.venv.join("bin/register_new_matrix_user"))
                     .arg("-c")
                     .arg(&self.config)
-                    .args(["-u", user, "-p", password, "--no-admin"])
+                    .args(["-u", user, "-p", password])
+                    .arg(if *admin { "--admin" } else { "--no-admin" })
                     .arg(self.url())
                     .stdout(Stdio::piped())
                     .stderr(Stdio::piped())

@@ -496,9 +496,9 @@ impl Worker {
                 });
                 entry.next = Instant::now() + delay;
                 if retry {
-                    tracing::warn!(room = %room, error = %e, retry_in = ?delay, "matrix: cannot join room");
+                    tracing::warn!(room = %room, error = %e, retry_in = ?delay, "matrix: cannot join room, will retry");
                 } else {
-                    tracing::warn!(room = %room, error = %e, "matrix: cannot accept invite");
+                    tracing::warn!(room = %room, error = %e, "matrix: cannot join room");
                     self.pending_joins.remove(room);
                 }
                 None
@@ -609,8 +609,9 @@ impl Worker {
         }
         let mut messages = Vec::new();
         for (room_id, joined) in response.rooms.join {
-            let known = self.rooms.get(&room_id).is_some_and(|_| !initial);
             let room = self.rooms.entry(&room_id);
+            let known = room.synced && !initial;
+            room.synced = true;
             room.apply_summary(&joined.summary);
             for event in &joined.state.events {
                 room.apply(event);

@@ -31,6 +31,9 @@ pub(crate) struct RoomState {
     invited_count: Option<u64>,
     /// Heroes from the latest `summary` that had them.
     heroes: Vec<String>,
+    /// Whether a sync has reported this room yet (a room the bot just joined or created has
+    /// not been, and its first report may carry history from before the bot's join).
+    pub(crate) synced: bool,
 }
 
 impl RoomState {
