@@ -141,10 +141,10 @@ pub(crate) struct SyncResponse {
     /// Token for the next sync.
     pub(crate) next_batch: String,
     /// Room updates.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub(crate) rooms: SyncRooms,
     /// Global account data (`m.direct`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub(crate) account_data: EventList,
 }
 
@@ -152,13 +152,13 @@ pub(crate) struct SyncResponse {
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct SyncRooms {
     /// Rooms the bot is in.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_map")]
     pub(crate) join: HashMap<String, JoinedRoom>,
     /// Rooms the bot is invited to.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_map")]
     pub(crate) invite: HashMap<String, InvitedRoom>,
     /// Rooms the bot left or was removed from.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_map")]
     pub(crate) leave: HashMap<String, Value>,
 }
 
@@ -166,13 +166,13 @@ pub(crate) struct SyncRooms {
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct JoinedRoom {
     /// State between the previous sync and the start of the timeline.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub(crate) state: EventList,
     /// New events, in order.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub(crate) timeline: Timeline,
     /// Member counts and heroes (sent when they changed; needs lazy-loading).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub(crate) summary: RoomSummary,
 }
 
@@ -194,7 +194,7 @@ pub(crate) struct RoomSummary {
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct Timeline {
     /// Events, oldest first.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_events")]
     pub(crate) events: Vec<Event>,
 }
 
@@ -202,7 +202,7 @@ pub(crate) struct Timeline {
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct InvitedRoom {
     /// Stripped state events, including the invite itself.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub(crate) invite_state: EventList,
 }
 
@@ -210,7 +210,7 @@ pub(crate) struct InvitedRoom {
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct EventList {
     /// The events.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_events")]
     pub(crate) events: Vec<Event>,
 }
 
@@ -232,6 +232,51 @@ pub(crate) struct Event {
     /// Content, read field by field.
     #[serde(default)]
     pub(crate) content: Value,
+}
+
+/// Any value; one that does not have the expected shape becomes the default (a malformed
+/// part of a sync answer must not stop the bot from reading the rest).
+fn lenient<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: DeserializeOwned + Default,
+{
+    let value = Value::deserialize(deserializer)?;
+    Ok(serde_json::from_value(value).unwrap_or_else(|e| {
+        tracing::debug!(error = %e, "matrix: ignoring a malformed part of a sync answer");
+        T::default()
+    }))
+}
+
+/// A map whose malformed entries are dropped.
+fn lenient_map<'de, D, T>(deserializer: D) -> Result<HashMap<String, T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: DeserializeOwned,
+{
+    let map: HashMap<String, Value> = lenient(deserializer)?;
+    Ok(map
+        .into_iter()
+        .filter_map(|(k, v)| serde_json::from_value(v).ok().map(|v| (k, v)))
+        .collect())
+}
+
+/// Events, malformed ones dropped.
+fn lenient_events<'de, D>(deserializer: D) -> Result<Vec<Event>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let events: Vec<Value> = lenient(deserializer)?;
+    Ok(events
+        .into_iter()
+        .filter_map(|e| match serde_json::from_value(e) {
+            Ok(event) => Some(event),
+            Err(error) => {
+                tracing::debug!(%error, "matrix: ignoring a malformed event");
+                None
+            }
+        })
+        .collect())
 }
 
 /// `{"room_id": …}` answers (join, createRoom, directory).
@@ -534,6 +579,42 @@ mod tests {
             a.url(&["rooms", "!a/b:x", "send"]).as_str(),
             "https://example.org/matrix/_matrix/client/v3/rooms/!a%2Fb:x/send"
         );
+    }
+
+    #[test]
+    fn malformed_parts_of_a_sync_are_skipped() {
+        let body = json!({
+            "next_batch": "s2",
+            "account_data": { "events": "not a list" },
+            "rooms": {
+                "join": {
+                    "!good:x": {
+                        "summary": { "m.heroes": [1, 2], "m.joined_member_count": 3 },
+                        "timeline": { "events": [
+                            { "type": "m.room.message", "sender": "@a:x", "content": { "body": "hi" } },
+                            { "type": "m.room.message", "sender": ["bad"] },
+                            { "type": "m.room.member", "state_key": 7 }
+                        ] }
+                    },
+                    "!bad:x": "not a room"
+                },
+                "invite": [],
+                "leave": { "!gone:x": {} }
+            }
+        });
+        let sync: SyncResponse = serde_json::from_value(body).unwrap();
+        assert_eq!(sync.next_batch, "s2");
+        assert!(sync.account_data.events.is_empty());
+        assert_eq!(sync.rooms.join.len(), 1);
+        let room = &sync.rooms.join["!good:x"];
+        assert_eq!(room.timeline.events.len(), 1);
+        assert_eq!(room.timeline.events[0].content["body"], "hi");
+        assert_eq!(
+            room.summary.joined_member_count, None,
+            "a bad summary is dropped whole"
+        );
+        assert!(sync.rooms.invite.is_empty());
+        assert!(sync.rooms.leave.contains_key("!gone:x"));
     }
 
     #[test]
