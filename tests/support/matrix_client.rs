@@ -1,6 +1,8 @@
 //! A tiny Matrix client for tests: a person (alice, bob) talking to the bot through the
 //! same Synapse. Logs in with a password, creates rooms, invites, joins, sends text, and
 //! collects the `m.room.message` events it sees through `/sync`.
+// Shared by several test binaries; each uses a part.
+#![allow(dead_code)]
 
 use std::time::{Duration, Instant};
 
@@ -267,6 +269,25 @@ impl TestUser {
     /// Server timestamps (ms) of the messages the last `take_messages` returned.
     pub(crate) fn last_taken_timestamps(&self) -> &[i64] {
         &self.last_taken_ts
+    }
+
+    /// Takes messages from `sender` in `room_id`, one at a time, until one whose body
+    /// contains `needle`; returns them all (the match last).
+    pub(crate) async fn take_until(
+        &mut self,
+        room_id: &str,
+        sender: &str,
+        needle: &str,
+    ) -> Vec<Value> {
+        let mut taken = Vec::new();
+        loop {
+            let next = self.take_messages(room_id, sender, 1).await.remove(0);
+            let found = next["body"].as_str().is_some_and(|b| b.contains(needle));
+            taken.push(next);
+            if found {
+                return taken;
+            }
+        }
     }
 
     /// Waits for an invite and returns the room id.

@@ -4,6 +4,8 @@
 //! temporary directory, with rate limits raised and no outbound key-server lookups.
 //! [`Synapse`] stops the server (by its pid) and removes the directory when dropped, also
 //! when the test fails.
+// Shared by several test binaries; each uses a part.
+#![allow(dead_code)]
 
 use std::fs;
 use std::net::TcpListener;
@@ -42,8 +44,15 @@ impl Synapse {
         }
     }
 
-    /// Writes a config for a free port and starts the server; returns once it answers.
+    /// [`Synapse::start_named`] with the server name `localhost`.
     pub(crate) async fn start() -> Self {
+        Self::start_named("localhost").await
+    }
+
+    /// Writes a config for a free port and starts the server as `server_name` (users are
+    /// `@name:<server_name>`); returns once it answers. Nothing resolves the name: the
+    /// server federates with no one.
+    pub(crate) async fn start_named(server_name: &str) -> Self {
         let venv = Self::venv().unwrap_or_else(|e| panic!("{e}"));
         let stamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -53,7 +62,8 @@ impl Synapse {
         fs::create_dir_all(dir.join("data")).expect("create the Synapse directory");
         let port = free_port();
         let config = dir.join("homeserver.yaml");
-        fs::write(&config, homeserver_yaml(&dir, port)).expect("write homeserver.yaml");
+        fs::write(&config, homeserver_yaml(&dir, port, server_name))
+            .expect("write homeserver.yaml");
         fs::write(dir.join("log.yaml"), log_yaml(&dir)).expect("write log.yaml");
         let mut synapse = Self {
             venv,
@@ -219,11 +229,11 @@ fn free_port() -> u16 {
         .expect("find a free port")
 }
 
-fn homeserver_yaml(dir: &Path, port: u16) -> String {
+fn homeserver_yaml(dir: &Path, port: u16, server_name: &str) -> String {
     let d = dir.display();
     let limit = "{ per_second: 1000, burst_count: 1000 }";
     format!(
-        r#"server_name: "localhost"
+        r#"server_name: "{server_name}"
 pid_file: {d}/data/homeserver.pid
 listeners:
   - port: {port}
@@ -236,7 +246,7 @@ database:
   name: sqlite3
   args: {{ database: {d}/data/homeserver.db }}
 media_store_path: {d}/data/media_store
-signing_key_path: {d}/localhost.signing.key
+signing_key_path: {d}/signing.key
 log_config: {d}/log.yaml
 registration_shared_secret: "{REGISTRATION_SECRET}"
 macaroon_secret_key: "st2bot-test-only-macaroon"
