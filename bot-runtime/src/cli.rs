@@ -35,6 +35,10 @@ pub struct Options {
     pub stackstorm_url: Option<String>,
     /// Demo mode: start the built-in StackStorm simulator on loopback and talk to it.
     pub simulate: bool,
+    /// Connect to the chat server at this URL instead of the definition's `backend.url`
+    /// (backends that have one: matrix, slack, mattermost, discord, rocketchat). Also
+    /// `ST2BOT_BACKEND_URL`.
+    pub backend_url: Option<String>,
 }
 
 impl Default for Options {
@@ -47,6 +51,7 @@ impl Default for Options {
             linger: Duration::ZERO,
             stackstorm_url: None,
             simulate: false,
+            backend_url: None,
         }
     }
 }
@@ -69,6 +74,8 @@ pub fn usage(name: &str, description: &str) -> String {
          --log-format FORMAT  `text` or `json` (default from the definition)\n  \
          --stackstorm-url URL talk to the StackStorm behind URL instead of the definition's\n  \
          \x20                    (also ST2BOT_STACKSTORM_URL)\n  \
+         --backend-url URL    connect to the chat server at URL instead of `backend.url`\n  \
+         \x20                    (also ST2BOT_BACKEND_URL)\n  \
          --simulate           demo mode: start a simulated StackStorm on 127.0.0.1 and use it\n  \
          --print-spec         print the compiled definition and exit\n  \
          --version            print the version and exit\n  \
@@ -82,6 +89,9 @@ pub fn usage(name: &str, description: &str) -> String {
 pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, UsageError> {
     let mut options = Options {
         stackstorm_url: std::env::var("ST2BOT_STACKSTORM_URL")
+            .ok()
+            .filter(|u| !u.is_empty()),
+        backend_url: std::env::var("ST2BOT_BACKEND_URL")
             .ok()
             .filter(|u| !u.is_empty()),
         ..Options::default()
@@ -106,6 +116,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, UsageEr
             "--user" => options.user = Some(value("--user")?),
             "--stackstorm-url" => options.stackstorm_url = Some(value("--stackstorm-url")?),
             "--simulate" => options.simulate = true,
+            "--backend-url" => options.backend_url = Some(value("--backend-url")?),
             "--room" => options.room = Some(value("--room")?),
             "--linger" => {
                 let v = value("--linger")?;
@@ -146,5 +157,7 @@ mod tests {
         assert!(p(&["--nope"]).is_err());
         assert!(p(&["--user"]).is_err());
         assert!(p(&["--log-format", "xml"]).is_err());
+        let o = p(&["--backend-url", "http://127.0.0.1:8008"]).unwrap();
+        assert_eq!(o.backend_url.as_deref(), Some("http://127.0.0.1:8008"));
     }
 }
