@@ -64,8 +64,8 @@ const MAX_JOIN_RETRY: Duration = Duration::from_secs(300);
 const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(30);
 /// Replies kept while the homeserver is unreachable; older ones are dropped beyond this.
 const MAX_QUEUED_REPLIES: usize = 1000;
-/// Time allowed for sending what is queued at shutdown.
-const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time allowed for sending what is queued at shutdown (the bot waits 5 s for its backend).
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(4);
 /// Service name in errors.
 const SERVICE: &str = "matrix";
 
@@ -381,7 +381,10 @@ impl Worker {
                         self.enqueue(reply);
                         self.drain().await?;
                     }
-                    None => return Ok(()),
+                    None => {
+                        self.flush(&mut outgoing).await;
+                        return Ok(());
+                    }
                 },
                 () = sleep_until(queue_retry) => {
                     self.queue_retry_at = None;
