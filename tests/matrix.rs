@@ -165,7 +165,7 @@ async fn bot_serves_rooms_and_direct_chats_on_a_real_synapse() {
         got,
         Incoming {
             user_id: ALICE.into(),
-            user: "alice:localhost".into(),
+            user: ALICE.into(),
             room: Some(Room {
                 id: ops.clone(),
                 name: "#ops:localhost".into(),
@@ -176,7 +176,7 @@ async fn bot_serves_rooms_and_direct_chats_on_a_real_synapse() {
             message_id: Some(help),
         }
     );
-    bot.say(room(&ops), "Commands: !help, !run", Some("alice:localhost"))
+    bot.say(room(&ops), "Commands: !help, !run", Some(ALICE))
         .await;
     let reply = alice.take_messages(&ops, BOT, 1).await;
     assert_eq!(body(&reply[0]), "alice: Commands: !help, !run");

@@ -1,6 +1,7 @@
 //! End-to-end: the compiled `matrix` bot (`bots/matrix.yaml`, as shipped) against a real
 //! Synapse named `example.org` (so the definition's room, users and access rules apply as
-//! written) and the StackStorm simulator. `--backend-url` and `--stackstorm-url` point the
+//! written: alice is in its `sre` group) and the StackStorm simulator, which knows the bot's
+//! StackStorm account. `--backend-url` and `--stackstorm-url` point the
 //! executable at the two loopback servers. Alice asks `!help` in `#ops:example.org` and in
 //! a direct chat, runs an alias command (ack, then the result from the stream), and the
 //! bot posts stream announcements to the room and, whispered, to her direct chat. Then
@@ -22,6 +23,7 @@ use matrix_client::TestUser;
 use matrix_server::Synapse;
 
 const BOT: &str = "@st2bot:example.org";
+const ALICE: &str = "@alice:example.org";
 const WAIT: Duration = Duration::from_secs(30);
 
 fn body(content: &Value) -> &str {
@@ -33,7 +35,12 @@ async fn compiled_matrix_bot_serves_alice_on_synapse_and_stackstorm() {
     let mut synapse = Synapse::start_named("example.org").await;
     synapse.register(&[("st2bot", "botpass", false), ("alice", "alicepass", false)]);
     let url = synapse.url();
-    let sim = Sim::start(SimConfig::demo()).await.expect("simulator");
+    let sim = Sim::start(SimConfig {
+        users: vec![("st2bot".into(), "st2-test-password".into())],
+        ..SimConfig::demo()
+    })
+    .await
+    .expect("simulator");
     let mut alice = TestUser::login(&url, "alice", "alicepass").await;
     // The room the definition names; public, so the bot joins it by alias at start.
     let ops = alice
@@ -45,7 +52,7 @@ async fn compiled_matrix_bot_serves_alice_on_synapse_and_stackstorm() {
         &["--stackstorm-url", &sim.url(), "--backend-url", &url],
         &[
             ("MATRIX_PASSWORD", "botpass"),
-            ("ST2_API_KEY", "sim-api-key"),
+            ("ST2_PASSWORD", "st2-test-password"),
         ],
     );
     alice.wait_for_member(&ops, BOT).await;
@@ -65,23 +72,30 @@ async fn compiled_matrix_bot_serves_alice_on_synapse_and_stackstorm() {
         "{help}"
     );
 
-    // An alias command: the ack, then the result StackStorm announces on the stream.
-    alice.send(&ops, "!local date", json!({})).await;
-    let ack = alice.take_until(&ops, BOT, "running `core.local`").await;
+    // An alias command alice's group may run: the ack, then the result StackStorm
+    // announces on the stream, back in the room and mentioning her.
+    alice.send(&ops, "!deploy api to prod", json!({})).await;
+    let ack = alice
+        .take_until(&ops, BOT, "deploying deploy (execution")
+        .await;
     assert_eq!(ack.len(), 1, "{ack:?}");
     let executions = sim.executions();
     let execution = executions.last().expect("an execution");
-    assert_eq!(execution.alias, "core.local");
-    assert_eq!(execution.user, "alice:example.org");
+    assert_eq!(execution.alias, "examples.deploy");
+    assert_eq!(execution.user, ALICE);
+    assert_eq!(execution.source_channel, ops);
     let result = alice
         .take_until(&ops, BOT, &format!("Execution {} succeeded", execution.id))
         .await;
     let result = result.last().unwrap();
     assert!(body(result).starts_with("alice: "), "{result}");
-    assert_eq!(
-        result["m.mentions"]["user_ids"],
-        json!(["@alice:example.org"])
-    );
+    assert_eq!(result["m.mentions"]["user_ids"], json!([ALICE]));
+
+    // A command the access rules deny: explained, and StackStorm never hears of it.
+    alice.send(&ops, "!local date", json!({})).await;
+    let denied = alice.take_messages(&ops, BOT, 1).await;
+    assert!(!body(&denied[0]).contains("running"), "{denied:?}");
+    assert_eq!(sim.executions().len(), 1);
 
     // An announcement from a rule or workflow, to the room by alias, with rich content.
     sim.announce(
@@ -89,7 +103,7 @@ async fn compiled_matrix_bot_serves_alice_on_synapse_and_stackstorm() {
         json!({
             "message": "deploy finished",
             "channel": "#ops:example.org",
-            "user": "alice:example.org",
+            "user": ALICE,
             "whisper": false,
             "extra": { "matrix": { "formatted_body": "<b>deploy</b> finished" } },
         }),
@@ -117,7 +131,7 @@ async fn compiled_matrix_bot_serves_alice_on_synapse_and_stackstorm() {
     // A whispered announcement goes to alice's direct chat, not the room.
     sim.announce(
         "chatops",
-        json!({ "message": "psst: your token expires soon", "user": "alice:example.org", "whisper": true, "channel": "#ops:example.org" }),
+        json!({ "message": "psst: your token expires soon", "user": ALICE, "whisper": true, "channel": "#ops:example.org" }),
     );
     alice
         .take_until(&dm, BOT, "psst: your token expires soon")

@@ -39,6 +39,8 @@ pub struct Options {
     /// (backends that have one: matrix, slack, mattermost, discord, rocketchat). Also
     /// `ST2BOT_BACKEND_URL`.
     pub backend_url: Option<String>,
+    /// Serve `/healthz`, `/readyz` and `/metrics` here (overrides `health.listen`).
+    pub health_listen: Option<String>,
 }
 
 impl Default for Options {
@@ -52,6 +54,7 @@ impl Default for Options {
             stackstorm_url: None,
             simulate: false,
             backend_url: None,
+            health_listen: None,
         }
     }
 }
@@ -77,6 +80,7 @@ pub fn usage(name: &str, description: &str) -> String {
          --backend-url URL    connect to the chat server at URL instead of `backend.url`\n  \
          \x20                    (also ST2BOT_BACKEND_URL)\n  \
          --simulate           demo mode: start a simulated StackStorm on 127.0.0.1 and use it\n  \
+         --health-listen ADDR serve /healthz, /readyz and /metrics on ADDR (e.g. 127.0.0.1:9180)\n  \
          --print-spec         print the compiled definition and exit\n  \
          --version            print the version and exit\n  \
          -h, --help           print this help\n\n\
@@ -117,6 +121,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, UsageEr
             "--stackstorm-url" => options.stackstorm_url = Some(value("--stackstorm-url")?),
             "--simulate" => options.simulate = true,
             "--backend-url" => options.backend_url = Some(value("--backend-url")?),
+            "--health-listen" => options.health_listen = Some(value("--health-listen")?),
             "--room" => options.room = Some(value("--room")?),
             "--linger" => {
                 let v = value("--linger")?;

@@ -1,2 +1,2 @@
-//! The Matrix example bot: `bots/matrix.yaml` compiled into an executable.
+//! The matrix example bot (`bots/matrix.yaml`): StackStorm ChatOps on Matrix.
 st2bot::bot!("bots/matrix.yaml");

@@ -18,8 +18,9 @@
 //! Rooms and people: a room with exactly two joined members is a direct chat (`room: None`;
 //! replies go back to that room), unless it is listed in `rooms`. The room name access rules
 //! see is the canonical alias (`#ops:example.org`) if any, else the room id. The user name
-//! they see is the user id without the leading `@` (`alice:example.org`), since a bare
-//! localpart could be anyone's on another homeserver and `@` starts a group name in rules.
+//! they see is the full user id (`@alice:example.org`, written `'\@alice:example.org'` in
+//! rules since `@` starts a group name there): a bare localpart could be anyone's on another
+//! homeserver.
 //! A message mentions the bot when it starts with the bot's display name or user id
 //! followed by `:` (what clients insert for a mention pill), or lists the bot in
 //! `m.mentions`. Direct messages to a user id reuse the direct chat with them (the one last
@@ -709,7 +710,7 @@ impl Worker {
         }
         Some(Incoming {
             user_id: event.sender.clone(),
-            user: event.sender.trim_start_matches('@').to_owned(),
+            user: event.sender.clone(),
             room: (!direct).then(|| Room {
                 id: room_id.to_owned(),
                 name: self.rooms.name(room_id),
