@@ -35,6 +35,10 @@ pub struct Options {
     pub stackstorm_url: Option<String>,
     /// Demo mode: start the built-in StackStorm simulator on loopback and talk to it.
     pub simulate: bool,
+    /// Connect to the chat server at this URL instead of the definition's `backend.url`
+    /// (backends that have one: matrix, slack, mattermost, discord, rocketchat). Also
+    /// `ST2BOT_BACKEND_URL`.
+    pub backend_url: Option<String>,
     /// Serve `/healthz`, `/readyz` and `/metrics` here (overrides `health.listen`).
     pub health_listen: Option<String>,
 }
@@ -49,6 +53,7 @@ impl Default for Options {
             linger: Duration::ZERO,
             stackstorm_url: None,
             simulate: false,
+            backend_url: None,
             health_listen: None,
         }
     }
@@ -72,6 +77,8 @@ pub fn usage(name: &str, description: &str) -> String {
          --log-format FORMAT  `text` or `json` (default from the definition)\n  \
          --stackstorm-url URL talk to the StackStorm behind URL instead of the definition's\n  \
          \x20                    (also ST2BOT_STACKSTORM_URL)\n  \
+         --backend-url URL    connect to the chat server at URL instead of `backend.url`\n  \
+         \x20                    (also ST2BOT_BACKEND_URL)\n  \
          --simulate           demo mode: start a simulated StackStorm on 127.0.0.1 and use it\n  \
          --health-listen ADDR serve /healthz, /readyz and /metrics on ADDR (e.g. 127.0.0.1:9180)\n  \
          --print-spec         print the compiled definition and exit\n  \
@@ -86,6 +93,9 @@ pub fn usage(name: &str, description: &str) -> String {
 pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, UsageError> {
     let mut options = Options {
         stackstorm_url: std::env::var("ST2BOT_STACKSTORM_URL")
+            .ok()
+            .filter(|u| !u.is_empty()),
+        backend_url: std::env::var("ST2BOT_BACKEND_URL")
             .ok()
             .filter(|u| !u.is_empty()),
         ..Options::default()
@@ -110,6 +120,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, UsageEr
             "--user" => options.user = Some(value("--user")?),
             "--stackstorm-url" => options.stackstorm_url = Some(value("--stackstorm-url")?),
             "--simulate" => options.simulate = true,
+            "--backend-url" => options.backend_url = Some(value("--backend-url")?),
             "--health-listen" => options.health_listen = Some(value("--health-listen")?),
             "--room" => options.room = Some(value("--room")?),
             "--linger" => {
@@ -151,5 +162,7 @@ mod tests {
         assert!(p(&["--nope"]).is_err());
         assert!(p(&["--user"]).is_err());
         assert!(p(&["--log-format", "xml"]).is_err());
+        let o = p(&["--backend-url", "http://127.0.0.1:8008"]).unwrap();
+        assert_eq!(o.backend_url.as_deref(), Some("http://127.0.0.1:8008"));
     }
 }

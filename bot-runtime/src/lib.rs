@@ -26,7 +26,7 @@ pub mod tls;
 
 use std::process::ExitCode;
 
-use bot_config::BotSpec;
+use bot_config::{BackendSpec, BotSpec};
 
 /// Entry point of every generated executable.
 pub fn main(spec: &'static BotSpec) -> ExitCode {
@@ -74,6 +74,16 @@ pub fn main(spec: &'static BotSpec) -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        let spec = match options.backend_url.as_deref() {
+            Some(url) => match with_backend_url(spec, url) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("{}: {e}", spec.name);
+                    return ExitCode::from(2);
+                }
+            },
+            None => spec,
+        };
         let spec = match options.stackstorm_url.as_deref() {
             Some(base) => match with_stackstorm_url(spec, base) {
                 Ok(s) => s,
@@ -147,6 +157,33 @@ fn with_stackstorm_url(spec: &BotSpec, base: &str) -> Result<&'static BotSpec, S
     spec.stackstorm.api_url = format!("{base}/api").into();
     spec.stackstorm.auth_url = format!("{base}/auth").into();
     spec.stackstorm.stream_url = format!("{base}/stream").into();
+    Ok(Box::leak(Box::new(spec)))
+}
+
+/// The spec with the chat server's URL replaced (`--backend-url`), for backends that have one.
+fn with_backend_url(spec: &BotSpec, url: &str) -> Result<&'static BotSpec, String> {
+    let parsed =
+        url::Url::parse(url).map_err(|e| format!("`--backend-url {url}` is not a URL: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!(
+            "`--backend-url {url}` must be an http or https URL"
+        ));
+    }
+    let mut spec = spec.clone();
+    let url = url.to_owned().into();
+    match &mut spec.backend {
+        BackendSpec::Matrix(b) => b.url = url,
+        BackendSpec::Slack(b) => b.url = url,
+        BackendSpec::Mattermost(b) => b.url = url,
+        BackendSpec::Discord(b) => b.url = url,
+        BackendSpec::RocketChat(b) => b.url = url,
+        other => {
+            return Err(format!(
+                "`--backend-url` does not apply to the `{}` backend (it has no URL)",
+                other.kind()
+            ));
+        }
+    }
     Ok(Box::leak(Box::new(spec)))
 }
 

@@ -8,6 +8,7 @@
 
 pub mod backoff;
 pub mod irc;
+pub mod matrix;
 pub mod mattermost;
 pub mod rich;
 pub mod slack;
@@ -204,6 +205,7 @@ pub fn build(
         BackendSpec::Mattermost(m) => Ok(Box::new(mattermost::MattermostBackend::new(m))),
         BackendSpec::Irc(spec) => Ok(Box::new(irc::IrcBackend::new(spec)?)),
         BackendSpec::Xmpp(spec) => Ok(Box::new(xmpp::XmppBackend::new(spec)?)),
+        BackendSpec::Matrix(m) => Ok(Box::new(matrix::MatrixBackend::new(m)?)),
         other => Err(BackendError::Config {
             what: "backend",
             reason: format!(

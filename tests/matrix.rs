@@ -1,0 +1,428 @@
+//! The Matrix backend against a real Synapse (installed by `scripts/setup-test-deps`): the
+//! bot logs in, joins its configured room, accepts invites to another room and to a direct
+//! chat, turns alice's messages into `Incoming` values and posts `Outgoing` replies that
+//! alice sees in the same rooms (threads, mentions, rich content, long output split into
+//! several events); it keeps working after its access token is revoked and after Synapse
+//! is stopped and started again mid-test.
+
+#[path = "support/matrix_client.rs"]
+mod matrix_client;
+#[path = "support/matrix_server.rs"]
+mod matrix_server;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use st2bot::config::{BackendSpec, MatrixLogin, MatrixSpec, SecretRef};
+use st2bot::runtime::backend::{
+    self, BackendError, BackendIo, BackendOptions, ConnState, Incoming, Outgoing, Room, Target,
+};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use matrix_client::TestUser;
+use matrix_server::Synapse;
+
+const BOT: &str = "@st2bot:localhost";
+const ALICE: &str = "@alice:localhost";
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The backend under test, driven through its channels.
+struct Bot {
+    incoming: mpsc::Receiver<Incoming>,
+    outgoing: mpsc::Sender<Outgoing>,
+    state: watch::Receiver<ConnState>,
+    shutdown: CancellationToken,
+    task: JoinHandle<Result<(), BackendError>>,
+}
+
+impl Bot {
+    fn start(url: &str, login: MatrixLogin, rooms: &[&str]) -> Self {
+        let spec = BackendSpec::Matrix(MatrixSpec {
+            url: url.to_owned().into(),
+            login,
+            rooms: rooms
+                .iter()
+                .map(|r| (*r).to_owned().into())
+                .collect::<Vec<_>>()
+                .into(),
+        });
+        let backend = backend::build(&spec, &BackendOptions::default()).expect("build backend");
+        let caps = backend.capabilities();
+        assert!(caps.rich && caps.threads && caps.max_message_len == 16_000);
+        let (incoming_tx, incoming) = mpsc::channel(64);
+        let (outgoing, outgoing_rx) = mpsc::channel(64);
+        let (state_tx, state) = watch::channel(ConnState::Connecting);
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(backend.run(BackendIo {
+            incoming: incoming_tx,
+            outgoing: outgoing_rx,
+            state: state_tx,
+            shutdown: shutdown.clone(),
+        }));
+        Self {
+            incoming,
+            outgoing,
+            state,
+            shutdown,
+            task,
+        }
+    }
+
+    async fn wait_state(&mut self, wanted: fn(&ConnState) -> bool, what: &str) {
+        let reached = tokio::time::timeout(WAIT, self.state.wait_for(wanted))
+            .await
+            .map(|r| r.is_ok());
+        assert!(
+            reached == Ok(true),
+            "backend never became {what}: {:?}",
+            *self.state.borrow()
+        );
+    }
+
+    async fn next(&mut self) -> Incoming {
+        tokio::time::timeout(WAIT, self.incoming.recv())
+            .await
+            .expect("no incoming message in time")
+            .expect("backend closed the incoming channel")
+    }
+
+    async fn say(&self, target: Target, text: &str, mention: Option<&str>) {
+        let mut out = Outgoing::text(target, text);
+        out.mention = mention.map(str::to_owned);
+        self.outgoing.send(out).await.expect("backend stopped");
+    }
+
+    async fn stop(self) -> Result<(), BackendError> {
+        self.shutdown.cancel();
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("backend did not stop")
+            .expect("backend task panicked")
+    }
+}
+
+fn room(id: &str) -> Target {
+    Target::Room {
+        id: id.to_owned(),
+        thread: None,
+    }
+}
+
+fn body(content: &Value) -> &str {
+    content["body"].as_str().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bot_serves_rooms_and_direct_chats_on_a_real_synapse() {
+    // Bot logs on standard error when RUST_LOG is set (e.g. RUST_LOG=info).
+    st2bot::runtime::logging::init(
+        &st2bot::config::LogSpec {
+            format: st2bot::config::LogFormat::Text,
+            level: "off".into(),
+        },
+        None,
+    );
+    let mut synapse = Synapse::start().await;
+    synapse.register(&[
+        ("st2bot", "botpass", false),
+        ("alice", "alicepass", false),
+        ("bob", "bobpass", false),
+        ("root", "rootpass", true),
+    ]);
+    let url = synapse.url();
+    let password_file = synapse.dir().join("bot-password");
+    std::fs::write(&password_file, "botpass\n").unwrap();
+    let password = SecretRef::File(password_file.to_string_lossy().into_owned().into());
+
+    let mut alice = TestUser::login(&url, "alice", "alicepass").await;
+    let mut bob = TestUser::login(&url, "bob", "bobpass").await;
+    // #ops: the configured room. Alice created it and invited the bot before it started.
+    let ops = alice
+        .create_room(json!({ "room_alias_name": "ops", "preset": "public_chat", "invite": [BOT] }))
+        .await;
+
+    // Said before the bot runs: history, never acted on.
+    alice.send(&ops, "!before the bot started", json!({})).await;
+
+    let mut bot = Bot::start(
+        &url,
+        MatrixLogin::Password {
+            username: "st2bot".into(),
+            password: password.clone(),
+        },
+        &["#ops:localhost"],
+    );
+    bot.wait_state(|s| *s == ConnState::Connected, "connected")
+        .await;
+    alice.wait_for_member(&ops, BOT).await;
+
+    // A command in the configured room.
+    let help = alice.send(&ops, "!help", json!({})).await;
+    let got = bot.next().await;
+    assert_eq!(
+        got,
+        Incoming {
+            user_id: ALICE.into(),
+            user: ALICE.into(),
+            room: Some(Room {
+                id: ops.clone(),
+                name: "#ops:localhost".into(),
+            }),
+            text: "!help".into(),
+            mentioned: false,
+            thread: None,
+            message_id: Some(help),
+        }
+    );
+    bot.say(room(&ops), "Commands: !help, !run", Some(ALICE))
+        .await;
+    let reply = alice.take_messages(&ops, BOT, 1).await;
+    assert_eq!(body(&reply[0]), "alice: Commands: !help, !run");
+    assert_eq!(reply[0]["msgtype"], "m.notice");
+    assert_eq!(reply[0]["m.mentions"]["user_ids"], json!([ALICE]));
+    assert!(reply[0].get("formatted_body").is_none());
+
+    // A mention by display name (Synapse's default display name is the localpart).
+    alice.send(&ops, "st2bot: !run date", json!({})).await;
+    let got = bot.next().await;
+    assert_eq!((got.text.as_str(), got.mentioned), ("!run date", true));
+
+    // A command in a thread; the reply goes to the same thread, with rich content.
+    let root = alice.send(&ops, "deploy thread", json!({})).await;
+    let _ = bot.next().await;
+    alice
+        .send(
+            &ops,
+            "!status",
+            json!({ "m.relates_to": { "rel_type": "m.thread", "event_id": root, "is_falling_back": true, "m.in_reply_to": { "event_id": root } } }),
+        )
+        .await;
+    let got = bot.next().await;
+    assert_eq!(got.thread.as_deref(), Some(root.as_str()));
+    bot.say(
+        Target::Room {
+            id: ops.clone(),
+            thread: Some(root.clone()),
+        },
+        "status: ok{~}```\nall <good>\n```",
+        None,
+    )
+    .await;
+    let reply = alice.take_messages(&ops, BOT, 1).await;
+    assert_eq!(reply[0]["m.relates_to"]["rel_type"], "m.thread");
+    assert_eq!(reply[0]["m.relates_to"]["event_id"], json!(root));
+    assert_eq!(reply[0]["format"], "org.matrix.custom.html");
+    assert_eq!(
+        reply[0]["formatted_body"],
+        "status: ok<br><pre><code>all &lt;good&gt;\n</code></pre>"
+    );
+    assert_eq!(body(&reply[0]), "status: ok\n```\nall <good>\n```");
+
+    // An invite to a room that is not configured (three members): the bot accepts it.
+    let dev = alice
+        .create_room(json!({ "room_alias_name": "dev", "preset": "public_chat", "invite": ["@bob:localhost"] }))
+        .await;
+    bob.join(&dev).await;
+    alice.send(&dev, "!before the bot joined", json!({})).await;
+    alice.invite(&dev, BOT).await;
+    alice.wait_for_member(&dev, BOT).await;
+    alice.send(&dev, "!help", json!({})).await;
+    let got = bot.next().await;
+    assert_eq!(
+        (got.text.as_str(), got.room),
+        (
+            "!help",
+            Some(Room {
+                id: dev.clone(),
+                name: "#dev:localhost".into(),
+            })
+        )
+    );
+
+    // A direct chat alice starts: two members, so `room: None`; the reply goes back there.
+    let dm = alice
+        .create_room(
+            json!({ "is_direct": true, "preset": "trusted_private_chat", "invite": [BOT] }),
+        )
+        .await;
+    alice.wait_for_member(&dm, BOT).await;
+    let help = alice.send(&dm, "!help", json!({})).await;
+    let got = bot.next().await;
+    assert_eq!(
+        (
+            got.room.clone(),
+            got.text.as_str(),
+            got.message_id.as_deref()
+        ),
+        (None, "!help", Some(help.as_str()))
+    );
+    bot.say(
+        Target::Direct {
+            user: got.user_id.clone(),
+        },
+        "Commands: !help",
+        None,
+    )
+    .await;
+    let reply = alice.take_messages(&dm, BOT, 1).await;
+    assert_eq!(body(&reply[0]), "Commands: !help");
+
+    // Rich content from `extra.matrix`.
+    let mut rich = Outgoing::text(room(&dm), "deploy finished");
+    rich.extra = Some(
+        json!({ "matrix": { "formatted_body": "<b>deploy</b> finished", "msgtype": "m.text" } }),
+    );
+    bot.outgoing.send(rich).await.unwrap();
+    let reply = alice.take_messages(&dm, BOT, 1).await;
+    assert_eq!(
+        (
+            body(&reply[0]),
+            reply[0]["formatted_body"].as_str(),
+            reply[0]["msgtype"].as_str()
+        ),
+        (
+            "deploy finished",
+            Some("<b>deploy</b> finished"),
+            Some("m.text")
+        )
+    );
+
+    // A long reply is split into several events, in order, each within the limits; the
+    // homeserver rate-limits the bot meanwhile (2 messages/s, bursts of 1), and the bot
+    // waits out each `429 M_LIMIT_EXCEEDED` instead of losing pieces.
+    let root_user = TestUser::login(&url, "root", "rootpass").await;
+    let limit_path = format!("users/{}/override_ratelimit", matrix_client::enc(BOT));
+    root_user
+        .admin(
+            reqwest::Method::POST,
+            &limit_path,
+            Some(json!({ "messages_per_second": 2, "burst_count": 1 })),
+        )
+        .await;
+    let line = "0123456789 the quick brown fox jumps over the lazy dog €\n";
+    let long = format!("Result{{~}}{}", line.repeat(800));
+    bot.say(room(&ops), &long, None).await;
+    let pieces = alice.take_messages(&ops, BOT, 3).await;
+    alice.settle().await;
+    assert!(
+        alice.untaken(&ops, BOT).is_empty(),
+        "46,400 characters → 3 messages of ≤ 16,000"
+    );
+    let mut lines = 0;
+    for (i, p) in pieces.iter().enumerate() {
+        assert!(body(p).chars().count() <= 16_000);
+        assert!(p["formatted_body"].as_str().is_some_and(|h| !h.is_empty()));
+        assert_eq!(body(p).starts_with("Result\n"), i == 0);
+        lines += body(p).matches("lazy dog").count();
+    }
+    assert_eq!(lines, 800);
+    let stamps = alice.last_taken_timestamps();
+    assert!(
+        stamps.windows(2).all(|w| w[1] - w[0] >= 300),
+        "pieces were not rate-limited: {stamps:?}"
+    );
+    root_user
+        .admin(reqwest::Method::DELETE, &limit_path, None)
+        .await;
+
+    // A direct message to someone the bot has no chat with: it creates one and invites.
+    bot.say(
+        Target::Direct {
+            user: "bob:localhost".into(),
+        },
+        "hello bob",
+        None,
+    )
+    .await;
+    let invited = bob.take_invite().await;
+    bob.join(&invited).await;
+    let members = bob.joined_members(&invited).await;
+    assert!(members.contains(&BOT.to_owned()) && members.len() == 2);
+    let reply = bob.take_messages(&invited, BOT, 1).await;
+    assert_eq!(body(&reply[0]), "hello bob");
+
+    // Someone revokes the bot's access tokens: it logs in again and keeps answering.
+    let other_session = TestUser::login(&url, "st2bot", "botpass").await;
+    other_session
+        .call(reqwest::Method::POST, "logout/all", Some(json!({})))
+        .await;
+    alice.send(&ops, "!help after logout", json!({})).await;
+    assert_eq!(bot.next().await.text, "!help after logout");
+
+    // Synapse goes away: a reply queued meanwhile is delivered once it is back, and the
+    // bot resumes syncing from where it was.
+    synapse.stop();
+    bot.wait_state(|s| *s == ConnState::Connecting, "disconnected")
+        .await;
+    bot.say(room(&ops), "queued while the homeserver was down", None)
+        .await;
+    synapse.restart().await;
+    bot.wait_state(|s| *s == ConnState::Connected, "reconnected")
+        .await;
+    let reply = alice.take_messages(&ops, BOT, 1).await;
+    assert_eq!(body(&reply[0]), "queued while the homeserver was down");
+    alice.send(&ops, "!help", json!({})).await;
+    let got = bot.next().await;
+    assert_eq!(
+        (got.text.as_str(), got.room.map(|r| r.id)),
+        ("!help", Some(ops.clone()))
+    );
+    bot.say(room(&ops), "still here", None).await;
+    let reply = alice.take_messages(&ops, BOT, 1).await;
+    assert_eq!(body(&reply[0]), "still here");
+
+    bot.stop().await.expect("clean shutdown");
+    assert!(
+        alice.untaken(&ops, BOT).is_empty(),
+        "unexpected extra replies"
+    );
+
+    // An access token instead of a password: `whoami` tells the bot who it is.
+    let session = TestUser::login(&url, "st2bot", "botpass").await;
+    let token_file = synapse.dir().join("bot-token");
+    std::fs::write(&token_file, session.token()).unwrap();
+    let mut by_token = Bot::start(
+        &url,
+        MatrixLogin::Token(SecretRef::File(
+            token_file.to_string_lossy().into_owned().into(),
+        )),
+        &[],
+    );
+    by_token
+        .wait_state(|s| *s == ConnState::Connected, "connected by token")
+        .await;
+    alice.send(&ops, "!help", json!({})).await;
+    assert_eq!(by_token.next().await.user_id, ALICE);
+    by_token.stop().await.expect("clean shutdown");
+
+    // A wrong password is not retried: the backend fails with an authentication error.
+    let wrong = synapse.dir().join("wrong-password");
+    std::fs::write(&wrong, "nope").unwrap();
+    let mut refused = Bot::start(
+        &url,
+        MatrixLogin::Password {
+            username: "st2bot".into(),
+            password: SecretRef::File(wrong.to_string_lossy().into_owned().into()),
+        },
+        &[],
+    );
+    refused
+        .wait_state(|s| matches!(s, ConnState::Failed(_)), "failed")
+        .await;
+    let result = tokio::time::timeout(WAIT, refused.task)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(
+            &result,
+            Err(BackendError::Auth {
+                service: "matrix",
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+}
