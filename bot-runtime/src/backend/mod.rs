@@ -6,7 +6,11 @@
 //! [`Incoming`] messages out, [`Outgoing`] replies in, connection state on a watch channel.
 //! One file per backend; [`build`] picks the one the definition names.
 
+pub mod discord;
+pub mod rich;
+pub mod rocketchat;
 pub mod text;
+pub mod websocket;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -192,6 +196,8 @@ pub fn build(
 ) -> Result<Box<dyn Backend>, BackendError> {
     match spec {
         BackendSpec::Text(t) => Ok(Box::new(text::TextBackend::new(t, options))),
+        BackendSpec::Discord(d) => Ok(Box::new(discord::DiscordBackend::new(d)?)),
+        BackendSpec::RocketChat(r) => Ok(Box::new(rocketchat::RocketChatBackend::new(r)?)),
         other => Err(BackendError::Config {
             what: "backend",
             reason: format!(
