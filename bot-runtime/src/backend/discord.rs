@@ -493,6 +493,7 @@ impl Channel {
 #[derive(Debug, Default)]
 struct Directory {
     me: Option<(String, String)>,
+    guilds: Vec<String>,
     channels: HashMap<String, Channel>,
     user_ids: HashMap<String, String>,
     dm_channels: HashMap<String, String>,
@@ -601,7 +602,14 @@ async fn try_deliver(
             let room = if is_snowflake(id) {
                 Some(id.clone())
             } else {
-                lock(directory).channel_named(id)
+                let known = lock(directory).channel_named(id);
+                match known {
+                    Some(room) => Some(room),
+                    None => {
+                        refresh_guild_channels(rest, directory).await?;
+                        lock(directory).channel_named(id)
+                    }
+                }
             };
             let Some(room) = room else {
                 return Err(RestError::Refused {
@@ -643,6 +651,30 @@ async fn try_deliver(
         rest.call(Method::POST, &path, Some(body)).await?;
     }
     tracing::debug!(channel = %channel, parts = bodies.len(), "discord: posted");
+    Ok(())
+}
+
+/// Lists every guild's channels again (a name not seen in GUILD_CREATE yet).
+async fn refresh_guild_channels(
+    rest: &Rest,
+    directory: &Mutex<Directory>,
+) -> Result<(), RestError> {
+    let guilds = lock(directory).guilds.clone();
+    for guild in guilds {
+        let list = rest
+            .call(Method::GET, &format!("/guilds/{guild}/channels"), None)
+            .await?;
+        let channels: Vec<Channel> = list
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| serde_json::from_value(c.clone()).ok())
+            .collect();
+        let mut dir = lock(directory);
+        for channel in channels {
+            dir.add_channel(channel, Some(&guild));
+        }
+    }
     Ok(())
 }
 
@@ -1070,7 +1102,17 @@ impl Gateway {
                                     let mut new_session = new_session;
                                     new_session.seq = seq;
                                     *session = Some(new_session);
-                                    lock(&self.directory).me = Some(me);
+                                    let guilds = payload
+                                        .d
+                                        .get("guilds")
+                                        .and_then(Value::as_array)
+                                        .into_iter()
+                                        .flatten()
+                                        .filter_map(|g| g.get("id")?.as_str().map(str::to_owned))
+                                        .collect();
+                                    let mut dir = lock(&self.directory);
+                                    dir.me = Some(me);
+                                    dir.guilds = guilds;
                                     worked = true;
                                     let _ = self.state.send(ConnState::Connected);
                                 }
