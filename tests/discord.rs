@@ -5,6 +5,8 @@
 
 #[path = "fakes/discord.rs"]
 mod fake;
+#[path = "fakes/harness.rs"]
+mod harness;
 #[path = "fakes/serve.rs"]
 mod serve;
 
@@ -12,138 +14,24 @@ use std::time::Duration;
 
 use fake::{BOT_ID, DEV, FakeDiscord, OPS, THREAD, USERS};
 use futures_util::{SinkExt as _, StreamExt as _};
+use harness::{Bot, TokenFile, WAIT, eventually};
 use serde_json::{Value, json};
-use st2bot::config::{DiscordSpec, SecretRef};
-use st2bot::runtime::backend::{
-    self, BackendError, BackendIo, BackendOptions, ConnState, Incoming, Outgoing, Status, Target,
-};
-use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
+use st2bot::config::{BackendSpec, DiscordSpec};
+use st2bot::runtime::backend::{self, BackendError, ConnState, Outgoing, Status, Target};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_util::sync::CancellationToken;
 
 const TOKEN: &str = "MTA0.fake.bot-token";
-const WAIT: Duration = Duration::from_secs(15);
-
-/// The backend under test and the dispatcher's ends of its channels.
-struct Bot {
-    incoming: mpsc::Receiver<Incoming>,
-    outgoing: mpsc::Sender<Outgoing>,
-    state: watch::Receiver<ConnState>,
-    shutdown: CancellationToken,
-    task: Option<JoinHandle<Result<(), BackendError>>>,
-    _token_file: TokenFile,
-}
-
-/// A token in a throwaway file (`file:` secret), removed on drop.
-struct TokenFile(std::path::PathBuf);
-
-impl TokenFile {
-    fn new(token: &str) -> Self {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static N: AtomicU32 = AtomicU32::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "st2bot-discord-test-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::write(&path, format!("{token}\n")).expect("write token file");
-        Self(path)
-    }
-}
-
-impl Drop for TokenFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-impl Drop for Bot {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-        if let Some(t) = &self.task {
-            t.abort();
-        }
-    }
-}
 
 fn start_bot(fake: &FakeDiscord, token: &str) -> Bot {
     let token_file = TokenFile::new(token);
-    let spec = st2bot::config::BackendSpec::Discord(DiscordSpec {
-        token: SecretRef::File(token_file.0.to_string_lossy().into_owned().into()),
+    let spec = BackendSpec::Discord(DiscordSpec {
+        token: token_file.secret(),
         url: fake.api_url.clone().into(),
     });
-    let backend = backend::build(&spec, &BackendOptions::default()).expect("backend builds");
-    let caps = backend.capabilities();
-    assert_eq!(caps.max_message_len, 2000);
-    assert!(caps.rich && caps.threads);
-    let (incoming_tx, incoming) = mpsc::channel(64);
-    let (outgoing, outgoing_rx) = mpsc::channel(64);
-    let (state_tx, state) = watch::channel(ConnState::Connecting);
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(backend.run(BackendIo {
-        incoming: incoming_tx,
-        outgoing: outgoing_rx,
-        state: state_tx,
-        shutdown: shutdown.clone(),
-    }));
-    Bot {
-        incoming,
-        outgoing,
-        state,
-        shutdown,
-        task: Some(task),
-        _token_file: token_file,
-    }
-}
-
-impl Bot {
-    async fn connected(&mut self) {
-        tokio::time::timeout(
-            WAIT,
-            self.state.wait_for(|s| matches!(s, ConnState::Connected)),
-        )
-        .await
-        .expect("connected in time")
-        .expect("state channel open");
-    }
-
-    async fn next(&mut self) -> Incoming {
-        tokio::time::timeout(WAIT, self.incoming.recv())
-            .await
-            .expect("a message in time")
-            .expect("incoming open")
-    }
-
-    /// Replies where `m` came from, like the dispatcher does.
-    async fn reply(&self, m: &Incoming, text: &str, status: Option<Status>, extra: Option<Value>) {
-        let target = match &m.room {
-            Some(room) => Target::Room {
-                id: room.id.clone(),
-                thread: m.thread.clone(),
-            },
-            None => Target::Direct {
-                user: m.user_id.clone(),
-            },
-        };
-        let mut out = Outgoing::text(target, text);
-        out.mention = Some(m.user_id.clone());
-        out.status = status;
-        out.extra = extra;
-        self.outgoing
-            .send(out)
-            .await
-            .expect("backend takes replies");
-    }
-
-    async fn finish(mut self) -> Result<(), BackendError> {
-        self.shutdown.cancel();
-        let task = self.task.take().expect("running");
-        tokio::time::timeout(WAIT, task)
-            .await
-            .expect("stops in time")
-            .expect("no panic")
-    }
+    let bot = Bot::start(&spec, token_file);
+    assert_eq!(bot.capabilities.max_message_len, 2000);
+    assert!(bot.capabilities.rich && bot.capabilities.threads);
+    bot
 }
 
 fn user_id(name: &str) -> &'static str {
@@ -220,11 +108,7 @@ async fn help_and_alias_in_a_channel_a_thread_and_a_dm_are_answered_in_place() {
     assert_eq!(posted[0].channel_id, fake.dm_channel("bob"));
 
     // The bot's own messages came back on the gateway and were ignored.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        bot.incoming.try_recv().is_err(),
-        "own messages must not come in"
-    );
+    bot.assert_quiet().await;
     assert_eq!(fake.counters().invalid_form_bodies, 0);
     bot.finish().await.expect("clean shutdown");
 }
@@ -249,7 +133,7 @@ async fn announcements_render_extra_and_long_output_is_split_under_the_limits() 
         json!({"discord": {"title": "core.local", "color": "#123456",
                                         "footer": {"text": "st2"}}}),
     );
-    bot.outgoing.send(out).await.unwrap();
+    bot.send(out).await;
     let posted = fake.wait_posted(0, WAIT).await;
     assert_eq!(posted.len(), 1);
     assert_eq!(posted[0].channel_id, DEV);
@@ -269,7 +153,7 @@ async fn announcements_render_extra_and_long_output_is_split_under_the_limits() 
         "failed{~}details",
     );
     out.status = Some(Status::Failed);
-    bot.outgoing.send(out).await.unwrap();
+    bot.send(out).await;
     let posted = fake.wait_posted(1, WAIT).await;
     assert_eq!(posted[0].embeds()[0]["color"], 0xA30200);
 
@@ -308,7 +192,7 @@ async fn announcements_render_extra_and_long_output_is_split_under_the_limits() 
     );
     out.status = Some(Status::Succeeded);
     let before = fake.posted().len();
-    bot.outgoing.send(out).await.unwrap();
+    bot.send(out).await;
     let posted = fake.wait_posted(before, WAIT).await;
     assert!(posted.len() >= 3);
     for p in &posted {
@@ -406,14 +290,10 @@ async fn a_zombie_connection_is_detected_and_resumed() {
     let mut bot = start_bot(&fake, TOKEN);
     bot.connected().await;
     fake.set_ack_heartbeats(false);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while fake.counters().resumes == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no RESUME after missing ACKs"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("a RESUME after missing ACKs", || {
+        fake.counters().resumes > 0
+    })
+    .await;
     fake.set_ack_heartbeats(true);
     fake.say(OPS, "bob", "!help");
     let m = bot.next().await;
@@ -433,14 +313,10 @@ async fn an_invalid_session_leads_to_a_fresh_identify() {
     bot.connected().await;
     fake.forget_sessions();
     fake.drop_connections();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while fake.counters().identifies < 2 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no new IDENTIFY after op 9"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("a new IDENTIFY after op 9", || {
+        fake.counters().identifies >= 2
+    })
+    .await;
     assert!(fake.counters().invalid_sessions >= 1);
     bot.connected().await;
     // Let the new session settle before talking to it.
@@ -455,11 +331,7 @@ async fn an_invalid_session_leads_to_a_fresh_identify() {
 async fn a_bad_token_is_fatal_without_retrying() {
     let fake = FakeDiscord::start(TOKEN, Duration::from_millis(800)).await;
     let mut bot = start_bot(&fake, "not-the-token");
-    let task = bot.task.take().unwrap();
-    let result = tokio::time::timeout(WAIT, task)
-        .await
-        .expect("gives up at once")
-        .unwrap();
+    let result = bot.ended().await;
     assert!(
         matches!(
             result,
@@ -481,11 +353,7 @@ async fn a_disallowed_message_content_intent_is_fatal() {
     let fake = FakeDiscord::start(TOKEN, Duration::from_millis(800)).await;
     fake.set_message_content_enabled(false);
     let mut bot = start_bot(&fake, TOKEN);
-    let task = bot.task.take().unwrap();
-    let result = tokio::time::timeout(WAIT, task)
-        .await
-        .expect("gives up at once")
-        .unwrap();
+    let result = bot.ended().await;
     let Err(BackendError::Config { reason, .. }) = result else {
         panic!("expected a configuration error, got {result:?}");
     };
