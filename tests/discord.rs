@@ -66,7 +66,7 @@ async fn help_and_alias_in_a_channel_a_thread_and_a_dm_are_answered_in_place() {
     assert_eq!(posted[0].channel_id, OPS);
     assert_eq!(
         posted[0].content(),
-        format!("<@{}> !run date - run a command", user_id("alice"))
+        format!("<@{}>: !run date - run a command", user_id("alice"))
     );
     assert!(posted[0].embeds().is_empty());
 
@@ -92,11 +92,11 @@ async fn help_and_alias_in_a_channel_a_thread_and_a_dm_are_answered_in_place() {
     );
     assert_eq!(
         posted[0].content(),
-        format!("<@{}> Ran core.local date", user_id("alice"))
+        format!("<@{}>: Ran core.local date", user_id("alice"))
     );
     let embed = &posted[0].embeds()[0];
     assert_eq!(embed["description"], "Tue Nov 25 12:00:00 UTC 2026");
-    assert_eq!(embed["color"], 0x2EB886);
+    assert_eq!(embed["color"], 0x2EB67D);
 
     // In a direct message.
     fake.say_direct("bob", "!help");
@@ -155,7 +155,7 @@ async fn announcements_render_extra_and_long_output_is_split_under_the_limits() 
     out.status = Some(Status::Failed);
     bot.send(out).await;
     let posted = fake.wait_posted(1, WAIT).await;
-    assert_eq!(posted[0].embeds()[0]["color"], 0xA30200);
+    assert_eq!(posted[0].embeds()[0]["color"], 0xE01E5A);
 
     // Long plain output: several messages, each within 2000 characters, nothing lost.
     let lines: Vec<String> = (0..400)
@@ -370,8 +370,7 @@ async fn the_fake_gateway_refuses_bad_tokens_silent_clients_and_unknown_sessions
     let fake = FakeDiscord::start(TOKEN, Duration::from_millis(200)).await;
     let url = fake.gateway_url();
     let connect = || async {
-        let url = url::Url::parse(&format!("{url}/?v=10&encoding=json")).unwrap();
-        let mut ws = backend::websocket::connect(&url)
+        let mut ws = backend::websocket::connect(&format!("{url}/?v=10&encoding=json"))
             .await
             .expect("gateway reachable");
         let hello = ws.next().await.unwrap().unwrap();

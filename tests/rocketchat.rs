@@ -81,7 +81,7 @@ async fn help_and_alias_in_a_channel_a_thread_and_a_dm_are_answered_in_place() {
     assert_eq!(posted.len(), 1);
     assert_eq!(posted[0].rid, OPS);
     assert_eq!(posted[0].body["roomId"], OPS);
-    assert_eq!(posted[0].text(), "@alice !run date - run a command");
+    assert_eq!(posted[0].text(), "@alice: !run date - run a command");
     assert!(posted[0].attachments().is_empty());
     assert!(posted[0].body.get("tmid").is_none());
 
@@ -104,10 +104,10 @@ async fn help_and_alias_in_a_channel_a_thread_and_a_dm_are_answered_in_place() {
         said.as_str(),
         "the reply stays in the thread"
     );
-    assert_eq!(posted[0].text(), "@alice Ran core.local date");
+    assert_eq!(posted[0].text(), "@alice: Ran core.local date");
     let attachment = &posted[0].attachments()[0];
     assert_eq!(attachment["text"], "Tue Nov 25 12:00:00 UTC 2026");
-    assert_eq!(attachment["color"], "#2eb886");
+    assert_eq!(attachment["color"], "#2EB67D");
 
     // In a direct message.
     fake.say_direct("bob", "!help");
@@ -116,7 +116,7 @@ async fn help_and_alias_in_a_channel_a_thread_and_a_dm_are_answered_in_place() {
     bot.reply(&m, "help for bob", None, None).await;
     let posted = fake.wait_posted(2, WAIT).await;
     assert_eq!(posted[0].rid, fake.dm_room("bob"));
-    assert_eq!(posted[0].text(), "@bob help for bob");
+    assert_eq!(posted[0].text(), "@bob: help for bob");
 
     // The bot's own messages came back on its stream and were ignored.
     bot.assert_quiet().await;
@@ -169,9 +169,12 @@ async fn announcements_render_extra_and_long_output_is_split_under_the_limit() {
     assert_eq!(posted[0].rid, DEV);
     assert_eq!(posted[0].body["channel"], "#dev");
     assert_eq!(posted[0].text(), "Execution 5f3 failed");
+    let attachment = &posted[0].attachments()[0];
+    assert_eq!(attachment["title"], "core.local");
+    assert_eq!(attachment["text"], "Traceback: boom");
     assert_eq!(
-        posted[0].attachments(),
-        vec![json!({"title": "core.local", "text": "Traceback: boom", "color": "#123456"})]
+        attachment["color"], "#123456",
+        "extra.rocketchat.color wins"
     );
 
     // The status colour when extra has none.
@@ -185,7 +188,7 @@ async fn announcements_render_extra_and_long_output_is_split_under_the_limit() {
     out.status = Some(Status::Failed);
     bot.send(out).await;
     let posted = fake.wait_posted(1, WAIT).await;
-    assert_eq!(posted[0].attachments()[0]["color"], "#a30200");
+    assert_eq!(posted[0].attachments()[0]["color"], "#E01E5A");
 
     // extra.rocketchat.attachments verbatim.
     let mut out = Outgoing::text(
@@ -264,7 +267,7 @@ async fn a_dropped_connection_is_reestablished_and_still_answers() {
     bot.reply(&m, "still here", None, None).await;
     assert_eq!(
         fake.wait_posted(0, WAIT).await[0].text(),
-        "@alice still here"
+        "@alice: still here"
     );
     assert_eq!(
         fake.counters().rest_logins,
@@ -360,7 +363,7 @@ async fn the_fake_refuses_bad_credentials_oversized_messages_and_silent_clients(
     assert_eq!(r.json::<Value>().await.unwrap()["success"], false);
     assert!(fake.posted().is_empty());
 
-    let url = url::Url::parse(&format!("{}/websocket", fake.url.replace("http", "ws"))).unwrap();
+    let url = format!("{}/websocket", fake.url.replace("http", "ws"));
     let mut ws = backend::websocket::connect(&url).await.unwrap();
     assert_eq!(read(&mut ws).await, Some(json!({"server_id": "0"})));
     write(

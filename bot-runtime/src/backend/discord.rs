@@ -50,11 +50,12 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-use super::rich::{self, DiscordRich};
-use super::websocket::{self, Backoff, WsStream, random_fraction};
+use super::backoff::{Backoff, jitter};
+use super::rich;
+use super::websocket::{self, WsStream};
 use super::{
     Backend, BackendError, BackendIo, BoxFuture, Capabilities, ConnState, Incoming, Outgoing, Room,
-    Target, char_len, split_message,
+    Target,
 };
 use crate::secret::{self, Secret};
 
@@ -721,67 +722,7 @@ async fn dm_channel(
 
 /// The JSON bodies for one [`Outgoing`], in order, each within Discord's limits.
 fn message_bodies(out: &Outgoing, mention: Option<&str>, reference: Option<Value>) -> Vec<Value> {
-    let parts = rich::parts(&out.text);
-    let rich_form = if parts.all_plain {
-        DiscordRich::Plain
-    } else {
-        rich::discord_embed(
-            parts.body,
-            out.status,
-            out.extra.as_ref(),
-            MAX_EMBED_DESCRIPTION,
-        )
-    };
-    let mut head = String::new();
-    if let Some(m) = mention {
-        head.push_str(m);
-        head.push(' ');
-    }
-    if let Some(pre) = parts.pretext {
-        head.push_str(pre);
-    }
-    let verbatim = matches!(rich_form, DiscordRich::Verbatim(_));
-    let (content, embeds) = match rich_form {
-        DiscordRich::Plain | DiscordRich::Verbatim(_) => {
-            let mut content = head;
-            if !content.is_empty() && !content.ends_with(' ') && !parts.body.is_empty() {
-                content.push('\n');
-            }
-            content.push_str(parts.body);
-            let embeds = match rich_form {
-                DiscordRich::Verbatim(e) => e,
-                _ => Vec::new(),
-            };
-            (content, embeds)
-        }
-        DiscordRich::Built(embeds) => (head, embeds),
-    };
-    let content = content.trim_end();
-    let mut bodies: Vec<serde_json::Map<String, Value>> = if content.is_empty() {
-        Vec::new()
-    } else {
-        split_message(content, MAX_CONTENT, char_len)
-            .into_iter()
-            .map(|piece| {
-                let mut m = serde_json::Map::new();
-                m.insert("content".into(), Value::String(piece));
-                m
-            })
-            .collect()
-    };
-    // Verbatim embeds travel together (Discord takes up to 10 per message); built ones go one
-    // per message so each stays within the 6000-character total.
-    let per_message = if verbatim { 10 } else { 1 };
-    let embed_groups: Vec<Vec<Value>> = embeds.chunks(per_message).map(<[Value]>::to_vec).collect();
-    let mut groups = embed_groups.into_iter();
-    if let (Some(last), Some(first_group)) = (bodies.last_mut(), groups.next()) {
-        last.insert("embeds".into(), Value::Array(first_group));
-    }
-    for group in groups {
-        let mut m = serde_json::Map::new();
-        m.insert("embeds".into(), Value::Array(group));
-        bodies.push(m);
-    }
+    let mut bodies = rich::discord_messages(out, mention, MAX_CONTENT, MAX_EMBED_DESCRIPTION);
     if bodies.is_empty() {
         let mut m = serde_json::Map::new();
         m.insert("content".into(), Value::String("(no output)".into()));
@@ -900,9 +841,9 @@ impl Gateway {
                             pause: None,
                         }
                     }
-                    Ok(url) => match websocket::connect(&url).await {
+                    Ok(url) => match websocket::connect(url.as_str()).await {
                         Err(e) => {
-                            tracing::warn!(url = %url, error = %e, "discord: gateway connect failed");
+                            tracing::warn!(error = %e, "discord: gateway connect failed");
                             Ending::Reconnect {
                                 worked: false,
                                 pause: None,
@@ -1038,7 +979,7 @@ impl Gateway {
         }
         let mut worked = false;
         let mut awaiting_ack = false;
-        let mut next_beat = Instant::now() + interval.mul_f64(random_fraction());
+        let mut next_beat = Instant::now() + jitter(interval);
         let mut seq = session.as_ref().and_then(|s| s.seq);
         loop {
             let frame = tokio::select! {
@@ -1149,7 +1090,7 @@ impl Gateway {
                         *session = None;
                     }
                     let _ = close(&mut ws, 4000, "invalid session").await;
-                    let pause = Duration::from_millis(1000 + (random_fraction() * 4000.0) as u64);
+                    let pause = Duration::from_secs(1) + jitter(Duration::from_secs(4));
                     return Ok(Ending::Reconnect {
                         worked,
                         pause: Some(pause),
@@ -1368,7 +1309,7 @@ fn gateway_url(base: &str) -> Result<Url, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::Status;
+    use crate::backend::{Status, char_len};
 
     fn outgoing(text: &str) -> Outgoing {
         Outgoing::text(
@@ -1447,7 +1388,7 @@ mod tests {
             bodies[0]["content"]
                 .as_str()
                 .unwrap()
-                .starts_with("<@7> output")
+                .starts_with("<@7>: output")
         );
     }
 
@@ -1458,20 +1399,11 @@ mod tests {
         let reference = json!({"message_id": "5", "channel_id": "1", "fail_if_not_exists": false});
         let bodies = message_bodies(&out, Some("<@7>"), Some(reference.clone()));
         assert_eq!(bodies.len(), 1);
-        assert_eq!(bodies[0]["content"], "<@7> Execution done");
+        assert_eq!(bodies[0]["content"], "<@7>: Execution done");
         assert_eq!(bodies[0]["embeds"][0]["description"], "result body");
-        assert_eq!(bodies[0]["embeds"][0]["color"], 0x2EB886);
+        assert_eq!(bodies[0]["embeds"][0]["color"], 0x2EB67D);
         assert_eq!(bodies[0]["message_reference"], reference);
         assert_eq!(bodies[0]["allowed_mentions"], json!({"parse": ["users"]}));
-    }
-
-    #[test]
-    fn trailing_separator_means_plain() {
-        let mut out = outgoing("all plain{~}");
-        out.status = Some(Status::Failed);
-        let bodies = message_bodies(&out, None, None);
-        assert_eq!(bodies[0]["content"], "all plain");
-        assert!(bodies[0].get("embeds").is_none());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! [`Incoming`] messages out, [`Outgoing`] replies in, connection state on a watch channel.
 //! One file per backend; [`build`] picks the one the definition names.
 
+pub mod backoff;
 pub mod discord;
 pub mod rich;
 pub mod rocketchat;

@@ -1,69 +1,278 @@
-//! Rich formatting shared by the web-API backends: the `{~}` pretext split, colours from the
-//! structured execution [`Status`] (never from searching the text), and one function per
-//! provider that turns an [`Outgoing`](super::Outgoing)'s body and `extra.<provider>` into
-//! that service's rich shape. Every shape carries the same information as the plain-text
-//! fallback: the pretext stays plain, the body goes into the rich part.
+//! Rich formatting shared by the web-API backends: turns an [`Outgoing`] (text with the
+//! `{~}` pretext separator, StackStorm's `extra`, the execution [`Status`], a mention) into
+//! what each service posts. Read [`status_color`] and [`parts`] first; then one small
+//! function per provider shape ([`slack_messages`], [`mattermost_posts`]).
+//!
+//! Conventions (STACKSTORM.md §6, hubot-stackstorm's adapters):
+//! - `{~}` splits plain pretext from the rich body; a trailing `{~}` means all plain.
+//! - `extra.<provider>` carries provider-specific rich content. With `attachments` (or Slack
+//!   `blocks`) it is passed through as given; otherwise its keys are merged into the one
+//!   attachment built from the body (the legacy hubot shape).
+//! - The colour comes from `extra.<provider>.color`, then `extra.color`, then the structured
+//!   [`Status`]; never from searching the text.
+//! - Every rendering keeps a plain-text fallback ([`plain_text`]) carrying the same words.
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
-use super::Status;
+use super::{Outgoing, Status, char_len, split_message, split_pretext};
 
-/// A message text cut at `{~}`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Colour of an execution status, as `#RRGGBB` (Slack, Mattermost, Rocket.Chat attachments).
+pub fn status_color(status: Option<Status>) -> Option<&'static str> {
+    status.map(|s| match s {
+        Status::Succeeded => "#2EB67D",
+        Status::Failed => "#E01E5A",
+        Status::Running => "#ECB22E",
+    })
+}
+
+/// The same colour as a 24-bit integer (Discord embeds).
+pub fn status_color_rgb(status: Option<Status>) -> Option<u32> {
+    status_color(status).and_then(|hex| u32::from_str_radix(hex.trim_start_matches('#'), 16).ok())
+}
+
+/// `extra.<provider>` when it is an object.
+pub fn provider_extra<'a>(
+    extra: Option<&'a Value>,
+    provider: &str,
+) -> Option<&'a Map<String, Value>> {
+    extra?.get(provider)?.as_object()
+}
+
+/// Whether `extra.<provider>.thread_response` asks for the reply to go into the thread of
+/// the triggering message (the thread id travels in the announcement's `context`).
+pub fn wants_thread_response(extra: Option<&Value>, provider: &str) -> bool {
+    provider_extra(extra, provider)
+        .and_then(|x| x.get("thread_response"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
+/// An outgoing message taken apart: what every provider shape is built from.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Parts<'a> {
-    /// Plain text before the rich body (`None` without `{~}`).
+    /// Plain text before `{~}`, when there is a rich body after it.
     pub pretext: Option<&'a str>,
-    /// The body, rendered rich when the message is rich.
+    /// The body (all the text when there is no separator).
     pub body: &'a str,
-    /// A trailing `{~}`: the whole text is plain, never rich.
-    pub all_plain: bool,
+    /// Attachment colour, when the message has one.
+    pub color: Option<String>,
+    /// `extra.<provider>`, when given.
+    pub extra: Option<&'a Map<String, Value>>,
 }
 
-/// Splits `text` at the first `{~}` (see STACKSTORM.md §6).
-pub fn parts(text: &str) -> Parts<'_> {
-    match text.split_once("{~}") {
-        Some((pre, rest)) if rest.trim().is_empty() => Parts {
-            pretext: None,
-            body: pre,
-            all_plain: true,
-        },
-        Some((pre, body)) => Parts {
-            pretext: (!pre.trim().is_empty()).then_some(pre.trim_end()),
-            body: body.trim_start_matches('\n'),
-            all_plain: false,
-        },
-        None => Parts {
-            pretext: None,
-            body: text,
-            all_plain: false,
-        },
+impl Parts<'_> {
+    /// Whether this message is rendered rich (an attachment) rather than as plain text.
+    pub fn is_rich(&self) -> bool {
+        self.color.is_some() || self.pretext.is_some() || self.extra.is_some_and(has_style)
+    }
+
+    /// Whether `extra.<provider>` carries a whole rich message to pass through.
+    pub fn passthrough(&self) -> bool {
+        self.extra
+            .is_some_and(|x| x.contains_key("attachments") || x.contains_key("blocks"))
     }
 }
 
-/// The colour of a status as `0xRRGGBB` (Slack's `good`, `danger`, `warning`).
-pub fn status_rgb(status: Status) -> u32 {
-    match status {
-        Status::Succeeded => 0x2E_B8_86,
-        Status::Failed => 0xA3_02_00,
-        Status::Running => 0xDA_A0_38,
+/// Whether an `extra.<provider>` object has anything besides `thread_response`.
+fn has_style(extra: &Map<String, Value>) -> bool {
+    extra.keys().any(|k| k != "thread_response")
+}
+
+/// Takes `out` apart for `provider` (`slack`, `mattermost`, `rocketchat`, …).
+pub fn parts<'a>(out: &'a Outgoing, provider: &str) -> Parts<'a> {
+    let (pretext, body) = split_pretext(&out.text);
+    let extra = provider_extra(out.extra.as_ref(), provider);
+    let explicit = extra
+        .and_then(|x| x.get("color"))
+        .or_else(|| out.extra.as_ref().and_then(|e| e.get("color")))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let color = explicit.or_else(|| status_color(out.status).map(str::to_owned));
+    Parts {
+        pretext: pretext.map(str::trim_end).filter(|p| !p.is_empty()),
+        body,
+        color,
+        extra,
     }
 }
 
-/// `#rrggbb` for a colour.
-pub fn hex_colour(rgb: u32) -> String {
-    format!("#{rgb:06x}")
+/// The message as plain text: `lead` (a rendered mention such as `<@U1>: `), the pretext on
+/// its own line, then the body. What every backend falls back to.
+pub fn plain_text(lead: &str, parts: &Parts<'_>) -> String {
+    let mut text = String::from(lead);
+    if let Some(p) = parts.pretext {
+        text.push_str(p);
+        text.push('\n');
+    }
+    text.push_str(parts.body);
+    text
 }
 
-/// Reads a colour given as `#rrggbb`, `rrggbb`, a number, or Slack's names.
-pub fn parse_colour(value: &Value) -> Option<u32> {
+/// The legacy attachment shape Slack, Mattermost and Rocket.Chat share: `text` with a
+/// `fallback`, the colour, and `extra` keys merged in (`title`, `fields`, … as given).
+pub fn legacy_attachment(
+    text: &str,
+    color: Option<&str>,
+    extra: Option<&Map<String, Value>>,
+) -> Value {
+    let mut attachment = Map::new();
+    if let Some(x) = extra {
+        for (k, v) in x {
+            if !matches!(k.as_str(), "thread_response" | "attachments" | "blocks") {
+                attachment.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    attachment.insert("fallback".into(), Value::String(text.to_owned()));
+    attachment.insert("text".into(), Value::String(text.to_owned()));
+    if let Some(c) = color {
+        attachment.insert("color".into(), Value::String(c.to_owned()));
+    }
+    attachment
+        .entry("mrkdwn_in")
+        .or_insert_with(|| json!(["text", "pretext"]));
+    Value::Object(attachment)
+}
+
+/// Plain text split at `limit` characters, `lead` on the first piece only.
+pub fn plain_pieces(lead: &str, parts: &Parts<'_>, limit: usize) -> Vec<String> {
+    split_message(&plain_text(lead, parts), limit, char_len)
+}
+
+/// Slack `chat.postMessage` bodies for `out` (without `channel` and `thread_ts`), each
+/// under `limit` characters of text. `mention` is Slack markup such as `<@U123>`.
+///
+/// - `extra.slack` with `attachments` or `blocks`: one message, passed through as given,
+///   with `text` (the notification fallback) set from the plain text when absent;
+/// - a rich message (colour, pretext or other `extra.slack` keys): top-level `text` holds the
+///   mention and pretext, the body goes into coloured attachments, one per piece;
+/// - otherwise plain `text`, split.
+pub fn slack_messages(
+    out: &Outgoing,
+    mention: Option<&str>,
+    limit: usize,
+) -> Vec<Map<String, Value>> {
+    let parts = parts(out, "slack");
+    let lead = mention.map(|m| format!("{m}: ")).unwrap_or_default();
+    if let (true, Some(extra)) = (parts.passthrough(), parts.extra) {
+        let mut message = extra.clone();
+        message.remove("thread_response");
+        let text = match message.get("text").and_then(Value::as_str) {
+            Some(t) => format!("{lead}{t}"),
+            None => plain_text(&lead, &parts),
+        };
+        let text = split_message(&text, limit, char_len).swap_remove(0);
+        message.insert("text".into(), Value::String(text));
+        return vec![message];
+    }
+    if !parts.is_rich() {
+        return plain_pieces(&lead, &parts, limit)
+            .into_iter()
+            .map(|t| text_object("text", t))
+            .collect();
+    }
+    let headline = format!("{lead}{}", parts.pretext.unwrap_or_default());
+    let headline = headline.trim_end_matches([' ', ':']).to_owned();
+    let headline_len = char_len(&headline);
+    let body_limit = limit.saturating_sub(headline_len + 1).max(limit / 2);
+    let mut messages = Vec::new();
+    for (i, piece) in split_message(parts.body, body_limit, char_len)
+        .into_iter()
+        .enumerate()
+    {
+        let extra = if i == 0 { parts.extra } else { None };
+        let mut message = Map::new();
+        if i == 0 && !headline.is_empty() {
+            message.insert("text".into(), Value::String(headline.clone()));
+        }
+        message.insert(
+            "attachments".into(),
+            json!([legacy_attachment(&piece, parts.color.as_deref(), extra)]),
+        );
+        messages.push(message);
+    }
+    messages
+}
+
+/// Mattermost `POST /api/v4/posts` contents for `out`: `(message, props)` pairs, each
+/// message under `limit` characters. `mention` is `@username`.
+///
+/// - `extra.mattermost.attachments`: used verbatim in `props.attachments` of the first post,
+///   the plain text as the message;
+/// - a rich message: the mention and pretext as the message, the body in coloured
+///   attachments, one per piece;
+/// - otherwise plain messages, split.
+pub fn mattermost_posts(
+    out: &Outgoing,
+    mention: Option<&str>,
+    limit: usize,
+) -> Vec<(String, Option<Value>)> {
+    let parts = parts(out, "mattermost");
+    let lead = mention.map(|m| format!("{m}: ")).unwrap_or_default();
+    if let (true, Some(extra)) = (parts.passthrough(), parts.extra) {
+        let mut props = extra.clone();
+        props.remove("thread_response");
+        props.remove("blocks");
+        let mut posts: Vec<(String, Option<Value>)> = plain_pieces(&lead, &parts, limit)
+            .into_iter()
+            .map(|m| (m, None))
+            .collect();
+        posts[0].1 = Some(Value::Object(props));
+        return posts;
+    }
+    if !parts.is_rich() {
+        return plain_pieces(&lead, &parts, limit)
+            .into_iter()
+            .map(|m| (m, None))
+            .collect();
+    }
+    let headline = format!("{lead}{}", parts.pretext.unwrap_or_default());
+    let headline = headline.trim_end_matches([' ', ':']).to_owned();
+    split_message(parts.body, limit, char_len)
+        .into_iter()
+        .enumerate()
+        .map(|(i, piece)| {
+            let extra = if i == 0 { parts.extra } else { None };
+            let attachment = legacy_attachment(&piece, parts.color.as_deref(), extra);
+            let message = if i == 0 {
+                headline.clone()
+            } else {
+                String::new()
+            };
+            (message, Some(json!({ "attachments": [attachment] })))
+        })
+        .collect()
+}
+
+fn text_object(key: &str, text: String) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert(key.into(), Value::String(text));
+    m
+}
+
+/// Normalises typography that chat clients substitute into typed commands (curly quotes,
+/// non-breaking spaces), as hubot-stackstorm's adapters do, so `run "x y"` still parses.
+pub fn normalize_typography(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\u{201C}' | '\u{201D}' | '\u{201E}' | '\u{201F}' => '"',
+            '\u{2018}' | '\u{2019}' | '\u{201A}' | '\u{201B}' => '\'',
+            '\u{00A0}' | '\u{202F}' | '\u{2007}' => ' ',
+            other => other,
+        })
+        .collect()
+}
+
+/// A colour as `0xRRGGBB`: a number, `#rrggbb`/`rrggbb`, or Slack's `good`/`warning`/`danger`.
+pub fn color_rgb(value: &Value) -> Option<u32> {
     match value {
         Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
         Value::String(s) => match s.as_str() {
-            "good" => Some(status_rgb(Status::Succeeded)),
-            "danger" => Some(status_rgb(Status::Failed)),
-            "warning" => Some(status_rgb(Status::Running)),
-            other => {
-                let hex = other.strip_prefix('#').unwrap_or(other);
+            "good" => status_color_rgb(Some(Status::Succeeded)),
+            "warning" => status_color_rgb(Some(Status::Running)),
+            "danger" => status_color_rgb(Some(Status::Failed)),
+            hex => {
+                let hex = hex.strip_prefix('#').unwrap_or(hex);
                 (hex.len() == 6)
                     .then(|| u32::from_str_radix(hex, 16).ok())
                     .flatten()
@@ -73,242 +282,295 @@ pub fn parse_colour(value: &Value) -> Option<u32> {
     }
 }
 
-/// `extra.<provider>` as an object, when present.
-pub fn provider_extra<'a>(
-    extra: Option<&'a Value>,
-    provider: &str,
-) -> Option<&'a Map<String, Value>> {
-    extra?.get(provider)?.as_object()
-}
-
-/// Discord's rich form of a message body.
-#[derive(Clone, Debug, PartialEq)]
-pub enum DiscordRich {
-    /// Plain text only: no status and no `extra.discord`, or a trailing `{~}`.
-    Plain,
-    /// `extra.discord.embeds` given verbatim: sent as is, the body stays in `content`.
-    Verbatim(Vec<Value>),
-    /// One embed per body piece, built from the body: the first piece carries every field of
-    /// `extra.discord` (title, url, fields, footer…), all carry the colour.
-    Built(Vec<Value>),
-}
-
-/// Discord embeds for a body (each piece at most `description_limit` characters).
-/// Colour: `extra.discord.color` (number, `#hex` or Slack name), else the status colour.
-pub fn discord_embed(
-    body: &str,
-    status: Option<Status>,
-    extra: Option<&Value>,
-    description_limit: usize,
-) -> DiscordRich {
-    let discord = provider_extra(extra, "discord");
-    if let Some(embeds) = discord
-        .and_then(|d| d.get("embeds"))
-        .and_then(Value::as_array)
-    {
-        return DiscordRich::Verbatim(embeds.clone());
+/// Discord `POST /channels/{id}/messages` bodies for `out` (without `message_reference` and
+/// `allowed_mentions`), `content` under `limit` characters, embed descriptions under
+/// `embed_limit`. `mention` is Discord markup such as `<@123>`.
+///
+/// - `extra.discord.embeds`: passed through as given (ten per message, Discord's maximum),
+///   after the plain text as `content`;
+/// - a rich message: the mention and pretext as `content`, the body in embeds with the colour
+///   (a number or `#hex`), `extra.discord`'s other keys (`title`, `url`, `fields`, `footer`…)
+///   merged into the first; one embed per message, so each stays under the 6000-character
+///   total;
+/// - otherwise plain `content`, split.
+pub fn discord_messages(
+    out: &Outgoing,
+    mention: Option<&str>,
+    limit: usize,
+    embed_limit: usize,
+) -> Vec<Map<String, Value>> {
+    let parts = parts(out, "discord");
+    let lead = mention.map(|m| format!("{m}: ")).unwrap_or_default();
+    let verbatim = parts
+        .extra
+        .and_then(|x| x.get("embeds"))
+        .and_then(Value::as_array);
+    if let Some(embeds) = verbatim {
+        let mut messages: Vec<Map<String, Value>> = plain_pieces(&lead, &parts, limit)
+            .into_iter()
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| text_object("content", t))
+            .collect();
+        let mut groups = embeds.chunks(10);
+        if let (Some(last), Some(group)) = (messages.last_mut(), groups.next()) {
+            last.insert("embeds".into(), Value::Array(group.to_vec()));
+        }
+        for group in groups {
+            let mut m = Map::new();
+            m.insert("embeds".into(), Value::Array(group.to_vec()));
+            messages.push(m);
+        }
+        return messages;
     }
-    if discord.is_none() && status.is_none() {
-        return DiscordRich::Plain;
+    if !parts.is_rich() {
+        return plain_pieces(&lead, &parts, limit)
+            .into_iter()
+            .map(|t| text_object("content", t))
+            .collect();
     }
-    let colour = discord
-        .and_then(|d| d.get("color").or_else(|| d.get("colour")))
-        .and_then(parse_colour)
-        .or_else(|| status.map(status_rgb));
-    let pieces = if body.trim().is_empty() {
+    let color = parts
+        .extra
+        .and_then(|x| x.get("color"))
+        .and_then(color_rgb)
+        .or_else(|| parts.color.as_deref().and_then(|c| color_rgb(&json!(c))));
+    let headline = format!("{lead}{}", parts.pretext.unwrap_or_default());
+    let headline = headline.trim_end_matches([' ', ':']).to_owned();
+    let mut messages: Vec<Map<String, Value>> = if headline.is_empty() {
         Vec::new()
     } else {
-        super::split_message(body, description_limit, super::char_len)
+        split_message(&headline, limit, char_len)
+            .into_iter()
+            .map(|t| text_object("content", t))
+            .collect()
     };
-    let mut embeds = Vec::new();
-    for (i, piece) in pieces.iter().enumerate() {
+    let pieces = if parts.body.trim().is_empty() {
+        Vec::new()
+    } else {
+        split_message(parts.body, embed_limit, char_len)
+    };
+    for (i, piece) in pieces.into_iter().enumerate() {
         let mut embed = Map::new();
         if i == 0
-            && let Some(d) = discord
+            && let Some(x) = parts.extra
         {
-            for (key, value) in d {
-                if !matches!(key.as_str(), "color" | "colour" | "embeds" | "description") {
-                    embed.insert(key.clone(), value.clone());
+            for (k, v) in x {
+                if !matches!(k.as_str(), "color" | "thread_response" | "embeds") {
+                    embed.insert(k.clone(), v.clone());
                 }
             }
         }
-        embed.insert("description".into(), Value::String(piece.clone()));
-        if let Some(c) = colour {
+        embed.insert("description".into(), Value::String(piece));
+        if let Some(c) = color {
             embed.insert("color".into(), Value::from(c));
         }
-        embeds.push(Value::Object(embed));
-    }
-    if embeds.is_empty()
-        && let Some(d) = discord
-    {
-        // No body, but the extra may still carry a title or fields worth showing.
-        let mut embed: Map<String, Value> = d
-            .iter()
-            .filter(|(k, _)| !matches!(k.as_str(), "color" | "colour" | "embeds"))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        if !embed.is_empty() {
-            if let Some(c) = colour {
-                embed.insert("color".into(), Value::from(c));
+        let embeds = Value::Array(vec![Value::Object(embed)]);
+        match messages.last_mut() {
+            Some(last) if i == 0 => {
+                last.insert("embeds".into(), embeds);
             }
-            embeds.push(Value::Object(embed));
+            _ => {
+                let mut m = Map::new();
+                m.insert("embeds".into(), embeds);
+                messages.push(m);
+            }
         }
     }
-    DiscordRich::Built(embeds)
+    messages
 }
 
-/// Rocket.Chat's rich form of a message body.
-#[derive(Clone, Debug, PartialEq)]
-pub enum RocketChatRich {
-    /// Plain text only.
-    Plain,
-    /// `extra.rocketchat.attachments` given verbatim; the body stays in `text`.
-    Verbatim(Vec<Value>),
-    /// One attachment per body piece (`text`, `color`, and on the first piece every field of
-    /// `extra.rocketchat`, like hubot-stackstorm merges them).
-    Built(Vec<Value>),
-}
-
-/// Rocket.Chat attachments for a body (each piece at most `text_limit` characters).
-pub fn rocketchat_attachments(
-    body: &str,
-    status: Option<Status>,
-    extra: Option<&Value>,
-    text_limit: usize,
-) -> RocketChatRich {
-    let rc = provider_extra(extra, "rocketchat");
-    if let Some(attachments) = rc
-        .and_then(|d| d.get("attachments"))
-        .and_then(Value::as_array)
-    {
-        return RocketChatRich::Verbatim(attachments.clone());
+/// Rocket.Chat `chat.postMessage` bodies for `out` (without `roomId`/`channel` and `tmid`),
+/// `text` under `limit` characters. `mention` is `@username`.
+///
+/// - `extra.rocketchat.attachments`: used verbatim on the first message, with the plain text;
+/// - a rich message: the mention and pretext as `text`, the body in coloured attachments
+///   (`extra.rocketchat` keys merged in, as hubot-stackstorm does), one per message;
+/// - otherwise plain `text`, split.
+pub fn rocketchat_messages(
+    out: &Outgoing,
+    mention: Option<&str>,
+    limit: usize,
+) -> Vec<Map<String, Value>> {
+    let parts = parts(out, "rocketchat");
+    let lead = mention.map(|m| format!("{m}: ")).unwrap_or_default();
+    if let (true, Some(extra)) = (parts.passthrough(), parts.extra) {
+        let mut messages: Vec<Map<String, Value>> = plain_pieces(&lead, &parts, limit)
+            .into_iter()
+            .map(|t| text_object("text", t))
+            .collect();
+        if let (Some(first), Some(attachments)) = (messages.first_mut(), extra.get("attachments")) {
+            first.insert("attachments".into(), attachments.clone());
+        }
+        return messages;
     }
-    if rc.is_none() && status.is_none() {
-        return RocketChatRich::Plain;
+    if !parts.is_rich() {
+        return plain_pieces(&lead, &parts, limit)
+            .into_iter()
+            .map(|t| text_object("text", t))
+            .collect();
     }
-    let colour = rc
-        .and_then(|d| d.get("color"))
-        .and_then(parse_colour)
-        .or_else(|| status.map(status_rgb));
-    let pieces = if body.trim().is_empty() {
-        vec![String::new()]
-    } else {
-        super::split_message(body, text_limit, super::char_len)
-    };
-    let attachments = pieces
+    let headline = format!("{lead}{}", parts.pretext.unwrap_or_default());
+    let headline = headline.trim_end_matches([' ', ':']).to_owned();
+    let mut messages: Vec<Map<String, Value>> = split_message(&headline, limit, char_len)
+        .into_iter()
+        .filter(|t| !t.is_empty())
+        .map(|t| text_object("text", t))
+        .collect();
+    for (i, piece) in split_message(parts.body, limit, char_len)
         .into_iter()
         .enumerate()
-        .map(|(i, piece)| {
-            let mut a = Map::new();
-            if i == 0
-                && let Some(d) = rc
-            {
-                for (key, value) in d {
-                    if !matches!(key.as_str(), "color" | "attachments" | "text") {
-                        a.insert(key.clone(), value.clone());
-                    }
-                }
+    {
+        let extra = if i == 0 { parts.extra } else { None };
+        let attachments = json!([legacy_attachment(&piece, parts.color.as_deref(), extra)]);
+        match messages.last_mut() {
+            Some(last) if i == 0 => {
+                last.insert("attachments".into(), attachments);
             }
-            a.insert("text".into(), Value::String(piece));
-            if let Some(c) = colour {
-                a.insert("color".into(), Value::String(hex_colour(c)));
+            _ => {
+                let mut m = text_object("text", String::new());
+                m.insert("attachments".into(), attachments);
+                messages.push(m);
             }
-            Value::Object(a)
-        })
-        .filter(|a| {
-            a.as_object()
-                .is_some_and(|o| o.len() > 1 || o["text"] != "")
-        })
-        .collect();
-    RocketChatRich::Built(attachments)
+        }
+    }
+    messages
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::backend::Target;
 
-    #[test]
-    fn splits_pretext() {
-        assert_eq!(
-            parts("Ran it{~}output"),
-            Parts {
-                pretext: Some("Ran it"),
-                body: "output",
-                all_plain: false
-            }
-        );
-        assert!(parts("plain{~}").all_plain);
-        assert_eq!(parts("plain{~}").body, "plain");
-        assert_eq!(parts("x").pretext, None);
-    }
-
-    #[test]
-    fn colours() {
-        assert_eq!(hex_colour(status_rgb(Status::Failed)), "#a30200");
-        assert_eq!(parse_colour(&json!("#00ff00")), Some(0x00ff00));
-        assert_eq!(parse_colour(&json!("danger")), Some(0xA30200));
-        assert_eq!(parse_colour(&json!(255)), Some(255));
-        assert_eq!(parse_colour(&json!("nope")), None);
-    }
-
-    #[test]
-    fn discord_embed_from_status_and_extra() {
-        assert_eq!(discord_embed("x", None, None, 4096), DiscordRich::Plain);
-        let DiscordRich::Built(e) = discord_embed("out", Some(Status::Failed), None, 4096) else {
-            panic!("not built")
-        };
-        assert_eq!(e, vec![json!({"description": "out", "color": 0xA30200})]);
-        let extra = json!({"discord": {"title": "T", "color": "#010203"}});
-        let DiscordRich::Built(e) = discord_embed("out", Some(Status::Failed), Some(&extra), 4096)
-        else {
-            panic!("not built")
-        };
-        assert_eq!(
-            e,
-            vec![json!({"title": "T", "description": "out", "color": 0x010203})]
-        );
-        let verbatim = json!({"discord": {"embeds": [{"title": "given"}]}});
-        assert_eq!(
-            discord_embed("out", None, Some(&verbatim), 4096),
-            DiscordRich::Verbatim(vec![json!({"title": "given"})])
-        );
-    }
-
-    #[test]
-    fn long_bodies_become_several_embeds() {
-        let body = "line\n".repeat(2000);
-        let DiscordRich::Built(e) = discord_embed(&body, Some(Status::Succeeded), None, 4096)
-        else {
-            panic!("not built")
-        };
-        assert!(e.len() >= 3);
-        for embed in &e {
-            let d = embed["description"].as_str().unwrap();
-            assert!(d.chars().count() <= 4096);
-            assert_eq!(embed["color"], json!(0x2EB886));
+    fn out(text: &str, extra: Option<Value>, status: Option<Status>) -> Outgoing {
+        Outgoing {
+            target: Target::Room {
+                id: "C1".into(),
+                thread: None,
+            },
+            text: text.into(),
+            mention: None,
+            extra,
+            status,
         }
     }
 
     #[test]
-    fn rocketchat_attachments_merge_extra() {
+    fn colour_comes_from_status_not_text() {
+        let failed_words = out("status : failed", None, Some(Status::Succeeded));
         assert_eq!(
-            rocketchat_attachments("x", None, None, 5000),
-            RocketChatRich::Plain
+            parts(&failed_words, "slack").color.as_deref(),
+            Some("#2EB67D")
         );
-        let extra = json!({"rocketchat": {"title": "T", "color": "good"}});
-        let RocketChatRich::Built(a) = rocketchat_attachments("out", None, Some(&extra), 5000)
-        else {
-            panic!("not built")
-        };
-        assert_eq!(
-            a,
-            vec![json!({"title": "T", "text": "out", "color": "#2eb886"})]
+        let plain = out("status : failed", None, None);
+        assert_eq!(parts(&plain, "slack").color, None);
+        assert!(!parts(&plain, "slack").is_rich());
+        assert_eq!(status_color_rgb(Some(Status::Failed)), Some(0xE01E5A));
+    }
+
+    #[test]
+    fn explicit_colour_wins() {
+        let o = out(
+            "x",
+            Some(json!({"color": "#F35A00", "slack": {"color": "warning"}})),
+            Some(Status::Failed),
         );
-        let verbatim = json!({"rocketchat": {"attachments": [{"text": "given"}]}});
+        assert_eq!(parts(&o, "slack").color.as_deref(), Some("warning"));
+        assert_eq!(parts(&o, "mattermost").color.as_deref(), Some("#F35A00"));
+    }
+
+    #[test]
+    fn slack_plain_rich_and_passthrough() {
+        let plain = slack_messages(&out("hello", None, None), Some("<@U1>"), 4000);
+        assert_eq!(plain, vec![text_object("text", "<@U1>: hello".into())]);
+
+        let rich = slack_messages(
+            &out(
+                "Done{~}stdout here",
+                Some(json!({"slack": {"title": "T"}})),
+                Some(Status::Failed),
+            ),
+            Some("<@U1>"),
+            4000,
+        );
+        assert_eq!(rich.len(), 1);
+        assert_eq!(rich[0]["text"], "<@U1>: Done");
+        let a = &rich[0]["attachments"][0];
+        assert_eq!(a["color"], "#E01E5A");
+        assert_eq!(a["text"], "stdout here");
+        assert_eq!(a["title"], "T");
+
+        let blocks = json!([{"type": "section", "text": {"type": "mrkdwn", "text": "*hi*"}}]);
+        let pass = slack_messages(
+            &out(
+                "hi",
+                Some(json!({"slack": {"blocks": blocks, "thread_response": true}})),
+                None,
+            ),
+            None,
+            4000,
+        );
+        assert_eq!(pass[0]["blocks"], blocks);
+        assert_eq!(pass[0]["text"], "hi");
+        assert!(!pass[0].contains_key("thread_response"));
+        assert!(wants_thread_response(
+            Some(&json!({"slack": {"thread_response": true}})),
+            "slack"
+        ));
+    }
+
+    #[test]
+    fn long_bodies_split_into_attachments_under_the_limit() {
+        let body = "line of output\n".repeat(800);
+        let msgs = slack_messages(
+            &out(&format!("head{{~}}{body}"), None, Some(Status::Succeeded)),
+            None,
+            4000,
+        );
+        assert!(msgs.len() >= 3);
+        for m in &msgs {
+            let t = m["attachments"][0]["text"].as_str().unwrap();
+            assert!(char_len(t) <= 4000);
+            assert_eq!(m["attachments"][0]["color"], "#2EB67D");
+        }
+        assert_eq!(msgs[0]["text"], "head");
+        assert!(!msgs[1].contains_key("text"));
+    }
+
+    #[test]
+    fn mattermost_shapes() {
+        let posts = mattermost_posts(
+            &out("pre{~}body", None, Some(Status::Running)),
+            Some("@alice"),
+            4000,
+        );
+        assert_eq!(posts[0].0, "@alice: pre");
+        let props = posts[0].1.as_ref().unwrap();
+        assert_eq!(props["attachments"][0]["color"], "#ECB22E");
+        assert_eq!(props["attachments"][0]["text"], "body");
+
+        let given = json!([{"text": "x", "actions": []}]);
+        let posts = mattermost_posts(
+            &out(
+                "msg",
+                Some(json!({"mattermost": {"attachments": given}})),
+                None,
+            ),
+            None,
+            4000,
+        );
         assert_eq!(
-            rocketchat_attachments("out", None, Some(&verbatim), 5000),
-            RocketChatRich::Verbatim(vec![json!({"text": "given"})])
+            posts,
+            vec![("msg".to_owned(), Some(json!({"attachments": given})))]
+        );
+
+        let plain = mattermost_posts(&out("all plain{~}", None, None), None, 4000);
+        assert_eq!(plain, vec![("all plain".to_owned(), None)]);
+    }
+
+    #[test]
+    fn typography() {
+        assert_eq!(
+            normalize_typography("run “a b”\u{a0}x ‘y’"),
+            "run \"a b\" x 'y'"
         );
     }
 }

@@ -47,11 +47,12 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-use super::rich::{self, RocketChatRich};
-use super::websocket::{self, Backoff, WsStream};
+use super::backoff::Backoff;
+use super::rich;
+use super::websocket::{self, WsStream};
 use super::{
     Backend, BackendError, BackendIo, BoxFuture, Capabilities, ConnState, Incoming, Outgoing, Room,
-    Target, char_len, split_message,
+    Target,
 };
 use crate::secret::{self, Secret};
 
@@ -184,12 +185,23 @@ fn join(
 }
 
 /// `…/websocket` under the server URL, with `ws`/`wss`.
-fn websocket_url(base: &Url) -> Url {
-    let mut url = websocket::http_to_ws(base);
+fn websocket_url(base: &Url) -> String {
+    let scheme = if base.scheme() == "https" {
+        "wss"
+    } else {
+        "ws"
+    };
+    let mut url = base.clone();
     let path = format!("{}/websocket", url.path().trim_end_matches('/'));
     url.set_path(&path);
     url.set_query(None);
-    url
+    url.set_fragment(None);
+    let rest = url
+        .as_str()
+        .split_once("://")
+        .map(|(_, r)| r)
+        .unwrap_or_default();
+    format!("{scheme}://{rest}")
 }
 
 // ---------------------------------------------------------------------------------------
@@ -582,61 +594,7 @@ async fn dm_room(
 
 /// The `chat.postMessage` bodies (without the destination) for one [`Outgoing`].
 fn message_bodies(out: &Outgoing, mention: Option<&str>) -> Vec<serde_json::Map<String, Value>> {
-    let parts = rich::parts(&out.text);
-    let rich_form = if parts.all_plain {
-        RocketChatRich::Plain
-    } else {
-        rich::rocketchat_attachments(parts.body, out.status, out.extra.as_ref(), MAX_MESSAGE)
-    };
-    let mut head = String::new();
-    if let Some(m) = mention {
-        head.push_str(m);
-        head.push(' ');
-    }
-    if let Some(pre) = parts.pretext {
-        head.push_str(pre);
-    }
-    let (text, attachments, per_message) = match rich_form {
-        RocketChatRich::Plain | RocketChatRich::Verbatim(_) => {
-            let mut text = head;
-            if !text.is_empty() && !text.ends_with(' ') && !parts.body.is_empty() {
-                text.push('\n');
-            }
-            text.push_str(parts.body);
-            match rich_form {
-                RocketChatRich::Verbatim(a) => (text, a, usize::MAX),
-                _ => (text, Vec::new(), 1),
-            }
-        }
-        RocketChatRich::Built(a) => (head, a, 1),
-    };
-    let text = text.trim_end();
-    let mut bodies: Vec<serde_json::Map<String, Value>> = if text.is_empty() {
-        Vec::new()
-    } else {
-        split_message(text, MAX_MESSAGE, char_len)
-            .into_iter()
-            .map(|piece| {
-                let mut m = serde_json::Map::new();
-                m.insert("text".into(), Value::String(piece));
-                m
-            })
-            .collect()
-    };
-    let mut groups = attachments
-        .chunks(per_message.min(attachments.len().max(1)))
-        .map(<[Value]>::to_vec)
-        .collect::<Vec<_>>()
-        .into_iter();
-    if let (Some(last), Some(group)) = (bodies.last_mut(), groups.next()) {
-        last.insert("attachments".into(), Value::Array(group));
-    }
-    for group in groups {
-        let mut m = serde_json::Map::new();
-        m.insert("text".into(), Value::String(String::new()));
-        m.insert("attachments".into(), Value::Array(group));
-        bodies.push(m);
-    }
+    let mut bodies = rich::rocketchat_messages(out, mention, MAX_MESSAGE);
     if bodies.is_empty() {
         let mut m = serde_json::Map::new();
         m.insert("text".into(), Value::String("(no output)".into()));
@@ -691,7 +649,7 @@ enum DdpError {
 }
 
 struct Realtime {
-    websocket_url: Url,
+    websocket_url: String,
     rest: Arc<Rest>,
     directory: Arc<Mutex<Directory>>,
     incoming: mpsc::Sender<Incoming>,
@@ -1086,17 +1044,14 @@ fn strip_mention<'a>(text: &'a str, me: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::Status;
+    use crate::backend::{Status, char_len};
 
     #[test]
     fn websocket_url_keeps_sub_paths() {
         let u = Url::parse("https://chat.example.com/rc/").unwrap();
-        assert_eq!(
-            websocket_url(&u).as_str(),
-            "wss://chat.example.com/rc/websocket"
-        );
+        assert_eq!(websocket_url(&u), "wss://chat.example.com/rc/websocket");
         let u = Url::parse("http://127.0.0.1:3000").unwrap();
-        assert_eq!(websocket_url(&u).as_str(), "ws://127.0.0.1:3000/websocket");
+        assert_eq!(websocket_url(&u), "ws://127.0.0.1:3000/websocket");
     }
 
     #[test]
@@ -1132,8 +1087,8 @@ mod tests {
         out.status = Some(Status::Failed);
         let bodies = message_bodies(&out, Some("@alice"));
         assert_eq!(bodies.len(), 1);
-        assert_eq!(bodies[0]["text"], "@alice Done");
-        assert_eq!(bodies[0]["attachments"][0]["color"], "#a30200");
+        assert_eq!(bodies[0]["text"], "@alice: Done");
+        assert_eq!(bodies[0]["attachments"][0]["color"], "#E01E5A");
         let long = Outgoing::text(out.target.clone(), "line\n".repeat(3000));
         let bodies = message_bodies(&long, None);
         assert!(bodies.len() >= 3);

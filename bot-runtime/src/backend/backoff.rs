@@ -1,0 +1,93 @@
+//! Reconnect pacing for network backends: exponential backoff with full jitter, reset after
+//! a connection that stayed up, and a sleep that gives way to shutdown.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+/// Exponential backoff: each failure doubles the ceiling (from `min` up to `max`); the
+/// actual wait is drawn uniformly between half the ceiling and the ceiling.
+#[derive(Clone, Debug)]
+pub struct Backoff {
+    min: Duration,
+    max: Duration,
+    ceiling: Duration,
+}
+
+impl Backoff {
+    /// A backoff between `min` and `max`.
+    pub fn new(min: Duration, max: Duration) -> Self {
+        Self {
+            min,
+            max: max.max(min),
+            ceiling: min,
+        }
+    }
+
+    /// The wait before the next attempt; grows the ceiling for the one after.
+    pub fn next_delay(&mut self) -> Duration {
+        let ceiling = self.ceiling;
+        self.ceiling = (self.ceiling * 2).min(self.max);
+        let half = ceiling / 2;
+        half + jitter(ceiling - half)
+    }
+
+    /// Back to the shortest wait (after a connection that worked).
+    pub fn reset(&mut self) {
+        self.ceiling = self.min;
+    }
+
+    /// Resets when a connection that started at `since` lasted long enough to count as
+    /// healthy (a minute), so a server that accepts and drops at once is still paced.
+    pub fn reset_if_stable(&mut self, since: Instant) {
+        if since.elapsed() >= Duration::from_secs(60) {
+            self.reset();
+        }
+    }
+}
+
+/// A random duration in `[0, max]` (no crate needed: `RandomState` keys are random).
+pub fn jitter(max: Duration) -> Duration {
+    let nanos = u64::try_from(max.as_nanos()).unwrap_or(u64::MAX);
+    if nanos == 0 {
+        return Duration::ZERO;
+    }
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u64(nanos);
+    Duration::from_nanos(hasher.finish() % (nanos + 1))
+}
+
+/// Sleeps for `delay` unless `shutdown` fires first; returns `false` when it did.
+pub async fn sleep_or_shutdown(delay: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(delay) => true,
+        () = shutdown.cancelled() => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grows_caps_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(1000));
+        let delays: Vec<Duration> = (0..8).map(|_| b.next_delay()).collect();
+        assert!(delays[0] >= Duration::from_millis(50) && delays[0] <= Duration::from_millis(100));
+        assert!(delays.iter().all(|d| *d <= Duration::from_millis(1000)));
+        assert!(delays[7] >= Duration::from_millis(500));
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_millis(100));
+    }
+
+    #[test]
+    fn jitter_stays_in_range_and_varies() {
+        let max = Duration::from_millis(10);
+        let draws: Vec<Duration> = (0..64).map(|_| jitter(max)).collect();
+        assert!(draws.iter().all(|d| *d <= max));
+        assert!(draws.iter().any(|d| *d != draws[0]));
+        assert_eq!(jitter(Duration::ZERO), Duration::ZERO);
+    }
+}
