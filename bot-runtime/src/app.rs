@@ -1,67 +1,233 @@
-//! Wiring: starts the backend and hands every incoming message to the dispatcher until the
-//! input ends or a shutdown signal arrives.
+//! Wiring: builds the StackStorm client, the dispatcher and the backend, then runs until the
+//! input ends (text backend) or SIGINT/SIGTERM: chat messages go to the dispatcher (each in
+//! its own task, bounded by `max_in_flight`), stream events to announcements and the alias
+//! cache. Shutdown stops intake, lets in-flight commands finish (bounded), flushes replies.
 
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use bot_config::BotSpec;
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::{self, BackendIo, BackendOptions, ConnState, Outgoing, Target};
+use crate::aliases::AliasCache;
+use crate::backend::{self, BackendIo, BackendOptions, ConnState, Outgoing};
 use crate::cli::Options;
+use crate::dispatch::Dispatcher;
+use crate::stackstorm::St2Client;
+use crate::stackstorm::stream::{self, StreamEvent, StreamState};
+
+/// How long in-flight commands may take to finish after shutdown starts.
+const DRAIN: Duration = Duration::from_secs(10);
 
 /// Runs the bot until its input ends (text backend) or SIGINT/SIGTERM.
-pub async fn run(spec: &'static BotSpec, options: &Options) -> ExitCode {
-    let backend_options = BackendOptions {
-        user: options.user.clone(),
-        room: options.room.clone(),
-    };
-    let backend = match backend::build(&spec.backend, &backend_options) {
+pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> ExitCode {
+    let backend = match backend::build(
+        &spec.backend,
+        &BackendOptions {
+            user: options.user.clone(),
+            room: options.room.clone(),
+        },
+    ) {
         Ok(b) => b,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the chat backend");
+            eprintln!("{}: {e}", spec.name);
             return ExitCode::FAILURE;
         }
     };
+    let capabilities = backend.capabilities();
     let (incoming_tx, mut incoming_rx) = mpsc::channel(256);
-    let (outgoing_tx, outgoing_rx) = mpsc::channel::<Outgoing>(256);
-    let (state_tx, _state_rx) = watch::channel(ConnState::Connecting);
+    let (outgoing_tx, outgoing_rx) = mpsc::channel::<Outgoing>(1024);
+    let (chat_state_tx, chat_state) = watch::channel(ConnState::Connecting);
+    let (stream_state_tx, stream_state) = watch::channel(StreamState::Down("starting".into()));
     let shutdown = CancellationToken::new();
+    let backend_shutdown = CancellationToken::new();
+
+    let aliases = AliasCache::new();
+    let dispatcher = match Dispatcher::new(
+        spec,
+        st2.clone(),
+        capabilities,
+        aliases.clone(),
+        outgoing_tx.clone(),
+    ) {
+        Ok(d) => Arc::new(d),
+        Err(e) => {
+            tracing::error!(error = %e, "invalid bot definition");
+            return ExitCode::FAILURE;
+        }
+    };
+
     let backend_task = tokio::spawn(backend.run(BackendIo {
         incoming: incoming_tx,
         outgoing: outgoing_rx,
-        state: state_tx,
-        shutdown: shutdown.clone(),
+        state: chat_state_tx,
+        shutdown: backend_shutdown.clone(),
     }));
-    tracing::info!(bot = %spec.name, backend = spec.backend.kind(), "bot started");
-    while let Some(message) = incoming_rx.recv().await {
-        let target = match &message.room {
-            Some(room) => Target::Room {
-                id: room.id.clone(),
-                thread: message.thread.clone(),
-            },
-            None => Target::Direct {
-                user: message.user_id.clone(),
-            },
-        };
-        let _ = outgoing_tx
-            .send(Outgoing::text(
-                target,
-                format!("{}: not connected to StackStorm yet", message.user),
-            ))
-            .await;
+
+    // Stream: announcements and alias changes.
+    let (events_tx, mut events_rx) = mpsc::channel(256);
+    let stream_task = tokio::spawn(stream::run(
+        st2.clone(),
+        events_tx,
+        stream_state_tx,
+        shutdown.clone(),
+    ));
+    let events_task = {
+        let dispatcher = dispatcher.clone();
+        let aliases = aliases.clone();
+        let st2 = st2.clone();
+        let refresh_every = spec.stackstorm.alias_refresh;
+        tokio::spawn(async move {
+            let mut refresh = tokio::time::interval(refresh_every);
+            refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    event = events_rx.recv() => match event {
+                        Some(StreamEvent::Announcement(a)) => dispatcher.announce(a).await,
+                        Some(StreamEvent::AliasChanged(kind)) => {
+                            tracing::info!(kind, "action aliases changed; reloading");
+                            if let Err(e) = aliases.refresh(&st2).await {
+                                tracing::warn!(error = %e, "cannot reload action aliases");
+                            }
+                        }
+                        Some(StreamEvent::Connected) => {
+                            if let Err(e) = aliases.refresh(&st2).await {
+                                tracing::warn!(error = %e, "cannot load action aliases");
+                            }
+                        }
+                        None => return,
+                    },
+                    _ = refresh.tick() => {
+                        if let Err(e) = aliases.refresh(&st2).await {
+                            tracing::debug!(error = %e, "periodic alias refresh failed");
+                        }
+                    }
+                }
+            }
+        })
+    };
+
+    let chat_watch = {
+        let mut chat = chat_state.clone();
+        tokio::spawn(async move {
+            loop {
+                let connected = *chat.borrow_and_update() == ConnState::Connected;
+                crate::ops::metrics().chat_state(connected);
+                if chat.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    if let Some(listen) = &spec.health_listen {
+        match listen.parse() {
+            Ok(addr) => {
+                let readiness = crate::ops::health::Readiness {
+                    chat: chat_state.clone(),
+                    stream: stream_state.clone(),
+                };
+                let shutdown = shutdown.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = crate::ops::health::serve(addr, readiness, shutdown).await {
+                        tracing::error!(error = %e, "health endpoint failed");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::error!(listen = %listen, error = %e, "invalid health listen address")
+            }
+        }
     }
-    tokio::time::sleep(options.linger).await;
+    tracing::info!(bot = %spec.name, backend = spec.backend.kind(), "bot started");
+    let mut in_flight = JoinSet::new();
+    let mut signal = std::pin::pin!(shutdown_signal());
+    let mut ended_by_signal = false;
+    loop {
+        tokio::select! {
+            message = incoming_rx.recv() => match message {
+                Some(message) => {
+                    in_flight.spawn(dispatcher.clone().handle(message));
+                }
+                None => break,
+            },
+            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+            () = &mut signal => {
+                tracing::info!("shutdown requested");
+                ended_by_signal = true;
+                break;
+            }
+        }
+    }
+    // Stop intake; let commands in flight finish, within bounds.
+    let drained = tokio::time::timeout(DRAIN, async {
+        while in_flight.join_next().await.is_some() {}
+    })
+    .await
+    .is_ok();
+    if !drained {
+        tracing::warn!(
+            abandoned = in_flight.len(),
+            "commands still running at shutdown were abandoned"
+        );
+        in_flight.abort_all();
+    }
+    if !ended_by_signal && !options.linger.is_zero() {
+        tokio::select! {
+            () = tokio::time::sleep(options.linger) => {}
+            () = &mut signal => {}
+        }
+    }
+    shutdown.cancel();
+    let _ = stream_task.await;
+    events_task.abort();
+    chat_watch.abort();
+    drop(dispatcher);
     drop(outgoing_tx);
-    match backend_task.await {
-        Ok(Ok(())) => ExitCode::SUCCESS,
-        Ok(Err(e)) => {
+    backend_shutdown.cancel();
+    let backend_result = tokio::time::timeout(Duration::from_secs(5), backend_task).await;
+    match backend_result {
+        Ok(Ok(Ok(()))) if drained => ExitCode::SUCCESS,
+        Ok(Ok(Ok(()))) => ExitCode::from(3),
+        Ok(Ok(Err(e))) => {
             tracing::error!(error = %e, "chat backend stopped");
+            eprintln!("{}: {e}", spec.name);
             ExitCode::FAILURE
         }
-        Err(e) => {
+        Ok(Err(e)) => {
             tracing::error!(error = %e, "chat backend crashed");
             ExitCode::FAILURE
         }
+        Err(_) => {
+            tracing::warn!("chat backend did not close in time");
+            ExitCode::from(3)
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
     }
 }

@@ -30,6 +30,11 @@ pub struct Options {
     pub log_json: Option<bool>,
     /// After the text backend's input ends, keep running this long for results.
     pub linger: Duration,
+    /// Talk to the StackStorm at this base URL instead of the definition's (derives
+    /// `/api`, `/auth`, `/stream` as `stackstorm.url` does). Also `ST2BOT_STACKSTORM_URL`.
+    pub stackstorm_url: Option<String>,
+    /// Demo mode: start the built-in StackStorm simulator on loopback and talk to it.
+    pub simulate: bool,
 }
 
 impl Default for Options {
@@ -40,6 +45,8 @@ impl Default for Options {
             room: None,
             log_json: None,
             linger: Duration::ZERO,
+            stackstorm_url: None,
+            simulate: false,
         }
     }
 }
@@ -60,6 +67,9 @@ pub fn usage(name: &str, description: &str) -> String {
          --room NAME          text backend: speak in this room (`-` for a direct message)\n  \
          --linger DURATION    text backend: after end of input, wait this long for results\n  \
          --log-format FORMAT  `text` or `json` (default from the definition)\n  \
+         --stackstorm-url URL talk to the StackStorm behind URL instead of the definition's\n  \
+         \x20                    (also ST2BOT_STACKSTORM_URL)\n  \
+         --simulate           demo mode: start a simulated StackStorm on 127.0.0.1 and use it\n  \
          --print-spec         print the compiled definition and exit\n  \
          --version            print the version and exit\n  \
          -h, --help           print this help\n\n\
@@ -70,7 +80,12 @@ pub fn usage(name: &str, description: &str) -> String {
 
 /// Parses arguments (without the program name).
 pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, UsageError> {
-    let mut options = Options::default();
+    let mut options = Options {
+        stackstorm_url: std::env::var("ST2BOT_STACKSTORM_URL")
+            .ok()
+            .filter(|u| !u.is_empty()),
+        ..Options::default()
+    };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -89,6 +104,8 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, UsageEr
             "-V" | "--version" => options.command = Command::Version,
             "--print-spec" => options.command = Command::PrintSpec,
             "--user" => options.user = Some(value("--user")?),
+            "--stackstorm-url" => options.stackstorm_url = Some(value("--stackstorm-url")?),
+            "--simulate" => options.simulate = true,
             "--room" => options.room = Some(value("--room")?),
             "--linger" => {
                 let v = value("--linger")?;

@@ -5,13 +5,20 @@
 //! Modules: [`backend`] (chat services), [`secret`] (secret resolution and redaction),
 //! [`check`] (`--check`), [`http`] (the shared HTTP client), [`cli`], [`logging`].
 
+pub mod aliases;
 pub mod app;
 pub mod backend;
 pub mod check;
 pub mod cli;
+pub mod dispatch;
 pub mod http;
 pub mod logging;
+pub mod ops;
 pub mod secret;
+#[cfg(feature = "simulator")]
+pub mod simulator;
+pub mod stackstorm;
+pub mod template;
 
 use std::process::ExitCode;
 
@@ -63,9 +70,46 @@ pub fn main(spec: &'static BotSpec) -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        let spec = match options.stackstorm_url.as_deref() {
+            Some(base) => match with_stackstorm_url(spec, base) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("{}: {e}", spec.name);
+                    return ExitCode::from(2);
+                }
+            },
+            None => spec,
+        };
+        #[cfg(feature = "simulator")]
+        let simulator = if options.simulate {
+            match simulator::start(spec).await {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    eprintln!("{}: cannot start the StackStorm simulator: {e}", spec.name);
+                    return ExitCode::FAILURE;
+                }
+            }
+        } else {
+            None
+        };
+        #[cfg(not(feature = "simulator"))]
+        if options.simulate {
+            eprintln!(
+                "{}: this executable was built without the simulator (feature `simulator`)",
+                spec.name
+            );
+            return ExitCode::from(2);
+        }
+        #[cfg(feature = "simulator")]
+        let (spec, client) = match &simulator {
+            Some(sim) => (sim.spec, Ok(sim.client.clone())),
+            None => (spec, stackstorm::St2Client::new(&spec.stackstorm)),
+        };
+        #[cfg(not(feature = "simulator"))]
+        let client = stackstorm::St2Client::new(&spec.stackstorm);
         match options.command {
             cli::Command::Check => {
-                let lines = check::run(spec).await;
+                let lines = check::run(spec, options.simulate).await;
                 print_out(&check::render(&lines));
                 if lines.iter().all(|l| l.ok) {
                     ExitCode::SUCCESS
@@ -73,9 +117,33 @@ pub fn main(spec: &'static BotSpec) -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
-            _ => app::run(spec, &options).await,
+            _ => match client {
+                Ok(client) => app::run(spec, client, &options).await,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot set up the StackStorm client");
+                    eprintln!("{}: {e}", spec.name);
+                    ExitCode::FAILURE
+                }
+            },
         }
     })
+}
+
+/// The spec with StackStorm's addresses derived from `base` (as `stackstorm.url` does).
+fn with_stackstorm_url(spec: &BotSpec, base: &str) -> Result<&'static BotSpec, String> {
+    let parsed = url::Url::parse(base)
+        .map_err(|e| format!("`--stackstorm-url {base}` is not a URL: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!(
+            "`--stackstorm-url {base}` must be an http or https URL"
+        ));
+    }
+    let base = base.trim_end_matches('/');
+    let mut spec = spec.clone();
+    spec.stackstorm.api_url = format!("{base}/api").into();
+    spec.stackstorm.auth_url = format!("{base}/auth").into();
+    spec.stackstorm.stream_url = format!("{base}/stream").into();
+    Ok(Box::leak(Box::new(spec)))
 }
 
 /// Writes to standard output, ignoring a closed pipe (`bot --print-spec | head`).

@@ -1,0 +1,74 @@
+//! The bot's copy of StackStorm's action aliases: used by the local matcher, for "closest
+//! command" suggestions and for listing ambiguous candidates. Refreshed at start, whenever
+//! the stream reports an alias change or reconnects, and periodically as a fallback for
+//! StackStorm versions that do not send alias events.
+
+use std::sync::{Arc, RwLock};
+
+use st2_alias::{Alias, AliasIndex};
+
+use crate::stackstorm::{St2Client, St2Error};
+
+/// Shared, refreshable alias index.
+#[derive(Clone, Debug, Default)]
+pub struct AliasCache {
+    index: Arc<RwLock<Option<Arc<AliasIndex>>>>,
+    /// One refresh at a time; callers that waited reuse the result.
+    refreshing: Arc<tokio::sync::Mutex<u64>>,
+}
+
+impl AliasCache {
+    /// An empty cache (nothing known until the first refresh).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The current index, if one was loaded.
+    pub fn get(&self) -> Option<Arc<AliasIndex>> {
+        self.index.read().ok().and_then(|g| g.clone())
+    }
+
+    /// Replaces the index (tests, and [`AliasCache::refresh`]).
+    pub fn set(&self, aliases: Vec<Alias>) {
+        let index = Arc::new(AliasIndex::new(aliases));
+        if let Ok(mut g) = self.index.write() {
+            *g = Some(index);
+        }
+    }
+
+    /// Reloads every alias from StackStorm; on failure the old index stays.
+    pub async fn refresh(&self, client: &St2Client) -> Result<usize, St2Error> {
+        self.refresh_inner(client, false).await
+    }
+
+    /// Loads the aliases unless another task loaded them while this one waited.
+    pub async fn ensure_loaded(&self, client: &St2Client) -> Result<usize, St2Error> {
+        self.refresh_inner(client, true).await
+    }
+
+    async fn refresh_inner(
+        &self,
+        client: &St2Client,
+        only_if_missing: bool,
+    ) -> Result<usize, St2Error> {
+        let mut generation = self.refreshing.lock().await;
+        if only_if_missing && let Some(index) = self.get() {
+            return Ok(index.len());
+        }
+        *generation += 1;
+        let raw = client.list_aliases().await?;
+        let mut aliases = Vec::with_capacity(raw.len());
+        for value in raw {
+            match serde_json::from_value::<Alias>(value) {
+                Ok(a) => aliases.push(a),
+                Err(e) => {
+                    tracing::warn!(error = %e, "skipping an action alias StackStorm sent in an unexpected shape")
+                }
+            }
+        }
+        let n = aliases.len();
+        self.set(aliases);
+        tracing::info!(aliases = n, "action aliases loaded");
+        Ok(n)
+    }
+}

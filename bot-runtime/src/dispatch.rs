@@ -1,0 +1,695 @@
+//! The dispatcher: one chat message in, replies out. Read [`Dispatcher::handle`] first.
+//!
+//! For each message addressed to the bot (prefix, mention, or a direct message) it: parses
+//! the command; answers the bot's own commands (help, session); otherwise resolves the
+//! command to one action alias (StackStorm's `POST /actionalias/match`, or the local
+//! matcher), checks the access rules against that alias's `pack.name` (so raw text cannot
+//! dodge a deny), executes it with `POST /aliasexecution` carrying `source_context` (or
+//! `match_and_execute` for `match_multiple` formats), and posts the ack. Every failure gets
+//! a reply. Announcements from the stream are rendered and routed by
+//! [`Dispatcher::announce`].
+
+use std::sync::Arc;
+
+use bot_config::acl::{AccessControl, HELP_COMMAND, Request, SESSION_COMMAND, Verdict};
+use bot_config::{BotSpec, MatcherKind};
+use serde_json::{Value, json};
+use tokio::sync::{Semaphore, mpsc};
+use tracing::Instrument;
+
+use crate::aliases::AliasCache;
+use crate::backend::{Capabilities, Incoming, Outgoing, Target, char_len, split_message};
+use crate::stackstorm::types::{
+    Announcement, ExecuteRequest, ExecuteResponse, MatchAndExecuteRequest,
+};
+use crate::stackstorm::{St2Client, St2Error};
+use crate::template::Templates;
+
+/// How many formats a "no match" reply suggests.
+const SUGGESTIONS: usize = 3;
+
+/// A command resolved to an alias.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resolved {
+    /// `pack.name`.
+    pub reference: String,
+    /// Alias name.
+    pub name: String,
+    /// The format that matched.
+    pub representation: String,
+    /// Whether it is a `match_multiple` format (executed with match_and_execute).
+    pub match_multiple: bool,
+}
+
+/// Resolves with the local matcher (StackStorm's semantics, see `st2-alias`).
+fn resolve_locally(index: &st2_alias::AliasIndex, command: &str) -> Result<Resolved, Unresolved> {
+    match index.resolve(command) {
+        Ok(r) => Ok(Resolved {
+            reference: r.alias_ref.clone(),
+            name: r.alias_name.clone(),
+            representation: r.representation.clone(),
+            match_multiple: r.match_multiple.unwrap_or(false),
+        }),
+        Err(st2_alias::ResolveError::NoMatch { .. }) => Err(Unresolved::NoMatch),
+        Err(st2_alias::ResolveError::Ambiguous { candidates, .. }) => Err(Unresolved::Ambiguous(
+            candidates.into_iter().map(|(_, r)| r).collect(),
+        )),
+        Err(e) => Err(Unresolved::Failed(St2Error::Api {
+            status: 400,
+            faultstring: e.to_string(),
+            request_id: None,
+        })),
+    }
+}
+
+/// What a message needs, decided without I/O by [`Dispatcher::plan`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Plan {
+    /// Not addressed to the bot.
+    Ignore,
+    /// Answer with this text, nothing else (empty command, denied, no match…).
+    Reply(String),
+    /// The help command, with its arguments.
+    Help(Vec<String>),
+    /// The session command, with its arguments.
+    Session(Vec<String>),
+    /// Ask StackStorm which alias this command is (then check access and execute).
+    Match(String),
+    /// Execute this command as this alias (access already allowed).
+    Execute(String, Resolved),
+}
+
+/// Why resolution failed, in the terms of the reply.
+enum Unresolved {
+    NoMatch,
+    Ambiguous(Vec<String>),
+    Failed(St2Error),
+}
+
+/// Everything a message needs, shared by all in-flight messages.
+pub struct Dispatcher {
+    spec: &'static BotSpec,
+    st2: St2Client,
+    acl: AccessControl,
+    templates: Templates,
+    capabilities: Capabilities,
+    aliases: AliasCache,
+    outgoing: mpsc::Sender<Outgoing>,
+    in_flight: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("bot", &self.spec.name)
+            .finish()
+    }
+}
+
+/// Why the dispatcher could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DispatchSetupError {
+    /// An access rule pattern does not compile.
+    #[error(transparent)]
+    Acl(#[from] bot_config::acl::PatternError),
+    /// A template does not compile.
+    #[error(transparent)]
+    Template(#[from] crate::template::TemplateError),
+}
+
+impl Dispatcher {
+    /// A dispatcher for a bot, posting replies to `outgoing`.
+    pub fn new(
+        spec: &'static BotSpec,
+        st2: St2Client,
+        capabilities: Capabilities,
+        aliases: AliasCache,
+        outgoing: mpsc::Sender<Outgoing>,
+    ) -> Result<Self, DispatchSetupError> {
+        Ok(Self {
+            spec,
+            st2,
+            acl: AccessControl::new(&spec.access)?,
+            templates: Templates::new(&spec.templates)?,
+            capabilities,
+            aliases,
+            outgoing,
+            in_flight: Arc::new(Semaphore::new(spec.stackstorm.max_in_flight as usize)),
+        })
+    }
+
+    /// The command in a message, when it is addressed to the bot: after the prefix, after a
+    /// mention, or the whole text of a direct message (prefix optional there).
+    pub fn command_of<'a>(&self, message: &'a Incoming) -> Option<&'a str> {
+        let text = message.text.trim();
+        let prefix = self.spec.chat.prefix.as_ref();
+        let command = if let Some(rest) = text.strip_prefix(prefix) {
+            rest
+        } else if message.room.is_none() || (message.mentioned && self.spec.chat.mention) {
+            text
+        } else {
+            return None;
+        };
+        Some(command.trim())
+    }
+
+    /// Decides what a message needs without any I/O: ignore it, reply at once, list help,
+    /// run a session command, ask StackStorm to match it, or execute a resolved alias (access
+    /// rules already checked). This is the per-message overhead the benchmarks measure.
+    pub fn plan(&self, message: &Incoming) -> Plan {
+        let Some(command) = self.command_of(message) else {
+            return Plan::Ignore;
+        };
+        if command.is_empty() {
+            return Plan::Reply(format!(
+                "{}: say `{}{}` to see what I can do",
+                message.user, self.spec.chat.prefix, self.spec.chat.help_command
+            ));
+        }
+        let mut words = command.split_whitespace();
+        let first = words.next().unwrap_or("");
+        if first == self.spec.chat.help_command.as_ref() {
+            if let Err(text) = self.check_access(message, HELP_COMMAND, command) {
+                return Plan::Reply(text);
+            }
+            return Plan::Help(words.map(str::to_owned).collect());
+        }
+        if first == self.spec.chat.session_command.as_ref() {
+            if let Err(text) = self.check_access(message, SESSION_COMMAND, command) {
+                return Plan::Reply(text);
+            }
+            return Plan::Session(words.map(str::to_owned).collect());
+        }
+        match self.spec.stackstorm.matcher {
+            MatcherKind::StackStorm => Plan::Match(command.to_owned()),
+            MatcherKind::Local => {
+                let Some(index) = self.aliases.get() else {
+                    return Plan::Match(command.to_owned());
+                };
+                match resolve_locally(&index, command) {
+                    Ok(resolved) => {
+                        match self.check_access(message, &resolved.reference, command) {
+                            Ok(()) => Plan::Execute(command.to_owned(), resolved),
+                            Err(text) => Plan::Reply(text),
+                        }
+                    }
+                    Err(Unresolved::NoMatch) => Plan::Reply(self.no_match_text(message, command)),
+                    Err(Unresolved::Ambiguous(candidates)) => {
+                        Plan::Reply(self.ambiguous_text(message, command, &candidates))
+                    }
+                    Err(Unresolved::Failed(e)) => {
+                        Plan::Reply(self.error_text(message, command, &e))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles one message (spawn it: it waits for StackStorm). Replies go to `outgoing`.
+    pub async fn handle(self: Arc<Self>, message: Incoming) {
+        let plan = self.plan(&message);
+        if plan == Plan::Ignore {
+            return;
+        }
+        let span = tracing::info_span!(
+            "message",
+            user = %message.user,
+            room = message.room.as_ref().map(|r| r.name.as_str()).unwrap_or("(direct)"),
+            command = self.command_of(&message).unwrap_or(""),
+        );
+        let _permit = match self.in_flight.clone().acquire_owned().await {
+            Ok(p) => p,
+            Err(_) => return,
+        };
+        self.carry_out(&message, plan).instrument(span).await;
+    }
+
+    async fn carry_out(&self, message: &Incoming, plan: Plan) {
+        let m = crate::ops::metrics();
+        m.command(match &plan {
+            Plan::Ignore => "ignored",
+            Plan::Reply(_) => "replied",
+            Plan::Help(_) => "help",
+            Plan::Session(_) => "session",
+            Plan::Match(_) | Plan::Execute(..) => "alias",
+        });
+        match plan {
+            Plan::Ignore => {}
+            Plan::Reply(text) => self.reply(message, text).await,
+            Plan::Help(args) => {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                self.help(message, &args).await;
+            }
+            Plan::Session(_args) => {
+                let text = format!(
+                    "{}: per-user StackStorm sessions are not configured for this bot (no `auth_page` in its definition); commands run as the bot's StackStorm identity",
+                    message.user
+                );
+                self.reply(message, text).await;
+            }
+            Plan::Match(command) => match self.resolve_remotely(&command).await {
+                Ok(resolved) => match self.check_access(message, &resolved.reference, &command) {
+                    Ok(()) => self.execute(message, &command, &resolved).await,
+                    Err(text) => self.reply(message, text).await,
+                },
+                Err(Unresolved::NoMatch) => {
+                    let text = self.no_match_text(message, &command);
+                    self.reply(message, text).await;
+                }
+                Err(Unresolved::Ambiguous(candidates)) => {
+                    let text = self.ambiguous_text(message, &command, &candidates);
+                    self.reply(message, text).await;
+                }
+                Err(Unresolved::Failed(e)) => {
+                    let text = self.error_text(message, &command, &e);
+                    self.reply(message, text).await;
+                }
+            },
+            Plan::Execute(command, resolved) => self.execute(message, &command, &resolved).await,
+        }
+    }
+
+    /// Checks the access rules; logs every decision; on deny, the reply text.
+    fn check_access(
+        &self,
+        message: &Incoming,
+        reference: &str,
+        command: &str,
+    ) -> Result<(), String> {
+        let room = message.room.as_ref().map(|r| r.name.as_str());
+        let verdict: Verdict = self.acl.decide(&Request {
+            user: &message.user,
+            command: reference,
+            room,
+        });
+        tracing::info!(
+            user = %message.user,
+            room = room.unwrap_or("(direct)"),
+            command = reference,
+            decision = verdict.decision.as_str(),
+            rule = %verdict.describe(),
+            "access decision"
+        );
+        if verdict.allowed() {
+            return Ok(());
+        }
+        crate::ops::metrics().denied();
+        Err(self.templates.render(
+            "denied",
+            &json!({
+                "user": message.user, "command": command, "room": room.unwrap_or("a direct message"),
+                "rule": verdict.describe(),
+            }),
+        ))
+    }
+
+    /// Resolves a command with StackStorm's `POST /actionalias/match`.
+    async fn resolve_remotely(&self, command: &str) -> Result<Resolved, Unresolved> {
+        if self.spec.stackstorm.matcher == MatcherKind::Local {
+            // The local index was not loaded yet: load it now, once.
+            if let Err(e) = self.aliases.ensure_loaded(&self.st2).await {
+                return Err(Unresolved::Failed(e));
+            }
+            if let Some(index) = self.aliases.get() {
+                return resolve_locally(&index, command);
+            }
+        }
+        match self.st2.match_command(command).await {
+            Ok(m) => {
+                let match_multiple = self
+                    .aliases
+                    .get()
+                    .and_then(|index| {
+                        index
+                            .matches(command)
+                            .ok()?
+                            .into_iter()
+                            .find(|x| {
+                                x.alias_ref == m.actionalias.reference()
+                                    && x.representation == m.representation
+                            })
+                            .and_then(|x| x.match_multiple)
+                    })
+                    .unwrap_or(false);
+                Ok(Resolved {
+                    reference: m.actionalias.reference(),
+                    name: m.actionalias.name.clone(),
+                    representation: m.representation,
+                    match_multiple,
+                })
+            }
+            Err(St2Error::Api {
+                status: 400,
+                faultstring,
+                ..
+            }) if faultstring.contains("matched no patterns") => Err(Unresolved::NoMatch),
+            Err(St2Error::Api {
+                status: 400,
+                faultstring,
+                ..
+            }) if faultstring.contains("matched more than 1") => {
+                let candidates = self
+                    .aliases
+                    .get()
+                    .and_then(|index| index.matches(command).ok())
+                    .map(|ms| ms.into_iter().map(|m| m.representation).collect())
+                    .unwrap_or_default();
+                Err(Unresolved::Ambiguous(candidates))
+            }
+            Err(e) => Err(Unresolved::Failed(e)),
+        }
+    }
+
+    /// Where the command came from, as StackStorm's `source_channel`: the room id, or
+    /// `@<user id>` for a direct message (announcements to it come back privately).
+    fn source_channel(message: &Incoming) -> String {
+        match &message.room {
+            Some(r) => r.id.clone(),
+            None => format!("@{}", message.user_id),
+        }
+    }
+
+    /// What StackStorm echoes back in the announcement's `context`, so a result finds the
+    /// room and thread the command came from.
+    fn source_context(&self, message: &Incoming) -> Value {
+        json!({
+            "bot": self.spec.name,
+            "backend": self.spec.backend.kind(),
+            "room": message.room.as_ref().map(|r| r.id.clone()),
+            "thread": message.thread,
+            "message_id": message.message_id,
+            "user_id": message.user_id,
+        })
+    }
+
+    async fn execute(&self, message: &Incoming, command: &str, resolved: &Resolved) {
+        let source_channel = Self::source_channel(message);
+        let route = self.spec.stackstorm.notification_route.as_ref();
+        let results: Result<Vec<ExecuteResponse>, St2Error> = if resolved.match_multiple {
+            self.st2
+                .match_and_execute(
+                    &MatchAndExecuteRequest {
+                        command,
+                        user: &message.user,
+                        source_channel: &source_channel,
+                        notification_route: route,
+                    },
+                    None,
+                )
+                .await
+                .map(|r| r.results)
+        } else {
+            let context = self.source_context(message);
+            self.st2
+                .execute(
+                    &ExecuteRequest {
+                        name: &resolved.name,
+                        format: &resolved.representation,
+                        command,
+                        user: &message.user,
+                        source_channel: &source_channel,
+                        source_context: &context,
+                        notification_route: route,
+                    },
+                    None,
+                )
+                .await
+                .map(|r| vec![r])
+        };
+        match results {
+            Ok(results) => {
+                for r in results {
+                    crate::ops::metrics().command("executed");
+                    tracing::info!(alias = %resolved.reference, execution = %r.execution.id, "execution started");
+                    self.ack(message, command, resolved, &r).await;
+                }
+            }
+            Err(e) => {
+                crate::ops::metrics().command("failed");
+                let text = self.error_text(message, command, &e);
+                self.reply(message, text).await;
+            }
+        }
+    }
+
+    /// Posts the acknowledgement, honouring the alias's `ack` settings.
+    async fn ack(
+        &self,
+        message: &Incoming,
+        command: &str,
+        resolved: &Resolved,
+        r: &ExecuteResponse,
+    ) {
+        let ack = r.actionalias.ack.clone().unwrap_or_default();
+        if !self.spec.chat.ack || ack.enabled == Some(false) {
+            return;
+        }
+        let url = if ack.append_url == Some(false) {
+            String::new()
+        } else if let Some(web) = &r.execution.web_url {
+            web.clone()
+        } else if let Some(webui) = &self.spec.stackstorm.webui_url {
+            format!("{webui}/#/history/{}/general", r.execution.id)
+        } else {
+            String::new()
+        };
+        let text = self.templates.render(
+            "ack",
+            &json!({
+                "user": message.user,
+                "room": message.room.as_ref().map(|r| r.name.clone()).unwrap_or_default(),
+                "command": command,
+                "alias": resolved.reference,
+                "message": r.message.clone().unwrap_or_default(),
+                "url": url,
+                "execution": {
+                    "id": r.execution.id,
+                    "status": r.execution.status,
+                    "web_url": r.execution.web_url,
+                },
+            }),
+        );
+        let mut out = Outgoing::text(self.reply_target(message), text);
+        out.extra = r.extra.clone();
+        self.send(out).await;
+    }
+
+    fn no_match_text(&self, message: &Incoming, command: &str) -> String {
+        let suggestions: Vec<String> = self
+            .aliases
+            .get()
+            .map(|index| {
+                index
+                    .suggestions(command, SUGGESTIONS)
+                    .into_iter()
+                    .map(|(_, display)| display)
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.templates.render(
+            "no_match",
+            &json!({
+                "user": message.user, "command": command, "prefix": self.spec.chat.prefix,
+                "help_command": self.spec.chat.help_command, "suggestions": suggestions,
+            }),
+        )
+    }
+
+    fn ambiguous_text(&self, message: &Incoming, command: &str, candidates: &[String]) -> String {
+        self.templates.render(
+            "ambiguous",
+            &json!({
+                "user": message.user, "command": command,
+                "prefix": self.spec.chat.prefix, "candidates": candidates,
+            }),
+        )
+    }
+
+    fn error_text(&self, message: &Incoming, command: &str, e: &St2Error) -> String {
+        tracing::warn!(error = %e, request_id = e.request_id().unwrap_or(""), "command failed");
+        self.templates.render(
+            "error",
+            &json!({
+                "user": message.user, "command": command, "error": e.user_message(),
+                "status": e.status(), "request_id": e.request_id(),
+            }),
+        )
+    }
+
+    /// `help [pack] [keyword…]`: one word is tried as a pack, then as a keyword.
+    async fn help(&self, message: &Incoming, args: &[&str]) {
+        let (pack, filter) = match args {
+            [] => (None, None),
+            [one] => (Some(*one), None),
+            [pack, rest @ ..] => (Some(*pack), Some(rest.join(" "))),
+        };
+        let mut result = self.st2.help(pack, filter.as_deref(), 0, 0).await;
+        let mut filter = filter;
+        if let (Ok(r), [one]) = (&result, args)
+            && r.helpstrings.is_empty()
+        {
+            filter = Some((*one).to_owned());
+            result = self.st2.help(None, filter.as_deref(), 0, 0).await;
+        }
+        let help = match result {
+            Ok(h) => h,
+            Err(e) => {
+                let command = std::iter::once(self.spec.chat.help_command.as_ref())
+                    .chain(args.iter().copied())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let text = self.error_text(message, &command, &e);
+                return self.reply(message, text).await;
+            }
+        };
+        if help.helpstrings.is_empty() {
+            let what = match (pack, &filter) {
+                (_, Some(f)) => format!(" matching `{f}`"),
+                (Some(p), None) => format!(" in pack `{p}`"),
+                _ => String::new(),
+            };
+            return self
+                .reply(message, format!("{}: no commands{what}.", message.user))
+                .await;
+        }
+        let mut text = String::new();
+        let mut current_pack = "";
+        for entry in &help.helpstrings {
+            if entry.pack != current_pack {
+                if !text.is_empty() {
+                    text.push('\n');
+                }
+                text.push_str(&format!("{}:\n", entry.pack));
+                current_pack = &entry.pack;
+            }
+            let line = self.templates.render(
+                "help",
+                &json!({
+                    "pack": entry.pack, "display": entry.display,
+                    "description": entry.description.clone().unwrap_or_default(),
+                    "prefix": self.spec.chat.prefix,
+                }),
+            );
+            text.push_str("  ");
+            text.push_str(&line);
+            text.push('\n');
+        }
+        self.reply(message, text.trim_end().to_owned()).await;
+    }
+
+    /// Where a reply to `message` goes: its room (and thread), or back privately.
+    fn reply_target(&self, message: &Incoming) -> Target {
+        match &message.room {
+            Some(r) => Target::Room {
+                id: r.id.clone(),
+                thread: message.thread.clone(),
+            },
+            None => Target::Direct {
+                user: message.user_id.clone(),
+            },
+        }
+    }
+
+    async fn reply(&self, message: &Incoming, text: String) {
+        self.send(Outgoing::text(self.reply_target(message), text))
+            .await;
+    }
+
+    /// Sends, split to the backend's message limit.
+    async fn send(&self, mut out: Outgoing) {
+        if !self.capabilities.threads
+            && let Target::Room { thread, .. } = &mut out.target
+        {
+            *thread = None;
+        }
+        let limit = match self.spec.chat.max_message_len {
+            0 => self.capabilities.max_message_len,
+            n => (n as usize).min(self.capabilities.max_message_len),
+        };
+        let pieces = split_message(&out.text, limit, char_len);
+        let last = pieces.len().saturating_sub(1);
+        for (i, text) in pieces.into_iter().enumerate() {
+            let mut piece = out.clone();
+            piece.text = text;
+            if i != last {
+                piece.extra = None; // rich content once, with the last piece
+            }
+            if self.outgoing.send(piece).await.is_err() {
+                tracing::warn!("chat backend stopped; dropping a reply");
+                return;
+            }
+        }
+    }
+
+    /// Posts a stream announcement: privately to `user` when `whisper`, else to `channel`
+    /// (in the command's thread when the context says so), mentioning `user`.
+    pub async fn announce(&self, a: Announcement) {
+        let text = self.templates.render(
+            "result",
+            &json!({
+                "message": a.message.clone().unwrap_or_default(),
+                "user": a.user, "channel": a.channel, "whisper": a.whisper.unwrap_or(false),
+                "context": a.context, "extra": a.extra,
+            }),
+        );
+        let whisper = a.whisper.unwrap_or(false);
+        let context = a.context.clone().unwrap_or(Value::Null);
+        let target = match (&a.channel, &a.user) {
+            (_, Some(user)) if whisper => Target::Direct {
+                user: context
+                    .get("user_id")
+                    .and_then(Value::as_str)
+                    .filter(|_| {
+                        context.get("bot").and_then(Value::as_str) == Some(self.spec.name.as_ref())
+                    })
+                    .unwrap_or(user)
+                    .to_owned(),
+            },
+            (Some(channel), _) if channel.starts_with('@') => Target::Direct {
+                user: channel[1..].to_owned(),
+            },
+            (Some(channel), _) => {
+                let same_room =
+                    context.get("room").and_then(Value::as_str) == Some(channel.as_str());
+                let wants_thread = a
+                    .extra
+                    .as_ref()
+                    .and_then(Value::as_object)
+                    .is_some_and(|o| {
+                        o.values()
+                            .any(|v| v.get("thread_response") == Some(&Value::Bool(true)))
+                    });
+                let thread = if same_room {
+                    let in_thread = context.get("thread").and_then(Value::as_str);
+                    let message_id = context.get("message_id").and_then(Value::as_str);
+                    in_thread
+                        .or(if wants_thread { message_id } else { None })
+                        .map(str::to_owned)
+                } else {
+                    None
+                };
+                Target::Room {
+                    id: channel.clone(),
+                    thread,
+                }
+            }
+            (None, _) => {
+                tracing::warn!("announcement without channel or whisper target; dropped");
+                return;
+            }
+        };
+        let mut out = Outgoing::text(target, text);
+        if !whisper {
+            out.mention = a.user.clone().filter(|u| !u.is_empty());
+        }
+        out.extra = a.extra.clone();
+        tracing::info!(
+            channel = a.channel.as_deref().unwrap_or(""),
+            whisper,
+            "posting announcement"
+        );
+        crate::ops::metrics().announcement();
+        self.send(out).await;
+    }
+}

@@ -1,0 +1,252 @@
+//! Process-wide metrics, exposed in the OpenMetrics text format on `/metrics`.
+//!
+//! One registry per process (the bot is one process): [`metrics`] returns it, and the code
+//! that sees an event records it — the dispatcher (commands by outcome, denials), the
+//! StackStorm client (latency by call, errors by status), the stream (state, reconnects),
+//! the announcement path, and the chat backend state.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+
+/// The bot's metrics.
+pub struct Metrics {
+    registry: Registry,
+    commands: Family<Labels, Counter>,
+    denials: Counter,
+    st2_requests: Family<Labels, Counter>,
+    st2_latency: Family<Labels, Histogram, fn() -> Histogram>,
+    stream_up: Gauge,
+    stream_reconnects: Counter,
+    announcements: Counter,
+    chat_up: Gauge,
+    chat_reconnects: Counter,
+    last_st2_failure: Mutex<Option<Instant>>,
+    last_st2_success: Mutex<Option<Instant>>,
+    started: Instant,
+    ready_after_ms: AtomicU64,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new([
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ])
+}
+
+/// The process's metrics registry.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("st2bot");
+        let commands = Family::<Labels, Counter>::default();
+        registry.register(
+            "commands",
+            "Chat commands handled, by outcome",
+            commands.clone(),
+        );
+        let denials = Counter::default();
+        registry.register(
+            "access_denials",
+            "Commands refused by the access rules",
+            denials.clone(),
+        );
+        let st2_requests = Family::<Labels, Counter>::default();
+        registry.register(
+            "stackstorm_requests",
+            "StackStorm API calls by call and HTTP status (0: no answer)",
+            st2_requests.clone(),
+        );
+        let st2_latency =
+            Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        registry.register(
+            "stackstorm_request_duration_seconds",
+            "StackStorm API call latency by call",
+            st2_latency.clone(),
+        );
+        let stream_up = Gauge::default();
+        registry.register(
+            "stream_connected",
+            "1 while the StackStorm stream is connected",
+            stream_up.clone(),
+        );
+        let stream_reconnects = Counter::default();
+        registry.register(
+            "stream_reconnects",
+            "StackStorm stream disconnections",
+            stream_reconnects.clone(),
+        );
+        let announcements = Counter::default();
+        registry.register(
+            "announcements_posted",
+            "Stream announcements posted to chat",
+            announcements.clone(),
+        );
+        let chat_up = Gauge::default();
+        registry.register(
+            "chat_connected",
+            "1 while the chat backend is connected",
+            chat_up.clone(),
+        );
+        let chat_reconnects = Counter::default();
+        registry.register(
+            "chat_reconnects",
+            "Chat backend disconnections",
+            chat_reconnects.clone(),
+        );
+        Self {
+            registry,
+            commands,
+            denials,
+            st2_requests,
+            st2_latency,
+            stream_up,
+            stream_reconnects,
+            announcements,
+            chat_up,
+            chat_reconnects,
+            last_st2_failure: Mutex::new(None),
+            last_st2_success: Mutex::new(None),
+            started: Instant::now(),
+            ready_after_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// A command was handled with `outcome` (`executed`, `denied`, `no_match`, …).
+    pub fn command(&self, outcome: &'static str) {
+        self.commands
+            .get_or_create(&vec![("outcome", outcome.to_owned())])
+            .inc();
+    }
+
+    /// The access rules refused a command.
+    pub fn denied(&self) {
+        self.denials.inc();
+    }
+
+    /// A StackStorm call finished (`status` None: no HTTP answer).
+    pub fn st2_call(&self, call: &'static str, elapsed: Duration, status: Option<u16>) {
+        let status_label = status.map(|s| s.to_string()).unwrap_or_else(|| "0".into());
+        self.st2_requests
+            .get_or_create(&vec![("call", call.to_owned()), ("status", status_label)])
+            .inc();
+        self.st2_latency
+            .get_or_create(&vec![("call", call.to_owned())])
+            .observe(elapsed.as_secs_f64());
+        let failed = status.is_none_or(|s| s >= 500);
+        let slot = if failed {
+            &self.last_st2_failure
+        } else {
+            &self.last_st2_success
+        };
+        if let Ok(mut g) = slot.lock() {
+            *g = Some(Instant::now());
+        }
+    }
+
+    /// Whether the last StackStorm call failed (no answer or 5xx) with no success since.
+    pub fn st2_failing(&self) -> bool {
+        let failure = self.last_st2_failure.lock().ok().and_then(|g| *g);
+        let success = self.last_st2_success.lock().ok().and_then(|g| *g);
+        match (failure, success) {
+            (Some(f), Some(s)) => f > s,
+            (Some(_), None) => true,
+            _ => false,
+        }
+    }
+
+    /// The stream connected (`true`) or dropped (`false`).
+    pub fn stream_state(&self, up: bool) {
+        if !up && self.stream_up.get() == 1 {
+            self.stream_reconnects.inc();
+        }
+        self.stream_up.set(i64::from(up));
+    }
+
+    /// An announcement was posted.
+    pub fn announcement(&self) {
+        self.announcements.inc();
+    }
+
+    /// The chat backend connected (`true`) or dropped (`false`).
+    pub fn chat_state(&self, up: bool) {
+        if !up && self.chat_up.get() == 1 {
+            self.chat_reconnects.inc();
+        }
+        self.chat_up.set(i64::from(up));
+    }
+
+    /// Records the first time the bot became ready (chat and stream up).
+    pub fn mark_ready(&self) {
+        let ms = self.started.elapsed().as_millis().max(1) as u64;
+        let _ = self
+            .ready_after_ms
+            .compare_exchange(0, ms, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// Milliseconds from process start to first readiness (0: not yet).
+    pub fn ready_after_ms(&self) -> u64 {
+        self.ready_after_ms.load(Ordering::Relaxed)
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_and_encodes() {
+        let m = Metrics::new();
+        m.command("executed");
+        m.denied();
+        m.st2_call("execute", Duration::from_millis(20), Some(201));
+        m.st2_call("match", Duration::from_millis(5), None);
+        assert!(m.st2_failing());
+        m.st2_call("match", Duration::from_millis(5), Some(200));
+        assert!(!m.st2_failing());
+        m.stream_state(true);
+        m.stream_state(false);
+        let text = m.encode();
+        assert!(
+            text.contains("st2bot_commands_total{outcome=\"executed\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("st2bot_access_denials_total 1"), "{text}");
+        assert!(
+            text.contains("st2bot_stackstorm_requests_total{call=\"match\",status=\"0\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("st2bot_stream_reconnects_total 1"), "{text}");
+        assert!(
+            text.contains("st2bot_stackstorm_request_duration_seconds_bucket"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,47 @@
+//! Demo mode (`--simulate`): starts the StackStorm simulator (`st2-sim`) on a free loopback
+//! port and points the bot at it with the simulator's API key. Clearly labelled on start:
+//! nothing reaches a real StackStorm in this mode.
+
+use bot_config::BotSpec;
+
+use crate::secret::Secret;
+use crate::stackstorm::St2Client;
+use crate::stackstorm::auth::{Credential, ServiceAuth};
+
+/// A running simulator and the spec/client that talk to it.
+#[derive(Debug)]
+pub struct Simulated {
+    /// The bot's spec with StackStorm URLs pointing at the simulator.
+    pub spec: &'static BotSpec,
+    /// A client using the simulator's credentials.
+    pub client: St2Client,
+    /// Kept alive for the bot's lifetime.
+    pub sim: st2_sim::Sim,
+}
+
+/// Starts the simulator with its demo packs.
+pub async fn start(spec: &'static BotSpec) -> Result<Simulated, String> {
+    let mut config = st2_sim::SimConfig::demo();
+    config.webui_url = None;
+    let key = config.api_keys[0].clone();
+    let sim = st2_sim::Sim::start(config)
+        .await
+        .map_err(|e| e.to_string())?;
+    let base = sim.url();
+    let mut patched = spec.clone();
+    patched.stackstorm.api_url = format!("{base}/api").into();
+    patched.stackstorm.auth_url = format!("{base}/auth").into();
+    patched.stackstorm.stream_url = format!("{base}/stream").into();
+    patched.stackstorm.webui_url = None;
+    let spec: &'static BotSpec = Box::leak(Box::new(patched));
+    let client = St2Client::with_auth(
+        &spec.stackstorm,
+        ServiceAuth::fixed(Credential::ApiKey(Secret::new(key))),
+    )
+    .map_err(|e| e.to_string())?;
+    eprintln!(
+        "DEMO MODE: talking to a simulated StackStorm at {base} (packs: core, packs, examples, linux, jira). Nothing reaches a real StackStorm."
+    );
+    tracing::warn!(url = %base, "demo mode: StackStorm simulator");
+    Ok(Simulated { spec, client, sim })
+}

@@ -1,0 +1,350 @@
+//! The StackStorm HTTP client: every call the bot makes, with the service identity or a
+//! chat user's own token, one renewal and retry on 401, and StackStorm's error bodies
+//! (`faultstring`, `X-Request-ID`) turned into [`St2Error`]s.
+
+use std::sync::Arc;
+
+use bot_config::StackStormSpec;
+use reqwest::{Method, RequestBuilder, Response};
+use serde::de::DeserializeOwned;
+
+use super::auth::{Credential, ServiceAuth};
+use super::error::St2Error;
+use super::types::*;
+use crate::secret::Secret;
+
+/// StackStorm API client. Clone freely: clones share the connection pool and credentials.
+#[derive(Clone, Debug)]
+pub struct St2Client {
+    http: reqwest::Client,
+    /// The stream has no timeout: it lives for hours.
+    stream_http: reqwest::Client,
+    spec: Arc<StackStormSpec>,
+    auth: Arc<ServiceAuth>,
+}
+
+impl St2Client {
+    /// A client for a definition's `stackstorm` settings (resolves the service secrets).
+    pub fn new(spec: &StackStormSpec) -> Result<Self, St2Error> {
+        Self::with_auth(spec, ServiceAuth::new(&spec.auth)?)
+    }
+
+    /// A client with an explicit service identity (demo mode, tests).
+    pub fn with_auth(spec: &StackStormSpec, auth: ServiceAuth) -> Result<Self, St2Error> {
+        let setup = |timeout| {
+            crate::http::client(spec.verify_tls, spec.ca_file.as_deref(), timeout).map_err(|e| {
+                St2Error::Protocol {
+                    url: spec.api_url.to_string(),
+                    reason: e.to_string(),
+                }
+            })
+        };
+        Ok(Self {
+            http: setup(Some(spec.timeout))?,
+            stream_http: setup(None)?,
+            spec: Arc::new(spec.clone()),
+            auth: Arc::new(auth),
+        })
+    }
+
+    /// The settings this client was made from.
+    pub fn spec(&self) -> &StackStormSpec {
+        &self.spec
+    }
+
+    /// The service credential to use now (obtaining or renewing a token if needed).
+    pub async fn service_credential(&self) -> Result<Credential, St2Error> {
+        self.auth
+            .credential(&self.http, &self.spec.auth_url, self.spec.token_ttl)
+            .await
+    }
+
+    /// Sends a request built by `build`, authenticated as `as_user` (a chat user's own
+    /// token) or as the service; a 401 with a renewable service token renews and retries once.
+    async fn send(
+        &self,
+        call: &'static str,
+        method: Method,
+        url: &str,
+        as_user: Option<&Secret>,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Response, St2Error> {
+        let build = |credential: &Credential| -> RequestBuilder {
+            let (name, value) = credential.header();
+            let mut request = self.http.request(method.clone(), url).header(name, value);
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            request
+        };
+        let mut retried = false;
+        loop {
+            let credential = match as_user {
+                Some(token) => Credential::Token(token.clone()),
+                None => self.service_credential().await?,
+            };
+            let started = std::time::Instant::now();
+            let sent = build(&credential).send().await;
+            crate::ops::metrics().st2_call(
+                call,
+                started.elapsed(),
+                sent.as_ref().ok().map(|r| r.status().as_u16()),
+            );
+            let response = sent.map_err(|e| unreachable(url, &e))?;
+            if response.status().as_u16() == 401 {
+                if as_user.is_none() && self.auth.renewable() && !retried {
+                    tracing::warn!(
+                        url,
+                        "StackStorm answered 401; renewing the token and retrying once"
+                    );
+                    self.auth.invalidate().await;
+                    retried = true;
+                    continue;
+                }
+                let request_id = request_id(&response);
+                return Err(St2Error::Unauthorized {
+                    faultstring: faultstring(response).await,
+                    request_id,
+                });
+            }
+            if !response.status().is_success() {
+                let status = response.status().as_u16();
+                let request_id = request_id(&response);
+                return Err(St2Error::Api {
+                    status,
+                    faultstring: faultstring(response).await,
+                    request_id,
+                });
+            }
+            return Ok(response);
+        }
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        call: &'static str,
+        method: Method,
+        url: String,
+        as_user: Option<&Secret>,
+        body: Option<serde_json::Value>,
+    ) -> Result<T, St2Error> {
+        let response = self
+            .send(call, method, &url, as_user, body.as_ref())
+            .await?;
+        let bytes = response.bytes().await.map_err(|e| unreachable(&url, &e))?;
+        serde_json::from_slice(&bytes).map_err(|e| St2Error::Protocol {
+            url,
+            reason: format!("invalid JSON: {e}"),
+        })
+    }
+
+    /// `GET /v1/actionalias/help`.
+    pub async fn help(
+        &self,
+        pack: Option<&str>,
+        filter: Option<&str>,
+        limit: u32,
+        offset: u32,
+    ) -> Result<HelpResponse, St2Error> {
+        let mut url = url::Url::parse(&format!("{}/v1/actionalias/help", self.spec.api_url))
+            .map_err(|e| St2Error::Protocol {
+                url: self.spec.api_url.to_string(),
+                reason: e.to_string(),
+            })?;
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(p) = pack {
+                q.append_pair("pack", p);
+            }
+            if let Some(f) = filter {
+                q.append_pair("filter", f);
+            }
+            q.append_pair("limit", &limit.to_string());
+            q.append_pair("offset", &offset.to_string());
+        }
+        self.call("help", Method::GET, url.into(), None, None).await
+    }
+
+    /// Every action alias (`GET /v1/actionalias`, paged by 100 using `X-Total-Count`).
+    pub async fn list_aliases(&self) -> Result<Vec<serde_json::Value>, St2Error> {
+        const PAGE: usize = 100;
+        let mut all = Vec::new();
+        loop {
+            let url = format!(
+                "{}/v1/actionalias?limit={PAGE}&offset={}",
+                self.spec.api_url,
+                all.len()
+            );
+            let response = self
+                .send("list_aliases", Method::GET, &url, None, None)
+                .await?;
+            let total = response
+                .headers()
+                .get("X-Total-Count")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<usize>().ok());
+            let bytes = response.bytes().await.map_err(|e| unreachable(&url, &e))?;
+            let page: Vec<serde_json::Value> =
+                serde_json::from_slice(&bytes).map_err(|e| St2Error::Protocol {
+                    url: url.clone(),
+                    reason: format!("invalid JSON: {e}"),
+                })?;
+            let got = page.len();
+            all.extend(page);
+            match total {
+                Some(t) if all.len() < t && got > 0 => continue,
+                None if got == PAGE => continue,
+                _ => return Ok(all),
+            }
+        }
+    }
+
+    /// `POST /v1/actionalias/match` (only `command` is allowed in the body).
+    pub async fn match_command(&self, command: &str) -> Result<MatchResponse, St2Error> {
+        self.call(
+            "match",
+            Method::POST,
+            format!("{}/v1/actionalias/match", self.spec.api_url),
+            None,
+            Some(serde_json::json!({ "command": command })),
+        )
+        .await
+    }
+
+    /// `POST /v1/aliasexecution`.
+    pub async fn execute(
+        &self,
+        request: &ExecuteRequest<'_>,
+        as_user: Option<&Secret>,
+    ) -> Result<ExecuteResponse, St2Error> {
+        let body = serde_json::to_value(request).map_err(|e| St2Error::Protocol {
+            url: self.spec.api_url.to_string(),
+            reason: e.to_string(),
+        })?;
+        self.call(
+            "execute",
+            Method::POST,
+            format!("{}/v1/aliasexecution", self.spec.api_url),
+            as_user,
+            Some(body),
+        )
+        .await
+    }
+
+    /// `POST /v1/aliasexecution/match_and_execute` (for `match_multiple` formats only).
+    pub async fn match_and_execute(
+        &self,
+        request: &MatchAndExecuteRequest<'_>,
+        as_user: Option<&Secret>,
+    ) -> Result<MatchAndExecuteResponse, St2Error> {
+        let body = serde_json::to_value(request).map_err(|e| St2Error::Protocol {
+            url: self.spec.api_url.to_string(),
+            reason: e.to_string(),
+        })?;
+        self.call(
+            "match_and_execute",
+            Method::POST,
+            format!("{}/v1/aliasexecution/match_and_execute", self.spec.api_url),
+            as_user,
+            Some(body),
+        )
+        .await
+    }
+
+    /// `POST {auth_url}/tokens` for a chat user's own StackStorm credentials.
+    pub async fn create_token(
+        &self,
+        username: &str,
+        password: &Secret,
+        ttl: std::time::Duration,
+    ) -> Result<TokenResponse, St2Error> {
+        super::auth::request_token(&self.http, &self.spec.auth_url, username, password, ttl).await
+    }
+
+    /// Opens `GET {stream_url}/v1/stream?events=…` with the current service credential,
+    /// rebuilt on every call (so a reconnect never reuses a stale token). Returns the
+    /// response once headers arrived with status 200.
+    pub async fn open_stream(&self, events: &str) -> Result<Response, St2Error> {
+        let url = format!("{}/v1/stream?events={events}", self.spec.stream_url);
+        let mut retried = false;
+        loop {
+            let credential = self.service_credential().await?;
+            let (name, value) = credential.header();
+            let response = self
+                .stream_http
+                .get(&url)
+                .header(name, value)
+                .header("Accept", "text/event-stream")
+                .send()
+                .await
+                .map_err(|e| unreachable(&url, &e))?;
+            let status = response.status().as_u16();
+            if status == 401 && self.auth.renewable() && !retried {
+                self.auth.invalidate().await;
+                retried = true;
+                continue;
+            }
+            if status != 200 {
+                let request_id = request_id(&response);
+                let faultstring = faultstring(response).await;
+                return Err(if status == 401 {
+                    St2Error::Unauthorized {
+                        faultstring,
+                        request_id,
+                    }
+                } else {
+                    St2Error::Api {
+                        status,
+                        faultstring,
+                        request_id,
+                    }
+                });
+            }
+            return Ok(response);
+        }
+    }
+}
+
+/// A transport failure, with the deepest cause (reqwest's own message repeats the URL).
+pub(crate) fn unreachable(url: &str, e: &reqwest::Error) -> St2Error {
+    let mut reason = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        reason = s.to_string();
+        source = s.source();
+    }
+    if e.is_timeout() {
+        reason = format!("timed out ({reason})");
+    }
+    St2Error::Unreachable {
+        url: url.to_owned(),
+        reason,
+    }
+}
+
+/// `X-Request-ID` of a response.
+pub(crate) fn request_id(response: &Response) -> Option<String> {
+    response
+        .headers()
+        .get("X-Request-ID")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// StackStorm's `faultstring`, or the body text when it is not the usual JSON.
+pub(crate) async fn faultstring(response: Response) -> String {
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(v) => match v.get("faultstring").and_then(|f| f.as_str()) {
+            Some(f) => f.to_owned(),
+            None => text,
+        },
+        // An HTML page from a proxy (502/503 while st2api restarts) or an empty body.
+        Err(_) => format!(
+            "HTTP {} {}",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("error")
+        ),
+    }
+}

@@ -1,0 +1,219 @@
+//! Rendering the bot's reply templates (handlebars), with the variables
+//! `bot_config::templates::SLOTS` promises for each and the helpers it lists. Templates
+//! were checked at build time; a render error at run time (a helper misused on odd data)
+//! falls back to the slot's default so a reply is never lost.
+
+use bot_config::TemplatesSpec;
+use bot_config::templates::{SLOTS, slot};
+use handlebars::{
+    Context, Handlebars, Helper, HelperResult, JsonRender, Output, RenderContext, RenderError,
+    RenderErrorReason,
+};
+use serde_json::Value;
+
+/// The compiled templates of one bot.
+#[derive(Debug)]
+pub struct Templates {
+    registry: Handlebars<'static>,
+}
+
+/// Why templates could not be compiled (only possible for a spec built at run time without
+/// validation).
+#[derive(Debug, thiserror::Error)]
+#[error("template `{name}` does not compile: {reason}")]
+pub struct TemplateError {
+    name: &'static str,
+    reason: String,
+}
+
+impl Templates {
+    /// Compiles a bot's templates and the defaults (used as fallbacks).
+    pub fn new(spec: &TemplatesSpec) -> Result<Self, TemplateError> {
+        let mut registry = Handlebars::new();
+        registry.register_escape_fn(handlebars::no_escape);
+        registry.set_strict_mode(false);
+        registry.register_helper("truncate", Box::new(truncate));
+        registry.register_helper("upper", Box::new(upper));
+        registry.register_helper("lower", Box::new(lower));
+        registry.register_helper("json", Box::new(json));
+        registry.register_helper("code", Box::new(code));
+        let chosen = [
+            ("ack", &spec.ack),
+            ("result", &spec.result),
+            ("error", &spec.error),
+            ("help", &spec.help),
+            ("denied", &spec.denied),
+            ("no_match", &spec.no_match),
+            ("ambiguous", &spec.ambiguous),
+        ];
+        for (name, source) in chosen {
+            registry
+                .register_template_string(name, source.as_ref())
+                .map_err(|e| TemplateError {
+                    name,
+                    reason: e.to_string(),
+                })?;
+        }
+        for slot in SLOTS {
+            registry
+                .register_template_string(&format!("default:{}", slot.name), slot.default)
+                .map_err(|e| TemplateError {
+                    name: slot.name,
+                    reason: e.to_string(),
+                })?;
+        }
+        Ok(Self { registry })
+    }
+
+    /// Renders slot `name` with `data`; on a render error, logs it and uses the default.
+    pub fn render(&self, name: &'static str, data: &Value) -> String {
+        debug_assert!(slot(name).is_some(), "unknown template slot {name}");
+        match self.registry.render(name, data) {
+            Ok(text) => text,
+            Err(e) => {
+                tracing::warn!(template = name, error = %e, "template failed to render; using the default");
+                self.registry
+                    .render(&format!("default:{name}"), data)
+                    .unwrap_or_else(|_| data.to_string())
+            }
+        }
+    }
+}
+
+fn param<'a>(h: &'a Helper<'_>, i: usize, name: &'static str) -> Result<&'a Value, RenderError> {
+    h.param(i)
+        .map(|p| p.value())
+        .ok_or_else(|| RenderErrorReason::ParamNotFoundForIndex(name, i).into())
+}
+
+/// `{{truncate text 100}}`: at most N characters, `…` added when cut.
+fn truncate(
+    h: &Helper<'_>,
+    _: &Handlebars<'_>,
+    _: &Context,
+    _: &mut RenderContext<'_, '_>,
+    out: &mut dyn Output,
+) -> HelperResult {
+    let text = param(h, 0, "truncate")?.render();
+    let n = param(h, 1, "truncate")?.as_u64().unwrap_or(100) as usize;
+    if text.chars().count() <= n {
+        out.write(&text)?;
+    } else {
+        let cut: String = text.chars().take(n.saturating_sub(1)).collect();
+        out.write(&cut)?;
+        out.write("…")?;
+    }
+    Ok(())
+}
+
+/// `{{upper text}}`.
+fn upper(
+    h: &Helper<'_>,
+    _: &Handlebars<'_>,
+    _: &Context,
+    _: &mut RenderContext<'_, '_>,
+    out: &mut dyn Output,
+) -> HelperResult {
+    out.write(&param(h, 0, "upper")?.render().to_uppercase())?;
+    Ok(())
+}
+
+/// `{{lower text}}`.
+fn lower(
+    h: &Helper<'_>,
+    _: &Handlebars<'_>,
+    _: &Context,
+    _: &mut RenderContext<'_, '_>,
+    out: &mut dyn Output,
+) -> HelperResult {
+    out.write(&param(h, 0, "lower")?.render().to_lowercase())?;
+    Ok(())
+}
+
+/// `{{json value}}`: compact JSON.
+fn json(
+    h: &Helper<'_>,
+    _: &Handlebars<'_>,
+    _: &Context,
+    _: &mut RenderContext<'_, '_>,
+    out: &mut dyn Output,
+) -> HelperResult {
+    out.write(&param(h, 0, "json")?.to_string())?;
+    Ok(())
+}
+
+/// `{{code text}}`: a fenced code block.
+fn code(
+    h: &Helper<'_>,
+    _: &Handlebars<'_>,
+    _: &Context,
+    _: &mut RenderContext<'_, '_>,
+    out: &mut dyn Output,
+) -> HelperResult {
+    let text = param(h, 0, "code")?.render();
+    out.write("```\n")?;
+    out.write(text.trim_end_matches('\n'))?;
+    out.write("\n```")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn defaults() -> TemplatesSpec {
+        let d = |n| slot(n).unwrap().default.into();
+        TemplatesSpec {
+            ack: d("ack"),
+            result: d("result"),
+            error: d("error"),
+            help: d("help"),
+            denied: d("denied"),
+            no_match: d("no_match"),
+            ambiguous: d("ambiguous"),
+        }
+    }
+
+    #[test]
+    fn defaults_render_with_full_contexts() {
+        let t = Templates::new(&defaults()).unwrap();
+        let ack = t.render(
+            "ack",
+            &json!({"user": "alice", "alias": "core.run", "execution": {"id": "e1"}, "url": "http://x/#/history/e1/general", "message": ""}),
+        );
+        assert_eq!(
+            ack,
+            "alice: running `core.run`, execution e1 http://x/#/history/e1/general"
+        );
+        let nm = t.render(
+            "no_match",
+            &json!({"user": "bob", "command": "dpeloy", "prefix": "!", "help_command": "help", "suggestions": ["deploy {{app}}"]}),
+        );
+        assert_eq!(
+            nm,
+            "bob: no command matches `dpeloy`. Closest:\n  !deploy {{app}}\nSee !help."
+        );
+        assert_eq!(
+            t.render("result", &json!({"message": "<done> & ok"})),
+            "<done> & ok"
+        );
+    }
+
+    #[test]
+    fn helpers_work_and_errors_fall_back() {
+        let mut spec = defaults();
+        spec.result = "{{truncate message 5}}|{{upper message}}|{{json extra}}".into();
+        spec.error = "{{truncate}}".into();
+        let t = Templates::new(&spec).unwrap();
+        assert_eq!(
+            t.render("result", &json!({"message": "abcdefgh", "extra": {"a": 1}})),
+            "abcd…|ABCDEFGH|{\"a\":1}"
+        );
+        let fallback = t.render(
+            "error",
+            &json!({"user": "u", "command": "c", "error": "boom"}),
+        );
+        assert_eq!(fallback, "u: `c` failed: boom");
+    }
+}

@@ -1,0 +1,371 @@
+//! Action-alias documents as StackStorm's API returns them (`GET /api/v1/actionalias`), and
+//! the expansion of their `formats` into match patterns (`normalise_alias_format_string` and
+//! `list_format_strings_from_aliases` in `st2common/util/actionalias_matching.py`).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One action alias. Deserializes from StackStorm's API JSON; fields this crate does not
+/// use are kept as JSON where they matter to a bot and ignored otherwise.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(from = "RawAlias")]
+pub struct Alias {
+    /// The alias name (unique within its pack; `POST /aliasexecution` takes this).
+    pub name: String,
+    /// The pack the alias belongs to.
+    pub pack: String,
+    /// `pack.name`, or the `ref` the document carried.
+    #[serde(rename = "ref")]
+    reference: String,
+    /// Disabled aliases are skipped by StackStorm's matching and help.
+    pub enabled: bool,
+    /// Free-text description, shown in help.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The alias's formats, in order.
+    pub formats: Vec<FormatEntry>,
+    /// The action this alias runs (`pack.action`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action_ref: Option<String>,
+    /// The database id, when the document came from the API.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// How StackStorm acknowledges an execution of this alias.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ack: Option<AckSettings>,
+    /// How StackStorm reports the result of an execution of this alias.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<ResultSettings>,
+    /// Free-form extra data (for example `security.twofactor`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extra: Option<Value>,
+    /// Parameters the user may not override.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub immutable_parameters: Option<Value>,
+}
+
+/// The wire shape, before `ref` gets its default.
+#[derive(Deserialize)]
+struct RawAlias {
+    name: String,
+    pack: String,
+    #[serde(rename = "ref", default)]
+    reference: Option<String>,
+    #[serde(default = "default_true")]
+    enabled: bool,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    formats: Vec<FormatEntry>,
+    #[serde(default)]
+    action_ref: Option<String>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    ack: Option<AckSettings>,
+    #[serde(default)]
+    result: Option<ResultSettings>,
+    #[serde(default)]
+    extra: Option<Value>,
+    #[serde(default)]
+    immutable_parameters: Option<Value>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl From<RawAlias> for Alias {
+    fn from(raw: RawAlias) -> Alias {
+        let reference = raw
+            .reference
+            .unwrap_or_else(|| format!("{}.{}", raw.pack, raw.name));
+        Alias {
+            name: raw.name,
+            pack: raw.pack,
+            reference,
+            enabled: raw.enabled,
+            description: raw.description,
+            formats: raw.formats,
+            action_ref: raw.action_ref,
+            id: raw.id,
+            ack: raw.ack,
+            result: raw.result,
+            extra: raw.extra,
+            immutable_parameters: raw.immutable_parameters,
+        }
+    }
+}
+
+impl Alias {
+    /// A minimal alias (enabled, no description or settings), mostly for tests and tools.
+    pub fn new(pack: &str, name: &str, formats: Vec<FormatEntry>) -> Alias {
+        Alias::from(RawAlias {
+            name: name.to_owned(),
+            pack: pack.to_owned(),
+            reference: None,
+            enabled: true,
+            description: None,
+            formats,
+            action_ref: None,
+            id: None,
+            ack: None,
+            result: None,
+            extra: None,
+            immutable_parameters: None,
+        })
+    }
+
+    /// The alias reference, `pack.name`.
+    pub fn reference(&self) -> &str {
+        &self.reference
+    }
+
+    /// StackStorm's `ActionAliasDB.get_format_strings()`: the strings `match_and_execute`
+    /// accepts as `format`. An object with a truthy `representation` contributes its entries;
+    /// a plain-string `representation` contributes its *characters* (StackStorm extends a list
+    /// with a string). Any other entry contributes itself, and only string entries can ever
+    /// equal a format string.
+    pub fn format_strings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for entry in &self.formats {
+            match entry {
+                FormatEntry::Plain(format) => out.push(format.clone()),
+                FormatEntry::Object(object) => match &object.representation {
+                    Some(Representation::Many(list)) if !list.is_empty() => {
+                        out.extend(list.iter().cloned());
+                    }
+                    Some(Representation::One(text)) if !text.is_empty() => {
+                        out.extend(text.chars().map(String::from));
+                    }
+                    _ => {}
+                },
+            }
+        }
+        out
+    }
+}
+
+/// Acknowledgement settings (`ack`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AckSettings {
+    /// No ack at all when false.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Jinja template StackStorm renders into the execution response's `message`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    /// Provider-specific rich content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra: Option<Value>,
+    /// Whether to append the execution URL to the ack.
+    #[serde(default = "default_true")]
+    pub append_url: bool,
+}
+
+/// Result settings (`result`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResultSettings {
+    /// No result message when false.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Jinja template for the result message (rendered by StackStorm).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    /// Provider-specific rich content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra: Option<Value>,
+}
+
+/// One entry of an alias's `formats`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum FormatEntry {
+    /// A format string: it is both the help text and the pattern.
+    Plain(String),
+    /// `{display, representation, match_multiple}`.
+    Object(FormatObject),
+}
+
+/// A format object. `null` and a missing key are not told apart.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FormatObject {
+    /// Help text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display: Option<String>,
+    /// The patterns, normally a list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub representation: Option<Representation>,
+    /// True for patterns matched anywhere and executed once per match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub match_multiple: Option<bool>,
+}
+
+/// A `representation`: a list, or (tolerated by StackStorm's matcher) a single string.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Representation {
+    /// A single pattern string.
+    One(String),
+    /// The usual list of patterns.
+    Many(Vec<String>),
+}
+
+/// One pattern a format entry expands to (`list_format_strings_from_aliases`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Pattern {
+    /// Index of the format entry within the alias.
+    pub(crate) format_index: usize,
+    pub(crate) display: Option<String>,
+    pub(crate) representation: String,
+    /// `None` where StackStorm leaves the key out (display-only objects).
+    pub(crate) match_multiple: Option<bool>,
+}
+
+impl FormatEntry {
+    /// True when this entry is flagged `match_multiple: true` (what selects an alias for
+    /// StackStorm's second matching pass).
+    pub fn is_match_multiple(&self) -> bool {
+        matches!(
+            self,
+            FormatEntry::Object(FormatObject {
+                match_multiple: Some(true),
+                ..
+            })
+        )
+    }
+
+    /// The help text: the string itself, or the object's `display`.
+    pub fn display(&self) -> Option<&str> {
+        match self {
+            FormatEntry::Plain(format) => Some(format),
+            FormatEntry::Object(object) => object.display.as_deref(),
+        }
+    }
+
+    /// The entry's representations: the string itself, or the object's `representation`
+    /// (a single string counts as a one-element list).
+    pub fn representations(&self) -> Vec<&str> {
+        match self {
+            FormatEntry::Plain(format) => vec![format.as_str()],
+            FormatEntry::Object(object) => match &object.representation {
+                None => Vec::new(),
+                Some(Representation::One(text)) => vec![text.as_str()],
+                Some(Representation::Many(list)) => list.iter().map(String::as_str).collect(),
+            },
+        }
+    }
+
+    /// The patterns this entry contributes, as StackStorm expands them.
+    pub(crate) fn patterns(&self, format_index: usize) -> Vec<Pattern> {
+        match self {
+            FormatEntry::Plain(format) => vec![Pattern {
+                format_index,
+                display: Some(format.clone()),
+                representation: format.clone(),
+                match_multiple: Some(false),
+            }],
+            FormatEntry::Object(object) => {
+                let representations: Vec<String> = match &object.representation {
+                    None => Vec::new(),
+                    Some(Representation::One(text)) if text.is_empty() => Vec::new(),
+                    Some(Representation::One(text)) => vec![text.clone()],
+                    Some(Representation::Many(list)) => list.clone(),
+                };
+                let display_is_truthy = object.display.as_deref().is_some_and(|d| !d.is_empty());
+                if display_is_truthy && representations.is_empty() {
+                    return vec![Pattern {
+                        format_index,
+                        display: object.display.clone(),
+                        representation: String::new(),
+                        match_multiple: None,
+                    }];
+                }
+                representations
+                    .into_iter()
+                    .map(|representation| Pattern {
+                        format_index,
+                        display: object.display.clone(),
+                        representation,
+                        match_multiple: Some(object.match_multiple.unwrap_or(false)),
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_both_format_shapes_and_defaults() {
+        let alias: Alias = serde_json::from_value(serde_json::json!({
+            "name": "deploy", "pack": "ops", "id": "5f", "uid": "action:ops:deploy",
+            "action_ref": "ops.deploy", "description": "Deploy an app",
+            "formats": [
+                "ship {{app}}",
+                {"display": "deploy <app>", "representation": ["deploy {{app}}", "dep {{app}}"]},
+                {"display": "tail <key>", "representation": "tail {{key}}", "match_multiple": true}
+            ],
+            "ack": {"format": "on it", "append_url": false},
+            "result": {"extra": {"slack": {"color": "good"}}},
+            "unknown_field": 1
+        }))
+        .expect("valid alias");
+        assert_eq!(alias.reference(), "ops.deploy");
+        assert!(alias.enabled);
+        assert_eq!(alias.formats.len(), 3);
+        assert_eq!(alias.formats[0], FormatEntry::Plain("ship {{app}}".into()));
+        assert!(alias.formats[2].is_match_multiple());
+        let ack = alias.ack.as_ref().expect("ack");
+        assert!(ack.enabled && !ack.append_url);
+        assert!(alias.result.as_ref().expect("result").enabled);
+        assert_eq!(
+            alias.format_strings(),
+            [
+                "ship {{app}}",
+                "deploy {{app}}",
+                "dep {{app}}",
+                "t",
+                "a",
+                "i",
+                "l",
+                " ",
+                "{",
+                "{",
+                "k",
+                "e",
+                "y",
+                "}",
+                "}"
+            ]
+        );
+
+        let explicit: Alias = serde_json::from_str(
+            r#"{"name": "n", "pack": "p", "ref": "other.ref", "enabled": false}"#,
+        )
+        .expect("valid");
+        assert_eq!(explicit.reference(), "other.ref");
+        assert!(!explicit.enabled && explicit.formats.is_empty());
+    }
+
+    #[test]
+    fn expands_patterns_like_stackstorm() {
+        let display_only = FormatEntry::Object(FormatObject {
+            display: Some("Watch this.".into()),
+            ..FormatObject::default()
+        });
+        let patterns = display_only.patterns(0);
+        assert_eq!(patterns.len(), 1);
+        assert_eq!(patterns[0].representation, "");
+        assert_eq!(patterns[0].match_multiple, None);
+        let empty_display = FormatEntry::Object(FormatObject {
+            display: Some(String::new()),
+            ..FormatObject::default()
+        });
+        assert!(empty_display.patterns(0).is_empty());
+        assert_eq!(FormatEntry::Plain(String::new()).patterns(0).len(), 1);
+    }
+}

@@ -1,0 +1,568 @@
+//! StackStorm's alias format parser (`ActionAliasFormatParser` and `extract_parameters` in
+//! `st2common/models/utils/action_alias_utils.py`), reproduced step by step:
+//!
+//! 1. trailing `key=value` extras are found with StackStorm's own regex, cut out of the
+//!    command with a plain replace of every occurrence, and the rest is padded with one space
+//!    on each side ([`PreparedCommand`]);
+//! 2. `{{name=default}}` and `{{name}}` in the format are rewritten into named groups with
+//!    StackStorm's substitution regexes, and `^\s*` / `\s*$` are added unless the parse tree
+//!    already has such anchors where StackStorm looks for them ([`CompiledFormat`]);
+//! 3. the result is searched in the padded command; named groups, defaults and extras are
+//!    combined into [`Params`] with StackStorm's precedence and error messages.
+//!
+//! The fixed regexes StackStorm uses for steps 1 and 2 run on the same Python-`re` engine as
+//! the formats, so their corner cases (non-greedy keys, `$` before a final newline, `.`
+//! without `DOTALL` in the substitutions) come out the same.
+
+use std::sync::OnceLock;
+
+use serde::de::{MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::pyre::parse::{self, At, Node};
+use crate::pyre::translate::DollarMode;
+use crate::pyre::{Flags, PatternError, PyRegex, SearchAborted, Spans, TemplatePiece};
+use crate::unicode;
+
+/// Why parameters could not be extracted. Each variant's `Display` is the text StackStorm
+/// puts in its exception (and so in the API's `faultstring`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ExtractError {
+    /// StackStorm's `ParseException`: `Command "…" doesn't match format string "…"`, or
+    /// `No value supplied and no default value found.`. The message is StackStorm's exactly.
+    /// In alias matching this only means "no match".
+    #[error("{0}")]
+    Parse(String),
+    /// The format cannot be used: after StackStorm's rewriting it is not a valid Python
+    /// regular expression (Python's `re.error`; the text mimics Python's but positions may
+    /// differ), it needs something this crate's regex engine lacks, or it trips a StackStorm
+    /// defect (a `KeyError` for a default-valued parameter written across lines). StackStorm
+    /// fails the whole call in all these cases.
+    #[error("{0}")]
+    InvalidFormat(String),
+    /// The regex engine stopped at its backtracking limit (pathological format and command).
+    /// Python has no such limit and would eventually answer.
+    #[error("matching the command gave up: {0}")]
+    MatchLimit(String),
+    /// `match_and_execute` refused the chosen representation (Python `ValueError`, HTTP 500):
+    /// it is not among the alias's format strings, which happens when `representation` is a
+    /// plain string instead of a list.
+    #[error("Format string \"{format}\" is not available on the alias \"{alias}\"")]
+    FormatNotAvailable {
+        /// The representation that was chosen.
+        format: String,
+        /// The alias's `name`.
+        alias: String,
+    },
+    /// `match_and_execute` failed with `KeyError: 'match_multiple'` (HTTP 500): the chosen
+    /// pattern came from a display-only format object.
+    #[error("'match_multiple'")]
+    MissingMatchMultiple,
+    /// `match_and_execute` looked the alias up by name, found a disabled alias of that name
+    /// first, and refused (HTTP 400).
+    #[error("Action alias with name \"{0}\" is disabled.")]
+    AliasDisabled(String),
+}
+
+impl From<SearchAborted> for ExtractError {
+    fn from(aborted: SearchAborted) -> Self {
+        ExtractError::MatchLimit(aborted.0)
+    }
+}
+
+/// Extracted parameters: StackStorm's result dict, in Python's key order (the format's named
+/// groups in group order, then extras). A value of `None` is Python's `None`: a named group
+/// that did not take part in the match.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Params(Vec<(String, Option<String>)>);
+
+impl Params {
+    /// Creates parameters from ordered pairs (later duplicates overwrite earlier ones in place,
+    /// as assigning into a Python dict does).
+    pub fn from_pairs<K: Into<String>, V: Into<Option<String>>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Params {
+        let mut params = Params::default();
+        for (key, value) in pairs {
+            params.set(key.into(), value.into());
+        }
+        params
+    }
+
+    /// Python's `d[key] = value`: replaces in place, or appends.
+    fn set(&mut self, key: String, value: Option<String>) {
+        match self.0.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((key, value)),
+        }
+    }
+
+    /// The value of `key`: `None` if absent, `Some(None)` if present but null.
+    pub fn get(&self, key: &str) -> Option<Option<&str>> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_deref())
+    }
+
+    /// The parameters in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_deref()))
+    }
+
+    /// Number of parameters.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when there are no parameters.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The ordered pairs.
+    pub fn into_vec(self) -> Vec<(String, Option<String>)> {
+        self.0
+    }
+}
+
+impl Serialize for Params {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (key, value) in &self.0 {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
+}
+
+/// Deserializes a JSON object keeping its key order.
+impl<'de> Deserialize<'de> for Params {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ParamsVisitor;
+        impl<'de> Visitor<'de> for ParamsVisitor {
+            type Value = Params;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of string or null values")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Params, A::Error> {
+                let mut params = Params::default();
+                while let Some((key, value)) = map.next_entry::<String, Option<String>>()? {
+                    params.set(key, value);
+                }
+                Ok(params)
+            }
+        }
+        deserializer.deserialize_map(ParamsVisitor)
+    }
+}
+
+/// StackStorm's fixed regexes, compiled once.
+struct Snippets {
+    /// `.*?(({pairs}\s*)*)$`, applied with `re.match`.
+    ending: PyRegex,
+    /// `(?:^|\s+)\s*(\S+?)\s*=(value)`.
+    pairs: PyRegex,
+    /// `{{key = default}}`, applied with `re.findall(..., re.DOTALL)`.
+    optional: PyRegex,
+    /// `(\s*){{key = default}}`, applied with `re.sub` (no flags).
+    optional_sub: PyRegex,
+    /// `(\s*){{key}}`, applied with `re.sub` (no flags).
+    required_sub: PyRegex,
+}
+
+const KEY: &str = r"\s*(\S+?)\s*";
+const VALUE: &str = r#"""|''|"(.+?)"|'(.+?)'|({.+?})|(\S+)"#;
+const EXT_VALUE: &str = r#"""|''|"(.+?)"|'(.+?)'|({.+?})|(.+?)"#;
+/// What a parameter becomes (the text after `\1` in StackStorm's replacement).
+const PARAM_MATCH_HEAD: &str = r#"["\']?(?P<"#;
+const PARAM_MATCH_TAIL: &str = r#">(?:(?<=\').+?(?=\')|(?<=").+?(?=")|{.+?}|.+?))["\']?"#;
+
+fn snippets() -> &'static Result<Snippets, PatternError> {
+    static SNIPPETS: OnceLock<Result<Snippets, PatternError>> = OnceLock::new();
+    SNIPPETS.get_or_init(|| {
+        let pairs = format!(r"(?:^|\s+){KEY}=({VALUE})");
+        let ending = format!(r"\A(?:.*?(({pairs}\s*)*)$)");
+        let default = format!(r"\s*=\s*(?:{EXT_VALUE})\s*");
+        let optional = format!("{{{{{KEY}{default}}}}}");
+        let required = format!("{{{{{KEY}}}}}");
+        Ok(Snippets {
+            ending: PyRegex::compile(&ending, Flags::DOTALL, DollarMode::ConsumeFinalNewlineAtEnd)?,
+            pairs: PyRegex::compile(&pairs, Flags::DOTALL, DollarMode::BeforeFinalNewline)?,
+            optional: PyRegex::compile(&optional, Flags::DOTALL, DollarMode::BeforeFinalNewline)?,
+            optional_sub: PyRegex::compile(
+                &format!(r"(\s*){optional}"),
+                Flags::empty(),
+                DollarMode::BeforeFinalNewline,
+            )?,
+            required_sub: PyRegex::compile(
+                &format!(r"(\s*){required}"),
+                Flags::empty(),
+                DollarMode::BeforeFinalNewline,
+            )?,
+        })
+    })
+}
+
+fn snippets_or_error() -> Result<&'static Snippets, ExtractError> {
+    snippets()
+        .as_ref()
+        .map_err(|error| ExtractError::InvalidFormat(format!("internal pattern error: {error}")))
+}
+
+/// Concatenation of the groups `from..=to` of a match, unmatched ones as `""` (what
+/// `"".join(tuple[from:])` gives on a `re.findall` tuple).
+fn joined(spans: &Spans, subject: &str, groups: std::ops::RangeInclusive<usize>) -> String {
+    groups
+        .filter_map(|group| spans.text(subject, group))
+        .collect()
+}
+
+/// A command after StackStorm's preprocessing: the extras and the padded stream the format
+/// regex is searched in. It depends only on the command, so one preparation serves every
+/// format tried.
+#[derive(Clone, Debug)]
+pub struct PreparedCommand {
+    original: String,
+    extras: Vec<(String, String)>,
+    stream: String,
+}
+
+impl PreparedCommand {
+    /// Runs StackStorm's `match_kv_pairs_at_end` on `command`.
+    pub fn new(command: &str) -> Result<PreparedCommand, ExtractError> {
+        let snippets = snippets_or_error()?;
+        let mut extras = Vec::new();
+        let mut stream = command.to_owned();
+        if let Some(spans) = snippets.ending.search(command, 0)?
+            && let Some(suffix) = spans.text(command, 1)
+            && !suffix.is_empty()
+        {
+            for pair in snippets.pairs.finditer(suffix)? {
+                let key = pair.text(suffix, 1).unwrap_or("").to_owned();
+                extras.push((key, joined(&pair, suffix, 3..=6)));
+            }
+            stream = command.replace(suffix, "");
+        }
+        Ok(PreparedCommand {
+            original: command.to_owned(),
+            extras,
+            stream: format!(" {stream} "),
+        })
+    }
+
+    /// The command as given.
+    pub fn command(&self) -> &str {
+        &self.original
+    }
+
+    /// The trailing `key=value` extras, in order (duplicates kept; the last one wins).
+    pub fn extras(&self) -> &[(String, String)] {
+        &self.extras
+    }
+
+    /// The text the format regex is searched in: the command without its extras, padded
+    /// with one space on each side.
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+}
+
+/// One alias format compiled the way StackStorm compiles it.
+#[derive(Debug)]
+pub struct CompiledFormat {
+    format: String,
+    /// `(name, default)` for each `{{name=default}}`, in order.
+    optional: Vec<(String, String)>,
+    compiled: Result<PyRegex, String>,
+}
+
+impl CompiledFormat {
+    /// Compiles `format`. Never fails: a format StackStorm would reject is remembered and
+    /// reported by [`CompiledFormat::extract`].
+    pub fn new(format: &str) -> CompiledFormat {
+        let (optional, compiled) = match Self::build(format) {
+            Ok((optional, regex)) => (optional, Ok(regex)),
+            Err(reason) => (Vec::new(), Err(reason)),
+        };
+        CompiledFormat {
+            format: format.to_owned(),
+            optional,
+            compiled,
+        }
+    }
+
+    fn build(format: &str) -> Result<(Vec<(String, String)>, PyRegex), String> {
+        let snippets = snippets().as_ref().map_err(|e| e.to_string())?;
+        let aborted = |a: SearchAborted| a.0;
+
+        let optional = snippets
+            .optional
+            .finditer(format)
+            .map_err(aborted)?
+            .iter()
+            .map(|spans| {
+                (
+                    spans.text(format, 1).unwrap_or("").to_owned(),
+                    joined(spans, format, 2..=5),
+                )
+            })
+            .collect();
+
+        let optional_template = [
+            TemplatePiece::Text("(?:"),
+            TemplatePiece::Group(1),
+            TemplatePiece::Text(PARAM_MATCH_HEAD),
+            TemplatePiece::Group(2),
+            TemplatePiece::Text(PARAM_MATCH_TAIL),
+            TemplatePiece::Text(")?"),
+        ];
+        let required_template = [
+            TemplatePiece::Group(1),
+            TemplatePiece::Text(PARAM_MATCH_HEAD),
+            TemplatePiece::Group(2),
+            TemplatePiece::Text(PARAM_MATCH_TAIL),
+        ];
+        let rewritten = snippets
+            .optional_sub
+            .sub(format, &optional_template)
+            .map_err(aborted)?;
+        let rewritten = snippets
+            .required_sub
+            .sub(&rewritten, &required_template)
+            .map_err(aborted)?;
+
+        let tokens = parse::parse(&rewritten, Flags::DOTALL).map_err(|e| e.to_string())?;
+        let has_begin = parse::has_anchor(&tokens.nodes, &[At::Beginning, At::BeginningString]);
+        let has_end = parse::has_anchor(&tokens.nodes, &[At::End, At::EndString]);
+        let full = format!(
+            "{}{rewritten}{}",
+            if has_begin { "" } else { r"^\s*" },
+            if has_end { "" } else { r"\s*$" }
+        );
+        // The stream always ends with a space, so Python's `$` is the end of the text.
+        let regex = PyRegex::compile(&full, Flags::DOTALL, DollarMode::EndOfText)
+            .map_err(|e| e.to_string())?;
+        Ok((optional, regex))
+    }
+
+    /// The format as written.
+    pub fn format(&self) -> &str {
+        &self.format
+    }
+
+    /// The reason StackStorm would reject this format, if it would.
+    pub fn invalid_reason(&self) -> Option<&str> {
+        self.compiled.as_ref().err().map(String::as_str)
+    }
+
+    /// The parse tree of the final regex, for prefilters.
+    pub(crate) fn regex(&self) -> Option<&PyRegex> {
+        self.compiled.as_ref().ok()
+    }
+
+    /// `extract_parameters(format, command, match_multiple)` on a prepared command: one dict,
+    /// or (`match_multiple`) one per non-overlapping match, possibly none.
+    pub fn extract(
+        &self,
+        command: &PreparedCommand,
+        match_multiple: bool,
+    ) -> Result<Vec<Params>, ExtractError> {
+        let regex = self
+            .compiled
+            .as_ref()
+            .map_err(|reason| ExtractError::InvalidFormat(reason.clone()))?;
+        if match_multiple {
+            regex
+                .finditer(&command.stream)?
+                .iter()
+                .map(|spans| self.params_from_match(regex, Some(spans), command))
+                .collect()
+        } else {
+            let spans = regex.search(&command.stream, 0)?;
+            Ok(vec![self.params_from_match(
+                regex,
+                spans.as_ref(),
+                command,
+            )?])
+        }
+    }
+
+    /// Whether the command matches (an extraction that raises no `ParseException`).
+    pub(crate) fn extract_one(&self, command: &PreparedCommand) -> Result<Params, ExtractError> {
+        let mut all = self.extract(command, false)?;
+        Ok(all.pop().unwrap_or_default())
+    }
+
+    /// `match_params_in_stream`.
+    fn params_from_match(
+        &self,
+        regex: &PyRegex,
+        spans: Option<&Spans>,
+        command: &PreparedCommand,
+    ) -> Result<Params, ExtractError> {
+        let Some(spans) = spans else {
+            return Err(ExtractError::Parse(format!(
+                "Command \"{}\" doesn't match format string \"{}\"",
+                command.original, self.format
+            )));
+        };
+        let mut result = Params(
+            regex
+                .named_groups()
+                .map(|(name, group)| {
+                    (
+                        name.to_owned(),
+                        spans.text(&command.stream, group).map(str::to_owned),
+                    )
+                })
+                .collect(),
+        );
+        for (name, default) in &self.optional {
+            let Some(matched) = result.get(name) else {
+                return Err(ExtractError::InvalidFormat(format!(
+                    "KeyError: {} (StackStorm finds this default-valued parameter but does not \
+                     turn it into a group)",
+                    parse::py_repr(name)
+                )));
+            };
+            let value = match matched {
+                Some(value) if !value.is_empty() => value.to_owned(),
+                _ => default.clone(),
+            };
+            result.set(name.clone(), Some(value));
+        }
+        for (key, value) in &command.extras {
+            result.set(key.clone(), Some(value.clone()));
+        }
+        let any_value = result
+            .0
+            .iter()
+            .any(|(_, v)| v.as_deref().is_some_and(|v| !v.is_empty()));
+        if !self.format.is_empty() && unicode::py_strip(&command.stream).is_empty() && !any_value {
+            return Err(ExtractError::Parse(
+                "No value supplied and no default value found.".to_owned(),
+            ));
+        }
+        Ok(result)
+    }
+}
+
+/// StackStorm's `extract_parameters(format_str, param_stream, match_multiple)`.
+///
+/// Returns one parameter set, or with `match_multiple` one per non-overlapping match of the
+/// format in the command (an empty list when nothing matches). Errors carry StackStorm's
+/// messages; see [`ExtractError`].
+///
+/// ```
+/// use st2_alias::extract_parameters;
+///
+/// let params = extract_parameters("run {{cmd}} on {{hosts}}", "run date on web1 timeout=60", false)
+///     .unwrap();
+/// let pairs: Vec<_> = params[0].iter().collect();
+/// assert_eq!(
+///     pairs,
+///     [("cmd", Some("date")), ("hosts", Some("web1")), ("timeout", Some("60"))]
+/// );
+/// ```
+pub fn extract_parameters(
+    format: &str,
+    command: &str,
+    match_multiple: bool,
+) -> Result<Vec<Params>, ExtractError> {
+    let prepared = PreparedCommand::new(command)?;
+    CompiledFormat::new(format).extract(&prepared, match_multiple)
+}
+
+/// What a compiled format guarantees about where a match can start, for prefiltering. Every
+/// variant is a necessary condition for a match, derived from the final regex's parse tree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Requirement {
+    /// The stream, after skipping leading Python whitespace if `skip_space`, starts with
+    /// `prefix`.
+    Prefix { skip_space: bool, prefix: String },
+    /// The stream contains `text` somewhere.
+    Contains(String),
+    /// Nothing cheap is known.
+    None,
+}
+
+/// Longest prefix taken from a format's literal text (longer ones add little selectivity).
+const MAX_PREFIX_CHARS: usize = 24;
+
+impl CompiledFormat {
+    /// The cheapest necessary condition this format puts on a stream.
+    pub(crate) fn requirement(&self) -> Requirement {
+        let Some(regex) = self.regex() else {
+            return Requirement::None;
+        };
+        let parsed = regex.parsed();
+        let flags = parsed.flags;
+        if flags.contains(Flags::IGNORECASE) {
+            return Requirement::None;
+        }
+        let nodes = parsed.nodes.as_slice();
+        let literal = |node: &Node| match node {
+            Node::Literal(c) => char::from_u32(*c),
+            _ => None,
+        };
+
+        // `\A` or `^` (not multi-line), then any `\s` repeats, then literals.
+        let anchored = matches!(nodes.first(), Some(Node::At(At::BeginningString)))
+            || (matches!(nodes.first(), Some(Node::At(At::Beginning)))
+                && !flags.contains(Flags::MULTILINE));
+        if anchored && flags.contains(Flags::UNICODE) {
+            let rest = &nodes[1..];
+            let spaces = rest.iter().take_while(|node| is_space_repeat(node)).count();
+            let prefix: String = rest[spaces..]
+                .iter()
+                .map_while(literal)
+                .take(MAX_PREFIX_CHARS)
+                .collect();
+            let skip_space = spaces > 0;
+            let usable = match prefix.chars().next() {
+                Some(first) => !skip_space || !unicode::is_py_space(first),
+                None => false,
+            };
+            if usable {
+                return Requirement::Prefix { skip_space, prefix };
+            }
+        }
+
+        // Otherwise the longest run of top-level literals must appear somewhere.
+        let mut best = String::new();
+        let mut current = String::new();
+        for node in nodes {
+            match literal(node) {
+                Some(c) => current.push(c),
+                None => {
+                    if current.len() > best.len() {
+                        best = std::mem::take(&mut current);
+                    }
+                    current.clear();
+                }
+            }
+        }
+        if current.len() > best.len() {
+            best = current;
+        }
+        if best.is_empty() {
+            Requirement::None
+        } else {
+            Requirement::Contains(best)
+        }
+    }
+}
+
+/// A repeat of exactly Python's Unicode `\s`.
+fn is_space_repeat(node: &Node) -> bool {
+    match node {
+        Node::Repeat { body, .. } => matches!(
+            body.as_slice(),
+            [Node::In { negate: false, items }]
+                if items.as_slice() == [parse::SetItem::Category(parse::Category::Space)]
+        ),
+        _ => false,
+    }
+}

@@ -1,0 +1,656 @@
+//! A set of aliases with every format compiled once, answering what StackStorm's
+//! `match_command_to_alias`, `get_matching_alias` and `match_and_execute` would.
+//!
+//! Matching must try every pattern in StackStorm's order (aliases as listed, then formats,
+//! then representations), because every match counts (ambiguity is exact) and the first
+//! failing format fails the whole call. To stay fast with thousands of aliases the index
+//! first narrows the patterns to those that *can* match, using a condition each compiled
+//! regex guarantees (see [`Requirement`]): a literal the stream must start with after the
+//! leading `^\s*`, or a literal it must contain. Patterns with neither, and broken formats,
+//! are always tried. A pattern skipped this way cannot match, so it could never have been a
+//! result nor raised anything (only successful matches raise after compilation), and results
+//! are identical to a full scan; `prefilter_agrees_with_full_scan` checks that.
+
+use std::collections::HashMap;
+use std::ops::Deref;
+use std::sync::Arc;
+
+use crate::alias::{Alias, FormatEntry, Pattern};
+use crate::format::{CompiledFormat, ExtractError, Params, PreparedCommand, Requirement};
+use crate::unicode;
+
+/// One (alias, representation) pair that matched a command: StackStorm's match dict.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Match {
+    /// Position of the alias in [`AliasIndex::aliases`].
+    pub alias_index: usize,
+    /// The alias reference, `pack.name`.
+    pub alias_ref: String,
+    /// The alias name (what `POST /aliasexecution` takes as `name`).
+    pub alias_name: String,
+    /// The alias's pack.
+    pub pack: String,
+    /// The `formats` entry the pattern came from, as written.
+    pub format: FormatEntry,
+    /// The help text of that entry (`None` for an object without `display`).
+    pub display: Option<String>,
+    /// The pattern that matched (what `POST /aliasexecution` takes as `format`).
+    pub representation: String,
+    /// The entry's `match_multiple`; `None` where StackStorm leaves the key out (a
+    /// display-only object), which makes `match_and_execute` fail. `null` reads as `false`.
+    pub match_multiple: Option<bool>,
+}
+
+/// Which of StackStorm's two passes chose a [`Resolved`] match.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatchPass {
+    /// Pass 1: aliases with at least one format not flagged `match_multiple: true`.
+    Single,
+    /// Pass 2 (only when pass 1 found nothing): aliases with a `match_multiple: true` format.
+    Multiple,
+}
+
+/// The one pattern `get_matching_alias` chose for a command. Dereferences to [`Match`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Resolved {
+    /// The chosen match.
+    pub matched: Match,
+    /// The pass that found it.
+    pub pass: MatchPass,
+}
+
+impl Deref for Resolved {
+    type Target = Match;
+    fn deref(&self) -> &Match {
+        &self.matched
+    }
+}
+
+/// Why `get_matching_alias` found no single pattern. `Display` gives StackStorm's message
+/// (the `faultstring` of `POST /actionalias/match`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    /// No pattern matched in either pass (`match_count` 0).
+    #[error("Command '{command}' matched no patterns")]
+    NoMatch {
+        /// The command as given.
+        command: String,
+    },
+    /// More than one pattern matched in pass 1.
+    #[error("Command '{command}' matched more than 1 pattern")]
+    Ambiguous {
+        /// The command as given.
+        command: String,
+        /// StackStorm's `match_count`.
+        count: usize,
+        /// `(alias ref, representation)` of every match, in order.
+        candidates: Vec<(String, String)>,
+    },
+    /// More than one `match_multiple` pattern matched in pass 2.
+    #[error("Command '{command}' matched more than 1 (multi) pattern")]
+    AmbiguousMulti {
+        /// The command as given.
+        command: String,
+        /// StackStorm's `match_count`.
+        count: usize,
+        /// `(alias ref, representation)` of every match, in order.
+        candidates: Vec<(String, String)>,
+    },
+    /// A tried format failed (invalid regex, engine limit): StackStorm fails the whole call
+    /// with that error (HTTP 500), even if other aliases matched.
+    #[error("{error}")]
+    InvalidFormat {
+        /// The alias whose format failed (empty when the command itself could not be
+        /// preprocessed).
+        alias_ref: String,
+        /// The failing representation.
+        representation: String,
+        /// What went wrong.
+        error: ExtractError,
+    },
+}
+
+impl ResolveError {
+    /// StackStorm's `match_count` for ambiguity errors (0 for no match), `None` otherwise.
+    pub fn match_count(&self) -> Option<usize> {
+        match self {
+            ResolveError::NoMatch { .. } => Some(0),
+            ResolveError::Ambiguous { count, .. } | ResolveError::AmbiguousMulti { count, .. } => {
+                Some(*count)
+            }
+            ResolveError::InvalidFormat { .. } => None,
+        }
+    }
+}
+
+/// One pattern of the index.
+#[derive(Debug)]
+struct IndexedPattern {
+    alias: usize,
+    pattern: Pattern,
+    compiled: Arc<CompiledFormat>,
+    /// The alias takes part in pass 1 / pass 2 of `get_matching_alias`.
+    in_single_pass: bool,
+    in_multiple_pass: bool,
+}
+
+/// Pattern ids grouped by the condition that selects them.
+#[derive(Debug, Default)]
+struct Prefilter {
+    /// Prefix after skipping leading whitespace → pattern ids.
+    after_space: HashMap<String, Vec<u32>>,
+    /// Distinct byte lengths of the keys of `after_space`.
+    after_space_lengths: Vec<usize>,
+    /// Prefix at the very start of the stream → pattern ids.
+    at_start: HashMap<String, Vec<u32>>,
+    at_start_lengths: Vec<usize>,
+    /// Patterns that need a literal somewhere in the stream.
+    contains: Vec<(u32, String)>,
+    /// Patterns that are always tried.
+    always: Vec<u32>,
+}
+
+impl Prefilter {
+    fn add(&mut self, id: u32, requirement: Requirement) {
+        match requirement {
+            Requirement::Prefix {
+                skip_space: true,
+                prefix,
+            } => self.after_space.entry(prefix).or_default().push(id),
+            Requirement::Prefix {
+                skip_space: false,
+                prefix,
+            } => self.at_start.entry(prefix).or_default().push(id),
+            Requirement::Contains(text) => self.contains.push((id, text)),
+            Requirement::None => self.always.push(id),
+        }
+    }
+
+    fn finish(&mut self) {
+        let lengths = |map: &HashMap<String, Vec<u32>>| {
+            let mut lengths: Vec<usize> = map.keys().map(String::len).collect();
+            lengths.sort_unstable();
+            lengths.dedup();
+            lengths
+        };
+        self.after_space_lengths = lengths(&self.after_space);
+        self.at_start_lengths = lengths(&self.at_start);
+    }
+
+    /// Ids of the patterns that may match `stream`, in index order.
+    fn candidates(&self, stream: &str) -> Vec<u32> {
+        let mut ids: Vec<u32> = self.always.clone();
+        let lookup =
+            |text: &str, map: &HashMap<String, Vec<u32>>, lengths: &[usize], ids: &mut Vec<u32>| {
+                for &length in lengths {
+                    if length > text.len() {
+                        break;
+                    }
+                    if let Some(key) = text.get(..length)
+                        && let Some(found) = map.get(key)
+                    {
+                        ids.extend_from_slice(found);
+                    }
+                }
+            };
+        let trimmed = stream.trim_start_matches(unicode::is_py_space);
+        lookup(
+            trimmed,
+            &self.after_space,
+            &self.after_space_lengths,
+            &mut ids,
+        );
+        lookup(stream, &self.at_start, &self.at_start_lengths, &mut ids);
+        ids.extend(
+            self.contains
+                .iter()
+                .filter(|(_, text)| stream.contains(text.as_str()))
+                .map(|(id, _)| *id),
+        );
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+}
+
+/// Aliases with their formats compiled, ready to match chat commands.
+///
+/// ```
+/// use st2_alias::{Alias, AliasIndex, FormatEntry};
+///
+/// let index = AliasIndex::new(vec![
+///     Alias::new("examples", "remote", vec![FormatEntry::Plain("run {{cmd}} on {{hosts}}".into())]),
+///     Alias::new("examples", "local", vec![FormatEntry::Plain("run {{cmd}}".into())]),
+/// ]);
+/// // Both match: StackStorm calls that ambiguous.
+/// let error = index.resolve("run date on web1").unwrap_err();
+/// assert_eq!(error.to_string(), "Command 'run date on web1' matched more than 1 pattern");
+///
+/// let resolved = index.resolve("run date").unwrap();
+/// assert_eq!(resolved.alias_ref, "examples.local");
+/// let params = index.execution_params(&resolved, "run date").unwrap();
+/// assert_eq!(params[0].get("cmd"), Some(Some("date")));
+/// ```
+#[derive(Debug)]
+pub struct AliasIndex {
+    aliases: Vec<Alias>,
+    patterns: Vec<IndexedPattern>,
+    /// Compiled formats by representation, shared between identical representations.
+    compiled: HashMap<String, Arc<CompiledFormat>>,
+    prefilter: Prefilter,
+}
+
+impl AliasIndex {
+    /// Expands and compiles every format of `aliases` (kept in the given order, which is
+    /// StackStorm's database order). Formats that StackStorm would reject are remembered as
+    /// invalid; they fail the calls that try them, as in StackStorm.
+    pub fn new(aliases: Vec<Alias>) -> AliasIndex {
+        let mut compiled: HashMap<String, Arc<CompiledFormat>> = HashMap::new();
+        let mut patterns = Vec::new();
+        let mut prefilter = Prefilter::default();
+        for (alias_index, alias) in aliases.iter().enumerate() {
+            let in_single_pass =
+                alias.enabled && alias.formats.iter().any(|f| !f.is_match_multiple());
+            let in_multiple_pass =
+                alias.enabled && alias.formats.iter().any(FormatEntry::is_match_multiple);
+            for (format_index, entry) in alias.formats.iter().enumerate() {
+                for pattern in entry.patterns(format_index) {
+                    let format = compiled
+                        .entry(pattern.representation.clone())
+                        .or_insert_with(|| Arc::new(CompiledFormat::new(&pattern.representation)))
+                        .clone();
+                    let id = u32::try_from(patterns.len()).unwrap_or(u32::MAX);
+                    prefilter.add(id, format.requirement());
+                    patterns.push(IndexedPattern {
+                        alias: alias_index,
+                        pattern,
+                        compiled: format,
+                        in_single_pass,
+                        in_multiple_pass,
+                    });
+                }
+            }
+        }
+        prefilter.finish();
+        AliasIndex {
+            aliases,
+            patterns,
+            compiled,
+            prefilter,
+        }
+    }
+
+    /// The aliases, in the order given.
+    pub fn aliases(&self) -> &[Alias] {
+        &self.aliases
+    }
+
+    /// Number of aliases.
+    pub fn len(&self) -> usize {
+        self.aliases.len()
+    }
+
+    /// True when the index holds no alias.
+    pub fn is_empty(&self) -> bool {
+        self.aliases.is_empty()
+    }
+
+    /// Number of patterns (representations) the formats expanded to.
+    pub fn pattern_count(&self) -> usize {
+        self.patterns.len()
+    }
+
+    /// `(alias ref, representation, reason)` for every format StackStorm would reject.
+    pub fn invalid_formats(&self) -> Vec<(&str, &str, &str)> {
+        self.patterns
+            .iter()
+            .filter_map(|p| {
+                p.compiled.invalid_reason().map(|reason| {
+                    (
+                        self.aliases[p.alias].reference(),
+                        p.pattern.representation.as_str(),
+                        reason,
+                    )
+                })
+            })
+            .collect()
+    }
+
+    fn to_match(&self, id: usize) -> Match {
+        let indexed = &self.patterns[id];
+        let alias = &self.aliases[indexed.alias];
+        Match {
+            alias_index: indexed.alias,
+            alias_ref: alias.reference().to_owned(),
+            alias_name: alias.name.clone(),
+            pack: alias.pack.clone(),
+            format: alias.formats[indexed.pattern.format_index].clone(),
+            display: indexed.pattern.display.clone(),
+            representation: indexed.pattern.representation.clone(),
+            match_multiple: indexed.pattern.match_multiple,
+        }
+    }
+
+    /// Tries the candidate patterns selected by `include`, in order; returns the ids that
+    /// matched, or the first failure.
+    fn scan(
+        &self,
+        prepared: &PreparedCommand,
+        candidates: &[u32],
+        include: impl Fn(&IndexedPattern) -> bool,
+    ) -> Result<Vec<usize>, ResolveError> {
+        let mut matched = Vec::new();
+        for &id in candidates {
+            let id = id as usize;
+            let indexed = &self.patterns[id];
+            if !include(indexed) {
+                continue;
+            }
+            match indexed.compiled.extract_one(prepared) {
+                Ok(_) => matched.push(id),
+                Err(ExtractError::Parse(_)) => {}
+                Err(error) => {
+                    return Err(ResolveError::InvalidFormat {
+                        alias_ref: self.aliases[indexed.alias].reference().to_owned(),
+                        representation: indexed.pattern.representation.clone(),
+                        error,
+                    });
+                }
+            }
+        }
+        Ok(matched)
+    }
+
+    fn prepare(command: &str) -> Result<PreparedCommand, ResolveError> {
+        PreparedCommand::new(command).map_err(|error| ResolveError::InvalidFormat {
+            alias_ref: String::new(),
+            representation: String::new(),
+            error,
+        })
+    }
+
+    fn candidates(&self, prepared: &PreparedCommand, full_scan: bool) -> Vec<u32> {
+        if full_scan {
+            (0..self.patterns.len()).map(|id| id as u32).collect()
+        } else {
+            self.prefilter.candidates(prepared.stream())
+        }
+    }
+
+    /// StackStorm's `match_command_to_alias(command, aliases)` over every alias, **enabled
+    /// or not**: each (alias, representation) pair whose extraction raises no
+    /// `ParseException`, in order. A failing format fails the call with its error.
+    pub fn matches(&self, command: &str) -> Result<Vec<Match>, ExtractError> {
+        self.matches_with(command, false)
+    }
+
+    fn matches_with(&self, command: &str, full_scan: bool) -> Result<Vec<Match>, ExtractError> {
+        let prepared = PreparedCommand::new(command)?;
+        let candidates = self.candidates(&prepared, full_scan);
+        match self.scan(&prepared, &candidates, |_| true) {
+            Ok(ids) => Ok(ids.into_iter().map(|id| self.to_match(id)).collect()),
+            Err(ResolveError::InvalidFormat { error, .. }) => Err(error),
+            Err(other) => Err(ExtractError::InvalidFormat(other.to_string())),
+        }
+    }
+
+    /// StackStorm's `get_matching_alias(command)`, as used by `POST /actionalias/match` and
+    /// `match_and_execute`: pass 1 over enabled aliases with a format not flagged
+    /// `match_multiple: true` (all their formats are tried), then, only if nothing matched,
+    /// pass 2 over enabled aliases with a `match_multiple: true` format. Exactly one match
+    /// wins; there is no ranking.
+    pub fn resolve(&self, command: &str) -> Result<Resolved, ResolveError> {
+        self.resolve_with(command, false)
+    }
+
+    fn resolve_with(&self, command: &str, full_scan: bool) -> Result<Resolved, ResolveError> {
+        let prepared = Self::prepare(command)?;
+        let candidates = self.candidates(&prepared, full_scan);
+        let describe = |ids: &[usize]| -> Vec<(String, String)> {
+            ids.iter()
+                .map(|&id| {
+                    let p = &self.patterns[id];
+                    (
+                        self.aliases[p.alias].reference().to_owned(),
+                        p.pattern.representation.clone(),
+                    )
+                })
+                .collect()
+        };
+
+        let single = self.scan(&prepared, &candidates, |p| p.in_single_pass)?;
+        if single.len() > 1 {
+            return Err(ResolveError::Ambiguous {
+                command: command.to_owned(),
+                count: single.len(),
+                candidates: describe(&single),
+            });
+        }
+        if let [id] = single.as_slice() {
+            return Ok(Resolved {
+                matched: self.to_match(*id),
+                pass: MatchPass::Single,
+            });
+        }
+
+        let multiple = self.scan(&prepared, &candidates, |p| p.in_multiple_pass)?;
+        match multiple.as_slice() {
+            [] => Err(ResolveError::NoMatch {
+                command: command.to_owned(),
+            }),
+            [id] => Ok(Resolved {
+                matched: self.to_match(*id),
+                pass: MatchPass::Multiple,
+            }),
+            _ => Err(ResolveError::AmbiguousMulti {
+                command: command.to_owned(),
+                count: multiple.len(),
+                candidates: describe(&multiple),
+            }),
+        }
+    }
+
+    /// The parameter sets `POST /aliasexecution/match_and_execute` extracts for a resolved
+    /// match: one set, or one per non-overlapping match when the chosen format has
+    /// `match_multiple: true`. Reproduces its failures too, in its order: a display-only
+    /// pattern ([`ExtractError::MissingMatchMultiple`]), the *first alias with that name*
+    /// (any pack) being disabled ([`ExtractError::AliasDisabled`]), the representation not
+    /// being one of that alias's format strings ([`ExtractError::FormatNotAvailable`]).
+    pub fn execution_params(
+        &self,
+        resolved: &Resolved,
+        command: &str,
+    ) -> Result<Vec<Params>, ExtractError> {
+        let match_multiple = resolved
+            .match_multiple
+            .ok_or(ExtractError::MissingMatchMultiple)?;
+        let alias = self
+            .aliases
+            .iter()
+            .find(|alias| alias.name == resolved.alias_name)
+            .or_else(|| self.aliases.get(resolved.alias_index))
+            .ok_or_else(|| ExtractError::AliasDisabled(resolved.alias_name.clone()))?;
+        if !alias.enabled {
+            return Err(ExtractError::AliasDisabled(alias.name.clone()));
+        }
+        if !alias.format_strings().contains(&resolved.representation) {
+            return Err(ExtractError::FormatNotAvailable {
+                format: resolved.representation.clone(),
+                alias: alias.name.clone(),
+            });
+        }
+        let prepared = PreparedCommand::new(command)?;
+        match self.compiled.get(&resolved.representation) {
+            Some(compiled) => compiled.extract(&prepared, match_multiple),
+            None => {
+                CompiledFormat::new(&resolved.representation).extract(&prepared, match_multiple)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plain(format: &str) -> FormatEntry {
+        FormatEntry::Plain(format.to_owned())
+    }
+
+    /// A deterministic mix of realistic and awkward formats.
+    fn sample_aliases() -> Vec<Alias> {
+        let formats = [
+            "run {{cmd}} on {{hosts}}",
+            "run {{cmd}}",
+            "run {{cmd=date}} locally",
+            "status {{svc=all}}",
+            "status",
+            "{{text}}",
+            "{{ captain }} is my captain",
+            "pack install {{ packs }} {{ force=false }}",
+            "deploy {{x}}|release {{y}}",
+            "(?i)^\\s*restart {{svc}}",
+            "^\\s*foo (?P<key>[A-Z]+-[0-9]+)",
+            "(?:\\b|^)fixes (?P<issue_key>[A-Z][A-Z0-9]+-[0-9]+)(?:\\b|$)",
+            "a|b {{x}}",
+            "c++ {{x}}",
+            "price {{x}}$",
+            "^ run {{x}}",
+            "",
+            "ping  {{host}}",
+            "grüß {{name}}",
+            "\u{3000}wide {{x}}",
+            "[foo] {{x}}",
+            "get (?P<key>[^ ]+) {{rest}}",
+        ];
+        formats
+            .iter()
+            .enumerate()
+            .map(|(i, format)| {
+                let mut alias = Alias::new(
+                    &format!("pack{}", i % 3),
+                    &format!("a{i}"),
+                    vec![plain(format)],
+                );
+                alias.enabled = i % 5 != 4;
+                alias
+            })
+            .collect()
+    }
+
+    #[test]
+    fn prefilter_agrees_with_full_scan() {
+        let index = AliasIndex::new(sample_aliases());
+        let words = [
+            "run",
+            "date",
+            "on",
+            "web1",
+            "status",
+            "nginx",
+            "pack",
+            "install",
+            "st2",
+            "force=true",
+            "deploy",
+            "release",
+            "RESTART",
+            "restart",
+            "foo",
+            "ABC-1",
+            "fixes",
+            "is",
+            "my",
+            "captain",
+            "a",
+            "b",
+            "c",
+            "price",
+            "5",
+            "ping",
+            " ",
+            "\t",
+            "grüß",
+            "\u{3000}",
+            "wide",
+            "o",
+            "get",
+            "k1",
+            "x=1",
+            "locally",
+            "",
+            "\u{a0}",
+            "'q w'",
+            "\"a b\"",
+            "{\"k\": 1}",
+        ];
+        let mut seed: u64 = 0x5eed;
+        let mut next = |bound: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % bound as u64) as usize
+        };
+        let mut commands: Vec<String> = words.iter().map(|w| (*w).to_owned()).collect();
+        for _ in 0..3000 {
+            let count = 1 + next(5);
+            let mut command = String::new();
+            for i in 0..count {
+                if i > 0 {
+                    command.push_str([" ", " ", "  ", "\t"][next(4)]);
+                }
+                command.push_str(words[next(words.len())]);
+            }
+            if next(4) == 0 {
+                command.insert(0, ' ');
+            }
+            commands.push(command);
+        }
+        let mut compared = 0;
+        for command in &commands {
+            assert_eq!(
+                index.matches_with(command, false),
+                index.matches_with(command, true),
+                "matches differ for {command:?}"
+            );
+            assert_eq!(
+                index.resolve_with(command, false),
+                index.resolve_with(command, true),
+                "resolve differs for {command:?}"
+            );
+            compared += 1;
+        }
+        assert_eq!(compared, commands.len());
+        // The prefilter must actually filter: a plain command skips most patterns.
+        let prepared = PreparedCommand::new("status nginx").expect("prepared");
+        assert!(index.prefilter.candidates(prepared.stream()).len() < index.patterns.len() / 2);
+    }
+
+    #[test]
+    fn broken_disabled_alias_does_no_harm() {
+        let mut broken = Alias::new("misc", "broken", vec![plain("(?i)bad flags {{x}}")]);
+        broken.enabled = false;
+        let good = Alias::new("misc", "good", vec![plain("hello {{who}}")]);
+        let index = AliasIndex::new(vec![good, broken]);
+        assert_eq!(index.invalid_formats().len(), 1);
+        let resolved = index.resolve("hello world").expect("resolves");
+        assert_eq!(resolved.alias_ref, "misc.good");
+        // match_command_to_alias ignores `enabled`, so it reports the broken format.
+        assert!(matches!(
+            index.matches("hello world"),
+            Err(ExtractError::InvalidFormat(_))
+        ));
+
+        let mut enabled = Alias::new("misc", "broken", vec![plain("(?i)bad flags {{x}}")]);
+        enabled.enabled = true;
+        let index = AliasIndex::new(vec![
+            Alias::new("misc", "good", vec![plain("hello {{who}}")]),
+            enabled,
+        ]);
+        let error = index
+            .resolve("hello world")
+            .expect_err("broken format fails the call");
+        assert!(matches!(error, ResolveError::InvalidFormat { .. }));
+        assert_eq!(error.match_count(), None);
+    }
+}

@@ -1,0 +1,154 @@
+//! What the simulator knows: credentials, aliases, timings and notify rules; and the demo
+//! data set.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+/// Simulator settings.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Valid API keys.
+    pub api_keys: Vec<String>,
+    /// Users that may obtain tokens: (name, password).
+    pub users: Vec<(String, String)>,
+    /// Lifetime of issued tokens when the request names none.
+    pub token_ttl: Duration,
+    /// Longest lifetime a token request may ask for (`auth.token_ttl`... max).
+    pub max_token_ttl: Duration,
+    /// Action alias documents, in database order.
+    pub aliases: Vec<Value>,
+    /// Time from execution request to completion.
+    pub result_delay: Duration,
+    /// Notify rules: (notification route, announcement route).
+    pub routes: Vec<(String, String)>,
+    /// Web UI base for `execution.web_url` (absent: no `web_url`, like StackStorm without
+    /// `webui.webui_base_url`).
+    pub webui_url: Option<String>,
+    /// Stream heartbeat interval (StackStorm: 25 s).
+    pub heartbeat: Duration,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            api_keys: vec!["sim-api-key".into()],
+            users: vec![("st2admin".into(), "Ch@ngeMe".into())],
+            token_ttl: Duration::from_secs(86_400),
+            max_token_ttl: Duration::from_secs(86_400),
+            aliases: demo_aliases(),
+            result_delay: Duration::from_millis(200),
+            routes: vec![
+                ("hubot".into(), "chatops".into()),
+                ("errbot".into(), "errbot".into()),
+            ],
+            webui_url: None,
+            heartbeat: Duration::from_secs(25),
+        }
+    }
+}
+
+impl SimConfig {
+    /// The demo data set with the default credentials.
+    pub fn demo() -> Self {
+        Self::default()
+    }
+}
+
+fn alias(pack: &str, name: &str, action: &str, description: &str, formats: Value) -> Value {
+    json!({
+        "id": format!("{:024x}", fxhash(&format!("{pack}.{name}"))),
+        "uid": format!("action:{pack}:{name}"),
+        "ref": format!("{pack}.{name}"),
+        "name": name,
+        "pack": pack,
+        "description": description,
+        "enabled": true,
+        "action_ref": action,
+        "formats": formats,
+        "ack": {"enabled": true, "append_url": true},
+        "result": {"enabled": true},
+    })
+}
+
+fn fxhash(s: &str) -> u128 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u128, |h, b| {
+        (h ^ u128::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// A few realistic packs: core, packs, examples (with an object format), linux (for access
+/// rules), jira (a `match_multiple` format) and a disabled alias.
+pub fn demo_aliases() -> Vec<Value> {
+    let mut out = vec![
+        alias(
+            "core",
+            "local",
+            "core.local",
+            "Run a command on the StackStorm host",
+            json!(["local {{cmd}}"]),
+        ),
+        alias(
+            "core",
+            "remote",
+            "core.remote",
+            "Run a command on remote hosts over SSH",
+            json!(["run {{cmd}} on {{hosts}}"]),
+        ),
+        alias(
+            "packs",
+            "pack_install",
+            "packs.install",
+            "Install packs from the exchange",
+            json!(["pack install {{packs}}"]),
+        ),
+        alias(
+            "packs",
+            "pack_get",
+            "packs.get",
+            "Show an installed pack",
+            json!(["pack get {{pack}}"]),
+        ),
+        alias(
+            "examples",
+            "deploy",
+            "examples.deploy",
+            "Deploy an application",
+            json!([{"display": "deploy <app> [to <env>]", "representation": ["deploy {{app}} to {{env=staging}}"]}]),
+        ),
+        alias(
+            "examples",
+            "service_status",
+            "examples.service_status",
+            "Check a service",
+            json!(["status {{service}}", "status of {{service}}"]),
+        ),
+        alias(
+            "linux",
+            "rm",
+            "linux.rm",
+            "Remove files on hosts",
+            json!(["rm {{path}} on {{hosts}}"]),
+        ),
+        alias(
+            "jira",
+            "link_fixes",
+            "jira.link",
+            "Link mentioned issues",
+            json!([{"display": "fixes <ISSUE-KEY> …", "representation": ["(?:\\b|^)fixes (?P<issue_key>[A-Z][A-Z0-9]+-[0-9]+)(?:\\b|$)"], "match_multiple": true}]),
+        ),
+        alias(
+            "examples",
+            "reboot",
+            "core.remote",
+            "Reboot a host (disabled)",
+            json!(["reboot {{host}}"]),
+        ),
+    ];
+    // The deploy alias acks with its own format and asks for a thread reply on Slack.
+    out[4]["ack"] = json!({"enabled": true, "append_url": true, "format": "deploying {{ actionalias.name }} (execution {{ execution.id }})"});
+    out[4]["result"] =
+        json!({"enabled": true, "extra": {"slack": {"thread_response": true, "color": "#2eb886"}}});
+    out[8]["enabled"] = json!(false);
+    out
+}

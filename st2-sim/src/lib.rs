@@ -1,0 +1,131 @@
+//! A StackStorm simulator: the parts of StackStorm's public wire protocol a ChatOps bot
+//! uses — API (`/api/v1/actionalias…`, `/api/v1/aliasexecution…`), auth (`/auth/tokens`) and
+//! stream (`/stream/v1/stream`, server-sent events) — on one loopback port, laid out as
+//! StackStorm's stock nginx serves them. It is st2bot's fake for tests and its demo mode.
+//!
+//! Faithfulness (see `shared/STACKSTORM.md`; messages taken from StackStorm's controllers):
+//! the same status codes, JSON shapes and `faultstring`s; alias matching by `st2-alias`,
+//! which agrees with StackStorm's own parser on every conformance vector; request bodies
+//! checked like StackStorm's schemas (`match` takes only `command`; `match_and_execute`
+//! rejects `source_context`); credentials required on every API and stream call, by header
+//! or query parameter; tokens expire and can be revoked; no replay on the stream.
+//!
+//! Completion is simulated: an execution "succeeds" after `result_delay`, and when its
+//! `notification_route` has a rule (stock: `hubot` → `chatops`, `errbot` → `errbot`) an
+//! announcement with the alias's `source_context` goes out on the stream, as StackStorm's
+//! `chatops.notify` → `post_result` → `post_message` chain does.
+//!
+//! Read [`Sim`] first; [`SimConfig::demo`] has a few realistic packs.
+
+mod api;
+mod config;
+mod state;
+mod stream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub use config::{SimConfig, demo_aliases};
+pub use state::{RecordedExecution, RecordedRequest};
+
+use state::State;
+
+/// A running simulator. Dropping it stops the server.
+#[derive(Debug)]
+pub struct Sim {
+    addr: SocketAddr,
+    state: Arc<State>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Sim {
+    /// Starts on a free 127.0.0.1 port.
+    pub async fn start(config: SimConfig) -> std::io::Result<Sim> {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), config).await
+    }
+
+    /// Starts on `addr`.
+    pub async fn start_on(addr: SocketAddr, config: SimConfig) -> std::io::Result<Sim> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(State::new(config, addr));
+        let app = api::router(state.clone());
+        let server = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "simulator server stopped");
+            }
+        });
+        Ok(Sim {
+            addr,
+            state,
+            server,
+        })
+    }
+
+    /// `http://127.0.0.1:<port>`: the base URL (`url:` in a bot definition).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Publishes `st2.announcement__<route>` with `payload`, as `chatops.post_message` does.
+    pub fn announce(&self, route: &str, payload: serde_json::Value) {
+        self.state.announce(route, payload);
+    }
+
+    /// Publishes a raw stream event (for malformed-event tests).
+    pub fn send_raw_event(&self, event: &str, data: &str) {
+        self.state.publish(event, data.to_owned());
+    }
+
+    /// Closes every stream connection (the server side of a disconnect).
+    pub fn drop_stream_clients(&self) {
+        self.state.drop_stream_clients();
+    }
+
+    /// How many stream clients are connected.
+    pub fn stream_clients(&self) -> usize {
+        self.state.stream_clients()
+    }
+
+    /// Makes every endpoint answer 503 (StackStorm down behind nginx) or serve again.
+    pub fn set_available(&self, available: bool) {
+        self.state.set_available(available);
+    }
+
+    /// Revokes every token issued so far: calls with them answer 401.
+    pub fn revoke_tokens(&self) {
+        self.state.revoke_tokens();
+    }
+
+    /// Adds (or replaces) an action alias and publishes `st2.actionalias__create`.
+    pub fn add_alias(&self, alias: serde_json::Value) {
+        self.state.add_alias(alias);
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.state.requests()
+    }
+
+    /// Every execution scheduled so far.
+    pub fn executions(&self) -> Vec<RecordedExecution> {
+        self.state.executions()
+    }
+
+    /// Tokens issued so far (`POST /tokens`), newest last.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.state.issued_tokens()
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        self.state.drop_stream_clients();
+        self.server.abort();
+    }
+}

@@ -1,0 +1,263 @@
+//! The simulator's mutable state: aliases, tokens, stream clients, and what it recorded.
+
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use serde_json::{Value, json};
+use st2_alias::{Alias, AliasIndex};
+use tokio::sync::mpsc;
+
+use crate::config::SimConfig;
+
+/// A request as received (credential value included: tests check which one was used).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordedRequest {
+    /// Method.
+    pub method: String,
+    /// Path (without query).
+    pub path: String,
+    /// Query string.
+    pub query: String,
+    /// `St2-Api-Key`/`X-Auth-Token` header or query value used, as (kind, value).
+    pub credential: Option<(String, String)>,
+    /// JSON body, if any.
+    pub body: Option<Value>,
+}
+
+/// An execution the simulator scheduled.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordedExecution {
+    /// Execution id.
+    pub id: String,
+    /// Alias ref.
+    pub alias: String,
+    /// Action ref.
+    pub action: String,
+    /// Parameters extracted from the command.
+    pub parameters: Value,
+    /// `user` from the request.
+    pub user: String,
+    /// `source_channel`.
+    pub source_channel: String,
+    /// `source_context` (null for match_and_execute).
+    pub source_context: Value,
+    /// `notification_route`.
+    pub notification_route: Option<String>,
+    /// The credential that requested it.
+    pub credential: Option<(String, String)>,
+}
+
+pub(crate) struct Token {
+    pub(crate) value: String,
+    pub(crate) user: String,
+    pub(crate) expiry: SystemTime,
+    pub(crate) revoked: bool,
+}
+
+pub(crate) struct Client {
+    pub(crate) filter: Option<globset::GlobSet>,
+    pub(crate) tx: mpsc::UnboundedSender<(String, String)>,
+}
+
+struct Inner {
+    aliases: Vec<Value>,
+    index: std::sync::Arc<AliasIndex>,
+    tokens: Vec<Token>,
+    clients: Vec<Client>,
+    requests: Vec<RecordedRequest>,
+    executions: Vec<RecordedExecution>,
+    available: bool,
+    counter: u64,
+}
+
+/// Shared state behind the handlers.
+pub(crate) struct State {
+    pub(crate) config: SimConfig,
+    pub(crate) addr: SocketAddr,
+    inner: Mutex<Inner>,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State").field("addr", &self.addr).finish()
+    }
+}
+
+/// Builds the matcher over alias documents (documents it cannot read are skipped).
+pub(crate) fn index_of(aliases: &[Value]) -> AliasIndex {
+    let parsed: Vec<Alias> = aliases
+        .iter()
+        .filter_map(|a| serde_json::from_value(a.clone()).ok())
+        .collect();
+    AliasIndex::new(parsed)
+}
+
+impl State {
+    pub(crate) fn new(config: SimConfig, addr: SocketAddr) -> Self {
+        let aliases = config.aliases.clone();
+        let index = std::sync::Arc::new(index_of(&aliases));
+        Self {
+            config,
+            addr,
+            inner: Mutex::new(Inner {
+                aliases,
+                index,
+                tokens: Vec::new(),
+                clients: Vec::new(),
+                requests: Vec::new(),
+                executions: Vec::new(),
+                available: true,
+                counter: 0,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn record(&self, r: RecordedRequest) {
+        self.lock().requests.push(r);
+    }
+
+    pub(crate) fn requests(&self) -> Vec<RecordedRequest> {
+        self.lock().requests.clone()
+    }
+
+    pub(crate) fn executions(&self) -> Vec<RecordedExecution> {
+        self.lock().executions.clone()
+    }
+
+    pub(crate) fn available(&self) -> bool {
+        self.lock().available
+    }
+
+    pub(crate) fn set_available(&self, v: bool) {
+        let mut g = self.lock();
+        g.available = v;
+        if !v {
+            g.clients.clear();
+        }
+    }
+
+    pub(crate) fn aliases(&self) -> (Vec<Value>, std::sync::Arc<AliasIndex>) {
+        let g = self.lock();
+        (g.aliases.clone(), g.index.clone())
+    }
+
+    pub(crate) fn add_alias(&self, alias: Value) {
+        let reference = alias.get("ref").cloned();
+        {
+            let mut g = self.lock();
+            g.aliases.retain(|a| a.get("ref") != reference.as_ref());
+            g.aliases.push(alias.clone());
+            g.index = std::sync::Arc::new(index_of(&g.aliases));
+        }
+        self.publish("st2.actionalias__create", alias.to_string());
+    }
+
+    pub(crate) fn next_id(&self) -> String {
+        let mut g = self.lock();
+        g.counter += 1;
+        format!("{:08x}{:016x}", 0x5f5e_0000u32, g.counter)
+    }
+
+    pub(crate) fn issue_token(&self, user: &str, ttl: Duration) -> (String, SystemTime) {
+        let value = format!("{:032x}", fastrand_u128(self.next_id().as_bytes()));
+        let expiry = SystemTime::now() + ttl;
+        self.lock().tokens.push(Token {
+            value: value.clone(),
+            user: user.to_owned(),
+            expiry,
+            revoked: false,
+        });
+        (value, expiry)
+    }
+
+    pub(crate) fn issued_tokens(&self) -> Vec<String> {
+        self.lock().tokens.iter().map(|t| t.value.clone()).collect()
+    }
+
+    pub(crate) fn revoke_tokens(&self) {
+        for t in &mut self.lock().tokens {
+            t.revoked = true;
+        }
+    }
+
+    /// `Ok(user)` for a valid credential, else StackStorm's 401 faultstring.
+    pub(crate) fn authenticate(
+        &self,
+        credential: Option<&(String, String)>,
+    ) -> Result<String, String> {
+        let Some((kind, value)) = credential else {
+            return Err("Unauthorized - One of Token or API key required.".into());
+        };
+        if kind == "api-key" {
+            return if self.config.api_keys.iter().any(|k| k == value) {
+                Ok("st2admin".into())
+            } else {
+                Err(format!(
+                    "Unauthorized - ApiKey with key_hash={:032x} not found.",
+                    fastrand_u128(value.as_bytes())
+                ))
+            };
+        }
+        let g = self.lock();
+        match g.tokens.iter().find(|t| &t.value == value) {
+            None => Err("Unauthorized".into()),
+            Some(t) if t.revoked || t.expiry <= SystemTime::now() => {
+                Err("Unauthorized - Token has expired.".into())
+            }
+            Some(t) => Ok(t.user.clone()),
+        }
+    }
+
+    pub(crate) fn add_client(&self, client: Client) {
+        self.lock().clients.push(client);
+    }
+
+    pub(crate) fn stream_clients(&self) -> usize {
+        let mut g = self.lock();
+        g.clients.retain(|c| !c.tx.is_closed());
+        g.clients.len()
+    }
+
+    pub(crate) fn drop_stream_clients(&self) {
+        self.lock().clients.clear();
+    }
+
+    /// Sends an event to every connected client whose `events=` filter matches.
+    pub(crate) fn publish(&self, event: &str, data: String) {
+        let mut g = self.lock();
+        g.clients.retain(|c| !c.tx.is_closed());
+        for c in &g.clients {
+            let wanted = match &c.filter {
+                Some(f) => f.is_match(event),
+                None => event.starts_with("st2.announcement__"),
+            };
+            if wanted {
+                let _ = c.tx.send((event.to_owned(), data.clone()));
+            }
+        }
+    }
+
+    pub(crate) fn announce(&self, route: &str, payload: Value) {
+        let data = json!({"payload": payload, "trace_context": null}).to_string();
+        self.publish(&format!("st2.announcement__{route}"), data);
+    }
+
+    pub(crate) fn record_execution(&self, e: RecordedExecution) {
+        self.lock().executions.push(e);
+    }
+}
+
+/// A deterministic 128-bit mix of some bytes and the clock (ids and token values).
+fn fastrand_u128(seed: &[u8]) -> u128 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write(seed);
+    let a = h.finish();
+    h.write_u64(a);
+    (u128::from(a) << 64) | u128::from(h.finish())
+}

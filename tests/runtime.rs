@@ -1,0 +1,256 @@
+//! End-to-end: the demo bot executable on its Text backend against the StackStorm
+//! simulator (`st2-sim`): help, runs with acks and results, every kind of failure reply,
+//! announcements (room, whisper, other room), a malformed stream event, stream reconnects,
+//! token renewal, and access rules that stop a command before it reaches StackStorm.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use st2_sim::{Sim, SimConfig};
+use support::bot::BotProcess;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+async fn start(user: &str) -> (Sim, BotProcess) {
+    let sim = Sim::start(SimConfig::demo()).await.expect("simulator");
+    let url = sim.url();
+    let bot = BotProcess::start(
+        env!("CARGO_BIN_EXE_demo"),
+        &["--user", user, "--stackstorm-url", &url],
+        &[("ST2_API_KEY", "sim-api-key")],
+    );
+    (sim, bot)
+}
+
+async fn wait_for_stream(sim: &Sim, clients: usize) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while sim.stream_clients() < clients {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the bot never connected to the stream"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn help_lists_everything_by_pack_and_by_keyword() {
+    let (_sim, mut bot) = start("alice").await;
+    bot.say("!help").await;
+    let all = bot
+        .collect_until("!rm {{path}} on {{hosts}}", WAIT)
+        .await
+        .join("\n");
+    assert!(all.contains("core:"), "{all}");
+    assert!(
+        all.contains("  !local {{cmd}} - Run a command on the StackStorm host"),
+        "{all}"
+    );
+    assert!(
+        all.contains("  !deploy <app> [to <env>] - Deploy an application"),
+        "{all}"
+    );
+    assert!(
+        !all.contains("reboot"),
+        "disabled aliases are not listed: {all}"
+    );
+
+    bot.say("!help packs").await;
+    let packs = bot
+        .collect_until("!pack get {{pack}}", WAIT)
+        .await
+        .join("\n");
+    assert!(
+        packs.contains("packs:") && packs.contains("!pack install {{packs}}"),
+        "{packs}"
+    );
+    assert!(!packs.contains("local {{cmd}}"), "{packs}");
+
+    bot.say("!help deploy").await;
+    bot.expect("!deploy <app> [to <env>]", WAIT).await;
+
+    bot.say("!help examples status").await;
+    let line = bot.expect("status", WAIT).await;
+    assert!(
+        line.contains("!status {{service}}") || line.contains("examples:"),
+        "{line}"
+    );
+
+    bot.say("!help nosuchthing").await;
+    bot.expect("alice: no commands matching `nosuchthing`.", WAIT)
+        .await;
+}
+
+#[tokio::test]
+async fn a_command_runs_is_acknowledged_and_its_result_arrives() {
+    let (sim, mut bot) = start("alice").await;
+    wait_for_stream(&sim, 1).await;
+    bot.say("!local date").await;
+    let ack = bot
+        .expect("alice: running `core.local`, execution", WAIT)
+        .await;
+    let executions = sim.executions();
+    assert_eq!(executions.len(), 1);
+    let e = &executions[0];
+    assert!(
+        ack.contains(&e.id) && ack.contains(&format!("/#/history/{}/general", e.id)),
+        "{ack}"
+    );
+    assert_eq!(e.alias, "core.local");
+    assert_eq!(e.parameters, json!({"cmd": "date"}));
+    assert_eq!(e.user, "alice");
+    assert_eq!(e.source_channel, "ops");
+    assert_eq!(e.notification_route.as_deref(), Some("hubot"));
+    assert_eq!(e.source_context["room"], "ops");
+    assert_eq!(e.source_context["bot"], "demo");
+    assert_eq!(e.credential, Some(("api-key".into(), "sim-api-key".into())));
+    // The simulated chatops rule posts the result back to the room, mentioning the user.
+    bot.expect(&format!("@alice: Execution {} succeeded:", e.id), WAIT)
+        .await;
+
+    // An alias with its own ack format: StackStorm's rendered message is used.
+    bot.say("!deploy api to prod").await;
+    bot.expect("deploying deploy (execution", WAIT).await;
+    assert_eq!(
+        sim.executions()[1].parameters,
+        json!({"app": "api", "env": "prod"})
+    );
+}
+
+#[tokio::test]
+async fn no_match_ambiguity_and_disabled_aliases_get_clear_replies() {
+    let (_sim, mut bot) = start("alice").await;
+    bot.say("!dpeloy api").await;
+    bot.expect("alice: no command matches `dpeloy api`. Closest:", WAIT)
+        .await;
+    bot.expect("!deploy", WAIT).await;
+    bot.expect("See !help.", WAIT).await;
+
+    bot.say("!status of nginx").await;
+    bot.expect(
+        "alice: `status of nginx` matches more than one command:",
+        WAIT,
+    )
+    .await;
+
+    bot.say("!reboot web1").await;
+    bot.expect("alice: no command matches `reboot web1`", WAIT)
+        .await;
+
+    bot.say("!").await;
+    bot.expect("alice: say `!help` to see what I can do", WAIT)
+        .await;
+}
+
+#[tokio::test]
+async fn stackstorm_down_and_back() {
+    let (sim, mut bot) = start("alice").await;
+    wait_for_stream(&sim, 1).await;
+    sim.set_available(false);
+    bot.say("!local date").await;
+    bot.expect(
+        "alice: `local date` failed: HTTP 503 Service Unavailable",
+        WAIT,
+    )
+    .await;
+    sim.set_available(true);
+    bot.say("!local date").await;
+    bot.expect("alice: running `core.local`", WAIT).await;
+    // Gone altogether: a clear "unreachable" reply, not silence.
+    drop(sim);
+    bot.say("!local uptime").await;
+    bot.expect("StackStorm is unreachable right now", WAIT)
+        .await;
+}
+
+#[tokio::test]
+async fn announcements_go_to_rooms_and_whispers_and_bad_events_are_skipped() {
+    let (sim, mut bot) = start("alice").await;
+    wait_for_stream(&sim, 1).await;
+    sim.announce(
+        "chatops",
+        json!({"message": "deploy finished", "channel": "ops", "user": "alice"}),
+    );
+    bot.expect("@alice: deploy finished", WAIT).await;
+    sim.announce(
+        "chatops",
+        json!({"message": "for your eyes", "channel": "ops", "user": "alice", "whisper": true}),
+    );
+    bot.expect("[to alice] for your eyes", WAIT).await;
+    sim.announce(
+        "chatops",
+        json!({"message": "from a rule", "channel": "dev"}),
+    );
+    bot.expect("[dev] from a rule", WAIT).await;
+    // Another route is not ours.
+    sim.announce(
+        "errbot",
+        json!({"message": "not for this bot", "channel": "ops"}),
+    );
+    sim.send_raw_event("st2.announcement__chatops", "{not json");
+    sim.announce(
+        "chatops",
+        json!({"message": "still alive", "channel": "ops"}),
+    );
+    bot.expect("still alive", WAIT).await;
+    assert!(
+        !bot.transcript
+            .lock()
+            .unwrap()
+            .join("\n")
+            .contains("not for this bot")
+    );
+    bot.expect_log("skipping malformed stream event", WAIT)
+        .await;
+}
+
+#[tokio::test]
+async fn the_stream_reconnects_after_a_disconnect() {
+    let (sim, mut bot) = start("alice").await;
+    wait_for_stream(&sim, 1).await;
+    sim.drop_stream_clients();
+    bot.expect_log("StackStorm stream disconnected", WAIT).await;
+    wait_for_stream(&sim, 1).await;
+    sim.announce(
+        "chatops",
+        json!({"message": "after the reconnect", "channel": "ops"}),
+    );
+    bot.expect("after the reconnect", WAIT).await;
+}
+
+#[tokio::test]
+async fn access_rules_stop_denied_commands_before_stackstorm() {
+    let (sim, mut bot) = start("carol").await;
+    wait_for_stream(&sim, 1).await;
+    bot.say("!rm /tmp/x on web1").await;
+    bot.expect(
+        "carol: you are not allowed to run `rm /tmp/x on web1` here (rule 2 (line",
+        WAIT,
+    )
+    .await;
+    bot.say("!local hostname").await;
+    bot.expect("carol: running `core.local`", WAIT).await;
+    let executions = sim.executions();
+    assert_eq!(executions.len(), 1, "only the allowed command ran");
+    assert_eq!(executions[0].alias, "core.local");
+    assert!(
+        !sim.requests().iter().any(|r| r
+            .body
+            .as_ref()
+            .is_some_and(|b| b.to_string().contains("rm /tmp/x"))),
+        "the denied command reached StackStorm"
+    );
+    bot.expect_log("decision=\"deny\"", WAIT).await;
+}
+
+#[tokio::test]
+async fn end_of_input_finishes_in_flight_work_and_exits_cleanly() {
+    let (sim, mut bot) = start("alice").await;
+    wait_for_stream(&sim, 1).await;
+    bot.say("!local date").await;
+    bot.close_input();
+    bot.expect("alice: running `core.local`", WAIT).await;
+    assert_eq!(bot.wait(WAIT).await, Some(0));
+}
