@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use fake::{BOT_ID, DEV, FakeDiscord, OPS, THREAD, USERS};
 use futures_util::{SinkExt as _, StreamExt as _};
-use harness::{Bot, TokenFile, WAIT, eventually};
+use harness::{Bot, TokenFile, WAIT, WholeBot, eventually};
 use serde_json::{Value, json};
-use st2bot::config::{BackendSpec, DiscordSpec};
+use st2bot::config::{BackendSpec, DiscordSpec, SecretRef};
 use st2bot::runtime::backend::{self, BackendError, ConnState, Outgoing, Status, Target};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -472,4 +472,82 @@ async fn the_fake_rest_api_refuses_bad_tokens_and_oversized_messages() {
 
 fn reqwest_client() -> reqwest::Client {
     st2bot::runtime::http::client(true, None, Some(Duration::from_secs(10))).unwrap()
+}
+
+/// The whole bot: a YAML definition with `kind: discord`, the real dispatcher, the StackStorm
+/// simulator, and the fake Discord.
+#[tokio::test]
+async fn the_whole_bot_runs_commands_from_discord_and_posts_results_back() {
+    let sim = st2_sim::Sim::start(st2_sim::SimConfig::demo())
+        .await
+        .expect("simulator");
+    let fake = FakeDiscord::start(TOKEN, Duration::from_millis(800)).await;
+    let token = TokenFile::new(TOKEN);
+    let SecretRef::File(token_path) = token.secret() else {
+        unreachable!()
+    };
+    let yaml = format!(
+        "name: discord-e2e\n\
+         backend:\n  kind: discord\n  token: file:{token_path}\n  url: {}\n\
+         stackstorm:\n  url: {{st2_url}}\n  auth:\n    api_key: {{st2_key}}\n\
+         chat:\n  prefix: \"!\"\n\
+         access:\n  default: allow\n",
+        fake.api_url
+    );
+    let _bot = WholeBot::start(&yaml, &sim.url(), vec![token]);
+    eventually("connected to Discord and to the stream", || {
+        fake.counters().identifies == 1 && sim.stream_clients() == 1
+    })
+    .await;
+    // Let the alias cache load after the stream connects.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    fake.say(OPS, "alice", "!help");
+    let help = fake.wait_posted(0, WAIT).await;
+    let text: String = help
+        .iter()
+        .map(|p| p.content())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(text.contains("!local {{cmd}}"), "{text}");
+    assert!(help.iter().all(|p| p.channel_id == OPS));
+
+    let before = fake.posted().len();
+    fake.say(THREAD, "alice", &format!("<@{BOT_ID}> !local date"));
+    eventually("the execution", || sim.executions().len() == 1).await;
+    let execution = sim.executions()[0].clone();
+    assert_eq!(execution.user, "alice");
+    assert_eq!(execution.source_channel, OPS);
+    assert_eq!(execution.parameters, json!({"cmd": "date"}));
+    // The ack, then the result the simulated chatops rule announces, both in the thread.
+    eventually("ack and result", || {
+        fake.posted()[before..].iter().any(|p| {
+            p.content()
+                .contains(&format!("Execution {} succeeded", execution.id))
+        })
+    })
+    .await;
+    let replies = &fake.posted()[before..];
+    assert!(
+        replies
+            .iter()
+            .any(|p| p.content().contains("running `core.local`")),
+        "{replies:#?}"
+    );
+    assert!(
+        replies.iter().all(|p| p.channel_id == THREAD),
+        "{replies:#?}"
+    );
+    assert!(
+        replies
+            .iter()
+            .any(|p| p.content().contains(&format!("<@{}>", USERS[0].0))),
+        "results mention the user: {replies:#?}"
+    );
+
+    // A direct message.
+    let before = fake.posted().len();
+    fake.say_direct("bob", "!help local");
+    let dm = fake.wait_posted(before, WAIT).await;
+    assert!(dm.iter().all(|p| p.channel_id == fake.dm_channel("bob")));
 }

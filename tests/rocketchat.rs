@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use fake::{BOT_ID, BOT_NAME, BOT_PASSWORD, BOT_PAT, DEV, FakeRocketChat, OPS, USERS};
 use futures_util::{SinkExt as _, StreamExt as _};
-use harness::{Bot, TokenFile, WAIT, eventually};
+use harness::{Bot, TokenFile, WAIT, WholeBot, eventually};
 use serde_json::{Value, json};
-use st2bot::config::{BackendSpec, RocketChatLogin, RocketChatSpec};
+use st2bot::config::{BackendSpec, RocketChatLogin, RocketChatSpec, SecretRef};
 use st2bot::runtime::backend::{self, BackendError, ConnState, Outgoing, Status, Target};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -423,4 +423,75 @@ async fn read(ws: &mut backend::websocket::WsStream) -> Option<Value> {
             Err(_) => return None,
         }
     }
+}
+
+/// The whole bot: a YAML definition with `kind: rocketchat`, the real dispatcher, the
+/// StackStorm simulator, and the fake Rocket.Chat.
+#[tokio::test]
+async fn the_whole_bot_runs_commands_from_rocketchat_and_posts_results_back() {
+    let sim = st2_sim::Sim::start(st2_sim::SimConfig::demo())
+        .await
+        .expect("simulator");
+    let fake = FakeRocketChat::start(PING).await;
+    let password = TokenFile::new(BOT_PASSWORD);
+    let SecretRef::File(password_path) = password.secret() else {
+        unreachable!()
+    };
+    let yaml = format!(
+        "name: rocketchat-e2e\n\
+         backend:\n  kind: rocketchat\n  url: {}\n  username: {BOT_NAME}\n  password: file:{password_path}\n\
+         stackstorm:\n  url: {{st2_url}}\n  auth:\n    api_key: {{st2_key}}\n\
+         chat:\n  prefix: \"!\"\n\
+         access:\n  default: allow\n",
+        fake.url
+    );
+    let _bot = WholeBot::start(&yaml, &sim.url(), vec![password]);
+    eventually("connected to Rocket.Chat and to the stream", || {
+        fake.live_subscriptions() == 1 && sim.stream_clients() == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let said = fake.say(OPS, "alice", "!help", None);
+    let help = fake.wait_posted(0, WAIT).await;
+    let text: String = help.iter().map(|p| p.text()).collect::<Vec<_>>().join("\n");
+    assert!(text.contains("!local {{cmd}}"), "{text}");
+    assert!(help.iter().all(|p| p.rid == OPS));
+
+    let before = fake.posted().len();
+    fake.say(
+        OPS,
+        "alice",
+        &format!("@{BOT_NAME} !local date"),
+        Some(&said),
+    );
+    eventually("the execution", || sim.executions().len() == 1).await;
+    let execution = sim.executions()[0].clone();
+    assert_eq!(execution.user, "alice");
+    assert_eq!(execution.source_channel, OPS);
+    eventually("ack and result", || {
+        fake.posted()[before..].iter().any(|p| {
+            p.text()
+                .contains(&format!("Execution {} succeeded", execution.id))
+        })
+    })
+    .await;
+    let replies = &fake.posted()[before..];
+    assert!(
+        replies
+            .iter()
+            .any(|p| p.text().contains("running `core.local`")),
+        "{replies:#?}"
+    );
+    assert!(
+        replies
+            .iter()
+            .all(|p| p.rid == OPS && p.body["tmid"] == said.as_str()),
+        "replies stay in the thread: {replies:#?}"
+    );
+
+    let before = fake.posted().len();
+    fake.say_direct("bob", "!help local");
+    let dm = fake.wait_posted(before, WAIT).await;
+    assert!(dm.iter().all(|p| p.rid == fake.dm_room("bob")));
 }

@@ -182,3 +182,46 @@ pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// The whole bot (definition → dispatcher → backend) running in this process against a
+/// StackStorm simulator; aborted on drop.
+pub struct WholeBot {
+    task: JoinHandle<std::process::ExitCode>,
+    _secrets: Vec<TokenFile>,
+}
+
+impl Drop for WholeBot {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl WholeBot {
+    /// Loads `yaml` (after replacing `{st2_key}` with a `file:` secret holding the
+    /// simulator's API key and `{st2_url}` with `st2_url`) and runs it as the executable does.
+    pub fn start(yaml: &str, st2_url: &str, mut secrets: Vec<TokenFile>) -> Self {
+        let key = TokenFile::new("sim-api-key");
+        let SecretRef::File(key_path) = key.secret() else {
+            unreachable!("TokenFile makes file secrets")
+        };
+        let yaml = yaml
+            .replace("{st2_key}", &format!("file:{key_path}"))
+            .replace("{st2_url}", st2_url);
+        secrets.push(key);
+        let source = st2bot::config::SourceFile::new("bots/e2e.yaml", yaml);
+        let spec = match st2bot::config::load(&source) {
+            Ok(spec) => spec,
+            Err(diagnostics) => panic!("invalid test definition: {diagnostics:#?}"),
+        };
+        let spec: &'static st2bot::config::BotSpec = Box::leak(Box::new(spec));
+        let client =
+            st2bot::runtime::stackstorm::St2Client::new(&spec.stackstorm).expect("st2 client");
+        let task = tokio::spawn(async move {
+            st2bot::runtime::app::run(spec, client, &st2bot::runtime::cli::Options::default()).await
+        });
+        Self {
+            task,
+            _secrets: secrets,
+        }
+    }
+}
