@@ -123,7 +123,11 @@ pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> E
             }
         })
     };
-    if let Some(listen) = &spec.health_listen {
+    let health_listen = options
+        .health_listen
+        .clone()
+        .or_else(|| spec.health_listen.as_ref().map(|l| l.to_string()));
+    if let Some(listen) = &health_listen {
         match listen.parse() {
             Ok(addr) => {
                 let readiness = crate::ops::health::Readiness {

@@ -35,6 +35,8 @@ pub struct Options {
     pub stackstorm_url: Option<String>,
     /// Demo mode: start the built-in StackStorm simulator on loopback and talk to it.
     pub simulate: bool,
+    /// Serve `/healthz`, `/readyz` and `/metrics` here (overrides `health.listen`).
+    pub health_listen: Option<String>,
 }
 
 impl Default for Options {
@@ -47,6 +49,7 @@ impl Default for Options {
             linger: Duration::ZERO,
             stackstorm_url: None,
             simulate: false,
+            health_listen: None,
         }
     }
 }
@@ -70,6 +73,7 @@ pub fn usage(name: &str, description: &str) -> String {
          --stackstorm-url URL talk to the StackStorm behind URL instead of the definition's\n  \
          \x20                    (also ST2BOT_STACKSTORM_URL)\n  \
          --simulate           demo mode: start a simulated StackStorm on 127.0.0.1 and use it\n  \
+         --health-listen ADDR serve /healthz, /readyz and /metrics on ADDR (e.g. 127.0.0.1:9180)\n  \
          --print-spec         print the compiled definition and exit\n  \
          --version            print the version and exit\n  \
          -h, --help           print this help\n\n\
@@ -106,6 +110,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, UsageEr
             "--user" => options.user = Some(value("--user")?),
             "--stackstorm-url" => options.stackstorm_url = Some(value("--stackstorm-url")?),
             "--simulate" => options.simulate = true,
+            "--health-listen" => options.health_listen = Some(value("--health-listen")?),
             "--room" => options.room = Some(value("--room")?),
             "--linger" => {
                 let v = value("--linger")?;
