@@ -28,10 +28,10 @@ async fn get(url: &str) -> Option<(u16, String)> {
 async fn wait_status(url: &str, want: u16) -> String {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        if let Some((status, body)) = get(url).await {
-            if status == want {
-                return body;
-            }
+        if let Some((status, body)) = get(url).await
+            && status == want
+        {
+            return body;
         }
         assert!(
             tokio::time::Instant::now() < deadline,

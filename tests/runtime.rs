@@ -254,3 +254,43 @@ async fn end_of_input_finishes_in_flight_work_and_exits_cleanly() {
     bot.expect("alice: running `core.local`", WAIT).await;
     assert_eq!(bot.wait(WAIT).await, Some(0));
 }
+
+#[tokio::test]
+async fn check_reports_each_problem_and_exits_non_zero() {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_demo"))
+        .args(["--check", "--stackstorm-url", "http://127.0.0.1:9"])
+        .env_remove("ST2_API_KEY")
+        .env_remove("ST2BOT_STACKSTORM_URL")
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(
+            "FAIL secret stackstorm.auth.api_key: environment variable `ST2_API_KEY` is not set"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "FAIL StackStorm API: http://127.0.0.1:9/api/v1/actionalias?limit=1 is unreachable"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("check(s) failed"), "{text}");
+
+    let sim = Sim::start(SimConfig::demo()).await.unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_demo"))
+        .args(["--check", "--stackstorm-url", &sim.url()])
+        .env("ST2_API_KEY", "sim-api-key")
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("ok   StackStorm API:") && text.ends_with("all checks passed\n"),
+        "{text}"
+    );
+}

@@ -25,6 +25,8 @@ pub struct Diagnostic {
     pub help: Option<String>,
     /// Extra context (the valid set, the rule that is violated).
     pub note: Option<String>,
+    /// The text under `span` is a secret: the snippet shows `***` in its place.
+    pub redact: bool,
 }
 
 impl Diagnostic {
@@ -42,7 +44,15 @@ impl Diagnostic {
             label: label.into(),
             help: None,
             note: None,
+            redact: false,
         }
+    }
+
+    /// Marks the spanned text as a secret, so no rendering repeats it.
+    #[must_use]
+    pub fn redacted(mut self) -> Self {
+        self.redact = true;
+        self
     }
 
     /// Adds a `help:` line.
@@ -61,6 +71,15 @@ impl Diagnostic {
         self
     }
 
+    /// Adds a `note:` line when there is one.
+    #[must_use]
+    pub fn maybe_note(mut self, note: Option<String>) -> Self {
+        if note.is_some() {
+            self.note = note;
+        }
+        self
+    }
+
     /// Adds a `note:` line.
     #[must_use]
     pub fn note(mut self, note: impl Into<String>) -> Self {
@@ -70,41 +89,54 @@ impl Diagnostic {
 
     /// The rustc-style multi-line rendering (without the leading `error: `, which rustc adds
     /// for `compile_error!`; [`Diagnostic::render_long`] adds it).
+    ///
+    /// The snippet line never shows a secret: the value of a secret key (`password`,
+    /// `token`, …) written in clear, and the spanned text of a [`Diagnostic::redacted`]
+    /// diagnostic, are shown as `***`.
     pub fn render_body(&self, file: &SourceFile) -> String {
         let mut out = String::new();
         out.push_str(&self.message);
         out.push('\n');
+        let pad = if self.span.line == 0 {
+            " ".to_owned()
+        } else {
+            " ".repeat(self.span.line.to_string().len())
+        };
         if self.span.line == 0 {
-            let _ = writeln!(out, "  --> {}", file.display);
+            let _ = writeln!(out, "{pad}--> {}", file.display);
         } else {
             let line_no = self.span.line.to_string();
-            let pad = " ".repeat(line_no.len());
-            let text = file.line_text(self.span.line);
+            let (text, column, len) = redact_line(
+                file.line_text(self.span.line).trim_end(),
+                self.span.column.max(1),
+                self.span.len.max(1),
+                self.redact,
+            );
             let _ = writeln!(
                 out,
                 "{pad}--> {}:{}:{}",
                 file.display, self.span.line, self.span.column
             );
             let _ = writeln!(out, "{pad} |");
-            let _ = writeln!(out, "{line_no} | {}", text.trim_end());
+            let _ = writeln!(out, "{line_no} | {text}");
             let before: String = text
                 .chars()
-                .take(self.span.column.saturating_sub(1) as usize)
+                .take(column.saturating_sub(1) as usize)
                 .map(|c| if c == '\t' { '\t' } else { ' ' })
                 .collect();
             let available = text
                 .chars()
                 .count()
-                .saturating_sub(self.span.column.saturating_sub(1) as usize);
-            let carets = (self.span.len as usize).clamp(1, available.max(1));
-            let _ = writeln!(out, "{pad} | {before}{} {}", "^".repeat(carets), self.label);
+                .saturating_sub(column.saturating_sub(1) as usize);
+            let carets = (len as usize).clamp(1, available.max(1));
+            let label = if self.label.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", self.label)
+            };
+            let _ = writeln!(out, "{pad} | {before}{}{label}", "^".repeat(carets));
             let _ = writeln!(out, "{pad} |");
         }
-        let pad = if self.span.line == 0 {
-            String::new()
-        } else {
-            " ".repeat(self.span.line.to_string().len())
-        };
         if let Some(help) = &self.help {
             let _ = writeln!(out, "{pad} = help: {help}");
         }
@@ -137,6 +169,108 @@ impl Diagnostic {
         }
         out
     }
+}
+
+/// Keys whose values are secrets: shown as `***` in snippets unless they are references.
+pub const SECRET_KEYS: &[&str] = &[
+    "password",
+    "token",
+    "api_key",
+    "app_token",
+    "bot_token",
+    "encryption_key",
+];
+
+/// Whether a secret key's value is a reference (`${NAME}`, `file:…`) rather than a secret.
+fn is_reference(value: &str) -> bool {
+    let v = value.trim().trim_matches(['"', '\'']);
+    v.is_empty() || v.starts_with("${") || v.starts_with("file:")
+}
+
+/// A snippet line with every clear-text secret replaced by `***`, and the caret
+/// `column`/`len` moved to match. With `span_is_secret`, the spanned text is masked too.
+fn redact_line(line: &str, column: u32, len: u32, span_is_secret: bool) -> (String, u32, u32) {
+    let chars: Vec<char> = line.chars().collect();
+    // Character ranges [start, end) to mask.
+    let mut masks: Vec<(usize, usize)> = Vec::new();
+    if span_is_secret {
+        let start = (column as usize).saturating_sub(1).min(chars.len());
+        let end = (start + len as usize).min(chars.len());
+        if end > start {
+            masks.push((start, end));
+        }
+    }
+    let mut i = 0;
+    while i < chars.len() {
+        let boundary = i == 0 || matches!(chars[i - 1], ' ' | '{' | ',' | '-' | '\t');
+        let key = boundary
+            .then(|| {
+                SECRET_KEYS.iter().find(|k| {
+                    let k: Vec<char> = k.chars().collect();
+                    chars[i..].starts_with(&k) && chars.get(i + k.len()) == Some(&':')
+                })
+            })
+            .flatten();
+        let Some(key) = key else {
+            i += 1;
+            continue;
+        };
+        let mut start = i + key.len() + 1;
+        while chars.get(start).is_some_and(|c| *c == ' ') {
+            start += 1;
+        }
+        let end = match chars.get(start) {
+            Some(q @ ('"' | '\'')) => chars[start + 1..]
+                .iter()
+                .position(|c| c == q)
+                .map(|p| start + p + 2)
+                .unwrap_or(chars.len()),
+            _ => {
+                let mut end = start;
+                while end < chars.len()
+                    && !matches!(chars[end], ',' | '}' | ']')
+                    && !(chars[end] == '#' && chars.get(end.wrapping_sub(1)) == Some(&' '))
+                {
+                    end += 1;
+                }
+                while end > start && chars[end - 1] == ' ' {
+                    end -= 1;
+                }
+                end
+            }
+        };
+        let value: String = chars[start..end].iter().collect();
+        if !is_reference(&value) && !value.starts_with(['|', '>']) {
+            masks.push((start, end));
+        }
+        i = end.max(i + 1);
+    }
+    if masks.is_empty() {
+        return (line.to_owned(), column, len);
+    }
+    masks.sort_unstable();
+    let (mut out, mut col, mut caret_len) = (String::new(), column, len);
+    let caret_start = column.saturating_sub(1) as usize;
+    let mut shift: i64 = 0;
+    let mut pos = 0;
+    for (start, end) in masks {
+        if start < pos {
+            continue;
+        }
+        out.extend(&chars[pos..start]);
+        out.push_str("***");
+        if caret_start >= start && caret_start < end {
+            col = u32::try_from(start as i64 + shift + 1).unwrap_or(column);
+            caret_len = 3;
+        } else if caret_start >= end {
+            col = u32::try_from(i64::from(column) + shift + 3 - (end - start) as i64)
+                .unwrap_or(column);
+        }
+        shift += 3 - (end - start) as i64;
+        pos = end;
+    }
+    out.extend(&chars[pos..]);
+    (out, col, caret_len)
 }
 
 /// The accumulator every check pushes into (serde's `Ctxt`): it panics when dropped without
@@ -206,6 +340,31 @@ mod tests {
             d.render_short(&file),
             "bots/acme.yaml:3:9: error: unknown backend `slak` (help: did you mean `slack`?)"
         );
+    }
+
+    #[test]
+    fn snippets_never_show_a_clear_text_secret() {
+        assert_eq!(
+            redact_line("  password: hunter2", 3, 8, false),
+            ("  password: ***".to_owned(), 3, 8)
+        );
+        assert_eq!(
+            redact_line("  password: \"${PASS}\"", 3, 8, false).0,
+            "  password: \"${PASS}\""
+        );
+        // A caret after a masked value moves left with the text.
+        assert_eq!(
+            redact_line("  auth: { api_key: 'hunter22', tls: maybe }", 37, 5, false),
+            ("  auth: { api_key: ***, tls: maybe }".to_owned(), 30, 5)
+        );
+        // A caret on the secret itself underlines the mask.
+        assert_eq!(
+            redact_line("  url: https://u:p@host", 8, 16, true),
+            ("  url: ***".to_owned(), 8, 3)
+        );
+        let file = SourceFile::new("b.yaml", "backend:\n  token: xoxb-123\n");
+        let d = Diagnostic::new("x", Span::new(2, 10, 8), "m", "l").redacted();
+        assert!(!d.render_long(&file).contains("xoxb"));
     }
 
     #[test]

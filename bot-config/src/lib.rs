@@ -11,6 +11,8 @@ mod check;
 pub mod codegen;
 pub mod diagnostic;
 pub mod raw;
+#[cfg(feature = "schema")]
+pub mod schema;
 pub mod source;
 pub mod spec;
 pub mod suggest;
@@ -26,7 +28,7 @@ pub use spec::*;
 /// problem in the file is reported together, sorted by position.
 pub fn load(file: &SourceFile) -> Result<BotSpec, Vec<Diagnostic>> {
     let raw: raw::BotFile =
-        serde_saphyr::from_str(&file.text).map_err(|e| vec![check::from_parse_error(&e)])?;
+        serde_saphyr::from_str(&file.text).map_err(|e| vec![check::from_parse_error(&e, file)])?;
     check::check(raw, file)
 }
 

@@ -83,7 +83,25 @@ pub async fn run(spec: &BotSpec, simulated: bool) -> Vec<CheckLine> {
             return lines;
         }
     };
-    let mut endpoints = vec![
+    // With the service credential when it resolves (so a refused key is caught too);
+    // otherwise reachability only.
+    let credential = match crate::stackstorm::St2Client::new(st2) {
+        Ok(c) => match c.service_credential().await {
+            Ok(cred) => Some(cred),
+            Err(e) => {
+                lines.push(CheckLine {
+                    ok: false,
+                    what: "StackStorm credentials".into(),
+                    detail: format!(
+                        "{e}; check the credentials in the definition's `stackstorm.auth`"
+                    ),
+                });
+                None
+            }
+        },
+        Err(_) => None,
+    };
+    let endpoints = [
         (
             "StackStorm API",
             format!("{}/v1/actionalias?limit=1", st2.api_url),
@@ -96,22 +114,54 @@ pub async fn run(spec: &BotSpec, simulated: bool) -> Vec<CheckLine> {
             ),
         ),
     ];
-    if matches!(st2.auth, St2AuthSpec::Password { .. }) {
-        endpoints.push(("StackStorm auth", format!("{}/tokens", st2.auth_url)));
-    }
     for (what, url) in endpoints {
-        match client.get(&url).send().await {
-            Ok(response) => lines.push(CheckLine {
-                ok: true,
-                what: what.into(),
-                detail: format!("{url} answers (HTTP {})", response.status().as_u16()),
-            }),
-            Err(e) => lines.push(CheckLine {
+        let mut request = client.get(&url);
+        if let Some(c) = &credential {
+            let (name, value) = c.header();
+            request = request.header(name, value);
+        }
+        let line = match request.send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                match (status, &credential) {
+                    (200..=299, Some(_)) => CheckLine {
+                        ok: true,
+                        what: what.into(),
+                        detail: format!("{url} answers and accepts the credentials"),
+                    },
+                    (_, None) => CheckLine {
+                        ok: true,
+                        what: what.into(),
+                        detail: format!("{url} answers (HTTP {status}; credentials not checked)"),
+                    },
+                    (401 | 403, Some(_)) => CheckLine {
+                        ok: false,
+                        what: what.into(),
+                        detail: format!(
+                            "{url} refuses the bot's credentials (HTTP {status}); check `stackstorm.auth`"
+                        ),
+                    },
+                    (_, Some(_)) => CheckLine {
+                        ok: false,
+                        what: what.into(),
+                        detail: format!(
+                            "{url} answers HTTP {status}; is this StackStorm's {} URL?",
+                            if what.ends_with("API") {
+                                "API"
+                            } else {
+                                "stream"
+                            }
+                        ),
+                    },
+                }
+            }
+            Err(e) => CheckLine {
                 ok: false,
                 what: what.into(),
                 detail: format!("{url} is unreachable: {}", without_url(&e)),
-            }),
-        }
+            },
+        };
+        lines.push(line);
     }
     lines
 }

@@ -112,7 +112,12 @@ fn check_groups(d: &mut Diagnostics, raw: Option<&RawGroups>) -> Vec<(String, Ve
                         format!("group `{n}` contains the group `{}`", m.value),
                         "groups cannot contain groups",
                     )
-                    .help("list the users directly, or write both groups in the rule's `users`"),
+                    .help(if looks_like_matrix_id(&m.value) {
+                        matrix_id_help(&m.value)
+                    } else {
+                        "list the users directly, or write both groups in the rule's `users`"
+                            .to_owned()
+                    }),
                 );
                 continue;
             }
@@ -123,6 +128,18 @@ fn check_groups(d: &mut Diagnostics, raw: Option<&RawGroups>) -> Vec<(String, Ve
         out.push((n.to_owned(), list, Span::of(name)));
     }
     out
+}
+
+/// Whether `@…` is a Matrix user id (`@alice:example.org`) rather than a group.
+fn looks_like_matrix_id(value: &str) -> bool {
+    value.starts_with('@') && value.contains(':')
+}
+
+/// How to name a user whose id starts with `@`, which rules otherwise read as a group.
+fn matrix_id_help(value: &str) -> String {
+    format!(
+        "`@` starts a group name; for a user id that starts with `@`, escape it: `'\\{value}'` (single quotes keep the backslash)"
+    )
 }
 
 /// Rule: a pattern compiles as a glob (`*`, `?`, `[abc]`, `{a,b}`, `\` escapes).
@@ -220,13 +237,15 @@ fn check_rule(
                             format!("group `{g}` is not defined"),
                             "no such group",
                         )
-                        .maybe_help(
+                        .maybe_help(if looks_like_matrix_id(&u.value) {
+                            Some(matrix_id_help(&u.value))
+                        } else {
                             crate::suggest::did_you_mean(
                                 g,
                                 groups.iter().map(|(n, _, _)| n.as_str()),
                             )
-                            .map(|c| format!("did you mean `@{c}`?")),
-                        )
+                            .map(|c| format!("did you mean `@{c}`?"))
+                        })
                         .note(if groups.is_empty() {
                             "no groups are defined; add them under `groups:`".to_owned()
                         } else {
@@ -285,10 +304,10 @@ fn check_rule(
                 "a direct message is in no room",
             )
             .help("remove `rooms` to match direct messages, or remove `direct: true`")
-            .note(format!(
-                "`rooms` is given at line {}",
-                Span::start_of(r).line
-            )),
+            .maybe_note(
+                (Span::start_of(r).line != Span::of(dir).line)
+                    .then(|| format!("`rooms` is given at line {}", Span::start_of(r).line)),
+            ),
         );
     }
     if !ok {
@@ -401,8 +420,12 @@ fn check_reachability(
                     "move it above the wider rule, or remove it".to_owned(),
                 ),
             };
+            let span = Span {
+                len: b.decision.as_str().len() as u32,
+                ..*span
+            };
             d.push(
-                Diagnostic::new(id, *span, message, "unreachable rule")
+                Diagnostic::new(id, span, message, "unreachable rule")
                     .help(help)
                     .note("rules are tried in order and the first match decides"),
             );

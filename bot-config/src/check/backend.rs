@@ -2,7 +2,7 @@
 
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::raw::Backend;
-use crate::source::{Span, Spanned};
+use crate::source::{SourceFile, Span, Spanned};
 use crate::spec::{
     BackendSpec, DiscordSpec, IrcAuth, IrcSpec, List, MatrixLogin, MatrixSpec, MattermostSpec,
     RocketChatLogin, RocketChatSpec, SecretRef, SlackSpec, Str, TextSpec, XmppSpec,
@@ -82,7 +82,11 @@ fn present(b: &Backend) -> Vec<(&'static str, Span)> {
         .collect()
 }
 
-pub(super) fn check(d: &mut Diagnostics, raw: &Spanned<Backend>) -> Option<BackendSpec> {
+pub(super) fn check(
+    d: &mut Diagnostics,
+    raw: &Spanned<Backend>,
+    file: &SourceFile,
+) -> Option<BackendSpec> {
     let b = &raw.value;
     let kind = b.kind.value.as_str();
     // Rule: `kind` is one of the known backends.
@@ -105,21 +109,26 @@ pub(super) fn check(d: &mut Diagnostics, raw: &Spanned<Backend>) -> Option<Backe
         if !allowed.contains(key) {
             let mut diag = Diagnostic::new(
                 "backend-key-not-applicable",
-                Span {
-                    len: key.len() as u32,
-                    ..*span
-                },
+                super::key_span(file, *span, key),
                 format!("`{key}` is not a setting of the `{kind}` backend"),
                 format!("not used by `{kind}`"),
             );
+            let users: Vec<&str> = KINDS
+                .iter()
+                .filter(|k| k.1.contains(key))
+                .map(|k| k.0)
+                .collect();
+            diag = diag.help(format!(
+                "remove it, or change `kind`: `{key}` is a setting of {}",
+                list_words(users.iter().copied())
+            ));
             diag = if allowed.is_empty() {
-                diag.help(format!("remove it; the `{kind}` backend takes no settings"))
+                diag.note(format!("the `{kind}` backend takes no settings"))
             } else {
-                diag.maybe_help(did_you_mean_help(key, allowed.iter().copied()))
-                    .note(format!(
-                        "`{kind}` takes {}",
-                        list_words(allowed.iter().copied())
-                    ))
+                diag.note(format!(
+                    "`{kind}` takes {}",
+                    list_words(allowed.iter().copied())
+                ))
             };
             d.push(diag);
         }

@@ -69,14 +69,28 @@ pub(super) fn duration(
                 Span::of(raw),
                 format!(
                     "`{key}` of {} is longer than the most allowed, {}",
-                    humantime::format_duration(parsed),
-                    humantime::format_duration(max)
+                    show(parsed),
+                    show(max)
                 ),
                 "too long",
             )
-            .help(format!("use at most {}", humantime::format_duration(max))),
+            .help(format!("use at most {}", show(max))),
         );
         return None;
     }
     Some(parsed)
+}
+
+/// A duration in the largest unit that divides it (`90d`, `10m`), as a user would write it.
+fn show(d: Duration) -> String {
+    let s = d.as_secs();
+    if d.subsec_nanos() != 0 || s == 0 {
+        return humantime::format_duration(d).to_string();
+    }
+    for (unit, secs) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
+        if s.is_multiple_of(secs) {
+            return format!("{}{unit}", s / secs);
+        }
+    }
+    format!("{s}s")
 }

@@ -8,6 +8,7 @@ mod access;
 mod backend;
 mod durations;
 mod keys;
+mod scalar;
 mod secrets;
 mod stackstorm;
 mod templates;
@@ -29,11 +30,11 @@ pub(crate) fn backend_kinds() -> Vec<&'static str> {
 pub(crate) fn check(raw: BotFile, file: &SourceFile) -> Result<BotSpec, Vec<Diagnostic>> {
     let mut d = Diagnostics::new();
     let name = values::bot_name(&mut d, &raw.name);
-    let backend = backend::check(&mut d, &raw.backend);
-    let stackstorm = stackstorm::check(&mut d, &raw.stackstorm);
-    let chat = chat(&mut d, raw.chat.as_ref());
+    let backend = backend::check(&mut d, &raw.backend, file);
+    let stackstorm = stackstorm::check(&mut d, &raw.stackstorm, file);
+    let chat = chat(&mut d, raw.chat.as_ref(), file);
     let access = access::check(&mut d, raw.access.as_ref(), raw.groups.as_ref());
-    let templates = templates::check(&mut d, raw.templates.as_ref());
+    let templates = templates::check(&mut d, raw.templates.as_ref(), file);
     let auth_page = raw
         .auth_page
         .as_ref()
@@ -78,15 +79,54 @@ pub(crate) fn check(raw: BotFile, file: &SourceFile) -> Result<BotSpec, Vec<Diag
     })
 }
 
+/// Where `key:` is written for a value at `value`: the parser records value positions
+/// only. Looks on the value's line, then on the lines above it (block values start on the
+/// line after their key); falls back to the value itself.
+pub(super) fn key_span(file: &SourceFile, value: Span, key: &str) -> Span {
+    let needle = format!("{key}:");
+    let found = |line: u32, before: Option<u32>| -> Option<Span> {
+        let text = file.line_text(line);
+        let chars: Vec<char> = text.chars().collect();
+        let limit = before.map_or(chars.len(), |c| {
+            (c as usize).saturating_sub(1).min(chars.len())
+        });
+        let needle: Vec<char> = needle.chars().collect();
+        (0..limit).rev().find_map(|i| {
+            let boundary = i == 0 || matches!(chars[i - 1], ' ' | '{' | ',' | '\t');
+            (boundary && chars[i..].starts_with(&needle)).then(|| {
+                Span::new(
+                    line,
+                    u32::try_from(i + 1).unwrap_or(1),
+                    u32::try_from(key.chars().count()).unwrap_or(1),
+                )
+            })
+        })
+    };
+    if value.line == 0 {
+        return value;
+    }
+    found(value.line, Some(value.column))
+        .or_else(|| {
+            (value.line.saturating_sub(3).max(1)..value.line)
+                .rev()
+                .find_map(|l| found(l, None))
+        })
+        .unwrap_or(value)
+}
+
 /// `chat:` with defaults: prefix `!`, mention on, help command `help`, session command
 /// `session`, acks on.
-fn chat(d: &mut Diagnostics, raw: Option<&Spanned<crate::raw::Chat>>) -> ChatSpec {
+fn chat(
+    d: &mut Diagnostics,
+    raw: Option<&Spanned<crate::raw::Chat>>,
+    file: &SourceFile,
+) -> ChatSpec {
     let default = crate::raw::Chat::default();
     let c = raw.map(|c| &c.value).unwrap_or(&default);
     let prefix = c
         .prefix
         .as_ref()
-        .map(|p| values::prefix(d, p))
+        .map(|p| values::prefix(d, p, file))
         .unwrap_or_else(|| "!".to_owned());
     let help_command = c
         .help_command
@@ -161,7 +201,35 @@ fn log(d: &mut Diagnostics, raw: Option<&Spanned<crate::raw::Log>>) -> LogSpec {
         }
     }
     if let Some(l) = &raw.value.level {
+        log_level(d, l);
         spec.level = l.value.clone().into();
     }
     spec
+}
+
+/// Rule: `log.level` is a level (`trace`, `debug`, `info`, `warn`, `error`, `off`) or a
+/// comma-separated list of `level` and `target=level` directives (`RUST_LOG` syntax, with
+/// the level always written out).
+fn log_level(d: &mut Diagnostics, raw: &Spanned<String>) {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    let is_level = |w: &str| LEVELS.contains(&w.trim().to_ascii_lowercase().as_str());
+    let bad = raw
+        .value
+        .split(',')
+        .find(|directive| match directive.split_once('=') {
+            Some((target, level)) => target.trim().is_empty() || !is_level(level),
+            None => !is_level(directive),
+        });
+    if let Some(bad) = bad {
+        d.push(
+            Diagnostic::new(
+                "invalid-log-level",
+                Span::of(raw),
+                format!("`{}` is not a log level", bad.trim()),
+                "not a level or `target=level`",
+            )
+            .help("write `debug` for more detail or `info` for the usual output")
+            .note("levels are `trace`, `debug`, `info`, `warn`, `error` and `off`; per-module levels are written `bot_runtime=debug,info`"),
+        );
+    }
 }

@@ -65,7 +65,8 @@ pub(crate) fn secret(d: &mut Diagnostics, raw: &Spanned<String>, key: &str) -> O
         .help(format!(
             "write a reference instead: `{key}: ${{ENV_VAR}}` or `{key}: file:/path/to/secret`"
         ))
-        .note("secrets are read at run time from the environment or a file, never stored in the definition"),
+        .note("secrets are read at run time from the environment or a file, never stored in the definition")
+        .redacted(),
     );
     None
 }

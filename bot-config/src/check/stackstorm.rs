@@ -4,15 +4,19 @@ use std::time::Duration;
 
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::raw::StackStorm;
-use crate::source::{Span, Spanned};
+use crate::source::{SourceFile, Span, Spanned};
 use crate::spec::{MatcherKind, St2AuthSpec, StackStormSpec};
 use crate::suggest::did_you_mean_help;
 
 use super::{durations::duration, secrets::secret, values::url};
 
-pub(super) fn check(d: &mut Diagnostics, raw: &Spanned<StackStorm>) -> Option<StackStormSpec> {
+pub(super) fn check(
+    d: &mut Diagnostics,
+    raw: &Spanned<StackStorm>,
+    file: &SourceFile,
+) -> Option<StackStormSpec> {
     let s = &raw.value;
-    let (api_url, auth_url, stream_url) = addresses(d, raw);
+    let (api_url, auth_url, stream_url) = addresses(d, raw, file);
     let auth = auth(d, s);
     let notification_route = s
         .notification_route
@@ -84,8 +88,10 @@ pub(super) fn check(d: &mut Diagnostics, raw: &Spanned<StackStorm>) -> Option<St
 fn addresses(
     d: &mut Diagnostics,
     raw: &Spanned<StackStorm>,
+    file: &SourceFile,
 ) -> (Option<String>, Option<String>, Option<String>) {
     let s = &raw.value;
+    let section = super::key_span(file, Span::start_of(raw), "stackstorm");
     let base = s.url.as_ref().and_then(|u| url(d, u, "url"));
     let base_failed = s.url.is_some() && base.is_none();
     let mut one = |key: &str, given: &Option<Spanned<String>>, suffix: &str, required: bool| {
@@ -98,9 +104,9 @@ fn addresses(
                     d.push(
                         Diagnostic::new(
                             "missing-url",
-                            Span::start_of(raw),
+                            section,
                             format!("`stackstorm` needs `{key}` or `url`"),
-                            format!("no `{key}` here"),
+                            format!("no `{key}` or `url` under this key"),
                         )
                         .help(format!(
                             "add `url: https://st2.example.com` (StackStorm behind its nginx) or `{key}:`"
@@ -141,7 +147,7 @@ fn auth(d: &mut Diagnostics, s: &StackStorm) -> Option<St2AuthSpec> {
                     "`stackstorm.auth` names no credential",
                     "empty",
                 )
-                .help("add `api_key: ${ST2_API_KEY}`, or `token:`, or `username:` and `password:`"),
+                .help("add `api_key: \"${ST2_API_KEY}\"`, or `token:`, or `username:` and `password:`"),
             );
             None
         }
@@ -154,7 +160,19 @@ fn auth(d: &mut Diagnostics, s: &StackStorm) -> Option<St2AuthSpec> {
                 Diagnostic::new(
                     "conflicting-auth",
                     blame.map(Span::of).unwrap_or(span),
-                    format!("`stackstorm.auth` gives both {} and {}", given[0], given[1]),
+                    format!(
+                        "`stackstorm.auth` gives both {} and {}",
+                        given[0]
+                            .split(" and ")
+                            .map(|w| format!("`{w}`"))
+                            .collect::<Vec<_>>()
+                            .join(" and "),
+                        given[1]
+                            .split(" and ")
+                            .map(|w| format!("`{w}`"))
+                            .collect::<Vec<_>>()
+                            .join(" and ")
+                    ),
                     "second credential",
                 )
                 .help("keep exactly one way for the bot to authenticate"),
@@ -232,7 +250,7 @@ fn route(d: &mut Diagnostics, raw: &Spanned<String>, key: &str) -> String {
             Diagnostic::new(
                 "invalid-route",
                 Span::of(raw),
-                format!("`{key}` `{r}` is not a valid route"),
+                format!("`{r}` is not a valid `{key}`"),
                 "letters, digits, `_` and `-` only",
             )
             .help("the stock pairs are `hubot` → `chatops` and `errbot` → `errbot`"),

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::raw::AuthPage;
-use crate::source::{Span, Spanned};
+use crate::source::{SourceFile, Span, Spanned};
 use crate::spec::AuthPageSpec;
 
 use super::{durations::duration, secrets::secret};
@@ -34,7 +34,10 @@ pub(super) fn bot_name(d: &mut Diagnostics, raw: &Spanned<String>) -> String {
                 format!("`{name}` is not a valid bot name"),
                 "letters, digits, `-` and `_` only, starting with a letter",
             )
-            .help(format!("try `{}`", suggestion.trim_matches('-')))
+            .help(match suggestion.trim_matches('-') {
+                s if s.starts_with(|c: char| c.is_ascii_alphabetic()) => format!("try `{s}`"),
+                s => format!("try `bot-{s}`"),
+            })
             .note("the name is used for the executable and the session store"),
         );
     }
@@ -42,9 +45,19 @@ pub(super) fn bot_name(d: &mut Diagnostics, raw: &Spanned<String>) -> String {
 }
 
 /// Rule: the command prefix is 1–8 characters with no whitespace.
-pub(super) fn prefix(d: &mut Diagnostics, raw: &Spanned<String>) -> String {
+pub(super) fn prefix(d: &mut Diagnostics, raw: &Spanned<String>, file: &SourceFile) -> String {
     let p = &raw.value;
-    if p.is_empty() || p.chars().count() > 8 || p.chars().any(char::is_whitespace) {
+    if p.is_empty() {
+        d.push(
+            Diagnostic::new(
+                "invalid-prefix",
+                super::key_span(file, Span::of(raw), "prefix"),
+                "the command prefix is empty",
+                "no prefix here",
+            )
+            .help("quote the prefix: `prefix: \"!\"` (unquoted, `!`, `&` and `*` mean something else in YAML)"),
+        );
+    } else if p.chars().count() > 8 || p.chars().any(char::is_whitespace) {
         d.push(
             Diagnostic::new(
                 "invalid-prefix",
@@ -86,15 +99,18 @@ pub(super) fn url(d: &mut Diagnostics, raw: &Spanned<String>, key: &str) -> Opti
     let parsed = match url::Url::parse(text) {
         Ok(u) => u,
         Err(e) => {
-            d.push(
-                Diagnostic::new(
-                    "invalid-url",
-                    Span::of(raw),
-                    format!("`{key}` is not a URL: {e}"),
-                    "not a URL",
+            let (message, help) = if e == url::ParseError::RelativeUrlWithoutBase {
+                (
+                    format!("`{key}` is not a URL: it has no scheme"),
+                    format!("write `https://{text}`"),
                 )
-                .help("write an absolute URL such as `https://st2.example.com/api`"),
-            );
+            } else {
+                (
+                    format!("`{key}` is not a URL: {e}"),
+                    "write an absolute URL such as `https://st2.example.com`".to_owned(),
+                )
+            };
+            d.push(Diagnostic::new("invalid-url", Span::of(raw), message, "not a URL").help(help));
             return None;
         }
     };
@@ -136,7 +152,8 @@ pub(super) fn url(d: &mut Diagnostics, raw: &Spanned<String>, key: &str) -> Opti
                 format!("`{key}` carries credentials (`***`)"),
                 "user or password inside the URL",
             )
-            .help("remove them from the URL and use the `auth` settings with secret references"),
+            .help("remove them from the URL and use the `auth` settings with secret references")
+            .redacted(),
         );
         return None;
     }

@@ -1,0 +1,88 @@
+// @generated from tests/expand/irc.yaml by build.rs — do not edit.
+// The `bot!` macro expands to exactly this; read it, do not include it.
+
+///The `irc` bot, compiled from `tests/expand/irc.yaml`.
+static __ST2BOT_SPEC: ::st2bot::__private::BotSpec = ::st2bot::__private::BotSpec {
+    name: ::std::borrow::Cow::Borrowed("irc"),
+    description: ::std::borrow::Cow::Borrowed(""),
+    source: ::std::borrow::Cow::Borrowed("tests/expand/irc.yaml"),
+    backend: ::st2bot::__private::BackendSpec::Irc(::st2bot::__private::IrcSpec {
+        server: ::std::borrow::Cow::Borrowed("irc.example.org"),
+        port: 6667u16,
+        tls: false,
+        ca_file: ::std::option::Option::None,
+        nickname: ::std::borrow::Cow::Borrowed("st2bot"),
+        username: ::std::borrow::Cow::Borrowed("st2bot"),
+        password: ::std::option::Option::Some(
+            ::st2bot::__private::SecretRef::Env(
+                ::std::borrow::Cow::Borrowed("IRC_PASSWORD"),
+            ),
+        ),
+        auth: ::st2bot::__private::IrcAuth::NickServ,
+        rooms: ::std::borrow::Cow::Borrowed(&[::std::borrow::Cow::Borrowed("#ops")]),
+    }),
+    stackstorm: ::st2bot::__private::StackStormSpec {
+        api_url: ::std::borrow::Cow::Borrowed("http://127.0.0.1:9101"),
+        auth_url: ::std::borrow::Cow::Borrowed(""),
+        stream_url: ::std::borrow::Cow::Borrowed("http://127.0.0.1:9102"),
+        auth: ::st2bot::__private::St2AuthSpec::Token(
+            ::st2bot::__private::SecretRef::Env(
+                ::std::borrow::Cow::Borrowed("ST2_AUTH_TOKEN"),
+            ),
+        ),
+        verify_tls: true,
+        ca_file: ::std::option::Option::None,
+        notification_route: ::std::borrow::Cow::Borrowed("hubot"),
+        announcement_route: ::std::borrow::Cow::Borrowed("chatops"),
+        webui_url: ::std::option::Option::None,
+        timeout: ::std::time::Duration::from_millis(30000),
+        token_ttl: ::std::time::Duration::from_millis(86400000),
+        matcher: ::st2bot::__private::MatcherKind::StackStorm,
+        max_in_flight: 16u32,
+        alias_refresh: ::std::time::Duration::from_millis(300000),
+    },
+    chat: ::st2bot::__private::ChatSpec {
+        prefix: ::std::borrow::Cow::Borrowed("!"),
+        mention: true,
+        help_command: ::std::borrow::Cow::Borrowed("help"),
+        session_command: ::std::borrow::Cow::Borrowed("session"),
+        ack: true,
+        max_message_len: 0u32,
+    },
+    access: ::st2bot::__private::AccessSpec {
+        default: ::st2bot::__private::Decision::Deny,
+        rules: ::std::borrow::Cow::Borrowed(&[]),
+        groups: ::std::borrow::Cow::Borrowed(&[]),
+    },
+    templates: ::st2bot::__private::TemplatesSpec {
+        ack: ::std::borrow::Cow::Borrowed(
+            "{{#if message}}{{message}}{{else}}{{user}}: running `{{alias}}`, execution {{execution.id}}{{/if}}{{#if url}} {{url}}{{/if}}",
+        ),
+        result: ::std::borrow::Cow::Borrowed("{{message}}"),
+        error: ::std::borrow::Cow::Borrowed(
+            "{{user}}: `{{command}}` failed: {{error}}{{#if request_id}} (request {{request_id}}){{/if}}",
+        ),
+        help: ::std::borrow::Cow::Borrowed(
+            "{{prefix}}{{display}}{{#if description}} - {{description}}{{/if}}",
+        ),
+        denied: ::std::borrow::Cow::Borrowed(
+            "{{user}}: you are not allowed to run `{{command}}` here ({{rule}})",
+        ),
+        no_match: ::std::borrow::Cow::Borrowed(
+            "{{user}}: no command matches `{{command}}`.{{#if suggestions}} Closest:{{#each suggestions}}\n  {{../prefix}}{{this}}{{/each}}{{/if}}\nSee {{prefix}}{{help_command}}.",
+        ),
+        ambiguous: ::std::borrow::Cow::Borrowed(
+            "{{user}}: `{{command}}` matches more than one command:{{#each candidates}}\n  {{../prefix}}{{this}}{{/each}}",
+        ),
+    },
+    auth_page: ::std::option::Option::None,
+    health_listen: ::std::option::Option::None,
+    log: ::st2bot::__private::LogSpec {
+        format: ::st2bot::__private::LogFormat::Text,
+        level: ::std::borrow::Cow::Borrowed("info"),
+    },
+};
+const _: &[u8] = ::core::include_bytes!("tests/expand/irc.yaml");
+fn main() -> ::std::process::ExitCode {
+    ::st2bot::__private::main(&__ST2BOT_SPEC)
+}

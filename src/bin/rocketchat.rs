@@ -1,0 +1,2 @@
+//! The rocketchat example bot (`bots/rocketchat.yaml`): StackStorm ChatOps on Rocket.Chat.
+st2bot::bot!("bots/rocketchat.yaml");

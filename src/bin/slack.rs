@@ -1,0 +1,2 @@
+//! The slack example bot (`bots/slack.yaml`): StackStorm ChatOps on Slack (Socket Mode).
+st2bot::bot!("bots/slack.yaml");

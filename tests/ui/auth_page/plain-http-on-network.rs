@@ -1,0 +1,1 @@
+st2bot::bot!("plain-http-on-network.yaml");

@@ -1,0 +1,1 @@
+st2bot::bot!("backend-key-not-applicable.yaml");

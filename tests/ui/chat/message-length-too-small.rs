@@ -1,0 +1,1 @@
+st2bot::bot!("message-length-too-small.yaml");

@@ -1,0 +1,1 @@
+st2bot::bot!("zero-duration.yaml");

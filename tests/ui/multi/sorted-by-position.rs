@@ -1,0 +1,1 @@
+st2bot::bot!("sorted-by-position.yaml");

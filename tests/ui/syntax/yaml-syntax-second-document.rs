@@ -1,0 +1,1 @@
+st2bot::bot!("yaml-syntax-second-document.yaml");

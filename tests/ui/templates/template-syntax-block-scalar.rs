@@ -1,0 +1,1 @@
+st2bot::bot!("template-syntax-block-scalar.yaml");
