@@ -54,13 +54,51 @@ pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> E
         aliases.clone(),
         outgoing_tx.clone(),
     ) {
-        Ok(d) => Arc::new(d),
+        Ok(d) => d,
         Err(e) => {
             tracing::error!(error = %e, "invalid bot definition");
             return ExitCode::FAILURE;
         }
     };
 
+    let dispatcher = Arc::new(match &spec.auth_page {
+        None => dispatcher,
+        Some(page) => {
+            let sessions = match crate::session::SessionManager::open(page, &spec.name, st2.clone())
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot open the session store");
+                    eprintln!("{}: {e}", spec.name);
+                    return ExitCode::FAILURE;
+                }
+            };
+            sessions.set_command_name(format!("{}{}", spec.chat.prefix, spec.chat.session_command));
+            if let Some(admins) = spec.access.groups.iter().find(|g| g.name == "admins") {
+                sessions.set_admins(admins.members.iter().map(|m| m.to_string()).collect());
+            }
+            let (notify_tx, mut notify_rx) = mpsc::channel::<(String, String)>(64);
+            let page_shutdown = shutdown.clone();
+            let server = sessions.clone();
+            tokio::spawn(async move {
+                if let Err(e) = server.serve(notify_tx, page_shutdown).await {
+                    tracing::error!(error = %e, "login page stopped");
+                }
+            });
+            let confirmations = outgoing_tx.clone();
+            tokio::spawn(async move {
+                while let Some((user, text)) = notify_rx.recv().await {
+                    let _ = confirmations
+                        .send(Outgoing::text(
+                            crate::backend::Target::Direct { user },
+                            text,
+                        ))
+                        .await;
+                }
+            });
+            dispatcher.with_sessions(sessions)
+        }
+    });
     let backend_task = tokio::spawn(backend.run(BackendIo {
         incoming: incoming_tx,
         outgoing: outgoing_rx,

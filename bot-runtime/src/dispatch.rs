@@ -19,6 +19,7 @@ use tracing::Instrument;
 
 use crate::aliases::AliasCache;
 use crate::backend::{Capabilities, Incoming, Outgoing, Target, char_len, split_message};
+use crate::session::SessionManager;
 use crate::stackstorm::types::{
     Announcement, ExecuteRequest, ExecuteResponse, MatchAndExecuteRequest,
 };
@@ -96,6 +97,7 @@ pub struct Dispatcher {
     aliases: AliasCache,
     outgoing: mpsc::Sender<Outgoing>,
     in_flight: Arc<Semaphore>,
+    sessions: Option<Arc<SessionManager>>,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -136,7 +138,16 @@ impl Dispatcher {
             aliases,
             outgoing,
             in_flight: Arc::new(Semaphore::new(spec.stackstorm.max_in_flight as usize)),
+            sessions: None,
         })
+    }
+
+    /// Per-user StackStorm sessions (when the definition has an `auth_page`): the session
+    /// command and commands run with the user's own token.
+    #[must_use]
+    pub fn with_sessions(mut self, sessions: Arc<SessionManager>) -> Self {
+        self.sessions = Some(sessions);
+        self
     }
 
     /// The command in a message, when it is addressed to the bot: after the prefix, after a
@@ -241,13 +252,35 @@ impl Dispatcher {
                 let args: Vec<&str> = args.iter().map(String::as_str).collect();
                 self.help(message, &args).await;
             }
-            Plan::Session(_args) => {
-                let text = format!(
-                    "{}: per-user StackStorm sessions are not configured for this bot (no `auth_page` in its definition); commands run as the bot's StackStorm identity",
-                    message.user
-                );
-                self.reply(message, text).await;
-            }
+            Plan::Session(args) => match &self.sessions {
+                Some(sessions) => {
+                    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                    let reply = sessions
+                        .command(
+                            &message.user_id,
+                            &message.user,
+                            message.room.is_none(),
+                            &args,
+                        )
+                        .await;
+                    if let Some(text) = reply.private {
+                        let target = Target::Direct {
+                            user: message.user_id.clone(),
+                        };
+                        self.send(Outgoing::text(target, text)).await;
+                    }
+                    if let Some(text) = reply.public {
+                        self.reply(message, text).await;
+                    }
+                }
+                None => {
+                    let text = format!(
+                        "{}: per-user StackStorm sessions are not configured for this bot (no `auth_page` in its definition); commands run as the bot's StackStorm identity",
+                        message.user
+                    );
+                    self.reply(message, text).await;
+                }
+            },
             Plan::Match(command) => match self.resolve_remotely(&command).await {
                 Ok(resolved) => match self.check_access(message, &resolved.reference, &command) {
                     Ok(()) => self.execute(message, &command, &resolved).await,
@@ -384,6 +417,20 @@ impl Dispatcher {
     }
 
     async fn execute(&self, message: &Incoming, command: &str, resolved: &Resolved) {
+        let user_token = match &self.sessions {
+            Some(sessions) => match sessions.token_for(&message.user_id) {
+                Some(token) => Some(token),
+                None if sessions.required() => {
+                    let text = format!(
+                        "{}: this bot runs commands as your own StackStorm user; log in first with `{}{} login`",
+                        message.user, self.spec.chat.prefix, self.spec.chat.session_command
+                    );
+                    return self.reply(message, text).await;
+                }
+                None => None,
+            },
+            None => None,
+        };
         let source_channel = Self::source_channel(message);
         let route = self.spec.stackstorm.notification_route.as_ref();
         let results: Result<Vec<ExecuteResponse>, St2Error> = if resolved.match_multiple {
@@ -395,7 +442,7 @@ impl Dispatcher {
                         source_channel: &source_channel,
                         notification_route: route,
                     },
-                    None,
+                    user_token.as_ref(),
                 )
                 .await
                 .map(|r| r.results)
@@ -412,7 +459,7 @@ impl Dispatcher {
                         source_context: &context,
                         notification_route: route,
                     },
-                    None,
+                    user_token.as_ref(),
                 )
                 .await
                 .map(|r| vec![r])
@@ -424,6 +471,17 @@ impl Dispatcher {
                     tracing::info!(alias = %resolved.reference, execution = %r.execution.id, "execution started");
                     self.ack(message, command, resolved, &r).await;
                 }
+            }
+            Err(St2Error::Unauthorized { .. }) if user_token.is_some() => {
+                crate::ops::metrics().command("failed");
+                if let Some(sessions) = &self.sessions {
+                    sessions.forget(&message.user_id);
+                }
+                let text = format!(
+                    "{}: StackStorm no longer accepts your session (expired or revoked); log in again with `{}{} login`",
+                    message.user, self.spec.chat.prefix, self.spec.chat.session_command
+                );
+                self.reply(message, text).await;
             }
             Err(e) => {
                 crate::ops::metrics().command("failed");

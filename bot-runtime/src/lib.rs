@@ -7,6 +7,7 @@
 
 pub mod aliases;
 pub mod app;
+mod auth_page;
 pub mod backend;
 pub mod check;
 pub mod cli;
@@ -15,6 +16,7 @@ pub mod http;
 pub mod logging;
 pub mod ops;
 pub mod secret;
+pub mod session;
 #[cfg(feature = "simulator")]
 pub mod simulator;
 pub mod stackstorm;

@@ -22,7 +22,20 @@ pub struct BotProcess {
 impl BotProcess {
     /// Starts `exe` with `args` and extra environment.
     pub fn start(exe: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_in(exe, args, env, None)
+    }
+
+    /// Starts `exe` in directory `cwd` (for bots that keep files, such as a session store).
+    pub fn start_in(
+        exe: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        cwd: Option<&std::path::Path>,
+    ) -> Self {
         let mut cmd = Command::new(exe);
+        if let Some(dir) = cwd {
+            cmd.current_dir(dir);
+        }
         cmd.args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

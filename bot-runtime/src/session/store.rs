@@ -1,0 +1,507 @@
+//! The persistent session store: one redb file (pure Rust, no C, single-file, crash-safe
+//! transactions) with two tables.
+//!
+//! - `meta`: `salt` (32 random bytes, the HKDF salt of this store) and `key_check` (a known
+//!   value sealed with the current key: tells "the key changed" from "a record is damaged").
+//! - `sessions`: chat user id → sealed JSON record (StackStorm user, token, dates). The whole
+//!   record is encrypted, with the user id as associated data.
+//!
+//! Opening with another key than the one the store was written with cannot decrypt anything:
+//! the stored sessions are dropped with a warning and the store continues under the new
+//! key. Damaged records are dropped one by one. Nothing here panics on bad data.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use secrecy::zeroize::Zeroizing;
+use serde::{Deserialize, Serialize};
+
+use super::crypto::{CryptoError, StoreCipher, random_bytes};
+use crate::secret::Secret;
+
+const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
+const SESSIONS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("sessions");
+const SALT_KEY: &str = "salt";
+const KEY_CHECK_KEY: &str = "key_check";
+const KEY_CHECK_CONTEXT: &[u8] = b"key-check";
+const KEY_CHECK_VALUE: &[u8] = b"st2bot session store";
+
+/// How a session's StackStorm credential was obtained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoginMethod {
+    /// Username and password exchanged for a token at `POST /auth/v1/tokens`.
+    Password,
+    /// An existing token pasted into the page and checked with `GET /api/v1/user`.
+    Token,
+}
+
+/// What is known about a bound session, without its token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// The chat user's id (the key).
+    pub user_id: String,
+    /// The chat user's display name when the session was made.
+    pub user_name: String,
+    /// The StackStorm user the token belongs to.
+    pub st2_user: String,
+    /// How the credential was obtained.
+    pub method: LoginMethod,
+    /// When the session was bound.
+    pub created: SystemTime,
+    /// When it stops being used: the earlier of the session lifetime and the token's expiry.
+    pub expires: SystemTime,
+}
+
+impl SessionInfo {
+    /// Whether `now` is past the expiry.
+    pub fn is_expired(&self, now: SystemTime) -> bool {
+        now >= self.expires
+    }
+}
+
+/// A bound session: its description and its StackStorm token.
+#[derive(Clone)]
+pub(crate) struct Session {
+    pub(crate) info: SessionInfo,
+    pub(crate) token: Secret,
+}
+
+/// The stored form, serialized then sealed. Private to the store.
+#[derive(Serialize, Deserialize)]
+struct Record {
+    user_name: String,
+    st2_user: String,
+    method: LoginMethod,
+    created_unix: u64,
+    expires_unix: u64,
+    token: String,
+}
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The file could not be created, opened or written.
+    #[error("session store `{path}`: {source}")]
+    Database {
+        /// The store's path.
+        path: String,
+        /// The database error.
+        #[source]
+        source: Box<redb::Error>,
+    },
+    /// A record could not be encrypted (random source failure).
+    #[error("session store: {0}")]
+    Crypto(#[from] CryptoError),
+    /// A record could not be serialized.
+    #[error("session store: cannot encode a record: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// What [`SessionStore::open`] found in the file.
+pub(crate) struct Loaded {
+    /// Live sessions, by chat user id.
+    pub(crate) sessions: HashMap<String, Session>,
+    /// Sessions dropped because the key changed.
+    pub(crate) dropped_for_key: usize,
+    /// Sessions dropped because their record could not be read.
+    pub(crate) dropped_damaged: usize,
+    /// Sessions dropped because they had expired.
+    pub(crate) dropped_expired: usize,
+}
+
+/// The redb-backed session store.
+pub(crate) struct SessionStore {
+    db: Database,
+    cipher: StoreCipher,
+    path: PathBuf,
+}
+
+impl SessionStore {
+    /// Opens (creating if needed) the store at `path`, derives the record key from `key`,
+    /// and loads every live session, dropping (with a log line) those it cannot read.
+    pub(crate) fn open(path: &Path, key: &Secret) -> Result<(Self, Loaded), StoreError> {
+        let db_err = |e: redb::Error| StoreError::Database {
+            path: path.display().to_string(),
+            source: Box::new(e),
+        };
+        prepare_file(path).map_err(|e| db_err(e.into()))?;
+        let db = Database::create(path).map_err(|e| db_err(e.into()))?;
+        let (salt, key_check) = {
+            let read = db.begin_read().map_err(|e| db_err(e.into()))?;
+            match read.open_table(META) {
+                Ok(meta) => (
+                    meta.get(SALT_KEY)
+                        .map_err(|e| db_err(e.into()))?
+                        .map(|v| v.value().to_vec()),
+                    meta.get(KEY_CHECK_KEY)
+                        .map_err(|e| db_err(e.into()))?
+                        .map(|v| v.value().to_vec()),
+                ),
+                Err(redb::TableError::TableDoesNotExist(_)) => (None, None),
+                Err(e) => return Err(db_err(e.into())),
+            }
+        };
+        let salt = match salt {
+            Some(s) if !s.is_empty() => s,
+            _ => random_bytes::<32>()?.to_vec(),
+        };
+        let cipher = StoreCipher::derive(key, &salt)?;
+        let key_matches = key_check
+            .as_deref()
+            .map(|sealed| cipher.open(KEY_CHECK_CONTEXT, sealed).is_ok());
+        let store = Self {
+            db,
+            cipher,
+            path: path.to_owned(),
+        };
+        let write = store.db.begin_write().map_err(|e| store.err(e))?;
+        let mut loaded = Loaded {
+            sessions: HashMap::new(),
+            dropped_for_key: 0,
+            dropped_damaged: 0,
+            dropped_expired: 0,
+        };
+        {
+            let mut meta = write.open_table(META).map_err(|e| store.err(e))?;
+            let mut sessions = write.open_table(SESSIONS).map_err(|e| store.err(e))?;
+            if key_matches != Some(true) {
+                // New store, or one written under another key: nothing in it is readable.
+                let stale: Vec<String> = sessions
+                    .iter()
+                    .map_err(|e| store.err(e))?
+                    .filter_map(|entry| entry.ok().map(|(k, _)| k.value().to_owned()))
+                    .collect();
+                for user_id in &stale {
+                    sessions
+                        .remove(user_id.as_str())
+                        .map_err(|e| store.err(e))?;
+                }
+                if key_matches == Some(false) {
+                    loaded.dropped_for_key = stale.len();
+                    tracing::warn!(
+                        store = %path.display(),
+                        dropped = stale.len(),
+                        "the session store was written with another encryption key; its sessions cannot be read and were dropped (users must log in again)"
+                    );
+                } else if !stale.is_empty() {
+                    loaded.dropped_damaged = stale.len();
+                    tracing::warn!(
+                        store = %path.display(),
+                        dropped = stale.len(),
+                        "the session store has no key check; its sessions were dropped"
+                    );
+                }
+                meta.insert(SALT_KEY, salt.as_slice())
+                    .map_err(|e| store.err(e))?;
+                let check = store.cipher.seal(KEY_CHECK_CONTEXT, KEY_CHECK_VALUE)?;
+                meta.insert(KEY_CHECK_KEY, check.as_slice())
+                    .map_err(|e| store.err(e))?;
+            } else {
+                let now = SystemTime::now();
+                let mut remove = Vec::new();
+                for entry in sessions.iter().map_err(|e| store.err(e))? {
+                    let (user_id, sealed) = match entry {
+                        Ok((k, v)) => (k.value().to_owned(), v.value().to_vec()),
+                        Err(e) => {
+                            tracing::warn!(store = %path.display(), error = %e, "skipping an unreadable session entry");
+                            continue;
+                        }
+                    };
+                    match store.decode(&user_id, &sealed) {
+                        Some(session) if session.info.is_expired(now) => {
+                            loaded.dropped_expired += 1;
+                            remove.push(user_id);
+                        }
+                        Some(session) => {
+                            loaded.sessions.insert(user_id, session);
+                        }
+                        None => {
+                            loaded.dropped_damaged += 1;
+                            tracing::warn!(store = %path.display(), user_id = %user_id, "a stored session cannot be decrypted or decoded; dropped (the user must log in again)");
+                            remove.push(user_id);
+                        }
+                    }
+                }
+                for user_id in &remove {
+                    sessions
+                        .remove(user_id.as_str())
+                        .map_err(|e| store.err(e))?;
+                }
+            }
+        }
+        write.commit().map_err(|e| store.err(e))?;
+        Ok((store, loaded))
+    }
+
+    /// Writes (or replaces) a session.
+    pub(crate) fn put(&self, session: &Session) -> Result<(), StoreError> {
+        let record = Record {
+            user_name: session.info.user_name.clone(),
+            st2_user: session.info.st2_user.clone(),
+            method: session.info.method,
+            created_unix: unix_seconds(session.info.created),
+            expires_unix: unix_seconds(session.info.expires),
+            token: session.token.expose().to_owned(),
+        };
+        let plain = Zeroizing::new(serde_json::to_vec(&record)?);
+        drop(Zeroizing::new(record.token));
+        let sealed = self.cipher.seal(session.info.user_id.as_bytes(), &plain)?;
+        let write = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut sessions = write.open_table(SESSIONS).map_err(|e| self.err(e))?;
+            sessions
+                .insert(session.info.user_id.as_str(), sealed.as_slice())
+                .map_err(|e| self.err(e))?;
+        }
+        write.commit().map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Deletes the sessions of these users; returns how many existed.
+    pub(crate) fn remove(&self, user_ids: &[&str]) -> Result<usize, StoreError> {
+        let write = self.db.begin_write().map_err(|e| self.err(e))?;
+        let mut removed = 0;
+        {
+            let mut sessions = write.open_table(SESSIONS).map_err(|e| self.err(e))?;
+            for user_id in user_ids {
+                if sessions
+                    .remove(*user_id)
+                    .map_err(|e| self.err(e))?
+                    .is_some()
+                {
+                    removed += 1;
+                }
+            }
+        }
+        write.commit().map_err(|e| self.err(e))?;
+        Ok(removed)
+    }
+
+    /// Reads one session back from disk (tests and diagnostics; the manager serves from
+    /// memory).
+    #[cfg(test)]
+    fn get(&self, user_id: &str) -> Result<Option<Session>, StoreError> {
+        let read = self.db.begin_read().map_err(|e| self.err(e))?;
+        let sessions = read.open_table(SESSIONS).map_err(|e| self.err(e))?;
+        let sealed = sessions.get(user_id).map_err(|e| self.err(e))?;
+        Ok(sealed.and_then(|v| self.decode(user_id, v.value())))
+    }
+
+    /// Decrypts and decodes one record; `None` when it cannot be read.
+    fn decode(&self, user_id: &str, sealed: &[u8]) -> Option<Session> {
+        let plain = self.cipher.open(user_id.as_bytes(), sealed).ok()?;
+        let record: Record = serde_json::from_slice(&plain).ok()?;
+        Some(Session {
+            info: SessionInfo {
+                user_id: user_id.to_owned(),
+                user_name: record.user_name,
+                st2_user: record.st2_user,
+                method: record.method,
+                created: from_unix_seconds(record.created_unix),
+                expires: from_unix_seconds(record.expires_unix),
+            },
+            token: Secret::new(record.token),
+        })
+    }
+
+    fn err(&self, e: impl Into<redb::Error>) -> StoreError {
+        StoreError::Database {
+            path: self.path.display().to_string(),
+            source: Box::new(e.into()),
+        }
+    }
+}
+
+/// Creates the file readable by its owner only (before redb initialises it), and warns
+/// when an existing one is readable by others.
+fn prepare_file(path: &Path) -> std::io::Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt as _;
+                let mode = std::fs::metadata(path)?.permissions().mode();
+                if mode & 0o077 != 0 {
+                    tracing::warn!(store = %path.display(), mode = format!("{:o}", mode & 0o777), "the session store is readable by other users; consider chmod 600");
+                }
+            }
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn unix_seconds(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn from_unix_seconds(s: u64) -> SystemTime {
+    UNIX_EPOCH
+        .checked_add(Duration::from_secs(s))
+        .unwrap_or(UNIX_EPOCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_path(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "st2bot-store-{}-{}-{}",
+            std::process::id(),
+            name,
+            crate::session::crypto::to_hex(&random_bytes::<4>().unwrap())
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("sessions.redb")
+    }
+
+    fn session(user_id: &str, token: &str, expires_in: Duration) -> Session {
+        let now = SystemTime::now();
+        Session {
+            info: SessionInfo {
+                user_id: user_id.to_owned(),
+                user_name: format!("{user_id}-name"),
+                st2_user: "st2admin".to_owned(),
+                method: LoginMethod::Password,
+                created: from_unix_seconds(unix_seconds(now)),
+                expires: from_unix_seconds(unix_seconds(now + expires_in)),
+            },
+            token: Secret::new(token),
+        }
+    }
+
+    const KEY: &str = "correct horse battery staple";
+
+    #[test]
+    fn sessions_survive_reopening_and_are_encrypted_on_disk() {
+        let path = temp_path("reopen");
+        {
+            let (store, loaded) = SessionStore::open(&path, &Secret::new(KEY)).unwrap();
+            assert!(loaded.sessions.is_empty());
+            store
+                .put(&session(
+                    "U1",
+                    "tok-aaaaaaaaaaaaaaaa",
+                    Duration::from_secs(600),
+                ))
+                .unwrap();
+            store
+                .put(&session(
+                    "U2",
+                    "tok-bbbbbbbbbbbbbbbb",
+                    Duration::from_secs(600),
+                ))
+                .unwrap();
+            assert_eq!(
+                store.get("U1").unwrap().unwrap().token.expose(),
+                "tok-aaaaaaaaaaaaaaaa"
+            );
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        for needle in [&b"tok-aaaaaaaaaaaaaaaa"[..], b"st2admin", b"U1-name"] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "{} found in clear in the store file",
+                String::from_utf8_lossy(needle)
+            );
+        }
+        let (store, loaded) = SessionStore::open(&path, &Secret::new(KEY)).unwrap();
+        assert_eq!(loaded.sessions.len(), 2);
+        let u1 = &loaded.sessions["U1"];
+        assert_eq!(u1.token.expose(), "tok-aaaaaaaaaaaaaaaa");
+        assert_eq!(u1.info.st2_user, "st2admin");
+        assert_eq!(u1.info.user_name, "U1-name");
+        assert_eq!(store.remove(&["U1", "nobody"]).unwrap(), 1);
+        assert!(store.get("U1").unwrap().is_none());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "store file readable by others: {mode:o}");
+        }
+    }
+
+    #[test]
+    fn another_key_drops_every_session_and_the_store_keeps_working() {
+        let path = temp_path("rekey");
+        {
+            let (store, _) = SessionStore::open(&path, &Secret::new(KEY)).unwrap();
+            store
+                .put(&session("U1", "tok-1", Duration::from_secs(600)))
+                .unwrap();
+        }
+        let (store, loaded) =
+            SessionStore::open(&path, &Secret::new("a different key entirely")).unwrap();
+        assert!(loaded.sessions.is_empty());
+        assert_eq!(loaded.dropped_for_key, 1);
+        store
+            .put(&session("U2", "tok-2", Duration::from_secs(600)))
+            .unwrap();
+        drop(store);
+        // The new key is now the store's key; the old one no longer reads it.
+        let (_, again) =
+            SessionStore::open(&path, &Secret::new("a different key entirely")).unwrap();
+        assert_eq!(again.sessions.len(), 1);
+        assert_eq!(again.dropped_for_key, 0);
+    }
+
+    #[test]
+    fn expired_and_damaged_records_are_dropped_on_open() {
+        let path = temp_path("damaged");
+        {
+            let (store, _) = SessionStore::open(&path, &Secret::new(KEY)).unwrap();
+            store
+                .put(&session("old", "tok-old", Duration::ZERO))
+                .unwrap();
+            store
+                .put(&session("live", "tok-live", Duration::from_secs(600)))
+                .unwrap();
+            // A record sealed for another user id (moved between keys) must not be accepted.
+            let moved = store.cipher.seal(b"someone-else", b"{}").unwrap();
+            let write = store.db.begin_write().unwrap();
+            {
+                let mut t = write.open_table(SESSIONS).unwrap();
+                t.insert("moved", moved.as_slice()).unwrap();
+                t.insert("garbage", &b"\x01not a sealed record at all"[..])
+                    .unwrap();
+            }
+            write.commit().unwrap();
+        }
+        let (store, loaded) = SessionStore::open(&path, &Secret::new(KEY)).unwrap();
+        assert_eq!(
+            loaded.sessions.keys().collect::<Vec<_>>(),
+            vec![&"live".to_owned()]
+        );
+        assert_eq!(loaded.dropped_expired, 1);
+        assert_eq!(loaded.dropped_damaged, 2);
+        assert!(store.get("garbage").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_store_is_an_error_not_a_panic() {
+        let path = temp_path("notredb");
+        std::fs::write(&path, b"this is not a redb file, just some text").unwrap();
+        let err = SessionStore::open(&path, &Secret::new(KEY))
+            .err()
+            .expect("must fail");
+        assert!(err.to_string().contains("session store"), "{err}");
+    }
+}
