@@ -22,7 +22,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::pyre::parse::{self, At, Node};
 use crate::pyre::translate::DollarMode;
-use crate::pyre::{Flags, PatternError, PyRegex, SearchAborted, Spans, TemplatePiece};
+use crate::pyre::{Flags, PatternError, PyRegex, SearchError, Spans, TemplatePiece};
 use crate::unicode;
 
 /// Why parameters could not be extracted. Each variant's `Display` is the text StackStorm
@@ -65,9 +65,12 @@ pub enum ExtractError {
     AliasDisabled(String),
 }
 
-impl From<SearchAborted> for ExtractError {
-    fn from(aborted: SearchAborted) -> Self {
-        ExtractError::MatchLimit(aborted.0)
+impl From<SearchError> for ExtractError {
+    fn from(error: SearchError) -> Self {
+        match error {
+            SearchError::Limit(message) => ExtractError::MatchLimit(message),
+            SearchError::Engine(message) => ExtractError::InvalidFormat(message),
+        }
     }
 }
 
@@ -295,7 +298,7 @@ impl CompiledFormat {
 
     fn build(format: &str) -> Result<(Vec<(String, String)>, PyRegex), String> {
         let snippets = snippets().as_ref().map_err(|e| e.to_string())?;
-        let aborted = |a: SearchAborted| a.0;
+        let aborted = |error: SearchError| error.to_string();
 
         let optional = snippets
             .optional
@@ -333,7 +336,7 @@ impl CompiledFormat {
             .sub(&rewritten, &required_template)
             .map_err(aborted)?;
 
-        let tokens = parse::parse(&rewritten, Flags::DOTALL).map_err(|e| e.to_string())?;
+        let tokens = parse::parse_only(&rewritten, Flags::DOTALL).map_err(|e| e.to_string())?;
         let has_begin = parse::has_anchor(&tokens.nodes, &[At::Beginning, At::BeginningString]);
         let has_end = parse::has_anchor(&tokens.nodes, &[At::End, At::EndString]);
         let full = format!(
@@ -342,7 +345,7 @@ impl CompiledFormat {
             if has_end { "" } else { r"\s*$" }
         );
         // The stream always ends with a space, so Python's `$` is the end of the text.
-        let regex = PyRegex::compile(&full, Flags::DOTALL, DollarMode::EndOfText)
+        let regex = PyRegex::parse(&full, Flags::DOTALL, DollarMode::EndOfText)
             .map_err(|e| e.to_string())?;
         Ok((optional, regex))
     }

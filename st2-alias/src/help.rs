@@ -86,7 +86,7 @@ impl AliasIndex {
             }
             if regex
                 .search(display, 0)
-                .map_err(|e| invalid(e.0))?
+                .map_err(|e| invalid(e.to_string()))?
                 .is_none()
             {
                 continue;

@@ -15,6 +15,8 @@ use std::collections::HashMap;
 use std::ops::Deref;
 use std::sync::Arc;
 
+use aho_corasick::AhoCorasick;
+
 use crate::alias::{Alias, FormatEntry, Pattern};
 use crate::format::{CompiledFormat, ExtractError, Params, PreparedCommand, Requirement};
 use crate::unicode;
@@ -144,8 +146,11 @@ struct Prefilter {
     /// Prefix at the very start of the stream → pattern ids.
     at_start: HashMap<String, Vec<u32>>,
     at_start_lengths: Vec<usize>,
-    /// Patterns that need a literal somewhere in the stream.
-    contains: Vec<(u32, String)>,
+    /// Literal → patterns that need it somewhere in the stream.
+    contains: HashMap<String, Vec<u32>>,
+    /// One automaton over the keys of `contains` (pattern `i` is `contains_keys[i]`).
+    contains_automaton: Option<AhoCorasick>,
+    contains_ids: Vec<Vec<u32>>,
     /// Patterns that are always tried.
     always: Vec<u32>,
 }
@@ -161,7 +166,7 @@ impl Prefilter {
                 skip_space: false,
                 prefix,
             } => self.at_start.entry(prefix).or_default().push(id),
-            Requirement::Contains(text) => self.contains.push((id, text)),
+            Requirement::Contains(text) => self.contains.entry(text).or_default().push(id),
             Requirement::None => self.always.push(id),
         }
     }
@@ -175,6 +180,17 @@ impl Prefilter {
         };
         self.after_space_lengths = lengths(&self.after_space);
         self.at_start_lengths = lengths(&self.at_start);
+        let (texts, ids): (Vec<String>, Vec<Vec<u32>>) =
+            std::mem::take(&mut self.contains).into_iter().unzip();
+        // Building can only fail on absurd sizes; then every such pattern is always tried.
+        match AhoCorasick::new(&texts) {
+            Ok(automaton) if !texts.is_empty() => {
+                self.contains_automaton = Some(automaton);
+                self.contains_ids = ids;
+            }
+            _ => self.always.extend(ids.into_iter().flatten()),
+        }
+        self.always.sort_unstable();
     }
 
     /// Ids of the patterns that may match `stream`, in index order.
@@ -201,12 +217,11 @@ impl Prefilter {
             &mut ids,
         );
         lookup(stream, &self.at_start, &self.at_start_lengths, &mut ids);
-        ids.extend(
-            self.contains
-                .iter()
-                .filter(|(_, text)| stream.contains(text.as_str()))
-                .map(|(id, _)| *id),
-        );
+        if let Some(automaton) = &self.contains_automaton {
+            for found in automaton.find_overlapping_iter(stream) {
+                ids.extend_from_slice(&self.contains_ids[found.pattern().as_usize()]);
+            }
+        }
         ids.sort_unstable();
         ids.dedup();
         ids
@@ -522,6 +537,11 @@ mod tests {
             "\u{3000}wide {{x}}",
             "[foo] {{x}}",
             "get (?P<key>[^ ]+) {{rest}}",
+            // Repeated formats share compiled regexes and prefilter keys.
+            "{{ captain }} is my captain",
+            "(?:\\b|^)fixes (?P<issue_key>[A-Z][A-Z0-9]+-[0-9]+)(?:\\b|$)",
+            "status {{svc=all}}",
+            "{{x}} captain",
         ];
         formats
             .iter()
@@ -624,6 +644,28 @@ mod tests {
         // The prefilter must actually filter: a plain command skips most patterns.
         let prepared = PreparedCommand::new("status nginx").expect("prepared");
         assert!(index.prefilter.candidates(prepared.stream()).len() < index.patterns.len() / 2);
+    }
+
+    #[test]
+    fn deeply_nested_format_fails_cleanly_on_a_small_stack() {
+        let worker = std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(|| {
+                let nested = format!("{}run {{{{x}}}}{}", "(".repeat(95), ")".repeat(95));
+                let index = AliasIndex::new(vec![Alias::new("p", "deep", vec![plain(&nested)])]);
+                index
+                    .resolve("run it")
+                    .map(|r| r.alias_ref.clone())
+                    .map_err(|e| e.to_string())
+            })
+            .expect("thread");
+        // Python accepts this nesting; the engine may refuse it (it limits nesting), but
+        // either way the answer is a value, not a crash.
+        let outcome = worker.join().expect("no stack overflow");
+        assert!(
+            matches!(outcome.as_deref(), Ok("p.deep") | Err(_)),
+            "{outcome:?}"
+        );
     }
 
     #[test]

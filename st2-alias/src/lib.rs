@@ -31,13 +31,15 @@
 //! `++`, `(?P<name>…)`, `(?P=name)`, conditionals, verbose mode, Python's Unicode `\s`, `\w`,
 //! `\d`, `\b` and case folding) and run on [`fancy_regex`], a backtracking engine with the
 //! same leftmost-first semantics. What cannot be run is reported as
-//! [`ExtractError::InvalidFormat`] instead of being approximated: `\N{name}` escapes and
-//! case-insensitive back-references. The engine stops a search after 10 million
+//! [`ExtractError::InvalidFormat`] instead of being approximated: `\N{name}` escapes (a
+//! Unicode name table would cost more than such formats are worth), more than 100 nested
+//! groups (Python allows about 495) and counted repeats too large for the engine's limits. The engine stops a search after 10 million
 //! backtracking steps ([`ExtractError::MatchLimit`]); Python would go on.
 //!
 //! Known differences from StackStorm, all outside what its API can express or observe in
 //! practice: `\w`/`\d` follow the `regex` crate's Unicode tables (newer than Python 3.11's
-//! Unicode 14 for recently assigned characters); a format object's `match_multiple: null`
+//! Unicode 14 for recently assigned characters); case-insensitive back-references compare
+//! with simple case folding where Python compares lowercases (`ſ`/`s`, `ς`/`σ`); a format object's `match_multiple: null`
 //! reads as `false` (StackStorm keeps `None`, which behaves the same).
 
 mod alias;

@@ -8,9 +8,12 @@
 
 pub mod backoff;
 pub mod discord;
+pub mod mattermost;
 pub mod rich;
 pub mod rocketchat;
+pub mod slack;
 pub mod text;
+pub mod webapi;
 pub mod websocket;
 
 use std::future::Future;
@@ -197,6 +200,8 @@ pub fn build(
 ) -> Result<Box<dyn Backend>, BackendError> {
     match spec {
         BackendSpec::Text(t) => Ok(Box::new(text::TextBackend::new(t, options))),
+        BackendSpec::Slack(s) => Ok(Box::new(slack::SlackBackend::new(s))),
+        BackendSpec::Mattermost(m) => Ok(Box::new(mattermost::MattermostBackend::new(m))),
         BackendSpec::Discord(d) => Ok(Box::new(discord::DiscordBackend::new(d)?)),
         BackendSpec::RocketChat(r) => Ok(Box::new(rocketchat::RocketChatBackend::new(r)?)),
         other => Err(BackendError::Config {

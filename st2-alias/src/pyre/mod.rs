@@ -15,10 +15,22 @@ use translate::DollarMode;
 /// this only stops pathological patterns from hanging a chat bot.
 const BACKTRACK_LIMIT: usize = 10_000_000;
 
-/// The regex engine gave up on a search (backtracking limit), where Python would have kept
-/// going.
+/// A search that could not run to its end.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct SearchAborted(pub(crate) String);
+pub(crate) enum SearchError {
+    /// The engine hit its backtracking limit, where Python would have kept going.
+    Limit(String),
+    /// The pattern is valid Python but the engine cannot compile it (found on first use).
+    Engine(String),
+}
+
+impl std::fmt::Display for SearchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SearchError::Limit(message) | SearchError::Engine(message) => f.write_str(message),
+        }
+    }
+}
 
 /// Byte spans of the groups of one match; index 0 is the whole match.
 #[derive(Clone, Debug)]
@@ -39,12 +51,13 @@ impl Spans {
     }
 }
 
-/// A compiled Python regular expression.
+/// A Python regular expression: parsed (and so validated) at once, translated and compiled
+/// for the engine on first use, which keeps building an index of thousands of formats cheap.
 #[derive(Debug)]
 pub(crate) struct PyRegex {
     parsed: Parsed,
     dollar: DollarMode,
-    regex: fancy_regex::Regex,
+    regex: OnceLock<Result<fancy_regex::Regex, PatternError>>,
     /// `(?=(.*))(?:pattern)(?!\1\z)`: the same pattern, refusing an empty match. Built on
     /// first use by `finditer` after an empty match.
     non_empty: OnceLock<Result<fancy_regex::Regex, PatternError>>,
@@ -53,6 +66,10 @@ pub(crate) struct PyRegex {
 fn build(pattern: &str) -> Result<fancy_regex::Regex, PatternError> {
     fancy_regex::RegexBuilder::new(pattern)
         .backtrack_limit(BACKTRACK_LIMIT)
+        // fancy-regex 0.20's tree optimizer changes which groups take part in some matches
+        // (`\A\s*(?:(.+?))?\s+\s*\z` on two spaces captures `" "`; Python, Perl and the
+        // `regex` crate capture nothing), so patterns are compiled as written.
+        .optimize(false)
         .build()
         .map_err(|error| {
             PatternError::unsupported(format!("the regex engine cannot run this pattern: {error}"))
@@ -60,26 +77,44 @@ fn build(pattern: &str) -> Result<fancy_regex::Regex, PatternError> {
 }
 
 impl PyRegex {
-    /// Compiles `pattern` as `re.compile(pattern, flags)` would.
+    /// Compiles `pattern` as `re.compile(pattern, flags)` would, including the engine's
+    /// compilation (for the fixed patterns, whose failure is a bug).
     pub(crate) fn compile(
         pattern: &str,
         flags: Flags,
         dollar: DollarMode,
     ) -> Result<PyRegex, PatternError> {
-        let parsed = parse::parse(pattern, flags)?;
-        Self::from_parsed(parsed, dollar)
+        let regex = Self::parse(pattern, flags, dollar)?;
+        if let Err(error) = regex.engine() {
+            return Err(PatternError::unsupported(error.to_string()));
+        }
+        Ok(regex)
     }
 
-    /// Compiles an already parsed pattern.
-    pub(crate) fn from_parsed(parsed: Parsed, dollar: DollarMode) -> Result<PyRegex, PatternError> {
-        let translated = translate::translate(&parsed.nodes, parsed.flags, dollar, 0)?;
-        let regex = build(&translated)?;
+    /// Parses `pattern` as `re.compile(pattern, flags)` would; the engine's compilation waits
+    /// for the first search.
+    pub(crate) fn parse(
+        pattern: &str,
+        flags: Flags,
+        dollar: DollarMode,
+    ) -> Result<PyRegex, PatternError> {
         Ok(PyRegex {
-            parsed,
+            parsed: parse::parse(pattern, flags)?,
             dollar,
-            regex,
+            regex: OnceLock::new(),
             non_empty: OnceLock::new(),
         })
+    }
+
+    fn engine(&self) -> Result<&fancy_regex::Regex, SearchError> {
+        self.regex
+            .get_or_init(|| {
+                let translated =
+                    translate::translate(&self.parsed.nodes, self.parsed.flags, self.dollar, 0)?;
+                build(&translated)
+            })
+            .as_ref()
+            .map_err(|error| SearchError::Engine(error.to_string()))
     }
 
     pub(crate) fn parsed(&self) -> &Parsed {
@@ -107,21 +142,17 @@ impl PyRegex {
     }
 
     /// `pattern.search(subject, pos)`.
-    pub(crate) fn search(&self, subject: &str, pos: usize) -> Result<Option<Spans>, SearchAborted> {
+    pub(crate) fn search(&self, subject: &str, pos: usize) -> Result<Option<Spans>, SearchError> {
         let captures = self
-            .regex
+            .engine()?
             .captures_from_pos(subject, pos)
-            .map_err(|error| SearchAborted(error.to_string()))?;
+            .map_err(|error| SearchError::Limit(error.to_string()))?;
         Ok(captures.map(|c| Self::spans(&c, 0, self.parsed.group_count())))
     }
 
     /// The highest-priority non-empty match starting exactly at `pos`, if any (Python's
     /// `must_advance` rule after an empty match).
-    fn non_empty_match_at(
-        &self,
-        subject: &str,
-        pos: usize,
-    ) -> Result<Option<Spans>, SearchAborted> {
+    fn non_empty_match_at(&self, subject: &str, pos: usize) -> Result<Option<Spans>, SearchError> {
         let regex = self.non_empty.get_or_init(|| {
             let inner =
                 translate::translate(&self.parsed.nodes, self.parsed.flags, self.dollar, 1)?;
@@ -129,18 +160,18 @@ impl PyRegex {
         });
         let regex = match regex {
             Ok(regex) => regex,
-            Err(error) => return Err(SearchAborted(error.to_string())),
+            Err(error) => return Err(SearchError::Engine(error.to_string())),
         };
         let captures = regex
             .captures_from_pos(subject, pos)
-            .map_err(|error| SearchAborted(error.to_string()))?;
+            .map_err(|error| SearchError::Limit(error.to_string()))?;
         Ok(captures
             .map(|c| Self::spans(&c, 1, self.parsed.group_count()))
             .filter(|spans| spans.whole().0 == pos))
     }
 
     /// `pattern.finditer(subject)`: all non-overlapping matches, Python 3.7+ rules.
-    pub(crate) fn finditer(&self, subject: &str) -> Result<Vec<Spans>, SearchAborted> {
+    pub(crate) fn finditer(&self, subject: &str) -> Result<Vec<Spans>, SearchError> {
         let mut matches = Vec::new();
         let mut pos = 0;
         let mut must_advance = false;
@@ -173,7 +204,7 @@ impl PyRegex {
         &self,
         subject: &str,
         template: &[TemplatePiece<'_>],
-    ) -> Result<String, SearchAborted> {
+    ) -> Result<String, SearchError> {
         let mut out = String::with_capacity(subject.len());
         let mut last = 0;
         for spans in self.finditer(subject)? {
@@ -248,6 +279,14 @@ mod tests {
         assert!(compile("a$").search("a\nb", 0).expect("ok").is_none());
         // Python's \w has no combining marks; Rust's does.
         assert!(compile(r"^\w$").search("\u{301}", 0).expect("ok").is_none());
+    }
+
+    #[test]
+    fn optional_group_backtracking_matches_python() {
+        // fancy-regex's optimizer would capture " " here; Python captures nothing.
+        let re = compile(r"\A\s*(?:(.+?))?\s+\s*\Z");
+        let spans = re.search("  ", 0).expect("ok").expect("match");
+        assert_eq!(spans.get(1), None);
     }
 
     #[test]

@@ -22,6 +22,10 @@ const MAXGROUPS: u128 = 1_073_741_823;
 const MAXWIDTH: u128 = 1 << 64;
 /// `_sre.MAXCODE` for 4-byte code units.
 const MAXCODE: u128 = (1 << 32) - 1;
+/// Deepest group nesting accepted. CPython 3.11 goes to about 495 (then `RecursionError`);
+/// 100 keeps a debug build within a 2 MiB thread stack, and `fancy-regex` refuses deeper
+/// capturing nests anyway.
+const MAX_NESTING: usize = 100;
 
 /// Python's `re` flags, with CPython's bit values.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
@@ -604,9 +608,18 @@ struct Parser {
     state: State,
 }
 
-/// Parses `pattern` as `re._parser.parse(pattern, flags)` does, then applies the checks that
-/// `re.compile` adds (fixed-width look-behinds, template flag).
+/// Parses `pattern` as `re.compile(pattern, flags)` does: `re._parser.parse`, then the
+/// checks the compiler adds (fixed-width look-behinds, template flag).
 pub(crate) fn parse(pattern: &str, flags: Flags) -> Result<Parsed> {
+    parse_with(pattern, flags, true)
+}
+
+/// Only `re._parser.parse(pattern, flags)`, as StackStorm calls it to look for anchors.
+pub(crate) fn parse_only(pattern: &str, flags: Flags) -> Result<Parsed> {
+    parse_with(pattern, flags, false)
+}
+
+fn parse_with(pattern: &str, flags: Flags, compile_checks: bool) -> Result<Parsed> {
     let mut parser = Parser {
         source: Tokenizer::new(pattern)?,
         state: State {
@@ -647,7 +660,9 @@ pub(crate) fn parse(pattern: &str, flags: Flags) -> Result<Parsed> {
         }
     }
 
-    check_compilable(&nodes, flags, &parser.state)?;
+    if compile_checks {
+        check_compilable(&nodes, flags, &parser.state)?;
+    }
 
     Ok(Parsed {
         nodes,
@@ -884,6 +899,13 @@ impl Parser {
 
     /// `_parse_sub`: an alternation.
     fn parse_sub(&mut self, verbose: bool, nested: usize) -> Result<Vec<Node>> {
+        // Every walk of the tree (and the engine's own parser) is recursive: bound the
+        // depth so that no pattern can overflow a thread's stack.
+        if nested > 2 * MAX_NESTING {
+            return Err(PatternError::unsupported(format!(
+                "more than {MAX_NESTING} nested groups"
+            )));
+        }
         let mut verbose = verbose;
         let mut items: Vec<Vec<Node>> = Vec::new();
         loop {
@@ -902,10 +924,7 @@ impl Parser {
 
         let mut sequence = Vec::new();
         // Move a prefix shared by every branch out of the branch.
-        loop {
-            let Some(prefix) = items[0].first().cloned() else {
-                break;
-            };
+        while let Some(prefix) = items[0].first().cloned() {
             let shared = items
                 .iter()
                 .all(|item| item.first().is_some_and(|head| head.same_leaf(&prefix)));
@@ -955,10 +974,7 @@ impl Parser {
     fn parse_sequence(&mut self, verbose: bool, nested: usize, first: bool) -> Result<Vec<Node>> {
         let mut verbose = verbose;
         let mut sequence: Vec<Node> = Vec::new();
-        loop {
-            let Some(this) = self.source.next else {
-                break;
-            };
+        while let Some(this) = self.source.next {
             if this.is_char_in("|)") {
                 break;
             }
@@ -1431,10 +1447,7 @@ impl Parser {
         let mut del = Flags::empty();
         let mut token = Token::Char(first);
         if first != '-' {
-            loop {
-                let Token::Char(letter) = token else {
-                    break;
-                };
+            while let Token::Char(letter) = token {
                 let Some(flag) = Flags::from_letter(letter) else {
                     break;
                 };
@@ -1611,6 +1624,32 @@ mod tests {
         assert_eq!(
             error_of("x{3,2}"),
             "min repeat greater than max repeat at position 2"
+        );
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let worker = std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(|| {
+                let deep = format!(
+                    "{}x{}",
+                    "(".repeat(MAX_NESTING - 10),
+                    ")".repeat(MAX_NESTING - 10)
+                );
+                let shallow_enough = parse(&deep, Flags::DOTALL).is_ok();
+                let absurd = format!("{}x{}", "(?:".repeat(100_000), ")".repeat(100_000));
+                let refused = parse(&absurd, Flags::DOTALL)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string());
+                (shallow_enough, refused)
+            })
+            .expect("thread");
+        let (shallow_enough, refused) = worker.join().expect("no stack overflow");
+        assert!(shallow_enough);
+        assert_eq!(
+            refused,
+            Err(format!("more than {MAX_NESTING} nested groups"))
         );
     }
 

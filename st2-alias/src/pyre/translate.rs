@@ -115,6 +115,18 @@ fn emit(node: &Node, flags: Flags, ctx: Context, out: &mut String) -> Result<(),
             let mut inner = String::from("(?:");
             emit_sequence(body, flags, ctx, &mut inner)?;
             inner.push(')');
+            if is_zero_width(body) {
+                // `fancy-regex` refuses to repeat a look-around. Python stops repeating an
+                // item that matched without advancing, so one attempt is all that counts:
+                // required once when `min > 0`, else optional in the repeat's own order.
+                match (*min, kind) {
+                    (0, RepeatKind::Greedy) => write_all(out, &["(?:", &inner, "|)"]),
+                    (0, RepeatKind::Lazy) => write_all(out, &["(?:|", &inner, ")"]),
+                    (0, RepeatKind::Possessive) => write_all(out, &["(?>", &inner, "|)"]),
+                    _ => out.push_str(&inner),
+                }
+                return Ok(());
+            }
             let quantifier = match (*min, *max) {
                 (0, 1) => "?".to_owned(),
                 (0, MAXREPEAT) => "*".to_owned(),
@@ -161,12 +173,15 @@ fn emit(node: &Node, flags: Flags, ctx: Context, out: &mut String) -> Result<(),
             out.push(')');
         }
         Node::GroupRef(group) => {
-            if flags.contains(Flags::IGNORECASE) {
-                return Err(PatternError::unsupported(
-                    "case-insensitive back-references are not supported",
-                ));
-            }
-            let _ = write!(out, r"(?:\{})", group + ctx.group_offset);
+            // Case-insensitive back-references compare with `fancy-regex`'s simple case
+            // folding; Python compares simple lowercases. They differ only for characters
+            // like `ſ`/`s` or `ς`/`σ`, which fold together but lowercase apart.
+            let case = if flags.contains(Flags::IGNORECASE) {
+                "(?i:"
+            } else {
+                "(?:"
+            };
+            let _ = write!(out, r"{case}\{})", group + ctx.group_offset);
         }
         Node::GroupRefExists { group, yes, no } => {
             let _ = write!(out, "(?({})(?:", group + ctx.group_offset);
@@ -179,6 +194,30 @@ fn emit(node: &Node, flags: Flags, ctx: Context, out: &mut String) -> Result<(),
         }
     }
     Ok(())
+}
+
+fn write_all(out: &mut String, pieces: &[&str]) {
+    for piece in pieces {
+        out.push_str(piece);
+    }
+}
+
+/// True when `nodes` can only match the empty string (assertions and anchors).
+fn is_zero_width(nodes: &[Node]) -> bool {
+    nodes.iter().all(|node| match node {
+        Node::At(_) | Node::Assert { .. } => true,
+        Node::Group { body, .. } | Node::Atomic(body) => is_zero_width(body),
+        Node::Branch(items) => items.iter().all(|item| is_zero_width(item)),
+        Node::Repeat { max, body, .. } => *max == 0 || is_zero_width(body),
+        Node::GroupRefExists { yes, no, .. } => {
+            is_zero_width(yes) && no.as_ref().is_none_or(|no| is_zero_width(no))
+        }
+        Node::Literal(_)
+        | Node::NotLiteral(_)
+        | Node::Any
+        | Node::In { .. }
+        | Node::GroupRef(_) => false,
+    })
 }
 
 fn push_char(c: u32, out: &mut String) {

@@ -1,0 +1,843 @@
+//! The Mattermost backend: REST API v4 and the WebSocket event stream. Read
+//! [`MattermostBackend::run`] first.
+//!
+//! - Connect: `GET /api/v4/users/me` with the bearer token identifies the bot (401 stops the
+//!   backend with [`BackendError::Auth`]; it is checked again before every reconnect, so a
+//!   revoked token does not loop). The socket `/api/v4/websocket` is authenticated with the
+//!   `authentication_challenge` action; the server greets with `hello` (its `connection_id`).
+//! - Every event carries `seq`. After a drop the backend reconnects with `connection_id` and
+//!   `sequence_number` (the next `seq` it expects): a server that still holds the connection
+//!   replays what was missed; otherwise it answers with a new `hello` (logged: events during
+//!   the outage are lost). Reconnects back off with jitter.
+//! - `posted` events (whose `post` field is a JSON string) become [`Incoming`] messages;
+//!   the bot's own posts, other bots' (`props.from_bot`), webhooks' and system posts are
+//!   ignored, replays deduplicated by post id. Channel type `D` is a direct message; rooms
+//!   are named `#channel-name`; user names come from `/api/v4/users/{id}` (cached).
+//! - Replies: `POST /api/v4/posts` (`root_id` for threads, `props.attachments` from
+//!   [`super::rich`]) in order, split at [`MESSAGE_LIMIT`] characters; private replies go to
+//!   the channel from `POST /api/v4/channels/direct`. HTTP 429 waits `Retry-After` or
+//!   `X-Ratelimit-Reset` and retries.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bot_config::MattermostSpec;
+use futures_util::{SinkExt, StreamExt};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+use super::backoff::{Backoff, sleep_or_shutdown};
+use super::webapi::{Seen, lock, retry_after, seconds_header, str_field};
+use super::websocket::{self, WsStream};
+use super::{
+    Backend, BackendError, BackendIo, BoxFuture, Capabilities, ConnState, Incoming, Outgoing, Room,
+    Target, rich,
+};
+use crate::secret::{self, Secret};
+
+/// Characters per post: the limit of every Mattermost server (newer ones take 16,383).
+pub const MESSAGE_LIMIT: usize = 4000;
+/// What the dispatcher is told to split at: a little under [`MESSAGE_LIMIT`], leaving room for
+/// the mention and pretext the backend adds, so a split reply is not split again here.
+const DISPATCH_LIMIT: usize = MESSAGE_LIMIT - 100;
+/// Pause between the parts of one split message.
+const PART_PAUSE: Duration = Duration::from_millis(300);
+const BACKOFF_MIN: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+const PING_EVERY: Duration = Duration::from_secs(30);
+const SILENCE_LIMIT: Duration = Duration::from_secs(100);
+const RATE_LIMIT_RETRIES: u32 = 5;
+const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+const SEEN_CAPACITY: usize = 2048;
+/// The `seq` of our authentication challenge (the first action on every socket).
+const AUTH_SEQ: i64 = 1;
+
+/// The Mattermost backend, built from the definition's `backend:` settings.
+#[derive(Debug)]
+pub struct MattermostBackend {
+    spec: MattermostSpec,
+}
+
+impl MattermostBackend {
+    /// The backend for these settings (the token is read when it runs).
+    pub fn new(spec: &MattermostSpec) -> Self {
+        Self { spec: spec.clone() }
+    }
+}
+
+impl Backend for MattermostBackend {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            max_message_len: DISPATCH_LIMIT,
+            rich: true,
+            threads: true,
+        }
+    }
+
+    fn run(self: Box<Self>, io: BackendIo) -> BoxFuture<'static, Result<(), BackendError>> {
+        Box::pin(run(self.spec, io))
+    }
+}
+
+/// A failed REST call.
+#[derive(Debug, thiserror::Error)]
+enum ApiError {
+    /// HTTP 401: the token was refused.
+    #[error("token refused: {0}")]
+    Auth(String),
+    /// Another error status, with Mattermost's error id and message.
+    #[error("HTTP {status} {id}: {message}")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// Mattermost's error id (`store.sql_channel.get_by_name.missing.app_error`, …).
+        id: String,
+        /// Its message.
+        message: String,
+    },
+    /// A target that cannot be resolved (a channel name without `team`, an unknown user).
+    #[error("cannot resolve {0}")]
+    Unresolvable(String),
+    /// Still rate limited after the retry budget.
+    #[error("rate limited, gave up after {RATE_LIMIT_RETRIES} waits")]
+    RateLimited,
+    /// No usable answer (network, not JSON).
+    #[error("{0}")]
+    Transport(String),
+    /// Shutdown came while waiting.
+    #[error("shutting down")]
+    Shutdown,
+}
+
+/// The bot's own account, from `/users/me`.
+#[derive(Clone, Debug)]
+struct Identity {
+    user_id: String,
+    username: String,
+}
+
+/// Where the event stream left off, for resuming after a drop.
+#[derive(Clone, Debug)]
+struct Resume {
+    connection_id: String,
+    next_seq: i64,
+}
+
+/// A channel as the cache knows it.
+#[derive(Clone, Debug)]
+struct ChannelInfo {
+    name: String,
+    direct: bool,
+}
+
+struct Shared {
+    http: reqwest::Client,
+    base: url::Url,
+    token: Secret,
+    team: String,
+    me: Identity,
+    shutdown: CancellationToken,
+    /// User id → username.
+    users: Mutex<HashMap<String, String>>,
+    /// Channel id → name and type.
+    channels: Mutex<HashMap<String, ChannelInfo>>,
+    /// Channel name → id (names resolved through `team`).
+    channel_ids: Mutex<HashMap<String, String>>,
+    /// User id → direct channel id.
+    dms: Mutex<HashMap<String, String>>,
+}
+
+enum SessionEnd {
+    Shutdown,
+    Dropped(String),
+}
+
+async fn run(spec: MattermostSpec, io: BackendIo) -> Result<(), BackendError> {
+    let BackendIo {
+        incoming,
+        outgoing,
+        state,
+        shutdown,
+    } = io;
+    state.send_replace(ConnState::Connecting);
+    let token = secret::resolve(&spec.token)?;
+    let base = url::Url::parse(&spec.url).map_err(|e| BackendError::Config {
+        what: "mattermost url",
+        reason: e.to_string(),
+    })?;
+    if !matches!(base.scheme(), "http" | "https") {
+        return Err(BackendError::Config {
+            what: "mattermost url",
+            reason: format!("`{}` is not an http(s) URL", spec.url),
+        });
+    }
+    let http =
+        crate::http::client(true, None, Some(HTTP_TIMEOUT)).map_err(|e| BackendError::Config {
+            what: "HTTP client",
+            reason: e.to_string(),
+        })?;
+    let local = shutdown.child_token();
+    let mut shared = Shared {
+        http,
+        base,
+        token,
+        team: spec.team.to_string(),
+        me: Identity {
+            user_id: String::new(),
+            username: String::new(),
+        },
+        shutdown: local.clone(),
+        users: Mutex::default(),
+        channels: Mutex::default(),
+        channel_ids: Mutex::default(),
+        dms: Mutex::default(),
+    };
+    let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
+    shared.me = loop {
+        match shared.whoami().await {
+            Ok(me) => break me,
+            Err(ApiError::Auth(reason)) => return Err(auth_failed(&state, reason)),
+            Err(ApiError::Shutdown) => return Ok(()),
+            Err(e) => {
+                tracing::warn!(error = %e, "mattermost: /users/me failed; retrying");
+                if !sleep_or_shutdown(backoff.next_delay(), &local).await {
+                    return Ok(());
+                }
+            }
+        }
+    };
+    tracing::info!(bot_user = %shared.me.user_id, bot_name = %shared.me.username, "mattermost: identified");
+    let shared = Arc::new(shared);
+    let (event_tx, event_rx) = mpsc::channel(256);
+    let processor = tokio::spawn(shared.clone().process_events(event_rx, incoming));
+    let mut sender = tokio::spawn(shared.clone().send_loop(outgoing));
+    let mut receiver = tokio::spawn(shared.clone().receive_loop(event_tx, state.clone()));
+    let (first, rest) = tokio::select! {
+        r = &mut receiver => (r, sender),
+        r = &mut sender => (r, receiver),
+    };
+    local.cancel();
+    let second = rest.await;
+    let _ = processor.await;
+    let result = joined(first).and(joined(second));
+    if let Err(BackendError::Auth { reason, .. }) = &result {
+        state.send_replace(ConnState::Failed(reason.clone()));
+    }
+    result
+}
+
+fn joined(r: Result<Result<(), BackendError>, tokio::task::JoinError>) -> Result<(), BackendError> {
+    match r {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Ok(()),
+    }
+}
+
+fn auth_failed(state: &watch::Sender<ConnState>, reason: String) -> BackendError {
+    tracing::error!(reason = %reason, "mattermost: token refused; not retrying");
+    state.send_replace(ConnState::Failed(reason.clone()));
+    BackendError::Auth {
+        service: "mattermost",
+        reason,
+    }
+}
+
+impl Shared {
+    /// `base` + `/api/v4/` + the segments, each percent-encoded.
+    fn endpoint(&self, segments: &[&str]) -> url::Url {
+        let mut url = self.base.clone();
+        url.set_query(None);
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(["api", "v4"]).extend(segments);
+        }
+        url
+    }
+
+    /// The WebSocket URL, with resume parameters when there is a connection to resume.
+    fn websocket_url(&self, resume: Option<&Resume>) -> String {
+        let mut url = self.endpoint(&["websocket"]);
+        let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
+        let _ = url.set_scheme(scheme);
+        if let Some(r) = resume {
+            url.query_pairs_mut()
+                .append_pair("connection_id", &r.connection_id)
+                .append_pair("sequence_number", &r.next_seq.to_string());
+        }
+        url.to_string()
+    }
+
+    /// One REST call with rate-limit waits; `Ok` with the JSON body for a 2xx answer.
+    async fn request(
+        &self,
+        method: Method,
+        segments: &[&str],
+        body: Option<&Value>,
+    ) -> Result<Value, ApiError> {
+        let url = self.endpoint(segments);
+        let what = format!("{method} {}", url.path());
+        for _ in 0..=RATE_LIMIT_RETRIES {
+            let mut request = self
+                .http
+                .request(method.clone(), url.clone())
+                .bearer_auth(self.token.expose());
+            if let Some(b) = body {
+                request = request.json(b);
+            }
+            let response = request
+                .send()
+                .await
+                .map_err(|e| ApiError::Transport(format!("{what}: {}", e.without_url())))?;
+            let status = response.status();
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                let headers = response.headers();
+                let wait = retry_after(headers)
+                    .or_else(|| seconds_header(headers, "x-ratelimit-reset"))
+                    .unwrap_or(Duration::from_secs(1));
+                tracing::warn!(call = %what, wait_ms = wait.as_millis() as u64, "mattermost: rate limited; waiting");
+                if !sleep_or_shutdown(wait, &self.shutdown).await {
+                    return Err(ApiError::Shutdown);
+                }
+                continue;
+            }
+            let text = response
+                .text()
+                .await
+                .map_err(|e| ApiError::Transport(format!("{what}: {}", e.without_url())))?;
+            let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            if status.is_success() {
+                return Ok(json);
+            }
+            let message = str_field(&json, "message")
+                .map(str::to_owned)
+                .unwrap_or_else(|| text.chars().take(200).collect());
+            if status == StatusCode::UNAUTHORIZED {
+                return Err(ApiError::Auth(message));
+            }
+            return Err(ApiError::Api {
+                status: status.as_u16(),
+                id: str_field(&json, "id").unwrap_or_default().to_owned(),
+                message,
+            });
+        }
+        Err(ApiError::RateLimited)
+    }
+
+    async fn whoami(&self) -> Result<Identity, ApiError> {
+        let me = self.request(Method::GET, &["users", "me"], None).await?;
+        let user_id =
+            str_field(&me, "id").ok_or_else(|| ApiError::Transport("/users/me: no id".into()))?;
+        Ok(Identity {
+            user_id: user_id.to_owned(),
+            username: str_field(&me, "username").unwrap_or_default().to_owned(),
+        })
+    }
+
+    /// Reconnects until shutdown; `Err` only when the token is refused.
+    async fn receive_loop(
+        self: Arc<Self>,
+        events: mpsc::Sender<Value>,
+        state: watch::Sender<ConnState>,
+    ) -> Result<(), BackendError> {
+        let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
+        let mut resume: Option<Resume> = None;
+        let mut first = true;
+        loop {
+            if self.shutdown.is_cancelled() {
+                return Ok(());
+            }
+            state.send_replace(ConnState::Connecting);
+            if !first {
+                match self.whoami().await {
+                    Ok(_) => {}
+                    Err(ApiError::Auth(reason)) => return Err(auth_failed(&state, reason)),
+                    Err(ApiError::Shutdown) => return Ok(()),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "mattermost: server not answering");
+                        if !sleep_or_shutdown(backoff.next_delay(), &self.shutdown).await {
+                            return Ok(());
+                        }
+                        continue;
+                    }
+                }
+            }
+            first = false;
+            let url = self.websocket_url(resume.as_ref());
+            let ws = match websocket::connect(&url).await {
+                Ok(ws) => ws,
+                Err(e) => {
+                    tracing::warn!(error = %e, "mattermost: websocket connect failed");
+                    if !sleep_or_shutdown(backoff.next_delay(), &self.shutdown).await {
+                        return Ok(());
+                    }
+                    continue;
+                }
+            };
+            let started = Instant::now();
+            match self.session(ws, &events, &state, &mut resume).await {
+                SessionEnd::Shutdown => return Ok(()),
+                SessionEnd::Dropped(reason) => {
+                    state.send_replace(ConnState::Connecting);
+                    backoff.reset_if_stable(started);
+                    let delay = backoff.next_delay();
+                    tracing::warn!(
+                        reason = %reason,
+                        retry_in_ms = delay.as_millis() as u64,
+                        "mattermost: websocket lost; reconnecting"
+                    );
+                    if !sleep_or_shutdown(delay, &self.shutdown).await {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Authenticates one socket and reads it until it ends.
+    async fn session(
+        &self,
+        mut ws: WsStream,
+        events: &mpsc::Sender<Value>,
+        state: &watch::Sender<ConnState>,
+        resume: &mut Option<Resume>,
+    ) -> SessionEnd {
+        let challenge = json!({
+            "seq": AUTH_SEQ,
+            "action": "authentication_challenge",
+            "data": { "token": self.token.expose() },
+        });
+        if let Err(e) = ws.send(Message::Text(challenge.to_string().into())).await {
+            return SessionEnd::Dropped(format!("authentication challenge not sent: {e}"));
+        }
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.tick().await;
+        let mut last_heard = Instant::now();
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => {
+                    let _ = ws.close(None).await;
+                    return SessionEnd::Shutdown;
+                }
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > SILENCE_LIMIT {
+                        return SessionEnd::Dropped("no traffic from the server".into());
+                    }
+                    if let Err(e) = ws.send(Message::Ping(Vec::new().into())).await {
+                        return SessionEnd::Dropped(e.to_string());
+                    }
+                }
+                frame = ws.next() => {
+                    last_heard = Instant::now();
+                    let text = match frame {
+                        None => return SessionEnd::Dropped("socket closed".into()),
+                        Some(Err(e)) => return SessionEnd::Dropped(e.to_string()),
+                        Some(Ok(Message::Text(t))) => t,
+                        Some(Ok(Message::Close(_))) => {
+                            return SessionEnd::Dropped("closed by the server".into());
+                        }
+                        Some(Ok(_)) => continue,
+                    };
+                    let frame: Value = match serde_json::from_str(text.as_str()) {
+                        Ok(v) => v,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "mattermost: ignoring a frame that is not JSON");
+                            continue;
+                        }
+                    };
+                    if let Some(end) = self.on_frame(frame, events, state, resume).await {
+                        return end;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles one frame; `Some` ends the session.
+    async fn on_frame(
+        &self,
+        frame: Value,
+        events: &mpsc::Sender<Value>,
+        state: &watch::Sender<ConnState>,
+        resume: &mut Option<Resume>,
+    ) -> Option<SessionEnd> {
+        if let Some(reply) = frame.get("seq_reply").and_then(Value::as_i64) {
+            if reply == AUTH_SEQ {
+                if str_field(&frame, "status") == Some("OK") {
+                    state.send_replace(ConnState::Connected);
+                } else {
+                    return Some(SessionEnd::Dropped(format!(
+                        "authentication challenge refused: {}",
+                        frame.get("error").unwrap_or(&Value::Null)
+                    )));
+                }
+            }
+            return None;
+        }
+        let event = str_field(&frame, "event").unwrap_or_default();
+        let seq = frame.get("seq").and_then(Value::as_i64);
+        if event == "hello" {
+            let connection_id = frame
+                .pointer("/data/connection_id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            if let Some(old) = resume.as_ref()
+                && old.connection_id != connection_id
+            {
+                tracing::warn!(
+                    "mattermost: could not resume the event stream; events during the outage are lost"
+                );
+            }
+            tracing::info!(
+                server_version = frame
+                    .pointer("/data/server_version")
+                    .and_then(serde_json::Value::as_str),
+                "mattermost: websocket connected"
+            );
+            *resume = Some(Resume {
+                connection_id,
+                next_seq: seq.unwrap_or(0) + 1,
+            });
+            state.send_replace(ConnState::Connected);
+            return None;
+        }
+        if let (Some(seq), Some(r)) = (seq, resume.as_mut()) {
+            if seq != r.next_seq {
+                tracing::warn!(
+                    expected = r.next_seq,
+                    got = seq,
+                    "mattermost: event sequence gap"
+                );
+            }
+            r.next_seq = seq + 1;
+        }
+        if event == "posted" {
+            let data = frame.get("data").cloned().unwrap_or(Value::Null);
+            if events.send(data).await.is_err() {
+                return Some(SessionEnd::Shutdown);
+            }
+        }
+        None
+    }
+
+    async fn process_events(
+        self: Arc<Self>,
+        mut events: mpsc::Receiver<Value>,
+        incoming: mpsc::Sender<Incoming>,
+    ) {
+        let mut seen = Seen::new(SEEN_CAPACITY);
+        while let Some(data) = events.recv().await {
+            let Some(message) = self.to_incoming(&data, &mut seen).await else {
+                continue;
+            };
+            tracing::debug!(
+                user = %message.user,
+                room = message.room.as_ref().map(|r| r.name.as_str()),
+                "mattermost: message"
+            );
+            if incoming.send(message).await.is_err() {
+                break;
+            }
+        }
+    }
+
+    /// The message a `posted` event carries, when it is one for the bot to consider.
+    async fn to_incoming(&self, data: &Value, seen: &mut Seen) -> Option<Incoming> {
+        let post: Value = match serde_json::from_str(str_field(data, "post")?) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "mattermost: `post` is not JSON");
+                return None;
+            }
+        };
+        let id = str_field(&post, "id")?;
+        if !seen.insert(id) {
+            return None;
+        }
+        let user_id = str_field(&post, "user_id")?;
+        if user_id == self.me.user_id || !str_field(&post, "type").unwrap_or_default().is_empty() {
+            return None;
+        }
+        let props = post.get("props").unwrap_or(&Value::Null);
+        if truthy(props.get("from_bot")) || truthy(props.get("from_webhook")) {
+            return None;
+        }
+        let channel_id = str_field(&post, "channel_id")?;
+        let info = match (
+            str_field(data, "channel_type"),
+            str_field(data, "channel_name"),
+        ) {
+            (Some(kind), Some(name)) => ChannelInfo {
+                name: format!("#{name}"),
+                direct: kind == "D",
+            },
+            _ => self.channel_info(channel_id).await?,
+        };
+        let room = (!info.direct).then(|| Room {
+            id: channel_id.to_owned(),
+            name: info.name,
+        });
+        let sender = str_field(data, "sender_name").map(|s| s.trim_start_matches('@'));
+        let user = self.user_name(user_id, sender).await;
+        let (text, mentioned) = strip_leading_mention(
+            str_field(&post, "message").unwrap_or_default(),
+            &self.me.username,
+        );
+        Some(Incoming {
+            user_id: user_id.to_owned(),
+            user,
+            room,
+            text: rich::normalize_typography(text.trim()),
+            mentioned,
+            thread: str_field(&post, "root_id")
+                .filter(|r| !r.is_empty())
+                .map(str::to_owned),
+            message_id: Some(id.to_owned()),
+        })
+    }
+
+    /// A user's username (`/users/{id}`, cached), else the event's sender name, else the id.
+    async fn user_name(&self, id: &str, sender: Option<&str>) -> String {
+        if let Some(name) = lock(&self.users).get(id) {
+            return name.clone();
+        }
+        match self.request(Method::GET, &["users", id], None).await {
+            Ok(user) => {
+                let name = str_field(&user, "username").unwrap_or(id).to_owned();
+                lock(&self.users).insert(id.to_owned(), name.clone());
+                name
+            }
+            Err(e) => {
+                tracing::warn!(user = id, error = %e, "mattermost: user lookup failed");
+                sender.unwrap_or(id).to_owned()
+            }
+        }
+    }
+
+    /// A channel's `#name` and whether it is direct (`/channels/{id}`, cached).
+    async fn channel_info(&self, id: &str) -> Option<ChannelInfo> {
+        if let Some(info) = lock(&self.channels).get(id) {
+            return Some(info.clone());
+        }
+        match self.request(Method::GET, &["channels", id], None).await {
+            Ok(channel) => {
+                let info = ChannelInfo {
+                    name: format!("#{}", str_field(&channel, "name").unwrap_or(id)),
+                    direct: str_field(&channel, "type") == Some("D"),
+                };
+                lock(&self.channels).insert(id.to_owned(), info.clone());
+                Some(info)
+            }
+            Err(e) => {
+                tracing::warn!(channel = id, error = %e, "mattermost: channel lookup failed");
+                None
+            }
+        }
+    }
+
+    async fn send_loop(
+        self: Arc<Self>,
+        mut outgoing: mpsc::Receiver<Outgoing>,
+    ) -> Result<(), BackendError> {
+        loop {
+            tokio::select! {
+                biased;
+                next = outgoing.recv() => match next {
+                    Some(out) => self.post(&out).await?,
+                    None => return Ok(()),
+                },
+                () = self.shutdown.cancelled() => {
+                    while let Ok(out) = outgoing.try_recv() {
+                        self.post(&out).await?;
+                    }
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    async fn post(&self, out: &Outgoing) -> Result<(), BackendError> {
+        match self.try_post(out).await {
+            Ok(()) => Ok(()),
+            Err(ApiError::Auth(reason)) => {
+                tracing::error!(reason = %reason, "mattermost: token refused while posting");
+                Err(BackendError::Auth {
+                    service: "mattermost",
+                    reason,
+                })
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "mattermost: reply not delivered");
+                Ok(())
+            }
+        }
+    }
+
+    async fn try_post(&self, out: &Outgoing) -> Result<(), ApiError> {
+        let (channel_id, root_id) = match &out.target {
+            Target::Room { id, thread } => (self.channel_id(id).await?, thread.clone()),
+            Target::Direct { user } => (self.dm_channel(user).await?, None),
+        };
+        let mention = match &out.mention {
+            Some(m) => Some(self.mention_markup(m).await),
+            None => None,
+        };
+        let posts = rich::mattermost_posts(out, mention.as_deref(), MESSAGE_LIMIT);
+        for (i, (message, props)) in posts.into_iter().enumerate() {
+            if i > 0 {
+                tokio::time::sleep(PART_PAUSE).await;
+            }
+            let mut body = json!({ "channel_id": channel_id, "message": message });
+            if let Some(root) = &root_id {
+                body["root_id"] = Value::String(root.clone());
+            }
+            if let Some(props) = props {
+                body["props"] = props;
+            }
+            self.request(Method::POST, &["posts"], Some(&body)).await?;
+        }
+        Ok(())
+    }
+
+    /// A channel id from an id or a `#name` (through `team`).
+    async fn channel_id(&self, id_or_name: &str) -> Result<String, ApiError> {
+        if looks_like_id(id_or_name) {
+            return Ok(id_or_name.to_owned());
+        }
+        let name = id_or_name.trim_start_matches('#');
+        if let Some(id) = lock(&self.channel_ids).get(name) {
+            return Ok(id.clone());
+        }
+        if self.team.is_empty() {
+            return Err(ApiError::Unresolvable(format!(
+                "channel `{id_or_name}`: set `team` to post to channels by name"
+            )));
+        }
+        let channel = self
+            .request(
+                Method::GET,
+                &["teams", "name", &self.team, "channels", "name", name],
+                None,
+            )
+            .await?;
+        let id = str_field(&channel, "id")
+            .ok_or_else(|| ApiError::Unresolvable(format!("channel `{id_or_name}`")))?
+            .to_owned();
+        lock(&self.channel_ids).insert(name.to_owned(), id.clone());
+        Ok(id)
+    }
+
+    /// A user id from an id or a username.
+    async fn user_id(&self, user: &str) -> Result<String, ApiError> {
+        if looks_like_id(user) {
+            return Ok(user.to_owned());
+        }
+        let name = user.trim_start_matches('@');
+        if let Some((id, _)) = lock(&self.users).iter().find(|(_, n)| n.as_str() == name) {
+            return Ok(id.clone());
+        }
+        let found = self
+            .request(Method::GET, &["users", "username", name], None)
+            .await?;
+        let id = str_field(&found, "id")
+            .ok_or_else(|| ApiError::Unresolvable(format!("user `{user}`")))?
+            .to_owned();
+        lock(&self.users).insert(id.clone(), name.to_owned());
+        Ok(id)
+    }
+
+    /// The direct channel between the bot and a user.
+    async fn dm_channel(&self, user: &str) -> Result<String, ApiError> {
+        let user_id = self.user_id(user).await?;
+        if let Some(c) = lock(&self.dms).get(&user_id) {
+            return Ok(c.clone());
+        }
+        let body = json!([self.me.user_id, user_id]);
+        let channel = self
+            .request(Method::POST, &["channels", "direct"], Some(&body))
+            .await?;
+        let id = str_field(&channel, "id")
+            .ok_or_else(|| ApiError::Transport("/channels/direct: no id".into()))?
+            .to_owned();
+        lock(&self.dms).insert(user_id, id.clone());
+        Ok(id)
+    }
+
+    /// `@username` for a user id or a name.
+    async fn mention_markup(&self, user: &str) -> String {
+        if looks_like_id(user) {
+            return format!("@{}", self.user_name(user, None).await);
+        }
+        format!("@{}", user.trim_start_matches('@'))
+    }
+}
+
+/// Mattermost ids: 26 lower-case letters and digits.
+fn looks_like_id(s: &str) -> bool {
+    s.len() == 26
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+/// Post props hold `"true"` strings (and sometimes booleans).
+fn truthy(v: Option<&Value>) -> bool {
+    matches!(v, Some(Value::Bool(true))) || matches!(v, Some(Value::String(s)) if s == "true")
+}
+
+/// Removes a leading `@botname` (any case) and the `:`/`,` after it.
+fn strip_leading_mention<'a>(text: &'a str, bot: &str) -> (&'a str, bool) {
+    let trimmed = text.trim_start();
+    let Some(rest) = trimmed.strip_prefix('@') else {
+        return (text, false);
+    };
+    let name_len = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
+        .unwrap_or(rest.len());
+    let name = rest[..name_len].trim_end_matches('.');
+    if bot.is_empty() || !name.eq_ignore_ascii_case(bot) {
+        return (text, false);
+    }
+    let rest = rest[name.len()..]
+        .trim_start_matches([':', ','])
+        .trim_start();
+    (rest, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_only_a_leading_bot_mention() {
+        assert_eq!(
+            strip_leading_mention("@st2bot help", "st2bot"),
+            ("help", true)
+        );
+        assert_eq!(
+            strip_leading_mention(" @ST2bot: run x", "st2bot"),
+            ("run x", true)
+        );
+        assert_eq!(
+            strip_leading_mention("@st2botx help", "st2bot"),
+            ("@st2botx help", false)
+        );
+        assert_eq!(
+            strip_leading_mention("hey @st2bot", "st2bot"),
+            ("hey @st2bot", false)
+        );
+    }
+
+    #[test]
+    fn ids_and_props() {
+        assert!(looks_like_id("abcdefghijklmnopqrstuvwxyz"));
+        assert!(!looks_like_id("town-square"));
+        assert!(truthy(Some(&json!("true"))));
+        assert!(truthy(Some(&json!(true))));
+        assert!(!truthy(Some(&json!("false"))));
+        assert!(!truthy(None));
+    }
+}

@@ -1,0 +1,1057 @@
+//! The Slack backend: Socket Mode for events, the Web API for everything else. Read
+//! [`SlackBackend::run`] first.
+//!
+//! - Connect: `auth.test` (bot token) identifies the bot; `apps.connections.open` (app-level
+//!   token) gives a single-use WebSocket URL; the socket greets with `hello`.
+//! - Every envelope that has an `envelope_id` is acknowledged at once with
+//!   `{"envelope_id": …}`, before anything else is done with it (Slack redelivers unacked
+//!   envelopes after 3 s with `retry_attempt` set). `disconnect` (`warning`,
+//!   `refresh_requested`) → a fresh URL at once; a dropped socket → backoff with jitter.
+//!   `link_disabled` (Socket Mode turned off) stops the backend.
+//! - `events_api` envelopes with `message` or `app_mention` events become [`Incoming`]
+//!   messages, deduplicated by `event_id` and by channel+`ts` (a mention arrives as both);
+//!   bot messages, edits and other subtypes, and the bot's own messages are ignored. Direct
+//!   messages (`channel_type: im`) have no room. Users and channels are named through
+//!   `users.info` and `conversations.info`, cached; rooms are named `#channel`.
+//! - Replies go out with `chat.postMessage` (`thread_ts` for threads), in order, split at
+//!   [`TEXT_LIMIT`] characters; rich content comes from [`super::rich`]. Private replies open
+//!   the conversation with `conversations.open`. `ratelimited`/HTTP 429 waits `Retry-After`
+//!   and retries; `invalid_auth` and friends stop the backend with [`BackendError::Auth`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bot_config::SlackSpec;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Map, Value, json};
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+use super::backoff::{Backoff, sleep_or_shutdown};
+use super::webapi::{MAX_RATE_LIMIT_WAIT, Seen, lock, retry_after, str_field};
+use super::websocket::{self, WsStream};
+use super::{
+    Backend, BackendError, BackendIo, BoxFuture, Capabilities, ConnState, Incoming, Outgoing, Room,
+    Target, rich,
+};
+use crate::secret::{self, Secret};
+
+/// Characters per message text: Slack recommends at most 4,000 (it refuses 40,000).
+pub const TEXT_LIMIT: usize = 4000;
+/// What the dispatcher is told to split at: a little under [`TEXT_LIMIT`], leaving room for
+/// the mention and pretext the backend adds, so a split reply is not split again here.
+const DISPATCH_LIMIT: usize = TEXT_LIMIT - 100;
+/// Pause between the parts of one split message, so they arrive in order and unthrottled.
+const PART_PAUSE: Duration = Duration::from_millis(300);
+/// Reconnect pacing after a dropped socket.
+const BACKOFF_MIN: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// Client pings keep NAT state alive; silence this long means the socket is dead.
+const PING_EVERY: Duration = Duration::from_secs(30);
+const SILENCE_LIMIT: Duration = Duration::from_secs(100);
+/// How many times one call is retried after `ratelimited` before giving up on it.
+const RATE_LIMIT_RETRIES: u32 = 5;
+/// Web API request timeout.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Event ids and message keys remembered for deduplication.
+const SEEN_CAPACITY: usize = 2048;
+
+/// Web API error codes that mean the token is bad: fatal, never retried.
+const AUTH_ERRORS: &[&str] = &[
+    "invalid_auth",
+    "not_authed",
+    "account_inactive",
+    "token_revoked",
+    "token_expired",
+    "not_allowed_token_type",
+    "invalid_token",
+];
+
+/// The Slack backend, built from the definition's `backend:` settings.
+#[derive(Debug)]
+pub struct SlackBackend {
+    spec: SlackSpec,
+}
+
+impl SlackBackend {
+    /// The backend for these settings (secrets are read when it runs).
+    pub fn new(spec: &SlackSpec) -> Self {
+        Self { spec: spec.clone() }
+    }
+}
+
+impl Backend for SlackBackend {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            max_message_len: DISPATCH_LIMIT,
+            rich: true,
+            threads: true,
+        }
+    }
+
+    fn run(self: Box<Self>, io: BackendIo) -> BoxFuture<'static, Result<(), BackendError>> {
+        Box::pin(run(self.spec, io))
+    }
+}
+
+/// A failed Web API call.
+#[derive(Debug, thiserror::Error)]
+enum ApiError {
+    /// Slack refused the token (`invalid_auth`, `not_authed`, …).
+    #[error("token refused: {0}")]
+    Auth(String),
+    /// Slack answered `ok: false` with this error code.
+    #[error("slack error `{0}`")]
+    Slack(String),
+    /// Still rate limited after the retry budget.
+    #[error("rate limited, gave up after {RATE_LIMIT_RETRIES} waits")]
+    RateLimited,
+    /// The request did not get a usable answer (network, HTTP status, not JSON).
+    #[error("{0}")]
+    Transport(String),
+    /// Shutdown came while waiting.
+    #[error("shutting down")]
+    Shutdown,
+}
+
+/// Which token a call carries.
+#[derive(Clone, Copy, Debug)]
+enum Token {
+    App,
+    Bot,
+}
+
+/// Arguments of a Web API call.
+enum Args<'a> {
+    /// `GET` with query parameters (read methods take form/query arguments only).
+    Query(&'a [(&'a str, &'a str)]),
+    /// `POST` with a JSON body (write methods).
+    Json(&'a Value),
+}
+
+/// The bot's own identity, from `auth.test`.
+#[derive(Clone, Debug)]
+struct Identity {
+    user_id: String,
+    name: String,
+}
+
+/// What one running backend shares between its tasks.
+struct Shared {
+    http: reqwest::Client,
+    api: String,
+    app_token: Secret,
+    bot_token: Secret,
+    me: Identity,
+    shutdown: CancellationToken,
+    /// User id → name.
+    users: Mutex<HashMap<String, String>>,
+    /// Channel id → `#name`.
+    channels: Mutex<HashMap<String, String>>,
+    /// User id → DM channel id.
+    dms: Mutex<HashMap<String, String>>,
+}
+
+/// How one socket session ended.
+enum SessionEnd {
+    /// Shutdown was asked for.
+    Shutdown,
+    /// Slack asked for a new connection (`disconnect`).
+    Refresh,
+    /// The socket dropped or went silent.
+    Dropped(String),
+    /// A condition reconnecting cannot fix.
+    Fatal(BackendError),
+}
+
+async fn run(spec: SlackSpec, io: BackendIo) -> Result<(), BackendError> {
+    let BackendIo {
+        incoming,
+        outgoing,
+        state,
+        shutdown,
+    } = io;
+    state.send_replace(ConnState::Connecting);
+    let app_token = secret::resolve(&spec.app_token)?;
+    let bot_token = secret::resolve(&spec.bot_token)?;
+    let http =
+        crate::http::client(true, None, Some(HTTP_TIMEOUT)).map_err(|e| BackendError::Config {
+            what: "HTTP client",
+            reason: e.to_string(),
+        })?;
+    let local = shutdown.child_token();
+    let mut shared = Shared {
+        http,
+        api: spec.url.trim_end_matches('/').to_owned(),
+        app_token,
+        bot_token,
+        me: Identity {
+            user_id: String::new(),
+            name: String::new(),
+        },
+        shutdown: local.clone(),
+        users: Mutex::default(),
+        channels: Mutex::default(),
+        dms: Mutex::default(),
+    };
+    let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
+    shared.me = loop {
+        match shared.auth_test().await {
+            Ok(me) => break me,
+            Err(ApiError::Auth(reason)) => return Err(auth_failed(&state, reason)),
+            Err(ApiError::Shutdown) => return Ok(()),
+            Err(e) => {
+                tracing::warn!(error = %e, "slack: auth.test failed; retrying");
+                if !sleep_or_shutdown(backoff.next_delay(), &local).await {
+                    return Ok(());
+                }
+            }
+        }
+    };
+    tracing::info!(bot_user = %shared.me.user_id, bot_name = %shared.me.name, "slack: identified");
+    let shared = Arc::new(shared);
+    let (event_tx, event_rx) = mpsc::channel(256);
+    let processor = tokio::spawn(shared.clone().process_events(event_rx, incoming));
+    let mut sender = tokio::spawn(shared.clone().send_loop(outgoing));
+    let mut receiver = tokio::spawn(shared.clone().receive_loop(event_tx, state.clone()));
+    let (first, rest) = tokio::select! {
+        r = &mut receiver => (r, sender),
+        r = &mut sender => (r, receiver),
+    };
+    local.cancel();
+    let second = rest.await;
+    let _ = processor.await;
+    let result = joined(first).and(joined(second));
+    if let Err(BackendError::Auth { reason, .. }) = &result {
+        state.send_replace(ConnState::Failed(reason.clone()));
+    }
+    result
+}
+
+/// A task's result, re-raising its panic.
+fn joined(r: Result<Result<(), BackendError>, tokio::task::JoinError>) -> Result<(), BackendError> {
+    match r {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Ok(()),
+    }
+}
+
+fn auth_failed(state: &watch::Sender<ConnState>, reason: String) -> BackendError {
+    tracing::error!(reason = %reason, "slack: token refused; not retrying");
+    state.send_replace(ConnState::Failed(reason.clone()));
+    BackendError::Auth {
+        service: "slack",
+        reason,
+    }
+}
+
+impl Shared {
+    /// One Web API call, with rate-limit waits. `Ok` only for `"ok": true`.
+    async fn call(&self, method: &str, token: Token, args: Args<'_>) -> Result<Value, ApiError> {
+        let token = match token {
+            Token::App => &self.app_token,
+            Token::Bot => &self.bot_token,
+        };
+        let url = format!("{}/{method}", self.api);
+        for _ in 0..=RATE_LIMIT_RETRIES {
+            let request = match &args {
+                Args::Query(pairs) => {
+                    let mut u = url::Url::parse(&url)
+                        .map_err(|e| ApiError::Transport(format!("bad API URL {url}: {e}")))?;
+                    u.query_pairs_mut().extend_pairs(pairs.iter());
+                    self.http.get(u)
+                }
+                // Slack wants the charset spelled out on JSON bodies (else `missing_charset`).
+                Args::Json(body) => self
+                    .http
+                    .post(&url)
+                    .header(
+                        reqwest::header::CONTENT_TYPE,
+                        "application/json; charset=utf-8",
+                    )
+                    .body(body.to_string()),
+            };
+            let response = request
+                .bearer_auth(token.expose())
+                .send()
+                .await
+                .map_err(|e| ApiError::Transport(format!("{method}: {}", e.without_url())))?;
+            let status = response.status();
+            let wait = retry_after(response.headers());
+            if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+                self.wait_rate_limit(method, wait).await?;
+                continue;
+            }
+            let body: Value = match response.json().await {
+                Ok(v) => v,
+                Err(_) => {
+                    return Err(ApiError::Transport(format!(
+                        "{method}: HTTP {status} without a JSON body"
+                    )));
+                }
+            };
+            if body.get("ok").and_then(Value::as_bool) == Some(true) {
+                return Ok(body);
+            }
+            let code = body
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown_error")
+                .to_owned();
+            if code == "ratelimited" || code == "rate_limited" {
+                self.wait_rate_limit(method, wait).await?;
+                continue;
+            }
+            if AUTH_ERRORS.contains(&code.as_str()) {
+                return Err(ApiError::Auth(code));
+            }
+            return Err(ApiError::Slack(code));
+        }
+        Err(ApiError::RateLimited)
+    }
+
+    async fn wait_rate_limit(&self, method: &str, wait: Option<Duration>) -> Result<(), ApiError> {
+        let wait = wait
+            .unwrap_or(Duration::from_secs(1))
+            .min(MAX_RATE_LIMIT_WAIT);
+        tracing::warn!(
+            method,
+            wait_ms = wait.as_millis() as u64,
+            "slack: rate limited; waiting"
+        );
+        if sleep_or_shutdown(wait, &self.shutdown).await {
+            Ok(())
+        } else {
+            Err(ApiError::Shutdown)
+        }
+    }
+
+    async fn auth_test(&self) -> Result<Identity, ApiError> {
+        let body = self
+            .call("auth.test", Token::Bot, Args::Json(&json!({})))
+            .await?;
+        let user_id = str_field(&body, "user_id")
+            .ok_or_else(|| ApiError::Transport("auth.test: no user_id".into()))?;
+        Ok(Identity {
+            user_id: user_id.to_owned(),
+            name: str_field(&body, "user").unwrap_or_default().to_owned(),
+        })
+    }
+
+    /// Reconnects until shutdown; `Err` only for fatal conditions.
+    async fn receive_loop(
+        self: Arc<Self>,
+        events: mpsc::Sender<Value>,
+        state: watch::Sender<ConnState>,
+    ) -> Result<(), BackendError> {
+        let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
+        loop {
+            if self.shutdown.is_cancelled() {
+                return Ok(());
+            }
+            state.send_replace(ConnState::Connecting);
+            let url = match self
+                .call("apps.connections.open", Token::App, Args::Json(&json!({})))
+                .await
+            {
+                Ok(body) => match str_field(&body, "url") {
+                    Some(u) => u.to_owned(),
+                    None => {
+                        tracing::warn!("slack: apps.connections.open answered without a url");
+                        if !sleep_or_shutdown(backoff.next_delay(), &self.shutdown).await {
+                            return Ok(());
+                        }
+                        continue;
+                    }
+                },
+                Err(ApiError::Auth(reason)) => return Err(auth_failed(&state, reason)),
+                Err(ApiError::Shutdown) => return Ok(()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "slack: apps.connections.open failed");
+                    if !sleep_or_shutdown(backoff.next_delay(), &self.shutdown).await {
+                        return Ok(());
+                    }
+                    continue;
+                }
+            };
+            let ws = match websocket::connect(&url).await {
+                Ok(ws) => ws,
+                Err(e) => {
+                    tracing::warn!(error = %e, "slack: socket mode connect failed");
+                    if !sleep_or_shutdown(backoff.next_delay(), &self.shutdown).await {
+                        return Ok(());
+                    }
+                    continue;
+                }
+            };
+            let started = Instant::now();
+            match self.session(ws, &events, &state).await {
+                SessionEnd::Shutdown => return Ok(()),
+                SessionEnd::Refresh => backoff.reset(),
+                SessionEnd::Fatal(e) => return Err(e),
+                SessionEnd::Dropped(reason) => {
+                    state.send_replace(ConnState::Connecting);
+                    backoff.reset_if_stable(started);
+                    let delay = backoff.next_delay();
+                    tracing::warn!(
+                        reason = %reason,
+                        retry_in_ms = delay.as_millis() as u64,
+                        "slack: socket lost; reconnecting"
+                    );
+                    if !sleep_or_shutdown(delay, &self.shutdown).await {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads one socket until it ends, acknowledging every envelope first.
+    async fn session(
+        &self,
+        mut ws: WsStream,
+        events: &mpsc::Sender<Value>,
+        state: &watch::Sender<ConnState>,
+    ) -> SessionEnd {
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.tick().await;
+        let mut last_heard = Instant::now();
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => {
+                    let _ = ws.close(None).await;
+                    return SessionEnd::Shutdown;
+                }
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > SILENCE_LIMIT {
+                        return SessionEnd::Dropped("no traffic from Slack".into());
+                    }
+                    if let Err(e) = ws.send(Message::Ping(Vec::new().into())).await {
+                        return SessionEnd::Dropped(e.to_string());
+                    }
+                }
+                frame = ws.next() => {
+                    last_heard = Instant::now();
+                    let text = match frame {
+                        None => return SessionEnd::Dropped("socket closed".into()),
+                        Some(Err(e)) => return SessionEnd::Dropped(e.to_string()),
+                        Some(Ok(Message::Text(t))) => t,
+                        Some(Ok(Message::Close(frame))) => {
+                            let why = frame.map(|f| format!("closed by Slack: {} {}", f.code, f.reason));
+                            return SessionEnd::Dropped(why.unwrap_or_else(|| "closed by Slack".into()));
+                        }
+                        Some(Ok(_)) => continue,
+                    };
+                    if let Some(end) = self.on_frame(text.as_str(), &mut ws, events, state).await {
+                        return end;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles one text frame; `Some` ends the session.
+    async fn on_frame(
+        &self,
+        text: &str,
+        ws: &mut WsStream,
+        events: &mpsc::Sender<Value>,
+        state: &watch::Sender<ConnState>,
+    ) -> Option<SessionEnd> {
+        let frame: Value = match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "slack: ignoring a frame that is not JSON");
+                return None;
+            }
+        };
+        if let Some(id) = str_field(&frame, "envelope_id") {
+            let ack = json!({ "envelope_id": id }).to_string();
+            if let Err(e) = ws.send(Message::Text(ack.into())).await {
+                return Some(SessionEnd::Dropped(format!("ack failed: {e}")));
+            }
+        }
+        match str_field(&frame, "type").unwrap_or_default() {
+            "hello" => {
+                tracing::info!(
+                    connections = frame
+                        .get("num_connections")
+                        .and_then(serde_json::Value::as_u64),
+                    "slack: socket mode connected"
+                );
+                state.send_replace(ConnState::Connected);
+                None
+            }
+            "disconnect" => {
+                let reason = str_field(&frame, "reason").unwrap_or("unspecified");
+                if reason == "link_disabled" {
+                    return Some(SessionEnd::Fatal(BackendError::Config {
+                        what: "slack app",
+                        reason:
+                            "Socket Mode is turned off for this app (disconnect: link_disabled)"
+                                .into(),
+                    }));
+                }
+                tracing::info!(reason, "slack: asked to reconnect");
+                let _ = ws.close(None).await;
+                Some(SessionEnd::Refresh)
+            }
+            "events_api" => {
+                if let Some(n) = frame
+                    .get("retry_attempt")
+                    .and_then(Value::as_u64)
+                    .filter(|n| *n > 0)
+                {
+                    tracing::debug!(retry_attempt = n, "slack: redelivered envelope");
+                }
+                let payload = frame.get("payload").cloned().unwrap_or(Value::Null);
+                match events.send(payload).await {
+                    Ok(()) => None,
+                    Err(_) => Some(SessionEnd::Shutdown),
+                }
+            }
+            other => {
+                tracing::debug!(kind = other, "slack: ignoring envelope");
+                None
+            }
+        }
+    }
+
+    /// Turns event payloads into [`Incoming`] messages, in order.
+    async fn process_events(
+        self: Arc<Self>,
+        mut events: mpsc::Receiver<Value>,
+        incoming: mpsc::Sender<Incoming>,
+    ) {
+        let mut seen = Seen::new(SEEN_CAPACITY);
+        while let Some(payload) = events.recv().await {
+            if let Some(id) = str_field(&payload, "event_id")
+                && !seen.insert(id)
+            {
+                continue;
+            }
+            let event = payload.get("event").unwrap_or(&Value::Null);
+            let Some(message) = self.to_incoming(event, &mut seen).await else {
+                continue;
+            };
+            tracing::debug!(
+                user = %message.user,
+                room = message.room.as_ref().map(|r| r.name.as_str()),
+                "slack: message"
+            );
+            if incoming.send(message).await.is_err() {
+                break;
+            }
+        }
+    }
+
+    /// The message an event carries, when it is one for the bot to consider.
+    async fn to_incoming(&self, event: &Value, seen: &mut Seen) -> Option<Incoming> {
+        let kind = str_field(event, "type")?;
+        if kind != "message" && kind != "app_mention" {
+            return None;
+        }
+        if let Some(subtype) = str_field(event, "subtype")
+            && subtype != "thread_broadcast"
+            && subtype != "file_share"
+        {
+            return None;
+        }
+        if event.get("bot_id").is_some_and(|b| !b.is_null())
+            || event.get("hidden").and_then(Value::as_bool) == Some(true)
+        {
+            return None;
+        }
+        let user_id = str_field(event, "user")?;
+        if user_id == self.me.user_id {
+            return None;
+        }
+        let channel = str_field(event, "channel")?;
+        let ts = str_field(event, "ts")?;
+        if !seen.insert(&format!("{channel}:{ts}")) {
+            return None;
+        }
+        let raw = str_field(event, "text").unwrap_or_default();
+        let direct = match str_field(event, "channel_type") {
+            Some(t) => t == "im",
+            None => channel.starts_with('D'),
+        };
+        let room = if direct {
+            None
+        } else {
+            Some(Room {
+                id: channel.to_owned(),
+                name: self.channel_name(channel).await,
+            })
+        };
+        let (rest, mentioned) = strip_leading_mention(raw, &self.me.user_id);
+        let mut names = HashMap::new();
+        for id in mentioned_users(rest) {
+            let name = self.user_name(&id).await;
+            names.insert(id, name);
+        }
+        let text = rich::normalize_typography(decode_markup(rest, &names).trim());
+        Some(Incoming {
+            user_id: user_id.to_owned(),
+            user: self.user_name(user_id).await,
+            room,
+            text,
+            mentioned,
+            thread: str_field(event, "thread_ts").map(str::to_owned),
+            message_id: Some(ts.to_owned()),
+        })
+    }
+
+    /// A user's name (`users.info`, cached); the id when Slack cannot say.
+    async fn user_name(&self, id: &str) -> String {
+        if let Some(name) = lock(&self.users).get(id) {
+            return name.clone();
+        }
+        match self
+            .call("users.info", Token::Bot, Args::Query(&[("user", id)]))
+            .await
+        {
+            Ok(body) => {
+                let user = body.get("user").unwrap_or(&Value::Null);
+                let name = str_field(user, "name").unwrap_or(id).to_owned();
+                lock(&self.users).insert(id.to_owned(), name.clone());
+                name
+            }
+            Err(e) => {
+                tracing::warn!(user = id, error = %e, "slack: users.info failed");
+                id.to_owned()
+            }
+        }
+    }
+
+    /// A user's id from a name: the cache, then `users.list`.
+    async fn user_id_for(&self, name: &str) -> Option<String> {
+        let name = name.trim_start_matches('@');
+        if let Some(id) = self.cached_user_id(name) {
+            return Some(id);
+        }
+        let mut cursor = String::new();
+        loop {
+            let mut args = vec![("limit", "200")];
+            if !cursor.is_empty() {
+                args.push(("cursor", cursor.as_str()));
+            }
+            let body = match self
+                .call("users.list", Token::Bot, Args::Query(&args))
+                .await
+            {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(user = name, error = %e, "slack: users.list failed");
+                    return None;
+                }
+            };
+            let members = body.get("members").and_then(Value::as_array);
+            {
+                let mut users = lock(&self.users);
+                for m in members.into_iter().flatten() {
+                    if let (Some(id), Some(n)) = (str_field(m, "id"), str_field(m, "name")) {
+                        users.insert(id.to_owned(), n.to_owned());
+                    }
+                }
+            }
+            cursor = body
+                .pointer("/response_metadata/next_cursor")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            if cursor.is_empty() {
+                return self.cached_user_id(name);
+            }
+        }
+    }
+
+    fn cached_user_id(&self, name: &str) -> Option<String> {
+        lock(&self.users)
+            .iter()
+            .find(|(_, n)| n.as_str() == name)
+            .map(|(id, _)| id.clone())
+    }
+
+    /// A channel's `#name` (`conversations.info`, cached); the id when Slack cannot say.
+    async fn channel_name(&self, id: &str) -> String {
+        if let Some(name) = lock(&self.channels).get(id) {
+            return name.clone();
+        }
+        match self
+            .call(
+                "conversations.info",
+                Token::Bot,
+                Args::Query(&[("channel", id)]),
+            )
+            .await
+        {
+            Ok(body) => {
+                let name = body
+                    .pointer("/channel/name")
+                    .and_then(Value::as_str)
+                    .map(|n| format!("#{n}"))
+                    .unwrap_or_else(|| id.to_owned());
+                lock(&self.channels).insert(id.to_owned(), name.clone());
+                name
+            }
+            Err(e) => {
+                tracing::warn!(channel = id, error = %e, "slack: conversations.info failed");
+                id.to_owned()
+            }
+        }
+    }
+
+    /// Posts replies in order until `outgoing` closes or shutdown (then flushes).
+    async fn send_loop(
+        self: Arc<Self>,
+        mut outgoing: mpsc::Receiver<Outgoing>,
+    ) -> Result<(), BackendError> {
+        loop {
+            tokio::select! {
+                biased;
+                next = outgoing.recv() => match next {
+                    Some(out) => self.post(&out).await?,
+                    None => return Ok(()),
+                },
+                () = self.shutdown.cancelled() => {
+                    while let Ok(out) = outgoing.try_recv() {
+                        self.post(&out).await?;
+                    }
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Posts one reply; only a refused token is an error.
+    async fn post(&self, out: &Outgoing) -> Result<(), BackendError> {
+        match self.try_post(out).await {
+            Ok(()) => Ok(()),
+            Err(ApiError::Auth(reason)) => {
+                tracing::error!(reason = %reason, "slack: bot token refused while posting");
+                Err(BackendError::Auth {
+                    service: "slack",
+                    reason,
+                })
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "slack: reply not delivered");
+                Ok(())
+            }
+        }
+    }
+
+    async fn try_post(&self, out: &Outgoing) -> Result<(), ApiError> {
+        let (channel, thread) = match &out.target {
+            Target::Room { id, thread } => (id.clone(), thread.clone()),
+            Target::Direct { user } => (self.dm_channel(user).await?, None),
+        };
+        let mention = match &out.mention {
+            Some(m) => Some(self.mention_markup(m).await),
+            None => None,
+        };
+        let escaped = Outgoing {
+            text: escape_text(&out.text),
+            ..out.clone()
+        };
+        let messages = rich::slack_messages(&escaped, mention.as_deref(), TEXT_LIMIT);
+        for (i, message) in messages.into_iter().enumerate() {
+            if i > 0 {
+                tokio::time::sleep(PART_PAUSE).await;
+            }
+            match self
+                .post_message(&channel, thread.as_deref(), message)
+                .await
+            {
+                Err(ApiError::Slack(code)) if is_content_error(&code) => {
+                    tracing::warn!(code = %code, "slack: rich message refused; sending plain text");
+                    let lead = mention
+                        .as_deref()
+                        .map(|m| format!("{m}: "))
+                        .unwrap_or_default();
+                    let parts = rich::parts(&escaped, "slack");
+                    for piece in rich::plain_pieces(&lead, &parts, TEXT_LIMIT / 2) {
+                        let mut m = Map::new();
+                        m.insert("text".into(), Value::String(piece));
+                        self.post_message(&channel, thread.as_deref(), m).await?;
+                        tokio::time::sleep(PART_PAUSE).await;
+                    }
+                    return Ok(());
+                }
+                other => other?,
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_message(
+        &self,
+        channel: &str,
+        thread: Option<&str>,
+        mut message: Map<String, Value>,
+    ) -> Result<(), ApiError> {
+        message.insert("channel".into(), Value::String(channel.to_owned()));
+        if let Some(ts) = thread {
+            message.insert("thread_ts".into(), Value::String(ts.to_owned()));
+        }
+        self.call(
+            "chat.postMessage",
+            Token::Bot,
+            Args::Json(&Value::Object(message)),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// The DM channel with a user (id or name), opened with `conversations.open`.
+    async fn dm_channel(&self, user: &str) -> Result<String, ApiError> {
+        let user_id = if looks_like_user_id(user) {
+            user.to_owned()
+        } else {
+            self.user_id_for(user)
+                .await
+                .ok_or_else(|| ApiError::Slack(format!("user_not_found ({user})")))?
+        };
+        if let Some(c) = lock(&self.dms).get(&user_id) {
+            return Ok(c.clone());
+        }
+        let body = self
+            .call(
+                "conversations.open",
+                Token::Bot,
+                Args::Json(&json!({ "users": user_id })),
+            )
+            .await?;
+        let channel = body
+            .pointer("/channel/id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ApiError::Transport("conversations.open: no channel id".into()))?
+            .to_owned();
+        lock(&self.dms).insert(user_id, channel.clone());
+        Ok(channel)
+    }
+
+    /// `<@U…>` for a user id or a known name, `@name` otherwise.
+    async fn mention_markup(&self, user: &str) -> String {
+        if looks_like_user_id(user) {
+            return format!("<@{user}>");
+        }
+        match self.user_id_for(user).await {
+            Some(id) => format!("<@{id}>"),
+            None => format!("@{}", user.trim_start_matches('@')),
+        }
+    }
+}
+
+/// Errors after which the same words are worth sending as plain text.
+fn is_content_error(code: &str) -> bool {
+    matches!(
+        code,
+        "msg_too_long"
+            | "msg_blocks_too_long"
+            | "invalid_blocks"
+            | "invalid_blocks_format"
+            | "invalid_attachments"
+            | "too_many_attachments"
+    )
+}
+
+/// Slack user ids: `U…` or `W…` (enterprise), upper-case letters and digits.
+fn looks_like_user_id(s: &str) -> bool {
+    s.len() >= 9
+        && (s.starts_with('U') || s.starts_with('W'))
+        && s.chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+}
+
+/// Removes a leading `<@BOT>` (or `<@BOT|name>`) and the `:`/`,` after it.
+fn strip_leading_mention<'a>(text: &'a str, bot: &str) -> (&'a str, bool) {
+    let trimmed = text.trim_start();
+    let Some(rest) = trimmed.strip_prefix("<@").and_then(|r| r.strip_prefix(bot)) else {
+        return (text, false);
+    };
+    let Some(end) = rest.find('>') else {
+        return (text, false);
+    };
+    if !(rest[..end].is_empty() || rest[..end].starts_with('|')) {
+        return (text, false);
+    }
+    let rest = rest[end + 1..].trim_start_matches([':', ',']).trim_start();
+    (rest, true)
+}
+
+/// User ids mentioned as `<@U…>` in `text`.
+fn mentioned_users(text: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("<@") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('>') else { break };
+        let id = after[..end].split('|').next().unwrap_or_default();
+        if !id.is_empty() && !ids.iter().any(|i| i == id) {
+            ids.push(id.to_owned());
+        }
+        rest = &after[end + 1..];
+    }
+    ids
+}
+
+/// Slack's message markup back to what the user typed: `<url|label>` → label, `<url>` →
+/// url, `<@U1>` → `@name`, `<#C1|ops>` → `#ops`, `<!here>` → `@here`, then `&lt;` `&gt;`
+/// `&amp;` unescaped.
+fn decode_markup(text: &str, names: &HashMap<String, String>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find('<') {
+        out.push_str(&unescape(&rest[..start]));
+        let after = &rest[start + 1..];
+        let Some(end) = after.find('>') else {
+            out.push_str(&unescape(&rest[start..]));
+            rest = "";
+            break;
+        };
+        let inner = &after[..end];
+        let (target, label) = match inner.split_once('|') {
+            Some((t, l)) => (t, Some(l)),
+            None => (inner, None),
+        };
+        let rendered = if let Some(id) = target.strip_prefix('@') {
+            let name = names.get(id).map(String::as_str).or(label).unwrap_or(id);
+            format!("@{}", name.trim_start_matches('@'))
+        } else if let Some(id) = target.strip_prefix('#') {
+            format!("#{}", label.unwrap_or(id))
+        } else if let Some(special) = target.strip_prefix('!') {
+            match label {
+                Some(l) => l.to_owned(),
+                None => format!("@{}", special.split('^').next().unwrap_or(special)),
+            }
+        } else {
+            label.unwrap_or(target).to_owned()
+        };
+        out.push_str(&unescape(&rendered));
+        rest = &after[end + 1..];
+    }
+    out.push_str(&unescape(rest));
+    out
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// Escapes `&`, `<` and `>` for Slack, except in Slack's own markup (`<@U1>`, `<#C1>`,
+/// `<!here>`, `<https://…|label>`, `<mailto:…>`) and existing entities, so command output
+/// such as `<none>` shows as typed while templates can still mention and link.
+fn escape_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    let bytes = text.as_bytes();
+    while i < text.len() {
+        let c = bytes[i];
+        match c {
+            b'<' => {
+                let after = &text[i + 1..];
+                let markup = after.find('>').filter(|end| {
+                    let inner = &after[..*end];
+                    !inner.contains(['<', '\n'])
+                        && (inner.starts_with(['@', '#', '!'])
+                            || inner.starts_with("http://")
+                            || inner.starts_with("https://")
+                            || inner.starts_with("mailto:"))
+                });
+                match markup {
+                    Some(end) => {
+                        out.push_str(&text[i..i + end + 2]);
+                        i += end + 2;
+                    }
+                    None => {
+                        out.push_str("&lt;");
+                        i += 1;
+                    }
+                }
+            }
+            b'>' => {
+                out.push_str("&gt;");
+                i += 1;
+            }
+            b'&' => {
+                let after = &text[i + 1..];
+                if ["amp;", "lt;", "gt;"].iter().any(|e| after.starts_with(e)) {
+                    out.push('&');
+                } else {
+                    out.push_str("&amp;");
+                }
+                i += 1;
+            }
+            _ => {
+                let ch = text[i..].chars().next().unwrap_or_default();
+                out.push(ch);
+                i += ch.len_utf8().max(1);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_only_a_leading_bot_mention() {
+        assert_eq!(
+            strip_leading_mention("<@UBOT> help", "UBOT"),
+            ("help", true)
+        );
+        assert_eq!(
+            strip_leading_mention(" <@UBOT|st2>: help", "UBOT"),
+            ("help", true)
+        );
+        assert_eq!(
+            strip_leading_mention("<@UBOTX> help", "UBOT"),
+            ("<@UBOTX> help", false)
+        );
+        assert_eq!(
+            strip_leading_mention("hi <@UBOT>", "UBOT"),
+            ("hi <@UBOT>", false)
+        );
+    }
+
+    #[test]
+    fn decodes_markup() {
+        let names = HashMap::from([("U2".to_owned(), "bob".to_owned())]);
+        assert_eq!(
+            decode_markup(
+                "run ping <http://example.com|example.com> for <@U2> in <#C1|ops> &lt;x&gt; &amp; <!here> <https://a.b/c>",
+                &names
+            ),
+            "run ping example.com for @bob in #ops <x> & @here https://a.b/c"
+        );
+        assert_eq!(decode_markup("a < b", &names), "a < b");
+        assert_eq!(
+            mentioned_users("<@U2> and <@U3|c> and <@U2>"),
+            vec!["U2", "U3"]
+        );
+    }
+
+    #[test]
+    fn escapes_text_but_keeps_markup() {
+        assert_eq!(
+            escape_text("<@U1> got <none> & a -> b <https://x.y|link> &amp;"),
+            "<@U1> got &lt;none&gt; &amp; a -&gt; b <https://x.y|link> &amp;"
+        );
+        assert_eq!(escape_text("é<"), "é&lt;");
+    }
+
+    #[test]
+    fn user_ids() {
+        assert!(looks_like_user_id("U012ABCDEF"));
+        assert!(!looks_like_user_id("alice"));
+    }
+}
