@@ -7,10 +7,12 @@
 //! One file per backend; [`build`] picks the one the definition names.
 
 pub mod backoff;
+pub mod discord;
 pub mod irc;
 pub mod matrix;
 pub mod mattermost;
 pub mod rich;
+pub mod rocketchat;
 pub mod slack;
 pub mod text;
 pub mod webapi;
@@ -206,13 +208,8 @@ pub fn build(
         BackendSpec::Irc(spec) => Ok(Box::new(irc::IrcBackend::new(spec)?)),
         BackendSpec::Xmpp(spec) => Ok(Box::new(xmpp::XmppBackend::new(spec)?)),
         BackendSpec::Matrix(m) => Ok(Box::new(matrix::MatrixBackend::new(m)?)),
-        other => Err(BackendError::Config {
-            what: "backend",
-            reason: format!(
-                "the `{}` backend is not built into this executable yet",
-                other.kind()
-            ),
-        }),
+        BackendSpec::Discord(d) => Ok(Box::new(discord::DiscordBackend::new(d)?)),
+        BackendSpec::RocketChat(r) => Ok(Box::new(rocketchat::RocketChatBackend::new(r)?)),
     }
 }
 

@@ -263,6 +263,178 @@ pub fn normalize_typography(text: &str) -> String {
         .collect()
 }
 
+/// A colour as `0xRRGGBB`: a number, `#rrggbb`/`rrggbb`, or Slack's `good`/`warning`/`danger`.
+pub fn color_rgb(value: &Value) -> Option<u32> {
+    match value {
+        Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+        Value::String(s) => match s.as_str() {
+            "good" => status_color_rgb(Some(Status::Succeeded)),
+            "warning" => status_color_rgb(Some(Status::Running)),
+            "danger" => status_color_rgb(Some(Status::Failed)),
+            hex => {
+                let hex = hex.strip_prefix('#').unwrap_or(hex);
+                (hex.len() == 6)
+                    .then(|| u32::from_str_radix(hex, 16).ok())
+                    .flatten()
+            }
+        },
+        _ => None,
+    }
+}
+
+/// Discord `POST /channels/{id}/messages` bodies for `out` (without `message_reference` and
+/// `allowed_mentions`), `content` under `limit` characters, embed descriptions under
+/// `embed_limit`. `mention` is Discord markup such as `<@123>`.
+///
+/// - `extra.discord.embeds`: passed through as given (ten per message, Discord's maximum),
+///   after the plain text as `content`;
+/// - a rich message: the mention and pretext as `content`, the body in embeds with the colour
+///   (a number or `#hex`), `extra.discord`'s other keys (`title`, `url`, `fields`, `footer`…)
+///   merged into the first; one embed per message, so each stays under the 6000-character
+///   total;
+/// - otherwise plain `content`, split.
+pub fn discord_messages(
+    out: &Outgoing,
+    mention: Option<&str>,
+    limit: usize,
+    embed_limit: usize,
+) -> Vec<Map<String, Value>> {
+    let parts = parts(out, "discord");
+    let lead = mention.map(|m| format!("{m}: ")).unwrap_or_default();
+    let verbatim = parts
+        .extra
+        .and_then(|x| x.get("embeds"))
+        .and_then(Value::as_array);
+    if let Some(embeds) = verbatim {
+        let mut messages: Vec<Map<String, Value>> = plain_pieces(&lead, &parts, limit)
+            .into_iter()
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| text_object("content", t))
+            .collect();
+        let mut groups = embeds.chunks(10);
+        if let (Some(last), Some(group)) = (messages.last_mut(), groups.next()) {
+            last.insert("embeds".into(), Value::Array(group.to_vec()));
+        }
+        for group in groups {
+            let mut m = Map::new();
+            m.insert("embeds".into(), Value::Array(group.to_vec()));
+            messages.push(m);
+        }
+        return messages;
+    }
+    if !parts.is_rich() {
+        return plain_pieces(&lead, &parts, limit)
+            .into_iter()
+            .map(|t| text_object("content", t))
+            .collect();
+    }
+    let color = parts
+        .extra
+        .and_then(|x| x.get("color"))
+        .and_then(color_rgb)
+        .or_else(|| parts.color.as_deref().and_then(|c| color_rgb(&json!(c))));
+    let headline = format!("{lead}{}", parts.pretext.unwrap_or_default());
+    let headline = headline.trim_end_matches([' ', ':']).to_owned();
+    let mut messages: Vec<Map<String, Value>> = if headline.is_empty() {
+        Vec::new()
+    } else {
+        split_message(&headline, limit, char_len)
+            .into_iter()
+            .map(|t| text_object("content", t))
+            .collect()
+    };
+    let pieces = if parts.body.trim().is_empty() {
+        Vec::new()
+    } else {
+        split_message(parts.body, embed_limit, char_len)
+    };
+    for (i, piece) in pieces.into_iter().enumerate() {
+        let mut embed = Map::new();
+        if i == 0
+            && let Some(x) = parts.extra
+        {
+            for (k, v) in x {
+                if !matches!(k.as_str(), "color" | "thread_response" | "embeds") {
+                    embed.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        embed.insert("description".into(), Value::String(piece));
+        if let Some(c) = color {
+            embed.insert("color".into(), Value::from(c));
+        }
+        let embeds = Value::Array(vec![Value::Object(embed)]);
+        match messages.last_mut() {
+            Some(last) if i == 0 => {
+                last.insert("embeds".into(), embeds);
+            }
+            _ => {
+                let mut m = Map::new();
+                m.insert("embeds".into(), embeds);
+                messages.push(m);
+            }
+        }
+    }
+    messages
+}
+
+/// Rocket.Chat `chat.postMessage` bodies for `out` (without `roomId`/`channel` and `tmid`),
+/// `text` under `limit` characters. `mention` is `@username`.
+///
+/// - `extra.rocketchat.attachments`: used verbatim on the first message, with the plain text;
+/// - a rich message: the mention and pretext as `text`, the body in coloured attachments
+///   (`extra.rocketchat` keys merged in, as hubot-stackstorm does), one per message;
+/// - otherwise plain `text`, split.
+pub fn rocketchat_messages(
+    out: &Outgoing,
+    mention: Option<&str>,
+    limit: usize,
+) -> Vec<Map<String, Value>> {
+    let parts = parts(out, "rocketchat");
+    let lead = mention.map(|m| format!("{m}: ")).unwrap_or_default();
+    if let (true, Some(extra)) = (parts.passthrough(), parts.extra) {
+        let mut messages: Vec<Map<String, Value>> = plain_pieces(&lead, &parts, limit)
+            .into_iter()
+            .map(|t| text_object("text", t))
+            .collect();
+        if let (Some(first), Some(attachments)) = (messages.first_mut(), extra.get("attachments")) {
+            first.insert("attachments".into(), attachments.clone());
+        }
+        return messages;
+    }
+    if !parts.is_rich() {
+        return plain_pieces(&lead, &parts, limit)
+            .into_iter()
+            .map(|t| text_object("text", t))
+            .collect();
+    }
+    let headline = format!("{lead}{}", parts.pretext.unwrap_or_default());
+    let headline = headline.trim_end_matches([' ', ':']).to_owned();
+    let mut messages: Vec<Map<String, Value>> = split_message(&headline, limit, char_len)
+        .into_iter()
+        .filter(|t| !t.is_empty())
+        .map(|t| text_object("text", t))
+        .collect();
+    for (i, piece) in split_message(parts.body, limit, char_len)
+        .into_iter()
+        .enumerate()
+    {
+        let extra = if i == 0 { parts.extra } else { None };
+        let attachments = json!([legacy_attachment(&piece, parts.color.as_deref(), extra)]);
+        match messages.last_mut() {
+            Some(last) if i == 0 => {
+                last.insert("attachments".into(), attachments);
+            }
+            _ => {
+                let mut m = text_object("text", String::new());
+                m.insert("attachments".into(), attachments);
+                messages.push(m);
+            }
+        }
+    }
+    messages
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
