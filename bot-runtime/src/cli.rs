@@ -9,6 +9,8 @@ pub enum Command {
     Run,
     /// Validate the run-time environment and exit.
     Check,
+    /// Self-check against StackStorm (aliases, notify rule, stream, test announcement).
+    Doctor,
     /// Print usage and exit.
     Help,
     /// Print the version and exit.
@@ -71,6 +73,8 @@ pub fn usage(name: &str, description: &str) -> String {
          Usage: {name} [OPTIONS]\n\n\
          Options:\n  \
          --check              validate secrets and StackStorm connectivity, then exit\n  \
+         --doctor             self-check after install: aliases, notify rule, stream, and a\n  \
+         \x20                    test announcement through StackStorm; then exit\n  \
          --user NAME          text backend: act as this chat user\n  \
          --room NAME          text backend: speak in this room (`-` for a direct message)\n  \
          --linger DURATION    text backend: after end of input, wait this long for results\n  \
@@ -114,6 +118,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, UsageEr
         };
         match flag.as_str() {
             "--check" | "check" => options.command = Command::Check,
+            "--doctor" | "doctor" => options.command = Command::Doctor,
             "-h" | "--help" => options.command = Command::Help,
             "-V" | "--version" => options.command = Command::Version,
             "--print-spec" => options.command = Command::PrintSpec,

@@ -3,8 +3,8 @@
 //! into the executable.
 //!
 //! Modules: [`backend`] (chat services), [`secret`] (secret resolution and redaction),
-//! [`check`] (`--check`), [`http`] (the shared HTTP client), [`tls`] (TLS for
-//! backends with their own sockets), [`cli`], [`logging`].
+//! [`check`] (`--check`), [`doctor`] (`--doctor`), [`http`] (the shared HTTP client),
+//! [`tls`] (TLS for backends with their own sockets), [`cli`], [`logging`].
 
 pub mod aliases;
 pub mod app;
@@ -13,6 +13,7 @@ pub mod backend;
 pub mod check;
 pub mod cli;
 pub mod dispatch;
+pub mod doctor;
 pub mod http;
 pub mod logging;
 pub mod ops;
@@ -59,7 +60,7 @@ pub fn main(spec: &'static BotSpec) -> ExitCode {
             print_out(&format!("{spec:#?}\n"));
             return ExitCode::SUCCESS;
         }
-        cli::Command::Check | cli::Command::Run => {}
+        cli::Command::Check | cli::Command::Doctor | cli::Command::Run => {}
     }
     logging::init(&spec.log, options.log_json);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -124,6 +125,18 @@ pub fn main(spec: &'static BotSpec) -> ExitCode {
         match options.command {
             cli::Command::Check => {
                 let lines = check::run(spec, options.simulate).await;
+                print_out(&check::render(&lines));
+                if lines.iter().all(|l| l.ok) {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+            cli::Command::Doctor => {
+                let lines = match &client {
+                    Ok(client) => doctor::run(spec, client).await,
+                    Err(e) => doctor::client_unavailable(e),
+                };
                 print_out(&check::render(&lines));
                 if lines.iter().all(|l| l.ok) {
                     ExitCode::SUCCESS

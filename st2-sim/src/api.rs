@@ -32,6 +32,8 @@ pub(crate) fn router(state: Shared) -> Router {
             "/api/v1/aliasexecution/match_and_execute",
             post(match_and_execute),
         )
+        .route("/api/v1/rules", get(crate::rules::list_rules))
+        .route("/api/v1/executions", post(crate::executions::create))
         .route("/stream/v1/stream", get(crate::stream::stream))
         .fallback(not_found)
         .with_state(state)
@@ -512,7 +514,7 @@ fn complete_later(
             .config
             .routes
             .iter()
-            .find(|(n, _)| n == r)
+            .find(|(n, _)| n == r && !state.config.disabled_rules.contains(n))
             .map(|(_, a)| a.clone())
     }) else {
         return;

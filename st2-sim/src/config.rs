@@ -22,6 +22,9 @@ pub struct SimConfig {
     pub result_delay: Duration,
     /// Notify rules: (notification route, announcement route).
     pub routes: Vec<(String, String)>,
+    /// Notification routes whose notify rule exists but is disabled: listed by
+    /// `GET /api/v1/rules` with `enabled: false`, and their results are never announced.
+    pub disabled_rules: Vec<String>,
     /// Web UI base for `execution.web_url` (absent: no `web_url`, like StackStorm without
     /// `webui.webui_base_url`).
     pub webui_url: Option<String>,
@@ -42,6 +45,7 @@ impl Default for SimConfig {
                 ("hubot".into(), "chatops".into()),
                 ("errbot".into(), "errbot".into()),
             ],
+            disabled_rules: Vec::new(),
             webui_url: None,
             heartbeat: Duration::from_secs(25),
         }

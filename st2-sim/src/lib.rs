@@ -1,5 +1,6 @@
 //! A StackStorm simulator: the parts of StackStorm's public wire protocol a ChatOps bot
-//! uses — API (`/api/v1/actionalias…`, `/api/v1/aliasexecution…`), auth (`/auth/tokens`) and
+//! uses — API (`/api/v1/actionalias…`, `/api/v1/aliasexecution…`, and for `doctor`
+//! `/api/v1/rules` and `/api/v1/executions`), auth (`/auth/tokens`) and
 //! stream (`/stream/v1/stream`, server-sent events) — on one loopback port, laid out as
 //! StackStorm's stock nginx serves them. It is st2bot's fake for tests and its demo mode.
 //!
@@ -19,6 +20,8 @@
 
 mod api;
 mod config;
+mod executions;
+mod rules;
 mod state;
 mod stream;
 

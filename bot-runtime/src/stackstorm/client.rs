@@ -120,7 +120,7 @@ impl St2Client {
         }
     }
 
-    async fn call<T: DeserializeOwned>(
+    pub(crate) async fn call<T: DeserializeOwned>(
         &self,
         call: &'static str,
         method: Method,

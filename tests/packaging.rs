@@ -1,0 +1,518 @@
+//! Packaging: the systemd unit generator (structure, hardening, `systemd-analyze verify` and
+//! its exposure score when systemd is installed), the daemon-less OCI image layout (digests,
+//! sizes, config, exactly the expected files, the executable byte-identical to the built
+//! one), and — with `ST2BOT_TEST_STATIC=1`, because a static `dist` build takes minutes — the
+//! static executable (`file`/`ldd`/ELF say static; `--version`, `--check` and `--doctor` run
+//! with an empty environment apart from the bot's own variables, and in an empty chroot when
+//! the test runs as root).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("st2bot-packaging-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn run(cmd: &mut Command) -> (bool, String, String) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `[Section]` → key → values (a key may repeat).
+fn parse_unit(text: &str) -> BTreeMap<String, BTreeMap<String, Vec<String>>> {
+    let mut sections: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+    let mut current = String::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            current = name.to_owned();
+            sections.entry(current.clone()).or_default();
+            continue;
+        }
+        let (key, value) = line
+            .split_once('=')
+            .unwrap_or_else(|| panic!("not `key=value`: {line}"));
+        assert!(!current.is_empty(), "{key} outside a section");
+        sections
+            .get_mut(&current)
+            .unwrap()
+            .entry(key.to_owned())
+            .or_default()
+            .push(value.to_owned());
+    }
+    sections
+}
+
+#[test]
+fn the_systemd_unit_is_hardened_and_verifies() {
+    let exe = env!("CARGO_BIN_EXE_demo");
+    let (ok, unit, err) = run(
+        Command::new(format!("{ROOT}/packaging/systemd/generate")).args([
+            "--exec",
+            exe,
+            "--health-listen",
+            "127.0.0.1:9180",
+            "demo",
+        ]),
+    );
+    assert!(ok, "{err}");
+    let sections = parse_unit(&unit);
+    let service = &sections["Service"];
+    let one = |key: &str| -> &str {
+        let values = service
+            .get(key)
+            .unwrap_or_else(|| panic!("no {key}= in\n{unit}"));
+        values.last().unwrap()
+    };
+    assert_eq!(
+        one("ExecStart"),
+        format!("{exe} --health-listen 127.0.0.1:9180")
+    );
+    for (key, value) in [
+        ("DynamicUser", "yes"),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("NoNewPrivileges", "yes"),
+        ("PrivateTmp", "yes"),
+        ("PrivateDevices", "yes"),
+        ("EnvironmentFile", "-/etc/st2bot/demo.env"),
+        ("StateDirectory", "st2bot-demo"),
+        ("WorkingDirectory", "%S/st2bot-demo"),
+        ("Restart", "on-failure"),
+        ("RestartPreventExitStatus", "2"),
+        ("SuccessExitStatus", "3"),
+        ("CapabilityBoundingSet", ""),
+        ("AmbientCapabilities", ""),
+        ("SystemCallArchitectures", "native"),
+        ("RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX"),
+        ("MemoryDenyWriteExecute", "yes"),
+        ("KillSignal", "SIGTERM"),
+    ] {
+        assert_eq!(one(key), value, "{key}");
+    }
+    assert_eq!(
+        service["SystemCallFilter"],
+        ["@system-service", "~@privileged @resources"]
+    );
+    assert!(!service.contains_key("User"), "DynamicUser picks the user");
+    assert_eq!(sections["Install"]["WantedBy"], ["multi-user.target"]);
+    assert_eq!(sections["Unit"]["After"], ["network-online.target"]);
+
+    // Bad names and relative paths are refused.
+    for args in [&["../etc"][..], &["--exec", "bin/demo", "demo"], &["Demo"]] {
+        let (ok, _, err) =
+            run(Command::new(format!("{ROOT}/packaging/systemd/generate")).args(args));
+        assert!(!ok && !err.is_empty(), "{args:?} accepted");
+    }
+
+    if !have("systemd-analyze") {
+        println!(
+            "systemd-analyze is not installed: structural checks only (install systemd to also verify the unit)"
+        );
+        return;
+    }
+    let dir = temp_dir("systemd");
+    let path = dir.join("st2bot-demo.service");
+    std::fs::write(&path, &unit).unwrap();
+    let (ok, out, err) = run(Command::new("systemd-analyze").arg("verify").arg(&path));
+    assert!(
+        ok && !err.contains("st2bot-demo.service"),
+        "systemd-analyze verify:\n{out}{err}"
+    );
+    let (ok, out, err) = run(Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", "--no-pager"])
+        .arg(&path));
+    if !ok && err.contains("offline") {
+        println!("this systemd-analyze has no `security --offline`: exposure not scored");
+        return;
+    }
+    let score: f64 = out
+        .lines()
+        .find_map(|l| l.split_once("Overall exposure level for st2bot-demo.service: "))
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure score in\n{out}{err}"));
+    assert!(
+        score <= 2.0,
+        "exposure {score} (systemd rates ≤ 2 as hardened)\n{out}"
+    );
+}
+
+/// Tar entries of an uncompressed USTAR archive: name → (type flag, mode, contents).
+fn read_ustar(tar: &[u8]) -> BTreeMap<String, (u8, u32, Vec<u8>)> {
+    let octal = |field: &[u8]| -> u64 {
+        let text = String::from_utf8_lossy(field);
+        let text = text.trim_matches(|c: char| c == '\0' || c == ' ');
+        u64::from_str_radix(text, 8).unwrap_or_else(|_| panic!("bad octal field {text:?}"))
+    };
+    let cstr = |field: &[u8]| {
+        let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
+        String::from_utf8(field[..end].to_vec()).unwrap()
+    };
+    let mut entries = BTreeMap::new();
+    let mut at = 0;
+    while at + 512 <= tar.len() {
+        let header = &tar[at..at + 512];
+        if header.iter().all(|&b| b == 0) {
+            break;
+        }
+        assert_eq!(&header[257..262], b"ustar", "USTAR headers only");
+        let checksum = octal(&header[148..156]);
+        let computed: u64 = header
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| {
+                if (148..156).contains(&i) {
+                    32
+                } else {
+                    u64::from(b)
+                }
+            })
+            .sum();
+        assert_eq!(checksum, computed, "header checksum at {at}");
+        let prefix = cstr(&header[345..500]);
+        let name = cstr(&header[0..100]);
+        let name = if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        };
+        let size = octal(&header[124..136]) as usize;
+        let mode = octal(&header[100..108]) as u32;
+        assert_eq!(octal(&header[108..116]), 0, "{name} owned by root");
+        let data = tar[at + 512..at + 512 + size].to_vec();
+        assert!(
+            entries
+                .insert(name.clone(), (header[156], mode, data))
+                .is_none(),
+            "{name} twice"
+        );
+        at += 512 + size.div_ceil(512) * 512;
+    }
+    entries
+}
+
+/// `sha256:<hex>` of a file, by coreutils (independent of the tool that wrote it).
+fn sha256(path: &Path) -> String {
+    let (ok, out, err) = run(Command::new("sha256sum").arg(path));
+    assert!(ok, "{err}");
+    format!("sha256:{}", &out[..64])
+}
+
+fn blob(layout: &Path, descriptor: &serde_json::Value) -> Vec<u8> {
+    let digest = descriptor["digest"].as_str().unwrap();
+    let path = layout
+        .join("blobs/sha256")
+        .join(digest.strip_prefix("sha256:").unwrap());
+    assert_eq!(sha256(&path), digest, "digest of {}", path.display());
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(
+        bytes.len() as u64,
+        descriptor["size"].as_u64().unwrap(),
+        "size of {digest}"
+    );
+    bytes
+}
+
+#[test]
+fn the_oci_layout_holds_exactly_the_bot_its_certificates_and_a_user() {
+    assert!(
+        have("python3"),
+        "python3 is needed by packaging/oci/build-oci-layout"
+    );
+    let exe = env!("CARGO_BIN_EXE_demo");
+    let dir = temp_dir("oci");
+    let ca = dir.join("ca.pem");
+    std::fs::write(
+        &ca,
+        "-----BEGIN CERTIFICATE-----\nMIIBtest\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let layout = dir.join("image");
+    let (ok, out, err) = run(
+        Command::new(format!("{ROOT}/packaging/oci/build-oci-layout"))
+            .args([
+                "--exe",
+                exe,
+                "--name",
+                "demo",
+                "--tag",
+                "t1",
+                "--gzip-level",
+                "1",
+            ])
+            .arg("--ca-bundle")
+            .arg(&ca)
+            .arg("--out")
+            .arg(&layout)
+            .env("SOURCE_DATE_EPOCH", "1700000000"),
+    );
+    assert!(ok, "{out}{err}");
+
+    let json = |bytes: &[u8]| -> serde_json::Value { serde_json::from_slice(bytes).unwrap() };
+    assert_eq!(
+        json(&std::fs::read(layout.join("oci-layout")).unwrap()),
+        serde_json::json!({"imageLayoutVersion": "1.0.0"})
+    );
+    let index = json(&std::fs::read(layout.join("index.json")).unwrap());
+    assert_eq!(index["schemaVersion"], 2);
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let manifests = index["manifests"].as_array().unwrap();
+    assert_eq!(manifests.len(), 1);
+    assert_eq!(
+        manifests[0]["annotations"]["org.opencontainers.image.ref.name"],
+        "t1"
+    );
+    assert_eq!(
+        manifests[0]["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    let manifest = json(&blob(&layout, &manifests[0]));
+    assert_eq!(manifest["schemaVersion"], 2);
+    assert_eq!(
+        manifest["config"]["mediaType"],
+        "application/vnd.oci.image.config.v1+json"
+    );
+    let config = json(&blob(&layout, &manifest["config"]));
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 1, "one layer");
+    assert_eq!(
+        layers[0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    );
+    let compressed = blob(&layout, &layers[0]);
+
+    // The blobs directory holds the three blobs and nothing else.
+    let stored: BTreeSet<String> = std::fs::read_dir(layout.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| format!("sha256:{}", e.unwrap().file_name().to_string_lossy()))
+        .collect();
+    let referenced: BTreeSet<String> = [&manifests[0], &manifest["config"], &layers[0]]
+        .iter()
+        .map(|d| d["digest"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(stored, referenced);
+
+    // Config: non-root, the bot as entrypoint, the uncompressed layer's digest as diff_id.
+    assert_eq!(config["os"], "linux");
+    assert_eq!(config["architecture"], "amd64");
+    assert_eq!(config["config"]["User"], "65532:65532");
+    assert_eq!(
+        config["config"]["Entrypoint"],
+        serde_json::json!(["/usr/local/bin/st2bot"])
+    );
+    assert_eq!(config["created"], "2023-11-14T22:13:20Z");
+    let gz = dir.join("layer.tar.gz");
+    std::fs::write(&gz, &compressed).unwrap();
+    let (ok, _, err) = run(Command::new("gzip").args(["-dk"]).arg(&gz));
+    assert!(ok, "{err}");
+    let tar_path = dir.join("layer.tar");
+    assert_eq!(
+        config["rootfs"],
+        serde_json::json!({"type": "layers", "diff_ids": [sha256(&tar_path)]})
+    );
+
+    // The layer: exactly these entries; the executable is the one built.
+    let entries = read_ustar(&std::fs::read(&tar_path).unwrap());
+    let names: Vec<&str> = entries.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "etc/",
+            "etc/passwd",
+            "etc/ssl/",
+            "etc/ssl/certs/",
+            "etc/ssl/certs/ca-certificates.crt",
+            "usr/",
+            "usr/local/",
+            "usr/local/bin/",
+            "usr/local/bin/st2bot",
+        ]
+    );
+    let (kind, mode, data) = &entries["usr/local/bin/st2bot"];
+    assert_eq!((*kind, *mode), (b'0', 0o755));
+    assert!(
+        *data == std::fs::read(exe).unwrap(),
+        "the executable in the image differs from {exe}"
+    );
+    let (_, _, passwd) = &entries["etc/passwd"];
+    let passwd = String::from_utf8(passwd.clone()).unwrap();
+    assert_eq!(
+        passwd,
+        "st2bot:x:65532:65532:st2bot:/nonexistent:/sbin/nologin\n"
+    );
+    assert_eq!(
+        entries["etc/ssl/certs/ca-certificates.crt"].2,
+        std::fs::read(&ca).unwrap()
+    );
+    for dir in names.iter().filter(|n| n.ends_with('/')) {
+        assert_eq!(entries[*dir].0, b'5', "{dir} is a directory");
+        assert_eq!(entries[*dir].1, 0o755, "{dir}");
+    }
+
+    // Same inputs, same image.
+    let again = dir.join("again");
+    let (ok, _, err) = run(
+        Command::new(format!("{ROOT}/packaging/oci/build-oci-layout"))
+            .args([
+                "--exe",
+                exe,
+                "--name",
+                "demo",
+                "--tag",
+                "t1",
+                "--gzip-level",
+                "1",
+            ])
+            .arg("--ca-bundle")
+            .arg(&ca)
+            .arg("--out")
+            .arg(&again)
+            .env("SOURCE_DATE_EPOCH", "1700000000"),
+    );
+    assert!(ok, "{err}");
+    assert_eq!(
+        std::fs::read(again.join("index.json")).unwrap(),
+        std::fs::read(layout.join("index.json")).unwrap(),
+        "reproducible"
+    );
+    // Refuses to overwrite, and refuses what is not an executable.
+    let (ok, _, err) = run(
+        Command::new(format!("{ROOT}/packaging/oci/build-oci-layout"))
+            .args(["--exe", exe, "--name", "demo"])
+            .arg("--out")
+            .arg(&layout),
+    );
+    assert!(!ok && err.contains("not empty"), "{err}");
+    let (ok, _, err) = run(
+        Command::new(format!("{ROOT}/packaging/oci/build-oci-layout"))
+            .arg("--exe")
+            .arg(&ca)
+            .args(["--name", "demo"])
+            .arg("--out")
+            .arg(dir.join("x")),
+    );
+    assert!(!ok && err.contains("not an ELF"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Whether an ELF file asks for a program interpreter (a dynamic loader).
+fn has_interpreter(elf: &[u8]) -> bool {
+    assert_eq!(&elf[..4], b"\x7fELF");
+    assert_eq!(elf[4], 2, "64-bit");
+    let u64_at = |o: usize| u64::from_le_bytes(elf[o..o + 8].try_into().unwrap()) as usize;
+    let u16_at = |o: usize| u16::from_le_bytes(elf[o..o + 2].try_into().unwrap()) as usize;
+    let (phoff, phentsize, phnum) = (u64_at(0x20), u16_at(0x36), u16_at(0x38));
+    (0..phnum).any(|i| {
+        let p = phoff + i * phentsize;
+        u32::from_le_bytes(elf[p..p + 4].try_into().unwrap()) == 3 // PT_INTERP
+    })
+}
+
+#[tokio::test]
+async fn the_static_executable_is_static_and_runs_with_an_empty_environment() {
+    if std::env::var("ST2BOT_TEST_STATIC").as_deref() != Ok("1") {
+        println!(
+            "skipped: set ST2BOT_TEST_STATIC=1 to build the static `dist` executable (minutes) and test it"
+        );
+        return;
+    }
+    let (ok, out, err) = run(Command::new(format!("{ROOT}/scripts/build-static")).arg("demo"));
+    assert!(ok, "scripts/build-static failed:\n{out}\n{err}");
+    let exe = PathBuf::from(
+        out.lines()
+            .last()
+            .and_then(|l| l.split('\t').next())
+            .unwrap_or_else(|| panic!("no executable reported:\n{out}")),
+    );
+    let bytes = std::fs::read(&exe).unwrap();
+    assert!(!has_interpreter(&bytes), "{} needs a loader", exe.display());
+    assert!(
+        bytes.len() <= 20 * 1024 * 1024,
+        "{} bytes > 20 MiB",
+        bytes.len()
+    );
+    if have("file") {
+        let (_, kind, _) = run(Command::new("file").arg("-b").arg(&exe));
+        assert!(
+            kind.contains("statically linked") || kind.contains("static-pie linked"),
+            "file: {kind}"
+        );
+    }
+    let (_, ldd_out, ldd_err) = run(Command::new("ldd").arg(&exe));
+    let ldd = format!("{ldd_out}{ldd_err}");
+    assert!(
+        ldd.contains("not a dynamic executable") || ldd.contains("statically linked"),
+        "ldd: {ldd}"
+    );
+
+    let (ok, version, err) = run(Command::new("env").arg("-i").arg(&exe).arg("--version"));
+    assert!(ok && version.starts_with("demo (st2bot "), "{version}{err}");
+
+    let sim = st2_sim::Sim::start(st2_sim::SimConfig::demo())
+        .await
+        .unwrap();
+    for command in ["--check", "--doctor"] {
+        let out = tokio::process::Command::new("env")
+            .args(["-i", "ST2_API_KEY=sim-api-key"])
+            .arg(&exe)
+            .args([command, "--stackstorm-url", &sim.url()])
+            .output()
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.ends_with("all checks passed\n"),
+            "{command}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // In an empty root: no loader, no libraries, no /etc at all.
+    let (_, uid, _) = run(Command::new("id").arg("-u"));
+    if uid.trim() != "0" || !have("chroot") {
+        println!("not root (or no chroot): empty-chroot run skipped");
+        return;
+    }
+    let root = temp_dir("chroot");
+    std::fs::copy(&exe, root.join("bot")).unwrap();
+    let out = tokio::process::Command::new("chroot")
+        .arg(&root)
+        .args(["/bot", "--check", "--stackstorm-url", &sim.url()])
+        .env_clear()
+        .env("ST2_API_KEY", "sim-api-key")
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.ends_with("all checks passed\n"),
+        "in an empty chroot: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}
