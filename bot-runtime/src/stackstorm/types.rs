@@ -4,8 +4,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// `POST /v1/tokens` answer.
-#[derive(Clone, Debug, Deserialize)]
+/// `POST /v1/tokens` answer. Its `Debug` hides the token.
+#[derive(Clone, Deserialize)]
 pub struct TokenResponse {
     /// StackStorm user.
     pub user: String,
@@ -13,6 +13,16 @@ pub struct TokenResponse {
     pub token: String,
     /// ISO 8601 expiry (UTC).
     pub expiry: String,
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("user", &self.user)
+            .field("token", &"***")
+            .field("expiry", &self.expiry)
+            .finish()
+    }
 }
 
 /// `GET /v1/actionalias/help` answer.
