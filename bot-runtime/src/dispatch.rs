@@ -18,6 +18,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tracing::Instrument;
 
 use crate::aliases::AliasCache;
+use crate::backend::split::truncate;
 use crate::backend::{Capabilities, Incoming, Outgoing, Target, char_len, split_message};
 use crate::session::SessionManager;
 use crate::stackstorm::types::{
@@ -28,6 +29,17 @@ use crate::template::Templates;
 
 /// How many formats a "no match" reply suggests.
 const SUGGESTIONS: usize = 3;
+/// At most this many messages' worth of text per reply; the rest is cut with a note.
+const MAX_REPLY_MESSAGES: usize = 10;
+/// And at most this many characters per reply, whatever the backend's message size.
+const MAX_REPLY_CHARS: usize = 40_000;
+
+/// The first StackStorm object id (24 hexadecimal digits) in `text`: in a result, the
+/// execution's.
+fn execution_id_in(text: &str) -> Option<&str> {
+    text.split(|c: char| !c.is_ascii_alphanumeric())
+        .find(|w| w.len() == 24 && w.bytes().all(|b| b.is_ascii_hexdigit()))
+}
 
 /// A command resolved to an alias.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -654,18 +666,39 @@ impl Dispatcher {
             .await;
     }
 
-    /// Sends, split to the backend's message limit.
+    /// Sends a reply: bounded to [`MAX_REPLY_MESSAGES`] messages' worth of text (the rest
+    /// replaced by a note pointing at the execution), and cut into pieces of
+    /// `chat.max_message_len` when the definition asks for pieces smaller than the backend's
+    /// own limit. Otherwise the backend splits to its limit (with [`split_message`], as
+    /// every backend does), knowing what it adds (mentions, pretext, markup).
     async fn send(&self, mut out: Outgoing) {
         if !self.capabilities.threads
             && let Target::Room { thread, .. } = &mut out.target
         {
             *thread = None;
         }
-        let limit = match self.spec.chat.max_message_len {
-            0 => self.capabilities.max_message_len,
-            n => (n as usize).min(self.capabilities.max_message_len),
+        let backend_limit = self.capabilities.max_message_len;
+        let limit = match self.spec.chat.max_message_len as usize {
+            0 => backend_limit,
+            n => n.min(backend_limit),
         };
-        let pieces = split_message(&out.text, limit, char_len);
+        let bound = (limit * MAX_REPLY_MESSAGES).min(MAX_REPLY_CHARS);
+        if let Some((kept, dropped)) = truncate(&out.text, bound, char_len) {
+            let see = match execution_id_in(&kept) {
+                Some(id) => match &self.spec.stackstorm.webui_url {
+                    Some(webui) => format!("see {webui}/#/history/{id}/general"),
+                    None => format!("see execution {id}"),
+                },
+                None => "see the execution in StackStorm".to_owned(),
+            };
+            tracing::info!(dropped, "reply truncated");
+            out.text = format!("{kept}\n… (truncated, {dropped} more characters; {see})");
+        }
+        let pieces = if limit < backend_limit {
+            split_message(&out.text, limit, char_len)
+        } else {
+            vec![std::mem::take(&mut out.text)]
+        };
         let last = pieces.len().saturating_sub(1);
         for (i, text) in pieces.into_iter().enumerate() {
             let mut piece = out.clone();

@@ -41,9 +41,6 @@ use crate::secret::{self, Secret};
 
 /// Characters per post: the limit of every Mattermost server (newer ones take 16,383).
 pub const MESSAGE_LIMIT: usize = 4000;
-/// What the dispatcher is told to split at: a little under [`MESSAGE_LIMIT`], leaving room for
-/// the mention and pretext the backend adds, so a split reply is not split again here.
-const DISPATCH_LIMIT: usize = MESSAGE_LIMIT - 100;
 /// Pause between the parts of one split message.
 const PART_PAUSE: Duration = Duration::from_millis(300);
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
@@ -72,7 +69,7 @@ impl MattermostBackend {
 impl Backend for MattermostBackend {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            max_message_len: DISPATCH_LIMIT,
+            max_message_len: MESSAGE_LIMIT,
             rich: true,
             threads: true,
         }

@@ -40,9 +40,6 @@ use crate::secret::{self, Secret};
 
 /// Characters per message text: Slack recommends at most 4,000 (it refuses 40,000).
 pub const TEXT_LIMIT: usize = 4000;
-/// What the dispatcher is told to split at: a little under [`TEXT_LIMIT`], leaving room for
-/// the mention and pretext the backend adds, so a split reply is not split again here.
-const DISPATCH_LIMIT: usize = TEXT_LIMIT - 100;
 /// Pause between the parts of one split message, so they arrive in order and unthrottled.
 const PART_PAUSE: Duration = Duration::from_millis(300);
 /// Reconnect pacing after a dropped socket.
@@ -85,7 +82,7 @@ impl SlackBackend {
 impl Backend for SlackBackend {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            max_message_len: DISPATCH_LIMIT,
+            max_message_len: TEXT_LIMIT,
             rich: true,
             threads: true,
         }
