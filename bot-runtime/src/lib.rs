@@ -62,7 +62,15 @@ pub fn main(spec: &'static BotSpec) -> ExitCode {
         }
         cli::Command::Check | cli::Command::Doctor | cli::Command::Run => {}
     }
-    logging::init(&spec.log, options.log_json);
+    // On the terminal, chat and logs share the screen: warnings only unless asked.
+    let text_default = (matches!(spec.backend, BackendSpec::Text(_))
+        && options.command == cli::Command::Run)
+        .then_some("warn");
+    logging::init_with_level(
+        &spec.log,
+        options.log_json,
+        options.log_level.as_deref().or(text_default),
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -1306,6 +1306,13 @@ fn gateway_url(base: &str) -> Result<Url, String> {
     Ok(url)
 }
 
+/// Echoed user text with Discord's mass mentions (`@everyone`, `@here`, role mentions
+/// `<@&id>`) broken; `allowed_mentions` stops them too, this keeps them from reading as one.
+pub fn defuse_mass_mentions(text: &str) -> String {
+    super::defuse_at_words(text, &["everyone", "here"])
+        .replace("<@&", &format!("<@{}&", super::ZWJ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

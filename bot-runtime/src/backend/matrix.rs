@@ -984,6 +984,11 @@ fn sync_filter(timeline_limit: u32) -> String {
     .to_string()
 }
 
+/// Echoed user text with Matrix's room mention (`@room`) broken.
+pub fn defuse_mass_mentions(text: &str) -> String {
+    super::defuse_at_words(text, &["room"])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

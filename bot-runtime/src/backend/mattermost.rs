@@ -804,6 +804,11 @@ fn strip_leading_mention<'a>(text: &'a str, bot: &str) -> (&'a str, bool) {
     (rest, true)
 }
 
+/// Echoed user text with Mattermost's mass mentions (`@here`, `@channel`, `@all`) broken.
+pub fn defuse_mass_mentions(text: &str) -> String {
+    super::defuse_at_words(text, &["here", "channel", "all"])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

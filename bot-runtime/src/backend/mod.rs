@@ -196,6 +196,8 @@ pub struct BackendOptions {
     pub user: Option<String>,
     /// Text backend: say things in this room (`-` or empty for direct messages).
     pub room: Option<String>,
+    /// Text backend: the help command to name in the banner (`!help`).
+    pub help: Option<String>,
 }
 
 /// The backend a definition names.
@@ -212,6 +214,50 @@ pub fn build(
         BackendSpec::Matrix(m) => Ok(Box::new(matrix::MatrixBackend::new(m)?)),
         BackendSpec::Discord(d) => Ok(Box::new(discord::DiscordBackend::new(d)?)),
         BackendSpec::RocketChat(r) => Ok(Box::new(rocketchat::RocketChatBackend::new(r)?)),
+    }
+}
+
+/// Zero-width joiner: put inside a mention it keeps the text readable and stops the service
+/// from notifying anyone.
+pub(crate) const ZWJ: char = '\u{200D}';
+
+/// `text` with `@word` (for each of `words`, ASCII case-insensitive, followed by the end or
+/// a character that cannot continue a name) broken by a zero-width joiner after the `@`.
+pub(crate) fn defuse_at_words(text: &str, words: &[&str]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('@') {
+        out.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        let hit = words.iter().any(|w| {
+            rest.get(..w.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(w))
+                && !rest[w.len()..]
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '-')
+        });
+        if hit {
+            out.push(ZWJ);
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// User text about to be echoed in a reply, with the mass mentions of the definition's
+/// service made inert (each backend owns its syntax): Slack `<!here>`, `<!channel>`,
+/// `<!everyone>`, `<!subteam^…>`; Mattermost and Rocket.Chat `@here`, `@channel`, `@all`;
+/// Discord `@everyone`, `@here`, `<@&role>`; Matrix `@room`. IRC, XMPP and the terminal
+/// have none.
+pub fn defuse_mass_mentions(spec: &BackendSpec, text: &str) -> String {
+    match spec {
+        BackendSpec::Slack(_) => slack::defuse_mass_mentions(text),
+        BackendSpec::Mattermost(_) => mattermost::defuse_mass_mentions(text),
+        BackendSpec::RocketChat(_) => rocketchat::defuse_mass_mentions(text),
+        BackendSpec::Discord(_) => discord::defuse_mass_mentions(text),
+        BackendSpec::Matrix(_) => matrix::defuse_mass_mentions(text),
+        BackendSpec::Text(_) | BackendSpec::Irc(_) | BackendSpec::Xmpp(_) => text.to_owned(),
     }
 }
 
@@ -233,5 +279,32 @@ mod tests {
         assert_eq!(split_pretext("a{~}b"), (Some("a"), "b"));
         assert_eq!(split_pretext("all plain{~}"), (None, "all plain"));
         assert_eq!(split_pretext("x"), (None, "x"));
+    }
+
+    #[test]
+    fn mass_mentions_are_defused_per_service() {
+        let z = ZWJ;
+        assert_eq!(
+            slack::defuse_mass_mentions(
+                "hi <!here> <!channel|channel> <!everyone> <!subteam^S1|ops> <@U1>"
+            ),
+            "hi &lt;!here> &lt;!channel|channel> &lt;!everyone> &lt;!subteam^S1|ops> <@U1>"
+        );
+        assert_eq!(
+            mattermost::defuse_mass_mentions("@here @Channel @all @alice @allison x@all."),
+            format!("@{z}here @{z}Channel @{z}all @alice @allison x@{z}all.")
+        );
+        assert_eq!(
+            rocketchat::defuse_mass_mentions("@all @here"),
+            format!("@{z}all @{z}here")
+        );
+        assert_eq!(
+            discord::defuse_mass_mentions("@everyone @here <@&123> <@456>"),
+            format!("@{z}everyone @{z}here <@{z}&123> <@456>")
+        );
+        assert_eq!(
+            matrix::defuse_mass_mentions("@room @roomba"),
+            format!("@{z}room @roomba")
+        );
     }
 }

@@ -1041,6 +1041,11 @@ fn strip_mention<'a>(text: &'a str, me: &str) -> Option<&'a str> {
     Some(rest.trim_start_matches([':', ',']).trim_start().trim_end())
 }
 
+/// Echoed user text with Rocket.Chat's mass mentions (`@here`, `@channel`, `@all`) broken.
+pub fn defuse_mass_mentions(text: &str) -> String {
+    super::defuse_at_words(text, &["here", "channel", "all"])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

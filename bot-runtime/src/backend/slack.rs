@@ -996,6 +996,24 @@ fn escape_text(text: &str) -> String {
     out
 }
 
+/// Echoed user text with Slack's mass mentions (`<!here>`, `<!channel>`, `<!everyone>`,
+/// `<!subteam^…>`) made plain text: their `<` becomes `&lt;`, which [`escape_text`] keeps.
+pub fn defuse_mass_mentions(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("<!") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 2..];
+        let mass = ["here", "channel", "everyone", "subteam^"]
+            .iter()
+            .any(|w| after.starts_with(w));
+        out.push_str(if mass { "&lt;!" } else { "<!" });
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
