@@ -25,6 +25,12 @@ pub mod stackstorm;
 pub mod template;
 pub mod tls;
 
+/// Entry points for the fuzz targets in `fuzz/` (not a stable interface).
+#[doc(hidden)]
+pub mod __fuzz {
+    pub use crate::backend::split::{byte_len, char_len, check_contract as check_split_contract};
+}
+
 use std::process::ExitCode;
 
 use bot_config::{BackendSpec, BotSpec};
