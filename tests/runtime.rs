@@ -117,6 +117,9 @@ async fn a_command_runs_is_acknowledged_and_its_result_arrives() {
         sim.executions()[1].parameters,
         json!({"app": "api", "env": "prod"})
     );
+    // Issue 13 item 4: the aliases are loaded once at start, not twice.
+    let logs = bot.logs.lock().unwrap().clone();
+    assert_eq!(logs.matches("action aliases loaded").count(), 1, "{logs}");
 }
 
 #[tokio::test]

@@ -32,7 +32,11 @@ pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> E
         &BackendOptions {
             user: options.user.clone(),
             room: options.room.clone(),
-            help: Some(format!("{}{}", spec.chat.prefix, spec.chat.help_command)),
+            // No banner among JSON log lines.
+            banner_help: (!options
+                .log_json
+                .unwrap_or(spec.log.format == bot_config::LogFormat::Json))
+            .then(|| format!("{}{}", spec.chat.prefix, spec.chat.help_command)),
         },
     ) {
         Ok(b) => b,

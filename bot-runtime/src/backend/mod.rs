@@ -196,8 +196,9 @@ pub struct BackendOptions {
     pub user: Option<String>,
     /// Text backend: say things in this room (`-` or empty for direct messages).
     pub room: Option<String>,
-    /// Text backend: the help command to name in the banner (`!help`).
-    pub help: Option<String>,
+    /// Text backend: print the start banner naming this help command (`!help`); `None`
+    /// prints none (standard error then carries JSON logs only).
+    pub banner_help: Option<String>,
 }
 
 /// The backend a definition names.

@@ -26,7 +26,7 @@ use super::{
 pub struct TextBackend {
     user: String,
     room: Option<String>,
-    help: Option<String>,
+    banner_help: Option<String>,
 }
 
 impl TextBackend {
@@ -46,22 +46,22 @@ impl TextBackend {
         Self {
             user,
             room,
-            help: options.help.clone(),
+            banner_help: options.banner_help.clone(),
         }
     }
 
     /// The line printed (on standard error) when the bot starts: who you are, where, how
-    /// to get help and how to quit.
-    pub fn banner(&self) -> String {
+    /// to get help and how to quit; `None` when the options ask for no banner.
+    pub fn banner(&self) -> Option<String> {
+        let help = self.banner_help.as_ref()?;
         let place = match &self.room {
             Some(room) => format!("in room {room}"),
             None => "in a direct message with the bot".to_owned(),
         };
-        let help = match &self.help {
-            Some(help) => format!("type {help} for commands, "),
-            None => String::new(),
-        };
-        format!("You are {} {place}: {help}Ctrl-D to quit.", self.user)
+        Some(format!(
+            "You are {} {place}: type {help} for commands, Ctrl-D to quit.",
+            self.user
+        ))
     }
 
     fn render(&self, out: &Outgoing) -> String {
@@ -116,7 +116,9 @@ impl Backend for TextBackend {
             let _ = state.send(ConnState::Connected);
             // Only a person at a terminal needs a prompt; piped input gets clean output.
             let prompt = std::io::IsTerminal::is_terminal(&std::io::stdin());
-            eprintln!("{}", self.banner());
+            if let Some(banner) = self.banner() {
+                eprintln!("{banner}");
+            }
             show_prompt(prompt);
             let mut stdout = tokio::io::stdout();
             let mut lines = read_stdin_lines();
@@ -302,14 +304,15 @@ mod tests {
             },
             &BackendOptions {
                 user: Some("operator".into()),
-                help: Some("!help".into()),
+                banner_help: Some("!help".into()),
                 ..BackendOptions::default()
             },
         );
         assert_eq!(
-            b.banner(),
-            "You are operator in room ops: type !help for commands, Ctrl-D to quit."
+            b.banner().as_deref(),
+            Some("You are operator in room ops: type !help for commands, Ctrl-D to quit.")
         );
+        assert_eq!(backend("ops").banner(), None);
     }
 
     #[test]
