@@ -802,7 +802,7 @@ impl Posted {
         Incoming {
             user_id: self.user_id,
             user,
-            room: (!channel.direct).then(|| Room {
+            room: (!channel.direct).then_some(Room {
                 id: self.channel_id,
                 name: channel.name,
             }),
