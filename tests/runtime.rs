@@ -117,6 +117,9 @@ async fn a_command_runs_is_acknowledged_and_its_result_arrives() {
         sim.executions()[1].parameters,
         json!({"app": "api", "env": "prod"})
     );
+    // Issue 13 item 4: the aliases are loaded once at start, not twice.
+    let logs = bot.logs.lock().unwrap().clone();
+    assert_eq!(logs.matches("action aliases loaded").count(), 1, "{logs}");
 }
 
 #[tokio::test]
@@ -225,11 +228,16 @@ async fn access_rules_stop_denied_commands_before_stackstorm() {
     let (sim, mut bot) = start("carol").await;
     wait_for_stream(&sim, 1).await;
     bot.say("!rm /tmp/x on web1").await;
-    bot.expect(
-        "carol: you are not allowed to run `rm /tmp/x on web1` here (rule 2 (line",
-        WAIT,
-    )
-    .await;
+    let denial = bot
+        .expect(
+            "carol: you are not allowed to run `rm /tmp/x on web1` in ops. Ask an admin if you need it.",
+            WAIT,
+        )
+        .await;
+    assert!(
+        !denial.contains("rule") && !denial.contains("line"),
+        "{denial}"
+    );
     bot.say("!local hostname").await;
     bot.expect("carol: running `core.local`", WAIT).await;
     let executions = sim.executions();
@@ -243,6 +251,33 @@ async fn access_rules_stop_denied_commands_before_stackstorm() {
         "the denied command reached StackStorm"
     );
     bot.expect_log("decision=\"deny\"", WAIT).await;
+    bot.expect_log("rule=rule 2 (line", WAIT).await;
+}
+
+/// Issue 12 item 5: echoes of user text are capped, in replies and in logs, and a typed
+/// `{~}` does not split the reply.
+#[tokio::test]
+async fn echoed_user_text_is_capped_and_cannot_split_the_reply() {
+    let (_sim, mut bot) = start("carol").await;
+    let long = format!("x{{~}}{}", "z".repeat(100_000));
+    bot.say(&format!("!rm {long} on web1")).await;
+    let denial = bot
+        .expect("carol: you are not allowed to run `rm x{", WAIT)
+        .await;
+    assert!(denial.contains("…` in ops."), "{denial}");
+    assert!(
+        denial.chars().count() < 300,
+        "{} characters",
+        denial.chars().count()
+    );
+    assert!(!denial.contains("{~}"), "{denial}");
+    bot.say("!").await;
+    bot.expect("carol: say `!help`", WAIT).await;
+    let logs = bot.logs.lock().unwrap().clone();
+    assert!(
+        logs.lines().all(|l| l.len() < 2_000),
+        "a log line carries the whole command"
+    );
 }
 
 #[tokio::test]
@@ -292,5 +327,174 @@ async fn check_reports_each_problem_and_exits_non_zero() {
     assert!(
         text.contains("ok   StackStorm API:") && text.ends_with("all checks passed\n"),
         "{text}"
+    );
+}
+
+/// Issue 12 item 1: a 1 MiB result line inside a code fence used to hang the splitter for
+/// ever; now the result arrives, cut to a bounded size with a note pointing at the execution.
+#[tokio::test]
+async fn a_mebibyte_result_is_posted_truncated_with_a_pointer_to_the_execution() {
+    let (sim, mut bot) = start("alice").await;
+    wait_for_stream(&sim, 1).await;
+    let word = "y".repeat(1 << 20);
+    bot.say(&format!("!local echo {word}")).await;
+    // Matching a 1 MiB command takes seconds in a debug build.
+    let slow = Duration::from_secs(90);
+    bot.expect("alice: running `core.local`", slow).await;
+    let id = sim.executions()[0].id.clone();
+    let note = bot.expect("… (truncated, ", slow).await;
+    assert!(
+        note.contains(" more characters; see http://127.0.0.1:")
+            && note.contains(&format!("/#/history/{id}/general)")),
+        "{note}"
+    );
+    let printed: usize = bot.transcript.lock().unwrap().iter().map(|l| l.len()).sum();
+    assert!(printed < 64 * 1024, "{printed} bytes printed");
+    // The bot is still responsive afterwards.
+    bot.say("!local date").await;
+    bot.expect("alice: running `core.local`", WAIT).await;
+    let second = sim.executions()[1].id.clone();
+    bot.expect(&format!("@alice: Execution {second} succeeded:"), WAIT)
+        .await;
+}
+
+/// Issue 12 item 3: an invalid UTF-8 byte on standard input costs a character, not the bot;
+/// terminal escapes in results are printed visibly escaped.
+#[tokio::test]
+async fn invalid_utf8_input_and_terminal_escapes_do_not_reach_the_terminal_raw() {
+    let (sim, mut bot) = start("alice").await;
+    wait_for_stream(&sim, 1).await;
+    bot.type_bytes(b"!help \xff\xfe\n").await;
+    bot.expect("alice: no commands matching `\u{fffd}\u{fffd}`.", WAIT)
+        .await;
+    sim.announce(
+        "chatops",
+        json!({"message": "\u{1b}]0;owned\u{7}\u{1b}[2Jdone \u{9b}31m", "channel": "ops"}),
+    );
+    let line = bot.expect("owned", WAIT).await;
+    assert_eq!(line, "\\x1b]0;owned\\x07\\x1b[2Jdone \\u{9b}31m");
+    bot.say("!local date").await;
+    bot.expect("alice: running `core.local`", WAIT).await;
+}
+
+/// A TCP proxy to `target` that holds each chunk the client sends for `delay`: StackStorm
+/// answering slowly, so a command is still in flight when the test wants it to be.
+async fn slow_proxy(target: std::net::SocketAddr, delay: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(target).await else {
+                    return;
+                };
+                let (mut client_rx, mut client_tx) = client.into_split();
+                let (mut server_rx, mut server_tx) = server.into_split();
+                let up = async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n @ 1..) = client_rx.read(&mut buf).await {
+                        tokio::time::sleep(delay).await;
+                        if server_tx.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = server_tx.shutdown().await;
+                };
+                let down = async move {
+                    let _ = tokio::io::copy(&mut server_rx, &mut client_tx).await;
+                    let _ = client_tx.shutdown().await;
+                };
+                tokio::join!(up, down);
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// Issue 12 item 4: SIGTERM with standard input still open ends the bot within the drain
+/// bound, after the reply to the command in flight, with exit status 0.
+#[tokio::test]
+async fn sigterm_with_input_open_exits_in_time_after_the_reply_in_flight() {
+    let sim = Sim::start(SimConfig::demo()).await.expect("simulator");
+    let slow = slow_proxy(sim.addr(), Duration::from_millis(1500)).await;
+    let mut bot = BotProcess::start(
+        env!("CARGO_BIN_EXE_demo"),
+        &["--user", "alice", "--stackstorm-url", &slow],
+        &[("ST2_API_KEY", "sim-api-key")],
+    );
+    wait_for_stream(&sim, 1).await;
+    bot.expect_log("action aliases loaded", WAIT).await;
+    bot.say("!local date").await;
+    // The command is read and sent; StackStorm takes 1.5 s to see it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(sim.executions().is_empty(), "not in flight any more");
+    bot.terminate();
+    let started = std::time::Instant::now();
+    let code = bot.wait_exit(Duration::from_secs(20)).await;
+    let took = started.elapsed();
+    assert_eq!(code, Some(0), "exit status after SIGTERM");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert!(
+        bot.transcript
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("alice: running `core.local`")),
+        "the reply in flight was not printed"
+    );
+}
+
+/// Issue 13 item 4: piped into the terminal demo, a command's result is printed before the
+/// bot exits; logs stay at warnings; the banner says who and where.
+#[tokio::test]
+async fn piped_input_waits_for_results_and_the_terminal_stays_quiet() {
+    // As the README says: printf '!local date\n' | cargo run --release --bin demo -- --simulate
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_demo"))
+        .arg("--simulate")
+        .env_remove("USER")
+        .env_remove("ST2_API_KEY")
+        .env_remove("RUST_LOG")
+        .env_remove("ST2BOT_STACKSTORM_URL")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start demo");
+    let mut child = out;
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"!local date\n").await.unwrap();
+    }
+    let started = std::time::Instant::now();
+    let out = tokio::time::timeout(Duration::from_secs(40), child.wait_with_output())
+        .await
+        .expect("the demo exits")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("operator: running `core.local`"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("@operator: Execution "),
+        "the result: {stdout}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "lingered the whole bound although nothing was in flight"
+    );
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l == "You are operator in room ops: type !help for commands, Ctrl-D to quit."),
+        "no banner: {stderr}"
+    );
+    assert!(
+        !stderr.contains(" INFO ") && stderr.lines().count() <= 3,
+        "logs below WARN on the terminal: {stderr}"
     );
 }

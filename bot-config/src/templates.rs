@@ -97,9 +97,11 @@ pub const SLOTS: &[Slot] = &[
             ("user", Var::Leaf),
             ("command", Var::Leaf),
             ("room", Var::Leaf),
+            ("where", Var::Leaf),
+            ("instead", Var::Leaf),
             ("rule", Var::Leaf),
         ],
-        default: "{{user}}: you are not allowed to run `{{command}}` here ({{rule}})",
+        default: "{{user}}: you are not allowed to run `{{command}}` {{where}}. {{instead}}",
     },
     Slot {
         name: "no_match",

@@ -21,6 +21,9 @@ use crate::stackstorm::stream::{self, StreamEvent, StreamState};
 
 /// How long in-flight commands may take to finish after shutdown starts.
 const DRAIN: Duration = Duration::from_secs(10);
+/// Text backend, input not a terminal: how long end of input waits for results in flight
+/// (`--linger` overrides), so `printf '!local date\n' | demo --simulate` prints the result.
+const DEFAULT_LINGER: Duration = Duration::from_secs(30);
 
 /// Runs the bot until its input ends (text backend) or SIGINT/SIGTERM.
 pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> ExitCode {
@@ -29,6 +32,11 @@ pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> E
         &BackendOptions {
             user: options.user.clone(),
             room: options.room.clone(),
+            // No banner among JSON log lines.
+            banner_help: (!options
+                .log_json
+                .unwrap_or(spec.log.format == bot_config::LogFormat::Json))
+            .then(|| format!("{}{}", spec.chat.prefix, spec.chat.help_command)),
         },
     ) {
         Ok(b) => b,
@@ -40,7 +48,14 @@ pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> E
     };
     let capabilities = backend.capabilities();
     let (incoming_tx, mut incoming_rx) = mpsc::channel(256);
-    let (outgoing_tx, outgoing_rx) = mpsc::channel::<Outgoing>(1024);
+    // Replies: dispatcher → watched queue (`ops::reply_queue`) → backend.
+    let (outgoing_tx, queued_rx) = mpsc::channel::<Outgoing>(64);
+    let (to_backend_tx, outgoing_rx) = mpsc::channel::<Outgoing>(16);
+    let relay_task = tokio::spawn(crate::ops::reply_queue::relay(
+        queued_rx,
+        to_backend_tx,
+        crate::ops::reply_queue::STALL_AFTER,
+    ));
     let (chat_state_tx, chat_state) = watch::channel(ConnState::Connecting);
     let (stream_state_tx, stream_state) = watch::channel(StreamState::Down("starting".into()));
     let shutdown = CancellationToken::new();
@@ -120,7 +135,11 @@ pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> E
         let st2 = st2.clone();
         let refresh_every = spec.stackstorm.alias_refresh;
         tokio::spawn(async move {
-            let mut refresh = tokio::time::interval(refresh_every);
+            // The first load comes with the stream's `Connected`; the timer starts after it.
+            let mut refresh = tokio::time::interval_at(
+                tokio::time::Instant::now() + refresh_every,
+                refresh_every,
+            );
             refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
@@ -217,10 +236,26 @@ pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> E
         );
         in_flight.abort_all();
     }
-    if !ended_by_signal && !options.linger.is_zero() {
-        tokio::select! {
-            () = tokio::time::sleep(options.linger) => {}
-            () = &mut signal => {}
+    // End of input: wait for the results of what was started, within bounds.
+    let linger = options.linger.unwrap_or_else(|| {
+        let piped = matches!(spec.backend, bot_config::BackendSpec::Text(_))
+            && !std::io::IsTerminal::is_terminal(&std::io::stdin());
+        if piped {
+            DEFAULT_LINGER
+        } else {
+            Duration::ZERO
+        }
+    });
+    if !ended_by_signal && !linger.is_zero() {
+        let mut awaited = dispatcher.results_awaited();
+        let timed_out = tokio::select! {
+            () = tokio::time::sleep(linger) => true,
+            _ = awaited.wait_for(|n| *n == 0) => false,
+            () = &mut signal => false,
+        };
+        let missing = *awaited.borrow();
+        if timed_out && missing > 0 {
+            tracing::warn!(missing, "results still awaited at the end of --linger");
         }
     }
     shutdown.cancel();
@@ -229,6 +264,8 @@ pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> E
     chat_watch.abort();
     drop(dispatcher);
     drop(outgoing_tx);
+    // Hand the backend what is still queued, then tell it to close.
+    let _ = tokio::time::timeout(Duration::from_secs(5), relay_task).await;
     backend_shutdown.cancel();
     let backend_result = tokio::time::timeout(Duration::from_secs(5), backend_task).await;
     match backend_result {

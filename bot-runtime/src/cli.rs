@@ -30,8 +30,11 @@ pub struct Options {
     pub room: Option<String>,
     /// Override the log format (`text` or `json`).
     pub log_json: Option<bool>,
-    /// After the text backend's input ends, keep running this long for results.
-    pub linger: Duration,
+    /// After the text backend's input ends, wait up to this long for results in flight
+    /// (`None`: the default, 30 s when standard input is not a terminal).
+    pub linger: Option<Duration>,
+    /// Log filter (`warn`, `info`, `debug`, or a `RUST_LOG`-style filter); `RUST_LOG` wins.
+    pub log_level: Option<String>,
     /// Talk to the StackStorm at this base URL instead of the definition's (derives
     /// `/api`, `/auth`, `/stream` as `stackstorm.url` does). Also `ST2BOT_STACKSTORM_URL`.
     pub stackstorm_url: Option<String>,
@@ -52,7 +55,8 @@ impl Default for Options {
             user: None,
             room: None,
             log_json: None,
-            linger: Duration::ZERO,
+            linger: None,
+            log_level: None,
             stackstorm_url: None,
             simulate: false,
             backend_url: None,
@@ -77,7 +81,10 @@ pub fn usage(name: &str, description: &str) -> String {
          \x20                    test announcement through StackStorm; then exit\n  \
          --user NAME          text backend: act as this chat user\n  \
          --room NAME          text backend: speak in this room (`-` for a direct message)\n  \
-         --linger DURATION    text backend: after end of input, wait this long for results\n  \
+         --linger DURATION    text backend: after end of input, wait up to this long for\n  \
+         \x20                    results in flight (default 30s when input is not a terminal)\n  \
+         --log-level LEVEL    log filter such as `warn`, `info` or `debug` (the text backend\n  \
+         \x20                    logs warnings only unless asked; RUST_LOG wins)\n  \
          --log-format FORMAT  `text` or `json` (default from the definition)\n  \
          --stackstorm-url URL talk to the StackStorm behind URL instead of the definition's\n  \
          \x20                    (also ST2BOT_STACKSTORM_URL)\n  \
@@ -130,10 +137,11 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, UsageEr
             "--room" => options.room = Some(value("--room")?),
             "--linger" => {
                 let v = value("--linger")?;
-                options.linger = humantime::parse_duration(&v).map_err(|_| {
+                options.linger = Some(humantime::parse_duration(&v).map_err(|_| {
                     UsageError(format!("`--linger {v}` is not a duration such as `5s`"))
-                })?;
+                })?);
             }
+            "--log-level" => options.log_level = Some(value("--log-level")?),
             "--log-format" => match value("--log-format")?.as_str() {
                 "json" => options.log_json = Some(true),
                 "text" => options.log_json = Some(false),
@@ -163,7 +171,7 @@ mod tests {
         assert_eq!(o.command, Command::Check);
         assert_eq!(o.user.as_deref(), Some("bob"));
         assert_eq!(o.room.as_deref(), Some("ops"));
-        assert_eq!(o.linger, Duration::from_secs(2));
+        assert_eq!(o.linger, Some(Duration::from_secs(2)));
         assert!(p(&["--nope"]).is_err());
         assert!(p(&["--user"]).is_err());
         assert!(p(&["--log-format", "xml"]).is_err());

@@ -18,6 +18,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tracing::Instrument;
 
 use crate::aliases::AliasCache;
+use crate::backend::split::truncate;
 use crate::backend::{Capabilities, Incoming, Outgoing, Target, char_len, split_message};
 use crate::session::SessionManager;
 use crate::stackstorm::types::{
@@ -28,6 +29,34 @@ use crate::template::Templates;
 
 /// How many formats a "no match" reply suggests.
 const SUGGESTIONS: usize = 3;
+/// At most this many messages' worth of text per reply; the rest is cut with a note.
+const MAX_REPLY_MESSAGES: usize = 10;
+/// And at most this many characters per reply, whatever the backend's message size.
+const MAX_REPLY_CHARS: usize = 40_000;
+
+/// Echoed user text is cut to this many characters (with `…`), in replies and in logs.
+pub const ECHO_MAX_CHARS: usize = 200;
+
+/// User text as logs show it: at most [`ECHO_MAX_CHARS`] characters, `…` when cut.
+pub fn capped(text: &str) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(ECHO_MAX_CHARS) {
+        None => std::borrow::Cow::Borrowed(text),
+        Some(_) => {
+            let end = text
+                .char_indices()
+                .nth(ECHO_MAX_CHARS - 1)
+                .map_or(text.len(), |(i, _)| i);
+            std::borrow::Cow::Owned(format!("{}…", &text[..end]))
+        }
+    }
+}
+
+/// The first StackStorm object id (24 hexadecimal digits) in `text`: in a result, the
+/// execution's.
+fn execution_id_in(text: &str) -> Option<&str> {
+    text.split(|c: char| !c.is_ascii_alphanumeric())
+        .find(|w| w.len() == 24 && w.bytes().all(|b| b.is_ascii_hexdigit()))
+}
 
 /// A command resolved to an alias.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -98,6 +127,10 @@ pub struct Dispatcher {
     outgoing: mpsc::Sender<Outgoing>,
     in_flight: Arc<Semaphore>,
     sessions: Option<Arc<SessionManager>>,
+    /// Executions started whose result has not been announced yet, per message id.
+    awaiting: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+    /// How many results are awaited in all (see [`Dispatcher::results_awaited`]).
+    awaited: tokio::sync::watch::Sender<usize>,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -139,6 +172,8 @@ impl Dispatcher {
             outgoing,
             in_flight: Arc::new(Semaphore::new(spec.stackstorm.max_in_flight as usize)),
             sessions: None,
+            awaiting: std::sync::Mutex::new(std::collections::HashMap::new()),
+            awaited: tokio::sync::watch::Sender::new(0),
         })
     }
 
@@ -148,6 +183,32 @@ impl Dispatcher {
     pub fn with_sessions(mut self, sessions: Arc<SessionManager>) -> Self {
         self.sessions = Some(sessions);
         self
+    }
+
+    /// How many executions this bot started whose result has not come back through the
+    /// stream yet (results are matched by the message id in the execution's context). The
+    /// text backend waits for it to reach 0 at end of input (`--linger`).
+    pub fn results_awaited(&self) -> tokio::sync::watch::Receiver<usize> {
+        self.awaited.subscribe()
+    }
+
+    /// Counts `n` results awaited for `message_id` (positive) or one arrived (negative).
+    fn await_results(&self, message_id: &str, started: bool) {
+        let Ok(mut awaiting) = self.awaiting.lock() else {
+            return;
+        };
+        if started {
+            *awaiting.entry(message_id.to_owned()).or_default() += 1;
+        } else if let Some(n) = awaiting.get_mut(message_id) {
+            *n -= 1;
+            if *n == 0 {
+                awaiting.remove(message_id);
+            }
+        } else {
+            return;
+        }
+        let total = awaiting.values().sum();
+        self.awaited.send_replace(total);
     }
 
     /// The command in a message, when it is addressed to the bot: after the prefix, after a
@@ -227,7 +288,7 @@ impl Dispatcher {
             "message",
             user = %message.user,
             room = message.room.as_ref().map(|r| r.name.as_str()).unwrap_or("(direct)"),
-            command = self.command_of(&message).unwrap_or(""),
+            command = %capped(self.command_of(&message).unwrap_or("")),
         );
         let _permit = match self.in_flight.clone().acquire_owned().await {
             Ok(p) => p,
@@ -328,13 +389,87 @@ impl Dispatcher {
             return Ok(());
         }
         crate::ops::metrics().denied();
+        let place = match room {
+            Some(r) => format!("in {r}"),
+            None => "in a direct message".to_owned(),
+        };
         Err(self.templates.render(
             "denied",
             &json!({
-                "user": message.user, "command": command, "room": room.unwrap_or("a direct message"),
+                "user": message.user, "command": self.echo(command),
+                "room": room.unwrap_or("a direct message"), "where": place,
+                "instead": self.where_allowed(&message.user, reference, room),
                 "rule": verdict.describe(),
             }),
         ))
+    }
+
+    /// What a refused user may do instead: the rooms (named literally in the access rules)
+    /// and the direct message where the same command is allowed for them, else whom to ask.
+    fn where_allowed(&self, user: &str, reference: &str, room: Option<&str>) -> String {
+        const MAX_ROOMS: usize = 5;
+        let allowed = |room: Option<&str>| {
+            self.acl
+                .decide(&Request {
+                    user,
+                    command: reference,
+                    room,
+                })
+                .allowed()
+        };
+        let mut rooms: Vec<&str> = Vec::new();
+        for rule in self.spec.access.rules.iter() {
+            for pattern in rule.rooms.iter().flat_map(|r| r.iter()) {
+                let name = pattern.as_ref();
+                if Some(name) != room
+                    && !bot_config::acl::is_glob(name)
+                    && !rooms.contains(&name)
+                    && allowed(Some(name))
+                {
+                    rooms.push(name);
+                }
+            }
+        }
+        let more = rooms.len().saturating_sub(MAX_ROOMS);
+        rooms.truncate(MAX_ROOMS);
+        let mut places: Vec<String> = rooms.iter().map(|r| format!("in {r}")).collect();
+        if more > 0 {
+            places.push(format!("in {more} other room(s)"));
+        }
+        if room.is_some() && allowed(None) {
+            places.push("in a direct message".to_owned());
+        }
+        match places.as_slice() {
+            [] => {
+                let admins = self
+                    .spec
+                    .access
+                    .groups
+                    .iter()
+                    .find(|g| g.name == "admins")
+                    .map(|g| {
+                        g.members
+                            .iter()
+                            .filter(|m| !bot_config::acl::is_glob(m))
+                            .map(|m| m.to_string())
+                            .collect::<Vec<_>>()
+                    })
+                    .filter(|m| !m.is_empty());
+                match admins {
+                    Some(names) => format!("Ask an admin ({}) if you need it.", names.join(", ")),
+                    None => "Ask an admin if you need it.".to_owned(),
+                }
+            }
+            [one] => format!("You may run it {one}."),
+            [first @ .., last] => format!("You may run it {} or {last}.", first.join(", ")),
+        }
+    }
+
+    /// User text as a reply echoes it: capped ([`capped`]), `{~}` unable to act as the
+    /// pretext separator, and the service's mass mentions made inert.
+    fn echo(&self, text: &str) -> String {
+        let text = capped(text).replace("{~}", "{\u{200D}~}");
+        crate::backend::defuse_mass_mentions(&self.spec.backend, &text)
     }
 
     /// Resolves a command with StackStorm's `POST /actionalias/match`.
@@ -468,6 +603,9 @@ impl Dispatcher {
             Ok(results) => {
                 for r in results {
                     crate::ops::metrics().command("executed");
+                    if let Some(id) = &message.message_id {
+                        self.await_results(id, true);
+                    }
                     tracing::info!(alias = %resolved.reference, execution = %r.execution.id, "execution started");
                     self.ack(message, command, resolved, &r).await;
                 }
@@ -517,7 +655,7 @@ impl Dispatcher {
             &json!({
                 "user": message.user,
                 "room": message.room.as_ref().map(|r| r.name.clone()).unwrap_or_default(),
-                "command": command,
+                "command": self.echo(command),
                 "alias": resolved.reference,
                 "message": r.message.clone().unwrap_or_default(),
                 "url": url,
@@ -548,7 +686,7 @@ impl Dispatcher {
         self.templates.render(
             "no_match",
             &json!({
-                "user": message.user, "command": command, "prefix": self.spec.chat.prefix,
+                "user": message.user, "command": self.echo(command), "prefix": self.spec.chat.prefix,
                 "help_command": self.spec.chat.help_command, "suggestions": suggestions,
             }),
         )
@@ -558,7 +696,7 @@ impl Dispatcher {
         self.templates.render(
             "ambiguous",
             &json!({
-                "user": message.user, "command": command,
+                "user": message.user, "command": self.echo(command),
                 "prefix": self.spec.chat.prefix, "candidates": candidates,
             }),
         )
@@ -569,7 +707,7 @@ impl Dispatcher {
         self.templates.render(
             "error",
             &json!({
-                "user": message.user, "command": command, "error": e.user_message(),
+                "user": message.user, "command": self.echo(command), "error": e.user_message(),
                 "status": e.status(), "request_id": e.request_id(),
             }),
         )
@@ -603,8 +741,8 @@ impl Dispatcher {
         };
         if help.helpstrings.is_empty() {
             let what = match (pack, &filter) {
-                (_, Some(f)) => format!(" matching `{f}`"),
-                (Some(p), None) => format!(" in pack `{p}`"),
+                (_, Some(f)) => format!(" matching `{}`", self.echo(f)),
+                (Some(p), None) => format!(" in pack `{}`", self.echo(p)),
                 _ => String::new(),
             };
             return self
@@ -654,18 +792,39 @@ impl Dispatcher {
             .await;
     }
 
-    /// Sends, split to the backend's message limit.
+    /// Sends a reply: bounded to [`MAX_REPLY_MESSAGES`] messages' worth of text (the rest
+    /// replaced by a note pointing at the execution), and cut into pieces of
+    /// `chat.max_message_len` when the definition asks for pieces smaller than the backend's
+    /// own limit. Otherwise the backend splits to its limit (with [`split_message`], as
+    /// every backend does), knowing what it adds (mentions, pretext, markup).
     async fn send(&self, mut out: Outgoing) {
         if !self.capabilities.threads
             && let Target::Room { thread, .. } = &mut out.target
         {
             *thread = None;
         }
-        let limit = match self.spec.chat.max_message_len {
-            0 => self.capabilities.max_message_len,
-            n => (n as usize).min(self.capabilities.max_message_len),
+        let backend_limit = self.capabilities.max_message_len;
+        let limit = match self.spec.chat.max_message_len as usize {
+            0 => backend_limit,
+            n => n.min(backend_limit),
         };
-        let pieces = split_message(&out.text, limit, char_len);
+        let bound = (limit * MAX_REPLY_MESSAGES).min(MAX_REPLY_CHARS);
+        if let Some((kept, dropped)) = truncate(&out.text, bound, char_len) {
+            let see = match execution_id_in(&kept) {
+                Some(id) => match &self.spec.stackstorm.webui_url {
+                    Some(webui) => format!("see {webui}/#/history/{id}/general"),
+                    None => format!("see execution {id}"),
+                },
+                None => "see the execution in StackStorm".to_owned(),
+            };
+            tracing::info!(dropped, "reply truncated");
+            out.text = format!("{kept}\n… (truncated, {dropped} more characters; {see})");
+        }
+        let pieces = if limit < backend_limit {
+            split_message(&out.text, limit, char_len)
+        } else {
+            vec![std::mem::take(&mut out.text)]
+        };
         let last = pieces.len().saturating_sub(1);
         for (i, text) in pieces.into_iter().enumerate() {
             let mut piece = out.clone();
@@ -749,5 +908,131 @@ impl Dispatcher {
         );
         crate::ops::metrics().announcement();
         self.send(out).await;
+        if context.get("bot").and_then(Value::as_str) == Some(self.spec.name.as_ref())
+            && let Some(id) = context.get("message_id").and_then(Value::as_str)
+        {
+            self.await_results(id, false);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Room;
+
+    fn dispatcher(access: &str) -> Dispatcher {
+        let key = std::env::temp_dir().join(format!("st2bot-dispatch-test-{}", std::process::id()));
+        std::fs::write(&key, "test-key").unwrap();
+        let yaml = format!(
+            "name: t\nbackend: {{kind: text}}\nstackstorm:\n  url: http://127.0.0.1:9\n  auth: {{api_key: \"file:{}\"}}\n{access}",
+            key.display()
+        );
+        let spec: &'static BotSpec = Box::leak(Box::new(
+            bot_config::load(&bot_config::SourceFile::new("t.yaml", yaml)).expect("valid"),
+        ));
+        let (tx, _rx) = mpsc::channel(8);
+        Dispatcher::new(
+            spec,
+            St2Client::new(&spec.stackstorm).unwrap(),
+            Capabilities {
+                max_message_len: 4000,
+                rich: false,
+                threads: false,
+            },
+            AliasCache::new(),
+            tx,
+        )
+        .unwrap()
+    }
+
+    fn said(user: &str, room: Option<&str>) -> Incoming {
+        Incoming {
+            user_id: user.into(),
+            user: user.into(),
+            room: room.map(|r| Room {
+                id: r.into(),
+                name: r.into(),
+            }),
+            text: String::new(),
+            mentioned: false,
+            thread: None,
+            message_id: None,
+        }
+    }
+
+    const RULES: &str = "access:\n  default: deny\n  rules:\n    - allow: { users: [dave], commands: [examples.deploy], rooms: [\"#deploys\", \"#ops-*\", \"#release\"] }\n    - allow: { users: [erin], commands: [examples.deploy], direct: true }\ngroups:\n  admins: [alice, bob]\n";
+
+    /// Issue 12 item 6: a denial says where the command is allowed (or whom to ask), names
+    /// a direct message as such, and never shows the rule or its line.
+    #[test]
+    fn denials_say_what_the_user_may_do_instead_and_hide_the_rule() {
+        let d = dispatcher(RULES);
+        let deny = |user, room| {
+            d.check_access(&said(user, room), "examples.deploy", "deploy api")
+                .expect_err("denied")
+        };
+        assert_eq!(
+            deny("dave", Some("#ops")),
+            "dave: you are not allowed to run `deploy api` in #ops. You may run it in #deploys or in #release."
+        );
+        assert_eq!(
+            deny("dave", None),
+            "dave: you are not allowed to run `deploy api` in a direct message. You may run it in #deploys or in #release."
+        );
+        assert_eq!(
+            deny("erin", Some("#ops")),
+            "erin: you are not allowed to run `deploy api` in #ops. You may run it in a direct message."
+        );
+        let frank = deny("frank", None);
+        assert_eq!(
+            frank,
+            "frank: you are not allowed to run `deploy api` in a direct message. Ask an admin (alice, bob) if you need it."
+        );
+        for text in [frank, deny("dave", Some("#ops"))] {
+            assert!(!text.contains("rule") && !text.contains("line"), "{text}");
+        }
+        assert!(
+            d.check_access(
+                &said("dave", Some("#deploys")),
+                "examples.deploy",
+                "deploy api"
+            )
+            .is_ok()
+        );
+    }
+
+    /// Issue 12 item 5: echoed user text is capped and cannot act as the pretext separator.
+    #[test]
+    fn echoes_are_capped_and_a_typed_separator_is_inert() {
+        let d = dispatcher(RULES);
+        let command = format!("deploy {{~}}{}", "x".repeat(5_000));
+        let text = d
+            .check_access(&said("frank", Some("#ops")), "examples.deploy", &command)
+            .expect_err("denied");
+        assert!(
+            text.chars().count() < 320,
+            "{} characters",
+            text.chars().count()
+        );
+        assert!(text.contains("x…` in #ops."), "{text}");
+        assert_eq!(crate::backend::split_pretext(&text).0, None, "{text}");
+        assert_eq!(capped("short"), "short");
+        let long = "é".repeat(ECHO_MAX_CHARS + 1);
+        assert_eq!(capped(&long).chars().count(), ECHO_MAX_CHARS);
+        assert!(capped(&long).ends_with('…'));
+        assert_eq!(
+            capped(&"é".repeat(ECHO_MAX_CHARS)),
+            "é".repeat(ECHO_MAX_CHARS)
+        );
+    }
+
+    #[test]
+    fn execution_ids_are_found_in_results() {
+        assert_eq!(
+            execution_id_in("Execution 5f0c9a3b2e1d4c5b6a798877 succeeded:"),
+            Some("5f0c9a3b2e1d4c5b6a798877")
+        );
+        assert_eq!(execution_id_in("no id here"), None);
     }
 }

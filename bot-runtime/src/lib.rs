@@ -25,6 +25,17 @@ pub mod stackstorm;
 pub mod template;
 pub mod tls;
 
+/// Entry points for the fuzz targets in `fuzz/` (not a stable interface).
+#[doc(hidden)]
+pub mod __fuzz {
+    pub use crate::backend::discord::incoming_from_frame as discord_inbound;
+    pub use crate::backend::matrix::incoming_from_sync as matrix_inbound;
+    pub use crate::backend::mattermost::incoming_from_posted as mattermost_inbound;
+    pub use crate::backend::rocketchat::incoming_from_frame as rocketchat_inbound;
+    pub use crate::backend::slack::incoming_from_payload as slack_inbound;
+    pub use crate::backend::split::{byte_len, char_len, check_contract as check_split_contract};
+}
+
 use std::process::ExitCode;
 
 use bot_config::{BackendSpec, BotSpec};
@@ -62,7 +73,15 @@ pub fn main(spec: &'static BotSpec) -> ExitCode {
         }
         cli::Command::Check | cli::Command::Doctor | cli::Command::Run => {}
     }
-    logging::init(&spec.log, options.log_json);
+    // On the terminal, chat and logs share the screen: warnings only unless asked.
+    let text_default = (matches!(spec.backend, BackendSpec::Text(_))
+        && options.command == cli::Command::Run)
+        .then_some("warn");
+    logging::init_with_level(
+        &spec.log,
+        options.log_json,
+        options.log_level.as_deref().or(text_default),
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

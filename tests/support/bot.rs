@@ -94,6 +94,35 @@ impl BotProcess {
         self.stdin = None;
     }
 
+    /// Types raw bytes (not necessarily UTF-8).
+    pub async fn type_bytes(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(bytes).await.expect("write");
+        stdin.flush().await.expect("flush");
+    }
+
+    /// Sends SIGTERM (standard input stays open).
+    pub fn terminate(&self) {
+        let pid = self.child.id().expect("the bot is running").to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {pid} failed");
+    }
+
+    /// Waits for the process to exit (standard input left as it is); its exit code, or
+    /// `None` when it did not exit within `timeout` (it is then killed).
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        match tokio::time::timeout(timeout, self.child.wait()).await {
+            Ok(Ok(status)) => status.code(),
+            _ => {
+                let _ = self.child.kill().await;
+                None
+            }
+        }
+    }
+
     /// Waits for an output line containing `needle`; returns it. Panics with the transcript
     /// and logs after `timeout`.
     pub async fn expect(&mut self, needle: &str, timeout: Duration) -> String {

@@ -55,7 +55,7 @@ static __ST2BOT_SPEC: ::st2bot::__private::BotSpec = ::st2bot::__private::BotSpe
             "{{prefix}}{{display}}{{#if description}} - {{description}}{{/if}}",
         ),
         denied: ::std::borrow::Cow::Borrowed(
-            "{{user}}: you are not allowed to run `{{command}}` here ({{rule}})",
+            "{{user}}: you are not allowed to run `{{command}}` {{where}}. {{instead}}",
         ),
         no_match: ::std::borrow::Cow::Borrowed(
             "{{user}}: no command matches `{{command}}`.{{#if suggestions}} Closest:{{#each suggestions}}\n  {{../prefix}}{{this}}{{/each}}{{/if}}\nSee {{prefix}}{{help_command}}.",

@@ -769,6 +769,53 @@ struct MessageCreate {
     webhook_id: Option<String>,
 }
 
+impl MessageCreate {
+    /// Whether the bot considers this message: from a person (not a bot, a webhook or
+    /// itself), and not a system message (0 DEFAULT, 19 REPLY; the rest are joins, pins,
+    /// thread starts).
+    fn is_for_the_bot(&self, me: &str) -> bool {
+        !(self.author.bot || self.author.id == me || self.webhook_id.is_some())
+            && matches!(self.kind, 0 | 19)
+    }
+
+    /// The message, in `room` (and `thread`) as looked up, its leading mention of the bot
+    /// (`me`) removed.
+    fn into_incoming(self, me: &str, room: Option<Room>, thread: Option<String>) -> Incoming {
+        let (text, mentioned) = match strip_mention(&self.content, me) {
+            Some(rest) => (rest.to_owned(), true),
+            None => (self.content.trim().to_owned(), false),
+        };
+        Incoming {
+            user_id: self.author.id,
+            user: self.author.username,
+            room,
+            text,
+            mentioned,
+            thread,
+            message_id: Some(self.id),
+        }
+    }
+}
+
+/// The fuzz target's way in: a gateway frame (`{"op": 0, "t": "MESSAGE_CREATE", "d": …}`)
+/// to the message it carries, with the channel id standing in for the looked-up room.
+#[doc(hidden)]
+pub fn incoming_from_frame(frame: &[u8], me: &str) -> Option<Incoming> {
+    let frame: Value = serde_json::from_slice(frame).ok()?;
+    if frame.get("t").and_then(Value::as_str) != Some("MESSAGE_CREATE") {
+        return None;
+    }
+    let m = serde_json::from_value::<MessageCreate>(frame.get("d")?.clone()).ok()?;
+    if !m.is_for_the_bot(me) {
+        return None;
+    }
+    let room = m.guild_id.as_ref().map(|_| Room {
+        id: m.channel_id.clone(),
+        name: format!("#{}", m.channel_id),
+    });
+    Some(m.into_incoming(me, room, None))
+}
+
 #[derive(Debug, Deserialize)]
 struct Author {
     id: String,
@@ -1139,11 +1186,7 @@ impl Gateway {
 
     async fn incoming_message(&self, m: MessageCreate) -> Option<Incoming> {
         let me = lock(&self.directory).me.clone()?;
-        if m.author.bot || m.author.id == me.0 || m.webhook_id.is_some() {
-            return None;
-        }
-        // 0 DEFAULT, 19 REPLY; the rest are system messages (joins, pins, thread starts).
-        if !matches!(m.kind, 0 | 19) {
+        if !m.is_for_the_bot(&me.0) {
             return None;
         }
         {
@@ -1189,19 +1232,7 @@ impl Gateway {
                 )
             }
         };
-        let (text, mentioned) = match strip_mention(&m.content, &me.0) {
-            Some(rest) => (rest.to_owned(), true),
-            None => (m.content.trim().to_owned(), false),
-        };
-        Some(Incoming {
-            user_id: m.author.id,
-            user: m.author.username,
-            room,
-            text,
-            mentioned,
-            thread,
-            message_id: Some(m.id),
-        })
+        Some(m.into_incoming(&me.0, room, thread))
     }
 }
 
@@ -1304,6 +1335,13 @@ fn gateway_url(base: &str) -> Result<Url, String> {
     }
     url.set_query(Some(GATEWAY_QUERY));
     Ok(url)
+}
+
+/// Echoed user text with Discord's mass mentions (`@everyone`, `@here`, role mentions
+/// `<@&id>`) broken; `allowed_mentions` stops them too, this keeps them from reading as one.
+pub fn defuse_mass_mentions(text: &str) -> String {
+    super::defuse_at_words(text, &["everyone", "here"])
+        .replace("<@&", &format!("<@{}&", super::ZWJ))
 }
 
 #[cfg(test)]

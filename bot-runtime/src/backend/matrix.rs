@@ -663,47 +663,14 @@ impl Worker {
 
     /// A new message event as an [`Incoming`], when it is text from someone else.
     fn read_message(&mut self, room_id: &str, event: &Event) -> Option<Incoming> {
-        if event.kind != "m.room.message" || event.sender.is_empty() {
-            return None;
-        }
         if event.sender == self.me.user_id {
             return None;
         }
-        let content = &event.content;
-        if content.get("msgtype").and_then(Value::as_str) != Some("m.text") {
-            return None;
-        }
-        let relation = content.get("m.relates_to");
-        let rel_type = relation
-            .and_then(|r| r.get("rel_type"))
-            .and_then(Value::as_str);
-        if rel_type == Some("m.replace") {
-            return None; // an edit: the original was already handled
-        }
-        let body = content.get("body").and_then(Value::as_str)?;
-        let body = strip_reply_fallback(body, content);
-        let thread = (rel_type == Some("m.thread"))
-            .then(|| {
-                relation
-                    .and_then(|r| r.get("event_id"))
-                    .and_then(Value::as_str)
-            })
-            .flatten()
-            .map(str::to_owned);
-        let (text, mentioned) = match strip_mention(body, &self.my_names(room_id)) {
-            Some(rest) => (rest.to_owned(), true),
-            None => {
-                let listed = content
-                    .get("m.mentions")
-                    .and_then(|m| m.get("user_ids"))
-                    .and_then(Value::as_array)
-                    .is_some_and(|ids| ids.iter().any(|i| i.as_str() == Some(&self.me.user_id)));
-                (body.trim().to_owned(), listed)
-            }
-        };
-        if text.is_empty() {
-            return None;
-        }
+        let TextMessage {
+            text,
+            mentioned,
+            thread,
+        } = TextMessage::parse(event, &self.me.user_id, &self.my_names(room_id))?;
         let direct = self.rooms.is_direct(room_id, &self.configured_ids);
         if direct {
             self.rooms.set_direct(&event.sender, room_id);
@@ -982,6 +949,100 @@ fn sync_filter(timeline_limit: u32) -> String {
         },
     })
     .to_string()
+}
+
+/// A text message event taken apart: the text after a mention of the bot (reply fallback
+/// removed), whether the bot was mentioned, and the thread.
+#[derive(Debug)]
+struct TextMessage {
+    text: String,
+    mentioned: bool,
+    thread: Option<String>,
+}
+
+impl TextMessage {
+    /// The text of an `m.room.message` `m.text` event that is not an edit; `me` is the bot's
+    /// user id, `my_names` the names that address it.
+    fn parse(event: &Event, me: &str, my_names: &[String]) -> Option<Self> {
+        if event.kind != "m.room.message" || event.sender.is_empty() {
+            return None;
+        }
+        let content = &event.content;
+        if content.get("msgtype").and_then(Value::as_str) != Some("m.text") {
+            return None;
+        }
+        let relation = content.get("m.relates_to");
+        let rel_type = relation
+            .and_then(|r| r.get("rel_type"))
+            .and_then(Value::as_str);
+        if rel_type == Some("m.replace") {
+            return None; // an edit: the original was already handled
+        }
+        let body = content.get("body").and_then(Value::as_str)?;
+        let body = strip_reply_fallback(body, content);
+        let thread = (rel_type == Some("m.thread"))
+            .then(|| {
+                relation
+                    .and_then(|r| r.get("event_id"))
+                    .and_then(Value::as_str)
+            })
+            .flatten()
+            .map(str::to_owned);
+        let (text, mentioned) = match strip_mention(body, my_names) {
+            Some(rest) => (rest.to_owned(), true),
+            None => {
+                let listed = content
+                    .get("m.mentions")
+                    .and_then(|m| m.get("user_ids"))
+                    .and_then(Value::as_array)
+                    .is_some_and(|ids| ids.iter().any(|i| i.as_str() == Some(me)));
+                (body.trim().to_owned(), listed)
+            }
+        };
+        (!text.is_empty()).then_some(Self {
+            text,
+            mentioned,
+            thread,
+        })
+    }
+}
+
+/// The fuzz target's way in: a `/sync` answer to the messages in its joined rooms' timelines
+/// (the bot is `me`, addressed by its user id; every room counted as a room, not a DM).
+#[doc(hidden)]
+pub fn incoming_from_sync(body: &[u8], me: &str) -> Vec<Incoming> {
+    let Ok(sync) = serde_json::from_slice::<SyncResponse>(body) else {
+        return Vec::new();
+    };
+    let names = [me.to_owned()];
+    let mut out = Vec::new();
+    for (room_id, room) in &sync.rooms.join {
+        for event in &room.timeline.events {
+            if event.sender == me {
+                continue;
+            }
+            if let Some(m) = TextMessage::parse(event, me, &names) {
+                out.push(Incoming {
+                    user_id: event.sender.clone(),
+                    user: event.sender.clone(),
+                    room: Some(Room {
+                        id: room_id.clone(),
+                        name: room_id.clone(),
+                    }),
+                    text: m.text,
+                    mentioned: m.mentioned,
+                    thread: m.thread,
+                    message_id: event.event_id.clone(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Echoed user text with Matrix's room mention (`@room`) broken.
+pub fn defuse_mass_mentions(text: &str) -> String {
+    super::defuse_at_words(text, &["room"])
 }
 
 #[cfg(test)]

@@ -41,9 +41,6 @@ use crate::secret::{self, Secret};
 
 /// Characters per post: the limit of every Mattermost server (newer ones take 16,383).
 pub const MESSAGE_LIMIT: usize = 4000;
-/// What the dispatcher is told to split at: a little under [`MESSAGE_LIMIT`], leaving room for
-/// the mention and pretext the backend adds, so a split reply is not split again here.
-const DISPATCH_LIMIT: usize = MESSAGE_LIMIT - 100;
 /// Pause between the parts of one split message.
 const PART_PAUSE: Duration = Duration::from_millis(300);
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
@@ -72,7 +69,7 @@ impl MattermostBackend {
 impl Backend for MattermostBackend {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            max_message_len: DISPATCH_LIMIT,
+            max_message_len: MESSAGE_LIMIT,
             rich: true,
             threads: true,
         }
@@ -547,57 +544,18 @@ impl Shared {
 
     /// The message a `posted` event carries, when it is one for the bot to consider.
     async fn to_incoming(&self, data: &Value, seen: &mut Seen) -> Option<Incoming> {
-        let post: Value = match serde_json::from_str(str_field(data, "post")?) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!(error = %e, "mattermost: `post` is not JSON");
-                return None;
-            }
+        let posted = Posted::parse(data, &self.me.user_id, &self.me.username)?;
+        if !seen.insert(&posted.id) {
+            return None;
+        }
+        let info = match posted.channel.clone() {
+            Some(info) => info,
+            None => self.channel_info(&posted.channel_id).await?,
         };
-        let id = str_field(&post, "id")?;
-        if !seen.insert(id) {
-            return None;
-        }
-        let user_id = str_field(&post, "user_id")?;
-        if user_id == self.me.user_id || !str_field(&post, "type").unwrap_or_default().is_empty() {
-            return None;
-        }
-        let props = post.get("props").unwrap_or(&Value::Null);
-        if truthy(props.get("from_bot")) || truthy(props.get("from_webhook")) {
-            return None;
-        }
-        let channel_id = str_field(&post, "channel_id")?;
-        let info = match (
-            str_field(data, "channel_type"),
-            str_field(data, "channel_name"),
-        ) {
-            (Some(kind), Some(name)) => ChannelInfo {
-                name: format!("#{name}"),
-                direct: kind == "D",
-            },
-            _ => self.channel_info(channel_id).await?,
-        };
-        let room = (!info.direct).then(|| Room {
-            id: channel_id.to_owned(),
-            name: info.name,
-        });
-        let sender = str_field(data, "sender_name").map(|s| s.trim_start_matches('@'));
-        let user = self.user_name(user_id, sender).await;
-        let (text, mentioned) = strip_leading_mention(
-            str_field(&post, "message").unwrap_or_default(),
-            &self.me.username,
-        );
-        Some(Incoming {
-            user_id: user_id.to_owned(),
-            user,
-            room,
-            text: rich::normalize_typography(text.trim()),
-            mentioned,
-            thread: str_field(&post, "root_id")
-                .filter(|r| !r.is_empty())
-                .map(str::to_owned),
-            message_id: Some(id.to_owned()),
-        })
+        let user = self
+            .user_name(&posted.user_id, posted.sender.as_deref())
+            .await;
+        Some(posted.into_incoming(user, info))
     }
 
     /// A user's username (`/users/{id}`, cached), else the event's sender name, else the id.
@@ -776,6 +734,103 @@ impl Shared {
     }
 }
 
+/// A `posted` event taken apart without any lookup.
+#[derive(Debug)]
+struct Posted {
+    id: String,
+    user_id: String,
+    channel_id: String,
+    /// The channel's name and kind when the event says them.
+    channel: Option<ChannelInfo>,
+    /// The sender's name when the event says it (without `@`).
+    sender: Option<String>,
+    /// The text after a leading mention of the bot.
+    text: String,
+    mentioned: bool,
+    thread: Option<String>,
+}
+
+impl Posted {
+    /// The post in a `posted` event's data, when it is one for the bot to consider (not its
+    /// own, not a bot's or webhook's, not a system message).
+    fn parse(data: &Value, my_id: &str, my_name: &str) -> Option<Self> {
+        let post: Value = match serde_json::from_str(str_field(data, "post")?) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "mattermost: `post` is not JSON");
+                return None;
+            }
+        };
+        let id = str_field(&post, "id")?;
+        let user_id = str_field(&post, "user_id")?;
+        if user_id == my_id || !str_field(&post, "type").unwrap_or_default().is_empty() {
+            return None;
+        }
+        let props = post.get("props").unwrap_or(&Value::Null);
+        if truthy(props.get("from_bot")) || truthy(props.get("from_webhook")) {
+            return None;
+        }
+        let channel_id = str_field(&post, "channel_id")?;
+        let channel = match (
+            str_field(data, "channel_type"),
+            str_field(data, "channel_name"),
+        ) {
+            (Some(kind), Some(name)) => Some(ChannelInfo {
+                name: format!("#{name}"),
+                direct: kind == "D",
+            }),
+            _ => None,
+        };
+        let (text, mentioned) =
+            strip_leading_mention(str_field(&post, "message").unwrap_or_default(), my_name);
+        Some(Self {
+            id: id.to_owned(),
+            user_id: user_id.to_owned(),
+            channel_id: channel_id.to_owned(),
+            channel,
+            sender: str_field(data, "sender_name").map(|s| s.trim_start_matches('@').to_owned()),
+            text: rich::normalize_typography(text.trim()),
+            mentioned,
+            thread: str_field(&post, "root_id")
+                .filter(|r| !r.is_empty())
+                .map(str::to_owned),
+        })
+    }
+
+    /// The message, given the sender's name and the channel.
+    fn into_incoming(self, user: String, channel: ChannelInfo) -> Incoming {
+        Incoming {
+            user_id: self.user_id,
+            user,
+            room: (!channel.direct).then_some(Room {
+                id: self.channel_id,
+                name: channel.name,
+            }),
+            text: self.text,
+            mentioned: self.mentioned,
+            thread: self.thread,
+            message_id: Some(self.id),
+        }
+    }
+}
+
+/// The fuzz target's way in: a WebSocket `posted` event's `data` to the message it carries,
+/// with ids standing in for what Mattermost would be asked for.
+#[doc(hidden)]
+pub fn incoming_from_posted(data: &[u8], my_id: &str, my_name: &str) -> Option<Incoming> {
+    let data: Value = serde_json::from_slice(data).ok()?;
+    let posted = Posted::parse(&data, my_id, my_name)?;
+    let channel = posted.channel.clone().unwrap_or(ChannelInfo {
+        name: posted.channel_id.clone(),
+        direct: false,
+    });
+    let user = posted
+        .sender
+        .clone()
+        .unwrap_or_else(|| posted.user_id.clone());
+    Some(posted.into_incoming(user, channel))
+}
+
 /// Mattermost ids: 26 lower-case letters and digits.
 fn looks_like_id(s: &str) -> bool {
     s.len() == 26
@@ -805,6 +860,11 @@ fn strip_leading_mention<'a>(text: &'a str, bot: &str) -> (&'a str, bool) {
         .trim_start_matches([':', ','])
         .trim_start();
     (rest, true)
+}
+
+/// Echoed user text with Mattermost's mass mentions (`@here`, `@channel`, `@all`) broken.
+pub fn defuse_mass_mentions(text: &str) -> String {
+    super::defuse_at_words(text, &["here", "channel", "all"])
 }
 
 #[cfg(test)]

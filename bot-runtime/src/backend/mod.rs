@@ -1,5 +1,5 @@
 //! Chat backends: the [`Backend`] trait every chat service implements, the messages that
-//! cross it, and helpers all backends share (splitting long output).
+//! cross it, and helpers all backends share ([`split`]: cutting long output to size).
 //!
 //! A backend owns its connection: it connects, authenticates, reconnects with backoff, and
 //! runs until shutdown. It talks to the rest of the bot through [`BackendIo`] channels:
@@ -14,6 +14,7 @@ pub mod mattermost;
 pub mod rich;
 pub mod rocketchat;
 pub mod slack;
+pub mod split;
 pub mod text;
 pub mod webapi;
 pub mod websocket;
@@ -23,6 +24,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use bot_config::BackendSpec;
+pub use split::{byte_len, char_len, split_message};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -194,6 +196,9 @@ pub struct BackendOptions {
     pub user: Option<String>,
     /// Text backend: say things in this room (`-` or empty for direct messages).
     pub room: Option<String>,
+    /// Text backend: print the start banner naming this help command (`!help`); `None`
+    /// prints none (standard error then carries JSON logs only).
+    pub banner_help: Option<String>,
 }
 
 /// The backend a definition names.
@@ -213,6 +218,50 @@ pub fn build(
     }
 }
 
+/// Zero-width joiner: put inside a mention it keeps the text readable and stops the service
+/// from notifying anyone.
+pub(crate) const ZWJ: char = '\u{200D}';
+
+/// `text` with `@word` (for each of `words`, ASCII case-insensitive, followed by the end or
+/// a character that cannot continue a name) broken by a zero-width joiner after the `@`.
+pub(crate) fn defuse_at_words(text: &str, words: &[&str]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('@') {
+        out.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        let hit = words.iter().any(|w| {
+            rest.get(..w.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(w))
+                && !rest[w.len()..]
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '-')
+        });
+        if hit {
+            out.push(ZWJ);
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// User text about to be echoed in a reply, with the mass mentions of the definition's
+/// service made inert (each backend owns its syntax): Slack `<!here>`, `<!channel>`,
+/// `<!everyone>`, `<!subteam^…>`; Mattermost and Rocket.Chat `@here`, `@channel`, `@all`;
+/// Discord `@everyone`, `@here`, `<@&role>`; Matrix `@room`. IRC, XMPP and the terminal
+/// have none.
+pub fn defuse_mass_mentions(spec: &BackendSpec, text: &str) -> String {
+    match spec {
+        BackendSpec::Slack(_) => slack::defuse_mass_mentions(text),
+        BackendSpec::Mattermost(_) => mattermost::defuse_mass_mentions(text),
+        BackendSpec::RocketChat(_) => rocketchat::defuse_mass_mentions(text),
+        BackendSpec::Discord(_) => discord::defuse_mass_mentions(text),
+        BackendSpec::Matrix(_) => matrix::defuse_mass_mentions(text),
+        BackendSpec::Text(_) | BackendSpec::Irc(_) | BackendSpec::Xmpp(_) => text.to_owned(),
+    }
+}
+
 /// Splits `{~}`-separated text into (pretext, body); a trailing `{~}` means all pretext.
 pub fn split_pretext(text: &str) -> (Option<&str>, &str) {
     match text.split_once("{~}") {
@@ -220,84 +269,6 @@ pub fn split_pretext(text: &str) -> (Option<&str>, &str) {
         Some((pre, body)) => (Some(pre), body),
         None => (None, text),
     }
-}
-
-/// Splits `text` into pieces of at most `limit` units (as measured by `len`), on line
-/// boundaries where possible, keeping Markdown code fences balanced in every piece.
-pub fn split_message(text: &str, limit: usize, len: fn(&str) -> usize) -> Vec<String> {
-    const FENCE: &str = "```";
-    let limit = limit.max(16);
-    if len(text) <= limit {
-        return vec![text.to_owned()];
-    }
-    let mut pieces = Vec::new();
-    let mut current = String::new();
-    let mut in_fence = false;
-    let reserve = len(FENCE) + 1;
-    for line in text.split_inclusive('\n') {
-        let mut line = line.to_owned();
-        loop {
-            let closing = if in_fence { reserve } else { 0 };
-            if len(&current) + len(&line) + closing <= limit {
-                break;
-            }
-            if !current.is_empty() {
-                if in_fence {
-                    if !current.ends_with('\n') {
-                        current.push('\n');
-                    }
-                    current.push_str(FENCE);
-                }
-                pieces.push(
-                    std::mem::take(&mut current)
-                        .trim_end_matches('\n')
-                        .to_owned(),
-                );
-                if in_fence {
-                    current.push_str(FENCE);
-                    current.push('\n');
-                }
-                continue;
-            }
-            // A single line longer than the limit: cut it on a char boundary.
-            let budget = limit.saturating_sub(closing + len(&current)).max(1);
-            let mut cut = 0;
-            for (i, c) in line.char_indices() {
-                if len(&line[..i + c.len_utf8()]) > budget {
-                    break;
-                }
-                cut = i + c.len_utf8();
-            }
-            if cut == 0 {
-                cut = line
-                    .chars()
-                    .next()
-                    .map(char::len_utf8)
-                    .unwrap_or(line.len());
-            }
-            let rest = line.split_off(cut);
-            current.push_str(&line);
-            line = rest;
-        }
-        if line.trim_start().starts_with(FENCE) {
-            in_fence = !in_fence;
-        }
-        current.push_str(&line);
-    }
-    if !current.trim().is_empty() {
-        pieces.push(current.trim_end_matches('\n').to_owned());
-    }
-    pieces
-}
-
-/// Length in characters (most services count characters).
-pub fn char_len(s: &str) -> usize {
-    s.chars().count()
-}
-
-/// Length in bytes (IRC counts bytes).
-pub fn byte_len(s: &str) -> usize {
-    s.len()
 }
 
 #[cfg(test)]
@@ -312,23 +283,29 @@ mod tests {
     }
 
     #[test]
-    fn splits_on_lines_and_balances_fences() {
-        let text = format!("intro\n```\n{}```\nend", "line of output\n".repeat(20));
-        let pieces = split_message(&text, 80, char_len);
-        assert!(pieces.len() > 3);
-        for p in &pieces {
-            assert!(char_len(p) <= 80, "{p:?}");
-            assert_eq!(p.matches("```").count() % 2, 0, "unbalanced: {p:?}");
-        }
-        let joined: String = pieces.join("\n").replace("```\n```\n", "");
-        assert!(joined.contains("intro") && joined.contains("end"));
-    }
-
-    #[test]
-    fn cuts_long_lines_on_char_boundaries() {
-        let text = "é".repeat(100);
-        let pieces = split_message(&text, 30, byte_len);
-        assert!(pieces.iter().all(|p| p.len() <= 30));
-        assert_eq!(pieces.concat(), text);
+    fn mass_mentions_are_defused_per_service() {
+        let z = ZWJ;
+        assert_eq!(
+            slack::defuse_mass_mentions(
+                "hi <!here> <!channel|channel> <!everyone> <!subteam^S1|ops> <@U1>"
+            ),
+            "hi &lt;!here> &lt;!channel|channel> &lt;!everyone> &lt;!subteam^S1|ops> <@U1>"
+        );
+        assert_eq!(
+            mattermost::defuse_mass_mentions("@here @Channel @all @alice @allison x@all."),
+            format!("@{z}here @{z}Channel @{z}all @alice @allison x@{z}all.")
+        );
+        assert_eq!(
+            rocketchat::defuse_mass_mentions("@all @here"),
+            format!("@{z}all @{z}here")
+        );
+        assert_eq!(
+            discord::defuse_mass_mentions("@everyone @here <@&123> <@456>"),
+            format!("@{z}everyone @{z}here <@{z}&123> <@456>")
+        );
+        assert_eq!(
+            matrix::defuse_mass_mentions("@room @roomba"),
+            format!("@{z}room @roomba")
+        );
     }
 }

@@ -624,6 +624,67 @@ struct RcMessage {
     bot: Option<Value>,
 }
 
+impl RcMessage {
+    /// Whether the bot considers this message: from someone else (`me` is the bot's user
+    /// id), not a system message, an edit or a bot's, and not empty.
+    fn is_for_the_bot(&self, me: &str) -> bool {
+        !(self.u.id == me
+            || self.t.is_some()
+            || self.edited_at.is_some()
+            || self.bot.is_some()
+            || self.msg.trim().is_empty())
+    }
+
+    /// The message, in `room` as looked up, its leading `@me` mention removed.
+    fn into_incoming(self, me: &str, room: Option<Room>) -> Incoming {
+        let (text, mentioned) = match strip_mention(&self.msg, me) {
+            Some(rest) => (rest.to_owned(), true),
+            None => (self.msg.trim().to_owned(), false),
+        };
+        Incoming {
+            user_id: self.u.id,
+            user: self.u.username,
+            room,
+            text,
+            mentioned,
+            thread: self.tmid,
+            message_id: Some(self.id),
+        }
+    }
+}
+
+/// A room's kind (`c`, `p`, `d`) and name, from a stream message's metadata.
+fn room_of_meta(meta: &Value) -> Option<(String, String)> {
+    let kind = meta.get("roomType")?.as_str()?.to_owned();
+    let name = meta
+        .get("roomName")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    Some((kind, name))
+}
+
+/// The fuzz target's way in: a DDP `changed` frame of `stream-room-messages` to the message
+/// it carries (`me_id`, `me_name`: the bot), the room from the frame's metadata.
+#[doc(hidden)]
+pub fn incoming_from_frame(frame: &[u8], me_id: &str, me_name: &str) -> Option<Incoming> {
+    let frame: Value = serde_json::from_slice(frame).ok()?;
+    if frame.get("msg").and_then(Value::as_str) != Some("changed") {
+        return None;
+    }
+    let args = frame.pointer("/fields/args")?.as_array()?;
+    let m = serde_json::from_value::<RcMessage>(args.first()?.clone()).ok()?;
+    if !m.is_for_the_bot(me_id) {
+        return None;
+    }
+    let (kind, name) = args.get(1).and_then(room_of_meta)?;
+    let room = (kind != "d").then(|| Room {
+        id: m.rid.clone(),
+        name: format!("#{name}"),
+    });
+    Some(m.into_incoming(me_name, room))
+}
+
 #[derive(Debug, Deserialize)]
 struct RcUser {
     #[serde(rename = "_id")]
@@ -940,26 +1001,13 @@ impl Realtime {
         meta: Option<&Value>,
         session: &Session,
     ) -> Option<Incoming> {
-        if m.u.id == session.user_id
-            || m.t.is_some()
-            || m.edited_at.is_some()
-            || m.bot.is_some()
-            || m.msg.trim().is_empty()
-        {
+        if !m.is_for_the_bot(&session.user_id) {
             return None;
         }
         lock(&self.directory)
             .usernames
             .insert(m.u.id.clone(), m.u.username.clone());
-        let from_frame = meta.and_then(|meta| {
-            let kind = meta.get("roomType")?.as_str()?.to_owned();
-            let name = meta
-                .get("roomName")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            Some((kind, name))
-        });
+        let from_frame = meta.and_then(room_of_meta);
         let known = from_frame.or_else(|| lock(&self.directory).rooms.get(&m.rid).cloned());
         let (kind, name) = match known {
             Some(k) => k,
@@ -998,19 +1046,7 @@ impl Realtime {
                 name: format!("#{name}"),
             })
         };
-        let (text, mentioned) = match strip_mention(&m.msg, &session.username) {
-            Some(rest) => (rest.to_owned(), true),
-            None => (m.msg.trim().to_owned(), false),
-        };
-        Some(Incoming {
-            user_id: m.u.id,
-            user: m.u.username,
-            room,
-            text,
-            mentioned,
-            thread: m.tmid,
-            message_id: Some(m.id),
-        })
+        Some(m.into_incoming(&session.username, room))
     }
 }
 
@@ -1039,6 +1075,11 @@ fn strip_mention<'a>(text: &'a str, me: &str) -> Option<&'a str> {
         return None;
     }
     Some(rest.trim_start_matches([':', ',']).trim_start().trim_end())
+}
+
+/// Echoed user text with Rocket.Chat's mass mentions (`@here`, `@channel`, `@all`) broken.
+pub fn defuse_mass_mentions(text: &str) -> String {
+    super::defuse_at_words(text, &["here", "channel", "all"])
 }
 
 #[cfg(test)]

@@ -40,9 +40,6 @@ use crate::secret::{self, Secret};
 
 /// Characters per message text: Slack recommends at most 4,000 (it refuses 40,000).
 pub const TEXT_LIMIT: usize = 4000;
-/// What the dispatcher is told to split at: a little under [`TEXT_LIMIT`], leaving room for
-/// the mention and pretext the backend adds, so a split reply is not split again here.
-const DISPATCH_LIMIT: usize = TEXT_LIMIT - 100;
 /// Pause between the parts of one split message, so they arrive in order and unthrottled.
 const PART_PAUSE: Duration = Duration::from_millis(300);
 /// Reconnect pacing after a dropped socket.
@@ -85,7 +82,7 @@ impl SlackBackend {
 impl Backend for SlackBackend {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            max_message_len: DISPATCH_LIMIT,
+            max_message_len: TEXT_LIMIT,
             rich: true,
             threads: true,
         }
@@ -550,59 +547,22 @@ impl Shared {
 
     /// The message an event carries, when it is one for the bot to consider.
     async fn to_incoming(&self, event: &Value, seen: &mut Seen) -> Option<Incoming> {
-        let kind = str_field(event, "type")?;
-        if kind != "message" && kind != "app_mention" {
+        let m = MessageEvent::parse(event, &self.me.user_id)?;
+        if !seen.insert(&format!("{}:{}", m.channel, m.ts)) {
             return None;
         }
-        if let Some(subtype) = str_field(event, "subtype")
-            && subtype != "thread_broadcast"
-            && subtype != "file_share"
-        {
-            return None;
-        }
-        if event.get("bot_id").is_some_and(|b| !b.is_null())
-            || event.get("hidden").and_then(Value::as_bool) == Some(true)
-        {
-            return None;
-        }
-        let user_id = str_field(event, "user")?;
-        if user_id == self.me.user_id {
-            return None;
-        }
-        let channel = str_field(event, "channel")?;
-        let ts = str_field(event, "ts")?;
-        if !seen.insert(&format!("{channel}:{ts}")) {
-            return None;
-        }
-        let raw = str_field(event, "text").unwrap_or_default();
-        let direct = match str_field(event, "channel_type") {
-            Some(t) => t == "im",
-            None => channel.starts_with('D'),
-        };
-        let room = if direct {
+        let room_name = if m.direct {
             None
         } else {
-            Some(Room {
-                id: channel.to_owned(),
-                name: self.channel_name(channel).await,
-            })
+            Some(self.channel_name(m.channel).await)
         };
-        let (rest, mentioned) = strip_leading_mention(raw, &self.me.user_id);
         let mut names = HashMap::new();
-        for id in mentioned_users(rest) {
+        for id in mentioned_users(m.text) {
             let name = self.user_name(&id).await;
             names.insert(id, name);
         }
-        let text = rich::normalize_typography(decode_markup(rest, &names).trim());
-        Some(Incoming {
-            user_id: user_id.to_owned(),
-            user: self.user_name(user_id).await,
-            room,
-            text,
-            mentioned,
-            thread: str_field(event, "thread_ts").map(str::to_owned),
-            message_id: Some(ts.to_owned()),
-        })
+        let user = self.user_name(m.user_id).await;
+        Some(m.into_incoming(user, room_name, &names))
     }
 
     /// A user's name (`users.info`, cached); the id when Slack cannot say.
@@ -860,6 +820,100 @@ fn is_content_error(code: &str) -> bool {
     )
 }
 
+/// A message event taken apart without any lookup: everything an [`Incoming`] needs but
+/// the names of the sender, the channel and the users mentioned.
+#[derive(Debug)]
+struct MessageEvent<'a> {
+    user_id: &'a str,
+    channel: &'a str,
+    ts: &'a str,
+    direct: bool,
+    /// The text after a leading mention of the bot, still in Slack markup.
+    text: &'a str,
+    mentioned: bool,
+    thread: Option<&'a str>,
+}
+
+impl<'a> MessageEvent<'a> {
+    /// The message in an event, when it is one for the bot to consider (not its own, not a
+    /// bot's, not an edit or other subtype).
+    fn parse(event: &'a Value, me: &str) -> Option<Self> {
+        let kind = str_field(event, "type")?;
+        if kind != "message" && kind != "app_mention" {
+            return None;
+        }
+        if let Some(subtype) = str_field(event, "subtype")
+            && subtype != "thread_broadcast"
+            && subtype != "file_share"
+        {
+            return None;
+        }
+        if event.get("bot_id").is_some_and(|b| !b.is_null())
+            || event.get("hidden").and_then(Value::as_bool) == Some(true)
+        {
+            return None;
+        }
+        let user_id = str_field(event, "user")?;
+        if user_id == me {
+            return None;
+        }
+        let channel = str_field(event, "channel")?;
+        let ts = str_field(event, "ts")?;
+        let direct = match str_field(event, "channel_type") {
+            Some(t) => t == "im",
+            None => channel.starts_with('D'),
+        };
+        let (text, mentioned) =
+            strip_leading_mention(str_field(event, "text").unwrap_or_default(), me);
+        Some(Self {
+            user_id,
+            channel,
+            ts,
+            direct,
+            text,
+            mentioned,
+            thread: str_field(event, "thread_ts"),
+        })
+    }
+
+    /// The message, given the names looked up (`room_name` is `None` for a DM).
+    fn into_incoming(
+        self,
+        user: String,
+        room_name: Option<String>,
+        names: &HashMap<String, String>,
+    ) -> Incoming {
+        Incoming {
+            user_id: self.user_id.to_owned(),
+            user,
+            room: room_name.map(|name| Room {
+                id: self.channel.to_owned(),
+                name,
+            }),
+            text: rich::normalize_typography(decode_markup(self.text, names).trim()),
+            mentioned: self.mentioned,
+            thread: self.thread.map(str::to_owned),
+            message_id: Some(self.ts.to_owned()),
+        }
+    }
+}
+
+/// The fuzz target's way in: an Events API payload (as Socket Mode delivers it) to the
+/// message it carries, with ids standing in for the names Slack would be asked for.
+#[doc(hidden)]
+pub fn incoming_from_payload(payload: &[u8], me: &str) -> Option<Incoming> {
+    let payload: Value = serde_json::from_slice(payload).ok()?;
+    let event = payload.get("event").unwrap_or(&Value::Null);
+    let m = MessageEvent::parse(event, me)?;
+    let names = mentioned_users(m.text)
+        .into_iter()
+        .map(|id| (id.clone(), id))
+        .collect();
+    let room_name = (!m.direct).then(|| m.channel.to_owned());
+    let user = m.user_id.to_owned();
+    Some(m.into_incoming(user, room_name, &names))
+}
+
 /// Slack user ids: `U…` or `W…` (enterprise), upper-case letters and digits.
 fn looks_like_user_id(s: &str) -> bool {
     s.len() >= 9
@@ -996,6 +1050,24 @@ fn escape_text(text: &str) -> String {
             }
         }
     }
+    out
+}
+
+/// Echoed user text with Slack's mass mentions (`<!here>`, `<!channel>`, `<!everyone>`,
+/// `<!subteam^…>`) made plain text: their `<` becomes `&lt;`, which [`escape_text`] keeps.
+pub fn defuse_mass_mentions(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("<!") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 2..];
+        let mass = ["here", "channel", "everyone", "subteam^"]
+            .iter()
+            .any(|w| after.starts_with(w));
+        out.push_str(if mass { "&lt;!" } else { "<!" });
+        rest = after;
+    }
+    out.push_str(rest);
     out
 }
 

@@ -4,11 +4,17 @@
 //!
 //! Output shape (stable, used by transcript tests): a reply to the current room is printed as
 //! is; one to another room as `[#room] text`; a private one as `[to user] text`. Thread ids
-//! are shown as `[#room thread 1]`. End of input closes the incoming side; replies still
-//! queued are printed before the backend returns.
+//! are shown as `[#room thread 1]`. Terminal control characters in replies are printed
+//! escaped (`\x1b`), never raw. End of input closes the incoming side; replies still
+//! queued are printed before the backend returns. Input is read on a thread of its own
+//! (see [`read_stdin_lines`]), so shutdown never waits for a line.
+
+use std::borrow::Cow;
+use std::io::BufRead;
 
 use bot_config::TextSpec;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
 
 use super::{
     Backend, BackendError, BackendIo, BackendOptions, BoxFuture, Capabilities, ConnState, Incoming,
@@ -20,6 +26,7 @@ use super::{
 pub struct TextBackend {
     user: String,
     room: Option<String>,
+    banner_help: Option<String>,
 }
 
 impl TextBackend {
@@ -36,7 +43,25 @@ impl TextBackend {
             .clone()
             .unwrap_or_else(|| spec.room.to_string());
         let room = (!room.is_empty() && room != "-").then_some(room);
-        Self { user, room }
+        Self {
+            user,
+            room,
+            banner_help: options.banner_help.clone(),
+        }
+    }
+
+    /// The line printed (on standard error) when the bot starts: who you are, where, how
+    /// to get help and how to quit; `None` when the options ask for no banner.
+    pub fn banner(&self) -> Option<String> {
+        let help = self.banner_help.as_ref()?;
+        let place = match &self.room {
+            Some(room) => format!("in room {room}"),
+            None => "in a direct message with the bot".to_owned(),
+        };
+        Some(format!(
+            "You are {} {place}: type {help} for commands, Ctrl-D to quit.",
+            self.user
+        ))
     }
 
     fn render(&self, out: &Outgoing) -> String {
@@ -63,6 +88,7 @@ impl TextBackend {
         };
         let mut rendered = label.unwrap_or_default();
         rendered.push_str(&text);
+        let mut rendered = escape_controls(&rendered).into_owned();
         if !rendered.ends_with('\n') {
             rendered.push('\n');
         }
@@ -88,15 +114,21 @@ impl Backend for TextBackend {
                 shutdown,
             } = io;
             let _ = state.send(ConnState::Connected);
+            // Only a person at a terminal needs a prompt; piped input gets clean output.
+            let prompt = std::io::IsTerminal::is_terminal(&std::io::stdin());
+            if let Some(banner) = self.banner() {
+                eprintln!("{banner}");
+            }
+            show_prompt(prompt);
             let mut stdout = tokio::io::stdout();
-            let mut lines = BufReader::new(tokio::io::stdin()).lines();
+            let mut lines = read_stdin_lines();
             let mut incoming = Some(incoming);
             let mut counter = 0u64;
             loop {
                 tokio::select! {
-                    line = lines.next_line(), if incoming.is_some() => {
-                        match line? {
-                            Some(line) => {
+                    line = lines.recv(), if incoming.is_some() => {
+                        match line {
+                            Some(Ok(line)) => {
                                 let text = line.trim();
                                 if text.is_empty() {
                                     continue;
@@ -116,6 +148,10 @@ impl Backend for TextBackend {
                                         incoming = None;
                                     }
                             }
+                            Some(Err(e)) => {
+                                tracing::error!(error = %e, "text backend: cannot read standard input; no more input");
+                                incoming = None;
+                            }
                             None => {
                                 tracing::debug!("text backend: end of input");
                                 incoming = None;
@@ -127,6 +163,9 @@ impl Backend for TextBackend {
                             Some(reply) => {
                                 stdout.write_all(self.render(&reply).as_bytes()).await?;
                                 stdout.flush().await?;
+                                if outgoing.is_empty() {
+                                    show_prompt(prompt);
+                                }
                             }
                             None => break,
                         }
@@ -143,6 +182,78 @@ impl Backend for TextBackend {
             Ok(())
         })
     }
+}
+
+/// Prints the input prompt on standard error, when input is a terminal.
+fn show_prompt(prompt: bool) {
+    if prompt {
+        use std::io::Write as _;
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(b"> ");
+        let _ = err.flush();
+    }
+}
+
+/// Standard input, line by line, read on a thread of its own: a read from a terminal or a
+/// pipe cannot be cancelled, so shutdown must never wait for one (tokio's `stdin` would
+/// hold the runtime's shutdown until the next line). The thread is never joined; it ends
+/// with the process, or at end of input. Invalid UTF-8 is decoded lossily (U+FFFD), so one
+/// stray byte costs a character, not the bot.
+fn read_stdin_lines() -> mpsc::Receiver<std::io::Result<String>> {
+    let (tx, rx) = mpsc::channel(64);
+    let spawned = std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || {
+            let stdin = std::io::stdin();
+            read_lines(stdin.lock(), &tx);
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "text backend: cannot start the input thread");
+    }
+    rx
+}
+
+/// Sends each line of `input` (lossily decoded, without its line end) to `tx` until end of
+/// input, a read error (sent too), or the receiver going away.
+fn read_lines(mut input: impl BufRead, tx: &mpsc::Sender<std::io::Result<String>>) {
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match input.read_until(b'\n', &mut buf) {
+            Ok(0) => return,
+            Ok(_) => {
+                let line = String::from_utf8_lossy(&buf);
+                let line = line.trim_end_matches(['\n', '\r']).to_owned();
+                if tx.blocking_send(Ok(line)).is_err() {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+        }
+    }
+}
+
+/// `text` with terminal control characters made visible, so a reply or a StackStorm result
+/// cannot move the cursor, retitle the window or hide text: C0 controls other than `\n` and
+/// `\t` (ESC becomes `\x1b`), DEL, and C1 controls (CSI becomes `\u{9b}`).
+pub fn escape_controls(text: &str) -> Cow<'_, str> {
+    let visible = |c: char| !c.is_control() || c == '\n' || c == '\t';
+    if text.chars().all(visible) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            c if visible(c) => out.push(c),
+            c if (c as u32) < 0x80 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+        }
+    }
+    Cow::Owned(out)
 }
 
 #[cfg(test)]
@@ -182,5 +293,56 @@ mod tests {
         dm.mention = Some("bob".into());
         assert_eq!(b.render(&dm), "[to bob] @bob: pre\nbody\n");
         assert_eq!(backend("-").room, None);
+    }
+
+    #[test]
+    fn the_banner_says_who_where_how_to_get_help_and_how_to_quit() {
+        let b = TextBackend::new(
+            &TextSpec {
+                user: "".into(),
+                room: "ops".into(),
+            },
+            &BackendOptions {
+                user: Some("operator".into()),
+                banner_help: Some("!help".into()),
+                ..BackendOptions::default()
+            },
+        );
+        assert_eq!(
+            b.banner().as_deref(),
+            Some("You are operator in room ops: type !help for commands, Ctrl-D to quit.")
+        );
+        assert_eq!(backend("ops").banner(), None);
+    }
+
+    #[test]
+    fn terminal_controls_are_printed_escaped() {
+        assert_eq!(escape_controls("plain\ttext\n"), "plain\ttext\n");
+        assert_eq!(
+            escape_controls("\u{1b}[2J\u{1b}]0;pwned\u{7}x\u{9b}31m\u{7f}\r"),
+            "\\x1b[2J\\x1b]0;pwned\\x07x\\u{9b}31m\\x7f\\x0d"
+        );
+        let b = backend("ops");
+        let out = Outgoing::text(
+            Target::Room {
+                id: "ops".into(),
+                thread: None,
+            },
+            "result: \u{1b}[31mred\u{1b}[0m",
+        );
+        assert_eq!(b.render(&out), "result: \\x1b[31mred\\x1b[0m\n");
+    }
+
+    #[test]
+    fn invalid_utf8_input_is_decoded_lossily_and_reading_goes_on() {
+        let input: &[u8] = b"!local \xff\xfe date\r\n!help\nlast";
+        let (tx, mut rx) = mpsc::channel(8);
+        read_lines(std::io::Cursor::new(input), &tx);
+        drop(tx);
+        let mut lines = Vec::new();
+        while let Ok(Ok(line)) = rx.try_recv() {
+            lines.push(line);
+        }
+        assert_eq!(lines, ["!local \u{fffd}\u{fffd} date", "!help", "last"]);
     }
 }

@@ -1,6 +1,6 @@
 //! The operations endpoint: `/healthz` (the process answers), `/readyz` (chat connected,
-//! stream connected, StackStorm answering — 503 with the reason otherwise, because a down
-//! stream is when results silently vanish) and `/metrics`. Loopback by default.
+//! stream connected, StackStorm answering, replies reaching the chat backend — 503 with the
+//! reason otherwise, because that is when results silently vanish) and `/metrics`. Loopback by default.
 
 use std::net::SocketAddr;
 
@@ -37,6 +37,12 @@ impl Readiness {
         }
         if let StreamState::Down(why) = &*self.stream.borrow() {
             down.push(format!("stream: down: {why}"));
+        }
+        if let Some(waited) = metrics().replies_stalled_for() {
+            down.push(format!(
+                "chat: replies not delivered for {}s",
+                waited.as_secs()
+            ));
         }
         if metrics().st2_failing() {
             down.push("stackstorm: the last call failed".to_owned());

@@ -3,9 +3,10 @@
 //! One registry per process (the bot is one process): [`metrics`] returns it, and the code
 //! that sees an event records it — the dispatcher (commands by outcome, denials), the
 //! StackStorm client (latency by call, errors by status), the stream (state, reconnects),
-//! the announcement path, and the chat backend state.
+//! the announcement path, the chat backend state, and the reply queue
+//! ([`super::reply_queue`]).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,10 @@ pub struct Metrics {
     announcements: Counter,
     chat_up: Gauge,
     chat_reconnects: Counter,
+    reply_queue_length: Gauge,
+    reply_queue_oldest: Gauge<f64, AtomicU64>,
+    reply_queue_stalls: Counter,
+    reply_queue_stalled: AtomicBool,
     last_st2_failure: Mutex<Option<Instant>>,
     last_st2_success: Mutex<Option<Instant>>,
     started: Instant,
@@ -112,8 +117,30 @@ impl Metrics {
             "Chat backend disconnections",
             chat_reconnects.clone(),
         );
+        let reply_queue_length = Gauge::default();
+        registry.register(
+            "reply_queue_length",
+            "Replies waiting for the chat backend",
+            reply_queue_length.clone(),
+        );
+        let reply_queue_oldest = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "reply_queue_oldest_seconds",
+            "How long the oldest reply waiting for the chat backend has waited",
+            reply_queue_oldest.clone(),
+        );
+        let reply_queue_stalls = Counter::default();
+        registry.register(
+            "reply_queue_stalls",
+            "Times replies waited for the chat backend longer than the bound (60 s)",
+            reply_queue_stalls.clone(),
+        );
         Self {
             registry,
+            reply_queue_length,
+            reply_queue_oldest,
+            reply_queue_stalls,
+            reply_queue_stalled: AtomicBool::new(false),
             commands,
             denials,
             st2_requests,
@@ -192,6 +219,26 @@ impl Metrics {
             self.chat_reconnects.inc();
         }
         self.chat_up.set(i64::from(up));
+    }
+
+    /// The reply queue holds `length` replies, the oldest queued `oldest` ago; `stalled`
+    /// when that is over the bound (counted once per stall).
+    pub fn reply_queue(&self, length: usize, oldest: Duration, stalled: bool) {
+        self.reply_queue_length
+            .set(i64::try_from(length).unwrap_or(i64::MAX));
+        self.reply_queue_oldest.set(oldest.as_secs_f64());
+        if stalled && !self.reply_queue_stalled.swap(true, Ordering::Relaxed) {
+            self.reply_queue_stalls.inc();
+        } else if !stalled {
+            self.reply_queue_stalled.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// How long the oldest undelivered reply has waited, when that is over the bound.
+    pub fn replies_stalled_for(&self) -> Option<Duration> {
+        self.reply_queue_stalled
+            .load(Ordering::Relaxed)
+            .then(|| Duration::from_secs_f64(self.reply_queue_oldest.get()))
     }
 
     /// Records the first time the bot became ready (chat and stream up).

@@ -134,8 +134,7 @@ impl XmppBackend {
 impl Backend for XmppBackend {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            // Servers take far more (Prosody: 256 KiB stanzas); keep messages readable.
-            max_message_len: 10_000,
+            max_message_len: render::MAX_BODY,
             rich: true,
             threads: false,
         }
@@ -206,10 +205,12 @@ async fn send(stream: &StanzaStream, stanza: Stanza) {
 }
 
 async fn send_reply(stream: &StanzaStream, out: &Outgoing) {
-    match render::message(out) {
-        Ok(message) => {
-            tracing::debug!(to = ?message.to.as_ref().map(|j| j.to_string()), html = !message.payloads.is_empty(), "XMPP reply sent");
-            send(stream, Stanza::Message(message)).await;
+    match render::messages(out) {
+        Ok(messages) => {
+            for message in messages {
+                tracing::debug!(to = ?message.to.as_ref().map(|j| j.to_string()), html = !message.payloads.is_empty(), "XMPP reply sent");
+                send(stream, Stanza::Message(message)).await;
+            }
         }
         Err(error) => tracing::error!(%error, "dropping an XMPP reply"),
     }

@@ -19,7 +19,11 @@ use tokio_xmpp::minidom::{Element, Node};
 use tokio_xmpp::parsers::message::{Id, Lang, Message, MessageType};
 use tokio_xmpp::parsers::ns;
 
-use crate::backend::{Outgoing, Target, split_pretext};
+use crate::backend::{Outgoing, Target, char_len, split_message, split_pretext};
+
+/// Characters per message body: servers take far more (Prosody: 256 KiB stanzas); this
+/// keeps messages readable.
+pub(crate) const MAX_BODY: usize = 10_000;
 
 /// Elements kept in XHTML-IM output (XEP-0071 §6 integration set, structure excluded).
 const ALLOWED_ELEMENTS: &[&str] = &[
@@ -186,21 +190,35 @@ fn allowed_attribute(element: &str, attr: &str, value: &str) -> bool {
     }
 }
 
-/// The whole stanza for a reply, with a fresh id.
+/// The first stanza for a reply (a short reply has one).
+#[cfg(test)]
 pub(crate) fn message(out: &Outgoing) -> Result<Message, RenderError> {
+    Ok(messages(out)?.swap_remove(0))
+}
+
+/// The stanzas for a reply: the plain body split at [`MAX_BODY`] characters, the XHTML-IM
+/// alternative (when there is one) on a single message, so it is never cut.
+pub(crate) fn messages(out: &Outgoing) -> Result<Vec<Message>, RenderError> {
     let (to, room) = destination(out)?;
     let kind = if room {
         MessageType::Groupchat
     } else {
         MessageType::Chat
     };
-    let mut message =
-        Message::new_with_type(kind, Some(to)).with_body(Lang::default(), plain_text(out));
-    message.id = Some(Id(format!("st2bot-{:016x}", rand::random::<u64>())));
-    if let Some(html) = xhtml_payload(out) {
-        message.payloads.push(html);
+    let html = xhtml_payload(out);
+    let pieces = split_message(&plain_text(out), MAX_BODY, char_len);
+    let single = pieces.len() == 1;
+    let mut messages = Vec::with_capacity(pieces.len());
+    for piece in pieces {
+        let mut message = Message::new_with_type(kind.clone(), Some(to.clone()))
+            .with_body(Lang::default(), piece);
+        message.id = Some(Id(format!("st2bot-{:016x}", rand::random::<u64>())));
+        if single && let Some(html) = &html {
+            message.payloads.push(html.clone());
+        }
+        messages.push(message);
     }
-    Ok(message)
+    Ok(messages)
 }
 
 #[cfg(test)]
