@@ -202,7 +202,7 @@ impl SessionManager {
                 }
             })?;
         let st2_spec = st2.spec();
-        let validation_http = crate::http::client(
+        let validation_http = crate::stackstorm::client::http_client(
             st2_spec.verify_tls,
             st2_spec.ca_file.as_deref(),
             Some(st2_spec.timeout),
@@ -604,7 +604,7 @@ This link is for you ({user_name}) only, works once, and expires in {}. Do not s
                     status: 400,
                     faultstring,
                     ..
-                }) if !retried => match max_ttl_from(&faultstring) {
+                }) if !retried => match crate::stackstorm::auth::max_ttl_from(&faultstring) {
                     // StackStorm caps user tokens at `auth.token_ttl`: ask for that instead.
                     Some(max) => {
                         tracing::info!(
@@ -734,21 +734,6 @@ This link is for you ({user_name}) only, works once, and expires in {}. Do not s
     }
 }
 
-/// `TTL specified N is greater than max allowed M.` (StackStorm's wording) → M seconds.
-fn max_ttl_from(faultstring: &str) -> Option<Duration> {
-    let rest = faultstring.split("max allowed").nth(1)?;
-    let digits: String = rest
-        .trim_start()
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits
-        .parse::<u64>()
-        .ok()
-        .filter(|s| *s > 0)
-        .map(Duration::from_secs)
-}
-
 /// StackStorm's ISO 8601 UTC times (`2026-11-25T14:03:07.123456Z`, `…07Z`).
 fn parse_expiry(text: &str) -> Option<SystemTime> {
     humantime::parse_rfc3339(text)
@@ -803,16 +788,6 @@ fn round_down_to_second(t: SystemTime) -> SystemTime {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reads_stackstorms_ttl_cap() {
-        assert_eq!(
-            max_ttl_from("TTL specified 604800 is greater than max allowed 86400."),
-            Some(Duration::from_secs(86_400))
-        );
-        assert_eq!(max_ttl_from("something else"), None);
-        assert_eq!(max_ttl_from("max allowed 0."), None);
-    }
 
     #[test]
     fn durations_and_times_read_well() {
