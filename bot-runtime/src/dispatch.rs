@@ -489,7 +489,9 @@ impl Dispatcher {
             Err(e) => {
                 crate::ops::metrics().command("failed");
                 if e.is_unknown_alias() {
-                    self.aliases.refresh_stale(&self.st2, &resolved.reference).await;
+                    self.aliases
+                        .refresh_stale(&self.st2, &resolved.reference)
+                        .await;
                 }
                 let text = self.error_text(message, command, &e);
                 self.reply(message, text).await;

@@ -121,27 +121,27 @@ impl ServiceAuth {
             return Ok(Credential::Token(i.token.clone()));
         }
         let asked = tokens.max_ttl.map_or(ttl, |max| ttl.min(max));
-        let (response, asked) =
-            match request_token(http, auth_url, username, password, asked).await {
-                Err(St2Error::Api {
-                    status: 400,
-                    faultstring,
-                    ..
-                }) if max_ttl_from(&faultstring).is_some_and(|max| max < asked) => {
-                    let max = max_ttl_from(&faultstring).unwrap_or(asked);
-                    tracing::info!(
-                        requested = asked.as_secs(),
-                        max = max.as_secs(),
-                        "StackStorm caps token lifetimes below stackstorm.token_ttl; asking for its maximum"
-                    );
-                    tokens.max_ttl = Some(max);
-                    (
-                        request_token(http, auth_url, username, password, max).await?,
-                        max,
-                    )
-                }
-                other => (other?, asked),
-            };
+        let (response, asked) = match request_token(http, auth_url, username, password, asked).await
+        {
+            Err(St2Error::Api {
+                status: 400,
+                faultstring,
+                ..
+            }) if max_ttl_from(&faultstring).is_some_and(|max| max < asked) => {
+                let max = max_ttl_from(&faultstring).unwrap_or(asked);
+                tracing::info!(
+                    requested = asked.as_secs(),
+                    max = max.as_secs(),
+                    "StackStorm caps token lifetimes below stackstorm.token_ttl; asking for its maximum"
+                );
+                tokens.max_ttl = Some(max);
+                (
+                    request_token(http, auth_url, username, password, max).await?,
+                    max,
+                )
+            }
+            other => (other?, asked),
+        };
         let granted = granted_lifetime(&response.expiry, SystemTime::now(), asked);
         let renew_at = Instant::now() + granted.saturating_sub(renewal_margin(granted));
         tracing::info!(
