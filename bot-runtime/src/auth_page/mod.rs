@@ -622,6 +622,18 @@ fn page(status: StatusCode, body: String) -> Response {
         .into_response()
 }
 
+/// Reads a form body (or a query string) the way the page does, for the fuzz target.
+#[doc(hidden)]
+pub fn read_form_for_fuzzing(encoded: &[u8]) -> usize {
+    let id = field(encoded, "id").and_then(|v| LinkId::parse(&v));
+    let fields = ["csrf", "kind", "username", "password", "token"]
+        .iter()
+        .filter_map(|name| field(encoded, name))
+        .map(|v| v.len())
+        .sum::<usize>();
+    fields + usize::from(id.is_some())
+}
+
 /// The first value of `name` in a form-encoded string.
 fn field(encoded: &[u8], name: &str) -> Option<String> {
     url::form_urlencoded::parse(encoded)
