@@ -55,6 +55,8 @@ impl Range {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct TrustedProxies {
     ranges: Vec<Range>,
+    /// Whether the operator was told once that a forwarded header was ignored.
+    hinted: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl TrustedProxies {
@@ -74,7 +76,10 @@ impl TrustedProxies {
                 parsed
             })
             .collect();
-        Self { ranges }
+        Self {
+            ranges,
+            hinted: std::sync::Arc::default(),
+        }
     }
 
     /// Whether `addr` is a trusted proxy.
@@ -86,6 +91,11 @@ impl TrustedProxies {
     pub(crate) fn client_address(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
         let mut address = peer.ip();
         if !self.trusts(address) {
+            if headers.contains_key("x-forwarded-for")
+                && !self.hinted.swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
+                tracing::warn!(peer = %address, "login page: ignoring X-Forwarded-For from a peer that is not in auth_page.trusted_proxies; if it is your reverse proxy, list it there (until then every client behind it shares its rate limit)");
+            }
             return address;
         }
         let entries: Vec<&str> = headers
