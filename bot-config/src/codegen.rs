@@ -193,7 +193,8 @@ emit_struct!(AuthPageSpec {
     store,
     encryption_key,
     tls,
-    allow_plain_http
+    allow_plain_http,
+    trusted_proxies
 });
 emit_struct!(LogSpec { format, level });
 

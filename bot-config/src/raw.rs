@@ -415,6 +415,10 @@ pub struct AuthPage {
     #[serde(default)]
     #[cfg_attr(feature = "schema", schemars(with = "Option<bool>"))]
     pub allow_plain_http: Option<Spanned<bool>>,
+    /// Reverse proxies (IP addresses or CIDR ranges) whose `X-Forwarded-For` is believed.
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<Vec<String>>"))]
+    pub trusted_proxies: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `health:` — operations endpoint.

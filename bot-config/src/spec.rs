@@ -455,6 +455,8 @@ pub struct AuthPageSpec {
     pub tls: Option<(Str, Str)>,
     /// Serve plain HTTP on a non-loopback address.
     pub allow_plain_http: bool,
+    /// Proxies whose `X-Forwarded-For` is believed, as `address/prefix` (CIDR, normalised).
+    pub trusted_proxies: List<Str>,
 }
 
 /// Log format.

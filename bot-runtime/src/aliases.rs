@@ -15,7 +15,13 @@ pub struct AliasCache {
     index: Arc<RwLock<Option<Arc<AliasIndex>>>>,
     /// One refresh at a time; callers that waited reuse the result.
     refreshing: Arc<tokio::sync::Mutex<u64>>,
+    /// When a refresh was last made because StackStorm contradicted the copy (a deleted
+    /// alias): such refreshes are spaced so that chat users cannot drive them.
+    last_stale_refresh: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
+
+/// Least time between two refreshes caused by a stale copy.
+const STALE_REFRESH_SPACING: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl AliasCache {
     /// An empty cache (nothing known until the first refresh).
@@ -44,6 +50,52 @@ impl AliasCache {
     /// Loads the aliases unless another task loaded them while this one waited.
     pub async fn ensure_loaded(&self, client: &St2Client) -> Result<usize, St2Error> {
         self.refresh_inner(client, true).await
+    }
+
+    /// StackStorm answered that it has no alias `reference` (deleted since the copy was
+    /// loaded, and the stream event was missed): reload, so the alias is neither matched
+    /// locally nor suggested any more.
+    pub async fn refresh_stale(&self, client: &St2Client, reference: &str) {
+        if !self.stale_refresh_due() {
+            return;
+        }
+        tracing::info!(
+            alias = reference,
+            "StackStorm no longer has this action alias; reloading the alias list"
+        );
+        if let Err(e) = self.refresh(client).await {
+            tracing::warn!(error = %e, "cannot reload the action aliases");
+        }
+    }
+
+    /// StackStorm's matcher found no alias for `command`: if the copy still matches it, the
+    /// copy is stale (an alias was deleted) and is reloaded before it suggests the alias.
+    pub async fn refresh_if_matching(&self, client: &St2Client, command: &str) {
+        let stale = self
+            .get()
+            .is_some_and(|index| index.matches(command).is_ok_and(|m| !m.is_empty()));
+        if stale && self.stale_refresh_due() {
+            tracing::info!(
+                "StackStorm matched no alias where the bot's copy does; reloading the alias list"
+            );
+            if let Err(e) = self.refresh(client).await {
+                tracing::warn!(error = %e, "cannot reload the action aliases");
+            }
+        }
+    }
+
+    /// Whether a stale-copy refresh may run now (and records it).
+    fn stale_refresh_due(&self) -> bool {
+        let now = std::time::Instant::now();
+        let mut last = self
+            .last_stale_refresh
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.is_some_and(|at| now.duration_since(at) < STALE_REFRESH_SPACING) {
+            return false;
+        }
+        *last = Some(now);
+        true
     }
 
     async fn refresh_inner(

@@ -511,7 +511,10 @@ impl Dispatcher {
                 status: 400,
                 faultstring,
                 ..
-            }) if faultstring.contains("matched no patterns") => Err(Unresolved::NoMatch),
+            }) if faultstring.contains("matched no patterns") => {
+                self.aliases.refresh_if_matching(&self.st2, command).await;
+                Err(Unresolved::NoMatch)
+            }
             Err(St2Error::Api {
                 status: 400,
                 faultstring,
@@ -623,6 +626,11 @@ impl Dispatcher {
             }
             Err(e) => {
                 crate::ops::metrics().command("failed");
+                if e.is_unknown_alias() {
+                    self.aliases
+                        .refresh_stale(&self.st2, &resolved.reference)
+                        .await;
+                }
                 let text = self.error_text(message, command, &e);
                 self.reply(message, text).await;
             }

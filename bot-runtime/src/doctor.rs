@@ -413,7 +413,10 @@ async fn test_announcement(
             let Ok(chunk) = chunk else {
                 return Err("the stream broke while waiting");
             };
-            for (event, data) in parser.feed(&chunk) {
+            let Ok(events) = parser.feed(&chunk) else {
+                return Err("the stream sent a line or event over the size limit");
+            };
+            for (event, data) in events {
                 if let Ok(Some(StreamEvent::Announcement(a))) = decode(&route, &event, &data)
                     && a.message.as_deref() == Some(message.as_str())
                 {

@@ -32,6 +32,16 @@ pub fn client(
     ca_file: Option<&str>,
     timeout: Option<Duration>,
 ) -> Result<reqwest::Client, HttpSetupError> {
+    Ok(builder(verify_tls, ca_file, timeout)?.build()?)
+}
+
+/// [`client`]'s settings, for callers that add their own (the StackStorm client's redirect
+/// policy).
+pub fn builder(
+    verify_tls: bool,
+    ca_file: Option<&str>,
+    timeout: Option<Duration>,
+) -> Result<reqwest::ClientBuilder, HttpSetupError> {
     install_crypto_provider();
     let mut builder = reqwest::Client::builder()
         .user_agent(concat!("st2bot/", env!("CARGO_PKG_VERSION")))
@@ -54,5 +64,5 @@ pub fn client(
             builder = builder.add_root_certificate(cert);
         }
     }
-    Ok(builder.build()?)
+    Ok(builder)
 }

@@ -226,3 +226,10 @@ fn print_out(text: &str) {
     let _ = out.write_all(text.as_bytes());
     let _ = out.flush();
 }
+
+/// Entry points for the cargo-fuzz targets in `fuzz/` (not an API).
+#[doc(hidden)]
+pub mod __fuzz {
+    pub use crate::auth_page::read_form_for_fuzzing;
+    pub use crate::stackstorm::stream::SseParser;
+}

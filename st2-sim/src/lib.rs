@@ -110,6 +110,27 @@ impl Sim {
         self.state.add_alias(alias);
     }
 
+    /// Deletes an action alias by `ref` (`pack.name`) and publishes
+    /// `st2.actionalias__delete`, as StackStorm does. Whether it existed.
+    pub fn remove_alias(&self, reference: &str) -> bool {
+        self.state.remove_alias(reference, true)
+    }
+
+    /// Deletes an action alias without telling stream clients (a StackStorm whose event
+    /// was lost, or a bot that was disconnected). Whether it existed.
+    pub fn remove_alias_quietly(&self, reference: &str) -> bool {
+        self.state.remove_alias(reference, false)
+    }
+
+    /// How many token requests (`POST /auth/tokens`, granted or refused) arrived so far.
+    pub fn token_requests(&self) -> usize {
+        self.state
+            .requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path.ends_with("/tokens"))
+            .count()
+    }
+
     /// Every request received so far.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.state.requests()

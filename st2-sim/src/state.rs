@@ -157,6 +157,32 @@ impl State {
         self.publish("st2.actionalias__create", alias.to_string());
     }
 
+    /// Deletes the alias whose `ref` is `reference`; publishes `st2.actionalias__delete`
+    /// when `publish` (false: as if the stream event was lost). Whether it existed.
+    pub(crate) fn remove_alias(&self, reference: &str, publish: bool) -> bool {
+        let removed = {
+            let mut g = self.lock();
+            let at = g
+                .aliases
+                .iter()
+                .position(|a| a.get("ref").and_then(Value::as_str) == Some(reference));
+            let removed = at.map(|i| g.aliases.remove(i));
+            if removed.is_some() {
+                g.index = std::sync::Arc::new(index_of(&g.aliases));
+            }
+            removed
+        };
+        match removed {
+            Some(alias) => {
+                if publish {
+                    self.publish("st2.actionalias__delete", alias.to_string());
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
     pub(crate) fn next_id(&self) -> String {
         let mut g = self.lock();
         g.counter += 1;

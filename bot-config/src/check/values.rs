@@ -1,6 +1,6 @@
 //! Plain values: names, prefixes, URLs, listen addresses and the auth page settings.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crate::diagnostic::{Diagnostic, Diagnostics};
@@ -191,6 +191,62 @@ pub(super) fn listen_address(d: &mut Diagnostics, raw: &Spanned<String>) -> Opti
     }
 }
 
+/// Rule: each `trusted_proxies` entry is an IP address or a CIDR range (`10.0.0.0/8`,
+/// `fd00::/8`) with a prefix no longer than the address; entries are normalised to
+/// `address/prefix` with the host bits cleared.
+fn trusted_proxies(
+    d: &mut Diagnostics,
+    raw: &Spanned<Vec<Spanned<String>>>,
+) -> Option<Vec<String>> {
+    let mut out = Vec::with_capacity(raw.value.len());
+    let mut ok = true;
+    for entry in &raw.value {
+        match cidr(entry.value.trim()) {
+            Some(c) => out.push(c),
+            None => {
+                ok = false;
+                d.push(
+                    Diagnostic::new(
+                        "invalid-trusted-proxy",
+                        Span::of(entry),
+                        format!("`{}` is not an IP address or a CIDR range", entry.value),
+                        "expected an address such as `127.0.0.1` or a range such as `10.0.0.0/8`",
+                    )
+                    .help("list the addresses your reverse proxy connects from, e.g. `trusted_proxies: [127.0.0.1, \"::1\"]`"),
+                );
+            }
+        }
+    }
+    ok.then_some(out)
+}
+
+/// `addr` or `addr/prefix` → `network/prefix`.
+fn cidr(text: &str) -> Option<String> {
+    let (addr, prefix) = match text.split_once('/') {
+        Some((a, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+            (a.parse::<IpAddr>().ok()?, Some(p.parse::<u8>().ok()?))
+        }
+        Some(_) => return None,
+        None => (text.parse::<IpAddr>().ok()?, None),
+    };
+    let bits = if addr.is_ipv4() { 32 } else { 128 };
+    let prefix = prefix.unwrap_or(bits);
+    if prefix > bits {
+        return None;
+    }
+    let network = match addr {
+        IpAddr::V4(v4) => {
+            let mask = u32::MAX.checked_shl(u32::from(32 - prefix)).unwrap_or(0);
+            IpAddr::V4((u32::from(v4) & mask).into())
+        }
+        IpAddr::V6(v6) => {
+            let mask = u128::MAX.checked_shl(u32::from(128 - prefix)).unwrap_or(0);
+            IpAddr::V6((u128::from(v6) & mask).into())
+        }
+    };
+    Some(format!("{network}/{prefix}"))
+}
+
 /// Rules for `auth_page`: valid listen address and public URL; durations; an encryption
 /// key reference; `tls_cert` and `tls_key` together; a non-loopback address needs TLS or
 /// `allow_plain_http: true` (a password form must not cross a network in clear).
@@ -264,7 +320,12 @@ pub(super) fn auth_page(
             );
         }
     }
+    let proxies = match &a.trusted_proxies {
+        Some(list) => trusted_proxies(d, list),
+        None => Some(Vec::new()),
+    };
     Some(AuthPageSpec {
+        trusted_proxies: proxies?.into_iter().map(Into::into).collect(),
         listen: listen?.into(),
         public_url: public_url?.into(),
         session_ttl: session_ttl?,
@@ -280,4 +341,29 @@ pub(super) fn auth_page(
         tls,
         allow_plain_http,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cidr;
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_ranges() {
+        assert_eq!(cidr("127.0.0.1").as_deref(), Some("127.0.0.1/32"));
+        assert_eq!(cidr("10.1.2.3/8").as_deref(), Some("10.0.0.0/8"));
+        assert_eq!(cidr("::1").as_deref(), Some("::1/128"));
+        assert_eq!(cidr("fd00:1::5/16").as_deref(), Some("fd00::/16"));
+        assert_eq!(cidr("0.0.0.0/0").as_deref(), Some("0.0.0.0/0"));
+        for bad in [
+            "localhost",
+            "10.0.0.0/33",
+            "::/129",
+            "10.0.0.0/",
+            "1.2.3.4/x",
+            "1.2.3.4/-1",
+            "",
+        ] {
+            assert_eq!(cidr(bad), None, "{bad}");
+        }
+    }
 }

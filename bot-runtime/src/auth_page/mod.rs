@@ -8,10 +8,16 @@
 //! part of a page is escaped ([`html`]). Nothing secret (password, token, link id, CSRF
 //! token) reaches a log line: logs carry the chat user id, the source address and outcomes.
 //!
-//! Behind a reverse proxy on the same host (the TCP peer is a loopback address) the source
-//! address is the last `X-Forwarded-For` entry, the one the proxy itself added.
+//! Behind a reverse proxy listed in the definition's `trusted_proxies` the source address
+//! is taken from `X-Forwarded-For` ([`proxy`]); from anyone else the header is ignored.
+//!
+//! Slow clients cannot take the page offline: request headers must arrive within 10 s and
+//! the body within 10 s more, a connection lives at most a minute, one address holds at
+//! most 8 connections, and the rate limit is applied before the body is read. Refusals are
+//! logged in aggregate ([`rate::RefusalLog`]).
 
 mod html;
+mod proxy;
 mod rate;
 
 use std::net::{IpAddr, SocketAddr};
@@ -19,9 +25,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Extension, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::extract::{Extension, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -38,7 +43,8 @@ use crate::secret::Secret;
 use crate::session::{
     AfterFailure, LinkId, LinkRefusal, LoginFailure, SessionError, SessionManager, format_time,
 };
-use rate::{AddressLimit, AddressLimiter};
+use proxy::TrustedProxies;
+use rate::{ADDRESS_BUDGET, AddressLimiter, ConnectionCounts, RefusalLog, RefusalReport};
 
 /// The page's content security policy: nothing may load, inline style only, forms post here.
 pub(crate) const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
@@ -46,8 +52,16 @@ pub(crate) const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 
 const MAX_BODY: usize = 16 * 1024;
 /// Connections served at once.
 const MAX_CONNECTIONS: usize = 256;
+/// Connections served at once for one source address (trusted proxies excepted).
+const MAX_CONNECTIONS_PER_ADDRESS: usize = 8;
 /// Time allowed for a TLS handshake and for request headers.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time allowed for a request body, once its headers arrived.
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a connection may stay open, however busy.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+/// How often counted refusals are logged.
+const REFUSAL_FLUSH_EVERY: Duration = Duration::from_secs(10);
 /// Time connections get to finish after shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often expired links and sessions are purged.
@@ -61,7 +75,41 @@ struct PageState {
     manager: Arc<SessionManager>,
     notify: mpsc::Sender<(String, String)>,
     limiter: AddressLimiter,
+    proxies: TrustedProxies,
+    refusals: RefusalLog,
     tls: bool,
+}
+
+impl PageState {
+    /// Notes a refused request or connection from `source`, logging only in aggregate.
+    fn refused(&self, source: IpAddr, why: &'static str) {
+        if let Some(RefusalReport::First { source }) = self.refusals.refused(source, Instant::now())
+        {
+            tracing::warn!(source = %source, reason = why, "login page: refusing requests from this address; further refusals are counted and logged once a minute");
+        }
+    }
+
+    /// Logs the refusals counted in the last minute.
+    fn log_refusals(&self) {
+        for report in self.refusals.due(Instant::now()) {
+            match report {
+                RefusalReport::Since {
+                    source: Some(source),
+                    count,
+                } => {
+                    tracing::warn!(source = %source, refused = count, "login page: refused requests from this address in the last minute")
+                }
+                RefusalReport::Since {
+                    source: None,
+                    count,
+                } => tracing::warn!(
+                    refused = count,
+                    "login page: refused requests from addresses too many to track in the last minute"
+                ),
+                RefusalReport::First { .. } => {}
+            }
+        }
+    }
 }
 
 /// Serves the page until `shutdown`, then drains open connections for a few seconds.
@@ -93,13 +141,19 @@ pub(crate) async fn run(
             source,
         })?;
     tracing::info!(listen = %addr, tls = tls.is_some(), public_url = %spec.public_url, "login page listening");
+    let proxies = TrustedProxies::new(&spec.trusted_proxies);
     let state = Arc::new(PageState {
         manager: Arc::clone(&manager),
         notify,
-        limiter: AddressLimiter::new(AddressLimit::default()),
+        limiter: AddressLimiter::new(ADDRESS_BUDGET),
+        proxies: proxies.clone(),
+        refusals: RefusalLog::default(),
         tls: tls.is_some(),
     });
-    let app = router(state);
+    let app = router(Arc::clone(&state));
+    let per_address = ConnectionCounts::new(MAX_CONNECTIONS_PER_ADDRESS);
+    let mut flush = tokio::time::interval(REFUSAL_FLUSH_EVERY);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     // Connection tasks hold the manager: all of them end before `run` returns, so that the
@@ -111,6 +165,7 @@ pub(crate) async fn run(
         tokio::select! {
             () = shutdown.cancelled() => break,
             _ = purge.tick() => manager.purge_expired(),
+            _ = flush.tick() => state.log_refusals(),
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
@@ -121,8 +176,19 @@ pub(crate) async fn run(
                         continue;
                     }
                 };
+                let place = if proxies.trusts(peer.ip()) {
+                    None
+                } else {
+                    match per_address.admit(peer.ip()) {
+                        Some(place) => Some(place),
+                        None => {
+                            state.refused(peer.ip(), "too many connections from this address");
+                            continue;
+                        }
+                    }
+                };
                 let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-                    tracing::warn!(source = %peer.ip(), "login page: too many connections; dropping one");
+                    state.refused(peer.ip(), "too many connections in all");
                     continue;
                 };
                 let app = app.clone();
@@ -130,6 +196,7 @@ pub(crate) async fn run(
                 let tls = tls.clone();
                 tasks.spawn(async move {
                     let _slot = slot;
+                    let _place = place;
                     match tls {
                         None => serve_connection(stream, peer, app, watcher).await,
                         Some(acceptor) => {
@@ -167,8 +234,14 @@ where
         .timer(TokioTimer::new())
         .header_read_timeout(HANDSHAKE_TIMEOUT);
     let connection = builder.serve_connection(TokioIo::new(io), service);
-    if let Err(e) = watcher.watch(connection).await {
-        tracing::debug!(source = %peer.ip(), error = %e, "login page: connection ended with an error");
+    match tokio::time::timeout(CONNECTION_LIFETIME, watcher.watch(connection)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::debug!(source = %peer.ip(), error = %e, "login page: connection ended with an error");
+        }
+        Err(_) => {
+            tracing::debug!(source = %peer.ip(), "login page: connection open too long; closed")
+        }
     }
 }
 
@@ -177,7 +250,6 @@ fn router(state: Arc<PageState>) -> Router {
     Router::new()
         .fallback(handle)
         .with_state(state)
-        .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::map_response(
             move |response: Response| async move { secure(response, tls) },
         ))
@@ -217,14 +289,13 @@ fn secure(mut response: Response, tls: bool) -> Response {
 async fn handle(
     State(state): State<Arc<PageState>>,
     Extension(Peer(peer)): Extension<Peer>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Response {
-    let source = client_address(peer, &headers);
+    let (parts, body) = request.into_parts();
+    let source = state.proxies.client_address(peer, &parts.headers);
+    // Before the body is read: a refused client does not get to trickle one.
     if let Err(wait) = state.limiter.take(source, Instant::now()) {
-        tracing::warn!(source = %source, "login page: rate limit reached for this address");
+        state.refused(source, "rate limit");
         let mut response = page(
             StatusCode::TOO_MANY_REQUESTS,
             html::message(
@@ -236,11 +307,27 @@ async fn handle(
         if let Ok(v) = HeaderValue::from_str(&seconds.to_string()) {
             response.headers_mut().insert(header::RETRY_AFTER, v);
         }
-        return response;
+        return close(response);
     }
-    match method {
-        Method::GET | Method::HEAD => show_form(&state, uri.query().unwrap_or("")),
-        Method::POST => submit(&state, source, &headers, &body).await,
+    match parts.method {
+        Method::GET | Method::HEAD => show_form(&state, parts.uri.query().unwrap_or("")),
+        Method::POST => {
+            let read = axum::body::to_bytes(body, MAX_BODY);
+            match tokio::time::timeout(BODY_TIMEOUT, read).await {
+                Ok(Ok(body)) => submit(&state, source, &parts.headers, &body).await,
+                Ok(Err(_)) => close(page(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    html::message("Too large", "That form was too large."),
+                )),
+                Err(_) => {
+                    state.refused(source, "request body too slow");
+                    close(page(
+                        StatusCode::REQUEST_TIMEOUT,
+                        html::message("Too slow", "The form took too long to arrive. Try again."),
+                    ))
+                }
+            }
+        }
         _ => {
             let mut response = page(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -424,6 +511,27 @@ async fn submit(state: &PageState, source: IpAddr, headers: &HeaderMap, body: &[
                 }
             }
         }
+        Err(LoginFailure::Throttled(wait)) => {
+            claim.release();
+            state.refused(
+                source,
+                "too many wrong passwords for one StackStorm username",
+            );
+            let attempts = state.manager.links().peek(&id).map(|(_, n)| n).unwrap_or(0);
+            let minutes = wait.as_secs().div_ceil(60).max(1);
+            let text = format!(
+                "Too many wrong passwords were tried for this StackStorm user lately. Try again in {minutes} minute(s), or paste a StackStorm token instead."
+            );
+            form_page(
+                state,
+                &id,
+                &owner.user_name,
+                attempts,
+                Some(&text),
+                &username,
+                StatusCode::TOO_MANY_REQUESTS,
+            )
+        }
         Err(LoginFailure::Unavailable(reason)) => {
             claim.release();
             tracing::warn!(source = %source, user_id = %owner.user_id, reason = %reason, "login page: StackStorm could not check the credentials");
@@ -497,6 +605,14 @@ fn forbidden() -> Response {
     )
 }
 
+/// Asks hyper to close the connection after `response` (its request body may be unread).
+fn close(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
 fn page(status: StatusCode, body: String) -> Response {
     (
         status,
@@ -506,28 +622,23 @@ fn page(status: StatusCode, body: String) -> Response {
         .into_response()
 }
 
+/// Reads a form body (or a query string) the way the page does, for the fuzz target.
+#[doc(hidden)]
+pub fn read_form_for_fuzzing(encoded: &[u8]) -> usize {
+    let id = field(encoded, "id").and_then(|v| LinkId::parse(&v));
+    let fields = ["csrf", "kind", "username", "password", "token"]
+        .iter()
+        .filter_map(|name| field(encoded, name))
+        .map(|v| v.len())
+        .sum::<usize>();
+    fields + usize::from(id.is_some())
+}
+
 /// The first value of `name` in a form-encoded string.
 fn field(encoded: &[u8], name: &str) -> Option<String> {
     url::form_urlencoded::parse(encoded)
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
-}
-
-/// The address to rate limit: the TCP peer, or behind a local proxy the address it added.
-fn client_address(peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
-    if peer.ip().is_loopback() {
-        let forwarded = headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .rfind(|v| !v.trim().is_empty())
-            .and_then(|v| v.trim().parse::<IpAddr>().ok());
-        if let Some(addr) = forwarded {
-            return addr;
-        }
-    }
-    peer.ip()
 }
 
 /// A TLS acceptor from PEM files (certificate chain, private key).
@@ -559,23 +670,6 @@ fn tls_acceptor(cert: &str, key: &str) -> Result<TlsAcceptor, SessionError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn forwarded_addresses_are_trusted_only_from_a_local_proxy() {
-        let mut headers = HeaderMap::new();
-        headers.append(
-            "x-forwarded-for",
-            HeaderValue::from_static("10.9.9.9, 203.0.113.5"),
-        );
-        let local: SocketAddr = "127.0.0.1:4000".parse().unwrap();
-        let remote: SocketAddr = "198.51.100.1:4000".parse().unwrap();
-        assert_eq!(
-            client_address(local, &headers),
-            "203.0.113.5".parse::<IpAddr>().unwrap()
-        );
-        assert_eq!(client_address(remote, &headers), remote.ip());
-        assert_eq!(client_address(local, &HeaderMap::new()), local.ip());
-    }
 
     #[test]
     fn form_fields_are_decoded() {

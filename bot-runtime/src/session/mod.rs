@@ -14,6 +14,7 @@
 mod crypto;
 mod links;
 mod store;
+pub(crate) mod throttle;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -34,9 +35,24 @@ pub use store::{LoginMethod, SessionInfo, StoreError};
 
 use crypto::MIN_SECRET_LEN;
 use store::{Session, SessionStore};
+use throttle::{Budget, TokenBuckets};
 
 /// Failed attempts a login link allows before it is burnt.
 pub(crate) const MAX_ATTEMPTS_PER_LINK: u32 = 5;
+/// Login links one chat user may ask for: 3 at once, then one per 10 minutes (at most 9 in
+/// an hour).
+pub(crate) const LINK_BUDGET: Budget = Budget {
+    burst: 3,
+    refill: Duration::from_secs(600),
+};
+/// Password attempts on one StackStorm username, across all links and chat users: 5 at
+/// once, then one per 5 minutes (at most 17 in an hour). Only refused attempts count.
+pub(crate) const PASSWORD_BUDGET: Budget = Budget {
+    burst: 5,
+    refill: Duration::from_secs(300),
+};
+/// Chat users and StackStorm usernames tracked by those budgets.
+const MAX_THROTTLED: usize = 10_000;
 
 /// Why the session manager or its login page could not start.
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +160,9 @@ pub(crate) enum LoginFailure {
     Unavailable(String),
     /// The session could not be saved.
     Store(StoreError),
+    /// Too many refused passwords for this StackStorm username lately; StackStorm was not
+    /// asked. The wait is until the next attempt is allowed.
+    Throttled(Duration),
 }
 
 /// Per-user StackStorm sessions and the login page that creates them.
@@ -160,6 +179,10 @@ pub struct SessionManager {
     csrf: CsrfKey,
     admins: RwLock<Vec<String>>,
     command_name: RwLock<String>,
+    /// Login links per chat user id.
+    link_requests: TokenBuckets<String>,
+    /// Password attempts per StackStorm username (lowercase).
+    password_attempts: TokenBuckets<String>,
 }
 
 impl std::fmt::Debug for SessionManager {
@@ -202,7 +225,7 @@ impl SessionManager {
                 }
             })?;
         let st2_spec = st2.spec();
-        let validation_http = crate::http::client(
+        let validation_http = crate::stackstorm::client::http_client(
             st2_spec.verify_tls,
             st2_spec.ca_file.as_deref(),
             Some(st2_spec.timeout),
@@ -229,6 +252,8 @@ impl SessionManager {
             csrf: CsrfKey::generate()?,
             admins: RwLock::new(Vec::new()),
             command_name: RwLock::new("!session".to_owned()),
+            link_requests: TokenBuckets::new(LINK_BUDGET, MAX_THROTTLED),
+            password_attempts: TokenBuckets::new(PASSWORD_BUDGET, MAX_THROTTLED),
         }))
     }
 
@@ -337,6 +362,16 @@ impl SessionManager {
     }
 
     fn login_link(&self, user_id: &str, user_name: &str, direct: bool) -> SessionReply {
+        if let Err(wait) = self
+            .link_requests
+            .take(&user_id.to_owned(), std::time::Instant::now())
+        {
+            tracing::info!(user_id, "login link refused: too many asked for lately");
+            return SessionReply::public(format!(
+                "{user_name}: you asked for too many login links lately; ask again in {}. Your last link still works until it expires.",
+                format_duration(round_up_to_minute(wait))
+            ));
+        }
         let owner = LinkOwner {
             user_id: user_id.to_owned(),
             user_name: user_name.to_owned(),
@@ -594,6 +629,25 @@ This link is for you ({user_name}) only, works once, and expires in {}. Do not s
         username: &str,
         password: &Secret,
     ) -> Result<SessionInfo, LoginFailure> {
+        let key = username.to_lowercase();
+        if let Err(wait) = self.password_attempts.take(&key, std::time::Instant::now()) {
+            tracing::warn!(user_id = %owner.user_id, "login refused without asking StackStorm: too many wrong passwords for this StackStorm username lately");
+            return Err(LoginFailure::Throttled(wait));
+        }
+        // Only a refusal spends the attempt.
+        let result = self.password_login(owner, username, password).await;
+        if !matches!(result, Err(LoginFailure::Rejected)) {
+            self.password_attempts.refund(&key);
+        }
+        result
+    }
+
+    async fn password_login(
+        &self,
+        owner: &LinkOwner,
+        username: &str,
+        password: &Secret,
+    ) -> Result<SessionInfo, LoginFailure> {
         let mut ttl = self.spec.session_ttl;
         let mut retried = false;
         let response = loop {
@@ -604,7 +658,7 @@ This link is for you ({user_name}) only, works once, and expires in {}. Do not s
                     status: 400,
                     faultstring,
                     ..
-                }) if !retried => match max_ttl_from(&faultstring) {
+                }) if !retried => match crate::stackstorm::auth::max_ttl_from(&faultstring) {
                     // StackStorm caps user tokens at `auth.token_ttl`: ask for that instead.
                     Some(max) => {
                         tracing::info!(
@@ -734,21 +788,6 @@ This link is for you ({user_name}) only, works once, and expires in {}. Do not s
     }
 }
 
-/// `TTL specified N is greater than max allowed M.` (StackStorm's wording) → M seconds.
-fn max_ttl_from(faultstring: &str) -> Option<Duration> {
-    let rest = faultstring.split("max allowed").nth(1)?;
-    let digits: String = rest
-        .trim_start()
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits
-        .parse::<u64>()
-        .ok()
-        .filter(|s| *s > 0)
-        .map(Duration::from_secs)
-}
-
 /// StackStorm's ISO 8601 UTC times (`2026-11-25T14:03:07.123456Z`, `…07Z`).
 fn parse_expiry(text: &str) -> Option<SystemTime> {
     humantime::parse_rfc3339(text)
@@ -793,6 +832,11 @@ pub(crate) fn format_duration(d: Duration) -> String {
     }
 }
 
+/// Whole minutes, rounded up (waits shown to users).
+fn round_up_to_minute(d: Duration) -> Duration {
+    Duration::from_secs(d.as_secs().div_ceil(60).max(1) * 60)
+}
+
 fn round_down_to_second(t: SystemTime) -> SystemTime {
     match t.duration_since(SystemTime::UNIX_EPOCH) {
         Ok(d) => SystemTime::UNIX_EPOCH + Duration::from_secs(d.as_secs()),
@@ -805,16 +849,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_stackstorms_ttl_cap() {
-        assert_eq!(
-            max_ttl_from("TTL specified 604800 is greater than max allowed 86400."),
-            Some(Duration::from_secs(86_400))
-        );
-        assert_eq!(max_ttl_from("something else"), None);
-        assert_eq!(max_ttl_from("max allowed 0."), None);
-    }
-
-    #[test]
     fn durations_and_times_read_well() {
         assert_eq!(format_duration(Duration::from_secs(43_140)), "11h 59m");
         assert_eq!(format_duration(Duration::from_secs(270)), "4m 30s");
@@ -823,6 +857,28 @@ mod tests {
         assert_eq!(format_duration(Duration::ZERO), "0s");
         let t = humantime::parse_rfc3339("2026-11-25T14:03:07Z").unwrap();
         assert_eq!(format_time(t), "2026-11-25 14:03 UTC");
+    }
+
+    /// The figures docs/sessions.md gives for an attacker's hour.
+    #[test]
+    fn the_documented_hourly_limits_hold() {
+        let hour = Duration::from_secs(3600);
+        assert_eq!(LINK_BUDGET.most_in(hour), 9, "links per chat user");
+        assert_eq!(
+            LINK_BUDGET.most_in(hour) * u64::from(MAX_ATTEMPTS_PER_LINK),
+            45,
+            "guesses per chat user"
+        );
+        assert_eq!(
+            PASSWORD_BUDGET.most_in(hour),
+            17,
+            "guesses per StackStorm user"
+        );
+        assert_eq!(
+            PASSWORD_BUDGET.most_in(hour * 24),
+            293,
+            "guesses per StackStorm user a day"
+        );
     }
 
     #[test]

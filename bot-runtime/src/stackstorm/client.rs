@@ -32,7 +32,7 @@ impl St2Client {
     /// A client with an explicit service identity (demo mode, tests).
     pub fn with_auth(spec: &StackStormSpec, auth: ServiceAuth) -> Result<Self, St2Error> {
         let setup = |timeout| {
-            crate::http::client(spec.verify_tls, spec.ca_file.as_deref(), timeout).map_err(|e| {
+            http_client(spec.verify_tls, spec.ca_file.as_deref(), timeout).map_err(|e| {
                 St2Error::Protocol {
                     url: spec.api_url.to_string(),
                     reason: e.to_string(),
@@ -97,7 +97,7 @@ impl St2Client {
                         url,
                         "StackStorm answered 401; renewing the token and retrying once"
                     );
-                    self.auth.invalidate().await;
+                    self.auth.invalidate(&credential).await;
                     retried = true;
                     continue;
                 }
@@ -106,6 +106,9 @@ impl St2Client {
                     faultstring: faultstring(response).await,
                     request_id,
                 });
+            }
+            if response.status().is_redirection() {
+                return Err(refused_redirect(url, &response));
             }
             if !response.status().is_success() {
                 let status = response.status().as_u16();
@@ -280,9 +283,12 @@ impl St2Client {
                 .map_err(|e| unreachable(&url, &e))?;
             let status = response.status().as_u16();
             if status == 401 && self.auth.renewable() && !retried {
-                self.auth.invalidate().await;
+                self.auth.invalidate(&credential).await;
                 retried = true;
                 continue;
+            }
+            if response.status().is_redirection() {
+                return Err(refused_redirect(&url, &response));
             }
             if status != 200 {
                 let request_id = request_id(&response);
@@ -302,6 +308,59 @@ impl St2Client {
             }
             return Ok(response);
         }
+    }
+}
+
+/// The HTTP client for StackStorm calls: [`crate::http::client`]'s TLS settings, and
+/// redirects followed only within the origin of the URL called. Credentials travel in
+/// headers StackStorm defines (`St2-Api-Key`, `X-Auth-Token`), which reqwest, unlike
+/// `Authorization`, would carry to any host a redirect names.
+pub(crate) fn http_client(
+    verify_tls: bool,
+    ca_file: Option<&str>,
+    timeout: Option<std::time::Duration>,
+) -> Result<reqwest::Client, crate::http::HttpSetupError> {
+    Ok(crate::http::builder(verify_tls, ca_file, timeout)?
+        .redirect(same_origin_redirects())
+        .build()?)
+}
+
+/// Follows at most 10 redirects, each to the origin (scheme, host, port) of the first URL;
+/// a redirect elsewhere is not followed and its response reaches the caller.
+fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let Some(first) = attempt.previous().first() else {
+            return attempt.stop();
+        };
+        if attempt.previous().len() > 10 {
+            attempt.error("more than 10 redirects")
+        } else if first.origin() == attempt.url().origin() {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    })
+}
+
+/// The error for a redirect the client did not follow (to another origin, so it would
+/// have carried the credentials away). Names only the target's origin.
+pub(crate) fn refused_redirect(url: &str, response: &Response) -> St2Error {
+    let target = response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|location| response.url().join(location).ok())
+        .map_or_else(
+            || "an unknown place".to_owned(),
+            |u| u.origin().ascii_serialization(),
+        );
+    tracing::warn!(url, status = response.status().as_u16(), target = %target, "StackStorm redirected to another origin; not following it with credentials");
+    St2Error::Protocol {
+        url: url.to_owned(),
+        reason: format!(
+            "redirected ({}) to {target}, another origin; credentials are never sent across origins, so set `stackstorm.url` to where StackStorm answers",
+            response.status().as_u16()
+        ),
     }
 }
 

@@ -77,6 +77,15 @@ impl St2Error {
         }
     }
 
+    /// StackStorm no longer has the action alias the bot named: 404 `Unable to identify
+    /// action alias with name "…".` from `POST /v1/aliasexecution` (st2api's
+    /// `ActionAliasExecutionController`), after the alias was deleted. The bot's alias
+    /// copy is stale and needs a refresh.
+    pub fn is_unknown_alias(&self) -> bool {
+        matches!(self, St2Error::Api { status: 404, faultstring, .. }
+            if faultstring.starts_with("Unable to identify action alias"))
+    }
+
     /// Whether the call may succeed if retried later (not a refusal).
     pub fn is_transient(&self) -> bool {
         match self {

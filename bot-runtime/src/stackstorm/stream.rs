@@ -32,38 +32,150 @@ pub enum StreamState {
     Up,
 }
 
+/// Largest line the stream parser holds while waiting for its end.
+pub const MAX_LINE: usize = 4 * 1024 * 1024;
+/// Largest event (its `data` lines together) the stream parser assembles.
+pub const MAX_EVENT: usize = 8 * 1024 * 1024;
+
+/// Why the stream parser gave up on a connection.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SseError {
+    /// A line grew past the limit without ending.
+    #[error("a stream line exceeded {limit} bytes without ending")]
+    LineTooLong {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// An event's data grew past the limit before the blank line that ends it.
+    #[error("a stream event exceeded {limit} bytes")]
+    EventTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+}
+
 /// Incremental server-sent-events framing: feed bytes, get `(event, data)` pairs.
-#[derive(Debug, Default)]
+///
+/// Linear in its input: each byte is scanned once for a line break and copied at most twice
+/// (into the partial-line buffer, then into the event). Memory is bounded by the line and
+/// event limits; going past one is an [`SseError`] after which the parser must be dropped
+/// (the connection is closed and reopened). Any split of the same bytes into chunks gives
+/// the same events.
+#[derive(Debug)]
 pub struct SseParser {
-    pending: Vec<u8>,
+    /// The start of a line whose end has not arrived yet.
+    partial: Vec<u8>,
+    /// The previous chunk ended with `\r`: a `\n` starting this one belongs to it.
+    after_cr: bool,
+    /// Nothing was read yet (a leading byte order mark is skipped).
+    at_start: bool,
     event: String,
-    data: Vec<String>,
+    data: String,
+    has_data: bool,
+    max_line: usize,
+    max_event: usize,
+    /// Bytes copied into the partial-line buffer so far (the only copy besides the event's
+    /// own text; tests count it to show the parser is linear).
+    buffered: u64,
+}
+
+impl Default for SseParser {
+    fn default() -> Self {
+        Self::with_limits(MAX_LINE, MAX_EVENT)
+    }
 }
 
 impl SseParser {
-    /// Feeds a chunk; returns every event completed by it.
-    pub fn feed(&mut self, chunk: &[u8]) -> Vec<(String, String)> {
-        self.pending.extend_from_slice(chunk);
-        let mut out = Vec::new();
-        while let Some(end) = self.pending.iter().position(|&b| b == b'\n' || b == b'\r') {
-            // `\r\n` counts as one line break; a lone `\r` at the end of the chunk may be
-            // followed by `\n` in the next one, which then yields an empty line we skip.
-            let mut next = end + 1;
-            if self.pending[end] == b'\r' && self.pending.get(end + 1) == Some(&b'\n') {
-                next += 1;
-            }
-            let line = String::from_utf8_lossy(&self.pending[..end]).into_owned();
-            self.pending.drain(..next);
-            self.line(&line, &mut out);
+    /// A parser with its own limits (tests; [`Default`] uses [`MAX_LINE`], [`MAX_EVENT`]).
+    pub fn with_limits(max_line: usize, max_event: usize) -> Self {
+        Self {
+            partial: Vec::new(),
+            after_cr: false,
+            at_start: true,
+            event: String::new(),
+            data: String::new(),
+            has_data: false,
+            max_line,
+            max_event,
+            buffered: 0,
         }
-        out
     }
 
-    fn line(&mut self, line: &str, out: &mut Vec<(String, String)>) {
+    /// Bytes copied into the partial-line buffer so far: at most the bytes fed.
+    pub fn bytes_buffered(&self) -> u64 {
+        self.buffered
+    }
+
+    /// Feeds a chunk; returns every event completed by it.
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<Vec<(String, String)>, SseError> {
+        let mut out = Vec::new();
+        let mut rest = chunk;
+        if self.at_start && !rest.is_empty() {
+            // A UTF-8 byte order mark may start the stream; it may itself be split.
+            let bom = b"\xEF\xBB\xBF";
+            let have = self.partial.len();
+            let take = (bom.len() - have).min(rest.len());
+            if bom[..have] == self.partial[..] && rest[..take] == bom[have..have + take] {
+                if have + take == bom.len() {
+                    self.partial.clear();
+                    self.at_start = false;
+                } else {
+                    self.partial.extend_from_slice(&rest[..take]);
+                    self.buffered += take as u64;
+                }
+                rest = &rest[take..];
+            } else {
+                self.at_start = false;
+            }
+        }
+        if self.after_cr && rest.first() == Some(&b'\n') {
+            rest = &rest[1..];
+        }
+        self.after_cr = false;
+        while let Some(end) = rest.iter().position(|&b| b == b'\n' || b == b'\r') {
+            let line_tail = &rest[..end];
+            if self.partial.len() + line_tail.len() > self.max_line {
+                return Err(SseError::LineTooLong {
+                    limit: self.max_line,
+                });
+            }
+            if self.partial.is_empty() {
+                self.line(line_tail, &mut out)?;
+            } else {
+                let mut whole = std::mem::take(&mut self.partial);
+                whole.extend_from_slice(line_tail);
+                self.buffered += line_tail.len() as u64;
+                self.line(&whole, &mut out)?;
+                whole.clear();
+                self.partial = whole;
+            }
+            let mut next = end + 1;
+            if rest[end] == b'\r' {
+                match rest.get(end + 1) {
+                    Some(b'\n') => next += 1,
+                    None => self.after_cr = true,
+                    Some(_) => {}
+                }
+            }
+            rest = &rest[next..];
+        }
+        if self.partial.len() + rest.len() > self.max_line {
+            return Err(SseError::LineTooLong {
+                limit: self.max_line,
+            });
+        }
+        self.partial.extend_from_slice(rest);
+        self.buffered += rest.len() as u64;
+        Ok(out)
+    }
+
+    fn line(&mut self, line: &[u8], out: &mut Vec<(String, String)>) -> Result<(), SseError> {
         if line.is_empty() {
-            if !self.data.is_empty() || !self.event.is_empty() {
+            if self.has_data || !self.event.is_empty() {
                 let event = std::mem::take(&mut self.event);
-                let data = std::mem::take(&mut self.data).join("\n");
+                let data = std::mem::take(&mut self.data);
+                self.has_data = false;
                 out.push((
                     if event.is_empty() {
                         "message".into()
@@ -73,20 +185,36 @@ impl SseParser {
                     data,
                 ));
             }
-            return;
+            return Ok(());
         }
-        if line.starts_with(':') {
-            return; // comment / heartbeat
+        if line[0] == b':' {
+            return Ok(()); // comment / heartbeat
         }
-        let (field, value) = match line.split_once(':') {
-            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
-            None => (line, ""),
+        let (field, value) = match line.iter().position(|&b| b == b':') {
+            Some(colon) => {
+                let value = &line[colon + 1..];
+                (&line[..colon], value.strip_prefix(b" ").unwrap_or(value))
+            }
+            None => (line, &b""[..]),
         };
         match field {
-            "event" => self.event = value.to_owned(),
-            "data" => self.data.push(value.to_owned()),
+            b"event" => self.event = String::from_utf8_lossy(value).into_owned(),
+            b"data" => {
+                let grown = self.data.len() + usize::from(self.has_data) + value.len();
+                if grown > self.max_event {
+                    return Err(SseError::EventTooLarge {
+                        limit: self.max_event,
+                    });
+                }
+                if self.has_data {
+                    self.data.push('\n');
+                }
+                self.data.push_str(&String::from_utf8_lossy(value));
+                self.has_data = true;
+            }
             _ => {} // id, retry: StackStorm has no replay
         }
+        Ok(())
     }
 }
 
@@ -207,7 +335,14 @@ async fn read_once(
             Ok(c) => c,
             Err(e) => return format!("read error: {e}"),
         };
-        for (event, data) in parser.feed(&chunk) {
+        let completed = match parser.feed(&chunk) {
+            Ok(events) => events,
+            Err(e) => {
+                tracing::warn!(error = %e, "StackStorm stream: dropping the connection (limit exceeded)");
+                return format!("{e}; connection dropped");
+            }
+        };
+        for (event, data) in completed {
             match decode(route, &event, &data) {
                 Ok(Some(e)) => {
                     if events.send(e).await.is_err() {
@@ -231,9 +366,12 @@ mod tests {
         let mut p = SseParser::default();
         assert!(
             p.feed(b"event: st2.announcement__chatops\ndata: {\"pay")
+                .unwrap()
                 .is_empty()
         );
-        let out = p.feed(b"load\": {}}\n\n\n: heartbeat\r\nevent: x\r\ndata: a\r\ndata: b\r\n\r\n");
+        let out = p
+            .feed(b"load\": {}}\n\n\n: heartbeat\r\nevent: x\r\ndata: a\r\ndata: b\r\n\r\n")
+            .unwrap();
         assert_eq!(
             out,
             vec![
@@ -244,6 +382,134 @@ mod tests {
                 ("x".into(), "a\nb".into())
             ]
         );
+    }
+
+    /// Feeds `bytes` cut at `cuts` (positions, any order, duplicates allowed).
+    fn feed_split(bytes: &[u8], cuts: &[usize]) -> Result<Vec<(String, String)>, SseError> {
+        let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+        cuts.sort_unstable();
+        let mut p = SseParser::with_limits(64, 256);
+        let mut out = Vec::new();
+        let mut from = 0;
+        for cut in cuts.into_iter().chain([bytes.len()]) {
+            out.extend(p.feed(&bytes[from..cut])?);
+            from = cut;
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn a_split_crlf_is_one_line_break() {
+        // `data: a\r` | `\ndata: b\n\n` is one event with two data lines, not two events.
+        let whole = b"data: a\r\ndata: b\n\n";
+        let expected = vec![("message".to_owned(), "a\nb".to_owned())];
+        for cut in 0..=whole.len() {
+            assert_eq!(feed_split(whole, &[cut]).unwrap(), expected, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_skipped_even_when_split() {
+        let whole = b"\xEF\xBB\xBFdata: x\n\n";
+        for cut in 0..=whole.len() {
+            assert_eq!(
+                feed_split(whole, &[cut]).unwrap(),
+                vec![("message".to_owned(), "x".to_owned())],
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_endless_line_is_refused_at_the_limit() {
+        let mut p = SseParser::with_limits(1000, 4000);
+        let mut fed = 0;
+        let err = loop {
+            match p.feed(&[b'x'; 100]) {
+                Ok(events) => assert!(events.is_empty()),
+                Err(e) => break e,
+            }
+            fed += 100;
+            assert!(fed <= 1000, "no error after {fed} bytes");
+        };
+        assert_eq!(err, SseError::LineTooLong { limit: 1000 });
+        assert!(p.partial.len() <= 1000);
+        // One chunk that is too long on its own is refused too.
+        let mut p = SseParser::with_limits(1000, 4000);
+        assert_eq!(
+            p.feed(&[b'y'; 5000]),
+            Err(SseError::LineTooLong { limit: 1000 })
+        );
+    }
+
+    #[test]
+    fn an_event_too_large_is_refused_at_the_limit() {
+        let mut p = SseParser::with_limits(1000, 2500);
+        let line = format!("data: {}\n", "z".repeat(900));
+        assert!(p.feed(line.as_bytes()).unwrap().is_empty());
+        assert!(p.feed(line.as_bytes()).unwrap().is_empty());
+        assert_eq!(
+            p.feed(line.as_bytes()),
+            Err(SseError::EventTooLarge { limit: 2500 })
+        );
+        assert!(p.data.len() <= 2500);
+        // Within the limits, a large event is delivered whole.
+        let mut p = SseParser::with_limits(1000, 2500);
+        let mut stream = line.repeat(2).into_bytes();
+        stream.push(b'\n');
+        let events = p.feed(&stream).unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].1.len(), 900 * 2 + 1);
+    }
+
+    #[test]
+    fn four_mebibytes_of_short_lines_are_handled_in_place() {
+        // The old parser moved the rest of the buffer after every line (76 s here); this one
+        // copies nothing for lines that end inside the chunk it got, and copies each byte at
+        // most once when chunks split lines.
+        let mut input = Vec::new();
+        while input.len() < 4 * 1024 * 1024 {
+            input.extend_from_slice(b"data: 0123456789\n\n");
+        }
+        let mut p = SseParser::default();
+        let events = p.feed(&input).unwrap();
+        assert_eq!(events.len(), input.len() / 18);
+        assert_eq!(p.bytes_buffered(), 0);
+        let mut p = SseParser::default();
+        let mut count = 0;
+        for chunk in input.chunks(7) {
+            count += p.feed(chunk).unwrap().len();
+        }
+        assert_eq!(count, input.len() / 18);
+        assert!(p.bytes_buffered() <= input.len() as u64);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Any chunking of the same bytes yields the same events (or the same error).
+        #[test]
+        fn any_chunking_gives_the_same_events(
+            pieces in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::strategy::Just(b"data: x".to_vec()),
+                    proptest::strategy::Just(b"data:".to_vec()),
+                    proptest::strategy::Just(b"event: e".to_vec()),
+                    proptest::strategy::Just(b": beat".to_vec()),
+                    proptest::strategy::Just(b"\r".to_vec()),
+                    proptest::strategy::Just(b"\n".to_vec()),
+                    proptest::strategy::Just(b"\r\n".to_vec()),
+                    proptest::strategy::Just(b"\xEF\xBB\xBF".to_vec()),
+                    proptest::collection::vec(proptest::num::u8::ANY, 0..80),
+                ],
+                0..40,
+            ),
+            cuts in proptest::collection::vec(proptest::num::usize::ANY, 0..12),
+        ) {
+            let bytes: Vec<u8> = pieces.concat();
+            let whole = feed_split(&bytes, &[]);
+            proptest::prop_assert_eq!(feed_split(&bytes, &cuts), whole);
+        }
     }
 
     #[test]

@@ -122,8 +122,9 @@ impl std::fmt::Debug for Api {
     }
 }
 
-/// `POST /login` and `GET /account/whoami` answers (the fields the bot uses).
-#[derive(Debug, Deserialize)]
+/// `POST /login` and `GET /account/whoami` answers (the fields the bot uses). `Debug`
+/// never shows the access token.
+#[derive(Deserialize)]
 pub(crate) struct LoginResponse {
     /// Full user id (`@st2bot:example.org`).
     pub(crate) user_id: String,
@@ -133,6 +134,19 @@ pub(crate) struct LoginResponse {
     /// Device id.
     #[serde(default)]
     pub(crate) device_id: Option<String>,
+}
+
+impl std::fmt::Debug for LoginResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginResponse")
+            .field("user_id", &self.user_id)
+            .field(
+                "access_token",
+                &self.access_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("device_id", &self.device_id)
+            .finish()
+    }
 }
 
 /// `GET /sync` answer.
@@ -565,6 +579,20 @@ mod tests {
     fn api(base: &str) -> Api {
         let http = crate::http::client(true, None, None).unwrap();
         Api::new(http, Url::parse(base).unwrap())
+    }
+
+    #[test]
+    fn a_login_response_never_shows_its_token() {
+        let response: LoginResponse = serde_json::from_str(
+            r#"{"user_id": "@bot:example.org", "access_token": "syt_very_secret", "device_id": "D1"}"#,
+        )
+        .unwrap();
+        let shown = format!("{response:?}");
+        assert!(!shown.contains("syt_very_secret"), "{shown}");
+        assert!(
+            shown.contains("@bot:example.org") && shown.contains("D1"),
+            "{shown}"
+        );
     }
 
     #[test]
