@@ -647,3 +647,72 @@ async fn the_static_executable_is_static_and_runs_with_an_empty_environment() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// No container engine runs in CI, so packaging/Dockerfile cannot be built there: this keeps
+/// it consistent with what is tested — scripts/build-static's `dist` profile and musl target,
+/// and build-oci-layout's image (executable path, CA bundle, user, environment).
+#[test]
+fn the_dockerfile_builds_what_build_image_writes() {
+    let dockerfile = std::fs::read_to_string(format!("{ROOT}/packaging/Dockerfile")).unwrap();
+    let layout_tool =
+        std::fs::read_to_string(format!("{ROOT}/packaging/oci/build-oci-layout")).unwrap();
+    let build_static = std::fs::read_to_string(format!("{ROOT}/scripts/build-static")).unwrap();
+    for (what, needle) in [
+        (
+            "the dist profile, musl target, locked",
+            "cargo build --locked --profile dist --target x86_64-unknown-linux-musl --bin \"${BOT}\"",
+        ),
+        ("musl-gcc for ring", "musl-tools"),
+        (
+            "the executable where the layout puts it",
+            "/rootfs/usr/local/bin/st2bot",
+        ),
+        (
+            "the CA bundle where the layout puts it",
+            "/rootfs/etc/ssl/certs/ca-certificates.crt",
+        ),
+        (
+            "the layout's passwd line",
+            "st2bot:x:65532:65532:st2bot:/nonexistent:/sbin/nologin",
+        ),
+        ("an empty base", "FROM scratch"),
+        ("the layout's user", "USER 65532:65532"),
+        (
+            "the layout's environment",
+            "ENV PATH=/usr/local/bin SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt",
+        ),
+        (
+            "the layout's entrypoint",
+            "ENTRYPOINT [\"/usr/local/bin/st2bot\"]",
+        ),
+        ("the layout's stop signal", "STOPSIGNAL SIGTERM"),
+    ] {
+        assert!(dockerfile.contains(needle), "Dockerfile: {what}: `{needle}`");
+    }
+    for needle in [
+        "UID = 65532",
+        "CA_PATH = \"etc/ssl/certs/ca-certificates.crt\"",
+        "exe_path = \"usr/local/bin/st2bot\"",
+        "\"PATH=/usr/local/bin\"",
+        "f\"SSL_CERT_FILE=/{CA_PATH}\"",
+        "\"StopSignal\": \"SIGTERM\"",
+    ] {
+        assert!(layout_tool.contains(needle), "build-oci-layout: `{needle}`");
+    }
+    assert!(
+        build_static.contains("cargo build --locked --profile dist --target \"$target\""),
+        "scripts/build-static builds the dist profile"
+    );
+    let rust_version = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("ARG RUST_VERSION="))
+        .expect("ARG RUST_VERSION");
+    let manifest = std::fs::read_to_string(format!("{ROOT}/Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains(&format!("rust-version = \"{rust_version}\"")),
+        "the Dockerfile's Rust {rust_version} is the workspace's rust-version"
+    );
+    let ignored = std::fs::read_to_string(format!("{ROOT}/packaging/Dockerfile.dockerignore"))
+        .unwrap();
+    assert!(ignored.lines().any(|l| l == "target/"), "target/ stays out of the context");
+}
