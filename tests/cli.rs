@@ -69,7 +69,9 @@ async fn check_says_refused_for_a_wrong_key_and_not_checked_for_a_missing_one() 
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
     assert!(
-        text.contains("FAIL secret stackstorm.auth.api_key: environment variable `ST2_API_KEY` is not set"),
+        text.contains(
+            "FAIL secret stackstorm.auth.api_key: environment variable `ST2_API_KEY` is not set"
+        ),
         "{text}"
     );
     assert!(
@@ -123,7 +125,10 @@ async fn print_spec_writes_yaml_by_default_and_json_on_request() {
     let yaml_text = stdout(&yaml);
     assert!(yaml_text.starts_with("name: demo\n"), "{yaml_text}");
     assert!(yaml_text.contains("api_key: ${ST2_API_KEY}"), "{yaml_text}");
-    assert!(!yaml_text.contains("BotSpec {"), "not Rust Debug: {yaml_text}");
+    assert!(
+        !yaml_text.contains("BotSpec {"),
+        "not Rust Debug: {yaml_text}"
+    );
 
     let mut jsons = Vec::new();
     for args in [

@@ -483,7 +483,9 @@ fn executable_in_image(layout: &Path, scratch: &Path) -> (serde_json::Value, Vec
     );
     assert_eq!(config["config"]["User"], "65532:65532", "non-root");
     let mut entries = read_ustar(&std::fs::read(&tar).unwrap());
-    let (kind, mode, exe) = entries.remove("usr/local/bin/st2bot").expect("the executable");
+    let (kind, mode, exe) = entries
+        .remove("usr/local/bin/st2bot")
+        .expect("the executable");
     assert_eq!((kind, mode), (b'0', 0o755));
     let (_, _, ca) = &entries["etc/ssl/certs/ca-certificates.crt"];
     assert!(
@@ -526,7 +528,10 @@ async fn the_static_executable_is_static_and_runs_with_an_empty_environment() {
         "{} bytes > 20 MiB",
         bytes.len()
     );
-    assert!(have("file"), "`file` is needed (scripts/setup-test-deps installs it)");
+    assert!(
+        have("file"),
+        "`file` is needed (scripts/setup-test-deps installs it)"
+    );
     let (_, kind, _) = run(Command::new("file").arg("-b").arg(&exe));
     assert!(
         kind.contains("statically linked") || kind.contains("static-pie linked"),
@@ -557,13 +562,10 @@ async fn the_static_executable_is_static_and_runs_with_an_empty_environment() {
         let mut stdin = child.stdin.take().unwrap();
         stdin.write_all(b"!help\n").await.unwrap();
     }
-    let out = tokio::time::timeout(
-        std::time::Duration::from_secs(60),
-        child.wait_with_output(),
-    )
-    .await
-    .expect("the demo exits after its input ends and the linger")
-    .unwrap();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("the demo exits after its input ends and the linger")
+        .unwrap();
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
@@ -687,7 +689,10 @@ fn the_dockerfile_builds_what_build_image_writes() {
         ),
         ("the layout's stop signal", "STOPSIGNAL SIGTERM"),
     ] {
-        assert!(dockerfile.contains(needle), "Dockerfile: {what}: `{needle}`");
+        assert!(
+            dockerfile.contains(needle),
+            "Dockerfile: {what}: `{needle}`"
+        );
     }
     for needle in [
         "UID = 65532",
@@ -712,7 +717,10 @@ fn the_dockerfile_builds_what_build_image_writes() {
         manifest.contains(&format!("rust-version = \"{rust_version}\"")),
         "the Dockerfile's Rust {rust_version} is the workspace's rust-version"
     );
-    let ignored = std::fs::read_to_string(format!("{ROOT}/packaging/Dockerfile.dockerignore"))
-        .unwrap();
-    assert!(ignored.lines().any(|l| l == "target/"), "target/ stays out of the context");
+    let ignored =
+        std::fs::read_to_string(format!("{ROOT}/packaging/Dockerfile.dockerignore")).unwrap();
+    assert!(
+        ignored.lines().any(|l| l == "target/"),
+        "target/ stays out of the context"
+    );
 }

@@ -169,7 +169,11 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, UsageEr
     if let Some(format) = spec_format {
         match &mut options.command {
             Command::PrintSpec(f) => *f = format,
-            _ => return Err(UsageError("`--format` applies to `--print-spec` only".into())),
+            _ => {
+                return Err(UsageError(
+                    "`--format` applies to `--print-spec` only".into(),
+                ));
+            }
         }
     }
     Ok(options)
@@ -217,6 +221,9 @@ mod tests {
             Ok(Command::PrintSpec(SpecFormat::Yaml))
         );
         assert!(format(&["--print-spec=toml"]).is_err());
-        assert!(format(&["--format", "json"]).is_err(), "without --print-spec");
+        assert!(
+            format(&["--format", "json"]).is_err(),
+            "without --print-spec"
+        );
     }
 }

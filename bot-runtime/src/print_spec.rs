@@ -9,13 +9,13 @@
 
 use std::time::Duration;
 
+use bot_config::BotSpec;
 use bot_config::spec::{
     AccessSpec, AuthPageSpec, BackendSpec, ChatSpec, Decision, DiscordSpec, GroupSpec, IrcAuth,
     IrcSpec, LogFormat, LogSpec, MatcherKind, MatrixLogin, MatrixSpec, MattermostSpec,
-    RocketChatLogin, RocketChatSpec, RuleSpec, SecretRef, SlackSpec, St2AuthSpec,
-    StackStormSpec, TemplatesSpec, TextSpec, XmppSpec,
+    RocketChatLogin, RocketChatSpec, RuleSpec, SecretRef, SlackSpec, St2AuthSpec, StackStormSpec,
+    TemplatesSpec, TextSpec, XmppSpec,
 };
-use bot_config::BotSpec;
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 
 /// Output format of `--print-spec`.
@@ -148,7 +148,10 @@ fn bot(spec: &BotSpec) -> Node {
         ("chat", chat(chat_spec)),
         ("access", access(access_spec)),
         ("templates", templates(templates_spec)),
-        ("auth_page", auth_page_spec.as_ref().map_or(Node::Null, auth_page)),
+        (
+            "auth_page",
+            auth_page_spec.as_ref().map_or(Node::Null, auth_page),
+        ),
         ("health_listen", opt_s(health_listen.as_deref())),
         ("log", log(log_spec)),
     ])
@@ -211,10 +214,9 @@ fn backend(spec: &BackendSpec) -> Node {
         BackendSpec::Matrix(MatrixSpec { url, login, rooms }) => {
             entries.push(("url", s(url)));
             match login {
-                MatrixLogin::Password { username, password } => entries.extend([
-                    ("username", s(username)),
-                    ("password", secret(password)),
-                ]),
+                MatrixLogin::Password { username, password } => {
+                    entries.extend([("username", s(username)), ("password", secret(password))])
+                }
                 MatrixLogin::Token(token) => entries.push(("token", secret(token))),
             }
             entries.push(("rooms", list(rooms)));
@@ -228,21 +230,18 @@ fn backend(spec: &BackendSpec) -> Node {
             ("bot_token", secret(bot_token)),
             ("url", s(url)),
         ]),
-        BackendSpec::Mattermost(MattermostSpec { url, token, team }) => entries.extend([
-            ("url", s(url)),
-            ("token", secret(token)),
-            ("team", s(team)),
-        ]),
+        BackendSpec::Mattermost(MattermostSpec { url, token, team }) => {
+            entries.extend([("url", s(url)), ("token", secret(token)), ("team", s(team))])
+        }
         BackendSpec::Discord(DiscordSpec { token, url }) => {
             entries.extend([("token", secret(token)), ("url", s(url))]);
         }
         BackendSpec::RocketChat(RocketChatSpec { url, login }) => {
             entries.push(("url", s(url)));
             match login {
-                RocketChatLogin::Password { username, password } => entries.extend([
-                    ("username", s(username)),
-                    ("password", secret(password)),
-                ]),
+                RocketChatLogin::Password { username, password } => {
+                    entries.extend([("username", s(username)), ("password", secret(password))])
+                }
                 RocketChatLogin::Token { user_id, token } => {
                     entries.extend([("user_id", s(user_id)), ("token", secret(token))]);
                 }
@@ -470,7 +469,10 @@ groups:
         assert_eq!(value["backend"]["kind"], "slack");
         assert_eq!(value["backend"]["app_token"], "${SLACK_APP_TOKEN}");
         assert_eq!(value["backend"]["bot_token"], "file:/run/secrets/slack-bot");
-        assert_eq!(value["stackstorm"]["api_url"], "https://st2.example.com/api");
+        assert_eq!(
+            value["stackstorm"]["api_url"],
+            "https://st2.example.com/api"
+        );
         assert_eq!(
             value["stackstorm"]["auth"],
             serde_json::json!({"username": "chatops", "password": "${ST2_PASSWORD}"})
@@ -487,7 +489,10 @@ groups:
         );
         assert!(value["auth_page"].is_null());
         // Keys come in the spec's order, `name` first and `log` last.
-        assert!(text.trim_start().starts_with("{\n  \"name\": \"acme\""), "{text}");
+        assert!(
+            text.trim_start().starts_with("{\n  \"name\": \"acme\""),
+            "{text}"
+        );
         assert!(text.find("\"log\"").unwrap() > text.find("\"templates\"").unwrap());
     }
 
