@@ -1,6 +1,12 @@
 //! `--check`: validates the run-time environment of a compiled bot — every secret it names is
 //! present, and StackStorm's API, auth and stream endpoints answer — one line per check,
 //! exit status 1 if any fails.
+//!
+//! Credentials are checked with the client the bot itself would use (in demo mode the
+//! simulator's): an endpoint that refuses them is a failure, "refuses the bot's credentials
+//! (HTTP 401)". Only when no credential could be had at all (a secret is missing) are the
+//! endpoints asked without one, and then the line says the credentials were not checked and
+//! why; the missing secret has failed the check already.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -8,6 +14,7 @@ use std::time::Duration;
 use bot_config::{BotSpec, SecretRef, St2AuthSpec};
 
 use crate::secret;
+use crate::stackstorm::{St2Client, St2Error};
 
 /// One check's outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,9 +48,14 @@ pub fn secret_refs(spec: &BotSpec) -> Vec<(String, SecretRef)> {
     out
 }
 
-/// Runs the checks and returns their lines.
-/// With `simulated`, StackStorm credentials are the simulator's and are not looked up.
-pub async fn run(spec: &BotSpec, simulated: bool) -> Vec<CheckLine> {
+/// Runs the checks and returns their lines. `client` is the StackStorm client the bot would
+/// run with (or why there is none). With `simulated`, the StackStorm secrets are the
+/// simulator's and are not looked up.
+pub async fn run(
+    spec: &BotSpec,
+    client: Result<&St2Client, &St2Error>,
+    simulated: bool,
+) -> Vec<CheckLine> {
     let mut lines = Vec::new();
     for (key, reference) in secret_refs(spec) {
         if simulated && key.starts_with("stackstorm.") {
@@ -68,7 +80,7 @@ pub async fn run(spec: &BotSpec, simulated: bool) -> Vec<CheckLine> {
         }
     }
     let st2 = &spec.stackstorm;
-    let client = match crate::http::client(
+    let http = match crate::http::client(
         st2.verify_tls,
         st2.ca_file.as_deref(),
         Some(Duration::from_secs(10).min(st2.timeout)),
@@ -83,11 +95,11 @@ pub async fn run(spec: &BotSpec, simulated: bool) -> Vec<CheckLine> {
             return lines;
         }
     };
-    // With the service credential when it resolves (so a refused key is caught too);
-    // otherwise reachability only.
-    let credential = match crate::stackstorm::St2Client::new(st2) {
+    // With the service credential when there is one (so a refused key is caught too);
+    // otherwise reachability only, and each line says why the credentials went unchecked.
+    let (credential, unchecked_because) = match client {
         Ok(c) => match c.service_credential().await {
-            Ok(cred) => Some(cred),
+            Ok(cred) => (Some(cred), String::new()),
             Err(e) => {
                 lines.push(CheckLine {
                     ok: false,
@@ -96,10 +108,18 @@ pub async fn run(spec: &BotSpec, simulated: bool) -> Vec<CheckLine> {
                         "{e}; check the credentials in the definition's `stackstorm.auth`"
                     ),
                 });
-                None
+                (None, "they were refused above".to_owned())
             }
         },
-        Err(_) => None,
+        Err(St2Error::Secret(_)) => (None, "a secret they need is missing".to_owned()),
+        Err(e) => {
+            lines.push(CheckLine {
+                ok: false,
+                what: "StackStorm credentials".into(),
+                detail: format!("not checked: {e}"),
+            });
+            (None, "no StackStorm client".to_owned())
+        }
     };
     let endpoints = [
         (
@@ -115,7 +135,7 @@ pub async fn run(spec: &BotSpec, simulated: bool) -> Vec<CheckLine> {
         ),
     ];
     for (what, url) in endpoints {
-        let mut request = client.get(&url);
+        let mut request = http.get(&url);
         if let Some(c) = &credential {
             let (name, value) = c.header();
             request = request.header(name, value);
@@ -132,7 +152,9 @@ pub async fn run(spec: &BotSpec, simulated: bool) -> Vec<CheckLine> {
                     (_, None) => CheckLine {
                         ok: true,
                         what: what.into(),
-                        detail: format!("{url} answers (HTTP {status}; credentials not checked)"),
+                        detail: format!(
+                            "{url} answers (HTTP {status} without credentials); credentials not checked: {unchecked_because}"
+                        ),
                     },
                     (401 | 403, Some(_)) => CheckLine {
                         ok: false,

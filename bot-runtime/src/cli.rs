@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::print_spec::SpecFormat;
+
 /// What the executable was asked to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
@@ -15,8 +17,8 @@ pub enum Command {
     Help,
     /// Print the version and exit.
     Version,
-    /// Print the compiled definition (secret references only) and exit.
-    PrintSpec,
+    /// Print the compiled definition (secret references only) in this format and exit.
+    PrintSpec(SpecFormat),
 }
 
 /// Parsed command line.
@@ -92,7 +94,8 @@ pub fn usage(name: &str, description: &str) -> String {
          \x20                    (also ST2BOT_BACKEND_URL)\n  \
          --simulate           demo mode: start a simulated StackStorm on 127.0.0.1 and use it\n  \
          --health-listen ADDR serve /healthz, /readyz and /metrics on ADDR (e.g. 127.0.0.1:9180)\n  \
-         --print-spec         print the compiled definition and exit\n  \
+         --print-spec[=FMT]   print the compiled definition as `yaml` (default) or `json`\n  \
+         \x20                    (also --format FMT), secrets as references; then exit\n  \
          --version            print the version and exit\n  \
          -h, --help           print this help\n\n\
          Environment: RUST_LOG sets the log filter; secrets come from the variables and\n\
@@ -112,6 +115,17 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, UsageEr
         ..Options::default()
     };
     let mut args = args.into_iter();
+    // `--format` may come before or after `--print-spec`; it applies to that command only.
+    let mut spec_format: Option<SpecFormat> = None;
+    let mut set_spec_format = |name: &str, flag: &str| match SpecFormat::parse(name) {
+        Some(f) => {
+            spec_format = Some(f);
+            Ok(())
+        }
+        None => Err(UsageError(format!(
+            "`{flag} {name}`: unknown format (use `yaml` or `json`)"
+        ))),
+    };
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
             Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
@@ -128,7 +142,13 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, UsageEr
             "--doctor" | "doctor" => options.command = Command::Doctor,
             "-h" | "--help" => options.command = Command::Help,
             "-V" | "--version" => options.command = Command::Version,
-            "--print-spec" => options.command = Command::PrintSpec,
+            "--print-spec" => {
+                if let Some(name) = &inline {
+                    set_spec_format(name, "--print-spec")?;
+                }
+                options.command = Command::PrintSpec(SpecFormat::default());
+            }
+            "--format" => set_spec_format(&value("--format")?, "--format")?,
             "--user" => options.user = Some(value("--user")?),
             "--stackstorm-url" => options.stackstorm_url = Some(value("--stackstorm-url")?),
             "--simulate" => options.simulate = true,
@@ -154,6 +174,16 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, UsageEr
             other => return Err(UsageError(format!("unknown option `{other}`"))),
         }
     }
+    if let Some(format) = spec_format {
+        match &mut options.command {
+            Command::PrintSpec(f) => *f = format,
+            _ => {
+                return Err(UsageError(
+                    "`--format` applies to `--print-spec` only".into(),
+                ));
+            }
+        }
+    }
     Ok(options)
 }
 
@@ -177,5 +207,31 @@ mod tests {
         assert!(p(&["--log-format", "xml"]).is_err());
         let o = p(&["--backend-url", "http://127.0.0.1:8008"]).unwrap();
         assert_eq!(o.backend_url.as_deref(), Some("http://127.0.0.1:8008"));
+    }
+
+    #[test]
+    fn print_spec_formats() {
+        let format = |args: &[&str]| p(args).map(|o| o.command);
+        assert_eq!(
+            format(&["--print-spec"]),
+            Ok(Command::PrintSpec(SpecFormat::Yaml))
+        );
+        assert_eq!(
+            format(&["--print-spec=json"]),
+            Ok(Command::PrintSpec(SpecFormat::Json))
+        );
+        assert_eq!(
+            format(&["--format", "json", "--print-spec"]),
+            Ok(Command::PrintSpec(SpecFormat::Json))
+        );
+        assert_eq!(
+            format(&["--print-spec", "--format=yaml"]),
+            Ok(Command::PrintSpec(SpecFormat::Yaml))
+        );
+        assert!(format(&["--print-spec=toml"]).is_err());
+        assert!(
+            format(&["--format", "json"]).is_err(),
+            "without --print-spec"
+        );
     }
 }

@@ -17,6 +17,7 @@ pub mod doctor;
 pub mod http;
 pub mod logging;
 pub mod ops;
+pub mod print_spec;
 pub mod secret;
 pub mod session;
 #[cfg(feature = "simulator")]
@@ -67,9 +68,17 @@ pub fn main(spec: &'static BotSpec) -> ExitCode {
             ));
             return ExitCode::SUCCESS;
         }
-        cli::Command::PrintSpec => {
-            print_out(&format!("{spec:#?}\n"));
-            return ExitCode::SUCCESS;
+        cli::Command::PrintSpec(format) => {
+            return match print_spec::render(spec, format) {
+                Ok(text) => {
+                    print_out(&text);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{}: {e}", spec.name);
+                    ExitCode::FAILURE
+                }
+            };
         }
         cli::Command::Check | cli::Command::Doctor | cli::Command::Run => {}
     }
@@ -143,7 +152,7 @@ pub fn main(spec: &'static BotSpec) -> ExitCode {
         let client = stackstorm::St2Client::new(&spec.stackstorm);
         match options.command {
             cli::Command::Check => {
-                let lines = check::run(spec, options.simulate).await;
+                let lines = check::run(spec, client.as_ref(), options.simulate).await;
                 print_out(&check::render(&lines));
                 if lines.iter().all(|l| l.ok) {
                     ExitCode::SUCCESS
