@@ -215,6 +215,27 @@ pub struct StackStorm {
     #[serde(default)]
     #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
     pub alias_refresh: Option<Spanned<String>>,
+    /// The site's StackStorm content (packs and/or `st2 … list -j` exports), read at build
+    /// time to check the access rules against the aliases that exist.
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<Catalogue>"))]
+    pub catalogue: Option<Spanned<Catalogue>>,
+}
+
+/// `stackstorm.catalogue:` — paths relative to the definition file.
+#[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Catalogue {
+    /// Directories of packs (`<pack>/aliases/*.yaml`, `<pack>/actions/*.yaml`, as in
+    /// `/opt/stackstorm/packs`), or single pack directories (with a `pack.yaml`).
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<Vec<String>>"))]
+    pub packs: Option<Spanned<Vec<Spanned<String>>>>,
+    /// JSON exports: `st2 action-alias list -j` and/or `st2 action list -j` output files.
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<Vec<String>>"))]
+    pub exports: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `stackstorm.auth:` — exactly one of `api_key`, `token`, or `username` + `password`.
