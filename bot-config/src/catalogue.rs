@@ -526,7 +526,7 @@ fn alias_templates(alias: &Alias, file: &SourceFile, near: Span) -> Vec<(&'stati
 
 /// The first place at or after `from_line` where `needle` is written (as is, or as YAML
 /// or JSON would escape it in double quotes).
-fn find_text(file: &SourceFile, needle: &str, from_line: u32) -> Option<Span> {
+pub(crate) fn find_text(file: &SourceFile, needle: &str, from_line: u32) -> Option<Span> {
     if needle.is_empty() {
         return None;
     }

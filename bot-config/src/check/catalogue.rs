@@ -348,11 +348,15 @@ fn unknown_template_parameters(d: &mut Diagnostics, catalogue: &Catalogue) {
                 if name.is_empty() || known.contains(&name) || !seen.insert(name.clone()) {
                     continue;
                 }
+                let used = format!("{PREFIX}{name}");
+                let at = crate::catalogue::find_text(&alias.file, &used, span.line.max(1))
+                    .filter(|s| span.line == 0 || s.line < span.line + text.lines().count() as u32)
+                    .unwrap_or(*span);
                 d.push(located(
                     alias,
                     Diagnostic::new(
                         "unknown-alias-parameter",
-                        *span,
+                        at,
                         format!(
                             "`{key}` of alias `{}` uses `{PREFIX}{name}`, which neither the alias nor action `{}` has",
                             alias.alias.reference(),
@@ -404,6 +408,7 @@ pub(crate) fn against_rules(
     spec: &AccessSpec,
 ) {
     let refs: Vec<&str> = catalogue.alias_refs().collect();
+    let packs: BTreeSet<&str> = catalogue.aliases.iter().map(|a| a.alias.pack.as_str()).collect();
     let rules = raw
         .and_then(|a| a.value.rules.as_ref())
         .map(|r| r.value.as_slice())
@@ -439,16 +444,11 @@ pub(crate) fn against_rules(
                     command_suggestion(&command.value, &refs).map(|s| format!("did you mean `{s}`?")),
                 )
                 .note(format!(
-                    "the catalogue has {} alias{} in packs {}",
+                    "the catalogue has {} alias{} in {} {}",
                     refs.len(),
                     if refs.len() == 1 { "" } else { "es" },
-                    crate::suggest::list_words(
-                        catalogue
-                            .aliases
-                            .iter()
-                            .map(|a| a.alias.pack.as_str())
-                            .collect::<BTreeSet<_>>()
-                    )
+                    if packs.len() == 1 { "pack" } else { "packs" },
+                    crate::suggest::list_words(packs.iter().copied())
                 )),
             );
         }
