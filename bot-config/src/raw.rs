@@ -12,6 +12,16 @@ use serde::Deserialize;
 
 use crate::source::Spanned;
 
+/// Deserializes a key that is present as `Some`, even when its value is null (serde's
+/// `Option` would read `key: ~` as an absent key).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
 /// `groups:` as written: group name → members.
 pub type Groups = HashMap<Spanned<String>, Spanned<Vec<Spanned<String>>>>;
 
@@ -266,10 +276,11 @@ pub struct StackStormAuth {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Chat {
-    /// Command prefix (default `!`).
-    #[serde(default)]
+    /// Command prefix (default `!`). `prefix: ~` (YAML null) is kept as `Some(None)` so the
+    /// check can say it is not a prefix, rather than silently using the default.
+    #[serde(default, deserialize_with = "present")]
     #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
-    pub prefix: Option<Spanned<String>>,
+    pub prefix: Option<Spanned<Option<String>>>,
     /// Also answer messages that mention the bot (default true).
     #[serde(default)]
     #[cfg_attr(feature = "schema", schemars(with = "Option<bool>"))]

@@ -191,11 +191,29 @@ fn chat(
 ) -> ChatSpec {
     let default = crate::raw::Chat::default();
     let c = raw.map(|c| &c.value).unwrap_or(&default);
-    let prefix = c
-        .prefix
-        .as_ref()
-        .map(|p| values::prefix(d, p, file))
-        .unwrap_or_else(|| "!".to_owned());
+    let prefix = match &c.prefix {
+        None => "!".to_owned(),
+        Some(p) => match &p.value {
+            Some(text) => values::prefix(
+                d,
+                &Spanned::new(text.clone(), p.referenced, p.defined),
+                file,
+            ),
+            // Rule: `prefix: ~` is not a prefix (YAML reads `~` and `null` as no value).
+            None => {
+                d.push(
+                    Diagnostic::new(
+                        "invalid-prefix",
+                        key_span(file, Span::of(p), "prefix"),
+                        "`prefix` is null: YAML reads `~`, `null` and nothing at all as no value",
+                        "no prefix here",
+                    )
+                    .help("to use a tilde, quote it: `prefix: \"~\"`; leave `prefix` out for the default `!`"),
+                );
+                "!".to_owned()
+            }
+        },
+    };
     let help_command = c
         .help_command
         .as_ref()

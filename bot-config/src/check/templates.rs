@@ -106,6 +106,16 @@ fn check_one(
                     ),
                 })
             }
+            ProblemKind::Partial(name) => {
+                let index = find_from(text, at, "{{>").unwrap_or(at);
+                Diagnostic::new(
+                    "template-partial",
+                    map.span(index, 3 + name.chars().count()),
+                    format!("template `{}` uses the partial `{name}`, which does not exist", slot.name),
+                    "partials are not available",
+                )
+                .help("write the text in place; each template is rendered on its own, without partials")
+            }
             ProblemKind::UnknownHelper(name) => {
                 let index = find_from(text, at, &name).unwrap_or(at);
                 Diagnostic::new(
