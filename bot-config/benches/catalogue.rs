@@ -25,7 +25,10 @@ fn fixture() -> PathBuf {
     let _ = std::fs::remove_dir_all(&root);
     for p in 0..PACKS {
         let pack = format!("pack{p}");
-        write(&root.join(format!("packs/{pack}/pack.yaml")), &format!("ref: {pack}\nname: {pack}\n"));
+        write(
+            &root.join(format!("packs/{pack}/pack.yaml")),
+            &format!("ref: {pack}\nname: {pack}\n"),
+        );
         for a in 0..ALIASES_PER_PACK {
             let name = format!("op{a}");
             // A realistic mix: plain formats, objects with a display and two
@@ -35,7 +38,9 @@ fn fixture() -> PathBuf {
                 1 => format!(
                     "  - display: \"{pack} {name} {{{{target}}}} to {{{{env=staging}}}}\"\n    representation:\n      - \"{pack} {name} {{{{target}}}} to {{{{env=staging}}}}\"\n      - \"{pack} {name} {{{{target}}}}\"\n"
                 ),
-                2 => format!("  - \"{pack} {name} {{{{target}}}} on {{{{hosts}}}}\"\n  - \"{pack} {name}-all\"\n"),
+                2 => format!(
+                    "  - \"{pack} {name} {{{{target}}}} on {{{{hosts}}}}\"\n  - \"{pack} {name}-all\"\n"
+                ),
                 _ => format!("  - \"{pack} {name} (?P<target>[a-z0-9-]+)\"\n"),
             };
             write(
@@ -46,7 +51,9 @@ fn fixture() -> PathBuf {
             );
             write(
                 &root.join(format!("packs/{pack}/actions/{name}.yaml")),
-                &format!("---\nname: {name}\nrunner_type: local-shell-cmd\nparameters:\n  target: {{type: string}}\n  env: {{type: string}}\n  hosts: {{type: string}}\n"),
+                &format!(
+                    "---\nname: {name}\nrunner_type: local-shell-cmd\nparameters:\n  target: {{type: string}}\n  env: {{type: string}}\n  hosts: {{type: string}}\n"
+                ),
             );
         }
     }
@@ -65,7 +72,10 @@ fn catalogue(c: &mut Criterion) {
     );
     let loaded = bot_config::load_in(&file, &root);
     if let Err(errors) = &loaded.result {
-        panic!("the benchmark definition must be valid: {:?}", errors.first());
+        panic!(
+            "the benchmark definition must be valid: {:?}",
+            errors.first()
+        );
     }
     assert_eq!(loaded.inputs.len(), PACKS * (1 + 2 * ALIASES_PER_PACK));
     let mut group = c.benchmark_group("catalogue");

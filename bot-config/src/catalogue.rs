@@ -199,7 +199,9 @@ impl Reader {
             return;
         }
         let is_pack = |p: &Path| {
-            p.join("pack.yaml").is_file() || p.join("aliases").is_dir() || p.join("actions").is_dir()
+            p.join("pack.yaml").is_file()
+                || p.join("aliases").is_dir()
+                || p.join("actions").is_dir()
         };
         if is_pack(&source.path) {
             self.pack(&source.path, &source.display, source);
@@ -257,8 +259,7 @@ impl Reader {
                 self.catalogue.actions_known = true;
             }
             for path in files.iter().filter(|p| is_yaml(p)) {
-                let file_display =
-                    join_display(&join_display(display, sub), &file_name(path));
+                let file_display = join_display(&join_display(display, sub), &file_name(path));
                 let Some(text) = self.read_text(path, &file_display, source) else {
                     continue;
                 };
@@ -418,7 +419,11 @@ impl Reader {
         for doc in list {
             if doc.get("formats").is_none() {
                 self.catalogue.actions_known = true;
-                let pack = doc.get("pack").and_then(Value::as_str).unwrap_or_default().to_owned();
+                let pack = doc
+                    .get("pack")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
                 self.action(&pack, &doc);
                 continue;
             }
@@ -438,8 +443,8 @@ impl Reader {
                 }
             };
             // JSON carries no positions: find the alias's `name` after the previous one.
-            let name_span = find_json_string(&file, "name", &alias.name, from_line)
-                .unwrap_or(Span::FILE);
+            let name_span =
+                find_json_string(&file, "name", &alias.name, from_line).unwrap_or(Span::FILE);
             if name_span.line > 0 {
                 from_line = name_span.line;
             }
@@ -479,7 +484,14 @@ fn syntax_error(error: &serde_saphyr::Error, file: Arc<SourceFile>) -> Diagnosti
         "invalid YAML in a catalogue file",
         "the YAML parser stopped here",
     )
-    .note(error.to_string().lines().next().unwrap_or_default().to_owned())
+    .note(
+        error
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+    )
     .in_file(file)
 }
 
@@ -510,7 +522,11 @@ fn format_spans(file: &SourceFile, entry: &st2_alias::FormatEntry, at: Span) -> 
     }
 }
 
-fn alias_templates(alias: &Alias, file: &SourceFile, near: Span) -> Vec<(&'static str, String, Span)> {
+fn alias_templates(
+    alias: &Alias,
+    file: &SourceFile,
+    near: Span,
+) -> Vec<(&'static str, String, Span)> {
     let mut out = Vec::new();
     let ack = alias.ack.as_ref().and_then(|a| a.format.clone());
     let result = alias.result.as_ref().and_then(|r| r.format.clone());

@@ -137,7 +137,6 @@ pub const HELPERS: &[&str] = &[
     "and", "or", "not", "len", "truncate", "upper", "lower", "json", "code",
 ];
 
-
 /// A problem found in a template, with its position inside the template text (1-based).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TemplateProblem {
@@ -288,7 +287,10 @@ fn start<'a>(raw: &'a str, scopes: &[Var]) -> Option<(Var, &'a str)> {
     if path == "this" {
         return Some((scope, ""));
     }
-    let path = path.strip_prefix("this.").or_else(|| path.strip_prefix("this/")).unwrap_or(path);
+    let path = path
+        .strip_prefix("this.")
+        .or_else(|| path.strip_prefix("this/"))
+        .unwrap_or(path);
     Some((scope, path))
 }
 
@@ -391,12 +393,24 @@ mod tests {
                 })
                 .collect()
         };
-        assert_eq!(paths("{{#with execution}}{{id}} {{statuss}} {{../user}}{{/with}}"), ["statuss"]);
+        assert_eq!(
+            paths("{{#with execution}}{{id}} {{statuss}} {{../user}}{{/with}}"),
+            ["statuss"]
+        );
         assert_eq!(paths("{{#with execution}}{{../usr}}{{/with}}"), ["../usr"]);
         assert!(paths("{{#with extra}}{{anything}}{{/with}}").len() == 1); // no `extra` in ack
         let no_match = slot("no_match").unwrap();
-        assert!(check_template("{{#each suggestions}}{{this}} {{@index}} {{../prefix}}{{/each}}", no_match).is_empty());
-        assert_eq!(check_template("{{#each suggestions}}{{name}}{{/each}}", no_match).len(), 1);
+        assert!(
+            check_template(
+                "{{#each suggestions}}{{this}} {{@index}} {{../prefix}}{{/each}}",
+                no_match
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            check_template("{{#each suggestions}}{{name}}{{/each}}", no_match).len(),
+            1
+        );
         assert_eq!(paths("{{> footer}}"), ["> footer"]);
     }
 }

@@ -84,7 +84,10 @@ pub fn bot(input: TokenStream) -> TokenStream {
     let tokens = match loaded.result {
         Ok(spec) => {
             let expanded = codegen::expand(&spec, &tracked);
-            let warnings = loaded.warnings.iter().map(|d| warning(&d.render_body(&file), span));
+            let warnings = loaded
+                .warnings
+                .iter()
+                .map(|d| warning(&d.render_body(&file), span));
             quote::quote!(#expanded #inputs #(#warnings)*)
         }
         Err(diagnostics) => {

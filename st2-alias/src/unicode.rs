@@ -244,7 +244,9 @@ pub(crate) fn lookup_name(name: &str) -> Option<char> {
         !word.is_empty()
             && !word.starts_with('-')
             && !word.ends_with('-')
-            && word.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '-')
+            && word
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '-')
     });
     strict.then_some(c)
 }
@@ -265,7 +267,10 @@ mod name_tests {
         assert_eq!(lookup_name("EM  DASH"), None);
         assert_eq!(lookup_name("EM_DASH"), None);
         assert_eq!(lookup_name(" EM DASH"), None);
-        assert_eq!(lookup_name("LATIN CAPITAL LETTER A WITH MACRON AND GRAVE"), None);
+        assert_eq!(
+            lookup_name("LATIN CAPITAL LETTER A WITH MACRON AND GRAVE"),
+            None
+        );
         assert_eq!(lookup_name("NOT A CHARACTER NAME"), None);
     }
 }

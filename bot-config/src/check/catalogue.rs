@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use st2_alias::{AliasIndex, FormatEntry, ResolveError};
 
-use crate::acl::compile_glob;
+use crate::acl::{GlobMatcher, compile_glob};
 use crate::catalogue::{Catalogue, CatalogueAlias};
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::raw::{Access, Rule};
@@ -177,9 +177,14 @@ fn unknown_actions(d: &mut Diagnostics, catalogue: &Catalogue) {
                 "add the action's pack to `catalogue.packs` (or its `st2 action list -j` export), or fix `action_ref`".to_owned()
             });
         d.push(located(
-                    alias,
-                    Diagnostic::new("unknown-action", alias.action_span, message, "no such action")
-                .help(help),
+            alias,
+            Diagnostic::new(
+                "unknown-action",
+                alias.action_span,
+                message,
+                "no such action",
+            )
+            .help(help),
         ));
     }
 }
@@ -408,7 +413,11 @@ pub(crate) fn against_rules(
     spec: &AccessSpec,
 ) {
     let refs: Vec<&str> = catalogue.alias_refs().collect();
-    let packs: BTreeSet<&str> = catalogue.aliases.iter().map(|a| a.alias.pack.as_str()).collect();
+    let packs: BTreeSet<&str> = catalogue
+        .aliases
+        .iter()
+        .map(|a| a.alias.pack.as_str())
+        .collect();
     let rules = raw
         .and_then(|a| a.value.rules.as_ref())
         .map(|r| r.value.as_slice())
@@ -441,7 +450,8 @@ pub(crate) fn against_rules(
                     label,
                 )
                 .maybe_help(
-                    command_suggestion(&command.value, &refs).map(|s| format!("did you mean `{s}`?")),
+                    command_suggestion(&command.value, &refs)
+                        .map(|s| format!("did you mean `{s}`?")),
                 )
                 .note(format!(
                     "the catalogue has {} alias{} in {} {}",
@@ -458,13 +468,11 @@ pub(crate) fn against_rules(
 
 /// Whether some user may run `command` somewhere: the first rule that names the command
 /// and allows, before any rule that denies it to everyone everywhere; else the default.
-fn runnable(spec: &AccessSpec, command: &str) -> bool {
-    for rule in spec.rules.iter() {
-        let names_it = match &rule.commands {
+fn runnable(spec: &AccessSpec, commands: &[Option<Vec<GlobMatcher>>], command: &str) -> bool {
+    for (rule, patterns) in spec.rules.iter().zip(commands) {
+        let names_it = match patterns {
             None => true,
-            Some(patterns) => patterns.iter().any(|p| {
-                compile_glob(p).is_ok_and(|g| g.compile_matcher().is_match(command))
-            }),
+            Some(patterns) => patterns.iter().any(|m| m.is_match(command)),
         };
         if !names_it {
             continue;
@@ -485,9 +493,21 @@ fn runnable(spec: &AccessSpec, command: &str) -> bool {
 /// Rule (warning): every enabled alias can be run by someone. An alias no rule allows is
 /// dead weight in help and usually a forgotten rule.
 fn not_runnable(d: &mut Diagnostics, catalogue: &Catalogue, spec: &AccessSpec) {
+    let commands: Vec<Option<Vec<GlobMatcher>>> = spec
+        .rules
+        .iter()
+        .map(|rule| {
+            rule.commands.as_ref().map(|patterns| {
+                patterns
+                    .iter()
+                    .filter_map(|p| compile_glob(p).ok().map(|g| g.compile_matcher()))
+                    .collect()
+            })
+        })
+        .collect();
     let mut by_pack: BTreeMap<&str, Vec<&CatalogueAlias>> = BTreeMap::new();
     for alias in catalogue.aliases.iter().filter(|a| a.alias.enabled) {
-        if !runnable(spec, alias.alias.reference()) {
+        if !runnable(spec, &commands, alias.alias.reference()) {
             by_pack.entry(&alias.alias.pack).or_default().push(alias);
         }
     }
@@ -522,7 +542,10 @@ mod tests {
 
     #[test]
     fn examples_and_samples() {
-        assert_eq!(example_of("deploy {{app}} to {{env=prod}}").as_deref(), Some("deploy x to prod"));
+        assert_eq!(
+            example_of("deploy {{app}} to {{env=prod}}").as_deref(),
+            Some("deploy x to prod")
+        );
         assert_eq!(example_of("deploy <app> [to <env>]"), None);
         assert_eq!(samples("run {{cmd}} on {{hosts}}"), ["run x on x"]);
         assert!(samples("(?:\\b|^)fixes (?P<k>[A-Z]+)").is_empty());
@@ -535,7 +558,13 @@ mod tests {
     #[test]
     fn suggestions_keep_the_glob() {
         let refs = ["core.local", "core.remote", "packs.install"];
-        assert_eq!(command_suggestion("core.lcoal*", &refs).as_deref(), Some("core.local*"));
-        assert_eq!(command_suggestion("core.lcoal", &refs).as_deref(), Some("core.local"));
+        assert_eq!(
+            command_suggestion("core.lcoal*", &refs).as_deref(),
+            Some("core.local*")
+        );
+        assert_eq!(
+            command_suggestion("core.lcoal", &refs).as_deref(),
+            Some("core.local")
+        );
     }
 }

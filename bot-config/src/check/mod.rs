@@ -77,22 +77,25 @@ pub(crate) fn check(
             "",
         )]
     };
-    Ok((BotSpec {
-        name: name.into(),
-        description: description.into(),
-        source: file.display.clone().into(),
-        backend: backend.ok_or_else(|| missing("backend"))?,
-        stackstorm: stackstorm.ok_or_else(|| missing("stackstorm"))?,
-        chat,
-        access,
-        templates,
-        auth_page: match auth_page {
-            Some(a) => Some(a.ok_or_else(|| missing("auth_page"))?),
-            None => None,
+    Ok((
+        BotSpec {
+            name: name.into(),
+            description: description.into(),
+            source: file.display.clone().into(),
+            backend: backend.ok_or_else(|| missing("backend"))?,
+            stackstorm: stackstorm.ok_or_else(|| missing("stackstorm"))?,
+            chat,
+            access,
+            templates,
+            auth_page: match auth_page {
+                Some(a) => Some(a.ok_or_else(|| missing("auth_page"))?),
+                None => None,
+            },
+            health_listen,
+            log,
         },
-        health_listen,
-        log,
-    }, warnings))
+        warnings,
+    ))
 }
 
 /// Reads `stackstorm.catalogue`, runs the catalogue-only rules, then `more` (the rules
@@ -142,7 +145,8 @@ fn with_catalogue(
     for p in problems {
         d.push(p);
     }
-    let index = st2_alias::AliasIndex::new(catalogue.aliases.iter().map(|a| a.alias.clone()).collect());
+    let index =
+        st2_alias::AliasIndex::new(catalogue.aliases.iter().map(|a| a.alias.clone()).collect());
     self::catalogue::lint(d, &catalogue, &index);
     more(d, &catalogue);
 }
