@@ -49,16 +49,24 @@ fn main() {
             }
         };
         let file = SourceFile::new(display.clone(), text);
-        let spec = match bot_config::load(&file) {
+        let loaded = bot_config::load_in(&file, path.parent().unwrap_or(Path::new("")));
+        for input in &loaded.inputs {
+            println!("cargo::rerun-if-changed={}", input.display());
+        }
+        for warning in &loaded.warnings {
+            println!("cargo::warning={}", warning.render_short(&file));
+        }
+        let spec = match loaded.result {
             Ok(spec) => spec,
             Err(diagnostics) => {
                 errors.extend(diagnostics.iter().map(|d| d.render_short(&file)));
                 continue;
             }
         };
-        if let Some(other) = names.insert(spec.name.to_string(), display.clone()) {
+        let name_at = name_position(&file.text);
+        if let Some(other) = names.insert(spec.name.to_string(), format!("{display}:{name_at}")) {
             errors.push(format!(
-                "{display}: error: bot name `{}` is already used by {other} (help: give each bot its own `name`)",
+                "{display}:{name_at}: error: bot name `{}` is already used by {other} (help: give each bot its own `name`; it names the executable)",
                 spec.name
             ));
         }
@@ -106,6 +114,18 @@ fn main() {
     for e in &errors {
         println!("cargo::error={e}");
     }
+}
+
+/// `line:column` of the top-level `name:` value (the file start when not found).
+fn name_position(text: &str) -> String {
+    text.lines()
+        .enumerate()
+        .find_map(|(i, line)| {
+            let rest = line.strip_prefix("name:")?;
+            let column = 6 + rest.len() - rest.trim_start().len();
+            Some(format!("{}:{column}", i + 1))
+        })
+        .unwrap_or_else(|| "1:1".to_owned())
 }
 
 fn write_if_changed(path: &Path, content: &str) {

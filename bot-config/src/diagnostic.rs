@@ -6,8 +6,29 @@
 //! the same everywhere. [`Diagnostics`] is the accumulator every check pushes into.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use crate::source::{SourceFile, Span};
+
+/// How bad a problem is: an error stops the build, a warning is reported and the bot builds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    /// The definition cannot be built.
+    #[default]
+    Error,
+    /// The definition builds, but something in it is probably not what its author meant.
+    Warning,
+}
+
+impl Severity {
+    /// `error` or `warning`, as rendered.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        }
+    }
+}
 
 /// One problem in a bot definition: where, what, and how to fix it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,6 +48,11 @@ pub struct Diagnostic {
     pub note: Option<String>,
     /// The text under `span` is a secret: the snippet shows `***` in its place.
     pub redact: bool,
+    /// Error or warning.
+    pub severity: Severity,
+    /// The file the span points into when it is not the bot definition itself (an alias
+    /// file of the StackStorm catalogue).
+    pub origin: Option<Arc<SourceFile>>,
 }
 
 impl Diagnostic {
@@ -45,7 +71,33 @@ impl Diagnostic {
             help: None,
             note: None,
             redact: false,
+            severity: Severity::Error,
+            origin: None,
         }
+    }
+
+    /// Makes this a warning: reported, but the bot still builds.
+    #[must_use]
+    pub fn warning(mut self) -> Self {
+        self.severity = Severity::Warning;
+        self
+    }
+
+    /// Points the span into `file` instead of the bot definition.
+    #[must_use]
+    pub fn in_file(mut self, file: Arc<SourceFile>) -> Self {
+        self.origin = Some(file);
+        self
+    }
+
+    /// Whether this is a warning rather than an error.
+    pub fn is_warning(&self) -> bool {
+        self.severity == Severity::Warning
+    }
+
+    /// The file the span points into: the origin if any, else `definition`.
+    pub fn file<'a>(&'a self, definition: &'a SourceFile) -> &'a SourceFile {
+        self.origin.as_deref().unwrap_or(definition)
     }
 
     /// Marks the spanned text as a secret, so no rendering repeats it.
@@ -94,6 +146,7 @@ impl Diagnostic {
     /// `token`, …) written in clear, and the spanned text of a [`Diagnostic::redacted`]
     /// diagnostic, are shown as `***`.
     pub fn render_body(&self, file: &SourceFile) -> String {
+        let file = self.file(file);
         let mut out = String::new();
         out.push_str(&self.message);
         out.push('\n');
@@ -149,23 +202,28 @@ impl Diagnostic {
         out
     }
 
-    /// The long form as a standalone text (`error: …` plus the body).
+    /// The long form as a standalone text (`error: …` or `warning: …` plus the body).
     pub fn render_long(&self, file: &SourceFile) -> String {
-        format!("error: {}", self.render_body(file))
+        format!("{}: {}", self.severity.as_str(), self.render_body(file))
     }
 
     /// The one-line form: `` bots/acme.yaml:4:9: error: unknown backend `slak` (help: …) ``.
     pub fn render_short(&self, file: &SourceFile) -> String {
+        let file = self.file(file);
+        let severity = self.severity.as_str();
         let mut out = if self.span.line == 0 {
-            format!("{}: error: {}", file.display, self.message)
+            format!("{}: {severity}: {}", file.display, self.message)
         } else {
             format!(
-                "{}:{}:{}: error: {}",
+                "{}:{}:{}: {severity}: {}",
                 file.display, self.span.line, self.span.column, self.message
             )
         };
         if let Some(help) = &self.help {
             let _ = write!(out, " (help: {help})");
+        }
+        if let Some(note) = &self.note {
+            let _ = write!(out, " (note: {note})");
         }
         out
     }
@@ -297,16 +355,31 @@ impl Diagnostics {
         !self.items.is_empty()
     }
 
-    /// Consumes the accumulator: the diagnostics sorted by position, or `Ok(())`.
-    pub fn finish(mut self) -> Result<(), Vec<Diagnostic>> {
+    /// Whether any error (not a warning) was recorded so far.
+    pub fn has_hard_errors(&self) -> bool {
+        self.items.iter().any(|d| !d.is_warning())
+    }
+
+    /// Consumes the accumulator: `Err` with the errors sorted by position when there is
+    /// any, else `Ok` with the warnings (possibly none), sorted the same way. Diagnostics
+    /// in the definition come first, then those in other files by file name.
+    pub fn finish(mut self) -> Result<Vec<Diagnostic>, Vec<Diagnostic>> {
         self.consumed = true;
         let mut items = std::mem::take(&mut self.items);
-        if items.is_empty() {
-            return Ok(());
-        }
-        items.sort_by(|a, b| a.span.cmp(&b.span).then_with(|| a.id.cmp(b.id)));
+        items.sort_by(|a, b| {
+            let file = |d: &Diagnostic| d.origin.as_ref().map(|f| f.display.clone());
+            file(a)
+                .cmp(&file(b))
+                .then_with(|| a.span.cmp(&b.span))
+                .then_with(|| a.id.cmp(b.id))
+        });
         items.dedup();
-        Err(items)
+        let (warnings, errors): (Vec<_>, Vec<_>) = items.into_iter().partition(|d| d.is_warning());
+        if errors.is_empty() {
+            Ok(warnings)
+        } else {
+            Err(errors)
+        }
     }
 }
 

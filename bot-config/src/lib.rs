@@ -6,6 +6,7 @@
 //! (the result), and, behind the `codegen` feature, `codegen` (expand into Rust).
 
 pub mod acl;
+pub mod catalogue;
 mod check;
 #[cfg(feature = "codegen")]
 pub mod codegen;
@@ -22,14 +23,50 @@ pub use diagnostic::{Diagnostic, Diagnostics};
 pub use source::{SourceFile, Span};
 pub use spec::*;
 
-/// Parses and validates one bot definition.
+/// Parses and validates one bot definition; a catalogue it names is read relative to the
+/// directory of `file.display` (as seen from the current directory). Warnings are dropped:
+/// use [`load_in`] to see them and the files read.
 ///
 /// YAML syntax and type errors stop at the first (the parser cannot go on); every other
 /// problem in the file is reported together, sorted by position.
 pub fn load(file: &SourceFile) -> Result<BotSpec, Vec<Diagnostic>> {
-    let raw: raw::BotFile =
-        serde_saphyr::from_str(&file.text).map_err(|e| vec![check::from_parse_error(&e, file)])?;
-    check::check(raw, file)
+    let dir = std::path::Path::new(&file.display)
+        .parent()
+        .unwrap_or(std::path::Path::new(""));
+    load_in(file, dir).result
+}
+
+/// What loading a definition gave: the spec or the errors, the warnings, and every file
+/// besides the definition that was read (to be tracked by the build).
+#[derive(Debug)]
+pub struct Loaded {
+    /// The validated spec, or every error sorted by position.
+    pub result: Result<BotSpec, Vec<Diagnostic>>,
+    /// Problems that do not stop the build (empty when there are errors).
+    pub warnings: Vec<Diagnostic>,
+    /// Files read besides the definition (the catalogue's), as filesystem paths.
+    pub inputs: Vec<std::path::PathBuf>,
+}
+
+/// Parses and validates one bot definition whose directory on disk is `dir` (catalogue
+/// paths are relative to it).
+pub fn load_in(file: &SourceFile, dir: &std::path::Path) -> Loaded {
+    let mut inputs = Vec::new();
+    let checked = serde_saphyr::from_str::<raw::BotFile>(&file.text)
+        .map_err(|e| vec![check::from_parse_error(&e, file)])
+        .and_then(|raw| check::check(raw, file, dir, &mut inputs));
+    match checked {
+        Ok((spec, warnings)) => Loaded {
+            result: Ok(spec),
+            warnings,
+            inputs,
+        },
+        Err(errors) => Loaded {
+            result: Err(errors),
+            warnings: Vec::new(),
+            inputs,
+        },
+    }
 }
 
 /// The backend kinds a definition can name.

@@ -12,6 +12,16 @@ use serde::Deserialize;
 
 use crate::source::Spanned;
 
+/// Deserializes a key that is present as `Some`, even when its value is null (serde's
+/// `Option` would read `key: ~` as an absent key).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
 /// `groups:` as written: group name → members.
 pub type Groups = HashMap<Spanned<String>, Spanned<Vec<Spanned<String>>>>;
 
@@ -215,6 +225,27 @@ pub struct StackStorm {
     #[serde(default)]
     #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
     pub alias_refresh: Option<Spanned<String>>,
+    /// The site's StackStorm content (packs and/or `st2 … list -j` exports), read at build
+    /// time to check the access rules against the aliases that exist.
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<Catalogue>"))]
+    pub catalogue: Option<Spanned<Catalogue>>,
+}
+
+/// `stackstorm.catalogue:` — paths relative to the definition file.
+#[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Catalogue {
+    /// Directories of packs (`<pack>/aliases/*.yaml`, `<pack>/actions/*.yaml`, as in
+    /// `/opt/stackstorm/packs`), or single pack directories (with a `pack.yaml`).
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<Vec<String>>"))]
+    pub packs: Option<Spanned<Vec<Spanned<String>>>>,
+    /// JSON exports: `st2 action-alias list -j` and/or `st2 action list -j` output files.
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<Vec<String>>"))]
+    pub exports: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `stackstorm.auth:` — exactly one of `api_key`, `token`, or `username` + `password`.
@@ -245,10 +276,11 @@ pub struct StackStormAuth {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Chat {
-    /// Command prefix (default `!`).
-    #[serde(default)]
+    /// Command prefix (default `!`). `prefix: ~` (YAML null) is kept as `Some(None)` so the
+    /// check can say it is not a prefix, rather than silently using the default.
+    #[serde(default, deserialize_with = "present")]
     #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
-    pub prefix: Option<Spanned<String>>,
+    pub prefix: Option<Spanned<Option<String>>>,
     /// Also answer messages that mention the bot (default true).
     #[serde(default)]
     #[cfg_attr(feature = "schema", schemars(with = "Option<bool>"))]

@@ -10,7 +10,7 @@ use serde_saphyr::Location;
 pub type Spanned<T> = serde_saphyr::Spanned<T>;
 
 /// A bot definition file as read: the path to show in diagnostics and its text.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SourceFile {
     /// Relative path shown to users (`bots/acme.yaml`); never an absolute path.
     pub display: String,

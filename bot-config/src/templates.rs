@@ -139,9 +139,6 @@ pub const HELPERS: &[&str] = &[
     "and", "or", "not", "len", "truncate", "upper", "lower", "json", "code",
 ];
 
-/// Block helpers that change the context (`this`) inside their body.
-const CONTEXT_CHANGING: &[&str] = &["each", "with"];
-
 /// A problem found in a template, with its position inside the template text (1-based).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TemplateProblem {
@@ -169,6 +166,8 @@ pub enum ProblemKind {
     },
     /// A helper that does not exist.
     UnknownHelper(String),
+    /// A partial (`{{> name}}`): the bot registers none, so it would fail at run time.
+    Partial(String),
 }
 
 /// Checks one template against a slot's variables.
@@ -187,29 +186,37 @@ pub fn check_template(source: &str, slot: &Slot) -> Vec<TemplateProblem> {
         }
     };
     let mut out = Vec::new();
-    walk(&template, slot, 0, (1, 1), &mut out);
+    walk(&template, &[Var::Object(slot.vars)], (1, 1), &mut out);
     out
 }
 
-fn walk(t: &Template, slot: &Slot, depth: u32, at: (usize, usize), out: &mut Vec<TemplateProblem>) {
+/// Walks a template; `scopes` holds the shape of the context at each block depth (the
+/// slot's variables outermost; `#with` and `#each` push the shape of what they enter).
+fn walk(t: &Template, scopes: &[Var], at: (usize, usize), out: &mut Vec<TemplateProblem>) {
     for (i, element) in t.elements.iter().enumerate() {
         let pos = t.mapping.get(i).map(|m| (m.0, m.1)).unwrap_or(at);
         match element {
             TemplateElement::Expression(h)
             | TemplateElement::HtmlExpression(h)
-            | TemplateElement::HelperBlock(h) => helper(h, slot, depth, pos, out),
+            | TemplateElement::HelperBlock(h) => helper(h, scopes, pos, out),
+            TemplateElement::PartialExpression(p) | TemplateElement::PartialBlock(p) => {
+                out.push(TemplateProblem {
+                    line: pos.0 as u32,
+                    column: pos.1 as u32,
+                    len: 1,
+                    kind: ProblemKind::Partial(match &p.name {
+                        Parameter::Name(n) => n.clone(),
+                        Parameter::Path(handlebars::Path::Relative((_, raw))) => raw.clone(),
+                        other => format!("{other:?}"),
+                    }),
+                });
+            }
             _ => {}
         }
     }
 }
 
-fn helper(
-    h: &HelperTemplate,
-    slot: &Slot,
-    depth: u32,
-    pos: (usize, usize),
-    out: &mut Vec<TemplateProblem>,
-) {
+fn helper(h: &HelperTemplate, scopes: &[Var], pos: (usize, usize), out: &mut Vec<TemplateProblem>) {
     let is_call = h.block || !h.params.is_empty() || !h.hash.is_empty();
     if is_call {
         if let Some(name) = h.name.as_name()
@@ -223,71 +230,96 @@ fn helper(
             });
         }
     } else {
-        param(&h.name, slot, depth, pos, out);
+        param(&h.name, scopes, pos, out);
     }
     for p in h.params.iter().chain(h.hash.values()) {
-        param(p, slot, depth, pos, out);
+        param(p, scopes, pos, out);
     }
-    let inner = if h.block
-        && h.name
-            .as_name()
-            .is_some_and(|n| CONTEXT_CHANGING.contains(&n))
-    {
-        depth + 1
-    } else {
-        depth
+    // What the body of `#with x` / `#each x` sees as its context.
+    let entered = match (h.block, h.name.as_name(), h.params.first()) {
+        (true, Some("with"), Some(p)) => Some(shape_of(p, scopes).unwrap_or(Var::Open)),
+        (true, Some("each"), Some(p)) => Some(match shape_of(p, scopes) {
+            Some(Var::List) => Var::Leaf,
+            _ => Var::Open,
+        }),
+        (true, Some("with" | "each"), None) => Some(Var::Open),
+        _ => None,
     };
     if let Some(t) = &h.template {
-        walk(t, slot, inner, pos, out);
+        match entered {
+            Some(var) => {
+                let mut inner = scopes.to_vec();
+                inner.push(var);
+                walk(t, &inner, pos, out);
+            }
+            None => walk(t, scopes, pos, out),
+        }
     }
     if let Some(t) = &h.inverse {
-        walk(t, slot, depth, pos, out);
+        walk(t, scopes, pos, out);
     }
 }
 
-fn param(
-    p: &Parameter,
-    slot: &Slot,
-    depth: u32,
-    pos: (usize, usize),
-    out: &mut Vec<TemplateProblem>,
-) {
+fn param(p: &Parameter, scopes: &[Var], pos: (usize, usize), out: &mut Vec<TemplateProblem>) {
     match p {
-        Parameter::Name(name) => check_path(name, slot, depth, pos, out),
-        Parameter::Path(handlebars::Path::Relative((_, raw))) => {
-            check_path(raw, slot, depth, pos, out)
-        }
+        Parameter::Name(name) => check_path(name, scopes, pos, out),
+        Parameter::Path(handlebars::Path::Relative((_, raw))) => check_path(raw, scopes, pos, out),
         Parameter::Subexpression(s) => {
             if let TemplateElement::Expression(h) = &*s.element {
-                helper(h, slot, depth, pos, out);
+                helper(h, scopes, pos, out);
             }
         }
         _ => {}
     }
 }
 
-/// Checks a path such as `execution.id`, `../prefix`, `this` or `@index`.
-fn check_path(
-    raw: &str,
-    slot: &Slot,
-    depth: u32,
-    pos: (usize, usize),
-    out: &mut Vec<TemplateProblem>,
-) {
+/// The scope a path starts from (after its `../`), and the rest of the path; `None` for
+/// paths that need no check (`@index`, `this`).
+fn start<'a>(raw: &'a str, scopes: &[Var]) -> Option<(Var, &'a str)> {
     let mut path = raw.trim();
-    let mut level = depth;
+    let mut level = scopes.len().saturating_sub(1);
     while let Some(rest) = path.strip_prefix("../") {
         path = rest;
         level = level.saturating_sub(1);
     }
-    if path.starts_with('@') || path == "this" || path.starts_with("this.") || path == "." {
-        return;
+    let scope = scopes.get(level).copied().unwrap_or(Var::Open);
+    if path.starts_with('@') || path == "." {
+        return None;
     }
-    if level > 0 {
-        // Inside `#each`/`#with` the context is an item whose shape is not known here.
-        return;
+    if path == "this" {
+        return Some((scope, ""));
     }
-    let mut kind = Var::Object(slot.vars);
+    let path = path
+        .strip_prefix("this.")
+        .or_else(|| path.strip_prefix("this/"))
+        .unwrap_or(path);
+    Some((scope, path))
+}
+
+/// The shape a parameter refers to, when it is a path that can be followed.
+fn shape_of(p: &Parameter, scopes: &[Var]) -> Option<Var> {
+    let raw = match p {
+        Parameter::Name(name) => name.as_str(),
+        Parameter::Path(handlebars::Path::Relative((_, raw))) => raw.as_str(),
+        _ => return None,
+    };
+    let (mut kind, path) = start(raw, scopes)?;
+    for segment in path.split(['.', '/']).filter(|s| !s.is_empty()) {
+        let segment = segment.trim_start_matches('[').trim_end_matches(']');
+        kind = match kind {
+            Var::Object(fields) => fields.iter().find(|(n, _)| *n == segment)?.1,
+            _ => return None,
+        };
+    }
+    Some(kind)
+}
+
+/// Checks a path such as `execution.id`, `../prefix`, `this` or `@index` against the
+/// context it is read in.
+fn check_path(raw: &str, scopes: &[Var], pos: (usize, usize), out: &mut Vec<TemplateProblem>) {
+    let Some((mut kind, path)) = start(raw, scopes) else {
+        return;
+    };
     for segment in path.split(['.', '/']).filter(|s| !s.is_empty()) {
         let segment = segment.trim_start_matches('[').trim_end_matches(']');
         match kind {
@@ -348,5 +380,39 @@ mod tests {
         let result = slot("result").unwrap();
         assert!(check_template("{{extra.slack.color}} {{context.thread}}", result).is_empty());
         assert!(!check_template("{{#if message}}", result).is_empty());
+    }
+
+    #[test]
+    fn block_helpers_and_partials_are_checked() {
+        let ack = slot("ack").unwrap();
+        let paths = |t: &str| -> Vec<String> {
+            check_template(t, ack)
+                .into_iter()
+                .map(|p| match p.kind {
+                    ProblemKind::UnknownVariable { path, .. } => path,
+                    ProblemKind::Partial(name) => format!("> {name}"),
+                    other => format!("{other:?}"),
+                })
+                .collect()
+        };
+        assert_eq!(
+            paths("{{#with execution}}{{id}} {{statuss}} {{../user}}{{/with}}"),
+            ["statuss"]
+        );
+        assert_eq!(paths("{{#with execution}}{{../usr}}{{/with}}"), ["../usr"]);
+        assert!(paths("{{#with extra}}{{anything}}{{/with}}").len() == 1); // no `extra` in ack
+        let no_match = slot("no_match").unwrap();
+        assert!(
+            check_template(
+                "{{#each suggestions}}{{this}} {{@index}} {{../prefix}}{{/each}}",
+                no_match
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            check_template("{{#each suggestions}}{{name}}{{/each}}", no_match).len(),
+            1
+        );
+        assert_eq!(paths("{{> footer}}"), ["> footer"]);
     }
 }

@@ -73,21 +73,50 @@ pub fn bot(input: TokenStream) -> TokenStream {
         }
     };
     let file = SourceFile::new(display, text);
-    let tokens = match bot_config::load(&file) {
-        Ok(spec) => codegen::expand(&spec, &tracked),
+    let dir = path.parent().unwrap_or(Path::new(""));
+    let loaded = bot_config::load_in(&file, dir);
+    // Every catalogue file read is tracked like the definition itself.
+    let inputs = loaded.inputs.iter().map(|p| {
+        let p = p.to_string_lossy().into_owned();
+        quote_spanned!(span=> const _: &[u8] = ::core::include_bytes!(#p);)
+    });
+    let inputs = quote::quote!(#(#inputs)*);
+    let tokens = match loaded.result {
+        Ok(spec) => {
+            let expanded = codegen::expand(&spec, &tracked);
+            let warnings = loaded
+                .warnings
+                .iter()
+                .map(|d| warning(&d.render_body(&file), span));
+            quote::quote!(#expanded #inputs #(#warnings)*)
+        }
         Err(diagnostics) => {
             let errors = diagnostics.iter().map(|d| {
                 let message = d.render_body(&file);
                 quote_spanned!(span=> ::core::compile_error!(#message);)
             });
             let skeleton = codegen::skeleton(Some(&tracked));
-            quote::quote!(#(#errors)* #skeleton)
+            quote::quote!(#(#errors)* #skeleton #inputs)
         }
     };
     if input.print {
         println!("{}", codegen::pretty(tokens.clone(), &file.display));
     }
     tokens.into()
+}
+
+/// A compiler warning on stable Rust: the use of a deprecated item whose note is the
+/// diagnostic (proc macros have no warning API on stable). rustc prints it as
+/// `warning: use of deprecated constant …: <the diagnostic>`.
+fn warning(message: &str, span: proc_macro2::Span) -> proc_macro2::TokenStream {
+    quote_spanned!(span=>
+        const _: () = {
+            #[deprecated(note = #message)]
+            #[allow(non_upper_case_globals)]
+            const st2bot_definition_warning: () = ();
+            st2bot_definition_warning
+        };
+    )
 }
 
 /// The definition file and the path to show for it: package-root relative if it exists

@@ -92,7 +92,7 @@ fn generate_aliases(count: usize) -> Vec<Alias> {
                     representation: Some(Representation::Many(vec![format!(
                         "(?:\\b|^){noun} (?P<key>[A-Z][A-Z0-9]+-[0-9]+)(?:\\b|$)"
                     )])),
-                    match_multiple: Some(i % 40 == 4),
+                    match_multiple: Some(Some(i % 40 == 4)),
                 })],
                 5 if i % 100 == 5 => vec![plain(format!("{{{{text}}}} for {noun} please"))],
                 _ => vec![plain(format!("{verb} {noun} {{{{name}}}}"))],

@@ -2,7 +2,7 @@
 //! the expansion of their `formats` into match patterns (`normalise_alias_format_string` and
 //! `list_format_strings_from_aliases` in `st2common/util/actionalias_matching.py`).
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 /// One action alias. Deserializes from StackStorm's API JSON; fields this crate does not
@@ -187,7 +187,9 @@ pub enum FormatEntry {
     Object(FormatObject),
 }
 
-/// A format object. `null` and a missing key are not told apart.
+/// A format object. For `display` and `representation`, `null` and a missing key are not
+/// told apart (StackStorm treats both alike); for `match_multiple` they are, since StackStorm
+/// copies a `null` into its match result where a missing key reads as `false`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct FormatObject {
     /// Help text.
@@ -196,9 +198,19 @@ pub struct FormatObject {
     /// The patterns, normally a list.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub representation: Option<Representation>,
-    /// True for patterns matched anywhere and executed once per match.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub match_multiple: Option<bool>,
+    /// True for patterns matched anywhere and executed once per match. `None`: no key
+    /// (reads as `false`); `Some(None)`: `null`, kept as such (it executes like `false`).
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub match_multiple: Option<Option<bool>>,
+}
+
+/// A key that is present: `null` becomes `Some(None)` (serde's default would give `None`).
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<bool>>, D::Error> {
+    Option::<bool>::deserialize(deserializer).map(Some)
 }
 
 /// A `representation`: a list, or (tolerated by StackStorm's matcher) a single string.
@@ -218,8 +230,10 @@ pub(crate) struct Pattern {
     pub(crate) format_index: usize,
     pub(crate) display: Option<String>,
     pub(crate) representation: String,
-    /// `None` where StackStorm leaves the key out (display-only objects).
+    /// `None` where StackStorm leaves the key out (display-only objects) or copies a `null`.
     pub(crate) match_multiple: Option<bool>,
+    /// A display-only object: StackStorm's match dict has no `match_multiple` key.
+    pub(crate) display_only: bool,
 }
 
 impl FormatEntry {
@@ -229,7 +243,7 @@ impl FormatEntry {
         matches!(
             self,
             FormatEntry::Object(FormatObject {
-                match_multiple: Some(true),
+                match_multiple: Some(Some(true)),
                 ..
             })
         )
@@ -264,6 +278,7 @@ impl FormatEntry {
                 display: Some(format.clone()),
                 representation: format.clone(),
                 match_multiple: Some(false),
+                display_only: false,
             }],
             FormatEntry::Object(object) => {
                 let representations: Vec<String> = match &object.representation {
@@ -279,6 +294,7 @@ impl FormatEntry {
                         display: object.display.clone(),
                         representation: String::new(),
                         match_multiple: None,
+                        display_only: true,
                     }];
                 }
                 representations
@@ -287,7 +303,8 @@ impl FormatEntry {
                         format_index,
                         display: object.display.clone(),
                         representation,
-                        match_multiple: Some(object.match_multiple.unwrap_or(false)),
+                        match_multiple: object.match_multiple.unwrap_or(Some(false)),
+                        display_only: false,
                     })
                     .collect()
             }
@@ -361,11 +378,38 @@ mod tests {
         assert_eq!(patterns.len(), 1);
         assert_eq!(patterns[0].representation, "");
         assert_eq!(patterns[0].match_multiple, None);
+        assert!(patterns[0].display_only);
         let empty_display = FormatEntry::Object(FormatObject {
             display: Some(String::new()),
             ..FormatObject::default()
         });
         assert!(empty_display.patterns(0).is_empty());
         assert_eq!(FormatEntry::Plain(String::new()).patterns(0).len(), 1);
+    }
+
+    #[test]
+    fn match_multiple_null_is_kept() {
+        let entries: Vec<FormatEntry> = serde_json::from_str(
+            r#"[{"representation": ["a"], "match_multiple": null},
+                {"representation": ["b"]},
+                {"representation": ["c"], "match_multiple": true}]"#,
+        )
+        .expect("valid formats");
+        let multiple: Vec<_> = entries
+            .iter()
+            .map(|e| e.patterns(0)[0].match_multiple)
+            .collect();
+        assert_eq!(multiple, [None, Some(false), Some(true)]);
+        assert!(!entries[0].patterns(0)[0].display_only);
+        assert!(!entries[0].is_match_multiple());
+        // Written back as it was read.
+        assert_eq!(
+            serde_json::to_value(&entries[0]).expect("serializes"),
+            serde_json::json!({"representation": ["a"], "match_multiple": null})
+        );
+        assert_eq!(
+            serde_json::to_value(&entries[1]).expect("serializes"),
+            serde_json::json!({"representation": ["b"]})
+        );
     }
 }

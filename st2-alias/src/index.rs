@@ -39,8 +39,11 @@ pub struct Match {
     /// The pattern that matched (what `POST /aliasexecution` takes as `format`).
     pub representation: String,
     /// The entry's `match_multiple`; `None` where StackStorm leaves the key out (a
-    /// display-only object), which makes `match_and_execute` fail. `null` reads as `false`.
+    /// display-only object, see [`Match::display_only`]) or copies a `null` from the alias.
     pub match_multiple: Option<bool>,
+    /// The entry is a display-only object: StackStorm's match has no `match_multiple` key,
+    /// which makes `match_and_execute` fail (a `null` executes like `false`).
+    pub display_only: bool,
 }
 
 /// Which of StackStorm's two passes chose a [`Resolved`] match.
@@ -343,6 +346,7 @@ impl AliasIndex {
             display: indexed.pattern.display.clone(),
             representation: indexed.pattern.representation.clone(),
             match_multiple: indexed.pattern.match_multiple,
+            display_only: indexed.pattern.display_only,
         }
     }
 
@@ -476,9 +480,11 @@ impl AliasIndex {
         resolved: &Resolved,
         command: &str,
     ) -> Result<Vec<Params>, ExtractError> {
-        let match_multiple = resolved
-            .match_multiple
-            .ok_or(ExtractError::MissingMatchMultiple)?;
+        if resolved.display_only {
+            return Err(ExtractError::MissingMatchMultiple);
+        }
+        // `null` is falsy in StackStorm's `extract_parameters`.
+        let match_multiple = resolved.match_multiple.unwrap_or(false);
         let alias = self
             .aliases
             .iter()

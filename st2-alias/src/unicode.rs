@@ -6,6 +6,10 @@
 //! The category-based classes are written as Unicode property classes, so they follow the
 //! Unicode version of the `regex` crate rather than Python's 14.0: characters assigned after
 //! Unicode 14 may differ. Everything else is exact.
+//!
+//! [`lookup_name`] is `unicodedata.lookup` for `\N{name}` escapes, on the `unicode_names2`
+//! tables (a newer Unicode than 14.0: names assigned later are accepted where Python 3.11
+//! rejects them).
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -220,5 +224,53 @@ mod tests {
         assert_eq!(closure, vec!['S' as u32, 's' as u32, 'ſ' as u32]);
         let closure = case_insensitive_closure([lower('K' as u32)]);
         assert!(closure.contains(&0x212a), "Kelvin sign lowers to k");
+    }
+}
+
+/// `unicodedata.lookup(name)` as `re` uses it for `\N{name}`: a character name, an
+/// algorithmic name (`CJK UNIFIED IDEOGRAPH-4E00`, `HANGUL SYLLABLE GAG`) or a name alias
+/// (`LINE FEED`, `NBSP`), in any ASCII case. `unicode_names2` also accepts loose spellings
+/// (`em_dash`, `EMDASH`) that Python rejects; a result is kept only if the name, upper-cased,
+/// is the character's own name, or (for aliases, which that crate cannot list) is written in
+/// the strict form Unicode names have: words of `A`–`Z`, `0`–`9` and inner hyphens separated
+/// by single spaces. Named sequences are not characters and give `None`, as in `re`.
+pub(crate) fn lookup_name(name: &str) -> Option<char> {
+    let c = unicode_names2::character(name)?;
+    let upper = name.to_ascii_uppercase();
+    if unicode_names2::name(c).is_some_and(|n| n.to_string() == upper) {
+        return Some(c);
+    }
+    let strict = upper.split(' ').all(|word| {
+        !word.is_empty()
+            && !word.starts_with('-')
+            && !word.ends_with('-')
+            && word
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '-')
+    });
+    strict.then_some(c)
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::lookup_name;
+
+    #[test]
+    fn names_aliases_and_case_like_python() {
+        assert_eq!(lookup_name("EM DASH"), Some('\u{2014}'));
+        assert_eq!(lookup_name("em dash"), Some('\u{2014}'));
+        assert_eq!(lookup_name("LINE FEED"), Some('\n'));
+        assert_eq!(lookup_name("NBSP"), Some('\u{a0}'));
+        assert_eq!(lookup_name("CJK UNIFIED IDEOGRAPH-4E00"), Some('\u{4e00}'));
+        assert_eq!(lookup_name("HANGUL SYLLABLE GAG"), Some('\u{ac01}'));
+        // Loose spellings and named sequences are Python errors.
+        assert_eq!(lookup_name("EM  DASH"), None);
+        assert_eq!(lookup_name("EM_DASH"), None);
+        assert_eq!(lookup_name(" EM DASH"), None);
+        assert_eq!(
+            lookup_name("LATIN CAPITAL LETTER A WITH MACRON AND GRAVE"),
+            None
+        );
+        assert_eq!(lookup_name("NOT A CHARACTER NAME"), None);
     }
 }

@@ -16,6 +16,9 @@ use crate::suggest::{did_you_mean_help, list_words};
 /// Rule: the file must be one YAML document whose keys and value types are those of the
 /// schema.
 pub(crate) fn from_parse_error(error: &Error, file: &SourceFile) -> Diagnostic {
+    if let Some(d) = invisible_indentation(file) {
+        return d;
+    }
     let error = innermost(error);
     let span = error
         .location()
@@ -77,11 +80,23 @@ pub(crate) fn from_parse_error(error: &Error, file: &SourceFile) -> Diagnostic {
         Error::InvalidBooleanStrict { .. } => {
             wrong_type(span, "`true` or `false`", "write `true` or `false`")
         }
-        Error::NullIntoString { .. } => wrong_type(
-            span,
-            "a value, but it is empty",
-            "write a value after the colon (or remove the key if it is optional)",
-        ),
+        Error::NullIntoString { .. } => match comment_as_value(file, span) {
+            Some(word) => Diagnostic::new(
+                "wrong-type",
+                file.line_text(span.line)
+                    .chars()
+                    .position(|c| c == '#')
+                    .map_or(span, |i| Span::new(span.line, u32::try_from(i + 1).unwrap_or(1), 1 + char_len(&word))),
+                "wrong type: expected a value, but it is empty",
+                "`#` starts a comment here",
+            )
+            .help(format!("`#` after a space starts a YAML comment, so `#{word}` is not read: quote it, `\"#{word}\"`")),
+            None => wrong_type(
+                span,
+                "a value, but it is empty",
+                "write a value after the colon (or remove the key if it is optional)",
+            ),
+        },
         Error::Unexpected { expected, .. }
             if expected.contains("string") && starts_template(file, span) =>
         {
@@ -93,7 +108,10 @@ pub(crate) fn from_parse_error(error: &Error, file: &SourceFile) -> Diagnostic {
             )
             .help("put the whole template in quotes, e.g. `ack: \"{{user}}: running {{alias}}\"`, or use a `|` block")
         }
-        Error::Unexpected { expected, .. } => unexpected(span, expected),
+        Error::Unexpected { expected, .. } => misindented(file, span).unwrap_or_else(|| unexpected(span, expected)),
+        Error::SerdeInvalidType { .. } if misindented(file, span).is_some() => {
+            misindented(file, span).unwrap_or_else(|| unexpected(span, ""))
+        }
         Error::SerdeInvalidType { expected, .. } => {
             if expected.contains("sequence") {
                 unexpected(span, "sequence start")
@@ -131,6 +149,100 @@ pub(crate) fn from_parse_error(error: &Error, file: &SourceFile) -> Diagnostic {
             syntax(span, &text, GENERIC_SYNTAX_HELP)
         }
     }
+}
+
+/// Characters that look like indentation but are not YAML whitespace.
+const INVISIBLE: &[(char, &str)] = &[
+    ('\u{a0}', "a non-breaking space (U+00A0)"),
+    ('\u{2007}', "a figure space (U+2007)"),
+    ('\u{202f}', "a narrow non-breaking space (U+202F)"),
+    ('\u{3000}', "an ideographic space (U+3000)"),
+    ('\u{200b}', "a zero-width space (U+200B)"),
+    ('\u{feff}', "a byte order mark (U+FEFF)"),
+];
+
+/// Rule: indentation is made of ordinary spaces. A non-breaking space (pasted from a web
+/// page or a chat) before a key is part of the key for YAML, which then reports a missing
+/// key somewhere else; name the invisible character where it is instead.
+fn invisible_indentation(file: &SourceFile) -> Option<Diagnostic> {
+    file.text.lines().enumerate().find_map(|(i, line)| {
+        let (column, (c, what)) = line
+            .chars()
+            .take_while(|c| c.is_whitespace() || *c == '\u{200b}' || *c == '\u{feff}' || *c == '-')
+            .enumerate()
+            .find_map(|(col, c)| INVISIBLE.iter().find(|(x, _)| *x == c).map(|x| (col, *x)))?;
+        if i == 0 && column == 0 && c == '\u{feff}' {
+            return None; // a byte order mark at the very start is allowed
+        }
+        Some(
+            Diagnostic::new(
+                "invisible-character",
+                Span::new(
+                    u32::try_from(i + 1).unwrap_or(u32::MAX),
+                    u32::try_from(column + 1).unwrap_or(1),
+                    1,
+                ),
+                format!(
+                    "this line is indented with {what}, which YAML does not count as indentation"
+                ),
+                "invisible character here",
+            )
+            .help("replace it with an ordinary space (retype the indentation)"),
+        )
+    })
+}
+
+/// The word after `#` when the value at `span` is empty because `- #word` or `key: #word`
+/// made it a comment.
+fn comment_as_value(file: &SourceFile, span: Span) -> Option<String> {
+    let line = file.line_text(span.line);
+    let code = line
+        .trim_start()
+        .strip_prefix('-')
+        .map(str::trim_start)
+        .or_else(|| line.split_once(": ").map(|(_, v)| v.trim_start()))?;
+    let word: String = code
+        .strip_prefix('#')?
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect();
+    (!word.is_empty()).then_some(word)
+}
+
+/// A block that is merely mis-indented: `key:` followed by lines that should be under it
+/// but start at the same column. Gives advice about indentation rather than about `{`/`[`.
+fn misindented(file: &SourceFile, span: Span) -> Option<Diagnostic> {
+    let indent = |l: &str| l.chars().take_while(|c| *c == ' ').count();
+    // The key whose value is missing: the nearest line at or above the error that ends
+    // with `:` (a block key with nothing after it).
+    let (key_line, key_text) = (span.line.saturating_sub(3).max(1)..=span.line)
+        .rev()
+        .map(|l| (l, file.line_text(l)))
+        .find(|(_, t)| {
+            let code = t.split(" #").next().unwrap_or(t).trim_end();
+            code.ends_with(':') && !code.trim_start().starts_with('#')
+        })?;
+    let next = (key_line + 1..key_line + 4)
+        .map(|l| (l, file.line_text(l)))
+        .find(|(_, t)| !t.trim().is_empty() && !t.trim_start().starts_with('#'))?;
+    if indent(next.1) > indent(key_text) || next.1.trim_start().starts_with('-') {
+        return None;
+    }
+    let key = key_text
+        .trim()
+        .trim_end_matches(':')
+        .trim_start_matches("- ");
+    Some(
+        Diagnostic::new(
+            "wrong-type",
+            Span::new(next.0, u32::try_from(indent(next.1) + 1).unwrap_or(1), 1),
+            format!("`{key}:` is empty: the lines below it are not indented under it"),
+            format!("indent this line more than `{key}:`"),
+        )
+        .help(format!(
+            "indent the keys that belong to `{key}` by two more spaces than `{key}:` itself"
+        )),
+    )
 }
 
 const GENERIC_SYNTAX_HELP: &str = "check the indentation (spaces only), the colon after each key, and that every quote and bracket is closed";

@@ -6,6 +6,7 @@
 
 mod access;
 mod backend;
+pub(crate) mod catalogue;
 mod durations;
 mod keys;
 mod scalar;
@@ -14,6 +15,9 @@ mod stackstorm;
 mod templates;
 mod values;
 
+use std::path::{Path, PathBuf};
+
+use crate::catalogue::{Catalogue, SourcePath};
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::raw::BotFile;
 use crate::source::{SourceFile, Span, Spanned};
@@ -26,14 +30,26 @@ pub(crate) fn backend_kinds() -> Vec<&'static str> {
     backend::kinds().collect()
 }
 
-/// Checks a parsed definition; `Err` holds every problem, sorted by position.
-pub(crate) fn check(raw: BotFile, file: &SourceFile) -> Result<BotSpec, Vec<Diagnostic>> {
+/// Checks a parsed definition; `Err` holds every error, sorted by position, `Ok` the spec
+/// and the warnings. Catalogue paths are taken relative to `dir`, the definition's
+/// directory; the files read are added to `inputs`.
+pub(crate) fn check(
+    raw: BotFile,
+    file: &SourceFile,
+    dir: &Path,
+    inputs: &mut Vec<PathBuf>,
+) -> Result<(BotSpec, Vec<Diagnostic>), Vec<Diagnostic>> {
     let mut d = Diagnostics::new();
     let name = values::bot_name(&mut d, &raw.name);
     let backend = backend::check(&mut d, &raw.backend, file);
     let stackstorm = stackstorm::check(&mut d, &raw.stackstorm, file);
     let chat = chat(&mut d, raw.chat.as_ref(), file);
     let access = access::check(&mut d, raw.access.as_ref(), raw.groups.as_ref());
+    if let Some(catalogue) = &raw.stackstorm.value.catalogue {
+        with_catalogue(&mut d, catalogue, file, dir, inputs, |d, catalogue| {
+            self::catalogue::against_rules(d, catalogue, raw.access.as_ref(), &access);
+        });
+    }
     let templates = templates::check(&mut d, raw.templates.as_ref(), file);
     let auth_page = raw
         .auth_page
@@ -50,7 +66,7 @@ pub(crate) fn check(raw: BotFile, file: &SourceFile) -> Result<BotSpec, Vec<Diag
         .as_ref()
         .map(|s| s.value.clone())
         .unwrap_or_default();
-    d.finish()?;
+    let warnings = d.finish()?;
     // Every part is present when no diagnostic was pushed; a missing part here is a bug in
     // a check (it returned None without reporting), reported as such rather than a panic.
     let missing = |what: &str| {
@@ -61,22 +77,78 @@ pub(crate) fn check(raw: BotFile, file: &SourceFile) -> Result<BotSpec, Vec<Diag
             "",
         )]
     };
-    Ok(BotSpec {
-        name: name.into(),
-        description: description.into(),
-        source: file.display.clone().into(),
-        backend: backend.ok_or_else(|| missing("backend"))?,
-        stackstorm: stackstorm.ok_or_else(|| missing("stackstorm"))?,
-        chat,
-        access,
-        templates,
-        auth_page: match auth_page {
-            Some(a) => Some(a.ok_or_else(|| missing("auth_page"))?),
-            None => None,
+    Ok((
+        BotSpec {
+            name: name.into(),
+            description: description.into(),
+            source: file.display.clone().into(),
+            backend: backend.ok_or_else(|| missing("backend"))?,
+            stackstorm: stackstorm.ok_or_else(|| missing("stackstorm"))?,
+            chat,
+            access,
+            templates,
+            auth_page: match auth_page {
+                Some(a) => Some(a.ok_or_else(|| missing("auth_page"))?),
+                None => None,
+            },
+            health_listen,
+            log,
         },
-        health_listen,
-        log,
-    })
+        warnings,
+    ))
+}
+
+/// Reads `stackstorm.catalogue`, runs the catalogue-only rules, then `more` (the rules
+/// that involve the definition).
+fn with_catalogue(
+    d: &mut Diagnostics,
+    raw: &Spanned<crate::raw::Catalogue>,
+    file: &SourceFile,
+    dir: &Path,
+    inputs: &mut Vec<PathBuf>,
+    more: impl FnOnce(&mut Diagnostics, &crate::catalogue::Catalogue),
+) {
+    let display_dir = Path::new(&file.display)
+        .parent()
+        .map(|p| p.to_string_lossy().replace('\\', "/"))
+        .unwrap_or_default();
+    let sources = |list: &Option<Spanned<Vec<Spanned<String>>>>| -> Vec<SourcePath> {
+        list.iter()
+            .flat_map(|l| l.value.iter())
+            .map(|p| SourcePath {
+                path: dir.join(&p.value),
+                display: if display_dir.is_empty() {
+                    p.value.clone()
+                } else {
+                    format!("{display_dir}/{}", p.value)
+                },
+                span: Span::of(p),
+            })
+            .collect()
+    };
+    let packs = sources(&raw.value.packs);
+    let exports = sources(&raw.value.exports);
+    if packs.is_empty() && exports.is_empty() {
+        d.push(
+            Diagnostic::new(
+                "empty-catalogue",
+                key_span(file, Span::start_of(raw), "catalogue"),
+                "`catalogue` names no packs and no exports",
+                "nothing to read",
+            )
+            .help("add `packs: [packs]` (a directory of packs) or `exports: [aliases.json]` (`st2 action-alias list -j`), or remove `catalogue`"),
+        );
+        return;
+    }
+    let (catalogue, problems) = Catalogue::read(&packs, &exports);
+    inputs.extend(catalogue.inputs.iter().cloned());
+    for p in problems {
+        d.push(p);
+    }
+    let index =
+        st2_alias::AliasIndex::new(catalogue.aliases.iter().map(|a| a.alias.clone()).collect());
+    self::catalogue::lint(d, &catalogue, &index);
+    more(d, &catalogue);
 }
 
 /// Where `key:` is written for a value at `value`: the parser records value positions
@@ -123,11 +195,29 @@ fn chat(
 ) -> ChatSpec {
     let default = crate::raw::Chat::default();
     let c = raw.map(|c| &c.value).unwrap_or(&default);
-    let prefix = c
-        .prefix
-        .as_ref()
-        .map(|p| values::prefix(d, p, file))
-        .unwrap_or_else(|| "!".to_owned());
+    let prefix = match &c.prefix {
+        None => "!".to_owned(),
+        Some(p) => match &p.value {
+            Some(text) => values::prefix(
+                d,
+                &Spanned::new(text.clone(), p.referenced, p.defined),
+                file,
+            ),
+            // Rule: `prefix: ~` is not a prefix (YAML reads `~` and `null` as no value).
+            None => {
+                d.push(
+                    Diagnostic::new(
+                        "invalid-prefix",
+                        key_span(file, Span::of(p), "prefix"),
+                        "`prefix` is null: YAML reads `~`, `null` and nothing at all as no value",
+                        "no prefix here",
+                    )
+                    .help("to use a tilde, quote it: `prefix: \"~\"`; leave `prefix` out for the default `!`"),
+                );
+                "!".to_owned()
+            }
+        },
+    };
     let help_command = c
         .help_command
         .as_ref()

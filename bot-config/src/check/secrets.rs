@@ -23,6 +23,23 @@ pub(crate) fn secret(d: &mut Diagnostics, raw: &Spanned<String>, key: &str) -> O
             );
             return None;
         };
+        // Rule: no shell-style default (`${NAME:-value}`): the default would be compiled
+        // into the executable, and it may be a password, so it is never repeated.
+        if let Some(cut) = name.find([':', '-', '=', '?', '+']) {
+            let var = &name[..cut];
+            d.push(
+                Diagnostic::new(
+                    "secret-default",
+                    Span::of(raw),
+                    format!("`{key}` gives `${{{var}}}` a default value, which would be compiled into the executable"),
+                    "defaults are not supported here",
+                )
+                .help(format!("write `${{{var}}}` and set `{var}` where the bot runs"))
+                .note("the default is not shown here: it may be a secret")
+                .redacted(),
+            );
+            return None;
+        }
         let valid = !name.is_empty()
             && !name.starts_with(|c: char| c.is_ascii_digit())
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');

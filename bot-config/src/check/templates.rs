@@ -55,10 +55,7 @@ fn check_one(
         let diag = match p.kind {
             ProblemKind::Syntax(reason) => {
                 let (index, len, what, help) = tag_balance(text).unwrap_or_else(|| {
-                    let what = match reason.split_once(": expected") {
-                        Some((head, _)) => head.to_owned(),
-                        None => reason,
-                    };
+                    let what = plain_reason(&reason);
                     (
                         at,
                         1,
@@ -99,12 +96,25 @@ fn check_one(
                     (Some(parent), false) => {
                         format!("`{parent}` has {}", list_words(known.iter().copied()))
                     }
+                    (None, _) if known.is_empty() => {
+                        "inside this `#each` each item is a single value: use `{{this}}`".to_owned()
+                    }
                     (None, _) => format!(
-                        "`{}` templates can use {}",
+                        "here `{}` templates can use {}",
                         slot.name,
                         list_words(known.iter().copied())
                     ),
                 })
+            }
+            ProblemKind::Partial(name) => {
+                let index = find_from(text, at, "{{>").unwrap_or(at);
+                Diagnostic::new(
+                    "template-partial",
+                    map.span(index, 3 + name.chars().count()),
+                    format!("template `{}` uses the partial `{name}`, which does not exist", slot.name),
+                    "partials are not available",
+                )
+                .help("write the text in place; each template is rendered on its own, without partials")
             }
             ProblemKind::UnknownHelper(name) => {
                 let index = find_from(text, at, &name).unwrap_or(at);
@@ -125,6 +135,29 @@ fn check_one(
             }
         };
         d.push(diag);
+    }
+}
+
+/// Handlebars' parse error in the user's terms: the parser's grammar rule names
+/// (`invert_tag_item`, `EOI`) and its position drawing say nothing to a template author.
+pub(super) fn plain_reason(reason: &str) -> String {
+    let head = reason
+        .split_once(": expected")
+        .map_or(reason, |(head, _)| head)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim();
+    let leaks = head.is_empty()
+        || head.contains("-->")
+        || head.contains("expected")
+        || head
+            .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+            .any(|w| w.contains('_') || w == "EOI");
+    if leaks {
+        "a `{{` tag here is not valid handlebars".to_owned()
+    } else {
+        head.to_owned()
     }
 }
 
@@ -221,4 +254,42 @@ fn tag_balance(text: &str) -> Option<(usize, usize, String, String)> {
             format!("add `{{{{/{name}}}}}` where the block ends"),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_reason;
+    use crate::templates::{ProblemKind, check_template, slot};
+
+    #[test]
+    fn parser_rule_names_never_reach_users() {
+        let ack = slot("ack").unwrap();
+        for broken in [
+            "{{#if user}}a{{else}}",
+            "{{^}}",
+            "{{#if a}}{{else else}}{{/if}}",
+            "{{{user}}",
+            "{{user b=}}",
+            "{{#each}}{{/each}}",
+            "{{!-- x",
+        ] {
+            for problem in check_template(broken, ack) {
+                if let ProblemKind::Syntax(reason) = problem.kind {
+                    let shown = plain_reason(&reason);
+                    assert!(
+                        !shown.contains('_') && !shown.contains("EOI") && !shown.contains("-->"),
+                        "{broken:?}: {shown:?} (from {reason:?})"
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            plain_reason("Invalid handlebars syntax: expected invert_tag_item"),
+            "Invalid handlebars syntax"
+        );
+        assert_eq!(
+            plain_reason(" --> 1:5\n  = expected invert_tag_item"),
+            "a `{{` tag here is not valid handlebars"
+        );
+    }
 }

@@ -99,17 +99,24 @@ pub(super) fn url(d: &mut Diagnostics, raw: &Spanned<String>, key: &str) -> Opti
     let parsed = match url::Url::parse(text) {
         Ok(u) => u,
         Err(e) => {
-            let (message, help) = if e == url::ParseError::RelativeUrlWithoutBase {
-                (
-                    format!("`{key}` is not a URL: it has no scheme"),
-                    format!("write `https://{text}`"),
-                )
-            } else {
-                (
-                    format!("`{key}` is not a URL: {e}"),
-                    "write an absolute URL such as `https://st2.example.com`".to_owned(),
-                )
-            };
+            let (message, help) =
+                if e == url::ParseError::RelativeUrlWithoutBase && text.starts_with('/') {
+                    // A path alone: `https://` in front would give `https:///stream`.
+                    (
+                        format!("`{key}` is not a URL: it is a path, with no scheme or host"),
+                        format!("write the whole URL, e.g. `https://st2.example.com{text}`"),
+                    )
+                } else if e == url::ParseError::RelativeUrlWithoutBase {
+                    (
+                        format!("`{key}` is not a URL: it has no scheme"),
+                        format!("write `https://{text}`"),
+                    )
+                } else {
+                    (
+                        format!("`{key}` is not a URL: {e}"),
+                        "write an absolute URL such as `https://st2.example.com`".to_owned(),
+                    )
+                };
             d.push(Diagnostic::new("invalid-url", Span::of(raw), message, "not a URL").help(help));
             return None;
         }

@@ -799,9 +799,19 @@ impl Parser {
                 }
                 Ok(Some(value))
             }
-            'N' => Err(PatternError::unsupported(
-                "named Unicode escapes (\\N{...}) are not supported",
-            )),
+            'N' => {
+                if !self.source.matches('{')? {
+                    return Err(self.error("missing {", 0));
+                }
+                let name = self.source.get_until('}', "character name")?;
+                match crate::unicode::lookup_name(&name) {
+                    Some(c) => Ok(Some(u32::from(c))),
+                    None => Err(self.error(
+                        format!("undefined character name {}", py_repr(&name)),
+                        name.chars().count() + 4,
+                    )),
+                }
+            }
             _ => Ok(None),
         }
     }

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Regenerates differential.formats.jsonl and differential.sets.jsonl beside this file.
 
-Extra conformance cases, produced the same way as shared/st2-vectors/: by running
+Extra conformance cases, produced the same way as st2-vectors/ (beside this file): by running
 StackStorm's own matching code (action_alias_utils.py and actionalias_matching.py, taken
 from a StackStorm/st2 checkout, not modified) on CPython 3.11, with the database query of
-get_matching_alias replaced by the in-memory filter that shared/st2-vectors/README.md
+get_matching_alias replaced by the in-memory filter that st2-vectors/README.md
 describes. The inputs are random (seeded) combinations chosen to reach corners the shared
 vectors do not: regex syntax, whitespace and quoting, case folding, extras, and random alias
 sets with display-only, string-representation, match_multiple, disabled and same-name
@@ -60,7 +60,7 @@ DB = []
 
 
 class ActionAlias:
-    """get_matching_alias's two queries, as shared/st2-vectors/README.md describes them."""
+    """get_matching_alias's two queries, as st2-vectors/README.md describes them."""
 
     @staticmethod
     def query(*args, **kw):
@@ -351,6 +351,70 @@ random_cases = [format_case(random_format(), random_command(), R.random() < 0.1)
 written_cases = [format_case(*instantiated_pair(), R.random() < 0.05) for _ in range(20000)]
 formats = edge_cases + sample(random_cases, 500, outcome) + sample(written_cases, 700, outcome)
 sets = sample([random_set() for _ in range(6000)], 300, set_outcome)
+
+# --- classes added later, drawn from their own generator so the cases above stay as they were
+# Named Unicode escapes (Python's re accepts `\N{name}` since 3.8: names, aliases, algorithmic
+# names, any case; named sequences and unknown names are errors), inside and outside classes.
+R = random.Random(20241)
+NAMES = ["EM DASH", "em dash", "Em Dash", "LATIN SMALL LETTER E WITH ACUTE", "SNOWMAN",
+         "LINE FEED", "NO-BREAK SPACE", "NBSP", "BYTE ORDER MARK", "CJK UNIFIED IDEOGRAPH-4E00",
+         "HANGUL SYLLABLE GAG", "ROCKET", "DIGIT ONE", "SPACE", "LATIN CAPITAL LETTER A",
+         "NOT A CHARACTER NAME", "", "LATIN CAPITAL LETTER A WITH MACRON AND GRAVE",
+         "EM  DASH", " EM DASH", "LATIN SMALL LETTER SHARP S", "GREEK SMALL LETTER FINAL SIGMA"]
+NAMED_EDGES = [("a\\N{EM DASH}b {{x}}", "a\u2014b y"), ("a\\N{EM DASH}b {{x}}", "a-b y"),
+               ("[\\N{EM DASH}-] {{x}}", "- y"), ("[\\N{EM DASH}-] {{x}}", "\u2014 y"),
+               ("\\N{EM DASH", "x"), ("\\N", "x"), ("\\Nx", "x"), ("\\N{}", "x"),
+               ("[\\N]", "N"), ("(?i)\\N{LATIN SMALL LETTER SHARP S} {{x}}", "SS y"),
+               ("(?i)\\N{LATIN CAPITAL LETTER A}+ {{x}}", "aA y"),
+               ("[\\N{DIGIT ONE}-\\N{DIGIT THREE}]+ {{x}}", "123 y"),
+               ("[\\N{DIGIT THREE}-\\N{DIGIT ONE}]", "2")]
+named_edges = [format_case(f, c, m) for f, c in NAMED_EDGES for m in (False, True)]
+named_cases = []
+for _ in range(400):
+    name = R.choice(NAMES)
+    char = None
+    try:
+        char = __import__("unicodedata").lookup(name)
+    except KeyError:
+        pass
+    escape = "\\N{%s}" % name
+    fmt = R.choice(["%s {{x}}", "run %s {{x}}", "[%s]+ {{x}}", "(?i)%s {{x}}", "{{x}} %s",
+                    "[^%s ]+ {{x}}", "%s?run {{x}}"]) % escape
+    if char is not None and len(char) == 1 and R.random() < 0.7:
+        word = R.choice([char, char * 2, char.upper(), char.lower(), "-", "run " + char])
+    else:
+        word = R.choice(["x", "-", "run", "\u2014"])
+    named_cases.append(format_case(fmt, word + R.choice([" ", "  ", " "]) + R.choice(["y", "a b"]),
+                                   R.random() < 0.1))
+formats += named_edges + sample(named_cases, 120, outcome)
+
+
+# `match_multiple: null` (StackStorm keeps None in the match dict, which executes like False)
+# next to a missing key and true/false, in random alias sets.
+def random_null_entry():
+    entry = {"display": R.choice(["deploy <app>", "help me", "x"])} if R.random() < 0.6 else {}
+    if R.random() < 0.85:
+        entry["representation"] = [R.choice(STRINGS[:13]) for _ in range(R.randint(1, 2))]
+    entry["match_multiple"] = R.choice([None, None, None, True, False])
+    if R.random() < 0.2:
+        del entry["match_multiple"]
+    return entry
+
+
+null_sets = []
+while len(null_sets) < 600:
+    aliases = [{"name": R.choice(["deploy", "status", "run", "hello", "say"]),
+                "pack": R.choice(["ops", "misc", "alpha"]),
+                "enabled": R.random() < 0.9,
+                "formats": [random_null_entry() if R.random() < 0.7 else R.choice(STRINGS[:13])
+                            for _ in range(R.randint(1, 3))]}
+               for _ in range(R.randint(1, 4))]
+    refs = [a["pack"] + "." + a["name"] for a in aliases]
+    if len(set(refs)) == len(refs) and any(
+            isinstance(f, dict) and "match_multiple" in f and f["match_multiple"] is None
+            for a in aliases for f in a["formats"]):
+        null_sets.append(set_case(aliases, R.choice(SET_COMMANDS)))
+sets += sample(null_sets, 80, set_outcome)
 write("differential.formats.jsonl", formats, "dfmt")
 write("differential.sets.jsonl", sets, "dset")
 print("wrote %d format cases and %d alias sets" % (len(formats), len(sets)))

@@ -1,0 +1,1 @@
+st2bot::bot!("unknown-variable-in-with.yaml");

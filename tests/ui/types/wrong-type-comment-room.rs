@@ -1,0 +1,1 @@
+st2bot::bot!("wrong-type-comment-room.yaml");
