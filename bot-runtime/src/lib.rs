@@ -29,12 +29,14 @@ pub mod tls;
 /// Entry points for the fuzz targets in `fuzz/` (not a stable interface).
 #[doc(hidden)]
 pub mod __fuzz {
+    pub use crate::auth_page::read_form_for_fuzzing;
     pub use crate::backend::discord::incoming_from_frame as discord_inbound;
     pub use crate::backend::matrix::incoming_from_sync as matrix_inbound;
     pub use crate::backend::mattermost::incoming_from_posted as mattermost_inbound;
     pub use crate::backend::rocketchat::incoming_from_frame as rocketchat_inbound;
     pub use crate::backend::slack::incoming_from_payload as slack_inbound;
     pub use crate::backend::split::{byte_len, char_len, check_contract as check_split_contract};
+    pub use crate::stackstorm::stream::SseParser;
 }
 
 use std::process::ExitCode;
@@ -234,11 +236,4 @@ fn print_out(text: &str) {
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes());
     let _ = out.flush();
-}
-
-/// Entry points for the cargo-fuzz targets in `fuzz/` (not an API).
-#[doc(hidden)]
-pub mod __fuzz {
-    pub use crate::auth_page::read_form_for_fuzzing;
-    pub use crate::stackstorm::stream::SseParser;
 }

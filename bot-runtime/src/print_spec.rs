@@ -398,6 +398,7 @@ fn auth_page(spec: &AuthPageSpec) -> Node {
         encryption_key,
         tls,
         allow_plain_http,
+        trusted_proxies,
     } = spec;
     Node::Map(vec![
         ("listen", s(listen)),
@@ -414,6 +415,7 @@ fn auth_page(spec: &AuthPageSpec) -> Node {
             }),
         ),
         ("allow_plain_http", Node::Bool(*allow_plain_http)),
+        ("trusted_proxies", list(trusted_proxies)),
     ])
 }
 
