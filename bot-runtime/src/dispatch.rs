@@ -128,7 +128,7 @@ pub struct Dispatcher {
     in_flight: Arc<Semaphore>,
     sessions: Option<Arc<SessionManager>>,
     /// Executions started whose result has not been announced yet, per message id.
-    awaiting: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+    awaiting: std::sync::Mutex<std::collections::HashMap<String, i64>>,
     /// How many results are awaited in all (see [`Dispatcher::results_awaited`]).
     awaited: tokio::sync::watch::Sender<usize>,
 }
@@ -192,23 +192,24 @@ impl Dispatcher {
         self.awaited.subscribe()
     }
 
-    /// Counts `n` results awaited for `message_id` (positive) or one arrived (negative).
+    /// Counts a result awaited for `message_id` (`started`) or one arrived. A result may
+    /// come back before its execution's answer: the count goes below zero until then.
     fn await_results(&self, message_id: &str, started: bool) {
         let Ok(mut awaiting) = self.awaiting.lock() else {
             return;
         };
-        if started {
-            *awaiting.entry(message_id.to_owned()).or_default() += 1;
-        } else if let Some(n) = awaiting.get_mut(message_id) {
-            *n -= 1;
-            if *n == 0 {
-                awaiting.remove(message_id);
-            }
-        } else {
-            return;
+        let n = awaiting.entry(message_id.to_owned()).or_default();
+        *n += if started { 1 } else { -1 };
+        if *n == 0 {
+            awaiting.remove(message_id);
         }
-        let total = awaiting.values().sum();
-        self.awaited.send_replace(total);
+        if awaiting.len() > 4096 {
+            // Results for messages this process never sent (another instance's): forget.
+            awaiting.retain(|_, n| *n > 0);
+        }
+        let total: i64 = awaiting.values().filter(|n| **n > 0).sum();
+        self.awaited
+            .send_replace(usize::try_from(total).unwrap_or_default());
     }
 
     /// The command in a message, when it is addressed to the bot: after the prefix, after a
@@ -1033,6 +1034,24 @@ mod tests {
             capped(&"é".repeat(ECHO_MAX_CHARS)),
             "é".repeat(ECHO_MAX_CHARS)
         );
+    }
+
+    /// Issue 13 item 4: what `--linger` waits for, whichever of the answer and the result
+    /// comes first.
+    #[test]
+    fn results_awaited_are_counted_in_either_order() {
+        let d = dispatcher(RULES);
+        let awaited = d.results_awaited();
+        d.await_results("1", true);
+        d.await_results("2", true);
+        assert_eq!(*awaited.borrow(), 2);
+        d.await_results("1", false);
+        assert_eq!(*awaited.borrow(), 1);
+        d.await_results("3", false); // the result came before the answer
+        d.await_results("3", true);
+        assert_eq!(*awaited.borrow(), 1);
+        d.await_results("2", false);
+        assert_eq!(*awaited.borrow(), 0);
     }
 
     #[test]
