@@ -416,6 +416,30 @@ mod tests {
     }
 
     #[test]
+    fn the_short_form_carries_the_note_and_warnings_say_so() {
+        let file = SourceFile::new("bots/acme.yaml", "chat:\n  prefx: x\n");
+        let d = Diagnostic::new("unknown-key", Span::new(2, 3, 5), "unknown key `prefx`", "")
+            .help("did you mean `prefix`?")
+            .note("keys here are `prefix` and `mention`");
+        assert_eq!(
+            d.render_short(&file),
+            "bots/acme.yaml:2:3: error: unknown key `prefx` (help: did you mean `prefix`?) (note: keys here are `prefix` and `mention`)"
+        );
+        let w = Diagnostic::new(
+            "alias-not-runnable",
+            Span::new(2, 3, 5),
+            "nobody may run it",
+            "",
+        )
+        .warning();
+        assert!(
+            w.render_short(&file)
+                .starts_with("bots/acme.yaml:2:3: warning: ")
+        );
+        assert!(w.render_long(&file).starts_with("warning: "));
+    }
+
+    #[test]
     fn snippets_never_show_a_clear_text_secret() {
         assert_eq!(
             redact_line("  password: hunter2", 3, 8, false),

@@ -17,8 +17,12 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 fn dispatcher() -> Dispatcher {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../bots/demo.yaml"))
         .expect("bots/demo.yaml");
-    let spec =
-        bot_config::load(&bot_config::SourceFile::new("bots/demo.yaml", text)).expect("valid demo");
+    let spec = bot_config::load_in(
+        &bot_config::SourceFile::new("bots/demo.yaml", text),
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../bots")),
+    )
+    .result
+    .expect("valid demo");
     let spec: &'static bot_config::BotSpec = Box::leak(Box::new(spec));
     let client = St2Client::with_auth(
         &spec.stackstorm,
