@@ -164,6 +164,7 @@ static __ST2BOT_SPEC: ::st2bot::__private::BotSpec = ::st2bot::__private::BotSpe
             ::std::borrow::Cow::Borrowed("/etc/st2bot/tls.key"),
         )),
         allow_plain_http: false,
+        trusted_proxies: ::std::borrow::Cow::Borrowed(&[]),
     }),
     health_listen: ::std::option::Option::Some(
         ::std::borrow::Cow::Borrowed("127.0.0.1:9180"),
