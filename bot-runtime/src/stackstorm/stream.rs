@@ -129,6 +129,10 @@ impl SseParser {
                 self.at_start = false;
             }
         }
+        if rest.is_empty() {
+            // Nothing to frame; in particular a pending `\r` still waits for its `\n`.
+            return Ok(out);
+        }
         if self.after_cr && rest.first() == Some(&b'\n') {
             rest = &rest[1..];
         }
@@ -396,6 +400,24 @@ mod tests {
             from = cut;
         }
         Ok(out)
+    }
+
+    /// Found by `any_chunking_gives_the_same_events`: an empty chunk between `\r` and `\n`
+    /// must not turn one line break into two (a blank line that ends the event early).
+    #[test]
+    fn an_empty_chunk_between_cr_and_lf_keeps_them_one_line_break() {
+        let bytes = b"\rdata: x\xEF\xBB\xBFdata: x\r\n";
+        let whole = feed_split(bytes, &[]).unwrap();
+        assert!(whole.is_empty());
+        for a in 0..=bytes.len() {
+            for b in a..=bytes.len() {
+                assert_eq!(
+                    feed_split(bytes, &[a, b]).unwrap(),
+                    whole,
+                    "cuts at {a}, {b}"
+                );
+            }
+        }
     }
 
     #[test]
