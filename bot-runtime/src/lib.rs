@@ -14,6 +14,7 @@ pub mod check;
 pub mod cli;
 pub mod dispatch;
 pub mod doctor;
+pub mod help_rights;
 pub mod http;
 pub mod logging;
 pub mod ops;
