@@ -1,6 +1,7 @@
 //! Transcripts of the real demo executable's one-shot commands: `--check` telling refused
 //! credentials (HTTP 401) apart from unchecked ones, with and without `--simulate`, and
-//! `--print-spec` writing the compiled definition as YAML or JSON with secrets as references.
+//! `--print-spec` writing the compiled definition as YAML or JSON with secrets as references,
+//! and `--explain` naming the alias and the deciding access rule, with its exit status.
 
 use std::process::Output;
 
@@ -179,4 +180,48 @@ async fn print_spec_writes_yaml_by_default_and_json_on_request() {
         "{}",
         transcript(&out)
     );
+}
+
+/// Issue 15 item 3: `--explain USER ROOM COMMAND` against the simulator's aliases.
+#[tokio::test]
+async fn explain_names_the_alias_and_the_deciding_rule_and_exits_by_decision() {
+    let out = demo(
+        &[
+            "--simulate",
+            "--explain",
+            "carol",
+            "ops",
+            "!rm /tmp/x on web1",
+        ],
+        &[],
+    )
+    .await;
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    assert!(
+        text.starts_with("carol says `rm /tmp/x on web1` in ops\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("resolves to alias linux.rm (format `rm {{path}} on {{hosts}}`)"),
+        "{text}"
+    );
+    assert!(text.contains("deny: rule 2 at "), "{text}");
+    assert!(
+        text.contains("demo.yaml:27 is the first rule that matches"),
+        "{text}"
+    );
+
+    let out = demo(
+        &["--simulate", "--explain", "alice", "-", "rm /tmp/x on web1"],
+        &[],
+    )
+    .await;
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
+    assert!(text.contains("in a direct message"), "{text}");
+    assert!(text.contains("allow: rule 1 at "), "{text}");
+
+    let out = demo(&["--simulate", "--explain", "carol", "-"], &[]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", transcript(&out));
 }

@@ -14,6 +14,7 @@ pub mod check;
 pub mod cli;
 pub mod dispatch;
 pub mod doctor;
+pub mod explain;
 pub mod help_rights;
 pub mod http;
 pub mod logging;
@@ -83,7 +84,10 @@ pub fn main(spec: &'static BotSpec) -> ExitCode {
                 }
             };
         }
-        cli::Command::Check | cli::Command::Doctor | cli::Command::Run => {}
+        cli::Command::Check
+        | cli::Command::Doctor
+        | cli::Command::Run
+        | cli::Command::Explain(_) => {}
     }
     // On the terminal, chat and logs share the screen: warnings only unless asked.
     let text_default = (matches!(spec.backend, BackendSpec::Text(_))
@@ -175,6 +179,13 @@ pub fn main(spec: &'static BotSpec) -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+            cli::Command::Explain(ref request) => match &client {
+                Ok(client) => explain::run(spec, client, request).await,
+                Err(e) => {
+                    eprintln!("{}: {e}", spec.name);
+                    ExitCode::from(2)
+                }
+            },
             _ => match client {
                 Ok(client) => app::run(spec, client, &options).await,
                 Err(e) => {
