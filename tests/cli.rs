@@ -225,3 +225,23 @@ async fn explain_names_the_alias_and_the_deciding_rule_and_exits_by_decision() {
     let out = demo(&["--simulate", "--explain", "carol", "-"], &[]).await;
     assert_eq!(out.status.code(), Some(2), "{}", transcript(&out));
 }
+
+/// Issue 15 item 3: the access matrix computed at build time is embedded and printed; it
+/// is the golden file of bot-config's matrix test.
+#[tokio::test]
+async fn access_matrix_prints_the_build_time_matrix() {
+    let out = demo(&["--access-matrix"], &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
+    let golden = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/bot-config/tests/matrix/demo.access.md"
+    ))
+    .expect("golden matrix");
+    assert_eq!(stdout(&out), golden);
+    let written = std::fs::read_to_string(concat!(env!("OUT_DIR"), "/bots/demo.access.md"));
+    assert_eq!(
+        written.ok().as_deref(),
+        Some(golden.as_str()),
+        "build.rs writes it too"
+    );
+}

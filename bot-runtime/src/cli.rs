@@ -21,6 +21,8 @@ pub enum Command {
     PrintSpec(SpecFormat),
     /// Explain the access decision for one command, then exit 0 (allowed) or 1.
     Explain(crate::explain::ExplainRequest),
+    /// Print the access matrix computed at build time and exit.
+    AccessMatrix,
 }
 
 /// Parsed command line.
@@ -102,6 +104,8 @@ pub fn usage(name: &str, description: &str) -> String {
          \x20                    which alias COMMAND resolves to and which access rule lets\n  \
          \x20                    USER run it in ROOM (`-`: a direct message) or not; exit 0\n  \
          \x20                    if allowed, 1 if not (aliases from StackStorm, or --simulate)\n  \
+         --access-matrix      print who may run which alias where (Markdown, computed at\n  \
+         \x20                    build time from the access rules and the catalogue)\n  \
          --version            print the version and exit\n  \
          -h, --help           print this help\n\n\
          Environment: RUST_LOG sets the log filter; secrets come from the variables and\n\
@@ -154,6 +158,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, UsageEr
                 }
                 options.command = Command::PrintSpec(SpecFormat::default());
             }
+            "--access-matrix" => options.command = Command::AccessMatrix,
             "--explain" => {
                 let user = value("--explain")?;
                 let (Some(room), Some(command)) = (args.next(), args.next()) else {
@@ -235,6 +240,10 @@ mod tests {
             })
         );
         assert!(p(&["--explain", "carol", "ops"]).is_err());
+        assert_eq!(
+            p(&["--access-matrix"]).unwrap().command,
+            Command::AccessMatrix
+        );
         let o = p(&["--backend-url", "http://127.0.0.1:8008"]).unwrap();
         assert_eq!(o.backend_url.as_deref(), Some("http://127.0.0.1:8008"));
     }

@@ -47,6 +47,15 @@ use bot_config::{BackendSpec, BotSpec};
 
 /// Entry point of every generated executable.
 pub fn main(spec: &'static BotSpec) -> ExitCode {
+    run_main(spec, None)
+}
+
+/// [`main`] for an executable that embeds its access matrix (`--access-matrix`).
+pub fn main_with_access_matrix(spec: &'static BotSpec, access_matrix: &'static str) -> ExitCode {
+    run_main(spec, Some(access_matrix))
+}
+
+fn run_main(spec: &'static BotSpec, access_matrix: Option<&'static str>) -> ExitCode {
     let options = match cli::parse(std::env::args().skip(1)) {
         Ok(o) => o,
         Err(e) => {
@@ -80,6 +89,21 @@ pub fn main(spec: &'static BotSpec) -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("{}: {e}", spec.name);
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        cli::Command::AccessMatrix => {
+            return match access_matrix {
+                Some(text) => {
+                    print_out(text);
+                    ExitCode::SUCCESS
+                }
+                None => {
+                    eprintln!(
+                        "{}: this executable was built without its access matrix",
+                        spec.name
+                    );
                     ExitCode::FAILURE
                 }
             };
