@@ -206,9 +206,12 @@ async fn explain_names_the_alias_and_the_deciding_rule_and_exits_by_decision() {
         text.contains("resolves to alias linux.rm (format `rm {{path}} on {{hosts}}`)"),
         "{text}"
     );
-    assert!(text.contains("deny: rule 2 at "), "{text}");
+    // Exactly the transcript docs/access.md shows.
     assert!(
-        text.contains("demo.yaml:27 is the first rule that matches"),
+        text.ends_with(
+            "deny: rule 2 at bots/demo.yaml:27 is the first rule that matches \
+             (deny any user commands [core.remote*, linux.rm*] any room)\n"
+        ),
         "{text}"
     );
 
