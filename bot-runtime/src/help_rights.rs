@@ -7,7 +7,7 @@
 //! StackStorm's help answer names no alias, only each format's pack and display text, so
 //! a help line is kept when an alias of that pack which the user may run shows that text.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use bot_config::acl::{AccessControl, Request};
 use st2_alias::{Alias, AliasIndex};
@@ -20,7 +20,8 @@ pub const ALL_FLAG: &str = "--all";
 /// The help lines (pack, display) that one user may run in one place.
 #[derive(Debug, Default)]
 pub struct AllowedHelp {
-    lines: HashSet<(String, String)>,
+    /// Per pack, the allowed displays.
+    lines: HashMap<String, HashSet<String>>,
 }
 
 impl AllowedHelp {
@@ -32,7 +33,7 @@ impl AllowedHelp {
         user: &str,
         room: Option<&str>,
     ) -> AllowedHelp {
-        let mut lines = HashSet::new();
+        let mut lines: HashMap<String, HashSet<String>> = HashMap::new();
         for alias in index.aliases().iter().filter(|a| a.enabled) {
             let request = Request {
                 user,
@@ -42,27 +43,27 @@ impl AllowedHelp {
             if !acl.decide(&request).allowed() {
                 continue;
             }
-            for display in help_displays(alias) {
-                lines.insert((alias.pack.clone(), display.to_owned()));
-            }
+            let pack = lines.entry(alias.pack.clone()).or_default();
+            pack.extend(help_displays(alias).into_iter().map(str::to_owned));
         }
         AllowedHelp { lines }
     }
 
     /// Whether the help line `display` of `pack` belongs to an alias the user may run.
     pub fn permits(&self, pack: &str, display: &str) -> bool {
-        // Borrowed look-up without building a tuple of owned strings.
-        self.lines.iter().any(|(p, d)| p == pack && d == display)
+        self.lines
+            .get(pack)
+            .is_some_and(|displays| displays.contains(display))
     }
 
     /// How many distinct help lines are allowed.
     pub fn len(&self) -> usize {
-        self.lines.len()
+        self.lines.values().map(HashSet::len).sum()
     }
 
     /// Whether the user may run nothing listed in help.
     pub fn is_empty(&self) -> bool {
-        self.lines.is_empty()
+        self.lines.values().all(HashSet::is_empty)
     }
 }
 
