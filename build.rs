@@ -63,6 +63,10 @@ fn main() {
                 continue;
             }
         };
+        // For reviewers: who may run what where, as `--access-matrix` prints it.
+        if let Ok(matrix) = bot_config::matrix::access_matrix(&spec, &loaded.catalogue_aliases) {
+            let _ = fs::write(generated.join(format!("{stem}.access.md")), matrix);
+        }
         let name_at = name_position(&file.text);
         if let Some(other) = names.insert(spec.name.to_string(), format!("{display}:{name_at}")) {
             errors.push(format!(

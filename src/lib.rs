@@ -14,5 +14,5 @@ pub use bot_runtime as runtime;
 #[doc(hidden)]
 pub mod __private {
     pub use bot_config::spec::*;
-    pub use bot_runtime::main;
+    pub use bot_runtime::{main, main_with_access_matrix};
 }

@@ -1,6 +1,7 @@
 //! Transcripts of the real demo executable's one-shot commands: `--check` telling refused
 //! credentials (HTTP 401) apart from unchecked ones, with and without `--simulate`, and
-//! `--print-spec` writing the compiled definition as YAML or JSON with secrets as references.
+//! `--print-spec` writing the compiled definition as YAML or JSON with secrets as references,
+//! and `--explain` naming the alias and the deciding access rule, with its exit status.
 
 use std::process::Output;
 
@@ -178,5 +179,72 @@ async fn print_spec_writes_yaml_by_default_and_json_on_request() {
         String::from_utf8_lossy(&out.stderr).contains("unknown format (use `yaml` or `json`)"),
         "{}",
         transcript(&out)
+    );
+}
+
+/// Issue 15 item 3: `--explain USER ROOM COMMAND` against the simulator's aliases.
+#[tokio::test]
+async fn explain_names_the_alias_and_the_deciding_rule_and_exits_by_decision() {
+    let out = demo(
+        &[
+            "--simulate",
+            "--explain",
+            "carol",
+            "ops",
+            "!rm /tmp/x on web1",
+        ],
+        &[],
+    )
+    .await;
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    assert!(
+        text.starts_with("carol says `rm /tmp/x on web1` in ops\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("resolves to alias linux.rm (format `rm {{path}} on {{hosts}}`)"),
+        "{text}"
+    );
+    // Exactly the transcript docs/access.md shows.
+    assert!(
+        text.ends_with(
+            "deny: rule 2 at bots/demo.yaml:27 is the first rule that matches \
+             (deny any user commands [core.remote*, linux.rm*] any room)\n"
+        ),
+        "{text}"
+    );
+
+    let out = demo(
+        &["--simulate", "--explain", "alice", "-", "rm /tmp/x on web1"],
+        &[],
+    )
+    .await;
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
+    assert!(text.contains("in a direct message"), "{text}");
+    assert!(text.contains("allow: rule 1 at "), "{text}");
+
+    let out = demo(&["--simulate", "--explain", "carol", "-"], &[]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", transcript(&out));
+}
+
+/// Issue 15 item 3: the access matrix computed at build time is embedded and printed; it
+/// is the golden file of bot-config's matrix test.
+#[tokio::test]
+async fn access_matrix_prints_the_build_time_matrix() {
+    let out = demo(&["--access-matrix"], &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
+    let golden = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/bot-config/tests/matrix/demo.access.md"
+    ))
+    .expect("golden matrix");
+    assert_eq!(stdout(&out), golden);
+    let written = std::fs::read_to_string(concat!(env!("OUT_DIR"), "/bots/demo.access.md"));
+    assert_eq!(
+        written.ok().as_deref(),
+        Some(golden.as_str()),
+        "build.rs writes it too"
     );
 }

@@ -83,6 +83,53 @@ async fn help_lists_everything_by_pack_and_by_keyword() {
         .await;
 }
 
+/// Issue 15 item 4: help lists only what the caller may run there, and `help --all` is a
+/// command of its own (`bot:help-all`) that the access rules grant.
+#[tokio::test]
+async fn help_lists_only_what_the_caller_may_run_and_all_needs_a_rule() {
+    // carol is not on call: rule 2 denies her `core.remote*` and `linux.rm*`.
+    let (_sim, mut bot) = start("carol").await;
+    bot.say("!help").await;
+    let mine = bot
+        .collect_until("!status of {{service}} - Check a service", WAIT)
+        .await
+        .join("\n");
+    assert!(
+        mine.contains("core:\n  !local {{cmd}} - Run a command on the StackStorm host"),
+        "{mine}"
+    );
+    assert!(
+        mine.contains("  !deploy <app> [to <env>] - Deploy an application"),
+        "{mine}"
+    );
+    assert!(
+        !mine.contains("{{hosts}}"),
+        "core.remote and linux.rm are denied: {mine}"
+    );
+    assert!(
+        !mine.contains("packs:"),
+        "no rule lets carol run packs.*: {mine}"
+    );
+    assert!(
+        !mine.contains("fixes"),
+        "no rule lets carol run jira.*: {mine}"
+    );
+    bot.say("!help linux").await;
+    bot.expect("carol: no commands in pack `linux`.", WAIT)
+        .await;
+    bot.say("!help --all").await;
+    bot.expect(
+        "carol: you are not allowed to run `help --all` in ops. Ask an admin if you need it.",
+        WAIT,
+    )
+    .await;
+
+    // alice is on call (rule 1 has no `commands`: it grants `bot:help-all` too).
+    let (_sim, mut bot) = start("alice").await;
+    bot.say("!help --all linux").await;
+    bot.expect("!rm {{path}} on {{hosts}}", WAIT).await;
+}
+
 #[tokio::test]
 async fn a_command_runs_is_acknowledged_and_its_result_arrives() {
     let (sim, mut bot) = start("alice").await;

@@ -8,7 +8,7 @@
 //! - `users` entries are names or globs, or `@group`, which matches a member of the group
 //!   (members may be globs too);
 //! - `commands` entries are alias refs or globs over them (`st2.*`), or the bot's own
-//!   commands `bot:help` and `bot:session`;
+//!   commands `bot:help`, `bot:help-all` (`help --all`) and `bot:session`;
 //! - `rooms` entries match the room a message was said in; a rule with `rooms` never
 //!   matches a direct message; `direct: true` matches only direct messages, `false` only rooms.
 //!
@@ -37,8 +37,11 @@ use crate::spec::{AccessSpec, Decision};
 pub const HELP_COMMAND: &str = "bot:help";
 /// The command name access rules use for the session commands.
 pub const SESSION_COMMAND: &str = "bot:session";
+/// The command name access rules use for `help --all` (every alias, even those the
+/// caller may not run).
+pub const HELP_ALL_COMMAND: &str = "bot:help-all";
 /// The bot's own command names, for checks and did-you-mean.
-pub const BOT_COMMANDS: &[&str] = &[HELP_COMMAND, SESSION_COMMAND];
+pub const BOT_COMMANDS: &[&str] = &[HELP_COMMAND, HELP_ALL_COMMAND, SESSION_COMMAND];
 
 /// Why a pattern is not a valid glob.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

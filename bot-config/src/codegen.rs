@@ -333,10 +333,35 @@ emit_unit_enum!(LogFormat { Text, Json });
 /// The expansion of `bot!` for a valid definition: the spec as a `static`, a tracked read of
 /// the YAML file (so editing it rebuilds the executable) and `main`.
 pub fn expand(spec: &BotSpec, tracked_file: &str) -> TokenStream {
+    expand_with_access_matrix(spec, tracked_file, None)
+}
+
+/// [`expand`], with the access matrix ([`crate::matrix`]) that `--access-matrix` prints
+/// embedded in the executable.
+pub fn expand_with_access_matrix(
+    spec: &BotSpec,
+    tracked_file: &str,
+    access_matrix: Option<&str>,
+) -> TokenStream {
     let rt = runtime_path();
     let value = spec.emit();
     let doc = format!("The `{}` bot, compiled from `{}`.", spec.name, spec.source);
     let tracked = Literal::string(tracked_file);
+    let main = match access_matrix {
+        None => quote! {
+            fn main() -> ::std::process::ExitCode {
+                #rt::main(&__ST2BOT_SPEC)
+            }
+        },
+        Some(matrix) => {
+            let matrix = Literal::string(matrix);
+            quote! {
+                fn main() -> ::std::process::ExitCode {
+                    #rt::main_with_access_matrix(&__ST2BOT_SPEC, #matrix)
+                }
+            }
+        }
+    };
     quote! {
         #[doc = #doc]
         static __ST2BOT_SPEC: #rt::BotSpec = #value;
@@ -344,9 +369,7 @@ pub fn expand(spec: &BotSpec, tracked_file: &str) -> TokenStream {
         // Makes cargo rebuild this executable when the definition changes.
         const _: &[u8] = ::core::include_bytes!(#tracked);
 
-        fn main() -> ::std::process::ExitCode {
-            #rt::main(&__ST2BOT_SPEC)
-        }
+        #main
     }
 }
 

@@ -11,6 +11,7 @@ mod check;
 #[cfg(feature = "codegen")]
 pub mod codegen;
 pub mod diagnostic;
+pub mod matrix;
 pub mod raw;
 #[cfg(feature = "schema")]
 pub mod schema;
@@ -46,25 +47,30 @@ pub struct Loaded {
     pub warnings: Vec<Diagnostic>,
     /// Files read besides the definition (the catalogue's), as filesystem paths.
     pub inputs: Vec<std::path::PathBuf>,
+    /// The catalogue's alias refs, in order (empty without `stackstorm.catalogue`).
+    pub catalogue_aliases: Vec<String>,
 }
 
 /// Parses and validates one bot definition whose directory on disk is `dir` (catalogue
 /// paths are relative to it).
 pub fn load_in(file: &SourceFile, dir: &std::path::Path) -> Loaded {
     let mut inputs = Vec::new();
+    let mut catalogue_aliases = Vec::new();
     let checked = serde_saphyr::from_str::<raw::BotFile>(&file.text)
         .map_err(|e| vec![check::from_parse_error(&e, file)])
-        .and_then(|raw| check::check(raw, file, dir, &mut inputs));
+        .and_then(|raw| check::check(raw, file, dir, &mut inputs, &mut catalogue_aliases));
     match checked {
         Ok((spec, warnings)) => Loaded {
             result: Ok(spec),
             warnings,
             inputs,
+            catalogue_aliases,
         },
         Err(errors) => Loaded {
             result: Err(errors),
             warnings: Vec::new(),
             inputs,
+            catalogue_aliases,
         },
     }
 }

@@ -83,7 +83,9 @@ pub fn bot(input: TokenStream) -> TokenStream {
     let inputs = quote::quote!(#(#inputs)*);
     let tokens = match loaded.result {
         Ok(spec) => {
-            let expanded = codegen::expand(&spec, &tracked);
+            // The rules compiled when the spec was checked, so the matrix is always there.
+            let matrix = bot_config::matrix::access_matrix(&spec, &loaded.catalogue_aliases).ok();
+            let expanded = codegen::expand_with_access_matrix(&spec, &tracked, matrix.as_deref());
             let warnings = loaded
                 .warnings
                 .iter()

@@ -19,6 +19,10 @@ pub enum Command {
     Version,
     /// Print the compiled definition (secret references only) in this format and exit.
     PrintSpec(SpecFormat),
+    /// Explain the access decision for one command, then exit 0 (allowed) or 1.
+    Explain(crate::explain::ExplainRequest),
+    /// Print the access matrix computed at build time and exit.
+    AccessMatrix,
 }
 
 /// Parsed command line.
@@ -96,6 +100,12 @@ pub fn usage(name: &str, description: &str) -> String {
          --health-listen ADDR serve /healthz, /readyz and /metrics on ADDR (e.g. 127.0.0.1:9180)\n  \
          --print-spec[=FMT]   print the compiled definition as `yaml` (default) or `json`\n  \
          \x20                    (also --format FMT), secrets as references; then exit\n  \
+         --explain USER ROOM COMMAND\n  \
+         \x20                    which alias COMMAND resolves to and which access rule lets\n  \
+         \x20                    USER run it in ROOM (`-`: a direct message) or not; exit 0\n  \
+         \x20                    if allowed, 1 if not (aliases from StackStorm, or --simulate)\n  \
+         --access-matrix      print who may run which alias where (Markdown, computed at\n  \
+         \x20                    build time from the access rules and the catalogue)\n  \
          --version            print the version and exit\n  \
          -h, --help           print this help\n\n\
          Environment: RUST_LOG sets the log filter; secrets come from the variables and\n\
@@ -147,6 +157,21 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, UsageEr
                     set_spec_format(name, "--print-spec")?;
                 }
                 options.command = Command::PrintSpec(SpecFormat::default());
+            }
+            "--access-matrix" => options.command = Command::AccessMatrix,
+            "--explain" => {
+                let user = value("--explain")?;
+                let (Some(room), Some(command)) = (args.next(), args.next()) else {
+                    return Err(UsageError(
+                        "`--explain` needs USER ROOM COMMAND (ROOM `-` for a direct message)"
+                            .into(),
+                    ));
+                };
+                options.command = Command::Explain(crate::explain::ExplainRequest {
+                    user,
+                    room: (room != "-").then_some(room),
+                    command,
+                });
             }
             "--format" => set_spec_format(&value("--format")?, "--format")?,
             "--user" => options.user = Some(value("--user")?),
@@ -205,6 +230,20 @@ mod tests {
         assert!(p(&["--nope"]).is_err());
         assert!(p(&["--user"]).is_err());
         assert!(p(&["--log-format", "xml"]).is_err());
+        let o = p(&["--explain", "carol", "-", "local date"]).unwrap();
+        assert_eq!(
+            o.command,
+            Command::Explain(crate::explain::ExplainRequest {
+                user: "carol".into(),
+                room: None,
+                command: "local date".into(),
+            })
+        );
+        assert!(p(&["--explain", "carol", "ops"]).is_err());
+        assert_eq!(
+            p(&["--access-matrix"]).unwrap().command,
+            Command::AccessMatrix
+        );
         let o = p(&["--backend-url", "http://127.0.0.1:8008"]).unwrap();
         assert_eq!(o.backend_url.as_deref(), Some("http://127.0.0.1:8008"));
     }

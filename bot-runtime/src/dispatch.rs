@@ -246,6 +246,13 @@ impl Dispatcher {
             if let Err(text) = self.check_access(message, HELP_COMMAND, command) {
                 return Plan::Reply(text);
             }
+            let mut args = words.clone();
+            if args.next() == Some(crate::help_rights::ALL_FLAG)
+                && let Err(text) =
+                    self.check_access(message, crate::help_rights::HELP_ALL_COMMAND, command)
+            {
+                return Plan::Reply(text);
+            }
             return Plan::Help(words.map(str::to_owned).collect());
         }
         if first == self.spec.chat.session_command.as_ref() {
@@ -724,6 +731,19 @@ impl Dispatcher {
 
     /// `help [pack] [keyword…]`: one word is tried as a pack, then as a keyword.
     async fn help(&self, message: &Incoming, args: &[&str]) {
+        // `--all` was allowed by `plan`; without it, only what the caller may run.
+        let (all, args) = crate::help_rights::split_all_flag(args);
+        let allowed = if all {
+            None
+        } else {
+            match self.allowed_help(message).await {
+                Ok(allowed) => Some(allowed),
+                Err(e) => {
+                    let text = self.error_text(message, self.spec.chat.help_command.as_ref(), &e);
+                    return self.reply(message, text).await;
+                }
+            }
+        };
         let (pack, filter) = match args {
             [] => (None, None),
             [one] => (Some(*one), None),
@@ -737,7 +757,7 @@ impl Dispatcher {
             filter = Some((*one).to_owned());
             result = self.st2.help(None, filter.as_deref(), 0, 0).await;
         }
-        let help = match result {
+        let mut help = match result {
             Ok(h) => h,
             Err(e) => {
                 let command = std::iter::once(self.spec.chat.help_command.as_ref())
@@ -748,6 +768,10 @@ impl Dispatcher {
                 return self.reply(message, text).await;
             }
         };
+        if let Some(allowed) = &allowed {
+            help.helpstrings
+                .retain(|entry| allowed.permits(&entry.pack, &entry.display));
+        }
         if help.helpstrings.is_empty() {
             let what = match (pack, &filter) {
                 (_, Some(f)) => format!(" matching `{}`", self.echo(f)),
@@ -781,6 +805,21 @@ impl Dispatcher {
             text.push('\n');
         }
         self.reply(message, text.trim_end().to_owned()).await;
+    }
+
+    /// The help lines `message`'s sender may run where they asked (loads the aliases).
+    async fn allowed_help(
+        &self,
+        message: &Incoming,
+    ) -> Result<crate::help_rights::AllowedHelp, St2Error> {
+        self.aliases.ensure_loaded(&self.st2).await?;
+        let room = message.room.as_ref().map(|r| r.name.as_str());
+        Ok(match self.aliases.get() {
+            Some(index) => {
+                crate::help_rights::AllowedHelp::new(&index, &self.acl, &message.user, room)
+            }
+            None => crate::help_rights::AllowedHelp::default(),
+        })
     }
 
     /// Where a reply to `message` goes: its room (and thread), or back privately.

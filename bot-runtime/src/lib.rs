@@ -14,6 +14,8 @@ pub mod check;
 pub mod cli;
 pub mod dispatch;
 pub mod doctor;
+pub mod explain;
+pub mod help_rights;
 pub mod http;
 pub mod logging;
 pub mod ops;
@@ -45,6 +47,15 @@ use bot_config::{BackendSpec, BotSpec};
 
 /// Entry point of every generated executable.
 pub fn main(spec: &'static BotSpec) -> ExitCode {
+    run_main(spec, None)
+}
+
+/// [`main`] for an executable that embeds its access matrix (`--access-matrix`).
+pub fn main_with_access_matrix(spec: &'static BotSpec, access_matrix: &'static str) -> ExitCode {
+    run_main(spec, Some(access_matrix))
+}
+
+fn run_main(spec: &'static BotSpec, access_matrix: Option<&'static str>) -> ExitCode {
     let options = match cli::parse(std::env::args().skip(1)) {
         Ok(o) => o,
         Err(e) => {
@@ -82,7 +93,25 @@ pub fn main(spec: &'static BotSpec) -> ExitCode {
                 }
             };
         }
-        cli::Command::Check | cli::Command::Doctor | cli::Command::Run => {}
+        cli::Command::AccessMatrix => {
+            return match access_matrix {
+                Some(text) => {
+                    print_out(text);
+                    ExitCode::SUCCESS
+                }
+                None => {
+                    eprintln!(
+                        "{}: this executable was built without its access matrix",
+                        spec.name
+                    );
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        cli::Command::Check
+        | cli::Command::Doctor
+        | cli::Command::Run
+        | cli::Command::Explain(_) => {}
     }
     // On the terminal, chat and logs share the screen: warnings only unless asked.
     let text_default = (matches!(spec.backend, BackendSpec::Text(_))
@@ -174,6 +203,13 @@ pub fn main(spec: &'static BotSpec) -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+            cli::Command::Explain(ref request) => match &client {
+                Ok(client) => explain::run(spec, client, request).await,
+                Err(e) => {
+                    eprintln!("{}: {e}", spec.name);
+                    ExitCode::from(2)
+                }
+            },
             _ => match client {
                 Ok(client) => app::run(spec, client, &options).await,
                 Err(e) => {

@@ -32,12 +32,14 @@ pub(crate) fn backend_kinds() -> Vec<&'static str> {
 
 /// Checks a parsed definition; `Err` holds every error, sorted by position, `Ok` the spec
 /// and the warnings. Catalogue paths are taken relative to `dir`, the definition's
-/// directory; the files read are added to `inputs`.
+/// directory; the files read are added to `inputs`, the catalogue's alias refs to
+/// `catalogue_aliases`.
 pub(crate) fn check(
     raw: BotFile,
     file: &SourceFile,
     dir: &Path,
     inputs: &mut Vec<PathBuf>,
+    catalogue_aliases: &mut Vec<String>,
 ) -> Result<(BotSpec, Vec<Diagnostic>), Vec<Diagnostic>> {
     let mut d = Diagnostics::new();
     let name = values::bot_name(&mut d, &raw.name);
@@ -48,6 +50,7 @@ pub(crate) fn check(
     if let Some(catalogue) = &raw.stackstorm.value.catalogue {
         with_catalogue(&mut d, catalogue, file, dir, inputs, |d, catalogue| {
             self::catalogue::against_rules(d, catalogue, raw.access.as_ref(), &access);
+            catalogue_aliases.extend(catalogue.alias_refs().map(str::to_owned));
         });
     }
     let templates = templates::check(&mut d, raw.templates.as_ref(), file);
