@@ -626,14 +626,30 @@ async fn the_static_executable_is_static_and_runs_with_an_empty_environment() {
 
     // In an empty root (no loader, no libraries, no /etc at all), when the test may chroot.
     let (_, uid, _) = run(Command::new("id").arg("-u"));
-    if uid.trim() == "0" && have("chroot") {
+    // `env_clear` leaves the child without PATH, and a relative program is looked up in the
+    // child's PATH: name chroot by its full path.
+    let chroot = Command::new("sh")
+        .args(["-c", "command -v chroot"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    if let (true, Some(chroot)) = (uid.trim() == "0", chroot) {
+        // A root holding only what the image holds: the executable and the CA bundle (no
+        // loader, no libraries, no passwd, no resolver configuration).
         let root = dir.join("chroot");
-        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(root.join("etc/ssl/certs")).unwrap();
         std::fs::copy(&exe, root.join("bot")).unwrap();
-        let out = tokio::process::Command::new("chroot")
+        std::fs::copy(
+            "/etc/ssl/certs/ca-certificates.crt",
+            root.join("etc/ssl/certs/ca-certificates.crt"),
+        )
+        .expect("the host's CA bundle (Debian's ca-certificates)");
+        let out = tokio::process::Command::new(&chroot)
             .arg(&root)
             .args(["/bot", "--check", "--stackstorm-url", &sim.url()])
             .env_clear()
+            .env("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt")
             .env("ST2_API_KEY", "sim-api-key")
             .output()
             .await
@@ -641,7 +657,7 @@ async fn the_static_executable_is_static_and_runs_with_an_empty_environment() {
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success() && text.ends_with("all checks passed\n"),
-            "in an empty chroot: {text}{}",
+            "in a chroot holding only the image's files: {text}{}",
             String::from_utf8_lossy(&out.stderr)
         );
     } else {
