@@ -43,6 +43,13 @@ pub fn read_ca_file(path: &str) -> Result<Vec<CertificateDer<'static>>, TlsSetup
     Ok(certs)
 }
 
+/// Whether the system store holds at least one trusted root (read once per process; for
+/// telling "no roots" apart from other client set-up failures).
+pub(crate) fn system_has_roots() -> bool {
+    static HAS_ROOTS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS_ROOTS.get_or_init(|| !rustls_native_certs::load_native_certs().certs.is_empty())
+}
+
 /// A client configuration trusting the system roots and the certificates in `ca_file`.
 pub fn client_config(ca_file: Option<&str>) -> Result<Arc<rustls::ClientConfig>, TlsSetupError> {
     let mut roots = rustls::RootCertStore::empty();

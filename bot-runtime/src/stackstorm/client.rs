@@ -311,35 +311,16 @@ impl St2Client {
     }
 }
 
-/// The HTTP client for StackStorm calls: [`crate::http::client`]'s TLS settings, and
-/// redirects followed only within the origin of the URL called. Credentials travel in
-/// headers StackStorm defines (`St2-Api-Key`, `X-Auth-Token`), which reqwest, unlike
-/// `Authorization`, would carry to any host a redirect names.
+/// The HTTP client for StackStorm calls: [`crate::http::client`], whose redirect rule
+/// matters most here. Credentials travel in headers StackStorm defines (`St2-Api-Key`,
+/// `X-Auth-Token`), which reqwest, unlike `Authorization`, would carry to any host a
+/// redirect names; [`crate::http`] follows redirects only within the origin called.
 pub(crate) fn http_client(
     verify_tls: bool,
     ca_file: Option<&str>,
     timeout: Option<std::time::Duration>,
 ) -> Result<reqwest::Client, crate::http::HttpSetupError> {
-    Ok(crate::http::builder(verify_tls, ca_file, timeout)?
-        .redirect(same_origin_redirects())
-        .build()?)
-}
-
-/// Follows at most 10 redirects, each to the origin (scheme, host, port) of the first URL;
-/// a redirect elsewhere is not followed and its response reaches the caller.
-fn same_origin_redirects() -> reqwest::redirect::Policy {
-    reqwest::redirect::Policy::custom(|attempt| {
-        let Some(first) = attempt.previous().first() else {
-            return attempt.stop();
-        };
-        if attempt.previous().len() > 10 {
-            attempt.error("more than 10 redirects")
-        } else if first.origin() == attempt.url().origin() {
-            attempt.follow()
-        } else {
-            attempt.stop()
-        }
-    })
+    crate::http::client(verify_tls, ca_file, timeout)
 }
 
 /// The error for a redirect the client did not follow (to another origin, so it would
