@@ -29,6 +29,10 @@ use crate::template::Templates;
 
 /// How many formats a "no match" reply suggests.
 const SUGGESTIONS: usize = 3;
+/// Longest command the bot reads, in bytes. Above every chat service's own message limit
+/// (Slack 40,000 characters, Matrix 64 KiB events), so no honest command is refused, and it
+/// keeps a pasted mebibyte from costing seconds of matching per message.
+pub const MAX_COMMAND_BYTES: usize = 64 * 1024;
 /// At most this many messages' worth of text per reply; the rest is cut with a note.
 const MAX_REPLY_MESSAGES: usize = 10;
 /// And at most this many characters per reply, whatever the backend's message size.
@@ -238,6 +242,14 @@ impl Dispatcher {
             return Plan::Reply(format!(
                 "{}: say `{}{}` to see what I can do",
                 message.user, self.spec.chat.prefix, self.spec.chat.help_command
+            ));
+        }
+        if command.len() > MAX_COMMAND_BYTES {
+            return Plan::Reply(format!(
+                "{}: that command is {} bytes long; commands are limited to {} bytes (pass large inputs by reference, a URL or a file path, instead)",
+                message.user,
+                command.len(),
+                MAX_COMMAND_BYTES
             ));
         }
         let mut words = command.split_whitespace();
@@ -1047,6 +1059,33 @@ mod tests {
                 "deploy api"
             )
             .is_ok()
+        );
+    }
+
+    /// A pasted mebibyte is refused at once with its size, before any matching; a command
+    /// at the limit is read.
+    #[test]
+    fn commands_over_the_size_limit_are_refused_before_matching() {
+        let d = dispatcher(RULES);
+        let mut message = said("frank", None);
+        message.text = format!("!deploy {}", "x".repeat(1 << 20));
+        let Plan::Reply(text) = d.plan(&message) else {
+            panic!("a 1 MiB command was not refused")
+        };
+        assert_eq!(
+            text,
+            format!(
+                "frank: that command is {} bytes long; commands are limited to 65536 bytes (pass large inputs by reference, a URL or a file path, instead)",
+                (1 << 20) + "deploy ".len()
+            )
+        );
+        message.text = format!(
+            "!deploy {}",
+            "x".repeat(MAX_COMMAND_BYTES - "deploy ".len())
+        );
+        assert!(
+            !matches!(d.plan(&message), Plan::Reply(t) if t.contains("limited to")),
+            "a command at the limit was refused"
         );
     }
 
