@@ -460,9 +460,17 @@ access:
         let t = texts_in(OPS, &root);
         t.iter().any(|m| m.contains("running `core.local`"))
             && t.iter()
-                .any(|m| m.starts_with("@alice: Execution") && m.contains("succeeded"))
+                .any(|m| m.starts_with("@alice\nExecution") && m.contains("succeeded"))
     })
     .await;
+    // The result is an attachment coloured from the execution's status (issue 19 item 4).
+    assert!(
+        fake.posts()
+            .iter()
+            .any(|p| p.props["attachments"][0]["color"] == "#2EB67D"),
+        "{:#?}",
+        fake.posts()
+    );
     assert_eq!(sim.executions()[0].source_context["thread"], root.as_str());
 
     let dm = fake.direct_channel(ALICE);

@@ -598,10 +598,18 @@ access:
         let t = texts_in(OPS, Some(&parent));
         t.iter().any(|m| m.contains("running `core.local`"))
             && t.iter().any(|m| {
-                m.starts_with(&format!("<@{ALICE}>: Execution")) && m.contains("succeeded")
+                m.starts_with(&format!("<@{ALICE}>\nExecution")) && m.contains("succeeded")
             })
     })
     .await;
+    // The result is an attachment coloured from the execution's status (issue 19 item 4).
+    assert!(
+        fake.posts().iter().any(
+            |p| p.attachments.as_ref().and_then(|a| a[0]["color"].as_str()) == Some("#2EB67D")
+        ),
+        "{:#?}",
+        fake.posts()
+    );
     let executions = sim.executions();
     assert_eq!(executions[0].user, "alice");
     assert_eq!(executions[0].source_channel, OPS);

@@ -151,7 +151,9 @@ emit_struct!(StackStormSpec {
     token_ttl,
     matcher,
     max_in_flight,
-    alias_refresh
+    alias_refresh,
+    result_timeout,
+    results_store
 });
 emit_struct!(ChatSpec {
     prefix,

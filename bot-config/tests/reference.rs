@@ -54,6 +54,8 @@ fn reference_sets_the_values_it_shows() {
     assert_eq!(st2.matcher, MatcherKind::StackStorm);
     assert_eq!(st2.max_in_flight, 16);
     assert_eq!(st2.alias_refresh, Duration::from_secs(300));
+    assert_eq!(st2.result_timeout, Duration::from_secs(86_400));
+    assert_eq!(st2.results_store, None);
     assert_eq!(spec.chat.prefix, "!");
     assert!(spec.chat.mention);
     assert_eq!(spec.chat.help_command, "help");

@@ -6,8 +6,9 @@
 //! matcher), checks the access rules against that alias's `pack.name` (so raw text cannot
 //! dodge a deny), executes it with `POST /aliasexecution` carrying `source_context` (or
 //! `match_and_execute` for `match_multiple` formats), and posts the ack. Every failure gets
-//! a reply. Announcements from the stream are rendered and routed by
-//! [`Dispatcher::announce`].
+//! a reply. Every execution started is recorded in the owed-results ledger
+//! ([`crate::results`]). Announcements from the stream are settled against it (a duplicate of
+//! a result already posted is dropped), rendered and routed by [`Dispatcher::announce`].
 
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ use tracing::Instrument;
 use crate::aliases::AliasCache;
 use crate::backend::split::truncate;
 use crate::backend::{Capabilities, Incoming, Outgoing, Target, char_len, split_message};
+use crate::results::{Ledger, OwedExecution, OwedState, Settlement};
 use crate::session::SessionManager;
 use crate::stackstorm::types::{
     Announcement, ExecuteRequest, ExecuteResponse, MatchAndExecuteRequest,
@@ -131,6 +133,8 @@ pub struct Dispatcher {
     awaiting: std::sync::Mutex<std::collections::HashMap<String, i64>>,
     /// How many results are awaited in all (see [`Dispatcher::results_awaited`]).
     awaited: tokio::sync::watch::Sender<usize>,
+    /// Executions whose result is owed (survives stream gaps, and restarts when stored).
+    results: Arc<Ledger>,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -174,7 +178,23 @@ impl Dispatcher {
             sessions: None,
             awaiting: std::sync::Mutex::new(std::collections::HashMap::new()),
             awaited: tokio::sync::watch::Sender::new(0),
+            results: Arc::new(Ledger::in_memory(
+                &spec.name,
+                spec.stackstorm.result_timeout,
+            )),
         })
+    }
+
+    /// Keeps the owed results in `ledger` (by default they are kept in memory only).
+    #[must_use]
+    pub fn with_results(mut self, ledger: Arc<Ledger>) -> Self {
+        self.results = ledger;
+        self
+    }
+
+    /// The owed-results ledger (the stream task runs [`crate::results::recover`] on it).
+    pub fn results(&self) -> &Arc<Ledger> {
+        &self.results
     }
 
     /// Per-user StackStorm sessions (when the definition has an `auth_page`): the session
@@ -550,8 +570,9 @@ impl Dispatcher {
     }
 
     /// What StackStorm echoes back in the announcement's `context`, so a result finds the
-    /// room and thread the command came from.
-    fn source_context(&self, message: &Incoming) -> Value {
+    /// room and thread the command came from; `request` (random, per command) tells which
+    /// owed execution an announcement settles.
+    fn source_context(&self, message: &Incoming, request: &str) -> Value {
         json!({
             "bot": self.spec.name,
             "backend": self.spec.backend.kind(),
@@ -559,6 +580,7 @@ impl Dispatcher {
             "thread": message.thread,
             "message_id": message.message_id,
             "user_id": message.user_id,
+            "request": request,
         })
     }
 
@@ -579,6 +601,13 @@ impl Dispatcher {
         };
         let source_channel = Self::source_channel(message);
         let route = self.spec.stackstorm.notification_route.as_ref();
+        // match_and_execute takes no `source_context`: its announcements cannot be told
+        // apart, so those executions are not recorded as owed (see `crate::results`).
+        let context = (!resolved.match_multiple).then(|| {
+            let request = crate::results::new_request_key();
+            let context = self.source_context(message, &request);
+            (request, context)
+        });
         let results: Result<Vec<ExecuteResponse>, St2Error> = if resolved.match_multiple {
             self.st2
                 .match_and_execute(
@@ -593,7 +622,7 @@ impl Dispatcher {
                 .await
                 .map(|r| r.results)
         } else {
-            let context = self.source_context(message);
+            let source_context = context.as_ref().map_or(&Value::Null, |(_, c)| c);
             self.st2
                 .execute(
                     &ExecuteRequest {
@@ -602,7 +631,7 @@ impl Dispatcher {
                         command,
                         user: &message.user,
                         source_channel: &source_channel,
-                        source_context: &context,
+                        source_context,
                         notification_route: route,
                     },
                     user_token.as_ref(),
@@ -618,6 +647,21 @@ impl Dispatcher {
                         self.await_results(id, true);
                     }
                     tracing::info!(alias = %resolved.reference, execution = %r.execution.id, "execution started");
+                    if let Some((request, context)) = &context {
+                        self.results.record(OwedExecution {
+                            execution_id: r.execution.id.clone(),
+                            request: request.clone(),
+                            source_channel: source_channel.clone(),
+                            room: message.room.as_ref().map(|r| r.id.clone()),
+                            thread: message.thread.clone(),
+                            user: message.user.clone(),
+                            user_id: message.user_id.clone(),
+                            message_id: message.message_id.clone(),
+                            started_unix: crate::results::unix_now(),
+                            context: context.clone(),
+                            state: OwedState::Awaiting,
+                        });
+                    }
                     self.ack(message, command, resolved, &r).await;
                 }
             }
@@ -685,6 +729,19 @@ impl Dispatcher {
         let mut out = Outgoing::text(self.reply_target(message), text);
         out.extra = r.extra.clone();
         self.send(out).await;
+    }
+
+    /// The chat status of an execution, from StackStorm (colours and icons of a result
+    /// come from the execution, not only from `extra`); `None` when it cannot be read.
+    async fn execution_status(&self, id: &str) -> Option<crate::backend::Status> {
+        match self.st2.execution_status(id).await {
+            Ok(status) if !status.is_empty() => Some(crate::results::chat_status(&status)),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::debug!(execution = id, error = %e, "cannot read the status of an announced execution");
+                None
+            }
+        }
     }
 
     fn no_match_text(&self, message: &Incoming, command: &str) -> String {
@@ -890,6 +947,35 @@ impl Dispatcher {
     /// Posts a stream announcement: privately to `user` when `whisper`, else to `channel`
     /// (in the command's thread when the context says so), mentioning `user`.
     pub async fn announce(&self, a: Announcement) {
+        let settlement = self
+            .results
+            .settle(a.context.as_ref(), a.message.as_deref().unwrap_or(""));
+        let execution_id = match &settlement {
+            Settlement::Duplicate { execution_id } => {
+                tracing::info!(execution = %execution_id, "result already posted; duplicate announcement dropped");
+                crate::ops::metrics().result_duplicate();
+                return;
+            }
+            Settlement::Post {
+                execution_id,
+                recovered,
+            } => {
+                if *recovered {
+                    tracing::info!(execution = %execution_id, "posting a result recovered after a stream gap");
+                    crate::ops::metrics().result_recovered();
+                }
+                Some(execution_id.clone())
+            }
+            Settlement::NotOwed => a
+                .message
+                .as_deref()
+                .and_then(execution_id_in)
+                .map(str::to_owned),
+        };
+        let status = match (&execution_id, self.capabilities.rich) {
+            (Some(id), true) => self.execution_status(id).await,
+            _ => None,
+        };
         let text = self.templates.render(
             "result",
             &json!({
@@ -949,6 +1035,7 @@ impl Dispatcher {
             out.mention = a.user.clone().filter(|u| !u.is_empty());
         }
         out.extra = a.extra.clone();
+        out.status = status;
         tracing::info!(
             channel = a.channel.as_deref().unwrap_or(""),
             whisper,

@@ -29,6 +29,8 @@ static __ST2BOT_SPEC: ::st2bot::__private::BotSpec = ::st2bot::__private::BotSpe
         matcher: ::st2bot::__private::MatcherKind::StackStorm,
         max_in_flight: 16u32,
         alias_refresh: ::std::time::Duration::from_millis(300000),
+        result_timeout: ::std::time::Duration::from_millis(86400000),
+        results_store: ::std::option::Option::None,
     },
     chat: ::st2bot::__private::ChatSpec {
         prefix: ::std::borrow::Cow::Borrowed("!"),
