@@ -145,6 +145,8 @@ async fn rich_output_carries_the_status_colour_and_extra() {
         mention: Some(ALICE.into()),
         extra: Some(json!({"mattermost": {"title": "core.remote"}})),
         status: Some(Status::Failed),
+        remember_as: None,
+        replaces: None,
     })
     .await;
     let given = json!([{"text": "Approve?", "actions": [{"name": "Yes", "integration": {"url": "http://127.0.0.1:1/a"}}]}]);
@@ -157,6 +159,8 @@ async fn rich_output_carries_the_status_colour_and_extra() {
         mention: None,
         extra: Some(json!({"mattermost": {"attachments": given}})),
         status: None,
+        remember_as: None,
+        replaces: None,
     })
     .await;
     let posts = fake.wait_posts(2, WAIT).await;

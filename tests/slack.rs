@@ -148,6 +148,8 @@ async fn rich_output_carries_the_status_colour_and_extra() {
         mention: Some("alice".into()),
         extra: Some(json!({"slack": {"title": "core.remote", "fields": [{"title": "host", "value": "web1", "short": true}]}})),
         status: Some(Status::Failed),
+        remember_as: None,
+        replaces: None,
     })
     .await;
     let blocks =
@@ -158,6 +160,8 @@ async fn rich_output_carries_the_status_colour_and_extra() {
         mention: None,
         extra: Some(json!({"slack": {"blocks": blocks, "thread_response": false}})),
         status: Some(Status::Succeeded),
+        remember_as: None,
+        replaces: None,
     })
     .await;
     let posts = fake.wait_posts(2, WAIT).await;
@@ -201,6 +205,8 @@ async fn long_output_is_split_under_the_limit_in_order() {
     // The same output as an attachment body (rich), with a status.
     bot.send(Outgoing {
         status: Some(Status::Succeeded),
+        remember_as: None,
+        replaces: None,
         ..Outgoing::text(
             Target::Room {
                 id: OPS.into(),
@@ -609,6 +615,27 @@ access:
         ),
         "{:#?}",
         fake.posts()
+    );
+    // Live ack (issue 19 item 3): the ack itself is edited with `chat.update` as the
+    // execution runs and ends, from the stream's `st2.execution__update` events.
+    fake.wait_until("the ack edited to its final status", WAIT, |f| {
+        f.posts().iter().any(|p| {
+            p.text.as_deref().is_some_and(|t| {
+                t.contains("running `core.local`") && t.contains("✅ succeeded in")
+            })
+        })
+    })
+    .await;
+    let ack = fake
+        .posts()
+        .into_iter()
+        .find(|p| p.edits.iter().any(|e| e.contains("✅ succeeded in")))
+        .unwrap();
+    assert_eq!(ack.thread_ts.as_deref(), Some(parent.as_str()));
+    assert!(
+        ack.edits.len() <= 2,
+        "running, then succeeded: {:?}",
+        ack.edits
     );
     let executions = sim.executions();
     assert_eq!(executions[0].user, "alice");

@@ -161,6 +161,7 @@ emit_struct!(ChatSpec {
     help_command,
     session_command,
     ack,
+    live_ack,
     max_message_len
 });
 emit_struct!(AccessSpec {

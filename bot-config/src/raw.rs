@@ -326,6 +326,12 @@ pub struct Ack {
     #[serde(default)]
     #[cfg_attr(feature = "schema", schemars(with = "Option<bool>"))]
     pub enabled: Option<Spanned<bool>>,
+    /// Edit the ack in place as the execution runs and ends (running, then succeeded or
+    /// failed with its duration), on services that can edit messages (default true; the
+    /// full result still follows as the notify rule sends it).
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<bool>"))]
+    pub live: Option<Spanned<bool>>,
 }
 
 /// `access:` — ordered rules, first match wins.

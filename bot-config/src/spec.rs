@@ -359,6 +359,8 @@ pub struct ChatSpec {
     pub session_command: Str,
     /// Post acknowledgements.
     pub ack: bool,
+    /// Edit acks in place from the execution's updates, where the service can edit.
+    pub live_ack: bool,
     /// Split replies longer than this (0: the backend's limit).
     pub max_message_len: u32,
 }

@@ -61,6 +61,7 @@ fn reference_sets_the_values_it_shows() {
     assert_eq!(spec.chat.help_command, "help");
     assert_eq!(spec.chat.session_command, "session");
     assert!(spec.chat.ack);
+    assert!(spec.chat.live_ack);
     assert_eq!(spec.access.default, Decision::Deny);
     assert_eq!(spec.access.rules.len(), 4);
     assert_eq!(spec.access.rules[0].decision, Decision::Deny);

@@ -155,11 +155,14 @@ pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> E
 
     // Stream: announcements and alias changes.
     let (events_tx, mut events_rx) = mpsc::channel(256);
-    let stream_task = tokio::spawn(stream::run(
+    let stream_task = tokio::spawn(stream::run_with(
         st2.clone(),
         events_tx,
         stream_state_tx,
         shutdown.clone(),
+        stream::StreamOptions {
+            execution_updates: dispatcher.live_acks(),
+        },
     ));
     let events_task = {
         let dispatcher = dispatcher.clone();
@@ -182,6 +185,7 @@ pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> E
                 tokio::select! {
                     event = events_rx.recv() => match event {
                         Some(StreamEvent::Announcement(a)) => dispatcher.announce(a).await,
+                        Some(StreamEvent::ExecutionUpdate(u)) => dispatcher.execution_update(u).await,
                         Some(StreamEvent::AliasChanged(kind)) => {
                             tracing::info!(kind, "action aliases changed; reloading");
                             if let Err(e) = aliases.refresh(&st2).await {

@@ -135,6 +135,49 @@ pub struct Dispatcher {
     awaited: tokio::sync::watch::Sender<usize>,
     /// Executions whose result is owed (survives stream gaps, and restarts when stored).
     results: Arc<Ledger>,
+    /// Acks being edited in place, by execution id (see [`Dispatcher::execution_update`]).
+    live_acks: std::sync::Mutex<std::collections::HashMap<String, LiveAck>>,
+}
+
+/// An ack posted with [`Outgoing::remember_as`], edited as its execution progresses.
+#[derive(Debug)]
+struct LiveAck {
+    /// Where it was posted.
+    target: Target,
+    /// Its text as posted.
+    text: String,
+    /// The status it shows now (`None`: as posted).
+    shown: Option<String>,
+    /// When it was posted (the oldest go first past [`MAX_LIVE_ACKS`]).
+    posted: std::time::Instant,
+}
+
+/// At most this many acks are followed at once.
+const MAX_LIVE_ACKS: usize = 1024;
+
+/// The line a live ack gets for a status, `None` for statuses not worth an edit
+/// (`requested`, `scheduled`…).
+fn live_ack_line(status: &str, elapsed: Option<std::time::Duration>) -> Option<String> {
+    let took = elapsed.map(|d| {
+        if d < std::time::Duration::from_secs(10) {
+            format!("{:.1}s", d.as_secs_f64())
+        } else {
+            humantime::format_duration(std::time::Duration::from_secs(d.as_secs())).to_string()
+        }
+    });
+    let after = |word: &str, how: &str| match &took {
+        Some(t) => format!("{word} {how} {t}"),
+        None => word.to_owned(),
+    };
+    Some(match status {
+        "running" => "⏳ running".to_owned(),
+        "succeeded" => format!("✅ {}", after("succeeded", "in")),
+        "failed" => format!("❌ {}", after("failed", "after")),
+        "timeout" => format!("❌ {}", after("timed out", "after")),
+        "canceled" => format!("⛔ {}", after("canceled", "after")),
+        "abandoned" => format!("❌ {}", after("abandoned", "after")),
+        _ => return None,
+    })
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -182,7 +225,45 @@ impl Dispatcher {
                 &spec.name,
                 spec.stackstorm.result_timeout,
             )),
+            live_acks: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
+    }
+
+    /// Whether acks are edited in place (`chat.ack.live`, and the backend can edit): the
+    /// stream then also carries `st2.execution__update` for [`Dispatcher::execution_update`].
+    pub fn live_acks(&self) -> bool {
+        self.spec.chat.ack && self.spec.chat.live_ack && self.capabilities.edit
+    }
+
+    /// Edits the live ack of an execution to show its new status (running, then
+    /// succeeded/failed with its duration). Updates for other executions are ignored.
+    pub async fn execution_update(&self, update: crate::stackstorm::stream::ExecutionUpdate) {
+        let edit = {
+            let mut acks = self.live_acks.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(live) = acks.get_mut(&update.id) else {
+                return;
+            };
+            if live.shown.as_deref() == Some(update.status.as_str()) {
+                return;
+            }
+            let Some(line) = live_ack_line(&update.status, update.elapsed()) else {
+                return;
+            };
+            live.shown = Some(update.status.clone());
+            let edit = (live.target.clone(), format!("{}\n{line}", live.text));
+            if crate::results::is_completed(&update.status) {
+                acks.remove(&update.id);
+            }
+            edit
+        };
+        let (target, text) = edit;
+        let mut out = Outgoing::text(target, text);
+        out.replaces = Some(format!("ack:{}", update.id));
+        out.status = Some(crate::results::chat_status(&update.status));
+        tracing::debug!(execution = %update.id, status = %update.status, "editing the ack");
+        if self.outgoing.send(out).await.is_err() {
+            tracing::warn!("chat backend stopped; dropping an ack edit");
+        }
     }
 
     /// Keeps the owed results in `ledger` (by default they are kept in memory only).
@@ -728,6 +809,27 @@ impl Dispatcher {
         );
         let mut out = Outgoing::text(self.reply_target(message), text);
         out.extra = r.extra.clone();
+        if self.live_acks() {
+            out.remember_as = Some(format!("ack:{}", r.execution.id));
+            let mut acks = self.live_acks.lock().unwrap_or_else(|e| e.into_inner());
+            if acks.len() >= MAX_LIVE_ACKS
+                && let Some(oldest) = acks
+                    .iter()
+                    .min_by_key(|(_, a)| a.posted)
+                    .map(|(id, _)| id.clone())
+            {
+                acks.remove(&oldest);
+            }
+            acks.insert(
+                r.execution.id.clone(),
+                LiveAck {
+                    target: out.target.clone(),
+                    text: out.text.clone(),
+                    shown: None,
+                    posted: std::time::Instant::now(),
+                },
+            );
+        }
         self.send(out).await;
     }
 
@@ -1074,6 +1176,7 @@ mod tests {
                 max_message_len: 4000,
                 rich: false,
                 threads: false,
+                edit: false,
             },
             AliasCache::new(),
             tx,
@@ -1178,6 +1281,25 @@ mod tests {
         assert_eq!(*awaited.borrow(), 1);
         d.await_results("2", false);
         assert_eq!(*awaited.borrow(), 0);
+    }
+
+    #[test]
+    fn live_ack_lines_say_the_status_and_how_long_it_took() {
+        use std::time::Duration;
+        assert_eq!(
+            live_ack_line("running", None).as_deref(),
+            Some("⏳ running")
+        );
+        assert_eq!(
+            live_ack_line("succeeded", Some(Duration::from_millis(2140))).as_deref(),
+            Some("✅ succeeded in 2.1s")
+        );
+        assert_eq!(
+            live_ack_line("timeout", Some(Duration::from_secs(600))).as_deref(),
+            Some("❌ timed out after 10m")
+        );
+        assert_eq!(live_ack_line("failed", None).as_deref(), Some("❌ failed"));
+        assert_eq!(live_ack_line("scheduled", None), None);
     }
 
     #[test]

@@ -311,6 +311,7 @@ fn chat(spec: &ChatSpec) -> Node {
         help_command,
         session_command,
         ack,
+        live_ack,
         max_message_len,
     } = spec;
     Node::Map(vec![
@@ -319,6 +320,7 @@ fn chat(spec: &ChatSpec) -> Node {
         ("help_command", s(help_command)),
         ("session_command", s(session_command)),
         ("ack", Node::Bool(*ack)),
+        ("live_ack", Node::Bool(*live_ack)),
         ("max_message_len", Node::Int(u64::from(*max_message_len))),
     ])
 }

@@ -50,6 +50,7 @@ static __ST2BOT_SPEC: ::st2bot::__private::BotSpec = ::st2bot::__private::BotSpe
         help_command: ::std::borrow::Cow::Borrowed("st2help"),
         session_command: ::std::borrow::Cow::Borrowed("login"),
         ack: false,
+        live_ack: true,
         max_message_len: 3000u32,
     },
     access: ::st2bot::__private::AccessSpec {

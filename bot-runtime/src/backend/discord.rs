@@ -111,6 +111,7 @@ impl Backend for DiscordBackend {
             max_message_len: MAX_CONTENT,
             rich: true,
             threads: true,
+            edit: false,
         }
     }
 

@@ -72,6 +72,7 @@ impl Backend for MattermostBackend {
             max_message_len: MESSAGE_LIMIT,
             rich: true,
             threads: true,
+            edit: false,
         }
     }
 

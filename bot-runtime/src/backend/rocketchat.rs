@@ -97,6 +97,7 @@ impl Backend for RocketChatBackend {
             max_message_len: MAX_MESSAGE,
             rich: true,
             threads: true,
+            edit: false,
         }
     }
 
