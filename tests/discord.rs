@@ -533,6 +533,14 @@ async fn the_whole_bot_runs_commands_from_discord_and_posts_results_back() {
         })
     })
     .await;
+    // Live ack (issue 19 item 3): the ack itself is edited as the execution ends.
+    eventually("the ack edited to its final status", || {
+        fake.posted()[before..].iter().any(|p| {
+            p.content().contains("running `core.local`")
+                && p.edits.iter().any(|e| e.contains("✅ succeeded in"))
+        })
+    })
+    .await;
     let replies = &fake.posted()[before..];
     assert!(
         replies

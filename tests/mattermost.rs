@@ -475,6 +475,16 @@ access:
         "{:#?}",
         fake.posts()
     );
+    // Live ack (issue 19 item 3): the ack post itself is patched as the execution ends.
+    fake.wait_until("the ack edited to its final status", WAIT, |f| {
+        f.posts().iter().any(|p| {
+            p.root_id == root
+                && p.message.contains("running `core.local`")
+                && p.message.contains("✅ succeeded in")
+                && !p.edits.is_empty()
+        })
+    })
+    .await;
     assert_eq!(sim.executions()[0].source_context["thread"], root.as_str());
 
     let dm = fake.direct_channel(ALICE);

@@ -17,8 +17,9 @@
 //!   [`TEXT_LIMIT`] characters; rich content comes from [`super::rich`]. Private replies open
 //!   the conversation with `conversations.open`. A reply posted with
 //!   [`Outgoing::remember_as`] is remembered (channel, `ts`); a later
-//!   [`Outgoing::replaces`] edits it with `chat.update` (live acks). `ratelimited`/HTTP 429 waits `Retry-After`
-//!   and retries; `invalid_auth` and friends stop the backend with [`BackendError::Auth`].
+//!   [`Outgoing::replaces`] edits it with `chat.update` (live acks). `ratelimited`/HTTP
+//!   429 waits `Retry-After` and retries; `invalid_auth` and friends stop the backend with
+//!   [`BackendError::Auth`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
