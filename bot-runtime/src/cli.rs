@@ -250,6 +250,21 @@ mod tests {
         assert!(p(&["--nope"]).is_err());
         assert!(p(&["--user"]).is_err());
         assert!(p(&["--log-format", "xml"]).is_err());
+        let o = p(&[
+            "--results-store",
+            "/var/lib/st2bot/owed.redb",
+            "--result-timeout=2h",
+        ])
+        .unwrap();
+        assert_eq!(
+            o.results_store.as_deref(),
+            Some("/var/lib/st2bot/owed.redb")
+        );
+        assert_eq!(o.result_timeout, Some(Duration::from_secs(7200)));
+        assert_eq!(
+            p(&["--result-timeout", "soon"]).unwrap_err().to_string(),
+            "`--result-timeout soon` is not a duration such as `1h`\nRun with --help for usage."
+        );
         let o = p(&["--explain", "carol", "-", "local date"]).unwrap();
         assert_eq!(
             o.command,
