@@ -519,11 +519,25 @@ async fn the_whole_bot_runs_commands_from_discord_and_posts_results_back() {
     assert_eq!(execution.user, "alice");
     assert_eq!(execution.source_channel, OPS);
     assert_eq!(execution.parameters, json!({"cmd": "date"}));
-    // The ack, then the result the simulated chatops rule announces, both in the thread.
+    // The ack, then the result the simulated chatops rule announces, both in the thread;
+    // the result is an embed coloured from the execution's status (issue 19 item 4).
+    let result = format!("Execution {} succeeded", execution.id);
     eventually("ack and result", || {
         fake.posted()[before..].iter().any(|p| {
-            p.content()
-                .contains(&format!("Execution {} succeeded", execution.id))
+            p.embeds().iter().any(|e| {
+                e["description"]
+                    .as_str()
+                    .is_some_and(|d| d.contains(&result))
+                    && e["color"] == json!(0x2EB67D)
+            })
+        })
+    })
+    .await;
+    // Live ack (issue 19 item 3): the ack itself is edited as the execution ends.
+    eventually("the ack edited to its final status", || {
+        fake.posted()[before..].iter().any(|p| {
+            p.content().contains("running `core.local`")
+                && p.edits.iter().any(|e| e.contains("✅ succeeded in"))
         })
     })
     .await;

@@ -258,6 +258,7 @@ async fn password_session_in_a_child_process() {
                 max_message_len: 4000,
                 rich: false,
                 threads: false,
+                edit: false,
             },
             aliases.clone(),
             outgoing_tx,
@@ -280,6 +281,7 @@ async fn password_session_in_a_child_process() {
             while let Some(event) = events.recv().await {
                 match event {
                     StreamEvent::Announcement(a) => dispatcher.announce(a).await,
+                    StreamEvent::ExecutionUpdate(_) => {}
                     StreamEvent::Connected | StreamEvent::AliasChanged(_) => {
                         aliases.refresh(&client).await.unwrap();
                     }

@@ -184,6 +184,35 @@ async fn bot_serves_rooms_and_direct_chats_on_a_real_synapse() {
     assert_eq!(reply[0]["m.mentions"]["user_ids"], json!([ALICE]));
     assert!(reply[0].get("formatted_body").is_none());
 
+    // Live acks (issue 19 item 3): a message posted under a key is edited in place with
+    // an `m.replace` event; an edit for a key never posted sends nothing.
+    let mut ack = Outgoing::text(room(&ops), "alice: running `core.local`");
+    ack.remember_as = Some("ack:5f5e00000000000000000001".into());
+    bot.outgoing.send(ack).await.expect("backend stopped");
+    let posted = alice.take_events(&ops, BOT, 1).await.remove(0);
+    let mut edit = Outgoing::text(room(&ops), "never posted");
+    edit.replaces = Some("ack:unknown".into());
+    bot.outgoing.send(edit).await.expect("backend stopped");
+    let mut edit = Outgoing::text(
+        room(&ops),
+        "alice: running `core.local`\n✅ succeeded in 0.2s",
+    );
+    edit.replaces = Some("ack:5f5e00000000000000000001".into());
+    bot.outgoing.send(edit).await.expect("backend stopped");
+    let replaced = alice.take_messages(&ops, BOT, 1).await.remove(0);
+    assert_eq!(
+        replaced["m.relates_to"],
+        json!({"rel_type": "m.replace", "event_id": posted["event_id"]})
+    );
+    assert_eq!(
+        replaced["m.new_content"]["body"],
+        "alice: running `core.local`\n✅ succeeded in 0.2s"
+    );
+    assert_eq!(
+        body(&replaced),
+        "* alice: running `core.local`\n✅ succeeded in 0.2s"
+    );
+
     // A mention by display name (Synapse's default display name is the localpart).
     alice.send(&ops, "st2bot: !run date", json!({})).await;
     let got = bot.next().await;

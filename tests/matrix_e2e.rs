@@ -89,6 +89,17 @@ async fn compiled_matrix_bot_serves_alice_on_synapse_and_stackstorm() {
     let result = alice
         .take_until(&ops, BOT, &format!("Execution {} succeeded", execution.id))
         .await;
+    // Live ack (issue 19 item 3): before the result, the ack was edited in place
+    // (`m.replace`) to show how the execution ended.
+    assert!(
+        result.iter().any(|m| {
+            m["m.relates_to"]["rel_type"] == "m.replace"
+                && m["m.new_content"]["body"].as_str().is_some_and(|b| {
+                    b.starts_with("deploying deploy") && b.contains("✅ succeeded in")
+                })
+        }),
+        "{result:?}"
+    );
     let result = result.last().unwrap();
     assert!(body(result).starts_with("alice: "), "{result}");
     assert_eq!(result["m.mentions"]["user_ids"], json!([ALICE]));

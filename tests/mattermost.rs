@@ -145,6 +145,8 @@ async fn rich_output_carries_the_status_colour_and_extra() {
         mention: Some(ALICE.into()),
         extra: Some(json!({"mattermost": {"title": "core.remote"}})),
         status: Some(Status::Failed),
+        remember_as: None,
+        replaces: None,
     })
     .await;
     let given = json!([{"text": "Approve?", "actions": [{"name": "Yes", "integration": {"url": "http://127.0.0.1:1/a"}}]}]);
@@ -157,6 +159,8 @@ async fn rich_output_carries_the_status_colour_and_extra() {
         mention: None,
         extra: Some(json!({"mattermost": {"attachments": given}})),
         status: None,
+        remember_as: None,
+        replaces: None,
     })
     .await;
     let posts = fake.wait_posts(2, WAIT).await;
@@ -460,7 +464,25 @@ access:
         let t = texts_in(OPS, &root);
         t.iter().any(|m| m.contains("running `core.local`"))
             && t.iter()
-                .any(|m| m.starts_with("@alice: Execution") && m.contains("succeeded"))
+                .any(|m| m.starts_with("@alice\nExecution") && m.contains("succeeded"))
+    })
+    .await;
+    // The result is an attachment coloured from the execution's status (issue 19 item 4).
+    assert!(
+        fake.posts()
+            .iter()
+            .any(|p| p.props["attachments"][0]["color"] == "#2EB67D"),
+        "{:#?}",
+        fake.posts()
+    );
+    // Live ack (issue 19 item 3): the ack post itself is patched as the execution ends.
+    fake.wait_until("the ack edited to its final status", WAIT, |f| {
+        f.posts().iter().any(|p| {
+            p.root_id == root
+                && p.message.contains("running `core.local`")
+                && p.message.contains("✅ succeeded in")
+                && !p.edits.is_empty()
+        })
     })
     .await;
     assert_eq!(sim.executions()[0].source_context["thread"], root.as_str());

@@ -469,10 +469,21 @@ async fn the_whole_bot_runs_commands_from_rocketchat_and_posts_results_back() {
     let execution = sim.executions()[0].clone();
     assert_eq!(execution.user, "alice");
     assert_eq!(execution.source_channel, OPS);
+    // The result is an attachment coloured from the execution's status (issue 19 item 4).
+    let result = format!("Execution {} succeeded", execution.id);
     eventually("ack and result", || {
         fake.posted()[before..].iter().any(|p| {
-            p.text()
-                .contains(&format!("Execution {} succeeded", execution.id))
+            p.attachments().iter().any(|a| {
+                a["text"].as_str().is_some_and(|t| t.contains(&result)) && a["color"] == "#2EB67D"
+            })
+        })
+    })
+    .await;
+    // Live ack (issue 19 item 3): the ack itself is edited as the execution ends.
+    eventually("the ack edited to its final status", || {
+        fake.posted()[before..].iter().any(|p| {
+            p.text().contains("running `core.local`")
+                && p.edits.iter().any(|e| e.contains("✅ succeeded in"))
         })
     })
     .await;

@@ -148,6 +148,8 @@ async fn rich_output_carries_the_status_colour_and_extra() {
         mention: Some("alice".into()),
         extra: Some(json!({"slack": {"title": "core.remote", "fields": [{"title": "host", "value": "web1", "short": true}]}})),
         status: Some(Status::Failed),
+        remember_as: None,
+        replaces: None,
     })
     .await;
     let blocks =
@@ -158,6 +160,8 @@ async fn rich_output_carries_the_status_colour_and_extra() {
         mention: None,
         extra: Some(json!({"slack": {"blocks": blocks, "thread_response": false}})),
         status: Some(Status::Succeeded),
+        remember_as: None,
+        replaces: None,
     })
     .await;
     let posts = fake.wait_posts(2, WAIT).await;
@@ -201,6 +205,8 @@ async fn long_output_is_split_under_the_limit_in_order() {
     // The same output as an attachment body (rich), with a status.
     bot.send(Outgoing {
         status: Some(Status::Succeeded),
+        remember_as: None,
+        replaces: None,
         ..Outgoing::text(
             Target::Room {
                 id: OPS.into(),
@@ -598,10 +604,39 @@ access:
         let t = texts_in(OPS, Some(&parent));
         t.iter().any(|m| m.contains("running `core.local`"))
             && t.iter().any(|m| {
-                m.starts_with(&format!("<@{ALICE}>: Execution")) && m.contains("succeeded")
+                m.starts_with(&format!("<@{ALICE}>\nExecution")) && m.contains("succeeded")
             })
     })
     .await;
+    // The result is an attachment coloured from the execution's status (issue 19 item 4).
+    assert!(
+        fake.posts().iter().any(
+            |p| p.attachments.as_ref().and_then(|a| a[0]["color"].as_str()) == Some("#2EB67D")
+        ),
+        "{:#?}",
+        fake.posts()
+    );
+    // Live ack (issue 19 item 3): the ack itself is edited with `chat.update` as the
+    // execution runs and ends, from the stream's `st2.execution__update` events.
+    fake.wait_until("the ack edited to its final status", WAIT, |f| {
+        f.posts().iter().any(|p| {
+            p.text.as_deref().is_some_and(|t| {
+                t.contains("running `core.local`") && t.contains("✅ succeeded in")
+            })
+        })
+    })
+    .await;
+    let ack = fake
+        .posts()
+        .into_iter()
+        .find(|p| p.edits.iter().any(|e| e.contains("✅ succeeded in")))
+        .unwrap();
+    assert_eq!(ack.thread_ts.as_deref(), Some(parent.as_str()));
+    assert!(
+        ack.edits.len() <= 2,
+        "running, then succeeded: {:?}",
+        ack.edits
+    );
     let executions = sim.executions();
     assert_eq!(executions[0].user, "alice");
     assert_eq!(executions[0].source_channel, OPS);

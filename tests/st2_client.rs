@@ -157,6 +157,7 @@ impl InProcessBot {
                     max_message_len: 4000,
                     rich: false,
                     threads: false,
+                    edit: false,
                 },
                 aliases.clone(),
                 outgoing_tx,
@@ -179,6 +180,7 @@ impl InProcessBot {
                 while let Some(event) = events.recv().await {
                     match event {
                         StreamEvent::Announcement(a) => dispatcher.announce(a).await,
+                        StreamEvent::ExecutionUpdate(_) => {}
                         StreamEvent::Connected | StreamEvent::AliasChanged(_) => {
                             let _ = aliases.refresh(&client).await;
                         }

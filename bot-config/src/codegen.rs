@@ -151,7 +151,9 @@ emit_struct!(StackStormSpec {
     token_ttl,
     matcher,
     max_in_flight,
-    alias_refresh
+    alias_refresh,
+    result_timeout,
+    results_store
 });
 emit_struct!(ChatSpec {
     prefix,
@@ -159,6 +161,7 @@ emit_struct!(ChatSpec {
     help_command,
     session_command,
     ack,
+    live_ack,
     max_message_len
 });
 emit_struct!(AccessSpec {

@@ -225,6 +225,18 @@ pub struct StackStorm {
     #[serde(default)]
     #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
     pub alias_refresh: Option<Spanned<String>>,
+    /// How long the bot keeps owing the result of an execution it started (default `1d`):
+    /// until then a result lost in a stream gap is recovered; after it the execution is
+    /// dropped from the owed list with a log line.
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
+    pub result_timeout: Option<Spanned<String>>,
+    /// File that keeps the executions the bot still owes a result for across restarts, when
+    /// the bot has no `auth_page` (whose session store keeps them otherwise). Without either,
+    /// the list lives in memory: stream gaps are covered, restarts are not.
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
+    pub results_store: Option<Spanned<String>>,
     /// The site's StackStorm content (packs and/or `st2 … list -j` exports), read at build
     /// time to check the access rules against the aliases that exist.
     #[serde(default)]
@@ -314,6 +326,12 @@ pub struct Ack {
     #[serde(default)]
     #[cfg_attr(feature = "schema", schemars(with = "Option<bool>"))]
     pub enabled: Option<Spanned<bool>>,
+    /// Edit the ack in place as the execution runs and ends (running, then succeeded or
+    /// failed with its duration), on services that can edit messages (default true; the
+    /// full result still follows as the notify rule sends it).
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<bool>"))]
+    pub live: Option<Spanned<bool>>,
 }
 
 /// `access:` — ordered rules, first match wins.

@@ -33,6 +33,7 @@ const DURATIONS: &[(&str, &str)] = &[
     ("StackStorm", "timeout"),
     ("StackStorm", "token_ttl"),
     ("StackStorm", "alias_refresh"),
+    ("StackStorm", "result_timeout"),
     ("AuthPage", "session_ttl"),
     ("AuthPage", "link_ttl"),
 ];

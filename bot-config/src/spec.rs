@@ -340,6 +340,10 @@ pub struct StackStormSpec {
     pub max_in_flight: u32,
     /// Alias cache refresh period.
     pub alias_refresh: Duration,
+    /// How long a started execution's result stays owed (recoverable after a stream gap).
+    pub result_timeout: Duration,
+    /// File for the owed-results list when there is no session store (`None`: memory).
+    pub results_store: Option<Str>,
 }
 
 /// Command recognition.
@@ -355,6 +359,8 @@ pub struct ChatSpec {
     pub session_command: Str,
     /// Post acknowledgements.
     pub ack: bool,
+    /// Edit acks in place from the execution's updates, where the service can edit.
+    pub live_ack: bool,
     /// Split replies longer than this (0: the backend's limit).
     pub max_message_len: u32,
 }

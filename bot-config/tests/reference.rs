@@ -54,11 +54,14 @@ fn reference_sets_the_values_it_shows() {
     assert_eq!(st2.matcher, MatcherKind::StackStorm);
     assert_eq!(st2.max_in_flight, 16);
     assert_eq!(st2.alias_refresh, Duration::from_secs(300));
+    assert_eq!(st2.result_timeout, Duration::from_secs(86_400));
+    assert_eq!(st2.results_store, None);
     assert_eq!(spec.chat.prefix, "!");
     assert!(spec.chat.mention);
     assert_eq!(spec.chat.help_command, "help");
     assert_eq!(spec.chat.session_command, "session");
     assert!(spec.chat.ack);
+    assert!(spec.chat.live_ack);
     assert_eq!(spec.access.default, Decision::Deny);
     assert_eq!(spec.access.rules.len(), 4);
     assert_eq!(spec.access.rules[0].decision, Decision::Deny);

@@ -44,6 +44,7 @@ fn dispatcher() -> Dispatcher {
             max_message_len: 4000,
             rich: false,
             threads: false,
+            edit: false,
         },
         aliases,
         tx,

@@ -19,6 +19,8 @@ use crate::dispatch::Dispatcher;
 use crate::stackstorm::St2Client;
 use crate::stackstorm::stream::{self, StreamEvent, StreamState};
 
+/// How often owed results past `stackstorm.result_timeout` are dropped.
+const EXPIRY_CHECK: Duration = Duration::from_secs(5);
 /// How long in-flight commands may take to finish after shutdown starts.
 const DRAIN: Duration = Duration::from_secs(10);
 /// Text backend, input not a terminal: how long end of input waits for results in flight
@@ -76,7 +78,8 @@ pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> E
         }
     };
 
-    let dispatcher = Arc::new(match &spec.auth_page {
+    let mut session_store: Option<crate::session::RedbOwedStore> = None;
+    let dispatcher = match &spec.auth_page {
         None => dispatcher,
         Some(page) => {
             let sessions = match crate::session::SessionManager::open(page, &spec.name, st2.clone())
@@ -111,9 +114,38 @@ pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> E
                         .await;
                 }
             });
+            session_store = Some(sessions.owed_store());
             dispatcher.with_sessions(sessions)
         }
-    });
+    };
+    // Owed results: in the session store's file, else in `results_store`, else in memory.
+    let owed_store: Box<dyn crate::results::OwedStore> = match (
+        session_store,
+        options
+            .results_store
+            .as_deref()
+            .or(spec.stackstorm.results_store.as_deref()),
+    ) {
+        (Some(table), _) => Box::new(table),
+        (None, Some(path)) => match crate::session::RedbOwedStore::open(std::path::Path::new(path))
+        {
+            Ok(store) => Box::new(store),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open the results store");
+                eprintln!("{}: {e}", spec.name);
+                return ExitCode::FAILURE;
+            }
+        },
+        (None, None) => Box::new(crate::results::MemoryOwedStore),
+    };
+    let ledger = Arc::new(crate::results::Ledger::open(
+        &spec.name,
+        owed_store,
+        options
+            .result_timeout
+            .unwrap_or(spec.stackstorm.result_timeout),
+    ));
+    let dispatcher = Arc::new(dispatcher.with_results(ledger.clone()));
     let backend_task = tokio::spawn(backend.run(BackendIo {
         incoming: incoming_tx,
         outgoing: outgoing_rx,
@@ -123,18 +155,26 @@ pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> E
 
     // Stream: announcements and alias changes.
     let (events_tx, mut events_rx) = mpsc::channel(256);
-    let stream_task = tokio::spawn(stream::run(
+    let stream_task = tokio::spawn(stream::run_with(
         st2.clone(),
         events_tx,
         stream_state_tx,
         shutdown.clone(),
+        stream::StreamOptions {
+            execution_updates: dispatcher.live_acks(),
+        },
     ));
     let events_task = {
         let dispatcher = dispatcher.clone();
         let aliases = aliases.clone();
         let st2 = st2.clone();
         let refresh_every = spec.stackstorm.alias_refresh;
+        let route = spec.stackstorm.announcement_route.to_string();
+        let ledger = ledger.clone();
         tokio::spawn(async move {
+            // Owed results past `result_timeout` are dropped this often (and at each pass).
+            let mut expiry = tokio::time::interval(EXPIRY_CHECK);
+            expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             // The first load comes with the stream's `Connected`; the timer starts after it.
             let mut refresh = tokio::time::interval_at(
                 tokio::time::Instant::now() + refresh_every,
@@ -145,6 +185,7 @@ pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> E
                 tokio::select! {
                     event = events_rx.recv() => match event {
                         Some(StreamEvent::Announcement(a)) => dispatcher.announce(a).await,
+                        Some(StreamEvent::ExecutionUpdate(u)) => dispatcher.execution_update(u).await,
                         Some(StreamEvent::AliasChanged(kind)) => {
                             tracing::info!(kind, "action aliases changed; reloading");
                             if let Err(e) = aliases.refresh(&st2).await {
@@ -152,12 +193,23 @@ pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> E
                             }
                         }
                         Some(StreamEvent::Connected) => {
+                            // A gap (or the start) closes: results published meanwhile
+                            // were not replayed. Passes run one at a time, in the
+                            // background, so announcements keep flowing meanwhile.
+                            let pass = (ledger.clone(), st2.clone(), route.clone());
+                            tokio::spawn(async move {
+                                let (ledger, st2, route) = pass;
+                                crate::results::recover(&ledger, &st2, &route).await;
+                            });
                             if let Err(e) = aliases.refresh(&st2).await {
                                 tracing::warn!(error = %e, "cannot load action aliases");
                             }
                         }
                         None => return,
                     },
+                    _ = expiry.tick() => {
+                        ledger.expire(crate::results::unix_now());
+                    }
                     _ = refresh.tick() => {
                         if let Err(e) = aliases.refresh(&st2).await {
                             tracing::debug!(error = %e, "periodic alias refresh failed");

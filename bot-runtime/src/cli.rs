@@ -52,6 +52,10 @@ pub struct Options {
     pub backend_url: Option<String>,
     /// Serve `/healthz`, `/readyz` and `/metrics` here (overrides `health.listen`).
     pub health_listen: Option<String>,
+    /// Keep the owed results in this file (overrides `stackstorm.results_store`).
+    pub results_store: Option<String>,
+    /// Owe results this long (overrides `stackstorm.result_timeout`).
+    pub result_timeout: Option<Duration>,
 }
 
 impl Default for Options {
@@ -67,6 +71,8 @@ impl Default for Options {
             simulate: false,
             backend_url: None,
             health_listen: None,
+            results_store: None,
+            result_timeout: None,
         }
     }
 }
@@ -98,6 +104,11 @@ pub fn usage(name: &str, description: &str) -> String {
          \x20                    (also ST2BOT_BACKEND_URL)\n  \
          --simulate           demo mode: start a simulated StackStorm on 127.0.0.1 and use it\n  \
          --health-listen ADDR serve /healthz, /readyz and /metrics on ADDR (e.g. 127.0.0.1:9180)\n  \
+         --results-store PATH keep the results still owed in PATH (overrides\n  \
+         \x20                    `stackstorm.results_store`)\n  \
+         --result-timeout DURATION\n  \
+         \x20                    owe a started execution's result this long (overrides\n  \
+         \x20                    `stackstorm.result_timeout`)\n  \
          --print-spec[=FMT]   print the compiled definition as `yaml` (default) or `json`\n  \
          \x20                    (also --format FMT), secrets as references; then exit\n  \
          --explain USER ROOM COMMAND\n  \
@@ -180,6 +191,15 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, UsageEr
             "--backend-url" => options.backend_url = Some(value("--backend-url")?),
             "--health-listen" => options.health_listen = Some(value("--health-listen")?),
             "--room" => options.room = Some(value("--room")?),
+            "--results-store" => options.results_store = Some(value("--results-store")?),
+            "--result-timeout" => {
+                let v = value("--result-timeout")?;
+                options.result_timeout = Some(humantime::parse_duration(&v).map_err(|_| {
+                    UsageError(format!(
+                        "`--result-timeout {v}` is not a duration such as `1h`"
+                    ))
+                })?);
+            }
             "--linger" => {
                 let v = value("--linger")?;
                 options.linger = Some(humantime::parse_duration(&v).map_err(|_| {
@@ -230,6 +250,21 @@ mod tests {
         assert!(p(&["--nope"]).is_err());
         assert!(p(&["--user"]).is_err());
         assert!(p(&["--log-format", "xml"]).is_err());
+        let o = p(&[
+            "--results-store",
+            "/var/lib/st2bot/owed.redb",
+            "--result-timeout=2h",
+        ])
+        .unwrap();
+        assert_eq!(
+            o.results_store.as_deref(),
+            Some("/var/lib/st2bot/owed.redb")
+        );
+        assert_eq!(o.result_timeout, Some(Duration::from_secs(7200)));
+        assert_eq!(
+            p(&["--result-timeout", "soon"]).unwrap_err().to_string(),
+            "`--result-timeout soon` is not a duration such as `1h`\nRun with --help for usage."
+        );
         let o = p(&["--explain", "carol", "-", "local date"]).unwrap();
         assert_eq!(
             o.command,

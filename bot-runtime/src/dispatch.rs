@@ -6,8 +6,9 @@
 //! matcher), checks the access rules against that alias's `pack.name` (so raw text cannot
 //! dodge a deny), executes it with `POST /aliasexecution` carrying `source_context` (or
 //! `match_and_execute` for `match_multiple` formats), and posts the ack. Every failure gets
-//! a reply. Announcements from the stream are rendered and routed by
-//! [`Dispatcher::announce`].
+//! a reply. Every execution started is recorded in the owed-results ledger
+//! ([`crate::results`]). Announcements from the stream are settled against it (a duplicate of
+//! a result already posted is dropped), rendered and routed by [`Dispatcher::announce`].
 
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ use tracing::Instrument;
 use crate::aliases::AliasCache;
 use crate::backend::split::truncate;
 use crate::backend::{Capabilities, Incoming, Outgoing, Target, char_len, split_message};
+use crate::results::{Ledger, OwedExecution, OwedState, Settlement};
 use crate::session::SessionManager;
 use crate::stackstorm::types::{
     Announcement, ExecuteRequest, ExecuteResponse, MatchAndExecuteRequest,
@@ -135,6 +137,51 @@ pub struct Dispatcher {
     awaiting: std::sync::Mutex<std::collections::HashMap<String, i64>>,
     /// How many results are awaited in all (see [`Dispatcher::results_awaited`]).
     awaited: tokio::sync::watch::Sender<usize>,
+    /// Executions whose result is owed (survives stream gaps, and restarts when stored).
+    results: Arc<Ledger>,
+    /// Acks being edited in place, by execution id (see [`Dispatcher::execution_update`]).
+    live_acks: std::sync::Mutex<std::collections::HashMap<String, LiveAck>>,
+}
+
+/// An ack posted with [`Outgoing::remember_as`], edited as its execution progresses.
+#[derive(Debug)]
+struct LiveAck {
+    /// Where it was posted.
+    target: Target,
+    /// Its text as posted.
+    text: String,
+    /// The status it shows now (`None`: as posted).
+    shown: Option<String>,
+    /// When it was posted (the oldest go first past [`MAX_LIVE_ACKS`]).
+    posted: std::time::Instant,
+}
+
+/// At most this many acks are followed at once.
+const MAX_LIVE_ACKS: usize = 1024;
+
+/// The line a live ack gets for a status, `None` for statuses not worth an edit
+/// (`requested`, `scheduled`…).
+fn live_ack_line(status: &str, elapsed: Option<std::time::Duration>) -> Option<String> {
+    let took = elapsed.map(|d| {
+        if d < std::time::Duration::from_secs(10) {
+            format!("{:.1}s", d.as_secs_f64())
+        } else {
+            humantime::format_duration(std::time::Duration::from_secs(d.as_secs())).to_string()
+        }
+    });
+    let after = |word: &str, how: &str| match &took {
+        Some(t) => format!("{word} {how} {t}"),
+        None => word.to_owned(),
+    };
+    Some(match status {
+        "running" => "⏳ running".to_owned(),
+        "succeeded" => format!("✅ {}", after("succeeded", "in")),
+        "failed" => format!("❌ {}", after("failed", "after")),
+        "timeout" => format!("❌ {}", after("timed out", "after")),
+        "canceled" => format!("⛔ {}", after("canceled", "after")),
+        "abandoned" => format!("❌ {}", after("abandoned", "after")),
+        _ => return None,
+    })
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -178,7 +225,61 @@ impl Dispatcher {
             sessions: None,
             awaiting: std::sync::Mutex::new(std::collections::HashMap::new()),
             awaited: tokio::sync::watch::Sender::new(0),
+            results: Arc::new(Ledger::in_memory(
+                &spec.name,
+                spec.stackstorm.result_timeout,
+            )),
+            live_acks: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
+    }
+
+    /// Whether acks are edited in place (`chat.ack.live`, and the backend can edit): the
+    /// stream then also carries `st2.execution__update` for [`Dispatcher::execution_update`].
+    pub fn live_acks(&self) -> bool {
+        self.spec.chat.ack && self.spec.chat.live_ack && self.capabilities.edit
+    }
+
+    /// Edits the live ack of an execution to show its new status (running, then
+    /// succeeded/failed with its duration). Updates for other executions are ignored.
+    pub async fn execution_update(&self, update: crate::stackstorm::stream::ExecutionUpdate) {
+        let edit = {
+            let mut acks = self.live_acks.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(live) = acks.get_mut(&update.id) else {
+                return;
+            };
+            if live.shown.as_deref() == Some(update.status.as_str()) {
+                return;
+            }
+            let Some(line) = live_ack_line(&update.status, update.elapsed()) else {
+                return;
+            };
+            live.shown = Some(update.status.clone());
+            let edit = (live.target.clone(), format!("{}\n{line}", live.text));
+            if crate::results::is_completed(&update.status) {
+                acks.remove(&update.id);
+            }
+            edit
+        };
+        let (target, text) = edit;
+        let mut out = Outgoing::text(target, text);
+        out.replaces = Some(format!("ack:{}", update.id));
+        out.status = Some(crate::results::chat_status(&update.status));
+        tracing::debug!(execution = %update.id, status = %update.status, "editing the ack");
+        if self.outgoing.send(out).await.is_err() {
+            tracing::warn!("chat backend stopped; dropping an ack edit");
+        }
+    }
+
+    /// Keeps the owed results in `ledger` (by default they are kept in memory only).
+    #[must_use]
+    pub fn with_results(mut self, ledger: Arc<Ledger>) -> Self {
+        self.results = ledger;
+        self
+    }
+
+    /// The owed-results ledger (the stream task runs [`crate::results::recover`] on it).
+    pub fn results(&self) -> &Arc<Ledger> {
+        &self.results
     }
 
     /// Per-user StackStorm sessions (when the definition has an `auth_page`): the session
@@ -562,8 +663,9 @@ impl Dispatcher {
     }
 
     /// What StackStorm echoes back in the announcement's `context`, so a result finds the
-    /// room and thread the command came from.
-    fn source_context(&self, message: &Incoming) -> Value {
+    /// room and thread the command came from; `request` (random, per command) tells which
+    /// owed execution an announcement settles.
+    fn source_context(&self, message: &Incoming, request: &str) -> Value {
         json!({
             "bot": self.spec.name,
             "backend": self.spec.backend.kind(),
@@ -571,6 +673,7 @@ impl Dispatcher {
             "thread": message.thread,
             "message_id": message.message_id,
             "user_id": message.user_id,
+            "request": request,
         })
     }
 
@@ -591,6 +694,13 @@ impl Dispatcher {
         };
         let source_channel = Self::source_channel(message);
         let route = self.spec.stackstorm.notification_route.as_ref();
+        // match_and_execute takes no `source_context`: its announcements cannot be told
+        // apart, so those executions are not recorded as owed (see `crate::results`).
+        let context = (!resolved.match_multiple).then(|| {
+            let request = crate::results::new_request_key();
+            let context = self.source_context(message, &request);
+            (request, context)
+        });
         let results: Result<Vec<ExecuteResponse>, St2Error> = if resolved.match_multiple {
             self.st2
                 .match_and_execute(
@@ -605,7 +715,7 @@ impl Dispatcher {
                 .await
                 .map(|r| r.results)
         } else {
-            let context = self.source_context(message);
+            let source_context = context.as_ref().map_or(&Value::Null, |(_, c)| c);
             self.st2
                 .execute(
                     &ExecuteRequest {
@@ -614,7 +724,7 @@ impl Dispatcher {
                         command,
                         user: &message.user,
                         source_channel: &source_channel,
-                        source_context: &context,
+                        source_context,
                         notification_route: route,
                     },
                     user_token.as_ref(),
@@ -630,6 +740,21 @@ impl Dispatcher {
                         self.await_results(id, true);
                     }
                     tracing::info!(alias = %resolved.reference, execution = %r.execution.id, "execution started");
+                    if let Some((request, context)) = &context {
+                        self.results.record(OwedExecution {
+                            execution_id: r.execution.id.clone(),
+                            request: request.clone(),
+                            source_channel: source_channel.clone(),
+                            room: message.room.as_ref().map(|r| r.id.clone()),
+                            thread: message.thread.clone(),
+                            user: message.user.clone(),
+                            user_id: message.user_id.clone(),
+                            message_id: message.message_id.clone(),
+                            started_unix: crate::results::unix_now(),
+                            context: context.clone(),
+                            state: OwedState::Awaiting,
+                        });
+                    }
                     self.ack(message, command, resolved, &r).await;
                 }
             }
@@ -696,7 +821,41 @@ impl Dispatcher {
         );
         let mut out = Outgoing::text(self.reply_target(message), text);
         out.extra = r.extra.clone();
+        if self.live_acks() {
+            out.remember_as = Some(format!("ack:{}", r.execution.id));
+            let mut acks = self.live_acks.lock().unwrap_or_else(|e| e.into_inner());
+            if acks.len() >= MAX_LIVE_ACKS
+                && let Some(oldest) = acks
+                    .iter()
+                    .min_by_key(|(_, a)| a.posted)
+                    .map(|(id, _)| id.clone())
+            {
+                acks.remove(&oldest);
+            }
+            acks.insert(
+                r.execution.id.clone(),
+                LiveAck {
+                    target: out.target.clone(),
+                    text: out.text.clone(),
+                    shown: None,
+                    posted: std::time::Instant::now(),
+                },
+            );
+        }
         self.send(out).await;
+    }
+
+    /// The chat status of an execution, from StackStorm (colours and icons of a result
+    /// come from the execution, not only from `extra`); `None` when it cannot be read.
+    async fn execution_status(&self, id: &str) -> Option<crate::backend::Status> {
+        match self.st2.execution_status(id).await {
+            Ok(status) if !status.is_empty() => Some(crate::results::chat_status(&status)),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::debug!(execution = id, error = %e, "cannot read the status of an announced execution");
+                None
+            }
+        }
     }
 
     fn no_match_text(&self, message: &Incoming, command: &str) -> String {
@@ -902,6 +1061,35 @@ impl Dispatcher {
     /// Posts a stream announcement: privately to `user` when `whisper`, else to `channel`
     /// (in the command's thread when the context says so), mentioning `user`.
     pub async fn announce(&self, a: Announcement) {
+        let settlement = self
+            .results
+            .settle(a.context.as_ref(), a.message.as_deref().unwrap_or(""));
+        let execution_id = match &settlement {
+            Settlement::Duplicate { execution_id } => {
+                tracing::info!(execution = %execution_id, "result already posted; duplicate announcement dropped");
+                crate::ops::metrics().result_duplicate();
+                return;
+            }
+            Settlement::Post {
+                execution_id,
+                recovered,
+            } => {
+                if *recovered {
+                    tracing::info!(execution = %execution_id, "posting a result recovered after a stream gap");
+                    crate::ops::metrics().result_recovered();
+                }
+                Some(execution_id.clone())
+            }
+            Settlement::NotOwed => a
+                .message
+                .as_deref()
+                .and_then(execution_id_in)
+                .map(str::to_owned),
+        };
+        let status = match (&execution_id, self.capabilities.rich) {
+            (Some(id), true) => self.execution_status(id).await,
+            _ => None,
+        };
         let text = self.templates.render(
             "result",
             &json!({
@@ -961,6 +1149,7 @@ impl Dispatcher {
             out.mention = a.user.clone().filter(|u| !u.is_empty());
         }
         out.extra = a.extra.clone();
+        out.status = status;
         tracing::info!(
             channel = a.channel.as_deref().unwrap_or(""),
             whisper,
@@ -999,6 +1188,7 @@ mod tests {
                 max_message_len: 4000,
                 rich: false,
                 threads: false,
+                edit: false,
             },
             AliasCache::new(),
             tx,
@@ -1130,6 +1320,25 @@ mod tests {
         assert_eq!(*awaited.borrow(), 1);
         d.await_results("2", false);
         assert_eq!(*awaited.borrow(), 0);
+    }
+
+    #[test]
+    fn live_ack_lines_say_the_status_and_how_long_it_took() {
+        use std::time::Duration;
+        assert_eq!(
+            live_ack_line("running", None).as_deref(),
+            Some("⏳ running")
+        );
+        assert_eq!(
+            live_ack_line("succeeded", Some(Duration::from_millis(2140))).as_deref(),
+            Some("✅ succeeded in 2.1s")
+        );
+        assert_eq!(
+            live_ack_line("timeout", Some(Duration::from_secs(600))).as_deref(),
+            Some("❌ timed out after 10m")
+        );
+        assert_eq!(live_ack_line("failed", None).as_deref(), Some("❌ failed"));
+        assert_eq!(live_ack_line("scheduled", None), None);
     }
 
     #[test]

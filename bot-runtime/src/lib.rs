@@ -20,6 +20,7 @@ pub mod http;
 pub mod logging;
 pub mod ops;
 pub mod print_spec;
+pub mod results;
 pub mod secret;
 pub mod session;
 #[cfg(feature = "simulator")]

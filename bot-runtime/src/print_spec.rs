@@ -267,6 +267,8 @@ fn stackstorm(spec: &StackStormSpec) -> Node {
         matcher,
         max_in_flight,
         alias_refresh,
+        result_timeout,
+        results_store,
     } = spec;
     let auth = match auth {
         St2AuthSpec::ApiKey(key) => Node::Map(vec![("api_key", secret(key))]),
@@ -297,6 +299,8 @@ fn stackstorm(spec: &StackStormSpec) -> Node {
         ),
         ("max_in_flight", Node::Int(u64::from(*max_in_flight))),
         ("alias_refresh", duration(*alias_refresh)),
+        ("result_timeout", duration(*result_timeout)),
+        ("results_store", opt_s(results_store.as_deref())),
     ])
 }
 
@@ -307,6 +311,7 @@ fn chat(spec: &ChatSpec) -> Node {
         help_command,
         session_command,
         ack,
+        live_ack,
         max_message_len,
     } = spec;
     Node::Map(vec![
@@ -315,6 +320,7 @@ fn chat(spec: &ChatSpec) -> Node {
         ("help_command", s(help_command)),
         ("session_command", s(session_command)),
         ("ack", Node::Bool(*ack)),
+        ("live_ack", Node::Bool(*live_ack)),
         ("max_message_len", Node::Int(u64::from(*max_message_len))),
     ])
 }

@@ -33,7 +33,11 @@ pub(crate) fn router(state: Shared) -> Router {
             post(match_and_execute),
         )
         .route("/api/v1/rules", get(crate::rules::list_rules))
-        .route("/api/v1/executions", post(crate::executions::create))
+        .route(
+            "/api/v1/executions",
+            post(crate::executions::create).get(crate::executions::list),
+        )
+        .route("/api/v1/executions/{id}", get(crate::executions::get_one))
         .route("/stream/v1/stream", get(crate::stream::stream))
         .fallback(not_found)
         .with_state(state)
@@ -51,7 +55,7 @@ pub(crate) fn fault(status: StatusCode, message: impl Into<String>) -> Response 
 }
 
 /// What nginx answers when st2api is down.
-fn unavailable() -> Response {
+pub(crate) fn unavailable() -> Response {
     (
         StatusCode::SERVICE_UNAVAILABLE,
         [("Content-Type", "text/html")],
@@ -435,13 +439,36 @@ fn schedule(state: &Shared, input: ExecutionInput<'_>) -> Result<Vec<Value>, Res
             .collect::<serde_json::Map<_, _>>()
             .into();
         let id = state.next_id();
+        let now = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
+        let user = input
+            .credential
+            .as_ref()
+            .and_then(|c| state.authenticate(Some(c)).ok())
+            .unwrap_or_else(|| "st2admin".into());
         let mut execution = json!({
             "id": id, "status": "requested", "action": {"ref": action},
-            "parameters": parameters, "context": {"action_alias_ref": reference, "api_user": input.user, "source_channel": input.source_channel},
+            "runner": {"name": "local-shell-cmd"},
+            "start_timestamp": now,
+            "parameters": parameters,
+            "context": {
+                "user": user,
+                "action_alias_ref": {"id": alias.get("id"), "name": name},
+                "api_user": input.user,
+                "source_channel": input.source_channel,
+                "source_context": input.source_context,
+            },
         });
         if let Some(web) = &state.config.webui_url {
             execution["web_url"] = json!(format!("{web}/#/history/{id}/general"));
         }
+        state.store_execution(
+            &id,
+            crate::state::StoredExecution {
+                doc: execution.clone(),
+                alias: Some(alias.clone()),
+                output: simulated_output(&action, &parameters),
+            },
+        );
         state.record_execution(RecordedExecution {
             id: id.clone(),
             alias: reference.clone(),
@@ -462,15 +489,7 @@ fn schedule(state: &Shared, input: ExecutionInput<'_>) -> Result<Vec<Value>, Res
                 result["extra"] = extra.clone();
             }
         }
-        complete_later(
-            state,
-            input.notification_route,
-            &id,
-            &action,
-            &parameters,
-            alias,
-            &input,
-        );
+        complete_later(state, input.notification_route, &id, &input);
         results.push(result);
     }
     Ok(results)
@@ -499,43 +518,73 @@ fn render_jinja(format: &str, data: &Value) -> String {
     out
 }
 
-/// Simulated completion: after the delay, the notify rule for the route posts the result.
-fn complete_later(
-    state: &Shared,
-    route: Option<&str>,
-    id: &str,
-    action: &str,
-    parameters: &Value,
-    alias: &Value,
-    input: &ExecutionInput<'_>,
-) {
-    let Some(announce_route) = route.and_then(|r| {
+/// Simulated completion: after the delay the execution succeeds (an
+/// `st2.execution__update` on the stream), then the notify rule for the route posts the
+/// result. While the simulator holds results ([`crate::Sim::hold_results`]) it stays
+/// `running` for ever.
+fn complete_later(state: &Shared, route: Option<&str>, id: &str, input: &ExecutionInput<'_>) {
+    let announce_route = route.and_then(|r| {
         state
             .config
             .routes
             .iter()
             .find(|(n, _)| n == r && !state.config.disabled_rules.contains(n))
             .map(|(_, a)| a.clone())
-    }) else {
-        return;
-    };
-    let output = simulated_output(action, parameters);
-    let message = format!("Execution {id} succeeded:\n```\n{output}\n```");
-    let extra = alias.get("result").and_then(|r| r.get("extra")).cloned();
-    let payload = json!({
-        "message": message,
+    });
+    let held = state.holding();
+    let notify = json!({
         "channel": input.source_channel,
         "user": input.user,
         "whisper": false,
         "context": input.source_context,
-        "extra": extra,
     });
     let state = state.clone();
+    let id = id.to_owned();
     let delay = state.config.result_delay;
     tokio::spawn(async move {
-        tokio::time::sleep(delay).await;
-        state.announce(&announce_route, payload);
+        tokio::time::sleep(delay / 2).await;
+        state.update_execution(&id, |doc| doc["status"] = json!("running"));
+        if held {
+            return;
+        }
+        tokio::time::sleep(delay - delay / 2).await;
+        let now = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
+        let output = state.execution(&id).map(|e| e.output).unwrap_or_default();
+        state.update_execution(&id, |doc| {
+            doc["status"] = json!("succeeded");
+            doc["end_timestamp"] = json!(now);
+            doc["elapsed_seconds"] = json!(delay.as_secs_f64());
+            doc["result"] = json!({"stdout": output, "stderr": "", "return_code": 0, "succeeded": true, "failed": false});
+        });
+        if let Some(route) = announce_route {
+            post_result(&state, &route, &id, notify);
+        }
     });
+}
+
+/// `chatops.post_result` for execution `id`: formats it (`chatops.format_execution_result`:
+/// here `Execution <id> <status>:` and the output in a code block, with the alias's
+/// `result.extra`) and announces it on `route` to `target`'s `channel`, `user`, `whisper`
+/// and `context`. Nothing is announced for an unknown or unfinished execution (the real
+/// workflow fails in `format_execution_result`) or when the alias's result is disabled.
+pub(crate) fn post_result(state: &State, route: &str, id: &str, target: Value) {
+    let Some(execution) = state.execution(id) else {
+        return;
+    };
+    let status = execution.doc["status"].as_str().unwrap_or("").to_owned();
+    if matches!(status.as_str(), "requested" | "scheduled" | "running") {
+        return;
+    }
+    let result = execution.alias.as_ref().and_then(|a| a.get("result"));
+    if result.and_then(|r| r.get("enabled")) == Some(&Value::Bool(false)) {
+        return;
+    }
+    let message = format!("Execution {id} {status}:\n```\n{}\n```", execution.output);
+    let extra = result.and_then(|r| r.get("extra")).cloned();
+    let mut payload = target;
+    payload["message"] = json!(message);
+    payload["extra"] = extra.unwrap_or(Value::Null);
+    state.announce(route, payload);
 }
 
 /// What a simulated action prints.

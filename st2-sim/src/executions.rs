@@ -1,7 +1,19 @@
-//! `POST /api/v1/executions`: runs an action, as StackStorm's action executions controller
-//! does, for the actions the simulator knows: `chatops.post_message` (the announcement runner:
-//! publishes `st2.announcement__<route>` with the action's parameters as payload) and the
-//! actions its aliases name (scheduled and recorded, nothing announced).
+//! `/api/v1/executions`, as StackStorm's action executions controller serves it.
+//!
+//! `POST` runs an action the simulator knows: `chatops.post_message` (the announcement runner:
+//! publishes `st2.announcement__<route>` with the action's parameters as payload),
+//! `chatops.post_result` (the notify rule's action: formats a finished execution and
+//! announces it, see `api::post_result`) and the actions its aliases name (scheduled and
+//! recorded, nothing announced).
+//!
+//! `GET /executions/<id>` answers the execution's document (`include_attributes` /
+//! `exclude_attributes` as StackStorm takes them), 404 `Unable to identify resource with id
+//! "<id>".` otherwise. `GET /executions` lists them newest first (`-start_timestamp`) with
+//! the filters StackStorm supports for it that a bot uses — `action` (`action.ref`),
+//! `status`, `user` (`context.user`), `limit` (at most 100), `offset` — and
+//! `X-Total-Count` (`st2api/controllers/v1/actionexecutions.py`,
+//! `execution_views.py` `SUPPORTED_FILTERS`). StackStorm has no filter on
+//! `context.source_channel`: a client looks executions up by id.
 //!
 //! Checked like StackStorm (`st2api/controllers/v1/actionexecutions.py`,
 //! `st2common/services/action.py`, `st2common/models/api/action.py`): credentials (401),
@@ -19,7 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::State as AxState;
+use axum::extract::{Path, Query, State as AxState};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
@@ -91,6 +103,30 @@ fn post_message_schema() -> Vec<Param> {
         },
         param("context", Some("object")),
         param("extra", Some("object")),
+    ]
+}
+
+/// `chatops.post_result` (orquesta workflow `contrib/chatops/actions/post_result.yaml`).
+fn post_result_schema() -> Vec<Param> {
+    vec![
+        param("user", Some("string")),
+        Param {
+            default: Some(json!(false)),
+            ..param("whisper", Some("boolean"))
+        },
+        Param {
+            required: true,
+            ..param("execution_id", Some("string"))
+        },
+        Param {
+            required: true,
+            ..param("channel", Some("string"))
+        },
+        Param {
+            default: Some(json!("chatops")),
+            ..param("route", Some("string"))
+        },
+        param("context", Some("object")),
     ]
 }
 
@@ -230,6 +266,11 @@ pub(crate) async fn create(
             Ok(p) => p,
             Err(message) => return fault(StatusCode::BAD_REQUEST, message),
         }
+    } else if action == "chatops.post_result" {
+        match validate(&post_result_schema(), given) {
+            Ok(p) => p,
+            Err(message) => return fault(StatusCode::BAD_REQUEST, message),
+        }
     } else {
         let (aliases, _) = state.aliases();
         let known = aliases
@@ -245,10 +286,10 @@ pub(crate) async fn create(
     };
     let id = state.next_id();
     let now = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
-    let runner = if action == "chatops.post_message" {
-        "announcement"
-    } else {
-        "local-shell-cmd"
+    let runner = match action {
+        "chatops.post_message" => "announcement",
+        "chatops.post_result" => "orquesta",
+        _ => "local-shell-cmd",
     };
     let mut execution = json!({
         "id": id,
@@ -264,10 +305,137 @@ pub(crate) async fn create(
     if let Some(web) = &state.config.webui_url {
         execution["web_url"] = json!(format!("{web}/#/history/{id}/general"));
     }
+    state.store_execution(
+        &id,
+        crate::state::StoredExecution {
+            doc: execution.clone(),
+            alias: None,
+            output: String::new(),
+        },
+    );
     if action == "chatops.post_message" {
         announce_later(&state, parameters);
+    } else if action == "chatops.post_result" {
+        post_result_later(&state, parameters);
     }
     (StatusCode::CREATED, axum::Json(execution)).into_response()
+}
+
+/// The `chatops.post_result` workflow, shortly after the request.
+fn post_result_later(state: &Arc<State>, mut parameters: Map<String, Value>) {
+    let route = parameters
+        .remove("route")
+        .and_then(|r| r.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "chatops".into());
+    let id = parameters
+        .remove("execution_id")
+        .and_then(|r| r.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let state = state.clone();
+    let delay = state.config.result_delay.min(Duration::from_millis(50));
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        crate::api::post_result(&state, &route, &id, Value::Object(parameters));
+    });
+}
+
+/// Keeps only the top-level attributes named (`include_attributes`) or drops those named
+/// (`exclude_attributes`), comma lists as StackStorm takes them.
+fn project(mut doc: Value, query: &HashMap<String, String>) -> Value {
+    let names = |k: &str| -> Option<Vec<String>> {
+        query
+            .get(k)
+            .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect())
+    };
+    if let (Some(keep), Value::Object(o)) = (names("include_attributes"), &mut doc) {
+        o.retain(|k, _| keep.iter().any(|n| n == k));
+    }
+    if let (Some(drop), Value::Object(o)) = (names("exclude_attributes"), &mut doc) {
+        o.retain(|k, _| !drop.iter().any(|n| n == k));
+    }
+    doc
+}
+
+/// `GET /api/v1/executions/<id>`.
+pub(crate) async fn get_one(
+    AxState(state): AxState<Arc<State>>,
+    Path(id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(r) = admit(&state, &method, &uri, &headers, &query, None, true) {
+        return r;
+    }
+    match state.execution(&id) {
+        Some(e) => axum::Json(project(e.doc, &query)).into_response(),
+        None => fault(
+            StatusCode::NOT_FOUND,
+            format!("Unable to identify resource with id \"{id}\"."),
+        ),
+    }
+}
+
+/// `GET /api/v1/executions?action=…&status=…&user=…&limit=…&offset=…`.
+pub(crate) async fn list(
+    AxState(state): AxState<Arc<State>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(r) = admit(&state, &method, &uri, &headers, &query, None, true) {
+        return r;
+    }
+    let field = |k: &str, doc: &Value, path: &[&str]| {
+        query.get(k).is_none_or(|want| {
+            path.iter()
+                .try_fold(doc, |v, p| v.get(p))
+                .and_then(Value::as_str)
+                == Some(want)
+        })
+    };
+    let mut matching: Vec<Value> = state
+        .execution_documents()
+        .into_iter()
+        .filter(|d| {
+            field("action", d, &["action", "ref"])
+                && field("status", d, &["status"])
+                && field("user", d, &["context", "user"])
+        })
+        .collect();
+    // `-start_timestamp`: newest first (documents are kept oldest first).
+    matching.reverse();
+    let offset = match query.get("offset").map(|o| o.parse::<usize>()) {
+        None => 0,
+        Some(Ok(o)) => o,
+        Some(Err(_)) => return fault(StatusCode::BAD_REQUEST, "Invalid offset"),
+    };
+    let limit = match query.get("limit").map(|l| l.parse::<i64>()) {
+        None => 50,
+        Some(Ok(l)) if l > 100 => {
+            return fault(
+                StatusCode::BAD_REQUEST,
+                format!("Limit \"{l}\" specified, maximum value is \"100\""),
+            );
+        }
+        Some(Ok(l)) if l < 0 => usize::MAX,
+        Some(Ok(l)) => l as usize,
+        Some(Err(_)) => return fault(StatusCode::BAD_REQUEST, "Invalid limit"),
+    };
+    let total = matching.len();
+    let page: Vec<Value> = matching
+        .into_iter()
+        .skip(offset)
+        .take(limit)
+        .map(|d| project(d, &query))
+        .collect();
+    let mut response = axum::Json(page).into_response();
+    if let Ok(v) = total.to_string().parse() {
+        response.headers_mut().insert("X-Total-Count", v);
+    }
+    response
 }
 
 /// The announcement runner: publishes the action parameters (runner parameters removed) on

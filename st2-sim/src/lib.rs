@@ -11,10 +11,13 @@
 //! rejects `source_context`); credentials required on every API and stream call, by header
 //! or query parameter; tokens expire and can be revoked; no replay on the stream.
 //!
-//! Completion is simulated: an execution "succeeds" after `result_delay`, and when its
-//! `notification_route` has a rule (stock: `hubot` → `chatops`, `errbot` → `errbot`) an
-//! announcement with the alias's `source_context` goes out on the stream, as StackStorm's
-//! `chatops.notify` → `post_result` → `post_message` chain does.
+//! Completion is simulated: an execution is `running` after half of `result_delay` and
+//! `succeeded` after it (each change an `st2.execution__update` event on the stream, and the
+//! document served by `GET /api/v1/executions/<id>`), and when its `notification_route`
+//! has a rule (stock: `hubot` → `chatops`, `errbot` → `errbot`) an announcement with the
+//! alias's `source_context` goes out on the stream, as StackStorm's `chatops.notify` →
+//! `post_result` → `post_message` chain does. Tests can cut the stream while results are
+//! published ([`Sim::cut_stream`]) and hold executions running ([`Sim::hold_results`]).
 //!
 //! Read [`Sim`] first; [`SimConfig::demo`] has a few realistic packs.
 
@@ -88,6 +91,30 @@ impl Sim {
     /// Closes every stream connection (the server side of a disconnect).
     pub fn drop_stream_clients(&self) {
         self.state.drop_stream_clients();
+    }
+
+    /// Cuts the stream: every stream connection is closed and reconnections are refused
+    /// (503, st2stream down behind nginx) until [`Sim::restore_stream`]; what is published
+    /// meanwhile (announcements, execution updates) reaches no one and is never replayed,
+    /// as with StackStorm. The API keeps serving.
+    pub fn cut_stream(&self) {
+        self.state.set_stream_cut(true);
+    }
+
+    /// Accepts stream connections again after [`Sim::cut_stream`].
+    pub fn restore_stream(&self) {
+        self.state.set_stream_cut(false);
+    }
+
+    /// While `true`, executions started stay `running` and are never announced (an action
+    /// that hangs); those started before keep their course.
+    pub fn hold_results(&self, hold: bool) {
+        self.state.set_holding(hold);
+    }
+
+    /// An execution's document as `GET /api/v1/executions/<id>` serves it.
+    pub fn execution_document(&self, id: &str) -> Option<serde_json::Value> {
+        self.state.execution(id).map(|e| e.doc)
     }
 
     /// How many stream clients are connected.

@@ -1,4 +1,5 @@
-//! The simulator's mutable state: aliases, tokens, stream clients, and what it recorded.
+//! The simulator's mutable state: aliases, tokens, stream clients, executions (their
+//! documents, as `GET /api/v1/executions` serves them), and what it recorded.
 
 use std::net::SocketAddr;
 use std::sync::Mutex;
@@ -55,6 +56,17 @@ pub(crate) struct Token {
     pub(crate) revoked: bool,
 }
 
+/// An execution's document and what completing it needs.
+#[derive(Clone)]
+pub(crate) struct StoredExecution {
+    /// The `ActionExecutionAPI` document (status, timestamps, result…).
+    pub(crate) doc: Value,
+    /// The alias that started it (for the result's `extra`), if any.
+    pub(crate) alias: Option<Value>,
+    /// What the simulated action prints.
+    pub(crate) output: String,
+}
+
 pub(crate) struct Client {
     pub(crate) filter: Option<globset::GlobSet>,
     pub(crate) tx: mpsc::UnboundedSender<(String, String)>,
@@ -67,7 +79,10 @@ struct Inner {
     clients: Vec<Client>,
     requests: Vec<RecordedRequest>,
     executions: Vec<RecordedExecution>,
+    documents: Vec<(String, StoredExecution)>,
     available: bool,
+    stream_cut: bool,
+    holding: bool,
     counter: u64,
 }
 
@@ -107,7 +122,10 @@ impl State {
                 clients: Vec::new(),
                 requests: Vec::new(),
                 executions: Vec::new(),
+                documents: Vec::new(),
                 available: true,
+                stream_cut: false,
+                holding: false,
                 counter: 0,
             }),
         }
@@ -139,6 +157,69 @@ impl State {
         if !v {
             g.clients.clear();
         }
+    }
+
+    /// Cuts the stream (`true`: clients dropped, reconnections refused with 503, events
+    /// published meanwhile lost) or restores it.
+    pub(crate) fn set_stream_cut(&self, cut: bool) {
+        let mut g = self.lock();
+        g.stream_cut = cut;
+        if cut {
+            g.clients.clear();
+        }
+    }
+
+    pub(crate) fn stream_cut(&self) -> bool {
+        self.lock().stream_cut
+    }
+
+    /// While holding, executions started stay `running` for ever.
+    pub(crate) fn set_holding(&self, holding: bool) {
+        self.lock().holding = holding;
+    }
+
+    pub(crate) fn holding(&self) -> bool {
+        self.lock().holding
+    }
+
+    /// Keeps an execution's document (newest last, like StackStorm's insertion order).
+    pub(crate) fn store_execution(&self, id: &str, stored: StoredExecution) {
+        self.lock().documents.push((id.to_owned(), stored));
+    }
+
+    /// An execution by id.
+    pub(crate) fn execution(&self, id: &str) -> Option<StoredExecution> {
+        self.lock()
+            .documents
+            .iter()
+            .find(|(i, _)| i == id)
+            .map(|(_, e)| e.clone())
+    }
+
+    /// Every execution document, oldest first.
+    pub(crate) fn execution_documents(&self) -> Vec<Value> {
+        self.lock()
+            .documents
+            .iter()
+            .map(|(_, e)| e.doc.clone())
+            .collect()
+    }
+
+    /// Changes an execution's document and publishes `st2.execution__update` with it, as
+    /// st2stream does for every execution change. The new document.
+    pub(crate) fn update_execution(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut Value),
+    ) -> Option<Value> {
+        let doc = {
+            let mut g = self.lock();
+            let (_, stored) = g.documents.iter_mut().find(|(i, _)| i == id)?;
+            change(&mut stored.doc);
+            stored.doc.clone()
+        };
+        self.publish("st2.execution__update", doc.to_string());
+        Some(doc)
     }
 
     pub(crate) fn aliases(&self) -> (Vec<Value>, std::sync::Arc<AliasIndex>) {

@@ -1,5 +1,5 @@
 //! `GET /stream/v1/stream`: server-sent events, filtered by `events=` (comma list, globs),
-//! heartbeats as bare newlines like st2stream, no replay.
+//! heartbeats as bare newlines like st2stream, no replay; answers 503 while cut.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -23,6 +23,10 @@ pub(crate) async fn stream(
 ) -> Response {
     if let Err(r) = admit(&state, &method, &uri, &headers, &query, None, true) {
         return r;
+    }
+    if state.stream_cut() {
+        // st2stream down behind nginx (`Sim::cut_stream`).
+        return crate::api::unavailable();
     }
     let filter = query.get("events").filter(|e| !e.is_empty()).map(|events| {
         let mut b = globset::GlobSetBuilder::new();

@@ -10,7 +10,8 @@
 //!   <https://discord.com/developers/docs/topics/opcodes-and-status-codes>;
 //! - messages: <https://discord.com/developers/docs/resources/message#create-message> (content
 //!   at most 2000 characters, at most 10 embeds, description at most 4096, 6000 in total,
-//!   `message_reference`), <https://discord.com/developers/docs/resources/user#create-dm>,
+//!   `message_reference`), <https://discord.com/developers/docs/resources/message#edit-message>
+//!   (`PATCH`, 10008 `Unknown Message`), <https://discord.com/developers/docs/resources/user#create-dm>,
 //!   <https://discord.com/developers/docs/resources/channel#get-channel>,
 //!   <https://discord.com/developers/docs/resources/guild#get-guild-channels>;
 //! - rate limits: <https://discord.com/developers/docs/topics/rate-limits> (`X-RateLimit-*`
@@ -37,7 +38,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
@@ -73,6 +74,10 @@ pub struct Posted {
     pub channel_id: String,
     /// The JSON body as sent.
     pub body: Value,
+    /// The message id Discord gave it.
+    pub id: String,
+    /// `content` set by edits (`PATCH /channels/{id}/messages/{id}`), oldest first.
+    pub edits: Vec<String>,
 }
 
 impl Posted {
@@ -274,6 +279,10 @@ impl FakeDiscord {
             .route("/api/v10/channels/{id}", get(get_channel))
             .route("/api/v10/guilds/{id}/channels", get(guild_channels))
             .route("/api/v10/channels/{id}/messages", post(create_message))
+            .route(
+                "/api/v10/channels/{channel}/messages/{message}",
+                patch(edit_message),
+            )
             .route("/api/v10/users/@me/channels", post(create_dm))
             .fallback(not_found)
             .with_state(shared.clone());
@@ -699,6 +708,8 @@ async fn create_message(
     inner.posted.push(Posted {
         channel_id: channel_id.clone(),
         body: body.clone(),
+        id: id.clone(),
+        edits: Vec::new(),
     });
     let bot = inner.users[BOT_ID].clone();
     let guild = channel.get("guild_id").and_then(Value::as_str);
@@ -718,6 +729,50 @@ async fn create_message(
     );
     h.insert("x-ratelimit-bucket", HeaderValue::from_static(bucket_hash));
     response
+}
+
+/// `PATCH /channels/{channel}/messages/{message}` (edit message): `content` replaced;
+/// 404 `Unknown Message` (10008) for a message not in that channel, 400 past 2000
+/// characters.
+async fn edit_message(
+    State(shared): State<Arc<Shared>>,
+    Path((channel_id, message_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = unauthorized(&shared, &headers) {
+        return r;
+    }
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            json!({"message": "400: Bad Request", "code": 0}),
+        );
+    };
+    let content = body.get("content").and_then(Value::as_str).unwrap_or("");
+    let mut inner = shared.lock();
+    if content.chars().count() > 2000 {
+        inner.counters.invalid_form_bodies += 1;
+        return too_long(json!({"content": field_error("BASE_TYPE_MAX_LENGTH",
+                                                      "Must be 2000 or fewer in length.")}));
+    }
+    let Some(posted) = inner
+        .posted
+        .iter_mut()
+        .find(|p| p.id == message_id && p.channel_id == channel_id)
+    else {
+        return json_response(
+            StatusCode::NOT_FOUND,
+            json!({"message": "Unknown Message", "code": 10008}),
+        );
+    };
+    posted.edits.push(content.to_owned());
+    posted.body["content"] = json!(content);
+    json_response(
+        StatusCode::OK,
+        json!({"id": message_id, "channel_id": channel_id,
+        "content": content, "edited_timestamp": "2026-01-01T00:00:00.000000+00:00"}),
+    )
 }
 
 fn rate_limited(retry_after: f64, global: bool, bucket: &'static str) -> Response {

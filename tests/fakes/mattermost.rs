@@ -7,7 +7,9 @@
 //!   "detailed_error", "request_id", "status_code"}`; 401
 //!   `api.context.session_expired.app_error`; `GET /users/me`, `/users/{id}`,
 //!   `/users/username/{name}`, `/channels/{id}`, `/teams/name/{team}/channels/name/{name}`,
-//!   `POST /channels/direct` with two user ids, `POST /posts` answering 201);
+//!   `POST /channels/direct` with two user ids, `POST /posts` answering 201,
+//!   `PUT /posts/{id}/patch` changing `message` and setting `edit_at`, 404 for an unknown
+//!   post);
 //! - <https://developers.mattermost.com/integrate/reference/websocket/> (the
 //!   `authentication_challenge` action and its `{"status":"OK","seq_reply":N}` response,
 //!   `hello` with `connection_id`, events `{"event","data","broadcast","seq"}`, `posted`
@@ -66,6 +68,8 @@ pub struct Post {
     pub root_id: String,
     pub message: String,
     pub props: Value,
+    /// Messages set by `PUT /posts/{id}/patch`, oldest first (`message` is the last).
+    pub edits: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -606,6 +610,7 @@ async fn api(
             (StatusCode::CREATED, axum::Json(channel)).into_response()
         }
         (&Method::POST, ["posts"]) => create_post(&shared, &call, &body),
+        (&Method::PUT, ["posts", id, "patch"]) => patch_post(&shared, &call, id, &body),
         _ => fail(
             &shared,
             &call,
@@ -720,9 +725,45 @@ fn create_post(shared: &Arc<Shared>, call: &str, body: &[u8]) -> Response {
         root_id,
         message,
         props,
+        edits: Vec::new(),
     });
     broadcast_posted(&mut inner, &stored);
     (StatusCode::CREATED, axum::Json(stored)).into_response()
+}
+
+/// `PUT /api/v4/posts/{id}/patch` with a new `message`.
+fn patch_post(shared: &Arc<Shared>, call: &str, id: &str, body: &[u8]) -> Response {
+    let message = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|b| b.get("message").and_then(Value::as_str).map(str::to_owned));
+    let mut inner = shared.lock();
+    let max = inner.max_post_size;
+    let Some(post) = inner.posts.iter_mut().find(|p| p.id == id) else {
+        drop(inner);
+        return fail(
+            shared,
+            call,
+            StatusCode::NOT_FOUND,
+            "app.post.get.app_error",
+            "Unable to get the post.",
+        );
+    };
+    let Some(message) = message.filter(|m| m.chars().count() <= max) else {
+        drop(inner);
+        return fail(
+            shared,
+            call,
+            StatusCode::BAD_REQUEST,
+            "model.post.is_valid.msg.app_error",
+            "Invalid Message.",
+        );
+    };
+    post.message = message.clone();
+    post.edits.push(message.clone());
+    let answer = json!({"id": post.id, "channel_id": post.channel_id, "root_id": post.root_id,
+        "message": message, "edit_at": 1_700_000_000_000u64, "user_id": BOT_ID});
+    drop(inner);
+    axum::Json(answer).into_response()
 }
 
 /// `GET /api/v4/websocket`, with `connection_id` and `sequence_number` when resuming.

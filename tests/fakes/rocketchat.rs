@@ -10,7 +10,8 @@
 //!   this."}`;
 //! - <https://developer.rocket.chat/apidocs/post-message> (`chat.postMessage` with `roomId` or
 //!   `channel`, `text`, `attachments`, `tmid`; answer `{"ts","channel","message","success"}`),
-//!   `im.create`, `rooms.info`, rate limiting (429 with `X-RateLimit-Limit/-Remaining/-Reset`
+//!   <https://developer.rocket.chat/apidocs/update-message> (`chat.update` with `roomId`,
+//!   `msgId`, `text`), `im.create`, `rooms.info`, rate limiting (429 with `X-RateLimit-Limit/-Remaining/-Reset`
 //!   and `[error-too-many-requests]`), and the server's default `Message_MaxAllowedSize` of
 //!   5000 characters;
 //! - realtime: <https://developer.rocket.chat/apidocs/realtimeapi> (`connect` → `connected`,
@@ -73,6 +74,10 @@ pub struct Posted {
     pub rid: String,
     /// The JSON body as sent.
     pub body: Value,
+    /// The message's `_id`.
+    pub id: String,
+    /// Texts set by `chat.update`, oldest first.
+    pub edits: Vec<String>,
 }
 
 impl Posted {
@@ -280,6 +285,7 @@ impl FakeRocketChat {
             .route("/api/v1/me", get(me))
             .route("/api/v1/rooms.info", get(rooms_info))
             .route("/api/v1/chat.postMessage", post(post_message))
+            .route("/api/v1/chat.update", post(update_message))
             .route("/api/v1/im.create", post(im_create))
             .fallback(|| async {
                 json_response(
@@ -588,6 +594,8 @@ async fn post_message(
     inner.posted.push(Posted {
         rid: rid.clone(),
         body: body.clone(),
+        id: message["_id"].as_str().unwrap_or_default().to_owned(),
+        edits: Vec::new(),
     });
     // The bot is in the room: its own message comes back on its stream.
     inner.stream(&message);
@@ -597,6 +605,41 @@ async fn post_message(
     json_response(
         StatusCode::OK,
         json!({"ts": now_ms(), "channel": channel, "message": message, "success": true}),
+    )
+}
+
+/// `POST /api/v1/chat.update` with `roomId`, `msgId`, `text`: the text replaced; an unknown
+/// message is `400` (`The room id provided does not match where the message is from.` when
+/// the room differs).
+async fn update_message(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = caller(&shared, &headers) {
+        return *r;
+    }
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return bad_request("Invalid JSON");
+    };
+    let arg = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or_default();
+    let (rid, id, text) = (arg("roomId"), arg("msgId"), arg("text"));
+    let mut inner = shared.lock();
+    if text.chars().count() > MAX_SIZE {
+        inner.counters.too_long += 1;
+        return bad_request("error-message-size-exceeded");
+    }
+    let Some(posted) = inner.posted.iter_mut().find(|p| p.id == id) else {
+        return bad_request(&format!("No message found with the id of \"{id}\"."));
+    };
+    if posted.rid != rid {
+        return bad_request("The room id provided does not match where the message is from.");
+    }
+    posted.edits.push(text.to_owned());
+    posted.body["text"] = json!(text);
+    json_response(
+        StatusCode::OK,
+        json!({"message": {"_id": id, "rid": rid, "msg": text}, "success": true}),
     )
 }
 

@@ -10,6 +10,9 @@
 //! - <https://api.slack.com/methods/chat.postMessage> (`channel`, `text`/`attachments`/
 //!   `blocks`, `thread_ts`; errors `channel_not_found`, `not_in_channel`, `no_text`,
 //!   `msg_too_long` past 40,000 characters, `invalid_blocks`, `too_many_attachments`);
+//! - <https://api.slack.com/methods/chat.update> (`channel`, `ts`, `text`; the message
+//!   keeps its attachments when none are given; errors `message_not_found`, `no_text`,
+//!   `msg_too_long`);
 //! - <https://api.slack.com/methods/auth.test>, `users.info`, `users.list`,
 //!   `conversations.info` (form or query arguments only: a JSON body is not read),
 //!   `conversations.open` (JSON accepted);
@@ -88,6 +91,8 @@ pub struct Posted {
     pub blocks: Option<Value>,
     /// The whole request, arguments merged.
     pub body: Value,
+    /// Texts set by `chat.update`, oldest first (the message's `text` is the last).
+    pub edits: Vec<String>,
 }
 
 /// How a channel is typed, as `conversations.info` says and `channel_type` in events.
@@ -671,7 +676,11 @@ async fn web_api(
     };
     let json_ok = matches!(
         method.as_str(),
-        "chat.postMessage" | "conversations.open" | "auth.test" | "apps.connections.open"
+        "chat.postMessage"
+            | "chat.update"
+            | "conversations.open"
+            | "auth.test"
+            | "apps.connections.open"
     );
     let args = arguments(query.as_deref(), &content_type, &body, json_ok);
     shared.lock().calls.push(method.clone());
@@ -827,6 +836,7 @@ async fn web_api(
             ok(json!({"no_op": already, "already_open": already, "channel": {"id": id}}))
         }
         "chat.postMessage" => post_message(&shared, &args),
+        "chat.update" => update_message(&shared, &args),
         _ => {
             shared
                 .lock()
@@ -988,6 +998,7 @@ fn post_message(shared: &Arc<Shared>, args: &Map<String, Value>) -> Response {
         attachments,
         blocks,
         body: Value::Object(args.clone()),
+        edits: Vec::new(),
     });
     // The bot's own post comes back as a `message` event, as on Slack.
     let mut echo = message.clone();
@@ -996,4 +1007,33 @@ fn post_message(shared: &Arc<Shared>, args: &Map<String, Value>) -> Response {
     echo["channel_type"] = json!(channel.kind.event_type());
     deliver_event(shared, echo);
     ok(json!({"channel": channel_id, "ts": ts, "message": message}))
+}
+
+fn update_message(shared: &Arc<Shared>, args: &Map<String, Value>) -> Response {
+    const M: &str = "chat.update";
+    let arg = |k: &str| args.get(k).and_then(Value::as_str).unwrap_or_default();
+    let (channel, ts) = (arg("channel"), arg("ts"));
+    let Some(text) = args
+        .get("text")
+        .and_then(Value::as_str)
+        .filter(|t| !t.trim().is_empty())
+    else {
+        return fail(shared, M, "no_text");
+    };
+    if text.chars().count() > TEXT_HARD_LIMIT {
+        return fail(shared, M, "msg_too_long");
+    }
+    let mut inner = shared.lock();
+    let Some(post) = inner
+        .posts
+        .iter_mut()
+        .find(|p| p.channel == channel && p.ts == ts)
+    else {
+        drop(inner);
+        return fail(shared, M, "message_not_found");
+    };
+    post.text = Some(text.to_owned());
+    post.edits.push(text.to_owned());
+    drop(inner);
+    ok(json!({"channel": channel, "ts": ts, "text": text}))
 }

@@ -234,6 +234,20 @@ impl TestUser {
         sender: &str,
         count: usize,
     ) -> Vec<Value> {
+        self.take_events(room_id, sender, count)
+            .await
+            .into_iter()
+            .map(|e| e["content"].clone())
+            .collect()
+    }
+
+    /// [`Self::take_messages`], returning the whole events (with their `event_id`).
+    pub(crate) async fn take_events(
+        &mut self,
+        room_id: &str,
+        sender: &str,
+        count: usize,
+    ) -> Vec<Value> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let matching: Vec<usize> = self
@@ -254,7 +268,7 @@ impl TestUser {
                     .iter()
                     .map(|e| e["origin_server_ts"].as_i64().unwrap_or_default())
                     .collect();
-                return taken.into_iter().map(|e| e["content"].clone()).collect();
+                return taken;
             }
             assert!(
                 Instant::now() < deadline,

@@ -266,6 +266,12 @@ fn chat(
             .and_then(|a| a.value.enabled.as_ref())
             .map(|e| e.value)
             .unwrap_or(true),
+        live_ack: c
+            .ack
+            .as_ref()
+            .and_then(|a| a.value.live.as_ref())
+            .map(|e| e.value)
+            .unwrap_or(true),
         max_message_len: c.max_message_len.as_ref().map(|m| m.value).unwrap_or(0),
     }
 }

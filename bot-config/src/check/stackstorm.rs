@@ -47,6 +47,11 @@ pub(super) fn check(
         .as_ref()
         .map(|t| duration(d, t, "alias_refresh", Duration::from_secs(86_400)))
         .unwrap_or(Some(Duration::from_secs(300)));
+    let result_timeout = s
+        .result_timeout
+        .as_ref()
+        .map(|t| duration(d, t, "result_timeout", Duration::from_secs(30 * 86_400)))
+        .unwrap_or(Some(Duration::from_secs(86_400)));
     let matcher = matcher(d, s.matcher.as_ref());
     let max_in_flight = match &s.max_in_flight {
         Some(m) if m.value == 0 => {
@@ -79,6 +84,8 @@ pub(super) fn check(
         matcher: matcher?,
         max_in_flight: max_in_flight?,
         alias_refresh: alias_refresh?,
+        result_timeout: result_timeout?,
+        results_store: s.results_store.as_ref().map(|p| p.value.clone().into()),
     })
 }
 

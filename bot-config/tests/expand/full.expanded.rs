@@ -41,6 +41,8 @@ static __ST2BOT_SPEC: ::st2bot::__private::BotSpec = ::st2bot::__private::BotSpe
         matcher: ::st2bot::__private::MatcherKind::Local,
         max_in_flight: 4u32,
         alias_refresh: ::std::time::Duration::from_millis(600000),
+        result_timeout: ::std::time::Duration::from_millis(86400000),
+        results_store: ::std::option::Option::None,
     },
     chat: ::st2bot::__private::ChatSpec {
         prefix: ::std::borrow::Cow::Borrowed("."),
@@ -48,6 +50,7 @@ static __ST2BOT_SPEC: ::st2bot::__private::BotSpec = ::st2bot::__private::BotSpe
         help_command: ::std::borrow::Cow::Borrowed("st2help"),
         session_command: ::std::borrow::Cow::Borrowed("login"),
         ack: false,
+        live_ack: true,
         max_message_len: 3000u32,
     },
     access: ::st2bot::__private::AccessSpec {

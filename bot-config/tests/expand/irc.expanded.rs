@@ -40,6 +40,8 @@ static __ST2BOT_SPEC: ::st2bot::__private::BotSpec = ::st2bot::__private::BotSpe
         matcher: ::st2bot::__private::MatcherKind::StackStorm,
         max_in_flight: 16u32,
         alias_refresh: ::std::time::Duration::from_millis(300000),
+        result_timeout: ::std::time::Duration::from_millis(86400000),
+        results_store: ::std::option::Option::None,
     },
     chat: ::st2bot::__private::ChatSpec {
         prefix: ::std::borrow::Cow::Borrowed("!"),
@@ -47,6 +49,7 @@ static __ST2BOT_SPEC: ::st2bot::__private::BotSpec = ::st2bot::__private::BotSpe
         help_command: ::std::borrow::Cow::Borrowed("help"),
         session_command: ::std::borrow::Cow::Borrowed("session"),
         ack: true,
+        live_ack: true,
         max_message_len: 0u32,
     },
     access: ::st2bot::__private::AccessSpec {

@@ -25,6 +25,9 @@
 //! users (command output never pings `@everyone`). A thread target posts to the thread's
 //! channel; a thread id that is a message, not a channel, becomes a reply
 //! (`message_reference`). Direct messages open a DM channel with `POST /users/@me/channels`.
+//! A message posted under [`Outgoing::remember_as`] keeps its id; a later
+//! [`Outgoing::replaces`] edits its `content` with `PATCH /channels/{id}/messages/{id}`
+//! (live acks).
 //! Rate limits (<https://discord.com/developers/docs/topics/rate-limits>): per-route buckets
 //! learnt from `X-RateLimit-Bucket`/`-Remaining`/`-Reset-After` (keyed with the route's major
 //! parameter), 429 answers wait `retry_after` (all requests wait when `global`).
@@ -52,10 +55,11 @@ use url::Url;
 
 use super::backoff::{Backoff, jitter};
 use super::rich;
+use super::webapi::str_field;
 use super::websocket::{self, WsStream};
 use super::{
     Backend, BackendError, BackendIo, BoxFuture, Capabilities, ConnState, Incoming, Outgoing, Room,
-    Target,
+    Target, char_len, split_message,
 };
 use crate::secret::{self, Secret};
 
@@ -111,6 +115,7 @@ impl Backend for DiscordBackend {
             max_message_len: MAX_CONTENT,
             rich: true,
             threads: true,
+            edit: true,
         }
     }
 
@@ -498,6 +503,8 @@ struct Directory {
     channels: HashMap<String, Channel>,
     user_ids: HashMap<String, String>,
     dm_channels: HashMap<String, String>,
+    /// Messages posted under [`Outgoing::remember_as`]: (channel id, message id).
+    remembered: super::RememberedMessages<(String, String)>,
 }
 
 impl Directory {
@@ -597,6 +604,22 @@ async fn try_deliver(
     directory: &Mutex<Directory>,
     out: &Outgoing,
 ) -> Result<(), RestError> {
+    if let Some(key) = &out.replaces {
+        let remembered = lock(directory).remembered.get(key);
+        let Some((channel, message)) = remembered else {
+            tracing::debug!(key, "discord: no remembered message to edit");
+            return Ok(());
+        };
+        let content = split_message(&out.text, MAX_CONTENT, char_len).swap_remove(0);
+        let body = json!({ "content": content, "allowed_mentions": {"parse": []} });
+        rest.call(
+            Method::PATCH,
+            &format!("/channels/{channel}/messages/{message}"),
+            Some(&body),
+        )
+        .await?;
+        return Ok(());
+    }
     let mut reference = None;
     let channel = match &out.target {
         Target::Room { id, thread } => {
@@ -648,8 +671,13 @@ async fn try_deliver(
     });
     let bodies = message_bodies(out, mention.as_deref(), reference);
     let path = format!("/channels/{channel}/messages");
-    for body in &bodies {
-        rest.call(Method::POST, &path, Some(body)).await?;
+    for (i, body) in bodies.iter().enumerate() {
+        let posted = rest.call(Method::POST, &path, Some(body)).await?;
+        if let (0, Some(key), Some(id)) = (i, &out.remember_as, str_field(&posted, "id")) {
+            lock(directory)
+                .remembered
+                .remember(key, (channel.clone(), id.to_owned()));
+        }
     }
     tracing::debug!(channel = %channel, parts = bodies.len(), "discord: posted");
     Ok(())

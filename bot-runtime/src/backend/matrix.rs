@@ -13,7 +13,10 @@
 //! 4. meanwhile, [`Outgoing`] replies are rendered ([`render`]) and queued; the queue is sent
 //!    in order with per-process unique transaction ids (so a retried send is not
 //!    duplicated), waits out `429 M_LIMIT_EXCEEDED` for `retry_after_ms`, and keeps what
-//!    could not be sent while the homeserver is away until it is back.
+//!    could not be sent while the homeserver is away until it is back. A reply posted with
+//!    [`Outgoing::remember_as`] has its event id remembered; a later
+//!    [`Outgoing::replaces`] sends an `m.replace` edit of it ([`render::replacement`]);
+//!    live acks use it.
 //!
 //! Rooms and people: a room with exactly two joined members is a direct chat (`room: None`;
 //! replies go back to that room), unless it is listed in `rooms`. The room name access rules
@@ -137,6 +140,7 @@ impl Backend for MatrixBackend {
             max_message_len: MAX_MESSAGE_CHARS,
             rich: true,
             threads: true,
+            edit: true,
         }
     }
 
@@ -197,6 +201,8 @@ struct Pending {
     pieces: VecDeque<(String, Value)>,
     /// Whether the bot already tried joining the room after a refusal.
     tried_join: bool,
+    /// Remember the first piece's event id under this key ([`Outgoing::remember_as`]).
+    remember_as: Option<String>,
 }
 
 /// A room to join again later.
@@ -292,6 +298,8 @@ struct Worker {
     connected: bool,
     txn: TxnIds,
     queue: VecDeque<Pending>,
+    /// Messages posted under [`Outgoing::remember_as`]: (room id, event id), for edits.
+    remembered: super::RememberedMessages<(String, String)>,
     queue_retry_at: Option<Instant>,
     send_backoff: Backoff,
     sync_backoff: Backoff,
@@ -319,6 +327,7 @@ impl Worker {
             connected: false,
             txn: TxnIds::new(),
             queue: VecDeque::new(),
+            remembered: super::RememberedMessages::default(),
             queue_retry_at: None,
             send_backoff: Backoff::new(Duration::from_millis(500), MAX_BACKOFF),
             sync_backoff: Backoff::new(Duration::from_secs(1), MAX_BACKOFF),
@@ -731,6 +740,21 @@ impl Worker {
     }
 
     fn enqueue(&mut self, reply: Outgoing) {
+        if let Some(key) = &reply.replaces {
+            let Some((room_id, event_id)) = self.remembered.get(key) else {
+                tracing::debug!(key, "matrix: no remembered message to edit");
+                return;
+            };
+            let content = render::replacement(&event_id, &reply.text);
+            self.queue.push_back(Pending {
+                target: reply.target,
+                room_id: Some(room_id),
+                pieces: VecDeque::from([(self.txn.next_id(), content)]),
+                tried_join: false,
+                remember_as: None,
+            });
+            return;
+        }
         let room_hint = match &reply.target {
             Target::Room { id, .. } => Some(id.as_str()),
             Target::Direct { .. } => None,
@@ -761,6 +785,7 @@ impl Worker {
             room_id: None,
             pieces,
             tried_join: false,
+            remember_as: reply.remember_as,
         });
     }
 
@@ -809,6 +834,9 @@ impl Worker {
                     tracing::debug!(room_id = %room_id, event_id = %event_id, "matrix: sent");
                     if let Some(front) = self.queue.front_mut() {
                         front.pieces.pop_front();
+                        if let Some(key) = front.remember_as.take() {
+                            self.remembered.remember(&key, (room_id.clone(), event_id));
+                        }
                     }
                 }
                 Err(e) if e.is_unknown_token() => {

@@ -15,7 +15,9 @@
 //!   are named `#channel-name`; user names come from `/api/v4/users/{id}` (cached).
 //! - Replies: `POST /api/v4/posts` (`root_id` for threads, `props.attachments` from
 //!   [`super::rich`]) in order, split at [`MESSAGE_LIMIT`] characters; private replies go to
-//!   the channel from `POST /api/v4/channels/direct`. HTTP 429 waits `Retry-After` or
+//!   the channel from `POST /api/v4/channels/direct`. A post made under
+//!   [`Outgoing::remember_as`] keeps its id; a later [`Outgoing::replaces`] edits its
+//!   message with `PUT /api/v4/posts/{id}/patch` (live acks). HTTP 429 waits `Retry-After` or
 //!   `X-Ratelimit-Reset` and retries.
 
 use std::collections::HashMap;
@@ -35,7 +37,7 @@ use super::webapi::{Seen, lock, retry_after, seconds_header, str_field};
 use super::websocket::{self, WsStream};
 use super::{
     Backend, BackendError, BackendIo, BoxFuture, Capabilities, ConnState, Incoming, Outgoing, Room,
-    Target, rich,
+    Target, char_len, rich, split_message,
 };
 use crate::secret::{self, Secret};
 
@@ -72,6 +74,7 @@ impl Backend for MattermostBackend {
             max_message_len: MESSAGE_LIMIT,
             rich: true,
             threads: true,
+            edit: true,
         }
     }
 
@@ -146,6 +149,8 @@ struct Shared {
     channel_ids: Mutex<HashMap<String, String>>,
     /// User id → direct channel id.
     dms: Mutex<HashMap<String, String>>,
+    /// Posts made under [`Outgoing::remember_as`]: their ids, for edits.
+    remembered: super::RememberedMessages<String>,
 }
 
 enum SessionEnd {
@@ -192,6 +197,7 @@ async fn run(spec: MattermostSpec, io: BackendIo) -> Result<(), BackendError> {
         channels: Mutex::default(),
         channel_ids: Mutex::default(),
         dms: Mutex::default(),
+        remembered: super::RememberedMessages::default(),
     };
     let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
     shared.me = loop {
@@ -636,6 +642,17 @@ impl Shared {
     }
 
     async fn try_post(&self, out: &Outgoing) -> Result<(), ApiError> {
+        if let Some(key) = &out.replaces {
+            let Some(post_id) = self.remembered.get(key) else {
+                tracing::debug!(key, "mattermost: no remembered post to edit");
+                return Ok(());
+            };
+            let message = split_message(&out.text, MESSAGE_LIMIT, char_len).swap_remove(0);
+            let body = json!({ "message": message });
+            self.request(Method::PUT, &["posts", &post_id, "patch"], Some(&body))
+                .await?;
+            return Ok(());
+        }
         let (channel_id, root_id) = match &out.target {
             Target::Room { id, thread } => (self.channel_id(id).await?, thread.clone()),
             Target::Direct { user } => (self.dm_channel(user).await?, None),
@@ -656,7 +673,10 @@ impl Shared {
             if let Some(props) = props {
                 body["props"] = props;
             }
-            self.request(Method::POST, &["posts"], Some(&body)).await?;
+            let posted = self.request(Method::POST, &["posts"], Some(&body)).await?;
+            if let (0, Some(key), Some(id)) = (i, &out.remember_as, str_field(&posted, "id")) {
+                self.remembered.remember(key, id.to_owned());
+            }
         }
         Ok(())
     }

@@ -97,6 +97,14 @@ pub struct Outgoing {
     pub extra: Option<serde_json::Value>,
     /// Execution status, when known.
     pub status: Option<Status>,
+    /// Backends that can edit ([`Capabilities::edit`]) remember the id of the message they
+    /// post for this under this key (a bounded number of keys), for a later
+    /// [`Outgoing::replaces`]. The acks of live acks use `ack:<execution id>`.
+    pub remember_as: Option<String>,
+    /// Edit the message remembered under this key instead of posting a new one (its text
+    /// becomes `text`). Dropped, with a debug log line, when the key is unknown (posted
+    /// before a restart, or forgotten).
+    pub replaces: Option<String>,
 }
 
 impl Outgoing {
@@ -108,6 +116,8 @@ impl Outgoing {
             mention: None,
             extra: None,
             status: None,
+            remember_as: None,
+            replaces: None,
         }
     }
 }
@@ -130,6 +140,8 @@ pub struct Capabilities {
     pub max_message_len: usize,
     /// Whether the backend renders `extra` rich content.
     pub rich: bool,
+    /// Whether the backend can edit a message it posted ([`Outgoing::replaces`]).
+    pub edit: bool,
     /// Whether the service has threads.
     pub threads: bool,
 }
@@ -218,6 +230,51 @@ pub fn build(
     }
 }
 
+/// How many posted messages a backend remembers for later edits ([`Outgoing::remember_as`]).
+pub const REMEMBERED_MESSAGES: usize = 1024;
+
+/// The messages a backend posted under [`Outgoing::remember_as`] keys, for
+/// [`Outgoing::replaces`]: at most [`REMEMBERED_MESSAGES`], the oldest forgotten first.
+/// `V` is what the service needs to edit one (Slack: channel and `ts`; Matrix: room and
+/// event id).
+#[derive(Debug)]
+pub struct RememberedMessages<V> {
+    entries: std::sync::Mutex<(
+        std::collections::HashMap<String, V>,
+        std::collections::VecDeque<String>,
+    )>,
+}
+
+impl<V: Clone> Default for RememberedMessages<V> {
+    fn default() -> Self {
+        Self {
+            entries: std::sync::Mutex::new(Default::default()),
+        }
+    }
+}
+
+impl<V: Clone> RememberedMessages<V> {
+    /// Remembers `value` under `key` (replacing an older one).
+    pub fn remember(&self, key: &str, value: V) {
+        let mut guard = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let (map, order) = &mut *guard;
+        if map.insert(key.to_owned(), value).is_none() {
+            order.push_back(key.to_owned());
+        }
+        while order.len() > REMEMBERED_MESSAGES {
+            if let Some(old) = order.pop_front() {
+                map.remove(&old);
+            }
+        }
+    }
+
+    /// What was remembered under `key`.
+    pub fn get(&self, key: &str) -> Option<V> {
+        let guard = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        guard.0.get(key).cloned()
+    }
+}
+
 /// Zero-width joiner: put inside a mention it keeps the text readable and stops the service
 /// from notifying anyone.
 pub(crate) const ZWJ: char = '\u{200D}';
@@ -274,6 +331,22 @@ pub fn split_pretext(text: &str) -> (Option<&str>, &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remembered_messages_are_bounded_oldest_first() {
+        let r = RememberedMessages::<u32>::default();
+        for i in 0..=REMEMBERED_MESSAGES as u32 {
+            r.remember(&format!("k{i}"), i);
+        }
+        assert_eq!(r.get("k0"), None);
+        assert_eq!(r.get("k1"), Some(1));
+        r.remember("k1", 7);
+        assert_eq!(r.get("k1"), Some(7));
+        assert_eq!(
+            r.get(&format!("k{REMEMBERED_MESSAGES}")),
+            Some(REMEMBERED_MESSAGES as u32)
+        );
+    }
 
     #[test]
     fn pretext() {

@@ -450,6 +450,8 @@ mod tests {
             mention: None,
             extra,
             status,
+            remember_as: None,
+            replaces: None,
         }
     }
 

@@ -28,7 +28,9 @@
 //! of at most 5000 characters (Rocket.Chat's default `Message_MaxAllowedSize`; longer text is
 //! split on lines), `attachments` (built from the status colour and `extra.rocketchat`, or
 //! `extra.rocketchat.attachments` verbatim) and `tmid` for threads. Direct messages use
-//! `POST /api/v1/im.create`. A 429 waits for `Retry-After`, else `X-RateLimit-Reset`, else the
+//! `POST /api/v1/im.create`. A message posted under [`Outgoing::remember_as`] keeps its room
+//! and message ids; a later [`Outgoing::replaces`] edits its text with
+//! `POST /api/v1/chat.update` (live acks). A 429 waits for `Retry-After`, else `X-RateLimit-Reset`, else the
 //! seconds the error text names.
 
 use std::collections::HashMap;
@@ -52,7 +54,7 @@ use super::rich;
 use super::websocket::{self, WsStream};
 use super::{
     Backend, BackendError, BackendIo, BoxFuture, Capabilities, ConnState, Incoming, Outgoing, Room,
-    Target,
+    Target, char_len, split_message,
 };
 use crate::secret::{self, Secret};
 
@@ -97,6 +99,7 @@ impl Backend for RocketChatBackend {
             max_message_len: MAX_MESSAGE,
             rich: true,
             threads: true,
+            edit: true,
         }
     }
 
@@ -467,6 +470,8 @@ struct Directory {
     usernames: HashMap<String, String>,
     /// Username → DM room id.
     dm_rooms: HashMap<String, String>,
+    /// Messages posted under [`Outgoing::remember_as`]: (room id, message id).
+    remembered: super::RememberedMessages<(String, String)>,
 }
 
 fn lock(directory: &Mutex<Directory>) -> std::sync::MutexGuard<'_, Directory> {
@@ -521,6 +526,21 @@ async fn try_deliver(
     directory: &Mutex<Directory>,
     out: &Outgoing,
 ) -> Result<(), RestError> {
+    if let Some(key) = &out.replaces {
+        let remembered = lock(directory).remembered.get(key);
+        let Some((room_id, message_id)) = remembered else {
+            tracing::debug!(key, "rocketchat: no remembered message to edit");
+            return Ok(());
+        };
+        let text = split_message(&out.text, MAX_MESSAGE, char_len).swap_remove(0);
+        rest.call(
+            Method::POST,
+            "/api/v1/chat.update",
+            Some(&json!({ "roomId": room_id, "msgId": message_id, "text": text })),
+        )
+        .await?;
+        return Ok(());
+    }
     let (destination, thread) = match &out.target {
         Target::Room { id, thread } => {
             let destination = if id.starts_with(['#', '@']) {
@@ -541,17 +561,29 @@ async fn try_deliver(
         format!("@{name}")
     });
     let bodies = message_bodies(out, mention.as_deref());
-    for mut body in bodies {
+    for (i, mut body) in bodies.into_iter().enumerate() {
         body.insert(destination.0.into(), Value::String(destination.1.clone()));
         if let Some(t) = &thread {
             body.insert("tmid".into(), Value::String(t.clone()));
         }
-        rest.call(
-            Method::POST,
-            "/api/v1/chat.postMessage",
-            Some(&Value::Object(body)),
-        )
-        .await?;
+        let posted = rest
+            .call(
+                Method::POST,
+                "/api/v1/chat.postMessage",
+                Some(&Value::Object(body)),
+            )
+            .await?;
+        let message = posted.get("message").unwrap_or(&Value::Null);
+        if let (0, Some(key), Some(rid), Some(id)) = (
+            i,
+            &out.remember_as,
+            message.get("rid").and_then(Value::as_str),
+            message.get("_id").and_then(Value::as_str),
+        ) {
+            lock(directory)
+                .remembered
+                .remember(key, (rid.to_owned(), id.to_owned()));
+        }
     }
     Ok(())
 }

@@ -15,8 +15,11 @@
 //!   `users.info` and `conversations.info`, cached; rooms are named `#channel`.
 //! - Replies go out with `chat.postMessage` (`thread_ts` for threads), in order, split at
 //!   [`TEXT_LIMIT`] characters; rich content comes from [`super::rich`]. Private replies open
-//!   the conversation with `conversations.open`. `ratelimited`/HTTP 429 waits `Retry-After`
-//!   and retries; `invalid_auth` and friends stop the backend with [`BackendError::Auth`].
+//!   the conversation with `conversations.open`. A reply posted with
+//!   [`Outgoing::remember_as`] is remembered (channel, `ts`); a later
+//!   [`Outgoing::replaces`] edits it with `chat.update` (live acks). `ratelimited`/HTTP
+//!   429 waits `Retry-After` and retries; `invalid_auth` and friends stop the backend with
+//!   [`BackendError::Auth`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -34,7 +37,7 @@ use super::webapi::{MAX_RATE_LIMIT_WAIT, Seen, lock, retry_after, str_field};
 use super::websocket::{self, WsStream};
 use super::{
     Backend, BackendError, BackendIo, BoxFuture, Capabilities, ConnState, Incoming, Outgoing, Room,
-    Target, rich,
+    Target, char_len, rich, split_message,
 };
 use crate::secret::{self, Secret};
 
@@ -85,6 +88,7 @@ impl Backend for SlackBackend {
             max_message_len: TEXT_LIMIT,
             rich: true,
             threads: true,
+            edit: true,
         }
     }
 
@@ -149,6 +153,8 @@ struct Shared {
     channels: Mutex<HashMap<String, String>>,
     /// User id → DM channel id.
     dms: Mutex<HashMap<String, String>>,
+    /// Messages posted under [`Outgoing::remember_as`]: (channel, ts), for `chat.update`.
+    remembered: super::RememberedMessages<(String, String)>,
 }
 
 /// How one socket session ended.
@@ -192,6 +198,7 @@ async fn run(spec: SlackSpec, io: BackendIo) -> Result<(), BackendError> {
         users: Mutex::default(),
         channels: Mutex::default(),
         dms: Mutex::default(),
+        remembered: super::RememberedMessages::default(),
     };
     let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
     shared.me = loop {
@@ -706,6 +713,9 @@ impl Shared {
     }
 
     async fn try_post(&self, out: &Outgoing) -> Result<(), ApiError> {
+        if let Some(key) = &out.replaces {
+            return self.update(key, out).await;
+        }
         let (channel, thread) = match &out.target {
             Target::Room { id, thread } => (id.clone(), thread.clone()),
             Target::Direct { user } => (self.dm_channel(user).await?, None),
@@ -727,6 +737,17 @@ impl Shared {
                 .post_message(&channel, thread.as_deref(), message)
                 .await
             {
+                Ok(posted) => {
+                    if let (0, Some(key), Some(channel), Some(ts)) = (
+                        i,
+                        &out.remember_as,
+                        posted.get("channel").and_then(Value::as_str),
+                        posted.get("ts").and_then(Value::as_str),
+                    ) {
+                        self.remembered
+                            .remember(key, (channel.to_owned(), ts.to_owned()));
+                    }
+                }
                 Err(ApiError::Slack(code)) if is_content_error(&code) => {
                     tracing::warn!(code = %code, "slack: rich message refused; sending plain text");
                     let lead = mention
@@ -742,18 +763,36 @@ impl Shared {
                     }
                     return Ok(());
                 }
-                other => other?,
+                Err(e) => return Err(e),
             }
         }
         Ok(())
     }
 
+    /// Edits the message remembered under `key` with `chat.update` (text only: its
+    /// attachments stay); nothing when the key is unknown.
+    async fn update(&self, key: &str, out: &Outgoing) -> Result<(), ApiError> {
+        let Some((channel, ts)) = self.remembered.get(key) else {
+            tracing::debug!(key, "slack: no remembered message to edit");
+            return Ok(());
+        };
+        let text = split_message(&escape_text(&out.text), TEXT_LIMIT, char_len).swap_remove(0);
+        self.call(
+            "chat.update",
+            Token::Bot,
+            Args::Json(&json!({ "channel": channel, "ts": ts, "text": text })),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// `chat.postMessage`; the answer (with the message's `channel` and `ts`).
     async fn post_message(
         &self,
         channel: &str,
         thread: Option<&str>,
         mut message: Map<String, Value>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Value, ApiError> {
         message.insert("channel".into(), Value::String(channel.to_owned()));
         if let Some(ts) = thread {
             message.insert("thread_ts".into(), Value::String(ts.to_owned()));
@@ -764,7 +803,6 @@ impl Shared {
             Args::Json(&Value::Object(message)),
         )
         .await
-        .map(|_| ())
     }
 
     /// The DM channel with a user (id or name), opened with `conversations.open`.

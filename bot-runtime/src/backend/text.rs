@@ -102,6 +102,7 @@ impl Backend for TextBackend {
             max_message_len: 100_000,
             rich: false,
             threads: false,
+            edit: false,
         }
     }
 

@@ -3,7 +3,8 @@
 //! One registry per process (the bot is one process): [`metrics`] returns it, and the code
 //! that sees an event records it — the dispatcher (commands by outcome, denials), the
 //! StackStorm client (latency by call, errors by status), the stream (state, reconnects),
-//! the announcement path, the chat backend state, and the reply queue
+//! the announcement path, the owed results (`crate::results`: recovered, duplicates dropped,
+//! expired), the chat backend state, and the reply queue
 //! ([`super::reply_queue`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -29,6 +30,9 @@ pub struct Metrics {
     stream_up: Gauge,
     stream_reconnects: Counter,
     announcements: Counter,
+    results_recovered: Counter,
+    results_duplicates: Counter,
+    results_expired: Counter,
     chat_up: Gauge,
     chat_reconnects: Counter,
     reply_queue_length: Gauge,
@@ -105,6 +109,24 @@ impl Metrics {
             "Stream announcements posted to chat",
             announcements.clone(),
         );
+        let results_recovered = Counter::default();
+        registry.register(
+            "results_recovered",
+            "Results published during a stream gap, asked for again and posted",
+            results_recovered.clone(),
+        );
+        let results_duplicates = Counter::default();
+        registry.register(
+            "results_duplicates_dropped",
+            "Announcements dropped because the execution's result was posted already",
+            results_duplicates.clone(),
+        );
+        let results_expired = Counter::default();
+        registry.register(
+            "results_expired",
+            "Executions no longer awaited: no result within stackstorm.result_timeout",
+            results_expired.clone(),
+        );
         let chat_up = Gauge::default();
         registry.register(
             "chat_connected",
@@ -148,6 +170,9 @@ impl Metrics {
             stream_up,
             stream_reconnects,
             announcements,
+            results_recovered,
+            results_duplicates,
+            results_expired,
             chat_up,
             chat_reconnects,
             last_st2_failure: Mutex::new(None),
@@ -211,6 +236,21 @@ impl Metrics {
     /// An announcement was posted.
     pub fn announcement(&self) {
         self.announcements.inc();
+    }
+
+    /// A result missed during a stream gap was posted after all.
+    pub fn result_recovered(&self) {
+        self.results_recovered.inc();
+    }
+
+    /// A duplicate announcement of a result already posted was dropped.
+    pub fn result_duplicate(&self) {
+        self.results_duplicates.inc();
+    }
+
+    /// `n` executions stopped being awaited (no result within the bound).
+    pub fn results_expired(&self, n: u64) {
+        self.results_expired.inc_by(n);
     }
 
     /// The chat backend connected (`true`) or dropped (`false`).

@@ -31,7 +31,7 @@ use crate::stackstorm::{St2Client, St2Error};
 pub use crypto::CryptoError;
 pub(crate) use crypto::{CsrfKey, LinkId};
 pub(crate) use links::{AfterFailure, LinkOwner, LinkRefusal, PendingLinks};
-pub use store::{LoginMethod, SessionInfo, StoreError};
+pub use store::{LoginMethod, RedbOwedStore, SessionInfo, StoreError};
 
 use crypto::MIN_SECRET_LEN;
 use store::{Session, SessionStore};
@@ -165,6 +165,11 @@ pub(crate) enum LoginFailure {
     Throttled(Duration),
 }
 
+/// Eight random bytes from the system source (`None` if it fails): request keys.
+pub(crate) fn random_key() -> Option<[u8; 8]> {
+    crypto::random_bytes::<8>().ok()
+}
+
 /// Per-user StackStorm sessions and the login page that creates them.
 pub struct SessionManager {
     spec: AuthPageSpec,
@@ -255,6 +260,11 @@ impl SessionManager {
             link_requests: TokenBuckets::new(LINK_BUDGET, MAX_THROTTLED),
             password_attempts: TokenBuckets::new(PASSWORD_BUDGET, MAX_THROTTLED),
         }))
+    }
+
+    /// The owed-results table in this session store's file (see `crate::results`).
+    pub fn owed_store(&self) -> RedbOwedStore {
+        self.store.owed()
     }
 
     /// Who may use `list` and `revoke`: chat user ids or names, compared exactly. Empty

@@ -5,6 +5,9 @@
 //!   value sealed with the current key: tells "the key changed" from "a record is damaged").
 //! - `sessions`: chat user id → sealed JSON record (StackStorm user, token, dates). The whole
 //!   record is encrypted, with the user id as associated data.
+//! - `owed`: execution id → JSON [`OwedExecution`] (the results the bot still owes, see
+//!   `crate::results`), through [`RedbOwedStore`]. Not encrypted: no secret in it (room,
+//!   user and message ids). The same table serves a standalone `stackstorm.results_store`.
 //!
 //! Opening with another key than the one the store was written with cannot decrypt anything:
 //! the stored sessions are dropped with a warning and the store continues under the new
@@ -12,6 +15,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -19,10 +23,12 @@ use secrecy::zeroize::Zeroizing;
 use serde::{Deserialize, Serialize};
 
 use super::crypto::{CryptoError, StoreCipher, random_bytes};
+use crate::results::{OwedExecution, OwedStore, OwedStoreError};
 use crate::secret::Secret;
 
 const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
 const SESSIONS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("sessions");
+const OWED: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("owed");
 const SALT_KEY: &str = "salt";
 const KEY_CHECK_KEY: &str = "key_check";
 const KEY_CHECK_CONTEXT: &[u8] = b"key-check";
@@ -115,7 +121,7 @@ pub(crate) struct Loaded {
 
 /// The redb-backed session store.
 pub(crate) struct SessionStore {
-    db: Database,
+    db: Arc<Database>,
     cipher: StoreCipher,
     path: PathBuf,
 }
@@ -129,7 +135,7 @@ impl SessionStore {
             source: Box::new(e),
         };
         prepare_file(path).map_err(|e| db_err(e.into()))?;
-        let db = Database::create(path).map_err(|e| db_err(e.into()))?;
+        let db = Arc::new(Database::create(path).map_err(|e| db_err(e.into()))?);
         let (salt, key_check) = {
             let read = db.begin_read().map_err(|e| db_err(e.into()))?;
             match read.open_table(META) {
@@ -308,11 +314,108 @@ impl SessionStore {
         })
     }
 
+    /// The owed-results table of this file.
+    pub(crate) fn owed(&self) -> RedbOwedStore {
+        RedbOwedStore {
+            db: self.db.clone(),
+            path: self.path.clone(),
+        }
+    }
+
     fn err(&self, e: impl Into<redb::Error>) -> StoreError {
         StoreError::Database {
             path: self.path.display().to_string(),
             source: Box::new(e.into()),
         }
+    }
+}
+
+/// The `owed` table: the results a bot still owes, in the session store's file or in a file
+/// of its own (`stackstorm.results_store`).
+pub struct RedbOwedStore {
+    db: Arc<Database>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for RedbOwedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbOwedStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedbOwedStore {
+    /// Opens (creating if needed, owner-readable only) a file of its own.
+    pub fn open(path: &Path) -> Result<Self, OwedStoreError> {
+        let err = |e: redb::Error| OwedStoreError::Database {
+            path: path.display().to_string(),
+            source: Box::new(e),
+        };
+        prepare_file(path).map_err(|e| err(e.into()))?;
+        let db = Database::create(path).map_err(|e| err(e.into()))?;
+        Ok(Self {
+            db: Arc::new(db),
+            path: path.to_owned(),
+        })
+    }
+
+    fn err(&self, e: impl Into<redb::Error>) -> OwedStoreError {
+        let e: redb::Error = e.into();
+        OwedStoreError::Database {
+            path: self.path.display().to_string(),
+            source: Box::new(e),
+        }
+    }
+}
+
+impl OwedStore for RedbOwedStore {
+    fn put(&self, record: &OwedExecution) -> Result<(), OwedStoreError> {
+        let bytes = serde_json::to_vec(record)?;
+        let write = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut owed = write.open_table(OWED).map_err(|e| self.err(e))?;
+            owed.insert(record.execution_id.as_str(), bytes.as_slice())
+                .map_err(|e| self.err(e))?;
+        }
+        write.commit().map_err(|e| self.err(e))
+    }
+
+    fn remove(&self, execution_ids: &[&str]) -> Result<(), OwedStoreError> {
+        let write = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut owed = write.open_table(OWED).map_err(|e| self.err(e))?;
+            for id in execution_ids {
+                owed.remove(*id).map_err(|e| self.err(e))?;
+            }
+        }
+        write.commit().map_err(|e| self.err(e))
+    }
+
+    fn load(&self) -> Result<Vec<OwedExecution>, OwedStoreError> {
+        let read = self.db.begin_read().map_err(|e| self.err(e))?;
+        let owed = match read.open_table(OWED) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(self.err(e)),
+        };
+        let mut out = Vec::new();
+        for entry in owed.iter().map_err(|e| self.err(e))? {
+            let Ok((key, value)) = entry else {
+                tracing::warn!(store = %self.path.display(), "skipping an unreadable owed-result entry");
+                continue;
+            };
+            match serde_json::from_slice::<OwedExecution>(value.value()) {
+                Ok(record) => out.push(record),
+                Err(e) => tracing::warn!(
+                    store = %self.path.display(),
+                    execution = key.value(),
+                    error = %e,
+                    "an owed-result record cannot be decoded; skipped"
+                ),
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -493,6 +596,38 @@ mod tests {
         assert_eq!(loaded.dropped_expired, 1);
         assert_eq!(loaded.dropped_damaged, 2);
         assert!(store.get("garbage").unwrap().is_none());
+    }
+
+    #[test]
+    fn owed_results_share_the_file_and_survive_reopening() {
+        let path = temp_path("owed");
+        let key = Secret::new("k".repeat(32));
+        let record = OwedExecution {
+            execution_id: "5f5e00000000000000000001".into(),
+            request: "r1".into(),
+            source_channel: "ops".into(),
+            room: Some("ops".into()),
+            thread: Some("t1".into()),
+            user: "alice".into(),
+            user_id: "U1".into(),
+            message_id: Some("m1".into()),
+            started_unix: 1_700_000_000,
+            context: serde_json::json!({"bot": "demo", "request": "r1"}),
+            state: crate::results::OwedState::Awaiting,
+        };
+        {
+            let (store, _) = SessionStore::open(&path, &key).unwrap();
+            let owed = store.owed();
+            owed.put(&record).unwrap();
+            let mut second = record.clone();
+            second.execution_id = "5f5e00000000000000000002".into();
+            owed.put(&second).unwrap();
+            owed.remove(&["5f5e00000000000000000002"]).unwrap();
+        }
+        let (store, loaded) = SessionStore::open(&path, &key).unwrap();
+        assert!(loaded.sessions.is_empty());
+        assert_eq!(store.owed().load().unwrap(), vec![record]);
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]

@@ -234,6 +234,54 @@ impl St2Client {
         .await
     }
 
+    /// An execution's status (`GET /v1/executions/<id>?include_attributes=id,status`: the
+    /// result, which may be large, is not transferred). Unknown id: `Api { status: 404 }`.
+    pub async fn execution_status(&self, id: &str) -> Result<String, St2Error> {
+        #[derive(serde::Deserialize)]
+        struct Status {
+            #[serde(default)]
+            status: Option<String>,
+        }
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(St2Error::Protocol {
+                url: self.spec.api_url.to_string(),
+                reason: format!("`{id}` is not an execution id"),
+            });
+        }
+        let s: Status = self
+            .call(
+                "execution",
+                Method::GET,
+                format!(
+                    "{}/v1/executions/{id}?include_attributes=id,status",
+                    self.spec.api_url
+                ),
+                None,
+                None,
+            )
+            .await?;
+        Ok(s.status.unwrap_or_default())
+    }
+
+    /// Runs an action as the bot's service identity (`POST /v1/executions`), without waiting
+    /// for it to finish.
+    pub async fn run_action(
+        &self,
+        action: &str,
+        parameters: &serde_json::Value,
+    ) -> Result<(), St2Error> {
+        let _: serde_json::Value = self
+            .call(
+                "run_action",
+                Method::POST,
+                format!("{}/v1/executions", self.spec.api_url),
+                None,
+                Some(serde_json::json!({"action": action, "parameters": parameters})),
+            )
+            .await?;
+        Ok(())
+    }
+
     /// `POST /v1/aliasexecution/match_and_execute` (for `match_multiple` formats only).
     pub async fn match_and_execute(
         &self,

@@ -21,6 +21,51 @@ pub enum StreamEvent {
     AliasChanged(String),
     /// (Re)connected: anything published while disconnected is lost, so caches refresh.
     Connected,
+    /// `st2.execution__update` (only when asked for, see [`run_with`]): an execution's
+    /// status changed.
+    ExecutionUpdate(ExecutionUpdate),
+}
+
+/// The parts of an `st2.execution__update` event (an `ActionExecutionAPI` document,
+/// `st2common/stream/listener.py`) the bot reads; the rest (the result) is skipped.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+pub struct ExecutionUpdate {
+    /// Execution id.
+    pub id: String,
+    /// `requested`, `scheduled`, `running`, `succeeded`, `failed`, …
+    #[serde(default)]
+    pub status: String,
+    /// Seconds from start to end, when StackStorm computed them.
+    #[serde(default)]
+    pub elapsed_seconds: Option<f64>,
+    /// ISO 8601 start.
+    #[serde(default)]
+    pub start_timestamp: Option<String>,
+    /// ISO 8601 end, once finished.
+    #[serde(default)]
+    pub end_timestamp: Option<String>,
+}
+
+impl ExecutionUpdate {
+    /// How long it ran: `elapsed_seconds`, else end minus start.
+    pub fn elapsed(&self) -> Option<Duration> {
+        if let Some(s) = self.elapsed_seconds.filter(|s| s.is_finite() && *s >= 0.0) {
+            return Some(Duration::from_secs_f64(s));
+        }
+        let parse = |t: &Option<String>| {
+            t.as_deref()
+                .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+        };
+        let (start, end) = (parse(&self.start_timestamp)?, parse(&self.end_timestamp)?);
+        end.duration_since(start).ok()
+    }
+}
+
+/// What the stream subscribes to besides announcements and alias changes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StreamOptions {
+    /// Also `st2.execution__update` (live acks).
+    pub execution_updates: bool,
 }
 
 /// Stream connection state, for health checks.
@@ -276,6 +321,11 @@ pub fn decode(route: &str, event: &str, data: &str) -> Result<Option<StreamEvent
     if let Some(kind) = event.strip_prefix("st2.actionalias__") {
         return Ok(Some(StreamEvent::AliasChanged(kind.to_owned())));
     }
+    if event == "st2.execution__update" {
+        let parsed: ExecutionUpdate =
+            serde_json::from_str(data).map_err(|e| format!("malformed execution update: {e}"))?;
+        return Ok(Some(StreamEvent::ExecutionUpdate(parsed)));
+    }
     Ok(None)
 }
 
@@ -286,10 +336,24 @@ pub async fn run(
     state: watch::Sender<StreamState>,
     shutdown: CancellationToken,
 ) {
+    run_with(client, events, state, shutdown, StreamOptions::default()).await;
+}
+
+/// [`run`], with `options` saying which events besides announcements and alias changes.
+pub async fn run_with(
+    client: St2Client,
+    events: mpsc::Sender<StreamEvent>,
+    state: watch::Sender<StreamState>,
+    shutdown: CancellationToken,
+    options: StreamOptions,
+) {
     let route = client.spec().announcement_route.to_string();
-    let wanted = format!(
+    let mut wanted = format!(
         "st2.announcement__{route},st2.actionalias__create,st2.actionalias__update,st2.actionalias__delete"
     );
+    if options.execution_updates {
+        wanted.push_str(",st2.execution__update");
+    }
     let mut backoff = Backoff::default();
     loop {
         let started = Instant::now();
@@ -364,6 +428,26 @@ async fn read_once(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn execution_updates_are_decoded_and_timed() {
+        let data = r#"{"id": "5f5e00000000000000000001", "status": "succeeded",
+            "start_timestamp": "2026-12-02T10:00:00.000000Z",
+            "end_timestamp": "2026-12-02T10:00:02.500000Z", "result": {"stdout": "x"}}"#;
+        let Ok(Some(StreamEvent::ExecutionUpdate(u))) =
+            decode("chatops", "st2.execution__update", data)
+        else {
+            panic!("not an execution update");
+        };
+        assert_eq!(u.status, "succeeded");
+        assert_eq!(u.elapsed(), Some(Duration::from_millis(2500)));
+        let with_elapsed = ExecutionUpdate {
+            elapsed_seconds: Some(1.5),
+            ..u
+        };
+        assert_eq!(with_elapsed.elapsed(), Some(Duration::from_millis(1500)));
+        assert!(decode("chatops", "st2.execution__update", "{}").is_err());
+    }
 
     #[test]
     fn frames_events_across_chunks() {

@@ -194,6 +194,7 @@ impl Backend for IrcBackend {
             max_message_len: render::text_budget(worst_mask, &"#".repeat(50)),
             rich: false,
             threads: false,
+            edit: false,
         }
     }
 

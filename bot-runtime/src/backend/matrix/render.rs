@@ -31,6 +31,21 @@ pub(crate) struct Mention {
     pub(crate) display: String,
 }
 
+/// An edit (`m.replace`, Matrix client-server API "Event replacements") of `event_id` so
+/// that it reads `text`: the fallback `body` is `* text`, `m.new_content` the new message
+/// (no thread relation there: the original keeps its own), no mentions (an edit pings no
+/// one again).
+pub(crate) fn replacement(event_id: &str, text: &str) -> Value {
+    let text = split_message(text, MAX_MESSAGE_CHARS - 2, char_len).swap_remove(0);
+    json!({
+        "msgtype": DEFAULT_MSGTYPE,
+        "body": format!("* {text}"),
+        "m.mentions": {},
+        "m.new_content": {"msgtype": DEFAULT_MSGTYPE, "body": text, "m.mentions": {}},
+        "m.relates_to": {"rel_type": "m.replace", "event_id": event_id},
+    })
+}
+
 /// The contents to send for `out`, in order; `thread` puts each in that thread.
 pub(crate) fn render(
     out: &Outgoing,

@@ -137,6 +137,7 @@ impl Backend for XmppBackend {
             max_message_len: render::MAX_BODY,
             rich: true,
             threads: false,
+            edit: false,
         }
     }
 

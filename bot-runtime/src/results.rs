@@ -1,0 +1,630 @@
+//! Results the bot owes: every execution it started, kept until its result has been posted
+//! (or `stackstorm.result_timeout` passes), so a result announced while the stream was down
+//! is not lost. Read [`Ledger`] first.
+//!
+//! StackStorm's stream does not replay what was published while a client was away
+//! (`shared/STACKSTORM.md` §3), so after every (re)connection — and at start, for what a
+//! previous run still owed — [`recover`] asks StackStorm (`GET /v1/executions/<id>`) about
+//! each execution still owed; for each that finished meanwhile it runs the action the stock
+//! notify rule runs, `chatops.post_result` (`contrib/chatops/rules/notify_hubot.yaml`), with
+//! the same parameters the rule passes (`execution_id`, `channel`, `user`, `context`) and the
+//! bot's announcement route. StackStorm then formats the result exactly as the site's notify
+//! chain does (the alias's `result.format` and `result.extra`, or `default.j2`) and announces
+//! it on the stream, where the bot posts it like any other.
+//!
+//! Deduplication: the bot puts a random `request` key in each execution's `source_context`
+//! (StackStorm echoes the context back in the announcement). The first announcement for a
+//! request is posted and marks the record delivered; any later one for it (the original that
+//! was only late, or a second recovery) is dropped with a log line. A delivered record is
+//! kept for [`DELIVERED_KEPT`] for that purpose.
+//!
+//! Storage is behind [`OwedStore`], a three-call trait: [`MemoryOwedStore`] (no persistence),
+//! and the redb table `owed` (`crate::session::RedbOwedStore`) in the session store file or in
+//! `stackstorm.results_store`. A PostgreSQL store implements the same three calls.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::stackstorm::{St2Client, St2Error};
+
+/// How long a delivered record is kept to recognise a late duplicate announcement.
+pub const DELIVERED_KEPT: Duration = Duration::from_secs(3600);
+/// At most this many records; past it the oldest delivered, then the oldest owed, go.
+pub const MAX_RECORDS: usize = 10_000;
+/// At most this many executions are looked up per recovery pass (the oldest first wait
+/// for the next pass).
+pub const MAX_LOOKUPS_PER_PASS: usize = 500;
+
+/// StackStorm's `LIVEACTION_COMPLETED_STATES` (`st2common/constants/action.py`).
+const COMPLETED: &[&str] = &["succeeded", "failed", "timeout", "canceled", "abandoned"];
+/// The failed ones among them (`LIVEACTION_FAILED_STATES` plus canceled and abandoned).
+const FAILED: &[&str] = &["failed", "timeout", "canceled", "abandoned"];
+
+/// Where a record stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum OwedState {
+    /// Started; no result posted yet.
+    Awaiting,
+    /// Finished during a stream gap; StackStorm was asked to announce it again (unix
+    /// seconds of the request).
+    RecoveryRequested {
+        /// When.
+        at: u64,
+    },
+    /// Its result was posted (unix seconds); kept a while to drop late duplicates.
+    Delivered {
+        /// When.
+        at: u64,
+    },
+}
+
+/// One execution the bot started, as recorded until its result is posted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OwedExecution {
+    /// StackStorm execution id (the key).
+    pub execution_id: String,
+    /// The `request` key of the `source_context` the execution was started with.
+    pub request: String,
+    /// `source_channel` sent with the execution (room id, or `@<user id>`).
+    pub source_channel: String,
+    /// Room id, `None` for a direct message.
+    pub room: Option<String>,
+    /// Thread the command was in.
+    pub thread: Option<String>,
+    /// Chat user name, as sent in `user`.
+    pub user: String,
+    /// Chat user id.
+    pub user_id: String,
+    /// Id of the chat message that started it.
+    pub message_id: Option<String>,
+    /// When it was started (unix seconds).
+    pub started_unix: u64,
+    /// The `source_context` sent (passed again to `chatops.post_result` on recovery).
+    pub context: Value,
+    /// Where it stands.
+    pub state: OwedState,
+}
+
+impl OwedExecution {
+    /// Whether the result is still owed (not delivered).
+    pub fn is_owed(&self) -> bool {
+        !matches!(self.state, OwedState::Delivered { .. })
+    }
+}
+
+/// Why the owed-results store failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OwedStoreError {
+    /// The database failed.
+    #[error("results store `{path}`: {source}")]
+    Database {
+        /// Where.
+        path: String,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A record could not be encoded.
+    #[error("results store: cannot encode a record: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// Persistence for the owed list. Small on purpose: another backend (PostgreSQL) implements
+/// these three calls; all logic lives in [`Ledger`]. Calls are synchronous and short (one
+/// transaction each); records are JSON ([`OwedExecution`]'s serde form) keyed by
+/// `execution_id`. A store holds the records of one bot.
+pub trait OwedStore: Send + Sync {
+    /// Inserts or replaces the record with this `execution_id`.
+    fn put(&self, record: &OwedExecution) -> Result<(), OwedStoreError>;
+    /// Removes the records with these execution ids (missing ones are ignored).
+    fn remove(&self, execution_ids: &[&str]) -> Result<(), OwedStoreError>;
+    /// Every record (called once, at start). Records that cannot be read are skipped with
+    /// a log line.
+    fn load(&self) -> Result<Vec<OwedExecution>, OwedStoreError>;
+}
+
+/// A store that keeps nothing across restarts (the [`Ledger`] keeps the records in memory
+/// anyway): stream gaps are covered, restarts are not.
+#[derive(Debug, Default)]
+pub struct MemoryOwedStore;
+
+impl OwedStore for MemoryOwedStore {
+    fn put(&self, _record: &OwedExecution) -> Result<(), OwedStoreError> {
+        Ok(())
+    }
+    fn remove(&self, _execution_ids: &[&str]) -> Result<(), OwedStoreError> {
+        Ok(())
+    }
+    fn load(&self) -> Result<Vec<OwedExecution>, OwedStoreError> {
+        Ok(Vec::new())
+    }
+}
+
+/// What an announcement is, for the owed list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Settlement {
+    /// Not the result of an execution this bot owes (another bot's, a rule's, a workflow's,
+    /// or one already dropped): post it.
+    NotOwed,
+    /// The result of this execution, owed until now: post it. `recovered` when it comes
+    /// from a recovery request.
+    Post {
+        /// Execution id.
+        execution_id: String,
+        /// Whether the bot asked for it again after a stream gap.
+        recovered: bool,
+    },
+    /// Its result was posted already: drop this one.
+    Duplicate {
+        /// Execution id.
+        execution_id: String,
+    },
+}
+
+/// What a recovery pass did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Executions still owed when the pass started.
+    pub owed: usize,
+    /// Of those, finished meanwhile: StackStorm was asked to announce them again.
+    pub requested: usize,
+    /// Still running.
+    pub running: usize,
+    /// Unknown to StackStorm (deleted, or another StackStorm): dropped.
+    pub gone: usize,
+    /// Dropped because `result_timeout` passed.
+    pub expired: usize,
+    /// Look-ups or requests that failed (the records stay for the next pass).
+    pub failed: usize,
+}
+
+/// The owed list: in memory for look-ups, written through to an [`OwedStore`].
+pub struct Ledger {
+    bot: String,
+    store: Box<dyn OwedStore>,
+    records: Mutex<HashMap<String, OwedExecution>>,
+    timeout: Duration,
+    /// One recovery pass at a time.
+    pass: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("bot", &self.bot)
+            .field("records", &self.lock().len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Seconds since the epoch.
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A fresh random `request` key (16 hexadecimal digits).
+pub fn new_request_key() -> String {
+    match crate::session::random_key() {
+        Some(bytes) => bytes.iter().map(|b| format!("{b:02x}")).collect(),
+        // No random source: a clock-and-counter key still tells requests apart.
+        None => {
+            static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let nanos = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            format!("{:016x}", (nanos as u64) ^ n.rotate_left(48))
+        }
+    }
+}
+
+impl Ledger {
+    /// A ledger for bot `bot` over `store`, loading what a previous run still owed.
+    pub fn open(bot: &str, store: Box<dyn OwedStore>, timeout: Duration) -> Self {
+        let loaded = match store.load() {
+            Ok(records) => records,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the owed results; starting with none");
+                Vec::new()
+            }
+        };
+        let owed = loaded.iter().filter(|r| r.is_owed()).count();
+        if owed > 0 {
+            tracing::info!(owed, "results owed by the previous run loaded");
+        }
+        Self {
+            bot: bot.to_owned(),
+            store,
+            records: Mutex::new(
+                loaded
+                    .into_iter()
+                    .map(|r| (r.execution_id.clone(), r))
+                    .collect(),
+            ),
+            timeout,
+            pass: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// An in-memory ledger.
+    pub fn in_memory(bot: &str, timeout: Duration) -> Self {
+        Self::open(bot, Box::new(MemoryOwedStore), timeout)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, OwedExecution>> {
+        self.records.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self, record: &OwedExecution) {
+        if let Err(e) = self.store.put(record) {
+            tracing::error!(error = %e, execution = %record.execution_id, "cannot save an owed result");
+        }
+    }
+
+    fn delete(&self, ids: &[&str]) {
+        if ids.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.remove(ids) {
+            tracing::error!(error = %e, "cannot remove owed results from the store");
+        }
+    }
+
+    /// Records an execution just started.
+    pub fn record(&self, record: OwedExecution) {
+        self.write(&record);
+        let evicted = {
+            let mut records = self.lock();
+            records.insert(record.execution_id.clone(), record);
+            evict(&mut records)
+        };
+        if !evicted.is_empty() {
+            tracing::warn!(
+                evicted = evicted.len(),
+                limit = MAX_RECORDS,
+                "too many owed results; the oldest were forgotten"
+            );
+            let ids: Vec<&str> = evicted.iter().map(String::as_str).collect();
+            self.delete(&ids);
+        }
+    }
+
+    /// Every record still owed, oldest first.
+    pub fn owed(&self) -> Vec<OwedExecution> {
+        let mut owed: Vec<OwedExecution> = self
+            .lock()
+            .values()
+            .filter(|r| r.is_owed())
+            .cloned()
+            .collect();
+        owed.sort_by_key(|r| r.started_unix);
+        owed
+    }
+
+    /// The record an announcement belongs to, by its context's `request` key (when the
+    /// context is this bot's), else by an owed execution id in its text.
+    fn find<'a>(
+        &self,
+        records: &'a HashMap<String, OwedExecution>,
+        context: Option<&Value>,
+        text: &str,
+    ) -> Option<&'a OwedExecution> {
+        let ours = context
+            .and_then(|c| c.get("bot"))
+            .and_then(Value::as_str)
+            .is_some_and(|b| b == self.bot);
+        if ours
+            && let Some(request) = context
+                .and_then(|c| c.get("request"))
+                .and_then(Value::as_str)
+        {
+            return records.values().find(|r| r.request == request);
+        }
+        text.split(|c: char| !c.is_ascii_alphanumeric())
+            .filter(|w| w.len() == 24 && w.bytes().all(|b| b.is_ascii_hexdigit()))
+            .find_map(|w| records.get(w))
+    }
+
+    /// Settles an announcement against the owed list (see [`Settlement`]).
+    pub fn settle(&self, context: Option<&Value>, text: &str) -> Settlement {
+        let (settlement, changed) = {
+            let mut records = self.lock();
+            let Some(found) = self.find(&records, context, text) else {
+                return Settlement::NotOwed;
+            };
+            let id = found.execution_id.clone();
+            let Some(record) = records.get_mut(&id) else {
+                return Settlement::NotOwed;
+            };
+            match record.state {
+                OwedState::Delivered { .. } => {
+                    return Settlement::Duplicate { execution_id: id };
+                }
+                state => {
+                    record.state = OwedState::Delivered { at: unix_now() };
+                    (
+                        Settlement::Post {
+                            execution_id: id,
+                            recovered: matches!(state, OwedState::RecoveryRequested { .. }),
+                        },
+                        record.clone(),
+                    )
+                }
+            }
+        };
+        self.write(&changed);
+        settlement
+    }
+
+    fn set_state(&self, execution_id: &str, state: OwedState) {
+        let changed = {
+            let mut records = self.lock();
+            records.get_mut(execution_id).map(|r| {
+                r.state = state;
+                r.clone()
+            })
+        };
+        if let Some(r) = changed {
+            self.write(&r);
+        }
+    }
+
+    fn forget(&self, execution_ids: &[&str]) {
+        {
+            let mut records = self.lock();
+            for id in execution_ids {
+                records.remove(*id);
+            }
+        }
+        self.delete(execution_ids);
+    }
+
+    /// Drops owed records older than `result_timeout` (one log line each) and delivered
+    /// ones older than [`DELIVERED_KEPT`]. Returns how many owed records were dropped.
+    pub fn expire(&self, now: u64) -> usize {
+        let timeout = self.timeout.as_secs();
+        let (expired, stale): (Vec<OwedExecution>, Vec<String>) = {
+            let records = self.lock();
+            let expired = records
+                .values()
+                .filter(|r| r.is_owed() && now.saturating_sub(r.started_unix) >= timeout)
+                .cloned()
+                .collect();
+            let stale = records
+                .values()
+                .filter(|r| match r.state {
+                    OwedState::Delivered { at } => {
+                        now.saturating_sub(at) >= DELIVERED_KEPT.as_secs()
+                    }
+                    _ => false,
+                })
+                .map(|r| r.execution_id.clone())
+                .collect();
+            (expired, stale)
+        };
+        for r in &expired {
+            tracing::warn!(
+                execution = %r.execution_id,
+                user = %r.user,
+                channel = %r.source_channel,
+                waited = %humantime::format_duration(Duration::from_secs(now.saturating_sub(r.started_unix))),
+                "no result for this execution within stackstorm.result_timeout; it is no longer awaited"
+            );
+        }
+        let mut ids: Vec<&str> = expired.iter().map(|r| r.execution_id.as_str()).collect();
+        ids.extend(stale.iter().map(String::as_str));
+        self.forget(&ids);
+        if !expired.is_empty() {
+            crate::ops::metrics().results_expired(expired.len() as u64);
+        }
+        expired.len()
+    }
+}
+
+/// Drops the oldest records past [`MAX_RECORDS`] (delivered first); their ids.
+fn evict(records: &mut HashMap<String, OwedExecution>) -> Vec<String> {
+    if records.len() <= MAX_RECORDS {
+        return Vec::new();
+    }
+    let mut order: Vec<(bool, u64, String)> = records
+        .values()
+        .map(|r| (r.is_owed(), r.started_unix, r.execution_id.clone()))
+        .collect();
+    order.sort();
+    let excess = records.len() - MAX_RECORDS;
+    let gone: Vec<String> = order
+        .into_iter()
+        .take(excess)
+        .map(|(_, _, id)| id)
+        .collect();
+    for id in &gone {
+        records.remove(id);
+    }
+    gone
+}
+
+/// Whether a StackStorm status is final.
+pub fn is_completed(status: &str) -> bool {
+    COMPLETED.contains(&status)
+}
+
+/// The chat status of a final or running StackStorm status.
+pub fn chat_status(status: &str) -> crate::backend::Status {
+    if FAILED.contains(&status) {
+        crate::backend::Status::Failed
+    } else if status == "succeeded" {
+        crate::backend::Status::Succeeded
+    } else {
+        crate::backend::Status::Running
+    }
+}
+
+/// Closes a stream gap: drops what expired, then for every execution still owed asks
+/// StackStorm for its status, and has each finished one announced again through
+/// `chatops.post_result` on `route` (the bot's announcement route). Logs one line with the
+/// counts; the results themselves are posted when their announcements arrive.
+pub async fn recover(ledger: &Ledger, st2: &St2Client, route: &str) -> RecoveryReport {
+    let _one_at_a_time = ledger.pass.lock().await;
+    let mut report = RecoveryReport {
+        expired: ledger.expire(unix_now()),
+        ..RecoveryReport::default()
+    };
+    let owed = ledger.owed();
+    report.owed = owed.len();
+    for record in owed.iter().take(MAX_LOOKUPS_PER_PASS) {
+        let status = match st2.execution_status(&record.execution_id).await {
+            Ok(s) => s,
+            Err(St2Error::Api { status: 404, .. }) => {
+                tracing::warn!(
+                    execution = %record.execution_id,
+                    "an owed execution is unknown to StackStorm; it is no longer awaited"
+                );
+                ledger.forget(&[record.execution_id.as_str()]);
+                report.gone += 1;
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(execution = %record.execution_id, error = %e, "cannot look up an owed execution; will retry after the next reconnect");
+                report.failed += 1;
+                if e.is_transient() {
+                    break; // StackStorm is away: the next reconnect runs another pass.
+                }
+                continue;
+            }
+        };
+        if !is_completed(&status) {
+            report.running += 1;
+            continue;
+        }
+        let parameters = json!({
+            "execution_id": record.execution_id,
+            "channel": record.source_channel,
+            "user": record.user,
+            "whisper": false,
+            "context": record.context,
+            "route": route,
+        });
+        match st2.run_action("chatops.post_result", &parameters).await {
+            Ok(()) => {
+                ledger.set_state(
+                    &record.execution_id,
+                    OwedState::RecoveryRequested { at: unix_now() },
+                );
+                report.requested += 1;
+            }
+            Err(e) => {
+                tracing::warn!(execution = %record.execution_id, error = %e, "cannot ask StackStorm to announce a missed result; will retry after the next reconnect");
+                report.failed += 1;
+            }
+        }
+    }
+    if report.owed > 0 || report.expired > 0 {
+        tracing::info!(
+            owed = report.owed,
+            recovered = report.requested,
+            running = report.running,
+            gone = report.gone,
+            expired = report.expired,
+            failed = report.failed,
+            "stream gap closed: results missed meanwhile were asked for again"
+        );
+    }
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, request: &str, started: u64) -> OwedExecution {
+        OwedExecution {
+            execution_id: id.into(),
+            request: request.into(),
+            source_channel: "ops".into(),
+            room: Some("ops".into()),
+            thread: None,
+            user: "alice".into(),
+            user_id: "alice".into(),
+            message_id: Some("1".into()),
+            started_unix: started,
+            context: json!({"bot": "demo", "request": request}),
+            state: OwedState::Awaiting,
+        }
+    }
+
+    const ID: &str = "5f5e00000000000000000001";
+
+    #[test]
+    fn an_announcement_settles_its_record_once_then_is_a_duplicate() {
+        let ledger = Ledger::in_memory("demo", Duration::from_secs(60));
+        ledger.record(record(ID, "r1", unix_now()));
+        let ctx = json!({"bot": "demo", "request": "r1"});
+        assert_eq!(
+            ledger.settle(Some(&ctx), "done"),
+            Settlement::Post {
+                execution_id: ID.into(),
+                recovered: false
+            }
+        );
+        assert_eq!(
+            ledger.settle(Some(&ctx), "done"),
+            Settlement::Duplicate {
+                execution_id: ID.into()
+            }
+        );
+        // Another bot's context with the same request key is not ours.
+        let other = json!({"bot": "other", "request": "r1"});
+        assert_eq!(ledger.settle(Some(&other), "x"), Settlement::NotOwed);
+        assert!(ledger.owed().is_empty());
+    }
+
+    #[test]
+    fn a_recovered_result_is_counted_as_recovered_and_found_by_id_in_text() {
+        let ledger = Ledger::in_memory("demo", Duration::from_secs(60));
+        ledger.record(record(ID, "r1", unix_now()));
+        ledger.set_state(ID, OwedState::RecoveryRequested { at: unix_now() });
+        assert_eq!(
+            ledger.settle(
+                None,
+                &format!("Action core.local completed.\nexecution: {ID}")
+            ),
+            Settlement::Post {
+                execution_id: ID.into(),
+                recovered: true
+            }
+        );
+    }
+
+    #[test]
+    fn owed_records_expire_after_the_timeout_and_delivered_ones_after_an_hour() {
+        let ledger = Ledger::in_memory("demo", Duration::from_secs(60));
+        let now = unix_now();
+        ledger.record(record(ID, "r1", now - 61));
+        ledger.record(record("5f5e00000000000000000002", "r2", now - 10));
+        ledger.record(record("5f5e00000000000000000003", "r3", now - 10));
+        ledger.settle(Some(&json!({"bot": "demo", "request": "r3"})), "");
+        assert_eq!(ledger.expire(now), 1);
+        assert_eq!(ledger.owed().len(), 1);
+        assert_eq!(ledger.lock().len(), 2, "the delivered record is kept");
+        assert_eq!(ledger.expire(now + DELIVERED_KEPT.as_secs()), 1);
+        assert!(ledger.lock().is_empty());
+    }
+
+    #[test]
+    fn statuses_map_to_chat_statuses() {
+        use crate::backend::Status;
+        assert!(is_completed("succeeded") && is_completed("abandoned"));
+        assert!(!is_completed("running") && !is_completed("requested"));
+        assert_eq!(chat_status("succeeded"), Status::Succeeded);
+        assert_eq!(chat_status("timeout"), Status::Failed);
+        assert_eq!(chat_status("running"), Status::Running);
+    }
+}
