@@ -52,6 +52,9 @@ pub struct Options {
     pub backend_url: Option<String>,
     /// Serve `/healthz`, `/readyz` and `/metrics` here (overrides `health.listen`).
     pub health_listen: Option<String>,
+    /// Serve the login page here (overrides `auth_page.listen`; several instances of one
+    /// bot on one host, `ha:`).
+    pub auth_page_listen: Option<String>,
 }
 
 impl Default for Options {
@@ -67,6 +70,7 @@ impl Default for Options {
             simulate: false,
             backend_url: None,
             health_listen: None,
+            auth_page_listen: None,
         }
     }
 }
@@ -98,6 +102,8 @@ pub fn usage(name: &str, description: &str) -> String {
          \x20                    (also ST2BOT_BACKEND_URL)\n  \
          --simulate           demo mode: start a simulated StackStorm on 127.0.0.1 and use it\n  \
          --health-listen ADDR serve /healthz, /readyz and /metrics on ADDR (e.g. 127.0.0.1:9180)\n  \
+         --auth-page-listen ADDR\n  \
+         \x20                    serve the login page on ADDR instead of `auth_page.listen`\n  \
          --print-spec[=FMT]   print the compiled definition as `yaml` (default) or `json`\n  \
          \x20                    (also --format FMT), secrets as references; then exit\n  \
          --explain USER ROOM COMMAND\n  \
@@ -179,6 +185,9 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, UsageEr
             "--simulate" => options.simulate = true,
             "--backend-url" => options.backend_url = Some(value("--backend-url")?),
             "--health-listen" => options.health_listen = Some(value("--health-listen")?),
+            "--auth-page-listen" => {
+                options.auth_page_listen = Some(value("--auth-page-listen")?);
+            }
             "--room" => options.room = Some(value("--room")?),
             "--linger" => {
                 let v = value("--linger")?;
