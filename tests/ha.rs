@@ -90,13 +90,14 @@ impl Instance {
         reqwest::get(url).await.unwrap().text().await.unwrap()
     }
 
-    /// Waits until `/readyz` reports `role`; returns the body.
+    /// Waits until `/readyz` reports `role` and a lease holder (the instance has asked the
+    /// database at least once); returns the body.
     async fn wait_role(&self, role: &str, within: Duration) -> Value {
         let deadline = Instant::now() + within;
         let mut last = None;
         while Instant::now() < deadline {
             if let Some((_, body)) = self.readyz().await {
-                if body["ha"]["role"] == role {
+                if body["ha"]["role"] == role && !body["ha"]["leader"].is_null() {
                     return body;
                 }
                 last = Some(body);
