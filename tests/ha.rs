@@ -199,7 +199,9 @@ async fn a_killed_leader_is_replaced_within_the_lease_and_every_command_is_answe
         .await;
     a.bot.signal("KILL");
     let killed = Instant::now();
-    let body = b.wait_role("leader", TAKEOVER_BOUND + Duration::from_secs(1)).await;
+    let body = b
+        .wait_role("leader", TAKEOVER_BOUND + Duration::from_secs(1))
+        .await;
     let takeover = killed.elapsed();
     assert!(
         takeover <= TAKEOVER_BOUND,
@@ -247,7 +249,10 @@ async fn a_killed_leader_is_replaced_within_the_lease_and_every_command_is_answe
     let metrics = b.metrics().await;
     assert!(metrics.contains("st2bot_ha_leader 1"), "{metrics}");
     assert!(metrics.contains("st2bot_ha_failovers_total 1"), "{metrics}");
-    assert!(metrics.contains("st2bot_ha_lease_age_seconds "), "{metrics}");
+    assert!(
+        metrics.contains("st2bot_ha_lease_age_seconds "),
+        "{metrics}"
+    );
     let logs = b.bot.logs.lock().unwrap().clone();
     assert!(
         !logs.contains("Ch@ngeMe") && !logs.contains(KEY),
@@ -287,7 +292,10 @@ async fn a_leader_without_its_database_steps_down_within_the_lease_and_leads_aga
     pg.resume();
     let back = Instant::now();
     a.wait_role("leader", WAIT).await;
-    eprintln!("leading again {:?} after the database returned", back.elapsed());
+    eprintln!(
+        "leading again {:?} after the database returned",
+        back.elapsed()
+    );
     a.bot.say("!local hostname").await;
     a.bot
         .expect("alice: running `core.local`, execution", WAIT)
@@ -299,7 +307,10 @@ async fn a_leader_without_its_database_steps_down_within_the_lease_and_leads_aga
         "the command typed during the outage was not replayed"
     );
     let metrics = a.metrics().await;
-    assert!(metrics.contains("st2bot_ha_step_downs_total 1"), "{metrics}");
+    assert!(
+        metrics.contains("st2bot_ha_step_downs_total 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

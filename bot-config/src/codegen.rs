@@ -337,7 +337,10 @@ emit_unit_enum!(IrcAuth {
 emit_unit_enum!(MatcherKind { StackStorm, Local });
 emit_unit_enum!(Decision { Allow, Deny });
 emit_unit_enum!(LogFormat { Text, Json });
-emit_unit_enum!(PgTls { VerifyFull, Disable });
+emit_unit_enum!(PgTls {
+    VerifyFull,
+    Disable
+});
 
 /// The expansion of `bot!` for a valid definition: the spec as a `static`, a tracked read of
 /// the YAML file (so editing it rebuilds the executable) and `main`.

@@ -8,8 +8,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use bot_config::{
-    BackendSpec, Decision, LogFormat, MatcherKind, PgTls, SecretRef, SourceFile, St2AuthSpec,
-    load,
+    BackendSpec, Decision, LogFormat, MatcherKind, PgTls, SecretRef, SourceFile, St2AuthSpec, load,
 };
 use serde_json::Value;
 

@@ -11,9 +11,8 @@ use std::time::Duration;
 
 use bot_config::BotSpec;
 use bot_config::spec::{
-    HaSpec,
-    AccessSpec, AuthPageSpec, BackendSpec, ChatSpec, Decision, DiscordSpec, GroupSpec, IrcAuth,
-    IrcSpec, LogFormat, LogSpec, MatcherKind, MatrixLogin, MatrixSpec, MattermostSpec,
+    AccessSpec, AuthPageSpec, BackendSpec, ChatSpec, Decision, DiscordSpec, GroupSpec, HaSpec,
+    IrcAuth, IrcSpec, LogFormat, LogSpec, MatcherKind, MatrixLogin, MatrixSpec, MattermostSpec,
     RocketChatLogin, RocketChatSpec, RuleSpec, SecretRef, SlackSpec, St2AuthSpec, StackStormSpec,
     TemplatesSpec, TextSpec, XmppSpec,
 };

@@ -72,7 +72,12 @@ impl Postgres {
         let data = pg.data();
         let output = pg
             .command("initdb")
-            .args(["--auth=trust", "--username=st2bot", "--encoding=UTF8", "--no-sync"])
+            .args([
+                "--auth=trust",
+                "--username=st2bot",
+                "--encoding=UTF8",
+                "--no-sync",
+            ])
             .arg("-D")
             .arg(&data)
             .output()
@@ -133,10 +138,14 @@ impl Postgres {
             .args(["-p", &self.port.to_string()])
             .args(["-c", "listen_addresses=127.0.0.1"])
             .arg("-c")
-            .arg(format!("unix_socket_directories={}", self.dir.path().display()))
+            .arg(format!(
+                "unix_socket_directories={}",
+                self.dir.path().display()
+            ))
             .args(["-c", "fsync=off"]);
         self.server = Some(ServerProcess::spawn("postgres", command, &self.log()));
-        let started = std::panic::catch_unwind(|| wait_for_port(self.port, Duration::from_secs(30)));
+        let started =
+            std::panic::catch_unwind(|| wait_for_port(self.port, Duration::from_secs(30)));
         if started.is_err() {
             panic!("PostgreSQL did not start:\n{}", tail(&self.log(), 30));
         }
@@ -165,7 +174,17 @@ impl Postgres {
         let output = self
             .command("psql")
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(["-U", "st2bot", "-d", "postgres", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .args([
+                "-U",
+                "st2bot",
+                "-d",
+                "postgres",
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ])
             .output()
             .expect("run psql");
         assert!(

@@ -432,7 +432,9 @@ pub(super) fn ha(d: &mut Diagnostics, raw: &Spanned<Ha>) -> Option<HaSpec> {
                         format!("`instance_env` `{name}` is not an environment variable name"),
                         "not a variable name",
                     )
-                    .help("write the variable's name, e.g. `instance_env: ST2BOT_INSTANCE` (no `$`)"),
+                    .help(
+                        "write the variable's name, e.g. `instance_env: ST2BOT_INSTANCE` (no `$`)",
+                    ),
                 );
                 None
             }

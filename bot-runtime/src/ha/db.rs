@@ -126,7 +126,10 @@ impl Database {
 
     /// Opens a connection; its driver runs as a task until the client is dropped or the
     /// connection breaks. `purpose` names it in logs.
-    pub(crate) async fn connect(&self, purpose: &'static str) -> Result<Client, tokio_postgres::Error> {
+    pub(crate) async fn connect(
+        &self,
+        purpose: &'static str,
+    ) -> Result<Client, tokio_postgres::Error> {
         let client = match &self.tls {
             Some(tls) => {
                 let (client, connection) = self.config.connect(tls.clone()).await?;
@@ -208,7 +211,11 @@ pub(crate) async fn migrate(client: &mut Client) -> Result<(), tokio_postgres::E
             &[&m.version, &m.name],
         )
         .await?;
-        tracing::info!(version = m.version, name = m.name, "database migration applied");
+        tracing::info!(
+            version = m.version,
+            name = m.name,
+            "database migration applied"
+        );
     }
     tx.commit().await?;
     if applied > schema_version() {

@@ -367,8 +367,12 @@ pub(crate) async fn run(
         .await;
         match released {
             Ok(Ok(_)) => tracing::info!(token, "leadership released"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "cannot release the lease; a standby takes over when it expires"),
-            Err(_) => tracing::warn!("releasing the lease timed out; a standby takes over when it expires"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot release the lease; a standby takes over when it expires")
+            }
+            Err(_) => tracing::warn!(
+                "releasing the lease timed out; a standby takes over when it expires"
+            ),
         }
     }
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 use bot_config::HaSpec;
 use tokio_util::sync::CancellationToken;
 
-pub use lease::{LeaseStatus, Leadership, Role};
+pub use lease::{Leadership, LeaseStatus, Role};
 
 pub(crate) use db::Database;
 

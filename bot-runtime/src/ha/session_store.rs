@@ -235,9 +235,7 @@ async fn writer(db: Database, bot: String, mut queue: mpsc::UnboundedReceiver<Wr
                     Ok(if n == 1 { Some(1) } else { None })
                 }
                 WriteOp::Remove { user_ids } => {
-                    let row = c
-                        .query_one(REMOVE, &[&bot, user_ids, &write.token])
-                        .await?;
+                    let row = c.query_one(REMOVE, &[&bot, user_ids, &write.token]).await?;
                     let fenced: i64 = row.get(0);
                     let removed: i64 = row.get(1);
                     Ok((fenced == 1).then(|| usize::try_from(removed).unwrap_or(0)))

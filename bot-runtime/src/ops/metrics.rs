@@ -388,7 +388,10 @@ mod tests {
             text.contains("st2bot_stackstorm_request_duration_seconds_bucket"),
             "{text}"
         );
-        assert!(!text.contains("st2bot_ha_"), "no ha metrics without ha: {text}");
+        assert!(
+            !text.contains("st2bot_ha_"),
+            "no ha metrics without ha: {text}"
+        );
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
 

@@ -37,8 +37,8 @@ pub use store::{LoginMethod, SessionInfo, StoreError};
 
 use crypto::MIN_SECRET_LEN;
 use futures_util::FutureExt as _;
-pub(crate) use store::{SealedStore, StoreFuture, StoredMeta};
 use store::{Loaded, Session, SessionStore};
+pub(crate) use store::{SealedStore, StoreFuture, StoredMeta};
 use throttle::{Budget, TokenBuckets};
 
 /// Failed attempts a login link allows before it is burnt.
@@ -832,7 +832,10 @@ This link is for you ({user_name}) only, works once, and expires in {}. Do not s
             },
             token,
         };
-        self.store.put(&session).await.map_err(LoginFailure::Store)?;
+        self.store
+            .put(&session)
+            .await
+            .map_err(LoginFailure::Store)?;
         let info = session.info.clone();
         self.lock_sessions().insert(owner.user_id.clone(), session);
         tracing::info!(user_id = %info.user_id, st2_user = %info.st2_user, method = method_name(method), expires = %format_time(info.expires), "session bound");

@@ -118,7 +118,9 @@ pub enum StoreError {
     #[error("session store: this instance is not the leader; the write was refused")]
     NotLeader,
     /// Other instances kept changing the store's key check while this one opened it.
-    #[error("session store: the key check kept changing while opening (do all instances use the same encryption key?)")]
+    #[error(
+        "session store: the key check kept changing while opening (do all instances use the same encryption key?)"
+    )]
     Contended,
     /// The store's writer stopped (the bot is shutting down).
     #[error("session store: the writer has stopped")]
@@ -138,7 +140,8 @@ pub(crate) struct StoredMeta {
 }
 
 /// What a store operation returns.
-pub(crate) type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+pub(crate) type StoreFuture<'a, T> =
+    Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// Where sealed session records are kept. Implementations only move bytes; sealing, the
 /// key check and the clean-up rules are [`SessionStore`]'s.
@@ -414,9 +417,7 @@ impl RedbStore {
                 .filter_map(|entry| entry.ok().map(|(k, _)| k.value().to_owned()))
                 .collect();
             for user_id in &stale {
-                sessions
-                    .remove(user_id.as_str())
-                    .map_err(|e| self.err(e))?;
+                sessions.remove(user_id.as_str()).map_err(|e| self.err(e))?;
             }
             meta.insert(SALT_KEY, new.salt.as_slice())
                 .map_err(|e| self.err(e))?;
@@ -450,9 +451,7 @@ impl RedbStore {
         let write = self.db.begin_write().map_err(|e| self.err(e))?;
         {
             let mut sessions = write.open_table(SESSIONS).map_err(|e| self.err(e))?;
-            sessions
-                .insert(user_id, sealed)
-                .map_err(|e| self.err(e))?;
+            sessions.insert(user_id, sealed).map_err(|e| self.err(e))?;
         }
         write.commit().map_err(|e| self.err(e))?;
         Ok(())
