@@ -163,8 +163,8 @@ pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> E
     let backend_task = if ha.is_some() && !backend::standby_connects(&spec.backend) {
         tokio::spawn(connect_while_leading(
             backend,
-            spec,
-            backend_options,
+            move || backend::build(&spec.backend, &backend_options),
+            spec.backend.kind(),
             backend_io,
             leadership.clone(),
         ))
@@ -391,10 +391,11 @@ fn fence_replies(
 /// Runs the chat backend only while this instance leads (`ha:` with a chat service that
 /// must not hold a second connection): connects on promotion, disconnects on demotion, and
 /// forwards replies to whichever connection is current.
+/// `first` is the backend built at start; `rebuild` makes the next one after a demotion.
 async fn connect_while_leading(
     first: Box<dyn backend::Backend>,
-    spec: &'static BotSpec,
-    options: BackendOptions,
+    mut rebuild: impl FnMut() -> Result<Box<dyn backend::Backend>, BackendError> + Send,
+    kind: &'static str,
     io: BackendIo,
     leadership: Leadership,
 ) -> Result<(), BackendError> {
@@ -427,9 +428,9 @@ async fn connect_while_leading(
         }
         let backend = match next.take() {
             Some(b) => b,
-            None => backend::build(&spec.backend, &options)?,
+            None => rebuild()?,
         };
-        tracing::info!(backend = spec.backend.kind(), "leading: connecting to chat");
+        tracing::info!(backend = kind, "leading: connecting to chat");
         let (to_backend, from_queue) = mpsc::channel::<Outgoing>(16);
         let connection = CancellationToken::new();
         let mut run = backend.run(BackendIo {
@@ -460,7 +461,7 @@ async fn connect_while_leading(
             return closed.unwrap_or(Ok(()));
         }
         tracing::warn!(
-            backend = spec.backend.kind(),
+            backend = kind,
             "no longer the leader: chat connection closed"
         );
         let _ = state.send(ConnState::Connecting);
@@ -493,5 +494,135 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::backend::{Backend, BoxFuture, Capabilities, Target};
+
+    /// A chat connection that records when it is open and what it was asked to post.
+    struct FakeChat {
+        open: Arc<AtomicUsize>,
+        posted: mpsc::UnboundedSender<String>,
+    }
+
+    fn fake_chat(
+        open: &Arc<AtomicUsize>,
+        posted: &mpsc::UnboundedSender<String>,
+    ) -> Box<dyn Backend> {
+        Box::new(FakeChat {
+            open: open.clone(),
+            posted: posted.clone(),
+        })
+    }
+
+    impl Backend for FakeChat {
+        fn capabilities(&self) -> Capabilities {
+            Capabilities {
+                max_message_len: 4000,
+                rich: false,
+                threads: false,
+            }
+        }
+
+        fn run(self: Box<Self>, mut io: BackendIo) -> BoxFuture<'static, Result<(), BackendError>> {
+            Box::pin(async move {
+                self.open.fetch_add(1, Ordering::SeqCst);
+                let _ = io.state.send(ConnState::Connected);
+                loop {
+                    tokio::select! {
+                        reply = io.outgoing.recv() => match reply {
+                            Some(reply) => { let _ = self.posted.send(reply.text); }
+                            None => break,
+                        },
+                        () = io.shutdown.cancelled() => break,
+                    }
+                }
+                self.open.fetch_sub(1, Ordering::SeqCst);
+                Ok(())
+            })
+        }
+    }
+
+    async fn eventually(what: &str, check: impl Fn() -> bool) {
+        for _ in 0..200 {
+            if check() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("never: {what}");
+    }
+
+    #[tokio::test]
+    async fn a_standby_connects_to_chat_only_while_it_leads() {
+        let open = Arc::new(AtomicUsize::new(0));
+        let made = Arc::new(AtomicUsize::new(1));
+        let (posted_tx, mut posted) = mpsc::unbounded_channel();
+        let first = fake_chat(&open, &posted_tx);
+        let rebuild = {
+            let (open, made) = (open.clone(), made.clone());
+            move || {
+                made.fetch_add(1, Ordering::SeqCst);
+                Ok(fake_chat(&open, &posted_tx))
+            }
+        };
+        let leadership = Leadership::new_standby("test".into());
+        let (incoming, _incoming_rx) = mpsc::channel(4);
+        let (replies, outgoing) = mpsc::channel(4);
+        let (state, _state_rx) = watch::channel(ConnState::Connecting);
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(connect_while_leading(
+            first,
+            rebuild,
+            "fake",
+            BackendIo {
+                incoming,
+                outgoing,
+                state,
+                shutdown: shutdown.clone(),
+            },
+            leadership.clone(),
+        ));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            open.load(Ordering::SeqCst),
+            0,
+            "a standby holds no connection"
+        );
+
+        leadership.set_role_for_test(true);
+        eventually("connected on promotion", || {
+            open.load(Ordering::SeqCst) == 1
+        })
+        .await;
+        replies
+            .send(Outgoing::text(Target::Direct { user: "u".into() }, "hello"))
+            .await
+            .unwrap();
+        assert_eq!(posted.recv().await.as_deref(), Some("hello"));
+
+        leadership.set_role_for_test(false);
+        eventually("disconnected on demotion", || {
+            open.load(Ordering::SeqCst) == 0
+        })
+        .await;
+
+        leadership.set_role_for_test(true);
+        eventually("connected again", || open.load(Ordering::SeqCst) == 1).await;
+        assert_eq!(
+            made.load(Ordering::SeqCst),
+            2,
+            "a fresh connection after a demotion"
+        );
+
+        shutdown.cancel();
+        let ended = tokio::time::timeout(Duration::from_secs(5), task).await;
+        assert!(matches!(ended, Ok(Ok(Ok(())))), "{ended:?}");
+        assert_eq!(open.load(Ordering::SeqCst), 0);
     }
 }

@@ -141,6 +141,21 @@ impl Leadership {
         self.inner.lease.as_ref().map(|l| l.status.subscribe())
     }
 
+    /// Makes this instance lead (for a lease) or stand by, as the lease loop would (tests
+    /// of what follows the role, without a database).
+    #[cfg(test)]
+    pub(crate) fn set_role_for_test(&self, leader: bool) {
+        if leader {
+            self.set_valid(Some((Instant::now() + Duration::from_secs(60), 1)));
+        } else {
+            self.set_valid(None);
+        }
+        self.update(|s| {
+            s.role = if leader { Role::Leader } else { Role::Standby };
+            s.holder = Some(s.instance.clone());
+        });
+    }
+
     fn lease(&self) -> &LeaseState {
         self.inner
             .lease
