@@ -11,7 +11,9 @@
 //!   the user made through the dead leader;
 //! - PostgreSQL stopped: the leader steps down within the lease, `/readyz` says why, and it
 //!   leads again when the database is back;
-//! - a leader frozen (SIGSTOP) past its lease and then resumed (SIGCONT) does not answer.
+//! - a leader frozen (SIGSTOP) past its lease and then resumed (SIGCONT) does not answer;
+//! - `tls: verify-full`: the lease is taken over TLS (rustls) with the database's
+//!   certificate checked against `ca_file`, and refused without it.
 
 mod support;
 
@@ -20,8 +22,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use st2_sim::{Sim, SimConfig};
 use support::bot::BotProcess;
-use support::free_port;
 use support::postgres::Postgres;
+use support::{TempDir, free_port, secret_file, self_signed_cert};
 
 const WAIT: Duration = Duration::from_secs(20);
 /// `ha.lease` in bots/demo-ha.yaml.
@@ -348,4 +350,59 @@ async fn a_frozen_leader_resumed_after_its_lease_does_not_answer() {
     // Its lease is over in the database too: the new leader holds a later term.
     let terms = pg.psql("SELECT holder, token FROM st2bot_leases WHERE bot = 'demo-ha'");
     assert_eq!(terms, "b|2", "{terms}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leadership_over_tls_checks_the_database_certificate() {
+    bot_runtime::http::install_crypto_provider();
+    let certs = TempDir::new("pg-tls");
+    let cert = self_signed_cert(certs.path(), "db", &["localhost"]);
+    let pg = Postgres::start_tls(&cert);
+    let url = secret_file(
+        &certs,
+        "database-url",
+        &format!("postgres://st2bot@localhost:{}/postgres", pg.port()),
+    );
+    let spec = bot_config::HaSpec {
+        database_url: bot_config::SecretRef::File(url.into()),
+        tls: bot_config::PgTls::VerifyFull,
+        ca_file: Some(cert.cert.to_string_lossy().into_owned().into()),
+        lease: LEASE,
+        instance_env: "ST2BOT_HA_TLS_TEST_INSTANCE".into(),
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let ha = bot_runtime::ha::start(&spec, "tls-bot", shutdown.clone())
+        .await
+        .expect("connects and migrates over TLS");
+    let deadline = Instant::now() + WAIT;
+    while !ha.leadership.is_leader() {
+        assert!(Instant::now() < deadline, "never led over TLS");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let encrypted = pg.psql(
+        "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+         WHERE a.application_name = 'st2bot-tls-bot'",
+    );
+    assert_eq!(encrypted, "t", "the bot's connections use TLS");
+
+    // Without `ca_file` the self-signed certificate is not trusted: no connection.
+    let untrusted = bot_config::HaSpec {
+        ca_file: None,
+        ..spec.clone()
+    };
+    let err = bot_runtime::ha::start(&untrusted, "tls-bot-untrusted", shutdown.clone())
+        .await
+        .expect_err("an untrusted certificate is refused");
+    let text = err.to_string();
+    assert!(
+        text.contains("localhost:") && text.contains("certificate"),
+        "{text}"
+    );
+    eprintln!("without ca_file: {text}");
+    assert!(
+        !text.contains("st2bot@"),
+        "no credentials in errors: {text}"
+    );
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), ha.task).await;
 }

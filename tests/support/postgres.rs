@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use super::{ServerProcess, TempDir, free_port, tail, wait_for_port, wait_for_port_closed};
+use super::{Cert, ServerProcess, TempDir, free_port, tail, wait_for_port, wait_for_port_closed};
 
 /// A running (or stopped) cluster.
 pub struct Postgres {
@@ -17,6 +17,8 @@ pub struct Postgres {
     port: u16,
     as_postgres_user: bool,
     server: Option<ServerProcess>,
+    /// Extra `-c name=value` settings of the server.
+    settings: Vec<String>,
 }
 
 /// The newest installed server's binaries (`/usr/lib/postgresql/<version>/bin`).
@@ -52,7 +54,31 @@ impl Postgres {
     /// Creates and starts a cluster whose superuser `st2bot` needs no password on
     /// 127.0.0.1 (trust authentication: a test cluster, reachable from this host only).
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// [`Postgres::start`] with TLS on (`ssl=on`) with this certificate and key; clients
+    /// may still connect without TLS.
+    pub fn start_tls(cert: &Cert) -> Self {
+        Self::start_with(Some(cert))
+    }
+
+    fn start_with(cert: Option<&Cert>) -> Self {
         let dir = TempDir::new("postgres");
+        let mut settings = Vec::new();
+        if let Some(cert) = cert {
+            // The server reads them as its own user, and wants the key private.
+            let (crt, key) = (dir.join("server.crt"), dir.join("server.key"));
+            std::fs::copy(&cert.cert, &crt).expect("copy the certificate");
+            std::fs::copy(&cert.key, &key).expect("copy the key");
+            std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .expect("chmod the key");
+            settings.extend([
+                "ssl=on".to_owned(),
+                format!("ssl_cert_file={}", crt.display()),
+                format!("ssl_key_file={}", key.display()),
+            ]);
+        }
         let as_postgres_user = is_root();
         if as_postgres_user {
             let status = Command::new("chown")
@@ -68,6 +94,7 @@ impl Postgres {
             port: free_port(),
             as_postgres_user,
             server: None,
+            settings,
         };
         let data = pg.data();
         let output = pg
@@ -143,6 +170,9 @@ impl Postgres {
                 self.dir.path().display()
             ))
             .args(["-c", "fsync=off"]);
+        for setting in &self.settings {
+            command.arg("-c").arg(setting);
+        }
         self.server = Some(ServerProcess::spawn("postgres", command, &self.log()));
         let started =
             std::panic::catch_unwind(|| wait_for_port(self.port, Duration::from_secs(30)));

@@ -40,7 +40,7 @@ pub enum HaError {
     #[error("ha TLS: {0}")]
     Tls(String),
     /// The database could not be reached or refused the migrations.
-    #[error("PostgreSQL at {hosts}: {source}")]
+    #[error("PostgreSQL at {hosts}: {}", with_causes(.source))]
     Database {
         /// Where (host:port, no credentials).
         hosts: String,
@@ -56,6 +56,22 @@ pub enum HaError {
         /// The bound.
         seconds: u64,
     },
+}
+
+/// An error and its causes on one line (`error performing TLS handshake: invalid peer
+/// certificate: UnknownIssuer`): tokio-postgres puts the reason in the causes.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        let next = c.to_string();
+        if !text.ends_with(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// What [`start`] hands to the rest of the bot.
