@@ -5,7 +5,7 @@
 //! ("High availability") is the operator's guide.
 //!
 //! Read [`start`] first, then [`Leadership`] (`lease.rs`), which everything that speaks in
-//! chat consults. [`session_store`] keeps the login sessions in the database, sealed as in
+//! chat consults. `session_store` keeps the login sessions in the database, sealed as in
 //! the redb store. The client is tokio-postgres (see `db.rs` for the schema and its
 //! migrations, `pg_tls.rs` for TLS through rustls).
 

@@ -10,7 +10,7 @@
 //!
 //! Sessions live in memory for lookups and in an encrypted store ([`store`]) for restarts:
 //! a redb file for a single instance, PostgreSQL with `ha:` (`crate::ha::session_store`),
-//! re-read when an instance becomes the leader ([`SessionManager::reload`]). Pending links
+//! re-read when an instance becomes the leader (`SessionManager::reload`). Pending links
 //! live in memory only ([`links`]).
 
 mod crypto;
