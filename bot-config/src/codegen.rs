@@ -103,6 +103,7 @@ emit_struct!(BotSpec {
     access,
     templates,
     auth_page,
+    ha,
     health_listen,
     log
 });
@@ -198,6 +199,13 @@ emit_struct!(AuthPageSpec {
     tls,
     allow_plain_http,
     trusted_proxies
+});
+emit_struct!(HaSpec {
+    database_url,
+    tls,
+    ca_file,
+    lease,
+    instance_env
 });
 emit_struct!(LogSpec { format, level });
 
@@ -332,6 +340,10 @@ emit_unit_enum!(IrcAuth {
 emit_unit_enum!(MatcherKind { StackStorm, Local });
 emit_unit_enum!(Decision { Allow, Deny });
 emit_unit_enum!(LogFormat { Text, Json });
+emit_unit_enum!(PgTls {
+    VerifyFull,
+    Disable
+});
 
 /// The expansion of `bot!` for a valid definition: the spec as a `static`, a tracked read of
 /// the YAML file (so editing it rebuilds the executable) and `main`.

@@ -66,6 +66,11 @@ pub struct BotFile {
     #[serde(default)]
     #[cfg_attr(feature = "schema", schemars(with = "Option<AuthPage>"))]
     pub auth_page: Option<Spanned<AuthPage>>,
+    /// High availability: several instances share a PostgreSQL database that holds the
+    /// leadership and the shared state (off when absent: one instance, redb).
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<Ha>"))]
+    pub ha: Option<Spanned<Ha>>,
     /// Health, readiness and metrics endpoint.
     #[serde(default)]
     #[cfg_attr(feature = "schema", schemars(with = "Option<Health>"))]
@@ -469,6 +474,33 @@ pub struct AuthPage {
     #[serde(default)]
     #[cfg_attr(feature = "schema", schemars(with = "Option<Vec<String>>"))]
     pub trusted_proxies: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// `ha:` — high availability through PostgreSQL.
+#[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Ha {
+    /// PostgreSQL connection URL, `postgres://user:password@host:5432/db` (secret reference).
+    #[cfg_attr(feature = "schema", schemars(with = "String"))]
+    pub database_url: Spanned<String>,
+    /// `verify-full` (default: TLS, certificate and host name checked) or `disable`.
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
+    pub tls: Option<Spanned<String>>,
+    /// Trust this CA bundle (PEM file) in addition to the system roots.
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
+    pub ca_file: Option<Spanned<String>>,
+    /// How long a leader's lease lasts without renewal (default `10s`, from `2s` to `5m`).
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
+    pub lease: Option<Spanned<String>>,
+    /// The environment variable naming this instance (default `ST2BOT_INSTANCE`; unset:
+    /// host name and process id).
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
+    pub instance_env: Option<Spanned<String>>,
 }
 
 /// `health:` — operations endpoint.

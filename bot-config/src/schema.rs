@@ -26,6 +26,7 @@ const SECRETS: &[(&str, &str)] = &[
     ("StackStormAuth", "token"),
     ("StackStormAuth", "password"),
     ("AuthPage", "encryption_key"),
+    ("Ha", "database_url"),
 ];
 
 /// Keys that hold durations: (definition, property).
@@ -36,6 +37,7 @@ const DURATIONS: &[(&str, &str)] = &[
     ("StackStorm", "result_timeout"),
     ("AuthPage", "session_ttl"),
     ("AuthPage", "link_ttl"),
+    ("Ha", "lease"),
 ];
 
 /// The schema as a JSON value (JSON Schema draft-07, which every YAML editor plugin reads).
@@ -48,7 +50,7 @@ pub fn json_schema() -> Value {
     if let Some(root) = schema.as_object_mut() {
         root.insert("title".into(), json!("st2bot bot definition"));
     }
-    let words: [(&str, &str, Vec<&str>); 5] = [
+    let words: [(&str, &str, Vec<&str>); 6] = [
         ("Backend", "kind", crate::backend_kinds()),
         (
             "Backend",
@@ -58,6 +60,7 @@ pub fn json_schema() -> Value {
         ("Access", "default", vec!["allow", "deny"]),
         ("Log", "format", vec!["text", "json"]),
         ("StackStorm", "matcher", vec!["stackstorm", "local"]),
+        ("Ha", "tls", crate::spec::PgTls::WORDS.to_vec()),
     ];
     for (definition, key, values) in words {
         if let Some(p) = property(&mut schema, definition, key) {

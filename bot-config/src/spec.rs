@@ -35,6 +35,8 @@ pub struct BotSpec {
     pub templates: TemplatesSpec,
     /// Client-side authentication page, when configured.
     pub auth_page: Option<AuthPageSpec>,
+    /// High availability through PostgreSQL, when configured.
+    pub ha: Option<HaSpec>,
     /// Health endpoint address, when configured.
     pub health_listen: Option<Str>,
     /// Log settings.
@@ -463,6 +465,52 @@ pub struct AuthPageSpec {
     pub allow_plain_http: bool,
     /// Proxies whose `X-Forwarded-For` is believed, as `address/prefix` (CIDR, normalised).
     pub trusted_proxies: List<Str>,
+}
+
+/// High availability: leadership and shared state in PostgreSQL.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HaSpec {
+    /// PostgreSQL connection URL (it usually holds a password).
+    pub database_url: SecretRef,
+    /// TLS to PostgreSQL.
+    pub tls: PgTls,
+    /// Extra CA bundle (PEM) for the database's certificate.
+    pub ca_file: Option<Str>,
+    /// Lease duration: a leader that cannot renew within it stops answering.
+    pub lease: Duration,
+    /// Environment variable naming the instance.
+    pub instance_env: Str,
+}
+
+/// TLS to PostgreSQL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PgTls {
+    /// TLS required; certificate chain and host name verified.
+    VerifyFull,
+    /// Plain TCP (a loopback or otherwise protected network only).
+    Disable,
+}
+
+impl PgTls {
+    /// The words a definition may write, in the order of the variants.
+    pub const WORDS: [&'static str; 2] = ["verify-full", "disable"];
+
+    /// The mode a definition's word names.
+    pub fn from_word(word: &str) -> Option<PgTls> {
+        match word {
+            "verify-full" => Some(PgTls::VerifyFull),
+            "disable" => Some(PgTls::Disable),
+            _ => None,
+        }
+    }
+
+    /// The word a definition writes for this mode.
+    pub fn word(self) -> &'static str {
+        match self {
+            PgTls::VerifyFull => Self::WORDS[0],
+            PgTls::Disable => Self::WORDS[1],
+        }
+    }
 }
 
 /// Log format.

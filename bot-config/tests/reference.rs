@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use bot_config::{
-    BackendSpec, Decision, LogFormat, MatcherKind, SecretRef, SourceFile, St2AuthSpec, load,
+    BackendSpec, Decision, LogFormat, MatcherKind, PgTls, SecretRef, SourceFile, St2AuthSpec, load,
 };
 use serde_json::Value;
 
@@ -80,6 +80,15 @@ fn reference_sets_the_values_it_shows() {
         SecretRef::Env("ST2BOT_SESSION_KEY".into())
     );
     assert!(!page.allow_plain_http);
+    let ha = spec.ha.as_ref().expect("ha is set");
+    assert_eq!(
+        ha.database_url,
+        SecretRef::Env("ST2BOT_DATABASE_URL".into())
+    );
+    assert_eq!(ha.tls, PgTls::VerifyFull);
+    assert_eq!(ha.ca_file, None);
+    assert_eq!(ha.lease, Duration::from_secs(10));
+    assert_eq!(ha.instance_env, "ST2BOT_INSTANCE");
     assert_eq!(spec.health_listen, None);
     assert_eq!(spec.log.format, LogFormat::Text);
     assert_eq!(spec.log.level, "info");
@@ -89,7 +98,7 @@ fn reference_sets_the_values_it_shows() {
 /// the checks fill in must equal what reference.yaml writes.
 #[test]
 fn reference_values_are_the_real_defaults() {
-    let minimal = "name: reference\nbackend: { kind: text }\nstackstorm:\n  url: https://st2.example.com\n  auth: { api_key: \"${ST2_API_KEY}\" }\nauth_page:\n  public_url: https://bot.example.com/login\n  encryption_key: ${ST2BOT_SESSION_KEY}\n";
+    let minimal = "name: reference\nbackend: { kind: text }\nstackstorm:\n  url: https://st2.example.com\n  auth: { api_key: \"${ST2_API_KEY}\" }\nauth_page:\n  public_url: https://bot.example.com/login\n  encryption_key: ${ST2BOT_SESSION_KEY}\nha:\n  database_url: ${ST2BOT_DATABASE_URL}\n";
     let minimal = load(&SourceFile::new("minimal.yaml", minimal)).expect("minimal loads");
     let reference = reference();
     let BackendSpec::Text(text) = &reference.backend else {
@@ -110,6 +119,7 @@ fn reference_values_are_the_real_defaults() {
         page.trusted_proxies = Default::default(); // an example: the default is none
     }
     assert_eq!(auth_page, minimal.auth_page, "auth_page defaults");
+    assert_eq!(reference.ha, minimal.ha, "ha defaults");
     assert_eq!(reference.log, minimal.log, "log defaults");
     assert_eq!(reference.access.default, minimal.access.default);
 }

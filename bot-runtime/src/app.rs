@@ -2,6 +2,11 @@
 //! input ends (text backend) or SIGINT/SIGTERM: chat messages go to the dispatcher (each in
 //! its own task, bounded by `max_in_flight`), stream events to announcements and the alias
 //! cache. Shutdown stops intake, lets in-flight commands finish (bounded), flushes replies.
+//!
+//! With `ha:` (`crate::ha`), the instance starts as a standby: it stays connected to
+//! StackStorm, drops what chat sends it, and speaks only while it holds the lease; a
+//! backend that must not hold a second connection ([`backend::standby_connects`]) is
+//! connected on promotion and disconnected on demotion.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -13,9 +18,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::aliases::AliasCache;
-use crate::backend::{self, BackendIo, BackendOptions, ConnState, Outgoing};
+use crate::backend::{self, BackendError, BackendIo, BackendOptions, ConnState, Outgoing};
 use crate::cli::Options;
 use crate::dispatch::Dispatcher;
+use crate::ha::{Leadership, Role};
 use crate::stackstorm::St2Client;
 use crate::stackstorm::stream::{self, StreamEvent, StreamState};
 
@@ -29,18 +35,16 @@ const DEFAULT_LINGER: Duration = Duration::from_secs(30);
 
 /// Runs the bot until its input ends (text backend) or SIGINT/SIGTERM.
 pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> ExitCode {
-    let backend = match backend::build(
-        &spec.backend,
-        &BackendOptions {
-            user: options.user.clone(),
-            room: options.room.clone(),
-            // No banner among JSON log lines.
-            banner_help: (!options
-                .log_json
-                .unwrap_or(spec.log.format == bot_config::LogFormat::Json))
-            .then(|| format!("{}{}", spec.chat.prefix, spec.chat.help_command)),
-        },
-    ) {
+    let backend_options = BackendOptions {
+        user: options.user.clone(),
+        room: options.room.clone(),
+        // No banner among JSON log lines.
+        banner_help: (!options
+            .log_json
+            .unwrap_or(spec.log.format == bot_config::LogFormat::Json))
+        .then(|| format!("{}{}", spec.chat.prefix, spec.chat.help_command)),
+    };
+    let backend = match backend::build(&spec.backend, &backend_options) {
         Ok(b) => b,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the chat backend");
@@ -62,6 +66,29 @@ pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> E
     let (stream_state_tx, stream_state) = watch::channel(StreamState::Down("starting".into()));
     let shutdown = CancellationToken::new();
     let backend_shutdown = CancellationToken::new();
+    // The lease outlives intake: it is released once commands in flight are done.
+    let lease_shutdown = CancellationToken::new();
+    let ha = match &spec.ha {
+        None => None,
+        Some(ha_spec) => {
+            match crate::ha::start(ha_spec, &spec.name, lease_shutdown.clone()).await {
+                Ok(ha) => Some(ha),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start high availability");
+                    eprintln!("{}: {e}", spec.name);
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    };
+    let leadership = ha
+        .as_ref()
+        .map_or_else(Leadership::single, |h| h.leadership.clone());
+    let outgoing_rx = if ha.is_some() {
+        fence_replies(outgoing_rx, leadership.clone())
+    } else {
+        outgoing_rx
+    };
 
     let aliases = AliasCache::new();
     let dispatcher = match Dispatcher::new(
@@ -71,7 +98,7 @@ pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> E
         aliases.clone(),
         outgoing_tx.clone(),
     ) {
-        Ok(d) => d,
+        Ok(d) => d.with_leadership(leadership.clone()),
         Err(e) => {
             tracing::error!(error = %e, "invalid bot definition");
             return ExitCode::FAILURE;
@@ -79,11 +106,23 @@ pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> E
     };
 
     let mut session_store: Option<crate::session::RedbOwedStore> = None;
+    let mut session_manager = None;
     let dispatcher = match &spec.auth_page {
         None => dispatcher,
         Some(page) => {
-            let sessions = match crate::session::SessionManager::open(page, &spec.name, st2.clone())
-            {
+            let opened = match &ha {
+                Some(ha) => {
+                    crate::session::SessionManager::open_shared(
+                        page,
+                        &spec.name,
+                        st2.clone(),
+                        crate::ha::session_store::PgSessionStore::new(ha),
+                    )
+                    .await
+                }
+                None => crate::session::SessionManager::open(page, &spec.name, st2.clone()),
+            };
+            let sessions = match opened {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot open the session store");
@@ -114,7 +153,8 @@ pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> E
                         .await;
                 }
             });
-            session_store = Some(sessions.owed_store());
+            session_store = sessions.owed_store();
+            session_manager = Some(sessions.clone());
             dispatcher.with_sessions(sessions)
         }
     };
@@ -146,12 +186,40 @@ pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> E
             .unwrap_or(spec.stackstorm.result_timeout),
     ));
     let dispatcher = Arc::new(dispatcher.with_results(ledger.clone()));
-    let backend_task = tokio::spawn(backend.run(BackendIo {
+    let backend_io = BackendIo {
         incoming: incoming_tx,
         outgoing: outgoing_rx,
         state: chat_state_tx,
         shutdown: backend_shutdown.clone(),
-    }));
+    };
+    let backend_task = if ha.is_some() && !backend::standby_connects(&spec.backend) {
+        tokio::spawn(connect_while_leading(
+            backend,
+            move || backend::build(&spec.backend, &backend_options),
+            spec.backend.kind(),
+            backend_io,
+            leadership.clone(),
+        ))
+    } else {
+        tokio::spawn(backend.run(backend_io))
+    };
+    // A new leader reads the sessions again: the previous one may have changed them.
+    let promotions = match (leadership.status(), session_manager) {
+        (Some(mut status), Some(sessions)) => Some(tokio::spawn(async move {
+            loop {
+                if !wait_for_role(&mut status, Role::Leader).await {
+                    return;
+                }
+                if let Err(e) = sessions.reload().await {
+                    tracing::error!(error = %e, "cannot reload the sessions on promotion");
+                }
+                if !wait_for_role(&mut status, Role::Standby).await {
+                    return;
+                }
+            }
+        })),
+        _ => None,
+    };
 
     // Stream: announcements and alias changes.
     let (events_tx, mut events_rx) = mpsc::channel(256);
@@ -242,6 +310,7 @@ pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> E
                 let readiness = crate::ops::health::Readiness {
                     chat: chat_state.clone(),
                     stream: stream_state.clone(),
+                    leadership: leadership.clone(),
                 };
                 let shutdown = shutdown.clone();
                 tokio::spawn(async move {
@@ -262,8 +331,11 @@ pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> E
     loop {
         tokio::select! {
             message = incoming_rx.recv() => match message {
-                Some(message) => {
+                Some(message) if leadership.is_leader() => {
                     in_flight.spawn(dispatcher.clone().handle(message));
+                }
+                Some(_) => {
+                    tracing::debug!("standby: a chat message is the leader's to answer");
                 }
                 None => break,
             },
@@ -311,6 +383,14 @@ pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> E
         }
     }
     shutdown.cancel();
+    // Commands in flight are done: hand the lease over now rather than after it expires.
+    lease_shutdown.cancel();
+    if let Some(ha) = ha {
+        let _ = tokio::time::timeout(Duration::from_secs(3), ha.task).await;
+    }
+    if let Some(task) = promotions {
+        task.abort();
+    }
     let _ = stream_task.await;
     events_task.abort();
     chat_watch.abort();
@@ -339,6 +419,112 @@ pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> E
     }
 }
 
+/// Passes replies on to the backend only while this instance leads: one that was composed
+/// before the lease ran out is dropped (the new leader answers instead).
+fn fence_replies(
+    mut replies: mpsc::Receiver<Outgoing>,
+    leadership: Leadership,
+) -> mpsc::Receiver<Outgoing> {
+    let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(async move {
+        while let Some(reply) = replies.recv().await {
+            if leadership.is_leader() {
+                if tx.send(reply).await.is_err() {
+                    return;
+                }
+            } else {
+                tracing::warn!("no longer the leader: a reply was not posted");
+            }
+        }
+    });
+    rx
+}
+
+/// Runs the chat backend only while this instance leads (`ha:` with a chat service that
+/// must not hold a second connection): connects on promotion, disconnects on demotion, and
+/// forwards replies to whichever connection is current.
+/// `first` is the backend built at start; `rebuild` makes the next one after a demotion.
+async fn connect_while_leading(
+    first: Box<dyn backend::Backend>,
+    mut rebuild: impl FnMut() -> Result<Box<dyn backend::Backend>, BackendError> + Send,
+    kind: &'static str,
+    io: BackendIo,
+    leadership: Leadership,
+) -> Result<(), BackendError> {
+    let BackendIo {
+        incoming,
+        mut outgoing,
+        state,
+        shutdown,
+    } = io;
+    let Some(mut status) = leadership.status() else {
+        // Without a lease there is nothing to wait for.
+        return first
+            .run(BackendIo {
+                incoming,
+                outgoing,
+                state,
+                shutdown,
+            })
+            .await;
+    };
+    let mut next = Some(first);
+    loop {
+        tokio::select! {
+            led = wait_for_role(&mut status, Role::Leader) => {
+                if !led {
+                    return Ok(());
+                }
+            }
+            () = shutdown.cancelled() => return Ok(()),
+        }
+        let backend = match next.take() {
+            Some(b) => b,
+            None => rebuild()?,
+        };
+        tracing::info!(backend = kind, "leading: connecting to chat");
+        let (to_backend, from_queue) = mpsc::channel::<Outgoing>(16);
+        let connection = CancellationToken::new();
+        let mut run = backend.run(BackendIo {
+            incoming: incoming.clone(),
+            outgoing: from_queue,
+            state: state.clone(),
+            shutdown: connection.clone(),
+        });
+        let demoted = loop {
+            tokio::select! {
+                reply = outgoing.recv() => match reply {
+                    Some(reply) => {
+                        if to_backend.send(reply).await.is_err() {
+                            break false;
+                        }
+                    }
+                    None => break false,
+                },
+                _ = wait_for_role(&mut status, Role::Standby) => break true,
+                () = shutdown.cancelled() => break false,
+                result = &mut run => return result,
+            }
+        };
+        drop(to_backend);
+        connection.cancel();
+        let closed = tokio::time::timeout(Duration::from_secs(5), &mut run).await;
+        if !demoted {
+            return closed.unwrap_or(Ok(()));
+        }
+        tracing::warn!(
+            backend = kind,
+            "no longer the leader: chat connection closed"
+        );
+        let _ = state.send(ConnState::Connecting);
+    }
+}
+
+/// Waits until the leadership status reports `role`; `false` when it will never change.
+async fn wait_for_role(status: &mut watch::Receiver<crate::ha::LeaseStatus>, role: Role) -> bool {
+    status.wait_for(|s| s.role == role).await.is_ok()
+}
+
 /// Resolves on SIGINT or SIGTERM.
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
@@ -360,5 +546,136 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::backend::{Backend, BoxFuture, Capabilities, Target};
+
+    /// A chat connection that records when it is open and what it was asked to post.
+    struct FakeChat {
+        open: Arc<AtomicUsize>,
+        posted: mpsc::UnboundedSender<String>,
+    }
+
+    fn fake_chat(
+        open: &Arc<AtomicUsize>,
+        posted: &mpsc::UnboundedSender<String>,
+    ) -> Box<dyn Backend> {
+        Box::new(FakeChat {
+            open: open.clone(),
+            posted: posted.clone(),
+        })
+    }
+
+    impl Backend for FakeChat {
+        fn capabilities(&self) -> Capabilities {
+            Capabilities {
+                max_message_len: 4000,
+                rich: false,
+                edit: false,
+                threads: false,
+            }
+        }
+
+        fn run(self: Box<Self>, mut io: BackendIo) -> BoxFuture<'static, Result<(), BackendError>> {
+            Box::pin(async move {
+                self.open.fetch_add(1, Ordering::SeqCst);
+                let _ = io.state.send(ConnState::Connected);
+                loop {
+                    tokio::select! {
+                        reply = io.outgoing.recv() => match reply {
+                            Some(reply) => { let _ = self.posted.send(reply.text); }
+                            None => break,
+                        },
+                        () = io.shutdown.cancelled() => break,
+                    }
+                }
+                self.open.fetch_sub(1, Ordering::SeqCst);
+                Ok(())
+            })
+        }
+    }
+
+    async fn eventually(what: &str, check: impl Fn() -> bool) {
+        for _ in 0..200 {
+            if check() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("never: {what}");
+    }
+
+    #[tokio::test]
+    async fn a_standby_connects_to_chat_only_while_it_leads() {
+        let open = Arc::new(AtomicUsize::new(0));
+        let made = Arc::new(AtomicUsize::new(1));
+        let (posted_tx, mut posted) = mpsc::unbounded_channel();
+        let first = fake_chat(&open, &posted_tx);
+        let rebuild = {
+            let (open, made) = (open.clone(), made.clone());
+            move || {
+                made.fetch_add(1, Ordering::SeqCst);
+                Ok(fake_chat(&open, &posted_tx))
+            }
+        };
+        let leadership = Leadership::new_standby("test".into());
+        let (incoming, _incoming_rx) = mpsc::channel(4);
+        let (replies, outgoing) = mpsc::channel(4);
+        let (state, _state_rx) = watch::channel(ConnState::Connecting);
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(connect_while_leading(
+            first,
+            rebuild,
+            "fake",
+            BackendIo {
+                incoming,
+                outgoing,
+                state,
+                shutdown: shutdown.clone(),
+            },
+            leadership.clone(),
+        ));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            open.load(Ordering::SeqCst),
+            0,
+            "a standby holds no connection"
+        );
+
+        leadership.set_role_for_test(true);
+        eventually("connected on promotion", || {
+            open.load(Ordering::SeqCst) == 1
+        })
+        .await;
+        replies
+            .send(Outgoing::text(Target::Direct { user: "u".into() }, "hello"))
+            .await
+            .unwrap();
+        assert_eq!(posted.recv().await.as_deref(), Some("hello"));
+
+        leadership.set_role_for_test(false);
+        eventually("disconnected on demotion", || {
+            open.load(Ordering::SeqCst) == 0
+        })
+        .await;
+
+        leadership.set_role_for_test(true);
+        eventually("connected again", || open.load(Ordering::SeqCst) == 1).await;
+        assert_eq!(
+            made.load(Ordering::SeqCst),
+            2,
+            "a fresh connection after a demotion"
+        );
+
+        shutdown.cancel();
+        let ended = tokio::time::timeout(Duration::from_secs(5), task).await;
+        assert!(matches!(ended, Ok(Ok(Ok(())))), "{ended:?}");
+        assert_eq!(open.load(Ordering::SeqCst), 0);
     }
 }

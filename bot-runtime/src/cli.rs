@@ -56,6 +56,9 @@ pub struct Options {
     pub results_store: Option<String>,
     /// Owe results this long (overrides `stackstorm.result_timeout`).
     pub result_timeout: Option<Duration>,
+    /// Serve the login page here (overrides `auth_page.listen`; several instances of one
+    /// bot on one host, `ha:`).
+    pub auth_page_listen: Option<String>,
 }
 
 impl Default for Options {
@@ -73,6 +76,7 @@ impl Default for Options {
             health_listen: None,
             results_store: None,
             result_timeout: None,
+            auth_page_listen: None,
         }
     }
 }
@@ -109,6 +113,8 @@ pub fn usage(name: &str, description: &str) -> String {
          --result-timeout DURATION\n  \
          \x20                    owe a started execution's result this long (overrides\n  \
          \x20                    `stackstorm.result_timeout`)\n  \
+         --auth-page-listen ADDR\n  \
+         \x20                    serve the login page on ADDR instead of `auth_page.listen`\n  \
          --print-spec[=FMT]   print the compiled definition as `yaml` (default) or `json`\n  \
          \x20                    (also --format FMT), secrets as references; then exit\n  \
          --explain USER ROOM COMMAND\n  \
@@ -190,6 +196,9 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, UsageEr
             "--simulate" => options.simulate = true,
             "--backend-url" => options.backend_url = Some(value("--backend-url")?),
             "--health-listen" => options.health_listen = Some(value("--health-listen")?),
+            "--auth-page-listen" => {
+                options.auth_page_listen = Some(value("--auth-page-listen")?);
+            }
             "--room" => options.room = Some(value("--room")?),
             "--results-store" => options.results_store = Some(value("--results-store")?),
             "--result-timeout" => {

@@ -133,6 +133,8 @@ pub struct Dispatcher {
     outgoing: mpsc::Sender<Outgoing>,
     in_flight: Arc<Semaphore>,
     sessions: Option<Arc<SessionManager>>,
+    /// Whether this instance may speak (always, without `ha:`).
+    leadership: crate::ha::Leadership,
     /// Executions started whose result has not been announced yet, per message id.
     awaiting: std::sync::Mutex<std::collections::HashMap<String, i64>>,
     /// How many results are awaited in all (see [`Dispatcher::results_awaited`]).
@@ -223,6 +225,7 @@ impl Dispatcher {
             outgoing,
             in_flight: Arc::new(Semaphore::new(spec.stackstorm.max_in_flight as usize)),
             sessions: None,
+            leadership: crate::ha::Leadership::single(),
             awaiting: std::sync::Mutex::new(std::collections::HashMap::new()),
             awaited: tokio::sync::watch::Sender::new(0),
             results: Arc::new(Ledger::in_memory(
@@ -287,6 +290,14 @@ impl Dispatcher {
     #[must_use]
     pub fn with_sessions(mut self, sessions: Arc<SessionManager>) -> Self {
         self.sessions = Some(sessions);
+        self
+    }
+
+    /// With `ha:`: executions start and announcements are posted only while this instance
+    /// leads (checked at that moment, not when the message arrived).
+    #[must_use]
+    pub fn with_leadership(mut self, leadership: crate::ha::Leadership) -> Self {
+        self.leadership = leadership;
         self
     }
 
@@ -678,6 +689,15 @@ impl Dispatcher {
     }
 
     async fn execute(&self, message: &Incoming, command: &str, resolved: &Resolved) {
+        // Fencing: a leader whose lease ran out while it matched the command must not start
+        // it; the new leader, which saw the same message, may.
+        if !self.leadership.is_leader() {
+            tracing::warn!(
+                alias = %resolved.reference,
+                "no longer the leader: the command is not started here"
+            );
+            return;
+        }
         let user_token = match &self.sessions {
             Some(sessions) => match sessions.token_for(&message.user_id) {
                 Some(token) => Some(token),
@@ -1061,6 +1081,10 @@ impl Dispatcher {
     /// Posts a stream announcement: privately to `user` when `whisper`, else to `channel`
     /// (in the command's thread when the context says so), mentioning `user`.
     pub async fn announce(&self, a: Announcement) {
+        if !self.leadership.is_leader() {
+            tracing::debug!("standby: the announcement is the leader's to post");
+            return;
+        }
         let settlement = self
             .results
             .settle(a.context.as_ref(), a.message.as_deref().unwrap_or(""));

@@ -4,7 +4,8 @@
 //!
 //! Modules: [`backend`] (chat services), [`secret`] (secret resolution and redaction),
 //! [`check`] (`--check`), [`doctor`] (`--doctor`), [`http`] (the shared HTTP client),
-//! [`tls`] (TLS for backends with their own sockets), [`cli`], [`logging`].
+//! [`tls`] (TLS for backends with their own sockets), [`cli`], [`logging`], [`ha`] (several
+//! instances sharing leadership and state in PostgreSQL).
 
 pub mod aliases;
 pub mod app;
@@ -15,6 +16,7 @@ pub mod cli;
 pub mod dispatch;
 pub mod doctor;
 pub mod explain;
+pub mod ha;
 pub mod help_rights;
 pub mod http;
 pub mod logging;
@@ -145,6 +147,16 @@ fn run_main(spec: &'static BotSpec, access_matrix: Option<&'static str>) -> Exit
             },
             None => spec,
         };
+        let spec = match options.auth_page_listen.as_deref() {
+            Some(listen) => match with_auth_page_listen(spec, listen) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("{}: {e}", spec.name);
+                    return ExitCode::from(2);
+                }
+            },
+            None => spec,
+        };
         let spec = match options.stackstorm_url.as_deref() {
             Some(base) => match with_stackstorm_url(spec, base) {
                 Ok(s) => s,
@@ -237,6 +249,19 @@ fn with_stackstorm_url(spec: &BotSpec, base: &str) -> Result<&'static BotSpec, S
     spec.stackstorm.api_url = format!("{base}/api").into();
     spec.stackstorm.auth_url = format!("{base}/auth").into();
     spec.stackstorm.stream_url = format!("{base}/stream").into();
+    Ok(Box::leak(Box::new(spec)))
+}
+
+/// The spec with the login page's listen address replaced (`--auth-page-listen`).
+fn with_auth_page_listen(spec: &BotSpec, listen: &str) -> Result<&'static BotSpec, String> {
+    let address: std::net::SocketAddr = listen
+        .parse()
+        .map_err(|_| format!("`--auth-page-listen {listen}` is not an IP address and port"))?;
+    let mut spec = spec.clone();
+    let Some(page) = spec.auth_page.as_mut() else {
+        return Err("`--auth-page-listen` needs `auth_page` in the definition".to_owned());
+    };
+    page.listen = address.to_string().into();
     Ok(Box::leak(Box::new(spec)))
 }
 

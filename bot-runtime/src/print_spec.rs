@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use bot_config::BotSpec;
 use bot_config::spec::{
-    AccessSpec, AuthPageSpec, BackendSpec, ChatSpec, Decision, DiscordSpec, GroupSpec, IrcAuth,
-    IrcSpec, LogFormat, LogSpec, MatcherKind, MatrixLogin, MatrixSpec, MattermostSpec,
+    AccessSpec, AuthPageSpec, BackendSpec, ChatSpec, Decision, DiscordSpec, GroupSpec, HaSpec,
+    IrcAuth, IrcSpec, LogFormat, LogSpec, MatcherKind, MatrixLogin, MatrixSpec, MattermostSpec,
     RocketChatLogin, RocketChatSpec, RuleSpec, SecretRef, SlackSpec, St2AuthSpec, StackStormSpec,
     TemplatesSpec, TextSpec, XmppSpec,
 };
@@ -136,6 +136,7 @@ fn bot(spec: &BotSpec) -> Node {
         access: access_spec,
         templates: templates_spec,
         auth_page: auth_page_spec,
+        ha: ha_spec,
         health_listen,
         log: log_spec,
     } = spec;
@@ -152,6 +153,7 @@ fn bot(spec: &BotSpec) -> Node {
             "auth_page",
             auth_page_spec.as_ref().map_or(Node::Null, auth_page),
         ),
+        ("ha", ha_spec.as_ref().map_or(Node::Null, ha)),
         ("health_listen", opt_s(health_listen.as_deref())),
         ("log", log(log_spec)),
     ])
@@ -390,6 +392,23 @@ fn templates(spec: &TemplatesSpec) -> Node {
         ("denied", s(denied)),
         ("no_match", s(no_match)),
         ("ambiguous", s(ambiguous)),
+    ])
+}
+
+fn ha(spec: &HaSpec) -> Node {
+    let HaSpec {
+        database_url,
+        tls,
+        ca_file,
+        lease,
+        instance_env,
+    } = spec;
+    Node::Map(vec![
+        ("database_url", secret(database_url)),
+        ("tls", s(tls.word())),
+        ("ca_file", opt_s(ca_file.as_deref())),
+        ("lease", duration(*lease)),
+        ("instance_env", s(instance_env)),
     ])
 }
 

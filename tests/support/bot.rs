@@ -103,12 +103,28 @@ impl BotProcess {
 
     /// Sends SIGTERM (standard input stays open).
     pub fn terminate(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends a signal by name (`KILL`, `STOP`, `CONT`, `TERM`).
+    pub fn signal(&self, name: &str) {
         let pid = self.child.id().expect("the bot is running").to_string();
         let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
+            .args([&format!("-{name}"), &pid])
             .status()
             .expect("run kill");
-        assert!(status.success(), "kill -TERM {pid} failed");
+        assert!(status.success(), "kill -{name} {pid} failed");
+    }
+
+    /// Everything printed so far that contains `needle`.
+    pub fn printed(&self, needle: &str) -> Vec<String> {
+        self.transcript
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .cloned()
+            .collect()
     }
 
     /// Waits for the process to exit (standard input left as it is); its exit code, or

@@ -3,7 +3,7 @@
 //! drives a chat backend directly through its channels. For tests that start real chat servers: throwaway directories, free 127.0.0.1
 //! ports, self-signed certificates made with `openssl`, and a guard that kills a server
 //! process when the test ends (also when it fails); the servers themselves are in [`ircd`]
-//! and [`prosody`] (installed by `scripts/setup-test-deps`), the test users' clients in
+//! and [`prosody`] (installed by `scripts/setup-test-deps`), PostgreSQL in [`postgres`], the test users' clients in
 //! [`irc_client`] and [`xmpp_client`].
 #![allow(
     dead_code,
@@ -15,6 +15,7 @@ pub mod backend;
 pub mod bot;
 pub mod irc_client;
 pub mod ircd;
+pub mod postgres;
 pub mod prosody;
 pub mod xmpp_client;
 

@@ -371,6 +371,7 @@ fn missing_key(span: Span, key: &str, file: &SourceFile) -> Diagnostic {
             "`public_url: https://bot.example.com/login`",
         ),
         "encryption_key" => (Some("auth_page"), "`encryption_key: ${ST2BOT_SESSION_KEY}`"),
+        "database_url" => (Some("ha"), "`database_url: ${ST2BOT_DATABASE_URL}`"),
         _ => (None, ""),
     };
     let (at, label, help) = match parent {

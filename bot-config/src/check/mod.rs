@@ -58,6 +58,7 @@ pub(crate) fn check(
         .auth_page
         .as_ref()
         .map(|a| values::auth_page(&mut d, a, &name));
+    let ha = raw.ha.as_ref().map(|h| values::ha(&mut d, h));
     let health_listen = raw
         .health
         .as_ref()
@@ -92,6 +93,10 @@ pub(crate) fn check(
             templates,
             auth_page: match auth_page {
                 Some(a) => Some(a.ok_or_else(|| missing("auth_page"))?),
+                None => None,
+            },
+            ha: match ha {
+                Some(h) => Some(h.ok_or_else(|| missing("ha"))?),
                 None => None,
             },
             health_listen,

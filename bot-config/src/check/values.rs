@@ -1,12 +1,13 @@
-//! Plain values: names, prefixes, URLs, listen addresses and the auth page settings.
+//! Plain values: names, prefixes, URLs, listen addresses, the auth page and the `ha`
+//! settings.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crate::diagnostic::{Diagnostic, Diagnostics};
-use crate::raw::AuthPage;
+use crate::raw::{AuthPage, Ha};
 use crate::source::{SourceFile, Span, Spanned};
-use crate::spec::AuthPageSpec;
+use crate::spec::{AuthPageSpec, HaSpec, PgTls};
 
 use super::{durations::duration, secrets::secret};
 
@@ -347,6 +348,104 @@ pub(super) fn auth_page(
         encryption_key: key?,
         tls,
         allow_plain_http,
+    })
+}
+
+/// Shortest lease: renewals go every third of it, and each needs a database round trip.
+const MIN_LEASE: Duration = Duration::from_secs(2);
+/// Longest lease: a dead leader leaves the bot silent this long.
+const MAX_LEASE: Duration = Duration::from_secs(300);
+
+/// Rules for `ha`: `database_url` is a secret reference (it usually holds a password);
+/// `tls` is `verify-full` or `disable`, and `ca_file` only goes with TLS; `lease` is a
+/// duration from 2s to 5m; `instance_env` is an environment variable's name.
+pub(super) fn ha(d: &mut Diagnostics, raw: &Spanned<Ha>) -> Option<HaSpec> {
+    let h = &raw.value;
+    let database_url = secret(d, &h.database_url, "database_url");
+    let tls = match &h.tls {
+        None => Some(PgTls::VerifyFull),
+        Some(t) => {
+            let word = t.value.trim();
+            let tls = PgTls::from_word(word);
+            if tls.is_none() {
+                d.push(
+                    Diagnostic::new(
+                        "unknown-ha-tls",
+                        Span::of(t),
+                        format!("unknown `tls` mode `{word}`"),
+                        "not a TLS mode",
+                    )
+                    .maybe_help(crate::suggest::did_you_mean_help(word, PgTls::WORDS))
+                    .note("`verify-full` checks the server's certificate and host name; `disable` sends everything in clear"),
+                );
+            }
+            tls
+        }
+    };
+    if let (Some(PgTls::Disable), Some(ca)) = (tls, &h.ca_file) {
+        d.push(
+            Diagnostic::new(
+                "ca-file-without-tls",
+                Span::of(ca),
+                "`ca_file` is given but `tls` is `disable`",
+                "never used",
+            )
+            .help("remove `ca_file`, or remove `tls: disable` to use TLS"),
+        );
+    }
+    let lease = match &h.lease {
+        None => Some(Duration::from_secs(10)),
+        Some(l) => duration(d, l, "lease", MAX_LEASE).and_then(|lease| {
+            if lease < MIN_LEASE {
+                d.push(
+                    Diagnostic::new(
+                        "lease-too-short",
+                        Span::of(l),
+                        format!("`lease` must be at least {}s", MIN_LEASE.as_secs()),
+                        "too short",
+                    )
+                    .help("use `lease: 10s` (renewed every third of the lease)")
+                    .note("the leader renews its lease every third of it; a shorter lease would make a slow database round trip a failover"),
+                );
+                None
+            } else {
+                Some(lease)
+            }
+        }),
+    };
+    let instance_env = match &h.instance_env {
+        None => Some("ST2BOT_INSTANCE".to_owned()),
+        Some(e) => {
+            let name = e.value.trim();
+            let valid = name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if valid {
+                Some(name.to_owned())
+            } else {
+                d.push(
+                    Diagnostic::new(
+                        "invalid-instance-env",
+                        Span::of(e),
+                        format!("`instance_env` `{name}` is not an environment variable name"),
+                        "not a variable name",
+                    )
+                    .help(
+                        "write the variable's name, e.g. `instance_env: ST2BOT_INSTANCE` (no `$`)",
+                    ),
+                );
+                None
+            }
+        }
+    };
+    Some(HaSpec {
+        database_url: database_url?,
+        tls: tls?,
+        ca_file: h.ca_file.as_ref().map(|c| c.value.clone().into()),
+        lease: lease?,
+        instance_env: instance_env?.into(),
     })
 }
 

@@ -169,6 +169,17 @@ static __ST2BOT_SPEC: ::st2bot::__private::BotSpec = ::st2bot::__private::BotSpe
         allow_plain_http: false,
         trusted_proxies: ::std::borrow::Cow::Borrowed(&[]),
     }),
+    ha: ::std::option::Option::Some(::st2bot::__private::HaSpec {
+        database_url: ::st2bot::__private::SecretRef::File(
+            ::std::borrow::Cow::Borrowed("/etc/st2bot/database-url"),
+        ),
+        tls: ::st2bot::__private::PgTls::VerifyFull,
+        ca_file: ::std::option::Option::Some(
+            ::std::borrow::Cow::Borrowed("/etc/st2bot/db-ca.pem"),
+        ),
+        lease: ::std::time::Duration::from_millis(15000),
+        instance_env: ::std::borrow::Cow::Borrowed("POD_NAME"),
+    }),
     health_listen: ::std::option::Option::Some(
         ::std::borrow::Cow::Borrowed("127.0.0.1:9180"),
     ),

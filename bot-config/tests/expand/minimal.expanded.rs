@@ -68,6 +68,7 @@ static __ST2BOT_SPEC: ::st2bot::__private::BotSpec = ::st2bot::__private::BotSpe
         ),
     },
     auth_page: ::std::option::Option::None,
+    ha: ::std::option::Option::None,
     health_listen: ::std::option::Option::None,
     log: ::st2bot::__private::LogSpec {
         format: ::st2bot::__private::LogFormat::Text,

@@ -213,6 +213,28 @@ pub struct BackendOptions {
     pub banner_help: Option<String>,
 }
 
+/// With `ha:`, whether a standby may hold its own chat connection (and drop what it
+/// receives) or must connect only once it leads.
+///
+/// A standby connects where every connection of the bot receives every message, so a
+/// second one takes nothing from the leader: the terminal (each instance its own), Matrix
+/// (each client syncs on its own), Mattermost (every WebSocket gets every event), Discord
+/// (every gateway session gets every event) and Rocket.Chat (every DDP subscription). It
+/// waits for the leadership where a second connection would steal or clash: Slack Socket
+/// Mode hands each event to *one* of the app's connections (a standby would swallow
+/// commands), an IRC network allows one connection per nick, and an XMPP room one occupant
+/// per nickname.
+pub fn standby_connects(spec: &BackendSpec) -> bool {
+    match spec {
+        BackendSpec::Text(_)
+        | BackendSpec::Matrix(_)
+        | BackendSpec::Mattermost(_)
+        | BackendSpec::Discord(_)
+        | BackendSpec::RocketChat(_) => true,
+        BackendSpec::Slack(_) | BackendSpec::Irc(_) | BackendSpec::Xmpp(_) => false,
+    }
+}
+
 /// The backend a definition names.
 pub fn build(
     spec: &BackendSpec,

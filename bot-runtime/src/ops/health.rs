@@ -1,6 +1,8 @@
 //! The operations endpoint: `/healthz` (the process answers), `/readyz` (chat connected,
-//! stream connected, StackStorm answering, replies reaching the chat backend — 503 with the
-//! reason otherwise, because that is when results silently vanish) and `/metrics`. Loopback by default.
+//! stream connected, StackStorm answering, replies reaching the chat backend, and with
+//! `ha:` this instance the leader — 503 with the reason otherwise, because that is when
+//! results silently vanish; with `ha:` the answer also carries the role, the lease age and
+//! the failovers) and `/metrics`. Loopback by default.
 
 use std::net::SocketAddr;
 
@@ -15,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::metrics::metrics;
 use crate::backend::ConnState;
+use crate::ha::{Leadership, Role};
 use crate::stackstorm::stream::StreamState;
 
 /// What readiness is computed from.
@@ -24,12 +27,20 @@ pub struct Readiness {
     pub chat: watch::Receiver<ConnState>,
     /// Stream state.
     pub stream: watch::Receiver<StreamState>,
+    /// Whether this instance leads (always, without `ha:`).
+    pub leadership: Leadership,
 }
 
 impl Readiness {
     /// `Ok` when ready, else each part that is down and why.
     pub fn check(&self) -> Result<(), Vec<String>> {
         let mut down = Vec::new();
+        if let Some(status) = self.leadership.status()
+            && !self.leadership.is_leader()
+        {
+            let status = status.borrow();
+            down.push(format!("ha: standby: {}", status.reason));
+        }
         match &*self.chat.borrow() {
             ConnState::Connected => {}
             ConnState::Connecting => down.push("chat: connecting".to_owned()),
@@ -66,14 +77,30 @@ pub fn router(readiness: Readiness) -> Router {
 }
 
 async fn ready(State(r): State<Readiness>) -> Response {
-    match r.check() {
-        Ok(()) => (StatusCode::OK, axum::Json(json!({"ready": true}))).into_response(),
+    let (status, mut body) = match r.check() {
+        Ok(()) => (StatusCode::OK, json!({"ready": true})),
         Err(down) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({"ready": false, "down": down})),
-        )
-            .into_response(),
+            json!({"ready": false, "down": down}),
+        ),
+    };
+    if let Some(lease) = r.leadership.status() {
+        let lease = lease.borrow();
+        // The role at this instant: a leader past its validity is already a standby.
+        let role = if r.leadership.is_leader() {
+            Role::Leader
+        } else {
+            Role::Standby
+        };
+        body["ha"] = json!({
+            "role": role.as_str(),
+            "instance": lease.instance,
+            "leader": lease.holder,
+            "lease_age_seconds": lease.lease_age().map(|a| a.as_secs_f64()),
+            "failovers": lease.failovers,
+        });
     }
+    (status, axum::Json(body)).into_response()
 }
 
 async fn metrics_text() -> Response {

@@ -4,14 +4,15 @@
 //! that sees an event records it — the dispatcher (commands by outcome, denials), the
 //! StackStorm client (latency by call, errors by status), the stream (state, reconnects),
 //! the announcement path, the owed results (`crate::results`: recovered, duplicates dropped,
-//! expired), the chat backend state, and the reply queue
-//! ([`super::reply_queue`]).
+//! expired), the chat backend state, the reply queue ([`super::reply_queue`]) and, with
+//! `ha:`, the leadership (`crate::ha`: role, lease age, failovers, step-downs; exposed only
+//! when `ha:` is configured).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -43,6 +44,57 @@ pub struct Metrics {
     last_st2_success: Mutex<Option<Instant>>,
     started: Instant,
     ready_after_ms: AtomicU64,
+    ha: HaMetrics,
+}
+
+/// The leadership metrics, in their own registry: encoded only once `ha:` is in use.
+struct HaMetrics {
+    registry: Registry,
+    enabled: AtomicBool,
+    leader: Gauge,
+    lease_age: Gauge<f64, AtomicU64>,
+    renewed_at: Mutex<Option<Instant>>,
+    failovers: Counter,
+    step_downs: Counter,
+}
+
+impl HaMetrics {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("st2bot_ha");
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this instance holds the lease (answers commands), 0 on a standby",
+            leader.clone(),
+        );
+        let lease_age = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "lease_age_seconds",
+            "Time since the lease was last renewed (by this instance, or as last seen of the leader)",
+            lease_age.clone(),
+        );
+        let failovers = Counter::default();
+        registry.register(
+            "failovers",
+            "Times this instance took the lease over from another instance",
+            failovers.clone(),
+        );
+        let step_downs = Counter::default();
+        registry.register(
+            "step_downs",
+            "Times this instance stopped leading (lease lost, database unreachable)",
+            step_downs.clone(),
+        );
+        Self {
+            registry,
+            enabled: AtomicBool::new(false),
+            leader,
+            lease_age,
+            renewed_at: Mutex::new(None),
+            failovers,
+            step_downs,
+        }
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -179,7 +231,32 @@ impl Metrics {
             last_st2_success: Mutex::new(None),
             started: Instant::now(),
             ready_after_ms: AtomicU64::new(0),
+            ha: HaMetrics::new(),
         }
+    }
+
+    /// This instance leads (`true`) or stands by (`false`); the first call turns the
+    /// leadership metrics on.
+    pub fn ha_role(&self, leader: bool) {
+        self.ha.enabled.store(true, Ordering::Relaxed);
+        self.ha.leader.set(i64::from(leader));
+    }
+
+    /// When the lease was last renewed, if known (the age is computed at each scrape).
+    pub fn ha_lease_renewed(&self, at: Option<Instant>) {
+        if let Ok(mut g) = self.ha.renewed_at.lock() {
+            *g = at;
+        }
+    }
+
+    /// This instance took the lease over from another one.
+    pub fn ha_failover(&self) {
+        self.ha.failovers.inc();
+    }
+
+    /// This instance stopped leading.
+    pub fn ha_step_down(&self) {
+        self.ha.step_downs.inc();
     }
 
     /// A command was handled with `outcome` (`executed`, `denied`, `no_match`, …).
@@ -297,7 +374,23 @@ impl Metrics {
     /// The OpenMetrics text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        if encode(&mut out, &self.registry).is_err() {
+        let ha = self.ha.enabled.load(Ordering::Relaxed);
+        if ha {
+            let age = self.ha.renewed_at.lock().ok().and_then(|g| *g);
+            self.ha
+                .lease_age
+                .set(age.map_or(f64::NAN, |t| t.elapsed().as_secs_f64()));
+        }
+        let encoded = encode_registry(&mut out, &self.registry)
+            .and_then(|()| {
+                if ha {
+                    encode_registry(&mut out, &self.ha.registry)
+                } else {
+                    Ok(())
+                }
+            })
+            .and_then(|()| encode_eof(&mut out));
+        if encoded.is_err() {
             out.clear();
         }
         out
@@ -335,5 +428,26 @@ mod tests {
             text.contains("st2bot_stackstorm_request_duration_seconds_bucket"),
             "{text}"
         );
+        assert!(
+            !text.contains("st2bot_ha_"),
+            "no ha metrics without ha: {text}"
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn leadership_metrics_appear_with_ha() {
+        let m = Metrics::new();
+        m.ha_role(true);
+        m.ha_lease_renewed(Some(Instant::now()));
+        m.ha_failover();
+        m.ha_step_down();
+        m.ha_role(false);
+        let text = m.encode();
+        assert!(text.contains("st2bot_ha_leader 0"), "{text}");
+        assert!(text.contains("st2bot_ha_failovers_total 1"), "{text}");
+        assert!(text.contains("st2bot_ha_step_downs_total 1"), "{text}");
+        assert!(text.contains("st2bot_ha_lease_age_seconds 0."), "{text}");
+        assert_eq!(text.matches("# EOF").count(), 1, "{text}");
     }
 }

@@ -98,7 +98,11 @@ mod tests {
         let relay = tokio::spawn(relay(from, to, Duration::from_secs(60)));
         let (_chat_tx, chat) = watch::channel(ConnState::Connected);
         let (_stream_tx, stream) = watch::channel(StreamState::Up);
-        let readiness = Readiness { chat, stream };
+        let readiness = Readiness {
+            chat,
+            stream,
+            leadership: crate::ha::Leadership::single(),
+        };
         for n in 0..3 {
             dispatcher.send(reply(n)).await.unwrap();
         }

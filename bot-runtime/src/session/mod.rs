@@ -8,8 +8,10 @@
 //! [`SessionManager::forget`] after StackStorm refused a user's token, and
 //! [`SessionManager::serve`] for the login page (module `auth_page`).
 //!
-//! Sessions live in memory for lookups and in an encrypted redb file ([`store`]) for
-//! restarts; pending links live in memory only ([`links`]).
+//! Sessions live in memory for lookups and in an encrypted store ([`store`]) for restarts:
+//! a redb file for a single instance, PostgreSQL with `ha:` (`crate::ha::session_store`),
+//! re-read when an instance becomes the leader (`SessionManager::reload`). Pending links
+//! live in memory only ([`links`]).
 
 mod crypto;
 mod links;
@@ -34,7 +36,9 @@ pub(crate) use links::{AfterFailure, LinkOwner, LinkRefusal, PendingLinks};
 pub use store::{LoginMethod, RedbOwedStore, SessionInfo, StoreError};
 
 use crypto::MIN_SECRET_LEN;
-use store::{Session, SessionStore};
+use futures_util::FutureExt as _;
+use store::{Loaded, Session, SessionStore};
+pub(crate) use store::{SealedStore, StoreFuture, StoredMeta};
 use throttle::{Budget, TokenBuckets};
 
 /// Failed attempts a login link allows before it is burnt.
@@ -208,12 +212,58 @@ impl SessionManager {
         bot_name: &str,
         st2: St2Client,
     ) -> Result<Arc<SessionManager>, SessionError> {
+        let key = Self::key(spec)?;
+        let (store, loaded) = SessionStore::open_file(Path::new(spec.store.as_ref()), &key)?;
+        drop(key);
+        Self::with_store(spec, bot_name, st2, store, loaded)
+    }
+
+    /// [`SessionManager::open`] with the sessions in a shared store (PostgreSQL with
+    /// `ha:`) instead of the redb file.
+    pub(crate) async fn open_shared(
+        spec: &AuthPageSpec,
+        bot_name: &str,
+        st2: St2Client,
+        backend: Arc<dyn SealedStore>,
+    ) -> Result<Arc<SessionManager>, SessionError> {
+        let key = Self::key(spec)?;
+        let (store, loaded) = SessionStore::open(backend, &key).await?;
+        drop(key);
+        Self::with_store(spec, bot_name, st2, store, loaded)
+    }
+
+    /// Re-reads every session from the store (this instance just became the leader: the
+    /// previous leader may have bound or dropped sessions meanwhile).
+    pub(crate) async fn reload(&self) -> Result<usize, StoreError> {
+        let loaded = self.store.load().await?;
+        let count = loaded.sessions.len();
+        *self.lock_sessions() = loaded.sessions;
+        tracing::info!(
+            sessions = count,
+            dropped_expired = loaded.dropped_expired,
+            dropped_unreadable = loaded.dropped_damaged,
+            "sessions reloaded from the shared store"
+        );
+        Ok(count)
+    }
+
+    fn key(spec: &AuthPageSpec) -> Result<Secret, SessionError> {
         let key = secret::resolve(&spec.encryption_key)?;
         if key.expose().len() < MIN_SECRET_LEN {
             return Err(SessionError::WeakKey {
                 min: MIN_SECRET_LEN,
             });
         }
+        Ok(key)
+    }
+
+    fn with_store(
+        spec: &AuthPageSpec,
+        bot_name: &str,
+        st2: St2Client,
+        store: SessionStore,
+        loaded: Loaded,
+    ) -> Result<Arc<SessionManager>, SessionError> {
         let public_url = url::Url::parse(&spec.public_url)
             .map_err(|e| SessionError::PublicUrl {
                 url: spec.public_url.to_string(),
@@ -236,8 +286,6 @@ impl SessionManager {
             Some(st2_spec.timeout),
         )
         .map_err(|e| SessionError::HttpClient(e.to_string()))?;
-        let (store, loaded) = SessionStore::open(Path::new(spec.store.as_ref()), &key)?;
-        drop(key);
         tracing::info!(
             store = %spec.store,
             sessions = loaded.sessions.len(),
@@ -262,8 +310,9 @@ impl SessionManager {
         }))
     }
 
-    /// The owed-results table in this session store's file (see `crate::results`).
-    pub fn owed_store(&self) -> RedbOwedStore {
+    /// The owed-results table in this session store's file (see `crate::results`); `None`
+    /// for the PostgreSQL store of `ha:`, which has no such table yet.
+    pub fn owed_store(&self) -> Option<RedbOwedStore> {
         self.store.owed()
     }
 
@@ -575,8 +624,10 @@ This link is for you ({user_name}) only, works once, and expires in {}. Do not s
         self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Deletes stored sessions without waiting: the delete is ordered now; a store that
+    /// answers later (PostgreSQL) logs its own failures.
     fn remove_stored(&self, user_ids: &[&str]) {
-        if let Err(e) = self.store.remove(user_ids) {
+        if let Some(Err(e)) = self.store.remove(user_ids).now_or_never() {
             tracing::error!(error = %e, "cannot remove a session from the store");
         }
     }
@@ -693,6 +744,7 @@ This link is for you ({user_name}) only, works once, and expires in {}. Do not s
             LoginMethod::Password,
             token_expiry,
         )
+        .await
     }
 
     /// Checks a pasted token with one authenticated call and binds it. `GET /v1/user` gives
@@ -734,6 +786,7 @@ This link is for you ({user_name}) only, works once, and expires in {}. Do not s
             }
         };
         self.bind(owner, st2_user, token, LoginMethod::Token, expiry)
+            .await
     }
 
     /// One GET with `X-Auth-Token`; `Ok(None)` on 404, `Rejected` on 401/403.
@@ -764,7 +817,7 @@ This link is for you ({user_name}) only, works once, and expires in {}. Do not s
         }
     }
 
-    fn bind(
+    async fn bind(
         &self,
         owner: &LinkOwner,
         st2_user: String,
@@ -790,7 +843,10 @@ This link is for you ({user_name}) only, works once, and expires in {}. Do not s
             },
             token,
         };
-        self.store.put(&session).map_err(LoginFailure::Store)?;
+        self.store
+            .put(&session)
+            .await
+            .map_err(LoginFailure::Store)?;
         let info = session.info.clone();
         self.lock_sessions().insert(owner.user_id.clone(), session);
         tracing::info!(user_id = %info.user_id, st2_user = %info.st2_user, method = method_name(method), expires = %format_time(info.expires), "session bound");

@@ -1,23 +1,34 @@
-//! The persistent session store: one redb file (pure Rust, no C, single-file, crash-safe
-//! transactions) with two tables.
+//! The persistent session store: sealed records behind the [`SealedStore`] trait, with two
+//! implementations — [`RedbStore`] here (one file, the single-instance default) and the
+//! PostgreSQL store of `crate::ha::session_store` (shared by the instances of a bot).
 //!
-//! - `meta`: `salt` (32 random bytes, the HKDF salt of this store) and `key_check` (a known
-//!   value sealed with the current key: tells "the key changed" from "a record is damaged").
-//! - `sessions`: chat user id → sealed JSON record (StackStorm user, token, dates). The whole
+//! [`SessionStore`] owns what both share: the record format, the sealing (ChaCha20-Poly1305
+//! under a key derived from `encryption_key` and the store's salt), the key check, and the
+//! clean-up rules. A store holds:
+//!
+//! - meta: `salt` (32 random bytes, the HKDF salt of this store) and `key_check` (a known
+//!   value sealed with the current key: tells "the key changed" from "a record is damaged");
+//! - sessions: chat user id → sealed JSON record (StackStorm user, token, dates). The whole
 //!   record is encrypted, with the user id as associated data.
-//! - `owed`: execution id → JSON [`OwedExecution`] (the results the bot still owes, see
-//!   `crate::results`), through [`RedbOwedStore`]. Not encrypted: no secret in it (room,
-//!   user and message ids). The same table serves a standalone `stackstorm.results_store`.
+//!
+//! - owed (redb only): execution id → JSON [`OwedExecution`] (the results the bot still
+//!   owes, see `crate::results`), through [`RedbOwedStore`]. Not encrypted: no secret in it
+//!   (room, user and message ids). The same table serves a standalone
+//!   `stackstorm.results_store`. The PostgreSQL store has no such table yet: under `ha:` the
+//!   owed results live in `results_store` or in memory.
 //!
 //! Opening with another key than the one the store was written with cannot decrypt anything:
 //! the stored sessions are dropped with a warning and the store continues under the new
 //! key. Damaged records are dropped one by one. Nothing here panics on bad data.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use futures_util::FutureExt as _;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use secrecy::zeroize::Zeroizing;
 use serde::{Deserialize, Serialize};
@@ -105,9 +116,76 @@ pub enum StoreError {
     /// A record could not be serialized.
     #[error("session store: cannot encode a record: {0}")]
     Encode(#[from] serde_json::Error),
+    /// The PostgreSQL store failed.
+    #[error("session store in PostgreSQL: {0}")]
+    Postgres(#[source] tokio_postgres::Error),
+    /// The PostgreSQL store did not answer in time.
+    #[error("session store in PostgreSQL: no answer within {0:?}")]
+    Timeout(Duration),
+    /// A write was refused because this instance no longer leads (another term began).
+    #[error("session store: this instance is not the leader; the write was refused")]
+    NotLeader,
+    /// Other instances kept changing the store's key check while this one opened it.
+    #[error(
+        "session store: the key check kept changing while opening (do all instances use the same encryption key?)"
+    )]
+    Contended,
+    /// The store's writer stopped (the bot is shutting down).
+    #[error("session store: the writer has stopped")]
+    WriterGone,
+    /// A store that must answer at once did not (a bug, reported rather than a hang).
+    #[error("session store `{0}` did not complete synchronously")]
+    NotSynchronous(String),
 }
 
-/// What [`SessionStore::open`] found in the file.
+/// A store's salt and key check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct StoredMeta {
+    /// HKDF salt.
+    pub(crate) salt: Vec<u8>,
+    /// [`KEY_CHECK_VALUE`] sealed under the current key.
+    pub(crate) key_check: Vec<u8>,
+}
+
+/// What a store operation returns.
+pub(crate) type StoreFuture<'a, T> =
+    Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// Where sealed session records are kept. Implementations only move bytes; sealing, the
+/// key check and the clean-up rules are [`SessionStore`]'s.
+///
+/// Writes (`put`, `remove`) take effect in the order they are *called*, even when their
+/// futures are polled later or dropped: callers that cannot wait (an expired session
+/// found during a lookup) drop the future, and a later write must not overtake them.
+pub(crate) trait SealedStore: Send + Sync {
+    /// Where the store is, for logs (a path, or the database's hosts).
+    fn describe(&self) -> String;
+    /// The salt and key check, when the store has them.
+    fn meta(&self) -> StoreFuture<'_, Option<StoredMeta>>;
+    /// Deletes every record and sets `new`, provided the meta is still `previous`; `false`
+    /// when another instance changed it first (read it again).
+    fn reset<'a>(
+        &'a self,
+        previous: Option<&'a StoredMeta>,
+        new: &'a StoredMeta,
+    ) -> StoreFuture<'a, bool>;
+    /// Every record: chat user id and sealed bytes.
+    fn all(&self) -> StoreFuture<'_, Vec<(String, Vec<u8>)>>;
+    /// Writes (or replaces) one record.
+    fn put<'a>(&'a self, user_id: &'a str, sealed: Vec<u8>) -> StoreFuture<'a, ()>;
+    /// Deletes these records; how many existed.
+    fn remove<'a>(&'a self, user_ids: &'a [&'a str]) -> StoreFuture<'a, usize>;
+    /// Deletes records found expired or unreadable while loading (housekeeping that any
+    /// instance may do, unlike `remove`, which may be reserved to the leader).
+    fn clean(&self, user_ids: Vec<String>) -> StoreFuture<'_, usize>;
+    /// The owed-results table in the same place, where the store has one.
+    fn owed_store(&self) -> Option<RedbOwedStore> {
+        None
+    }
+}
+
+/// What [`SessionStore::open`] found in the store.
+#[derive(Default)]
 pub(crate) struct Loaded {
     /// Live sessions, by chat user id.
     pub(crate) sessions: HashMap<String, Session>,
@@ -119,132 +197,132 @@ pub(crate) struct Loaded {
     pub(crate) dropped_expired: usize,
 }
 
-/// The redb-backed session store.
+/// Sealed sessions in a [`SealedStore`].
 pub(crate) struct SessionStore {
-    db: Arc<Database>,
+    backend: Arc<dyn SealedStore>,
     cipher: StoreCipher,
-    path: PathBuf,
 }
 
 impl SessionStore {
-    /// Opens (creating if needed) the store at `path`, derives the record key from `key`,
-    /// and loads every live session, dropping (with a log line) those it cannot read.
-    pub(crate) fn open(path: &Path, key: &Secret) -> Result<(Self, Loaded), StoreError> {
-        let db_err = |e: redb::Error| StoreError::Database {
-            path: path.display().to_string(),
-            source: Box::new(e),
-        };
-        prepare_file(path).map_err(|e| db_err(e.into()))?;
-        let db = Arc::new(Database::create(path).map_err(|e| db_err(e.into()))?);
-        let (salt, key_check) = {
-            let read = db.begin_read().map_err(|e| db_err(e.into()))?;
-            match read.open_table(META) {
-                Ok(meta) => (
-                    meta.get(SALT_KEY)
-                        .map_err(|e| db_err(e.into()))?
-                        .map(|v| v.value().to_vec()),
-                    meta.get(KEY_CHECK_KEY)
-                        .map_err(|e| db_err(e.into()))?
-                        .map(|v| v.value().to_vec()),
-                ),
-                Err(redb::TableError::TableDoesNotExist(_)) => (None, None),
-                Err(e) => return Err(db_err(e.into())),
+    /// The owed-results table in the same place, where the store has one (redb).
+    pub(crate) fn owed(&self) -> Option<RedbOwedStore> {
+        self.backend.owed_store()
+    }
+
+    /// Opens (creating if needed) the redb store at `path`: see [`SessionStore::open`].
+    /// The redb store never waits, so this completes at once.
+    pub(crate) fn open_file(path: &Path, key: &Secret) -> Result<(Self, Loaded), StoreError> {
+        let backend: Arc<dyn SealedStore> = Arc::new(RedbStore::open(path)?);
+        Self::open(backend, key)
+            .now_or_never()
+            .unwrap_or_else(|| Err(StoreError::NotSynchronous(path.display().to_string())))
+    }
+
+    /// Derives the record key from `key` and the store's salt, and loads every live
+    /// session, dropping (with a log line) those it cannot read. A new store, or one
+    /// written under another key, is reset: its salt and key check are written and its
+    /// records (unreadable under this key) deleted.
+    pub(crate) async fn open(
+        backend: Arc<dyn SealedStore>,
+        key: &Secret,
+    ) -> Result<(Self, Loaded), StoreError> {
+        let place = backend.describe();
+        // Two instances may open a new shared store together: the second one's reset is
+        // refused and it reads the first one's salt. Three rounds are plenty.
+        for _ in 0..3 {
+            let meta = backend.meta().await?;
+            let salt = match &meta {
+                Some(m) if !m.salt.is_empty() => m.salt.clone(),
+                _ => random_bytes::<32>()?.to_vec(),
+            };
+            let cipher = StoreCipher::derive(key, &salt)?;
+            let key_matches = meta
+                .as_ref()
+                .map(|m| cipher.open(KEY_CHECK_CONTEXT, &m.key_check).is_ok());
+            let store = Self {
+                backend: backend.clone(),
+                cipher,
+            };
+            if key_matches == Some(true) {
+                let loaded = store.load().await?;
+                return Ok((store, loaded));
             }
-        };
-        let salt = match salt {
-            Some(s) if !s.is_empty() => s,
-            _ => random_bytes::<32>()?.to_vec(),
-        };
-        let cipher = StoreCipher::derive(key, &salt)?;
-        let key_matches = key_check
-            .as_deref()
-            .map(|sealed| cipher.open(KEY_CHECK_CONTEXT, sealed).is_ok());
-        let store = Self {
-            db,
-            cipher,
-            path: path.to_owned(),
-        };
-        let write = store.db.begin_write().map_err(|e| store.err(e))?;
-        let mut loaded = Loaded {
-            sessions: HashMap::new(),
-            dropped_for_key: 0,
-            dropped_damaged: 0,
-            dropped_expired: 0,
-        };
-        {
-            let mut meta = write.open_table(META).map_err(|e| store.err(e))?;
-            let mut sessions = write.open_table(SESSIONS).map_err(|e| store.err(e))?;
-            if key_matches != Some(true) {
-                // New store, or one written under another key: nothing in it is readable.
-                let stale: Vec<String> = sessions
-                    .iter()
-                    .map_err(|e| store.err(e))?
-                    .filter_map(|entry| entry.ok().map(|(k, _)| k.value().to_owned()))
-                    .collect();
-                for user_id in &stale {
-                    sessions
-                        .remove(user_id.as_str())
-                        .map_err(|e| store.err(e))?;
+            // New store, or one written under another key: nothing in it is readable.
+            let stale = backend.all().await?.len();
+            let new_meta = StoredMeta {
+                salt,
+                key_check: store.cipher.seal(KEY_CHECK_CONTEXT, KEY_CHECK_VALUE)?,
+            };
+            if !backend.reset(meta.as_ref(), &new_meta).await? {
+                continue;
+            }
+            let mut loaded = Loaded::default();
+            if key_matches == Some(false) {
+                loaded.dropped_for_key = stale;
+                tracing::warn!(
+                    store = %place,
+                    dropped = stale,
+                    "the session store was written with another encryption key; its sessions cannot be read and were dropped (users must log in again)"
+                );
+            } else if stale > 0 {
+                loaded.dropped_damaged = stale;
+                tracing::warn!(
+                    store = %place,
+                    dropped = stale,
+                    "the session store has no key check; its sessions were dropped"
+                );
+            }
+            return Ok((store, loaded));
+        }
+        Err(StoreError::Contended)
+    }
+
+    /// Reads every session again (a standby that becomes the leader), dropping expired
+    /// and unreadable records.
+    pub(crate) async fn load(&self) -> Result<Loaded, StoreError> {
+        let now = SystemTime::now();
+        let mut loaded = Loaded::default();
+        let mut remove = Vec::new();
+        for (user_id, sealed) in self.backend.all().await? {
+            match self.decode(&user_id, &sealed) {
+                Some(session) if session.info.is_expired(now) => {
+                    loaded.dropped_expired += 1;
+                    remove.push(user_id);
                 }
-                if key_matches == Some(false) {
-                    loaded.dropped_for_key = stale.len();
-                    tracing::warn!(
-                        store = %path.display(),
-                        dropped = stale.len(),
-                        "the session store was written with another encryption key; its sessions cannot be read and were dropped (users must log in again)"
-                    );
-                } else if !stale.is_empty() {
-                    loaded.dropped_damaged = stale.len();
-                    tracing::warn!(
-                        store = %path.display(),
-                        dropped = stale.len(),
-                        "the session store has no key check; its sessions were dropped"
-                    );
+                Some(session) => {
+                    loaded.sessions.insert(user_id, session);
                 }
-                meta.insert(SALT_KEY, salt.as_slice())
-                    .map_err(|e| store.err(e))?;
-                let check = store.cipher.seal(KEY_CHECK_CONTEXT, KEY_CHECK_VALUE)?;
-                meta.insert(KEY_CHECK_KEY, check.as_slice())
-                    .map_err(|e| store.err(e))?;
-            } else {
-                let now = SystemTime::now();
-                let mut remove = Vec::new();
-                for entry in sessions.iter().map_err(|e| store.err(e))? {
-                    let (user_id, sealed) = match entry {
-                        Ok((k, v)) => (k.value().to_owned(), v.value().to_vec()),
-                        Err(e) => {
-                            tracing::warn!(store = %path.display(), error = %e, "skipping an unreadable session entry");
-                            continue;
-                        }
-                    };
-                    match store.decode(&user_id, &sealed) {
-                        Some(session) if session.info.is_expired(now) => {
-                            loaded.dropped_expired += 1;
-                            remove.push(user_id);
-                        }
-                        Some(session) => {
-                            loaded.sessions.insert(user_id, session);
-                        }
-                        None => {
-                            loaded.dropped_damaged += 1;
-                            tracing::warn!(store = %path.display(), user_id = %user_id, "a stored session cannot be decrypted or decoded; dropped (the user must log in again)");
-                            remove.push(user_id);
-                        }
-                    }
-                }
-                for user_id in &remove {
-                    sessions
-                        .remove(user_id.as_str())
-                        .map_err(|e| store.err(e))?;
+                None => {
+                    loaded.dropped_damaged += 1;
+                    tracing::warn!(store = %self.backend.describe(), user_id = %user_id, "a stored session cannot be decrypted or decoded; dropped (the user must log in again)");
+                    remove.push(user_id);
                 }
             }
         }
-        write.commit().map_err(|e| store.err(e))?;
-        Ok((store, loaded))
+        if !remove.is_empty() {
+            self.backend.clean(remove).await?;
+        }
+        Ok(loaded)
     }
 
-    /// Writes (or replaces) a session.
-    pub(crate) fn put(&self, session: &Session) -> Result<(), StoreError> {
+    /// Writes (or replaces) a session. The write is ordered when this is called.
+    pub(crate) fn put(&self, session: &Session) -> StoreFuture<'_, ()> {
+        let sealed = match self.seal(session) {
+            Ok(s) => s,
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
+        };
+        let user_id = session.info.user_id.clone();
+        let backend = self.backend.clone();
+        Box::pin(async move { backend.put(&user_id, sealed).await })
+    }
+
+    /// Deletes the sessions of these users; how many existed. The delete is ordered when
+    /// this is called.
+    pub(crate) fn remove<'a>(&'a self, user_ids: &'a [&'a str]) -> StoreFuture<'a, usize> {
+        self.backend.remove(user_ids)
+    }
+
+    fn seal(&self, session: &Session) -> Result<Vec<u8>, StoreError> {
         let record = Record {
             user_name: session.info.user_name.clone(),
             st2_user: session.info.st2_user.clone(),
@@ -255,46 +333,7 @@ impl SessionStore {
         };
         let plain = Zeroizing::new(serde_json::to_vec(&record)?);
         drop(Zeroizing::new(record.token));
-        let sealed = self.cipher.seal(session.info.user_id.as_bytes(), &plain)?;
-        let write = self.db.begin_write().map_err(|e| self.err(e))?;
-        {
-            let mut sessions = write.open_table(SESSIONS).map_err(|e| self.err(e))?;
-            sessions
-                .insert(session.info.user_id.as_str(), sealed.as_slice())
-                .map_err(|e| self.err(e))?;
-        }
-        write.commit().map_err(|e| self.err(e))?;
-        Ok(())
-    }
-
-    /// Deletes the sessions of these users; returns how many existed.
-    pub(crate) fn remove(&self, user_ids: &[&str]) -> Result<usize, StoreError> {
-        let write = self.db.begin_write().map_err(|e| self.err(e))?;
-        let mut removed = 0;
-        {
-            let mut sessions = write.open_table(SESSIONS).map_err(|e| self.err(e))?;
-            for user_id in user_ids {
-                if sessions
-                    .remove(*user_id)
-                    .map_err(|e| self.err(e))?
-                    .is_some()
-                {
-                    removed += 1;
-                }
-            }
-        }
-        write.commit().map_err(|e| self.err(e))?;
-        Ok(removed)
-    }
-
-    /// Reads one session back from disk (tests and diagnostics; the manager serves from
-    /// memory).
-    #[cfg(test)]
-    fn get(&self, user_id: &str) -> Result<Option<Session>, StoreError> {
-        let read = self.db.begin_read().map_err(|e| self.err(e))?;
-        let sessions = read.open_table(SESSIONS).map_err(|e| self.err(e))?;
-        let sealed = sessions.get(user_id).map_err(|e| self.err(e))?;
-        Ok(sealed.and_then(|v| self.decode(user_id, v.value())))
+        Ok(self.cipher.seal(session.info.user_id.as_bytes(), &plain)?)
     }
 
     /// Decrypts and decodes one record; `None` when it cannot be read.
@@ -314,12 +353,36 @@ impl SessionStore {
         })
     }
 
-    /// The owed-results table of this file.
-    pub(crate) fn owed(&self) -> RedbOwedStore {
-        RedbOwedStore {
-            db: self.db.clone(),
-            path: self.path.clone(),
-        }
+    /// Reads one session back (tests; the manager serves from memory).
+    #[cfg(test)]
+    fn get(&self, user_id: &str) -> Option<Session> {
+        let all = self.backend.all().now_or_never()?.ok()?;
+        let (_, sealed) = all.into_iter().find(|(id, _)| id == user_id)?;
+        self.decode(user_id, &sealed)
+    }
+}
+
+/// The single-instance store: one redb file (pure Rust, no C, single-file, crash-safe
+/// transactions) with the tables `meta` and `sessions`. Every operation completes before
+/// its future is returned.
+pub(crate) struct RedbStore {
+    db: Arc<Database>,
+    path: PathBuf,
+}
+
+impl RedbStore {
+    /// Opens (creating, readable by its owner only) the file at `path`.
+    pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
+        let db_err = |e: redb::Error| StoreError::Database {
+            path: path.display().to_string(),
+            source: Box::new(e),
+        };
+        prepare_file(path).map_err(|e| db_err(e.into()))?;
+        let db = Arc::new(Database::create(path).map_err(|e| db_err(e.into()))?);
+        Ok(Self {
+            db,
+            path: path.to_owned(),
+        })
     }
 
     fn err(&self, e: impl Into<redb::Error>) -> StoreError {
@@ -327,6 +390,154 @@ impl SessionStore {
             path: self.path.display().to_string(),
             source: Box::new(e.into()),
         }
+    }
+
+    fn read_meta(&self) -> Result<Option<StoredMeta>, StoreError> {
+        let read = self.db.begin_read().map_err(|e| self.err(e))?;
+        let meta = match read.open_table(META) {
+            Ok(meta) => meta,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(self.err(e)),
+        };
+        let get = |key| -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(meta
+                .get(key)
+                .map_err(|e| self.err(e))?
+                .map(|v| v.value().to_vec()))
+        };
+        Ok(match (get(SALT_KEY)?, get(KEY_CHECK_KEY)?) {
+            (Some(salt), Some(key_check)) => Some(StoredMeta { salt, key_check }),
+            (Some(salt), None) => Some(StoredMeta {
+                salt,
+                key_check: Vec::new(),
+            }),
+            _ => None,
+        })
+    }
+
+    fn write_reset(
+        &self,
+        previous: Option<&StoredMeta>,
+        new: &StoredMeta,
+    ) -> Result<bool, StoreError> {
+        // redb locks the file: no other process changes it between read and write.
+        if self.read_meta()?.as_ref() != previous {
+            return Ok(false);
+        }
+        let write = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut meta = write.open_table(META).map_err(|e| self.err(e))?;
+            let mut sessions = write.open_table(SESSIONS).map_err(|e| self.err(e))?;
+            let stale: Vec<String> = sessions
+                .iter()
+                .map_err(|e| self.err(e))?
+                .filter_map(|entry| entry.ok().map(|(k, _)| k.value().to_owned()))
+                .collect();
+            for user_id in &stale {
+                sessions.remove(user_id.as_str()).map_err(|e| self.err(e))?;
+            }
+            meta.insert(SALT_KEY, new.salt.as_slice())
+                .map_err(|e| self.err(e))?;
+            meta.insert(KEY_CHECK_KEY, new.key_check.as_slice())
+                .map_err(|e| self.err(e))?;
+        }
+        write.commit().map_err(|e| self.err(e))?;
+        Ok(true)
+    }
+
+    fn read_all(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let read = self.db.begin_read().map_err(|e| self.err(e))?;
+        let sessions = match read.open_table(SESSIONS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(self.err(e)),
+        };
+        let mut out = Vec::new();
+        for entry in sessions.iter().map_err(|e| self.err(e))? {
+            match entry {
+                Ok((k, v)) => out.push((k.value().to_owned(), v.value().to_vec())),
+                Err(e) => {
+                    tracing::warn!(store = %self.path.display(), error = %e, "skipping an unreadable session entry");
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn write_put(&self, user_id: &str, sealed: &[u8]) -> Result<(), StoreError> {
+        let write = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut sessions = write.open_table(SESSIONS).map_err(|e| self.err(e))?;
+            sessions.insert(user_id, sealed).map_err(|e| self.err(e))?;
+        }
+        write.commit().map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn write_remove(&self, user_ids: &[&str]) -> Result<usize, StoreError> {
+        let write = self.db.begin_write().map_err(|e| self.err(e))?;
+        let mut removed = 0;
+        {
+            let mut sessions = write.open_table(SESSIONS).map_err(|e| self.err(e))?;
+            for user_id in user_ids {
+                if sessions
+                    .remove(*user_id)
+                    .map_err(|e| self.err(e))?
+                    .is_some()
+                {
+                    removed += 1;
+                }
+            }
+        }
+        write.commit().map_err(|e| self.err(e))?;
+        Ok(removed)
+    }
+}
+
+/// A finished result as a store future.
+fn done<'a, T: Send + 'a>(result: Result<T, StoreError>) -> StoreFuture<'a, T> {
+    Box::pin(std::future::ready(result))
+}
+
+impl SealedStore for RedbStore {
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn meta(&self) -> StoreFuture<'_, Option<StoredMeta>> {
+        done(self.read_meta())
+    }
+
+    fn reset<'a>(
+        &'a self,
+        previous: Option<&'a StoredMeta>,
+        new: &'a StoredMeta,
+    ) -> StoreFuture<'a, bool> {
+        done(self.write_reset(previous, new))
+    }
+
+    fn all(&self) -> StoreFuture<'_, Vec<(String, Vec<u8>)>> {
+        done(self.read_all())
+    }
+
+    fn put<'a>(&'a self, user_id: &'a str, sealed: Vec<u8>) -> StoreFuture<'a, ()> {
+        done(self.write_put(user_id, &sealed))
+    }
+
+    fn remove<'a>(&'a self, user_ids: &'a [&'a str]) -> StoreFuture<'a, usize> {
+        done(self.write_remove(user_ids))
+    }
+
+    fn clean(&self, user_ids: Vec<String>) -> StoreFuture<'_, usize> {
+        let ids: Vec<&str> = user_ids.iter().map(String::as_str).collect();
+        done(self.write_remove(&ids))
+    }
+
+    fn owed_store(&self) -> Option<RedbOwedStore> {
+        Some(RedbOwedStore {
+            db: self.db.clone(),
+            path: self.path.clone(),
+        })
     }
 }
 
@@ -493,28 +704,30 @@ mod tests {
 
     const KEY: &str = "correct horse battery staple";
 
+    fn put(store: &SessionStore, session: &Session) {
+        store
+            .put(session)
+            .now_or_never()
+            .expect("redb completes at once")
+            .expect("written");
+    }
+
     #[test]
     fn sessions_survive_reopening_and_are_encrypted_on_disk() {
         let path = temp_path("reopen");
         {
-            let (store, loaded) = SessionStore::open(&path, &Secret::new(KEY)).unwrap();
+            let (store, loaded) = SessionStore::open_file(&path, &Secret::new(KEY)).unwrap();
             assert!(loaded.sessions.is_empty());
-            store
-                .put(&session(
-                    "U1",
-                    "tok-aaaaaaaaaaaaaaaa",
-                    Duration::from_secs(600),
-                ))
-                .unwrap();
-            store
-                .put(&session(
-                    "U2",
-                    "tok-bbbbbbbbbbbbbbbb",
-                    Duration::from_secs(600),
-                ))
-                .unwrap();
+            put(
+                &store,
+                &session("U1", "tok-aaaaaaaaaaaaaaaa", Duration::from_secs(600)),
+            );
+            put(
+                &store,
+                &session("U2", "tok-bbbbbbbbbbbbbbbb", Duration::from_secs(600)),
+            );
             assert_eq!(
-                store.get("U1").unwrap().unwrap().token.expose(),
+                store.get("U1").unwrap().token.expose(),
                 "tok-aaaaaaaaaaaaaaaa"
             );
         }
@@ -526,14 +739,21 @@ mod tests {
                 String::from_utf8_lossy(needle)
             );
         }
-        let (store, loaded) = SessionStore::open(&path, &Secret::new(KEY)).unwrap();
+        let (store, loaded) = SessionStore::open_file(&path, &Secret::new(KEY)).unwrap();
         assert_eq!(loaded.sessions.len(), 2);
         let u1 = &loaded.sessions["U1"];
         assert_eq!(u1.token.expose(), "tok-aaaaaaaaaaaaaaaa");
         assert_eq!(u1.info.st2_user, "st2admin");
         assert_eq!(u1.info.user_name, "U1-name");
-        assert_eq!(store.remove(&["U1", "nobody"]).unwrap(), 1);
-        assert!(store.get("U1").unwrap().is_none());
+        assert_eq!(
+            store
+                .remove(&["U1", "nobody"])
+                .now_or_never()
+                .unwrap()
+                .unwrap(),
+            1
+        );
+        assert!(store.get("U1").is_none());
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
@@ -546,22 +766,18 @@ mod tests {
     fn another_key_drops_every_session_and_the_store_keeps_working() {
         let path = temp_path("rekey");
         {
-            let (store, _) = SessionStore::open(&path, &Secret::new(KEY)).unwrap();
-            store
-                .put(&session("U1", "tok-1", Duration::from_secs(600)))
-                .unwrap();
+            let (store, _) = SessionStore::open_file(&path, &Secret::new(KEY)).unwrap();
+            put(&store, &session("U1", "tok-1", Duration::from_secs(600)));
         }
         let (store, loaded) =
-            SessionStore::open(&path, &Secret::new("a different key entirely")).unwrap();
+            SessionStore::open_file(&path, &Secret::new("a different key entirely")).unwrap();
         assert!(loaded.sessions.is_empty());
         assert_eq!(loaded.dropped_for_key, 1);
-        store
-            .put(&session("U2", "tok-2", Duration::from_secs(600)))
-            .unwrap();
+        put(&store, &session("U2", "tok-2", Duration::from_secs(600)));
         drop(store);
         // The new key is now the store's key; the old one no longer reads it.
         let (_, again) =
-            SessionStore::open(&path, &Secret::new("a different key entirely")).unwrap();
+            SessionStore::open_file(&path, &Secret::new("a different key entirely")).unwrap();
         assert_eq!(again.sessions.len(), 1);
         assert_eq!(again.dropped_for_key, 0);
     }
@@ -570,32 +786,28 @@ mod tests {
     fn expired_and_damaged_records_are_dropped_on_open() {
         let path = temp_path("damaged");
         {
-            let (store, _) = SessionStore::open(&path, &Secret::new(KEY)).unwrap();
-            store
-                .put(&session("old", "tok-old", Duration::ZERO))
-                .unwrap();
-            store
-                .put(&session("live", "tok-live", Duration::from_secs(600)))
-                .unwrap();
+            let (store, _) = SessionStore::open_file(&path, &Secret::new(KEY)).unwrap();
+            put(&store, &session("old", "tok-old", Duration::ZERO));
+            put(
+                &store,
+                &session("live", "tok-live", Duration::from_secs(600)),
+            );
             // A record sealed for another user id (moved between keys) must not be accepted.
             let moved = store.cipher.seal(b"someone-else", b"{}").unwrap();
-            let write = store.db.begin_write().unwrap();
-            {
-                let mut t = write.open_table(SESSIONS).unwrap();
-                t.insert("moved", moved.as_slice()).unwrap();
-                t.insert("garbage", &b"\x01not a sealed record at all"[..])
-                    .unwrap();
-            }
-            write.commit().unwrap();
+            drop(store);
+            let raw = RedbStore::open(&path).unwrap();
+            raw.write_put("moved", &moved).unwrap();
+            raw.write_put("garbage", b"\x01not a sealed record at all")
+                .unwrap();
         }
-        let (store, loaded) = SessionStore::open(&path, &Secret::new(KEY)).unwrap();
+        let (store, loaded) = SessionStore::open_file(&path, &Secret::new(KEY)).unwrap();
         assert_eq!(
             loaded.sessions.keys().collect::<Vec<_>>(),
             vec![&"live".to_owned()]
         );
         assert_eq!(loaded.dropped_expired, 1);
         assert_eq!(loaded.dropped_damaged, 2);
-        assert!(store.get("garbage").unwrap().is_none());
+        assert!(store.get("garbage").is_none());
     }
 
     #[test]
@@ -616,17 +828,20 @@ mod tests {
             state: crate::results::OwedState::Awaiting,
         };
         {
-            let (store, _) = SessionStore::open(&path, &key).unwrap();
-            let owed = store.owed();
+            let (store, _) = SessionStore::open_file(&path, &key).unwrap();
+            let owed = store.owed().expect("a redb store has the owed table");
             owed.put(&record).unwrap();
             let mut second = record.clone();
             second.execution_id = "5f5e00000000000000000002".into();
             owed.put(&second).unwrap();
             owed.remove(&["5f5e00000000000000000002"]).unwrap();
         }
-        let (store, loaded) = SessionStore::open(&path, &key).unwrap();
+        let (store, loaded) = SessionStore::open_file(&path, &key).unwrap();
         assert!(loaded.sessions.is_empty());
-        assert_eq!(store.owed().load().unwrap(), vec![record]);
+        assert_eq!(
+            store.owed().expect("owed table").load().unwrap(),
+            vec![record]
+        );
         let _ = std::fs::remove_file(&path);
     }
 
@@ -634,7 +849,7 @@ mod tests {
     fn a_file_that_is_not_a_store_is_an_error_not_a_panic() {
         let path = temp_path("notredb");
         std::fs::write(&path, b"this is not a redb file, just some text").unwrap();
-        let err = SessionStore::open(&path, &Secret::new(KEY))
+        let err = SessionStore::open_file(&path, &Secret::new(KEY))
             .err()
             .expect("must fail");
         assert!(err.to_string().contains("session store"), "{err}");

@@ -1,0 +1,1 @@
+st2bot::bot!("bots/demo-ha.yaml");

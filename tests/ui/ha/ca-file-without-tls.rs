@@ -1,0 +1,1 @@
+st2bot::bot!("ca-file-without-tls.yaml");

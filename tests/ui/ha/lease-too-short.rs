@@ -1,0 +1,1 @@
+st2bot::bot!("lease-too-short.yaml");
