@@ -2,6 +2,12 @@
 //! events) that delivers announcements and alias changes. [`run`] reconnects forever with
 //! exponential backoff and jitter, rebuilding credentials on every attempt, and skips
 //! malformed events with a log line; [`SseParser`] is the framing.
+//!
+//! The framing is hand-written because it must be bounded ([`MAX_LINE`], [`MAX_EVENT`]: a
+//! stream that never sends a newline must not grow memory without limit), and neither
+//! maintained parser measured in `benches/sse.rs` bounds anything. `sse-stream` is faster
+//! on raw throughput (measured under load: 13 ms against 18 ms for 4 MiB of short
+//! events); `eventsource-stream` is quadratic on one large chunk (12 s).
 
 use std::time::{Duration, Instant};
 
