@@ -116,6 +116,7 @@ fn there_is_one_example_per_backend() {
             BackendSpec::Mattermost(_) => "mattermost",
             BackendSpec::Discord(_) => "discord",
             BackendSpec::RocketChat(_) => "rocketchat",
+            BackendSpec::MsTeams(_) => "msteams",
         })
         .collect();
     kinds.sort_unstable();

@@ -138,6 +138,14 @@ emit_struct!(SlackSpec {
 emit_struct!(MattermostSpec { url, token, team });
 emit_struct!(DiscordSpec { token, url });
 emit_struct!(RocketChatSpec { url, login });
+emit_struct!(MsTeamsSpec {
+    app_id,
+    app_password,
+    tenant,
+    listen,
+    state_file,
+    url,
+});
 emit_struct!(StackStormSpec {
     api_url,
     auth_url,
@@ -260,6 +268,10 @@ impl Emit for BackendSpec {
             BackendSpec::RocketChat(x) => {
                 let x = x.emit();
                 quote!(#rt::BackendSpec::RocketChat(#x))
+            }
+            BackendSpec::MsTeams(x) => {
+                let x = x.emit();
+                quote!(#rt::BackendSpec::MsTeams(#x))
             }
         }
     }

@@ -87,7 +87,8 @@ pub struct BotFile {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Backend {
-    /// `text`, `xmpp`, `irc`, `matrix`, `slack`, `mattermost`, `discord` or `rocketchat`.
+    /// `text`, `xmpp`, `irc`, `matrix`, `slack`, `mattermost`, `discord`, `rocketchat` or
+    /// `msteams`.
     #[cfg_attr(feature = "schema", schemars(with = "String"))]
     pub kind: Spanned<String>,
     /// Text: the chat user you act as (default: `$USER`).
@@ -162,6 +163,29 @@ pub struct Backend {
     #[serde(default)]
     #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
     pub team: Option<Spanned<String>>,
+    /// Microsoft Teams: the bot's Microsoft App ID (a GUID, from the Azure Bot registration).
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
+    pub app_id: Option<Spanned<String>>,
+    /// Microsoft Teams: the app's client secret (secret reference).
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
+    pub app_password: Option<Spanned<String>>,
+    /// Microsoft Teams: the Entra tenant of a single-tenant app (default `botframework.com`,
+    /// multi-tenant).
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
+    pub tenant: Option<Spanned<String>>,
+    /// Microsoft Teams: where the messaging endpoint (`/api/messages`) listens (default
+    /// `0.0.0.0:3978`).
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
+    pub listen: Option<Spanned<String>>,
+    /// Microsoft Teams: file that keeps the conversation references across restarts, for
+    /// announcements and direct messages (default: kept in memory only).
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
+    pub state_file: Option<Spanned<String>>,
 }
 
 /// `stackstorm:` — addresses, credentials and routes.

@@ -87,6 +87,8 @@ pub enum BackendSpec {
     Discord(DiscordSpec),
     /// Rocket.Chat REST + realtime API.
     RocketChat(RocketChatSpec),
+    /// Microsoft Teams through the Bot Framework (messaging endpoint + connector).
+    MsTeams(MsTeamsSpec),
 }
 
 impl BackendSpec {
@@ -101,6 +103,7 @@ impl BackendSpec {
             BackendSpec::Mattermost(_) => "mattermost",
             BackendSpec::Discord(_) => "discord",
             BackendSpec::RocketChat(_) => "rocketchat",
+            BackendSpec::MsTeams(_) => "msteams",
         }
     }
 
@@ -131,6 +134,7 @@ impl BackendSpec {
                 }
                 RocketChatLogin::Token { token, .. } => out.push(("backend.token", token)),
             },
+            BackendSpec::MsTeams(x) => out.push(("backend.app_password", &x.app_password)),
         }
         out
     }
@@ -284,6 +288,24 @@ pub struct RocketChatSpec {
     pub url: Str,
     /// Login.
     pub login: RocketChatLogin,
+}
+
+/// Microsoft Teams (Bot Framework) settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MsTeamsSpec {
+    /// The Microsoft App ID of the Azure Bot registration (a GUID): the audience of inbound
+    /// tokens and the client id of outbound ones.
+    pub app_id: Str,
+    /// The app's client secret.
+    pub app_password: SecretRef,
+    /// Entra tenant that issues outbound tokens (`botframework.com` for multi-tenant apps).
+    pub tenant: Str,
+    /// Messaging endpoint listen address (`IP:port`); the path is `/api/messages`.
+    pub listen: Str,
+    /// File keeping conversation references across restarts; `None`: memory only.
+    pub state_file: Option<Str>,
+    /// Login base for client-credential tokens (default `https://login.microsoftonline.com`).
+    pub url: Str,
 }
 
 /// The bot's StackStorm service identity.

@@ -282,6 +282,7 @@ fn with_backend_url(spec: &BotSpec, url: &str) -> Result<&'static BotSpec, Strin
         BackendSpec::Mattermost(b) => b.url = url,
         BackendSpec::Discord(b) => b.url = url,
         BackendSpec::RocketChat(b) => b.url = url,
+        BackendSpec::MsTeams(b) => b.url = url,
         other => {
             return Err(format!(
                 "`--backend-url` does not apply to the `{}` backend (it has no URL)",

@@ -13,8 +13,8 @@ use bot_config::BotSpec;
 use bot_config::spec::{
     AccessSpec, AuthPageSpec, BackendSpec, ChatSpec, Decision, DiscordSpec, GroupSpec, HaSpec,
     IrcAuth, IrcSpec, LogFormat, LogSpec, MatcherKind, MatrixLogin, MatrixSpec, MattermostSpec,
-    RocketChatLogin, RocketChatSpec, RuleSpec, SecretRef, SlackSpec, St2AuthSpec, StackStormSpec,
-    TemplatesSpec, TextSpec, XmppSpec,
+    MsTeamsSpec, RocketChatLogin, RocketChatSpec, RuleSpec, SecretRef, SlackSpec, St2AuthSpec,
+    StackStormSpec, TemplatesSpec, TextSpec, XmppSpec,
 };
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 
@@ -248,6 +248,25 @@ fn backend(spec: &BackendSpec) -> Node {
                     entries.extend([("user_id", s(user_id)), ("token", secret(token))]);
                 }
             }
+        }
+        BackendSpec::MsTeams(MsTeamsSpec {
+            app_id,
+            app_password,
+            tenant,
+            listen,
+            state_file,
+            url,
+        }) => {
+            entries.extend([
+                ("app_id", s(app_id)),
+                ("app_password", secret(app_password)),
+                ("tenant", s(tenant)),
+                ("listen", s(listen)),
+            ]);
+            if let Some(f) = state_file {
+                entries.push(("state_file", s(f)));
+            }
+            entries.push(("url", s(url)));
         }
     }
     Node::Map(entries)

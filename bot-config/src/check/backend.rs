@@ -5,11 +5,14 @@ use crate::raw::Backend;
 use crate::source::{SourceFile, Span, Spanned};
 use crate::spec::{
     BackendSpec, DiscordSpec, IrcAuth, IrcSpec, List, MatrixLogin, MatrixSpec, MattermostSpec,
-    RocketChatLogin, RocketChatSpec, SecretRef, SlackSpec, Str, TextSpec, XmppSpec,
+    MsTeamsSpec, RocketChatLogin, RocketChatSpec, SecretRef, SlackSpec, Str, TextSpec, XmppSpec,
 };
 use crate::suggest::{did_you_mean_help, list_words};
 
-use super::{secrets::secret, values::url};
+use super::{
+    secrets::secret,
+    values::{listen_address, url},
+};
 
 /// Every backend kind, with the keys it takes (besides `kind`) and those it requires.
 const KINDS: &[(&str, &[&str], &[&str])] = &[
@@ -45,6 +48,18 @@ const KINDS: &[(&str, &[&str], &[&str])] = &[
         &["url", "username", "password", "token", "user_id"],
         &["url"],
     ),
+    (
+        "msteams",
+        &[
+            "app_id",
+            "app_password",
+            "tenant",
+            "listen",
+            "state_file",
+            "url",
+        ],
+        &["app_id", "app_password"],
+    ),
 ];
 
 /// The backend kinds, for notes and the JSON schema.
@@ -76,6 +91,11 @@ fn present(b: &Backend) -> Vec<(&'static str, Span)> {
         ("auth", s(&b.auth)),
         ("rooms", b.rooms.as_ref().map(Span::start_of)),
         ("team", s(&b.team)),
+        ("app_id", s(&b.app_id)),
+        ("app_password", s(&b.app_password)),
+        ("tenant", s(&b.tenant)),
+        ("listen", s(&b.listen)),
+        ("state_file", s(&b.state_file)),
     ];
     all.into_iter()
         .filter_map(|(k, s)| s.map(|s| (k, s)))
@@ -348,6 +368,7 @@ pub(super) fn check(
                 login,
             }))
         }
+        "msteams" => msteams(d, b),
         _ => None,
     }
 }
@@ -395,6 +416,104 @@ fn irc_auth(d: &mut Diagnostics, b: &Backend) -> Option<IrcAuth> {
             }
         },
     }
+}
+
+/// `kind: msteams`: an App ID that is a GUID, a secret password, a tenant that can name an
+/// Entra tenant, a listen address, a login base URL.
+fn msteams(d: &mut Diagnostics, b: &Backend) -> Option<BackendSpec> {
+    let app_id = b.app_id.as_ref()?;
+    // Rule: the App ID is the registration's GUID (the audience of every inbound token).
+    let app_id_ok = is_guid(&app_id.value);
+    if !app_id_ok {
+        d.push(
+            Diagnostic::new(
+                "invalid-app-id",
+                Span::of(app_id),
+                format!("`{}` is not a Microsoft App ID", app_id.value),
+                "expected a GUID",
+            )
+            .help(
+                "copy the \"Microsoft App ID\" from the Azure Bot's Configuration page \
+                 (`xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`)",
+            ),
+        );
+    }
+    let app_password = b
+        .app_password
+        .as_ref()
+        .and_then(|s| secret(d, s, "app_password"));
+    // Rule: a tenant is a GUID or a domain name (it goes into the token endpoint's path).
+    let tenant = match &b.tenant {
+        Some(t) if is_guid(&t.value) || is_domain(&t.value) => Some(t.value.clone()),
+        Some(t) => {
+            d.push(
+                Diagnostic::new(
+                    "invalid-tenant",
+                    Span::of(t),
+                    format!("`{}` is not an Entra tenant", t.value),
+                    "expected a tenant id (GUID) or a domain",
+                )
+                .help(
+                    "write the Directory (tenant) ID of a single-tenant app, or leave `tenant` \
+                     out for a multi-tenant one (`botframework.com`)",
+                ),
+            );
+            None
+        }
+        None => Some(DEFAULT_MSTEAMS_TENANT.to_owned()),
+    };
+    let listen = match &b.listen {
+        Some(l) => listen_address(d, l),
+        None => Some(DEFAULT_MSTEAMS_LISTEN.to_owned()),
+    };
+    let login_url = match &b.url {
+        Some(u) => url(d, u, "url"),
+        None => Some(DEFAULT_MSTEAMS_LOGIN_URL.to_owned()),
+    };
+    let state_file = b.state_file.as_ref().map(|s| Str::from(s.value.clone()));
+    if !app_id_ok {
+        return None;
+    }
+    Some(BackendSpec::MsTeams(MsTeamsSpec {
+        app_id: app_id.value.clone().into(),
+        app_password: app_password?,
+        tenant: tenant?.into(),
+        listen: listen?.into(),
+        state_file,
+        url: login_url?.into(),
+    }))
+}
+
+/// Multi-tenant apps get their outbound tokens from this tenant.
+const DEFAULT_MSTEAMS_TENANT: &str = "botframework.com";
+/// Where the messaging endpoint listens unless `listen` says otherwise (the port of
+/// Microsoft's samples and of the Agents Playground's default endpoint).
+const DEFAULT_MSTEAMS_LISTEN: &str = "0.0.0.0:3978";
+/// Microsoft identity platform, for client-credential tokens.
+const DEFAULT_MSTEAMS_LOGIN_URL: &str = "https://login.microsoftonline.com";
+
+/// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`, hexadecimal.
+fn is_guid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// A DNS name with at least one dot (`contoso.onmicrosoft.com`).
+fn is_domain(s: &str) -> bool {
+    s.contains('.')
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
 }
 
 /// A bare JID: `local@domain`, both parts non-empty, no resource, no spaces.

@@ -360,7 +360,7 @@ fn missing_key(span: Span, key: &str, file: &SourceFile) -> Diagnostic {
         ),
         "kind" => (
             Some("backend"),
-            "`kind: slack` (or text, xmpp, irc, matrix, mattermost, discord, rocketchat)",
+            "`kind: slack` (or text, xmpp, irc, matrix, mattermost, discord, rocketchat, msteams)",
         ),
         "auth" => (
             Some("stackstorm"),

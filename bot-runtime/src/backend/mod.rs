@@ -11,6 +11,7 @@ pub mod discord;
 pub mod irc;
 pub mod matrix;
 pub mod mattermost;
+pub mod msteams;
 pub mod rich;
 pub mod rocketchat;
 pub mod slack;
@@ -231,7 +232,10 @@ pub fn standby_connects(spec: &BackendSpec) -> bool {
         | BackendSpec::Mattermost(_)
         | BackendSpec::Discord(_)
         | BackendSpec::RocketChat(_) => true,
-        BackendSpec::Slack(_) | BackendSpec::Irc(_) | BackendSpec::Xmpp(_) => false,
+        BackendSpec::Slack(_)
+        | BackendSpec::Irc(_)
+        | BackendSpec::Xmpp(_)
+        | BackendSpec::MsTeams(_) => false,
     }
 }
 
@@ -249,6 +253,7 @@ pub fn build(
         BackendSpec::Matrix(m) => Ok(Box::new(matrix::MatrixBackend::new(m)?)),
         BackendSpec::Discord(d) => Ok(Box::new(discord::DiscordBackend::new(d)?)),
         BackendSpec::RocketChat(r) => Ok(Box::new(rocketchat::RocketChatBackend::new(r)?)),
+        BackendSpec::MsTeams(t) => Ok(Box::new(msteams::MsTeamsBackend::new(t)?)),
     }
 }
 
@@ -337,6 +342,7 @@ pub fn defuse_mass_mentions(spec: &BackendSpec, text: &str) -> String {
         BackendSpec::RocketChat(_) => rocketchat::defuse_mass_mentions(text),
         BackendSpec::Discord(_) => discord::defuse_mass_mentions(text),
         BackendSpec::Matrix(_) => matrix::defuse_mass_mentions(text),
+        BackendSpec::MsTeams(_) => msteams::defuse_mass_mentions(text),
         BackendSpec::Text(_) | BackendSpec::Irc(_) | BackendSpec::Xmpp(_) => text.to_owned(),
     }
 }

@@ -1,5 +1,6 @@
 //! Small helpers the web-API backends (Slack, Mattermost, …) share: rate-limit headers,
-//! a window of recently seen ids for deduplicating redelivered events, JSON field access.
+//! a window of recently seen ids for deduplicating redelivered events, JSON field access,
+//! bounded response bodies.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -21,6 +22,26 @@ pub fn seconds_header(headers: &reqwest::header::HeaderMap, name: &str) -> Optio
     let secs = value.trim().parse::<f64>().ok()?;
     (secs.is_finite() && secs >= 0.0)
         .then(|| Duration::from_secs_f64(secs).min(MAX_RATE_LIMIT_WAIT))
+}
+
+/// A response body of at most `max` bytes (read chunk by chunk, so a larger one is refused
+/// without being held); the error says why, without the URL.
+pub async fn bounded_body(mut response: reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
+    if response.content_length().is_some_and(|n| n > max as u64) {
+        return Err(format!("response larger than {max} bytes"));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| e.without_url().to_string())?
+    {
+        if body.len() + chunk.len() > max {
+            return Err(format!("response larger than {max} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// A string field of a JSON object.
