@@ -43,6 +43,7 @@ pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> E
             .log_json
             .unwrap_or(spec.log.format == bot_config::LogFormat::Json))
         .then(|| format!("{}{}", spec.chat.prefix, spec.chat.help_command)),
+        msteams_unsigned_inbound: options.msteams_unsigned_inbound.clone(),
     };
     let backend = match backend::build(&spec.backend, &backend_options) {
         Ok(b) => b,

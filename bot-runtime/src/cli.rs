@@ -47,8 +47,8 @@ pub struct Options {
     /// Demo mode: start the built-in StackStorm simulator on loopback and talk to it.
     pub simulate: bool,
     /// Connect to the chat server at this URL instead of the definition's `backend.url`
-    /// (backends that have one: matrix, slack, mattermost, discord, rocketchat). Also
-    /// `ST2BOT_BACKEND_URL`.
+    /// (backends that have one: matrix, slack, mattermost, discord, rocketchat; msteams: the
+    /// token issuer). Also `ST2BOT_BACKEND_URL`.
     pub backend_url: Option<String>,
     /// Serve `/healthz`, `/readyz` and `/metrics` here (overrides `health.listen`).
     pub health_listen: Option<String>,
@@ -59,6 +59,9 @@ pub struct Options {
     /// Serve the login page here (overrides `auth_page.listen`; several instances of one
     /// bot on one host, `ha:`).
     pub auth_page_listen: Option<String>,
+    /// `ST2BOT_MSTEAMS_UNSIGNED_INBOUND` (environment only): the Teams backend's test-only
+    /// switch for Microsoft's Agents Playground (see `backend::msteams`).
+    pub msteams_unsigned_inbound: Option<String>,
 }
 
 impl Default for Options {
@@ -77,6 +80,7 @@ impl Default for Options {
             results_store: None,
             result_timeout: None,
             auth_page_listen: None,
+            msteams_unsigned_inbound: None,
         }
     }
 }
@@ -139,6 +143,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, UsageEr
         backend_url: std::env::var("ST2BOT_BACKEND_URL")
             .ok()
             .filter(|u| !u.is_empty()),
+        msteams_unsigned_inbound: std::env::var(crate::backend::msteams::UNSIGNED_INBOUND_ENV).ok(),
         ..Options::default()
     };
     let mut args = args.into_iter();

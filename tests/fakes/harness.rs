@@ -199,7 +199,29 @@ impl Drop for WholeBot {
 impl WholeBot {
     /// Loads `yaml` (after replacing `{st2_key}` with a `file:` secret holding the
     /// simulator's API key and `{st2_url}` with `st2_url`) and runs it as the executable does.
-    pub fn start(yaml: &str, st2_url: &str, mut secrets: Vec<TokenFile>) -> Self {
+    pub fn start(yaml: &str, st2_url: &str, secrets: Vec<TokenFile>) -> Self {
+        Self::start_with(
+            yaml,
+            st2_url,
+            secrets,
+            st2bot::runtime::cli::Options::default(),
+        )
+    }
+
+    /// Waits for the bot to stop by itself (a fatal error) and returns its exit code.
+    pub async fn finished(&mut self) -> std::process::ExitCode {
+        (&mut self.task)
+            .await
+            .expect("the bot task ended without panicking")
+    }
+
+    /// [`WholeBot::start`] with command-line options.
+    pub fn start_with(
+        yaml: &str,
+        st2_url: &str,
+        mut secrets: Vec<TokenFile>,
+        options: st2bot::runtime::cli::Options,
+    ) -> Self {
         let key = TokenFile::new("sim-api-key");
         let SecretRef::File(key_path) = key.secret() else {
             unreachable!("TokenFile makes file secrets")
@@ -216,9 +238,8 @@ impl WholeBot {
         let spec: &'static st2bot::config::BotSpec = Box::leak(Box::new(spec));
         let client =
             st2bot::runtime::stackstorm::St2Client::new(&spec.stackstorm).expect("st2 client");
-        let task = tokio::spawn(async move {
-            st2bot::runtime::app::run(spec, client, &st2bot::runtime::cli::Options::default()).await
-        });
+        let task =
+            tokio::spawn(async move { st2bot::runtime::app::run(spec, client, &options).await });
         Self {
             task,
             _secrets: secrets,

@@ -212,6 +212,9 @@ pub struct BackendOptions {
     /// Text backend: print the start banner naming this help command (`!help`); `None`
     /// prints none (standard error then carries JSON logs only).
     pub banner_help: Option<String>,
+    /// Teams: the value of [`msteams::UNSIGNED_INBOUND_ENV`] (test-only; refused off
+    /// loopback).
+    pub msteams_unsigned_inbound: Option<String>,
 }
 
 /// With `ha:`, whether a standby may hold its own chat connection (and drop what it
@@ -253,7 +256,10 @@ pub fn build(
         BackendSpec::Matrix(m) => Ok(Box::new(matrix::MatrixBackend::new(m)?)),
         BackendSpec::Discord(d) => Ok(Box::new(discord::DiscordBackend::new(d)?)),
         BackendSpec::RocketChat(r) => Ok(Box::new(rocketchat::RocketChatBackend::new(r)?)),
-        BackendSpec::MsTeams(t) => Ok(Box::new(msteams::MsTeamsBackend::new(t)?)),
+        BackendSpec::MsTeams(t) => Ok(Box::new(msteams::MsTeamsBackend::new(
+            t,
+            options.msteams_unsigned_inbound.clone(),
+        )?)),
     }
 }
 

@@ -99,14 +99,10 @@ pub struct MsTeamsBackend {
 }
 
 impl MsTeamsBackend {
-    /// The backend for these settings. Refuses [`UNSIGNED_INBOUND_ENV`] unless `listen` is
-    /// a loopback address.
-    pub fn new(spec: &MsTeamsSpec) -> Result<Self, BackendError> {
-        Self::with_switch(spec, std::env::var(UNSIGNED_INBOUND_ENV).ok())
-    }
-
-    /// [`MsTeamsBackend::new`] with the value of [`UNSIGNED_INBOUND_ENV`] given.
-    fn with_switch(spec: &MsTeamsSpec, switch: Option<String>) -> Result<Self, BackendError> {
+    /// The backend for these settings; `switch` is the value of [`UNSIGNED_INBOUND_ENV`]
+    /// (read by the command line, `BackendOptions::msteams_unsigned_inbound`), refused
+    /// unless `listen` is a loopback address.
+    pub fn new(spec: &MsTeamsSpec, switch: Option<String>) -> Result<Self, BackendError> {
         let listen: SocketAddr = spec.listen.parse().map_err(|e| BackendError::Config {
             what: "msteams listen address",
             reason: format!("`{}`: {e}", spec.listen),

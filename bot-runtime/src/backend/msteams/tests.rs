@@ -533,27 +533,27 @@ fn spec(listen: &str) -> MsTeamsSpec {
 #[test]
 fn the_unsigned_switch_is_refused_off_loopback() {
     let on = Some("1".to_owned());
-    let err = MsTeamsBackend::with_switch(&spec("0.0.0.0:3978"), on.clone()).unwrap_err();
+    let err = MsTeamsBackend::new(&spec("0.0.0.0:3978"), on.clone()).unwrap_err();
     assert!(err.to_string().contains("not a loopback address"), "{err}");
-    assert!(MsTeamsBackend::with_switch(&spec("[::]:3978"), on.clone()).is_err());
+    assert!(MsTeamsBackend::new(&spec("[::]:3978"), on.clone()).is_err());
     assert!(
-        MsTeamsBackend::with_switch(&spec("127.0.0.1:3978"), on.clone())
+        MsTeamsBackend::new(&spec("127.0.0.1:3978"), on.clone())
             .unwrap()
             .unsigned
     );
     assert!(
-        MsTeamsBackend::with_switch(&spec("[::1]:3978"), on)
+        MsTeamsBackend::new(&spec("[::1]:3978"), on)
             .unwrap()
             .unsigned
     );
-    let off = MsTeamsBackend::with_switch(&spec("0.0.0.0:3978"), None).unwrap();
+    let off = MsTeamsBackend::new(&spec("0.0.0.0:3978"), None).unwrap();
     assert!(!off.unsigned);
     assert!(
-        !MsTeamsBackend::with_switch(&spec("0.0.0.0:3978"), Some("0".into()))
+        !MsTeamsBackend::new(&spec("0.0.0.0:3978"), Some("0".into()))
             .unwrap()
             .unsigned
     );
-    let typo = MsTeamsBackend::with_switch(&spec("127.0.0.1:3978"), Some("yes".into()));
+    let typo = MsTeamsBackend::new(&spec("127.0.0.1:3978"), Some("yes".into()));
     assert!(typo.is_err(), "only 1 or 0");
 }
 

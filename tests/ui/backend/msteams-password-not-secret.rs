@@ -1,0 +1,1 @@
+st2bot::bot!("msteams-password-not-secret.yaml");
