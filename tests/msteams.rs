@@ -170,18 +170,27 @@ async fn the_whole_bot_on_teams() {
             && p.body["replyToId"] == "c1"),
         "every reply in the command's reply chain, nothing for the unmentioned message: {replies:#?}"
     );
-    let ack = replies
-        .iter()
-        .find(|p| p.all_text().contains("running"))
-        .expect("an ack");
     assert!(
-        ack.body["text"]
-            .as_str()
-            .unwrap()
-            .starts_with("<at>Alice</at>"),
-        "{ack:?}"
+        replies
+            .iter()
+            .any(|p| p.all_text().contains("running `core.local`")),
+        "an ack: {replies:#?}"
     );
-    assert_eq!(ack.body["entities"][0]["mentioned"]["id"], ALICE.0);
+    // The result mentions whoever ran the command, with a mention entity Teams notifies.
+    let result_post = replies
+        .iter()
+        .find(|p| p.all_text().contains(&result))
+        .unwrap();
+    assert_eq!(
+        result_post.body["entities"][0]["mentioned"]["id"], ALICE.0,
+        "{result_post:?}"
+    );
+    assert!(
+        result_post.body["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("<at>Alice</at>")),
+        "{result_post:?}"
+    );
 
     // A reply inside a reply chain stays there.
     let before = s.fake.posted().len();
