@@ -165,9 +165,11 @@ async fn the_whole_bot_on_teams() {
         .cloned()
         .collect();
     assert!(
-        replies.iter().all(|p| p.conversation == OPS
-            && p.reply_to.as_deref() == Some("c1")
-            && p.body["replyToId"] == "c1"),
+        replies
+            .iter()
+            .all(|p| p.conversation == format!("{OPS};messageid=c1")
+                && p.reply_to.as_deref() == Some("c1")
+                && p.body["replyToId"] == "c1"),
         "every reply in the command's reply chain, nothing for the unmentioned message: {replies:#?}"
     );
     assert!(
@@ -204,7 +206,7 @@ async fn the_whole_bot_on_teams() {
     let p = &s.fake.posted()[before];
     assert_eq!(
         (p.conversation.as_str(), p.reply_to.as_deref()),
-        (OPS, Some("c1"))
+        (format!("{OPS};messageid=c1").as_str(), Some("c1"))
     );
 
     // An announcement to the channel by name, and a whisper to Bob's personal chat.

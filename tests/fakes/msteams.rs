@@ -304,7 +304,7 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, request: Request) -> Res
     let parts: Vec<String> = rest
         .trim_start_matches('/')
         .split('/')
-        .map(|s| percent_decode(s))
+        .map(percent_decode)
         .collect();
     let (conversation, activity) = match parts.as_slice() {
         [c, a] if a == "activities" => (c.clone(), None),

@@ -226,8 +226,9 @@ pub struct BackendOptions {
 /// (every gateway session gets every event) and Rocket.Chat (every DDP subscription). It
 /// waits for the leadership where a second connection would steal or clash: Slack Socket
 /// Mode hands each event to *one* of the app's connections (a standby would swallow
-/// commands), an IRC network allows one connection per nick, and an XMPP room one occupant
-/// per nickname.
+/// commands), an IRC network allows one connection per nick, an XMPP room one occupant
+/// per nickname, and Teams posts each activity to the one messaging endpoint registered
+/// (only the leader listens).
 pub fn standby_connects(spec: &BackendSpec) -> bool {
     match spec {
         BackendSpec::Text(_)
@@ -339,8 +340,8 @@ pub(crate) fn defuse_at_words(text: &str, words: &[&str]) -> String {
 /// User text about to be echoed in a reply, with the mass mentions of the definition's
 /// service made inert (each backend owns its syntax): Slack `<!here>`, `<!channel>`,
 /// `<!everyone>`, `<!subteam^…>`; Mattermost and Rocket.Chat `@here`, `@channel`, `@all`;
-/// Discord `@everyone`, `@here`, `<@&role>`; Matrix `@room`. IRC, XMPP and the terminal
-/// have none.
+/// Discord `@everyone`, `@here`, `<@&role>`; Matrix `@room`; Teams `<at>` markup. IRC,
+/// XMPP and the terminal have none.
 pub fn defuse_mass_mentions(spec: &BackendSpec, text: &str) -> String {
     match spec {
         BackendSpec::Slack(_) => slack::defuse_mass_mentions(text),

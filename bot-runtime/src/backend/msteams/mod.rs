@@ -8,7 +8,7 @@
 //!   updates the conversation's reference ([`references`]);
 //! - outbound, the bot calls the Connector at the conversation's `serviceUrl` with an OAuth
 //!   client-credential token ([`connector`]): replies in a channel thread go to
-//!   `POST /v3/conversations/{id}/activities/{thread root}` with `replyToId`; other
+//!   `POST /v3/conversations/{id};messageid={root}/activities/{root}` with `replyToId`; other
 //!   messages, announcements and direct messages to `POST /v3/conversations/{id}/activities`
 //!   (a personal chat the user never opened is created with `POST /v3/conversations`); an
 //!   ack posted under [`Outgoing::remember_as`] is edited in place with
@@ -495,11 +495,13 @@ impl Shared {
             if i > 0 {
                 tokio::time::sleep(PART_PAUSE).await;
             }
-            let mut segments = vec![
-                "conversations",
-                reference.conversation_id.as_str(),
-                "activities",
-            ];
+            // In a reply chain the conversation is `<channel>;messageid=<root>`, as Teams
+            // names it in the activities of that chain.
+            let conversation = match &thread {
+                Some(root) => format!("{};messageid={root}", reference.conversation_id),
+                None => reference.conversation_id.clone(),
+            };
+            let mut segments = vec!["conversations", conversation.as_str(), "activities"];
             if let Some(root) = &thread {
                 activity["replyToId"] = Value::String(root.clone());
                 segments.push(root.as_str());
@@ -522,7 +524,7 @@ impl Shared {
                     key,
                     (
                         reference.service_url.clone(),
-                        reference.conversation_id.clone(),
+                        conversation.clone(),
                         id.to_owned(),
                     ),
                 );

@@ -259,7 +259,7 @@ async fn a_channel_command_is_answered_in_its_thread_and_the_ack_edited_in_place
     assert_eq!(calls[0].method, "POST");
     assert_eq!(
         calls[0].path,
-        "/svc/v3/conversations/19:ops@thread.tacv2/activities/1001"
+        "/svc/v3/conversations/19:ops@thread.tacv2;messageid=1001/activities/1001"
     );
     assert_eq!(calls[0].body["replyToId"], "1001");
     assert_eq!(calls[0].body["text"], "<at>Alice</at> on it");
@@ -269,7 +269,7 @@ async fn a_channel_command_is_answered_in_its_thread_and_the_ack_edited_in_place
     assert_eq!(calls[1].method, "PUT");
     assert_eq!(
         calls[1].path,
-        format!("/svc/v3/conversations/19:ops@thread.tacv2/activities/{posted_id}")
+        format!("/svc/v3/conversations/19:ops@thread.tacv2;messageid=1001/activities/{posted_id}")
     );
     assert_eq!(calls[1].body["text"], "succeeded in 2s");
     assert_eq!(fake.tokens_issued(), 1, "the token is cached");
