@@ -64,7 +64,8 @@ struct Playground {
 }
 
 impl Playground {
-    async fn start(bot_port: u16) -> Self {
+    /// Starts it in `dir` (it writes its logs under `dir/devTools`).
+    async fn start(bot_port: u16, dir: &std::path::Path) -> Self {
         let mut child = tokio::process::Command::new(playground_bin())
             .args([
                 "-e",
@@ -76,7 +77,7 @@ impl Playground {
                 "--dt",
             ])
             .env("TEAMSAPPTESTER_BROWSER", "none")
-            .current_dir(std::env::temp_dir())
+            .current_dir(dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
@@ -256,7 +257,7 @@ async fn the_whole_bot_in_microsofts_agents_playground() {
     .await;
     // The playground waits for the bot's endpoint before it answers anything: start it
     // once the bot listens.
-    let pg = Playground::start(bot_port).await;
+    let pg = Playground::start(bot_port, &state_dir).await;
     let mut watch = pg.watch().await;
 
     // Help in the personal chat.
