@@ -236,6 +236,7 @@ async fn the_whole_bot_in_microsofts_agents_playground() {
         std::process::id()
     ));
     std::fs::create_dir_all(&state_dir).unwrap();
+    let _cleanup = RemoveOnDrop(state_dir.clone());
     let yaml = format!(
         "name: msteams-playground\n\
          backend:\n  kind: msteams\n  app_id: {APP_ID}\n  app_password: file:{password_path}\n  \
@@ -331,5 +332,13 @@ async fn the_whole_bot_in_microsofts_agents_playground() {
         json!({ "message": "after the restart", "channel": channel, "user": "Alex Wilber", "whisper": false }),
     );
     watch.until(&["after the restart"]).await;
-    let _ = std::fs::remove_dir_all(&state_dir);
+}
+
+/// Removes a directory when the test ends, passed or failed.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
