@@ -147,6 +147,16 @@ fn run_main(spec: &'static BotSpec, access_matrix: Option<&'static str>) -> Exit
             },
             None => spec,
         };
+        let spec = match options.chat_server.as_deref() {
+            Some(server) => match with_chat_server(spec, server) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("{}: {e}", spec.name);
+                    return ExitCode::from(2);
+                }
+            },
+            None => spec,
+        };
         let spec = match options.auth_page_listen.as_deref() {
             Some(listen) => match with_auth_page_listen(spec, listen) {
                 Ok(s) => s,
@@ -292,10 +302,101 @@ fn with_backend_url(spec: &BotSpec, url: &str) -> Result<&'static BotSpec, Strin
     Ok(Box::leak(Box::new(spec)))
 }
 
+/// The spec with the chat server's host (and port) replaced (`--chat-server HOST[:PORT]`),
+/// for the backends that name a server rather than a URL (irc, xmpp).
+fn with_chat_server(spec: &BotSpec, server: &str) -> Result<&'static BotSpec, String> {
+    let (host, port) = host_and_port(server)
+        .ok_or_else(|| format!("`--chat-server {server}` is not HOST or HOST:PORT"))?;
+    let mut spec = spec.clone();
+    match &mut spec.backend {
+        BackendSpec::Irc(b) => {
+            b.server = host.into();
+            b.port = port.unwrap_or(b.port);
+        }
+        BackendSpec::Xmpp(b) => {
+            b.server = host.into();
+            b.port = port.unwrap_or(b.port);
+        }
+        other => {
+            return Err(format!(
+                "`--chat-server` does not apply to the `{}` backend (use `--backend-url` for \
+                 the backends with a URL)",
+                other.kind()
+            ));
+        }
+    }
+    Ok(Box::leak(Box::new(spec)))
+}
+
+/// `host`, `host:port`, `[v6]` or `[v6]:port` (an IPv6 address with a port needs brackets).
+fn host_and_port(text: &str) -> Option<(String, Option<u16>)> {
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        match after {
+            "" => (host, None),
+            _ => (host, Some(after.strip_prefix(':')?)),
+        }
+    } else {
+        match text.split_once(':') {
+            Some((host, port)) if !port.contains(':') => (host, Some(port)),
+            Some(_) => (text, None), // a bare IPv6 address
+            None => (text, None),
+        }
+    };
+    let valid_host = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'));
+    if !valid_host {
+        return None;
+    }
+    let port = match port {
+        Some(p) => Some(p.parse::<u16>().ok().filter(|p| *p != 0)?),
+        None => None,
+    };
+    Some((host.to_owned(), port))
+}
+
 /// Writes to standard output, ignoring a closed pipe (`bot --print-spec | head`).
 fn print_out(text: &str) {
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes());
     let _ = out.flush();
+}
+
+#[cfg(test)]
+mod chat_server_tests {
+    use super::host_and_port;
+
+    #[test]
+    fn host_with_and_without_port() {
+        let hp = |t: &str| host_and_port(t);
+        assert_eq!(hp("127.0.0.1:6697"), Some(("127.0.0.1".into(), Some(6697))));
+        assert_eq!(
+            hp("irc.example.org"),
+            Some(("irc.example.org".into(), None))
+        );
+        assert_eq!(hp("[::1]:5222"), Some(("::1".into(), Some(5222))));
+        assert_eq!(hp("[::1]"), Some(("::1".into(), None)));
+        assert_eq!(hp("::1"), Some(("::1".into(), None)));
+    }
+
+    #[test]
+    fn nonsense_is_refused() {
+        for bad in [
+            "",
+            ":6697",
+            "host:",
+            "host:0",
+            "host:65536",
+            "host:port",
+            "[::1",
+            "[::1]6697",
+            "ho st",
+            "http://host",
+        ] {
+            assert_eq!(host_and_port(bad), None, "{bad:?}");
+        }
+    }
 }

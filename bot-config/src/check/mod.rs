@@ -65,6 +65,9 @@ pub(crate) fn check(
         .and_then(|h| h.value.listen.as_ref())
         .and_then(|l| values::listen_address(&mut d, l).map(Into::into));
     let log = log(&mut d, raw.log.as_ref());
+    if let Some(description) = &raw.description {
+        values::not_cut_by_comment(&mut d, file, description, "description");
+    }
     let description = raw
         .description
         .as_ref()
