@@ -33,8 +33,19 @@ const DRAIN: Duration = Duration::from_secs(10);
 /// (`--linger` overrides), so `printf '!local date\n' | demo --simulate` prints the result.
 const DEFAULT_LINGER: Duration = Duration::from_secs(30);
 
-/// Runs the bot until its input ends (text backend) or SIGINT/SIGTERM.
+/// Runs the bot until its input ends (text backend) or SIGINT/SIGTERM, with any backend
+/// (tests; executables use [`run_with`] and their one backend).
 pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> ExitCode {
+    run_with(spec, st2, options, backend::build).await
+}
+
+/// [`run`] with the chat backend built by `backend_factory`.
+pub async fn run_with(
+    spec: &'static BotSpec,
+    st2: St2Client,
+    options: &Options,
+    backend_factory: backend::Factory,
+) -> ExitCode {
     let backend_options = BackendOptions {
         user: options.user.clone(),
         room: options.room.clone(),
@@ -44,7 +55,7 @@ pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> E
             .unwrap_or(spec.log.format == bot_config::LogFormat::Json))
         .then(|| format!("{}{}", spec.chat.prefix, spec.chat.help_command)),
     };
-    let backend = match backend::build(&spec.backend, &backend_options) {
+    let backend = match backend_factory(&spec.backend, &backend_options) {
         Ok(b) => b,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the chat backend");
@@ -195,7 +206,7 @@ pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> E
     let backend_task = if ha.is_some() && !backend::standby_connects(&spec.backend) {
         tokio::spawn(connect_while_leading(
             backend,
-            move || backend::build(&spec.backend, &backend_options),
+            move || backend_factory(&spec.backend, &backend_options),
             spec.backend.kind(),
             backend_io,
             leadership.clone(),

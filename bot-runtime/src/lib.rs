@@ -48,17 +48,57 @@ use std::process::ExitCode;
 
 use bot_config::{BackendSpec, BotSpec};
 
+/// What a generated executable links in besides the shared runtime, named statically by its
+/// `main` so that the linker drops the rest: the one chat backend its definition uses, and
+/// the StackStorm simulator for `--simulate` in terminal bots (`kind: text`) only.
+#[derive(Clone, Copy, Debug)]
+pub struct Linked {
+    /// Builds the chat backend ([`backend::factory`]).
+    pub backend: backend::Factory,
+    /// Starts the simulator for `--simulate` ([`SIMULATOR`]); `None`: not linked in.
+    pub simulator: Option<SimulatorStart>,
+}
+
+/// Starts a simulated StackStorm for demo mode.
+pub type SimulatorStart =
+    fn(&'static BotSpec) -> backend::BoxFuture<'static, Result<Simulated, String>>;
+
+/// A running simulated StackStorm and the spec/client that talk to it.
+pub struct Simulated {
+    /// The bot's spec with StackStorm URLs pointing at the simulator.
+    pub spec: &'static BotSpec,
+    /// A client using the simulator's credentials.
+    pub client: stackstorm::St2Client,
+    /// The simulator itself, kept alive for the bot's lifetime.
+    pub keep_running: Box<dyn std::any::Any + Send>,
+}
+
+/// The built-in simulator (`None` when this runtime is built without feature `simulator`).
+#[cfg(feature = "simulator")]
+pub const SIMULATOR: Option<SimulatorStart> = Some(simulator::start_boxed);
+/// The built-in simulator (`None` when this runtime is built without feature `simulator`).
+#[cfg(not(feature = "simulator"))]
+pub const SIMULATOR: Option<SimulatorStart> = None;
+
 /// Entry point of every generated executable.
-pub fn main(spec: &'static BotSpec) -> ExitCode {
-    run_main(spec, None)
+pub fn main(spec: &'static BotSpec, linked: Linked) -> ExitCode {
+    run_main(spec, linked, None)
 }
 
 /// [`main`] for an executable that embeds its access matrix (`--access-matrix`).
-pub fn main_with_access_matrix(spec: &'static BotSpec, access_matrix: &'static str) -> ExitCode {
-    run_main(spec, Some(access_matrix))
+pub fn main_with_access_matrix(
+    spec: &'static BotSpec,
+    linked: Linked,
+    access_matrix: &'static str,
+) -> ExitCode {
+    run_main(spec, linked, Some(access_matrix))
 }
 
-fn run_main(spec: &'static BotSpec, access_matrix: Option<&'static str>) -> ExitCode {
+fn run_main(
+    spec: &'static BotSpec,
+    linked: Linked,
+    access_matrix: Option<&'static str>,
+) -> ExitCode {
     let options = match cli::parse(std::env::args().skip(1)) {
         Ok(o) => o,
         Err(e) => {
@@ -177,9 +217,16 @@ fn run_main(spec: &'static BotSpec, access_matrix: Option<&'static str>) -> Exit
             },
             None => spec,
         };
-        #[cfg(feature = "simulator")]
         let simulator = if options.simulate {
-            match simulator::start(spec).await {
+            let Some(start) = linked.simulator else {
+                eprintln!(
+                    "{}: this executable has no StackStorm simulator: `--simulate` is for \
+                     terminal bots (`backend: {{ kind: text }}`, such as `demo`)",
+                    spec.name
+                );
+                return ExitCode::from(2);
+            };
+            match start(spec).await {
                 Ok(s) => Some(s),
                 Err(e) => {
                     eprintln!("{}: cannot start the StackStorm simulator: {e}", spec.name);
@@ -189,21 +236,10 @@ fn run_main(spec: &'static BotSpec, access_matrix: Option<&'static str>) -> Exit
         } else {
             None
         };
-        #[cfg(not(feature = "simulator"))]
-        if options.simulate {
-            eprintln!(
-                "{}: this executable was built without the simulator (feature `simulator`)",
-                spec.name
-            );
-            return ExitCode::from(2);
-        }
-        #[cfg(feature = "simulator")]
         let (spec, client) = match &simulator {
             Some(sim) => (sim.spec, Ok(sim.client.clone())),
             None => (spec, stackstorm::St2Client::new(&spec.stackstorm)),
         };
-        #[cfg(not(feature = "simulator"))]
-        let client = stackstorm::St2Client::new(&spec.stackstorm);
         match options.command {
             cli::Command::Check => {
                 let lines = check::run(spec, client.as_ref(), options.simulate).await;
@@ -234,7 +270,7 @@ fn run_main(spec: &'static BotSpec, access_matrix: Option<&'static str>) -> Exit
                 }
             },
             _ => match client {
-                Ok(client) => app::run(spec, client, &options).await,
+                Ok(client) => app::run_with(spec, client, &options, linked.backend).await,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot set up the StackStorm client");
                     eprintln!("{}: {e}", spec.name);

@@ -8,19 +8,15 @@ use crate::secret::Secret;
 use crate::stackstorm::St2Client;
 use crate::stackstorm::auth::{Credential, ServiceAuth};
 
-/// A running simulator and the spec/client that talk to it.
-#[derive(Debug)]
-pub struct Simulated {
-    /// The bot's spec with StackStorm URLs pointing at the simulator.
-    pub spec: &'static BotSpec,
-    /// A client using the simulator's credentials.
-    pub client: St2Client,
-    /// Kept alive for the bot's lifetime.
-    pub sim: st2_sim::Sim,
+/// [`start`] as a [`crate::SimulatorStart`], for [`crate::SIMULATOR`].
+pub(crate) fn start_boxed(
+    spec: &'static BotSpec,
+) -> crate::backend::BoxFuture<'static, Result<crate::Simulated, String>> {
+    Box::pin(start(spec))
 }
 
 /// Starts the simulator with its demo packs.
-pub async fn start(spec: &'static BotSpec) -> Result<Simulated, String> {
+pub async fn start(spec: &'static BotSpec) -> Result<crate::Simulated, String> {
     let mut config = st2_sim::SimConfig::demo();
     config.webui_url = None;
     let key = config.api_keys[0].clone();
@@ -43,5 +39,9 @@ pub async fn start(spec: &'static BotSpec) -> Result<Simulated, String> {
         "DEMO MODE: talking to a simulated StackStorm at {base} (packs: core, packs, examples, linux, jira). Nothing reaches a real StackStorm."
     );
     tracing::warn!(url = %base, "demo mode: StackStorm simulator");
-    Ok(Simulated { spec, client, sim })
+    Ok(crate::Simulated {
+        spec,
+        client,
+        keep_running: Box::new(sim),
+    })
 }

@@ -190,5 +190,11 @@ static __ST2BOT_SPEC: ::st2bot::__private::BotSpec = ::st2bot::__private::BotSpe
 };
 const _: &[u8] = ::core::include_bytes!("tests/expand/full.yaml");
 fn main() -> ::std::process::ExitCode {
-    ::st2bot::__private::main(&__ST2BOT_SPEC)
+    ::st2bot::__private::main(
+        &__ST2BOT_SPEC,
+        ::st2bot::__private::Linked {
+            backend: ::st2bot::__private::factory::slack,
+            simulator: ::core::option::Option::None,
+        },
+    )
 }

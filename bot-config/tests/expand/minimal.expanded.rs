@@ -77,5 +77,11 @@ static __ST2BOT_SPEC: ::st2bot::__private::BotSpec = ::st2bot::__private::BotSpe
 };
 const _: &[u8] = ::core::include_bytes!("tests/expand/minimal.yaml");
 fn main() -> ::std::process::ExitCode {
-    ::st2bot::__private::main(&__ST2BOT_SPEC)
+    ::st2bot::__private::main(
+        &__ST2BOT_SPEC,
+        ::st2bot::__private::Linked {
+            backend: ::st2bot::__private::factory::text,
+            simulator: ::st2bot::__private::SIMULATOR,
+        },
+    )
 }

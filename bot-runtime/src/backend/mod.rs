@@ -235,21 +235,128 @@ pub fn standby_connects(spec: &BackendSpec) -> bool {
     }
 }
 
-/// The backend a definition names.
+/// Builds a definition's backend. Each executable's generated `main` names the one
+/// [`factory`] its definition needs, so the linker keeps that backend's code and drops every
+/// other backend's (and its protocol crates'): a terminal bot carries no Slack, XMPP or
+/// Matrix code. [`build`] takes every kind, for tests and tools.
+pub type Factory = fn(&BackendSpec, &BackendOptions) -> Result<Box<dyn Backend>, BackendError>;
+
+/// One [`Factory`] per backend kind; each refuses a definition of another kind (a bug in the
+/// generated code, reported rather than a panic).
+pub mod factory {
+    use super::{Backend, BackendError, BackendOptions, BackendSpec};
+
+    fn other_kind(wanted: &'static str, spec: &BackendSpec) -> BackendError {
+        BackendError::Config {
+            what: "backend.kind",
+            reason: format!(
+                "this executable was built for `{wanted}`, the definition says `{}`",
+                spec.kind()
+            ),
+        }
+    }
+
+    /// `kind: text`.
+    pub fn text(
+        spec: &BackendSpec,
+        options: &BackendOptions,
+    ) -> Result<Box<dyn Backend>, BackendError> {
+        match spec {
+            BackendSpec::Text(t) => Ok(Box::new(super::text::TextBackend::new(t, options))),
+            other => Err(other_kind("text", other)),
+        }
+    }
+
+    /// `kind: slack`.
+    pub fn slack(spec: &BackendSpec, _: &BackendOptions) -> Result<Box<dyn Backend>, BackendError> {
+        match spec {
+            BackendSpec::Slack(s) => Ok(Box::new(super::slack::SlackBackend::new(s))),
+            other => Err(other_kind("slack", other)),
+        }
+    }
+
+    /// `kind: mattermost`.
+    pub fn mattermost(
+        spec: &BackendSpec,
+        _: &BackendOptions,
+    ) -> Result<Box<dyn Backend>, BackendError> {
+        match spec {
+            BackendSpec::Mattermost(m) => {
+                Ok(Box::new(super::mattermost::MattermostBackend::new(m)))
+            }
+            other => Err(other_kind("mattermost", other)),
+        }
+    }
+
+    /// `kind: irc`.
+    pub fn irc(spec: &BackendSpec, _: &BackendOptions) -> Result<Box<dyn Backend>, BackendError> {
+        match spec {
+            BackendSpec::Irc(i) => Ok(Box::new(super::irc::IrcBackend::new(i)?)),
+            other => Err(other_kind("irc", other)),
+        }
+    }
+
+    /// `kind: xmpp`.
+    pub fn xmpp(spec: &BackendSpec, _: &BackendOptions) -> Result<Box<dyn Backend>, BackendError> {
+        match spec {
+            BackendSpec::Xmpp(x) => Ok(Box::new(super::xmpp::XmppBackend::new(x)?)),
+            other => Err(other_kind("xmpp", other)),
+        }
+    }
+
+    /// `kind: matrix`.
+    pub fn matrix(
+        spec: &BackendSpec,
+        _: &BackendOptions,
+    ) -> Result<Box<dyn Backend>, BackendError> {
+        match spec {
+            BackendSpec::Matrix(m) => Ok(Box::new(super::matrix::MatrixBackend::new(m)?)),
+            other => Err(other_kind("matrix", other)),
+        }
+    }
+
+    /// `kind: discord`.
+    pub fn discord(
+        spec: &BackendSpec,
+        _: &BackendOptions,
+    ) -> Result<Box<dyn Backend>, BackendError> {
+        match spec {
+            BackendSpec::Discord(d) => Ok(Box::new(super::discord::DiscordBackend::new(d)?)),
+            other => Err(other_kind("discord", other)),
+        }
+    }
+
+    /// `kind: rocketchat`.
+    pub fn rocketchat(
+        spec: &BackendSpec,
+        _: &BackendOptions,
+    ) -> Result<Box<dyn Backend>, BackendError> {
+        match spec {
+            BackendSpec::RocketChat(r) => {
+                Ok(Box::new(super::rocketchat::RocketChatBackend::new(r)?))
+            }
+            other => Err(other_kind("rocketchat", other)),
+        }
+    }
+}
+
+/// The backend a definition names, whatever its kind (links every backend in: executables
+/// use their one [`factory`] instead).
 pub fn build(
     spec: &BackendSpec,
     options: &BackendOptions,
 ) -> Result<Box<dyn Backend>, BackendError> {
-    match spec {
-        BackendSpec::Text(t) => Ok(Box::new(text::TextBackend::new(t, options))),
-        BackendSpec::Slack(s) => Ok(Box::new(slack::SlackBackend::new(s))),
-        BackendSpec::Mattermost(m) => Ok(Box::new(mattermost::MattermostBackend::new(m))),
-        BackendSpec::Irc(spec) => Ok(Box::new(irc::IrcBackend::new(spec)?)),
-        BackendSpec::Xmpp(spec) => Ok(Box::new(xmpp::XmppBackend::new(spec)?)),
-        BackendSpec::Matrix(m) => Ok(Box::new(matrix::MatrixBackend::new(m)?)),
-        BackendSpec::Discord(d) => Ok(Box::new(discord::DiscordBackend::new(d)?)),
-        BackendSpec::RocketChat(r) => Ok(Box::new(rocketchat::RocketChatBackend::new(r)?)),
-    }
+    let factory: Factory = match spec {
+        BackendSpec::Text(_) => factory::text,
+        BackendSpec::Slack(_) => factory::slack,
+        BackendSpec::Mattermost(_) => factory::mattermost,
+        BackendSpec::Irc(_) => factory::irc,
+        BackendSpec::Xmpp(_) => factory::xmpp,
+        BackendSpec::Matrix(_) => factory::matrix,
+        BackendSpec::Discord(_) => factory::discord,
+        BackendSpec::RocketChat(_) => factory::rocketchat,
+    };
+    factory(spec, options)
 }
 
 /// How many posted messages a backend remembers for later edits ([`Outgoing::remember_as`]).
