@@ -7,7 +7,7 @@
 //! dodge a deny), executes it with `POST /aliasexecution` carrying `source_context` (or
 //! `match_and_execute` for `match_multiple` formats), and posts the ack. Every failure gets
 //! a reply. Every execution started is recorded in the owed-results ledger
-//! ([`crate::results`]). Announcements from the stream are settled against it (a duplicate of
+//! ([`crate::results`]; those of `match_and_execute` when their result names them). Announcements from the stream are settled against it (a duplicate of
 //! a result already posted is dropped), rendered and routed by [`Dispatcher::announce`].
 
 use std::sync::Arc;
@@ -714,8 +714,8 @@ impl Dispatcher {
         };
         let source_channel = Self::source_channel(message);
         let route = self.spec.stackstorm.notification_route.as_ref();
-        // match_and_execute takes no `source_context`: its announcements cannot be told
-        // apart, so those executions are not recorded as owed (see `crate::results`).
+        // match_and_execute takes no `source_context`: its executions are recorded by id
+        // alone, when their announcement names the id (see `record_owed`).
         let context = (!resolved.match_multiple).then(|| {
             let request = crate::results::new_request_key();
             let context = self.source_context(message, &request);
@@ -760,21 +760,7 @@ impl Dispatcher {
                         self.await_results(id, true);
                     }
                     tracing::info!(alias = %resolved.reference, execution = %r.execution.id, "execution started");
-                    if let Some((request, context)) = &context {
-                        self.results.record(OwedExecution {
-                            execution_id: r.execution.id.clone(),
-                            request: request.clone(),
-                            source_channel: source_channel.clone(),
-                            room: message.room.as_ref().map(|r| r.id.clone()),
-                            thread: message.thread.clone(),
-                            user: message.user.clone(),
-                            user_id: message.user_id.clone(),
-                            message_id: message.message_id.clone(),
-                            started_unix: crate::results::unix_now(),
-                            context: context.clone(),
-                            state: OwedState::Awaiting,
-                        });
-                    }
+                    self.record_owed(message, &source_channel, context.as_ref(), &r);
                     self.ack(message, command, resolved, &r).await;
                 }
             }
@@ -800,6 +786,46 @@ impl Dispatcher {
                 self.reply(message, text).await;
             }
         }
+    }
+
+    /// Records an execution just started as owed. One started with its `source_context`
+    /// (`context`: request key and context) is found again by the request key its
+    /// announcement echoes. One started by `match_and_execute` carries no context
+    /// (StackStorm's `AliasMatchAndExecuteInputAPI` has no `source_context`, so the notify
+    /// rule passes none on): it is recorded by its execution id alone, and only when its
+    /// announcement will name that id ([`AliasSummary::result_names_execution`]);
+    /// otherwise the announcement could not be matched, the record would stay owed, and
+    /// every later stream gap would post the result again.
+    ///
+    /// [`AliasSummary::result_names_execution`]: crate::stackstorm::types::AliasSummary::result_names_execution
+    fn record_owed(
+        &self,
+        message: &Incoming,
+        source_channel: &str,
+        context: Option<&(String, Value)>,
+        r: &ExecuteResponse,
+    ) {
+        let (request, context) = match context {
+            Some((request, context)) => (request.clone(), context.clone()),
+            None if r.actionalias.result_names_execution() => (String::new(), Value::Null),
+            None => {
+                tracing::info!(execution = %r.execution.id, alias = %r.actionalias.reference(), "the result of this execution cannot be told apart (no source_context, and its result format does not name the execution); not recorded as owed");
+                return;
+            }
+        };
+        self.results.record(OwedExecution {
+            execution_id: r.execution.id.clone(),
+            request,
+            source_channel: source_channel.to_owned(),
+            room: message.room.as_ref().map(|r| r.id.clone()),
+            thread: message.thread.clone(),
+            user: message.user.clone(),
+            user_id: message.user_id.clone(),
+            message_id: message.message_id.clone(),
+            started_unix: crate::results::unix_now(),
+            context,
+            state: OwedState::Awaiting,
+        });
     }
 
     /// Posts the acknowledgement, honouring the alias's `ack` settings.

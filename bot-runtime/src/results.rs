@@ -73,7 +73,8 @@ pub enum OwedState {
 pub struct OwedExecution {
     /// StackStorm execution id (the key).
     pub execution_id: String,
-    /// The `request` key of the `source_context` the execution was started with.
+    /// The `request` key of the `source_context` the execution was started with; empty
+    /// for one started by `match_and_execute` (no context: found by its id in the text).
     pub request: String,
     /// `source_channel` sent with the execution (room id, or `@<user id>`).
     pub source_channel: String,
@@ -89,7 +90,8 @@ pub struct OwedExecution {
     pub message_id: Option<String>,
     /// When it was started (unix seconds).
     pub started_unix: u64,
-    /// The `source_context` sent (passed again to `chatops.post_result` on recovery).
+    /// The `source_context` sent (passed again to `chatops.post_result` on recovery);
+    /// `null` for `match_and_execute`.
     pub context: Value,
     /// Where it stands.
     pub state: OwedState,
@@ -360,6 +362,7 @@ impl Ledger {
             && let Some(request) = context
                 .and_then(|c| c.get("request"))
                 .and_then(Value::as_str)
+                .filter(|r| !r.is_empty())
         {
             return records.values().find(|r| r.request == request);
         }
@@ -539,14 +542,18 @@ pub async fn recover(ledger: &Ledger, st2: &St2Client, route: &str) -> RecoveryR
             report.running += 1;
             continue;
         }
-        let parameters = json!({
+        let mut parameters = json!({
             "execution_id": record.execution_id,
             "channel": record.source_channel,
             "user": record.user,
             "whisper": false,
-            "context": record.context,
             "route": route,
         });
+        // `context` is an optional object parameter: a record without one
+        // (`match_and_execute`) passes none rather than `null`, which is not an object.
+        if !record.context.is_null() {
+            parameters["context"] = record.context.clone();
+        }
         match st2.run_action("chatops.post_result", &parameters).await {
             Ok(()) => {
                 ledger.set_state(
