@@ -35,6 +35,17 @@ const DEFAULT_LINGER: Duration = Duration::from_secs(30);
 
 /// Runs the bot until its input ends (text backend) or SIGINT/SIGTERM.
 pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> ExitCode {
+    run_until(spec, st2, options, CancellationToken::new()).await
+}
+
+/// [`run`], also stopping as on SIGTERM when `stop` is cancelled (the bot inside another
+/// program: tests).
+pub async fn run_until(
+    spec: &'static BotSpec,
+    st2: St2Client,
+    options: &Options,
+    stop: CancellationToken,
+) -> ExitCode {
     let backend_options = BackendOptions {
         user: options.user.clone(),
         room: options.room.clone(),
@@ -193,6 +204,7 @@ pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> E
         .await,
     );
     let dispatcher = Arc::new(dispatcher.with_results(ledger.clone()));
+    let ack_handles = dispatcher.keep_ack_handles().map(tokio::spawn);
     let backend_io = BackendIo {
         incoming: incoming_tx,
         outgoing: outgoing_rx,
@@ -350,7 +362,7 @@ pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> E
     }
     tracing::info!(bot = %spec.name, backend = spec.backend.kind(), "bot started");
     let mut in_flight = JoinSet::new();
-    let mut signal = std::pin::pin!(shutdown_signal());
+    let mut signal = std::pin::pin!(shutdown_signal(stop));
     let mut ended_by_signal = false;
     loop {
         tokio::select! {
@@ -424,6 +436,11 @@ pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> E
     let _ = tokio::time::timeout(Duration::from_secs(5), relay_task).await;
     backend_shutdown.cancel();
     let backend_result = tokio::time::timeout(Duration::from_secs(5), backend_task).await;
+    // The acks posted in the last moments: their handles are kept before the end (the
+    // task ends once the backend, the last sender, is gone).
+    if let Some(task) = ack_handles {
+        let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
+    }
     match backend_result {
         Ok(Ok(Ok(()))) if drained => ExitCode::SUCCESS,
         Ok(Ok(Ok(()))) => ExitCode::from(3),
@@ -549,8 +566,16 @@ async fn wait_for_role(status: &mut watch::Receiver<crate::ha::LeaseStatus>, rol
     status.wait_for(|s| s.role == role).await.is_ok()
 }
 
+/// Resolves on SIGINT or SIGTERM, or when `stop` is cancelled.
+async fn shutdown_signal(stop: CancellationToken) {
+    tokio::select! {
+        () = stop.cancelled_owned() => {}
+        () = os_signal() => {}
+    }
+}
+
 /// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+async fn os_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

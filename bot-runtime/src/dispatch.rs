@@ -20,7 +20,9 @@ use tracing::Instrument;
 
 use crate::aliases::AliasCache;
 use crate::backend::split::truncate;
-use crate::backend::{Capabilities, Incoming, Outgoing, Target, char_len, split_message};
+use crate::backend::{
+    Capabilities, Incoming, Outgoing, PostedMessage, PostedSink, Target, char_len, split_message,
+};
 use crate::results::{Ledger, OwedExecution, OwedState, Settlement};
 use crate::session::SessionManager;
 use crate::stackstorm::types::{
@@ -143,6 +145,11 @@ pub struct Dispatcher {
     results: Arc<Ledger>,
     /// Acks being edited in place, by execution id (see [`Dispatcher::execution_update`]).
     live_acks: std::sync::Mutex<std::collections::HashMap<String, LiveAck>>,
+    /// Where the backend reports the acks it posted (their handles go to the owed record,
+    /// so an ack can still be edited after a restart), and the receiving end until
+    /// [`Dispatcher::keep_ack_handles`] takes it.
+    posted: PostedSink,
+    posted_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<PostedMessage>>>,
 }
 
 /// An ack posted with [`Outgoing::remember_as`], edited as its execution progresses.
@@ -215,7 +222,10 @@ impl Dispatcher {
         aliases: AliasCache,
         outgoing: mpsc::Sender<Outgoing>,
     ) -> Result<Self, DispatchSetupError> {
+        let (posted, posted_rx) = PostedSink::new();
         Ok(Self {
+            posted,
+            posted_rx: std::sync::Mutex::new(Some(posted_rx)),
             spec,
             st2,
             acl: AccessControl::new(&spec.access)?,
@@ -242,11 +252,66 @@ impl Dispatcher {
         self.spec.chat.ack && self.spec.chat.live_ack && self.capabilities.edit
     }
 
+    /// Keeps the handles of the acks the backend posted in their owed records (run it as a
+    /// task; it ends when the dispatcher and the backend are gone). `None` when already
+    /// taken.
+    pub fn keep_ack_handles(&self) -> Option<impl std::future::Future<Output = ()> + use<>> {
+        let mut posted = self
+            .posted_rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()?;
+        let results = self.results.clone();
+        Some(async move {
+            while let Some(message) = posted.recv().await {
+                if let Some(id) = message.key.strip_prefix("ack:") {
+                    results.set_ack_handle(id, message.handle);
+                }
+            }
+        })
+    }
+
+    /// The live ack of an execution posted before a restart, from its owed record.
+    fn restored_ack(&self, execution_id: &str) -> Option<LiveAck> {
+        let record = self.results.get(execution_id)?;
+        let ack = record.ack?;
+        ack.handle.as_ref()?;
+        Some(LiveAck {
+            target: match record.room {
+                Some(id) => Target::Room {
+                    id,
+                    thread: record.thread.filter(|_| self.capabilities.threads),
+                },
+                None => Target::Direct {
+                    user: record.user_id,
+                },
+            },
+            text: ack.text,
+            shown: None,
+            posted: std::time::Instant::now(),
+        })
+    }
+
     /// Edits the live ack of an execution to show its new status (running, then
-    /// succeeded/failed with its duration). Updates for other executions are ignored.
+    /// succeeded/failed with its duration). Updates for other executions are ignored. An
+    /// ack posted before a restart is found again in its owed record.
     pub async fn execution_update(&self, update: crate::stackstorm::stream::ExecutionUpdate) {
+        let restored = if self.live_acks()
+            && !self
+                .live_acks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(&update.id)
+        {
+            self.restored_ack(&update.id)
+        } else {
+            None
+        };
         let edit = {
             let mut acks = self.live_acks.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(restored) = restored {
+                acks.entry(update.id.clone()).or_insert(restored);
+            }
             let Some(live) = acks.get_mut(&update.id) else {
                 return;
             };
@@ -266,6 +331,11 @@ impl Dispatcher {
         let (target, text) = edit;
         let mut out = Outgoing::text(target, text);
         out.replaces = Some(format!("ack:{}", update.id));
+        out.handle = self
+            .results
+            .get(&update.id)
+            .and_then(|r| r.ack)
+            .and_then(|a| a.handle);
         out.status = Some(crate::results::chat_status(&update.status));
         tracing::debug!(execution = %update.id, status = %update.status, "editing the ack");
         if self.outgoing.send(out).await.is_err() {
@@ -825,6 +895,7 @@ impl Dispatcher {
             started_unix: crate::results::unix_now(),
             context,
             state: OwedState::Awaiting,
+            ack: None,
         });
     }
 
@@ -869,6 +940,8 @@ impl Dispatcher {
         out.extra = r.extra.clone();
         if self.live_acks() {
             out.remember_as = Some(format!("ack:{}", r.execution.id));
+            out.report_posted = Some(self.posted.clone());
+            self.results.set_ack(&r.execution.id, &out.text);
             let mut acks = self.live_acks.lock().unwrap_or_else(|e| e.into_inner());
             if acks.len() >= MAX_LIVE_ACKS
                 && let Some(oldest) = acks

@@ -95,6 +95,20 @@ pub struct OwedExecution {
     pub context: Value,
     /// Where it stands.
     pub state: OwedState,
+    /// The live ack posted for it, so it can still be edited after a restart (records
+    /// written before this field have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack: Option<AckMessage>,
+}
+
+/// A live ack as posted: its text, and the message's handle as the chat backend reported
+/// it ([`crate::backend::PostedMessage`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AckMessage {
+    /// The text as posted (edits add a status line under it).
+    pub text: String,
+    /// What the backend needs to edit it; `None` until it reports the message posted.
+    pub handle: Option<String>,
 }
 
 impl OwedExecution {
@@ -402,17 +416,46 @@ impl Ledger {
         settlement
     }
 
-    fn set_state(&self, execution_id: &str, state: OwedState) {
+    /// The record of an execution (owed or delivered).
+    pub fn get(&self, execution_id: &str) -> Option<OwedExecution> {
+        self.lock().get(execution_id).cloned()
+    }
+
+    /// Keeps the text of the live ack posted for an execution.
+    pub fn set_ack(&self, execution_id: &str, text: &str) {
+        self.update(execution_id, |r| {
+            r.ack = Some(AckMessage {
+                text: text.to_owned(),
+                handle: None,
+            });
+        });
+    }
+
+    /// Keeps the handle of an execution's live ack, as its backend reported it.
+    pub fn set_ack_handle(&self, execution_id: &str, handle: String) {
+        self.update(execution_id, |r| {
+            if let Some(ack) = &mut r.ack {
+                ack.handle = Some(handle);
+            }
+        });
+    }
+
+    /// Changes a record (if there is one) and writes it through.
+    fn update(&self, execution_id: &str, change: impl FnOnce(&mut OwedExecution)) {
         let changed = {
             let mut records = self.lock();
             records.get_mut(execution_id).map(|r| {
-                r.state = state;
+                change(r);
                 r.clone()
             })
         };
         if let Some(r) = changed {
             self.write(&r);
         }
+    }
+
+    fn set_state(&self, execution_id: &str, state: OwedState) {
+        self.update(execution_id, |r| r.state = state);
     }
 
     fn forget(&self, execution_ids: &[&str]) {
@@ -599,6 +642,7 @@ mod tests {
             started_unix: started,
             context: json!({"bot": "demo", "request": request}),
             state: OwedState::Awaiting,
+            ack: None,
         }
     }
 

@@ -833,6 +833,10 @@ mod tests {
             started_unix: 1_700_000_000,
             context: serde_json::json!({"bot": "demo", "request": "r1"}),
             state: crate::results::OwedState::Awaiting,
+            ack: Some(crate::results::AckMessage {
+                text: "alice: running".into(),
+                handle: Some(r#"["C1","1.2"]"#.into()),
+            }),
         };
         {
             let (store, _) = SessionStore::open_file(&path, &key).unwrap();
