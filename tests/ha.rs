@@ -9,6 +9,8 @@
 //! - kill -9 of the leader while a command is in flight: the standby takes over within the
 //!   lease + 2 s, posts the result the dead leader was waiting for, and knows the session
 //!   the user made through the dead leader;
+//! - the same with the result published while no instance leads: the new leader finds it
+//!   in the owed list in PostgreSQL and posts it once;
 //! - PostgreSQL stopped: the leader steps down within the lease, `/readyz` says why, and it
 //!   leads again when the database is back;
 //! - a leader frozen (SIGSTOP) past its lease and then resumed (SIGCONT) does not answer;
@@ -259,6 +261,97 @@ async fn a_killed_leader_is_replaced_within_the_lease_and_every_command_is_answe
     assert!(
         !logs.contains("Ch@ngeMe") && !logs.contains(KEY),
         "a secret reached the logs"
+    );
+}
+
+/// Waits until `psql` answers `sql` with `expected`.
+async fn wait_sql(pg: &Postgres, sql: &str, expected: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let got = pg.psql(sql);
+        if got == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{sql} gave {got:?}, not {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Issues 18 and 19: the results the leader owes are in PostgreSQL. The leader dies with an
+/// execution running; its result is published while no instance leads (the standby drops
+/// the announcement: it is not its to post, and StackStorm does not replay it); the new
+/// leader reads the owed list from the database on promotion, asks StackStorm to announce
+/// the result again, and posts it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_published_while_no_instance_leads_is_posted_once_by_the_new_leader() {
+    bot_runtime::http::install_crypto_provider();
+    let pg = Postgres::start();
+    let sim = Sim::start(SimConfig::demo()).await.unwrap();
+    let mut a = Instance::start("a", &sim, &pg);
+    a.wait_role("leader", WAIT).await;
+    let mut b = Instance::start("b", &sim, &pg);
+    b.wait_role("standby", WAIT).await;
+
+    sim.hold_results(true);
+    say(&mut [&mut a, &mut b], "!local date").await;
+    a.bot
+        .expect("alice: running `core.local`, execution", WAIT)
+        .await;
+    let id = sim.executions()[0].id.clone();
+    let status = format!(
+        "SELECT record->'state'->>'state' FROM st2bot_owed_results WHERE bot = 'demo-ha' AND execution_id = '{id}'"
+    );
+    wait_sql(&pg, &status, "awaiting").await;
+    let deadline = Instant::now() + WAIT;
+    while sim.execution_document(&id).unwrap()["status"] != "running" {
+        assert!(Instant::now() < deadline, "the execution never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    a.bot.signal("KILL");
+    let killed = Instant::now();
+    sim.release_results();
+    assert_eq!(sim.execution_document(&id).unwrap()["status"], "succeeded");
+    // Announced now, while the dead leader's lease still runs: nobody posts it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, body) = b.readyz().await.expect("/readyz answers");
+    assert_eq!(body["ha"]["role"], "standby", "{body}");
+    assert!(
+        killed.elapsed() < LEASE,
+        "the lease ran out before the check"
+    );
+    assert!(b.bot.printed(&format!("Execution {id}")).is_empty());
+
+    b.wait_role("leader", TAKEOVER_BOUND + Duration::from_secs(1))
+        .await;
+    b.bot
+        .expect(&format!("@alice: Execution {id} succeeded:"), WAIT)
+        .await;
+    b.bot.expect_log("recovered=1", WAIT).await;
+    wait_sql(&pg, &status, "delivered").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let posted = a.bot.printed(&format!("Execution {id} succeeded")).len()
+        + b.bot.printed(&format!("Execution {id} succeeded")).len();
+    assert_eq!(posted, 1, "the result is posted exactly once");
+    let asked = sim
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.method == "POST"
+                && r.path == "/api/v1/executions"
+                && r.body
+                    .as_ref()
+                    .is_some_and(|b| b["action"] == "chatops.post_result")
+        })
+        .count();
+    assert_eq!(asked, 1, "StackStorm was asked once to announce it again");
+    let metrics = b.metrics().await;
+    assert!(
+        metrics.contains("st2bot_results_recovered_total 1"),
+        "{metrics}"
     );
 }
 

@@ -7,7 +7,7 @@
 //! dodge a deny), executes it with `POST /aliasexecution` carrying `source_context` (or
 //! `match_and_execute` for `match_multiple` formats), and posts the ack. Every failure gets
 //! a reply. Every execution started is recorded in the owed-results ledger
-//! ([`crate::results`]). Announcements from the stream are settled against it (a duplicate of
+//! ([`crate::results`]; those of `match_and_execute` when their result names them). Announcements from the stream are settled against it (a duplicate of
 //! a result already posted is dropped), rendered and routed by [`Dispatcher::announce`].
 
 use std::sync::Arc;
@@ -20,7 +20,9 @@ use tracing::Instrument;
 
 use crate::aliases::AliasCache;
 use crate::backend::split::truncate;
-use crate::backend::{Capabilities, Incoming, Outgoing, Target, char_len, split_message};
+use crate::backend::{
+    Capabilities, Incoming, Outgoing, PostedMessage, PostedSink, Target, char_len, split_message,
+};
 use crate::results::{Ledger, OwedExecution, OwedState, Settlement};
 use crate::session::SessionManager;
 use crate::stackstorm::types::{
@@ -143,6 +145,11 @@ pub struct Dispatcher {
     results: Arc<Ledger>,
     /// Acks being edited in place, by execution id (see [`Dispatcher::execution_update`]).
     live_acks: std::sync::Mutex<std::collections::HashMap<String, LiveAck>>,
+    /// Where the backend reports the acks it posted (their handles go to the owed record,
+    /// so an ack can still be edited after a restart), and the receiving end until
+    /// [`Dispatcher::keep_ack_handles`] takes it.
+    posted: PostedSink,
+    posted_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<PostedMessage>>>,
 }
 
 /// An ack posted with [`Outgoing::remember_as`], edited as its execution progresses.
@@ -215,7 +222,10 @@ impl Dispatcher {
         aliases: AliasCache,
         outgoing: mpsc::Sender<Outgoing>,
     ) -> Result<Self, DispatchSetupError> {
+        let (posted, posted_rx) = PostedSink::new();
         Ok(Self {
+            posted,
+            posted_rx: std::sync::Mutex::new(Some(posted_rx)),
             spec,
             st2,
             acl: AccessControl::new(&spec.access)?,
@@ -242,11 +252,66 @@ impl Dispatcher {
         self.spec.chat.ack && self.spec.chat.live_ack && self.capabilities.edit
     }
 
+    /// Keeps the handles of the acks the backend posted in their owed records (run it as a
+    /// task; it ends when the dispatcher and the backend are gone). `None` when already
+    /// taken.
+    pub fn keep_ack_handles(&self) -> Option<impl std::future::Future<Output = ()> + use<>> {
+        let mut posted = self
+            .posted_rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()?;
+        let results = self.results.clone();
+        Some(async move {
+            while let Some(message) = posted.recv().await {
+                if let Some(id) = message.key.strip_prefix("ack:") {
+                    results.set_ack_handle(id, message.handle);
+                }
+            }
+        })
+    }
+
+    /// The live ack of an execution posted before a restart, from its owed record.
+    fn restored_ack(&self, execution_id: &str) -> Option<LiveAck> {
+        let record = self.results.get(execution_id)?;
+        let ack = record.ack?;
+        ack.handle.as_ref()?;
+        Some(LiveAck {
+            target: match record.room {
+                Some(id) => Target::Room {
+                    id,
+                    thread: record.thread.filter(|_| self.capabilities.threads),
+                },
+                None => Target::Direct {
+                    user: record.user_id,
+                },
+            },
+            text: ack.text,
+            shown: None,
+            posted: std::time::Instant::now(),
+        })
+    }
+
     /// Edits the live ack of an execution to show its new status (running, then
-    /// succeeded/failed with its duration). Updates for other executions are ignored.
+    /// succeeded/failed with its duration). Updates for other executions are ignored. An
+    /// ack posted before a restart is found again in its owed record.
     pub async fn execution_update(&self, update: crate::stackstorm::stream::ExecutionUpdate) {
+        let restored = if self.live_acks()
+            && !self
+                .live_acks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(&update.id)
+        {
+            self.restored_ack(&update.id)
+        } else {
+            None
+        };
         let edit = {
             let mut acks = self.live_acks.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(restored) = restored {
+                acks.entry(update.id.clone()).or_insert(restored);
+            }
             let Some(live) = acks.get_mut(&update.id) else {
                 return;
             };
@@ -266,6 +331,11 @@ impl Dispatcher {
         let (target, text) = edit;
         let mut out = Outgoing::text(target, text);
         out.replaces = Some(format!("ack:{}", update.id));
+        out.handle = self
+            .results
+            .get(&update.id)
+            .and_then(|r| r.ack)
+            .and_then(|a| a.handle);
         out.status = Some(crate::results::chat_status(&update.status));
         tracing::debug!(execution = %update.id, status = %update.status, "editing the ack");
         if self.outgoing.send(out).await.is_err() {
@@ -714,8 +784,8 @@ impl Dispatcher {
         };
         let source_channel = Self::source_channel(message);
         let route = self.spec.stackstorm.notification_route.as_ref();
-        // match_and_execute takes no `source_context`: its announcements cannot be told
-        // apart, so those executions are not recorded as owed (see `crate::results`).
+        // match_and_execute takes no `source_context`: its executions are recorded by id
+        // alone, when their announcement names the id (see `record_owed`).
         let context = (!resolved.match_multiple).then(|| {
             let request = crate::results::new_request_key();
             let context = self.source_context(message, &request);
@@ -760,21 +830,7 @@ impl Dispatcher {
                         self.await_results(id, true);
                     }
                     tracing::info!(alias = %resolved.reference, execution = %r.execution.id, "execution started");
-                    if let Some((request, context)) = &context {
-                        self.results.record(OwedExecution {
-                            execution_id: r.execution.id.clone(),
-                            request: request.clone(),
-                            source_channel: source_channel.clone(),
-                            room: message.room.as_ref().map(|r| r.id.clone()),
-                            thread: message.thread.clone(),
-                            user: message.user.clone(),
-                            user_id: message.user_id.clone(),
-                            message_id: message.message_id.clone(),
-                            started_unix: crate::results::unix_now(),
-                            context: context.clone(),
-                            state: OwedState::Awaiting,
-                        });
-                    }
+                    self.record_owed(message, &source_channel, context.as_ref(), &r);
                     self.ack(message, command, resolved, &r).await;
                 }
             }
@@ -800,6 +856,47 @@ impl Dispatcher {
                 self.reply(message, text).await;
             }
         }
+    }
+
+    /// Records an execution just started as owed. One started with its `source_context`
+    /// (`context`: request key and context) is found again by the request key its
+    /// announcement echoes. One started by `match_and_execute` carries no context
+    /// (StackStorm's `AliasMatchAndExecuteInputAPI` has no `source_context`, so the notify
+    /// rule passes none on): it is recorded by its execution id alone, and only when its
+    /// announcement will name that id ([`AliasSummary::result_names_execution`]);
+    /// otherwise the announcement could not be matched, the record would stay owed, and
+    /// every later stream gap would post the result again.
+    ///
+    /// [`AliasSummary::result_names_execution`]: crate::stackstorm::types::AliasSummary::result_names_execution
+    fn record_owed(
+        &self,
+        message: &Incoming,
+        source_channel: &str,
+        context: Option<&(String, Value)>,
+        r: &ExecuteResponse,
+    ) {
+        let (request, context) = match context {
+            Some((request, context)) => (request.clone(), context.clone()),
+            None if r.actionalias.result_names_execution() => (String::new(), Value::Null),
+            None => {
+                tracing::info!(execution = %r.execution.id, alias = %r.actionalias.reference(), "the result of this execution cannot be told apart (no source_context, and its result format does not name the execution); not recorded as owed");
+                return;
+            }
+        };
+        self.results.record(OwedExecution {
+            execution_id: r.execution.id.clone(),
+            request,
+            source_channel: source_channel.to_owned(),
+            room: message.room.as_ref().map(|r| r.id.clone()),
+            thread: message.thread.clone(),
+            user: message.user.clone(),
+            user_id: message.user_id.clone(),
+            message_id: message.message_id.clone(),
+            started_unix: crate::results::unix_now(),
+            context,
+            state: OwedState::Awaiting,
+            ack: None,
+        });
     }
 
     /// Posts the acknowledgement, honouring the alias's `ack` settings.
@@ -843,6 +940,8 @@ impl Dispatcher {
         out.extra = r.extra.clone();
         if self.live_acks() {
             out.remember_as = Some(format!("ack:{}", r.execution.id));
+            out.report_posted = Some(self.posted.clone());
+            self.results.set_ack(&r.execution.id, &out.text);
             let mut acks = self.live_acks.lock().unwrap_or_else(|e| e.into_inner());
             if acks.len() >= MAX_LIVE_ACKS
                 && let Some(oldest) = acks

@@ -270,7 +270,16 @@ fn run_main(
                 }
             },
             _ => match client {
-                Ok(client) => app::run_with(spec, client, &options, linked.backend).await,
+                Ok(client) => {
+                    app::run_with(
+                        spec,
+                        client,
+                        &options,
+                        linked.backend,
+                        tokio_util::sync::CancellationToken::new(),
+                    )
+                    .await
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot set up the StackStorm client");
                     eprintln!("{}: {e}", spec.name);

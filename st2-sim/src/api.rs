@@ -16,7 +16,7 @@ use axum::routing::{get, post};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use crate::state::{RecordedExecution, RecordedRequest, State};
+use crate::state::{HeldExecution, RecordedExecution, RecordedRequest, State};
 
 type Shared = Arc<State>;
 
@@ -521,7 +521,7 @@ fn render_jinja(format: &str, data: &Value) -> String {
 /// Simulated completion: after the delay the execution succeeds (an
 /// `st2.execution__update` on the stream), then the notify rule for the route posts the
 /// result. While the simulator holds results ([`crate::Sim::hold_results`]) it stays
-/// `running` for ever.
+/// `running` until [`release`].
 fn complete_later(state: &Shared, route: Option<&str>, id: &str, input: &ExecutionInput<'_>) {
     let announce_route = route.and_then(|r| {
         state
@@ -532,34 +532,62 @@ fn complete_later(state: &Shared, route: Option<&str>, id: &str, input: &Executi
             .map(|(_, a)| a.clone())
     });
     let held = state.holding();
-    let notify = json!({
-        "channel": input.source_channel,
-        "user": input.user,
-        "whisper": false,
-        "context": input.source_context,
-    });
+    let finishing = HeldExecution {
+        id: id.to_owned(),
+        announce_route,
+        notify: json!({
+            "channel": input.source_channel,
+            "user": input.user,
+            "whisper": false,
+            "context": input.source_context,
+        }),
+    };
     let state = state.clone();
-    let id = id.to_owned();
     let delay = state.config.result_delay;
     tokio::spawn(async move {
         tokio::time::sleep(delay / 2).await;
-        state.update_execution(&id, |doc| doc["status"] = json!("running"));
+        state.update_execution(&finishing.id, |doc| doc["status"] = json!("running"));
         if held {
+            state.hold(finishing);
             return;
         }
         tokio::time::sleep(delay - delay / 2).await;
-        let now = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
-        let output = state.execution(&id).map(|e| e.output).unwrap_or_default();
-        state.update_execution(&id, |doc| {
-            doc["status"] = json!("succeeded");
-            doc["end_timestamp"] = json!(now);
-            doc["elapsed_seconds"] = json!(delay.as_secs_f64());
-            doc["result"] = json!({"stdout": output, "stderr": "", "return_code": 0, "succeeded": true, "failed": false});
-        });
-        if let Some(route) = announce_route {
-            post_result(&state, &route, &id, notify);
-        }
+        finish(&state, finishing, delay);
     });
+}
+
+/// Finishes every execution held so far ([`crate::Sim::release_results`]).
+pub(crate) fn release(state: &Shared) {
+    let started = std::time::SystemTime::now();
+    for held in state.release() {
+        let elapsed = state
+            .execution(&held.id)
+            .and_then(|e| {
+                let start = e.doc["start_timestamp"].as_str()?.to_owned();
+                humantime::parse_rfc3339(&start).ok()
+            })
+            .and_then(|start| started.duration_since(start).ok())
+            .unwrap_or_default();
+        finish(state, held, elapsed);
+    }
+}
+
+/// The execution succeeds after `elapsed`, and its notify rule (if any) announces it.
+fn finish(state: &State, execution: HeldExecution, elapsed: std::time::Duration) {
+    let now = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
+    let output = state
+        .execution(&execution.id)
+        .map(|e| e.output)
+        .unwrap_or_default();
+    state.update_execution(&execution.id, |doc| {
+        doc["status"] = json!("succeeded");
+        doc["end_timestamp"] = json!(now);
+        doc["elapsed_seconds"] = json!(elapsed.as_secs_f64());
+        doc["result"] = json!({"stdout": output, "stderr": "", "return_code": 0, "succeeded": true, "failed": false});
+    });
+    if let Some(route) = &execution.announce_route {
+        post_result(state, route, &execution.id, execution.notify);
+    }
 }
 
 /// `chatops.post_result` for execution `id`: formats it (`chatops.format_execution_result`:

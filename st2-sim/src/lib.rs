@@ -17,7 +17,8 @@
 //! has a rule (stock: `hubot` → `chatops`, `errbot` → `errbot`) an announcement with the
 //! alias's `source_context` goes out on the stream, as StackStorm's `chatops.notify` →
 //! `post_result` → `post_message` chain does. Tests can cut the stream while results are
-//! published ([`Sim::cut_stream`]) and hold executions running ([`Sim::hold_results`]).
+//! published ([`Sim::cut_stream`]) and hold executions running ([`Sim::hold_results`]) until
+//! they release them ([`Sim::release_results`]).
 //!
 //! Read [`Sim`] first; [`SimConfig::demo`] has a few realistic packs.
 
@@ -110,6 +111,13 @@ impl Sim {
     /// that hangs); those started before keep their course.
     pub fn hold_results(&self, hold: bool) {
         self.state.set_holding(hold);
+    }
+
+    /// Stops holding results and finishes every execution held so far: each succeeds (an
+    /// `st2.execution__update`) and its notify rule announces it, as if the action had just
+    /// returned.
+    pub fn release_results(&self) {
+        api::release(&self.state);
     }
 
     /// An execution's document as `GET /api/v1/executions/<id>` serves it.

@@ -83,7 +83,20 @@ struct Inner {
     available: bool,
     stream_cut: bool,
     holding: bool,
+    /// Executions held running ([`State::hold`]), for [`crate::Sim::release_results`].
+    held: Vec<HeldExecution>,
     counter: u64,
+}
+
+/// An execution held running: what finishing it needs.
+#[derive(Clone, Debug)]
+pub(crate) struct HeldExecution {
+    /// Execution id.
+    pub(crate) id: String,
+    /// The notify rule's route (`None`: no rule announces it).
+    pub(crate) announce_route: Option<String>,
+    /// The announcement's `channel`, `user`, `whisper` and `context`.
+    pub(crate) notify: Value,
 }
 
 /// Shared state behind the handlers.
@@ -126,6 +139,7 @@ impl State {
                 available: true,
                 stream_cut: false,
                 holding: false,
+                held: Vec::new(),
                 counter: 0,
             }),
         }
@@ -180,6 +194,18 @@ impl State {
 
     pub(crate) fn holding(&self) -> bool {
         self.lock().holding
+    }
+
+    /// Keeps an execution held running until [`State::release`].
+    pub(crate) fn hold(&self, held: HeldExecution) {
+        self.lock().held.push(held);
+    }
+
+    /// Stops holding; the executions held so far, to be finished.
+    pub(crate) fn release(&self) -> Vec<HeldExecution> {
+        let mut inner = self.lock();
+        inner.holding = false;
+        std::mem::take(&mut inner.held)
     }
 
     /// Keeps an execution's document (newest last, like StackStorm's insertion order).

@@ -102,9 +102,52 @@ pub struct Outgoing {
     /// [`Outgoing::replaces`]. The acks of live acks use `ack:<execution id>`.
     pub remember_as: Option<String>,
     /// Edit the message remembered under this key instead of posting a new one (its text
-    /// becomes `text`). Dropped, with a debug log line, when the key is unknown (posted
-    /// before a restart, or forgotten).
+    /// becomes `text`). When the backend does not remember the key (posted before a
+    /// restart, or forgotten) it edits the message [`Outgoing::handle`] names; without one
+    /// the edit is dropped with a debug log line.
     pub replaces: Option<String>,
+    /// With [`Outgoing::replaces`]: the message to edit as the backend reported it when
+    /// posting it ([`PostedSink`]), kept by the dispatcher across restarts.
+    pub handle: Option<String>,
+    /// With [`Outgoing::remember_as`]: where the backend reports what it posted (the key
+    /// and the message's handle, the backend's own JSON), for the dispatcher to keep.
+    pub report_posted: Option<PostedSink>,
+}
+
+/// A message posted under a [`Outgoing::remember_as`] key, as its backend reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PostedMessage {
+    /// The key.
+    pub key: String,
+    /// What the backend needs to edit it (Slack: channel and `ts`; Matrix: room and event
+    /// id…), as JSON; handed back in [`Outgoing::handle`].
+    pub handle: String,
+}
+
+/// Where backends report the messages they post under a key ([`Outgoing::report_posted`]).
+#[derive(Clone, Debug)]
+pub struct PostedSink(mpsc::UnboundedSender<PostedMessage>);
+
+impl PostedSink {
+    /// A sink and the receiving end.
+    pub fn new() -> (Self, mpsc::UnboundedReceiver<PostedMessage>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Self(tx), rx)
+    }
+
+    fn report(&self, key: &str, handle: String) {
+        // Nobody listening any more (shutting down): nothing to keep.
+        let _ = self.0.send(PostedMessage {
+            key: key.to_owned(),
+            handle,
+        });
+    }
+}
+
+impl PartialEq for PostedSink {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.same_channel(&other.0)
+    }
 }
 
 impl Outgoing {
@@ -118,6 +161,8 @@ impl Outgoing {
             status: None,
             remember_as: None,
             replaces: None,
+            handle: None,
+            report_posted: None,
         }
     }
 }
@@ -404,6 +449,37 @@ impl<V: Clone> RememberedMessages<V> {
     }
 }
 
+impl<V: Clone + serde::Serialize + serde::de::DeserializeOwned> RememberedMessages<V> {
+    /// `out` was posted as `value`: remembered under its [`Outgoing::remember_as`] key
+    /// (if any) and reported to its [`Outgoing::report_posted`] sink.
+    pub fn posted(&self, out: &Outgoing, value: V) {
+        if let Some(key) = &out.remember_as {
+            self.posted_as(key, value, out.report_posted.as_ref());
+        }
+    }
+
+    /// A message posted under `key` as `value`: remembered, and reported to `sink`.
+    pub fn posted_as(&self, key: &str, value: V, sink: Option<&PostedSink>) {
+        if let Some(sink) = sink
+            && let Ok(handle) = serde_json::to_string(&value)
+        {
+            sink.report(key, handle);
+        }
+        self.remember(key, value);
+    }
+
+    /// The message `out` edits ([`Outgoing::replaces`]): remembered under its key, else
+    /// the one its [`Outgoing::handle`] names.
+    pub fn replaced(&self, out: &Outgoing) -> Option<V> {
+        let key = out.replaces.as_deref()?;
+        self.get(key).or_else(|| {
+            out.handle
+                .as_deref()
+                .and_then(|h| serde_json::from_str(h).ok())
+        })
+    }
+}
+
 /// Zero-width joiner: put inside a mention it keeps the text readable and stops the service
 /// from notifying anyone.
 pub(crate) const ZWJ: char = '\u{200D}';
@@ -475,6 +551,26 @@ mod tests {
             r.get(&format!("k{REMEMBERED_MESSAGES}")),
             Some(REMEMBERED_MESSAGES as u32)
         );
+    }
+
+    #[test]
+    fn a_posted_message_is_reported_and_can_be_edited_by_its_handle_elsewhere() {
+        let (sink, mut reported) = PostedSink::new();
+        let first = RememberedMessages::<(String, String)>::default();
+        let mut ack = Outgoing::text(Target::Direct { user: "u".into() }, "ack");
+        ack.remember_as = Some("ack:1".into());
+        ack.report_posted = Some(sink);
+        first.posted(&ack, ("C1".into(), "1.5".into()));
+        let message = reported.try_recv().expect("reported");
+        assert_eq!(message.key, "ack:1");
+        // Another process (after a restart) has no memory of it, only the handle.
+        let second = RememberedMessages::<(String, String)>::default();
+        let mut edit = Outgoing::text(Target::Direct { user: "u".into() }, "done");
+        edit.replaces = Some("ack:1".into());
+        assert_eq!(second.replaced(&edit), None);
+        edit.handle = Some(message.handle);
+        assert_eq!(second.replaced(&edit), Some(("C1".into(), "1.5".into())));
+        assert_eq!(first.replaced(&edit), Some(("C1".into(), "1.5".into())));
     }
 
     #[test]

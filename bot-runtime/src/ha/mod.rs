@@ -6,11 +6,13 @@
 //!
 //! Read [`start`] first, then [`Leadership`] (`lease.rs`), which everything that speaks in
 //! chat consults. `session_store` keeps the login sessions in the database, sealed as in
-//! the redb store. The client is tokio-postgres (see `db.rs` for the schema and its
+//! the redb store; `owed_store` the results the leader still owes (`crate::results`), so a
+//! standby that takes over posts them. The client is tokio-postgres (see `db.rs` for the schema and its
 //! migrations, `pg_tls.rs` for TLS through rustls).
 
 mod db;
 mod lease;
+pub(crate) mod owed_store;
 mod pg_tls;
 pub(crate) mod session_store;
 
