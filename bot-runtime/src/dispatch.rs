@@ -12,7 +12,9 @@
 
 use std::sync::Arc;
 
-use bot_config::acl::{AccessControl, HELP_COMMAND, Request, SESSION_COMMAND, Verdict};
+use bot_config::acl::{
+    AccessControl, HELP_COMMAND, INQUIRY_COMMAND, Request, SESSION_COMMAND, Verdict,
+};
 use bot_config::{BotSpec, MatcherKind};
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, mpsc};
@@ -28,6 +30,8 @@ use crate::stackstorm::types::{
 };
 use crate::stackstorm::{St2Client, St2Error};
 use crate::template::Templates;
+
+mod inquiry;
 
 /// How many formats a "no match" reply suggests.
 const SUGGESTIONS: usize = 3;
@@ -109,6 +113,8 @@ pub enum Plan {
     Help(Vec<String>),
     /// The session command, with its arguments.
     Session(Vec<String>),
+    /// An inquiry command (`inquiry …`, `approve ID`, `reject ID`), as typed.
+    Inquiry(String),
     /// Ask StackStorm which alias this command is (then check access and execute).
     Match(String),
     /// Execute this command as this alias (access already allowed).
@@ -385,6 +391,12 @@ impl Dispatcher {
             }
             return Plan::Session(words.map(str::to_owned).collect());
         }
+        if inquiry::VERBS.contains(&first) {
+            if let Err(text) = self.check_access(message, INQUIRY_COMMAND, command) {
+                return Plan::Reply(text);
+            }
+            return Plan::Inquiry(command.to_owned());
+        }
         match self.spec.stackstorm.matcher {
             MatcherKind::StackStorm => Plan::Match(command.to_owned()),
             MatcherKind::Local => {
@@ -436,6 +448,7 @@ impl Dispatcher {
             Plan::Reply(_) => "replied",
             Plan::Help(_) => "help",
             Plan::Session(_) => "session",
+            Plan::Inquiry(_) => "inquiry",
             Plan::Match(_) | Plan::Execute(..) => "alias",
         });
         match plan {
@@ -474,6 +487,7 @@ impl Dispatcher {
                     self.reply(message, text).await;
                 }
             },
+            Plan::Inquiry(command) => self.inquiry_command(message, &command).await,
             Plan::Match(command) => match self.resolve_remotely(&command).await {
                 Ok(resolved) => match self.check_access(message, &resolved.reference, &command) {
                     Ok(()) => self.execute(message, &command, &resolved).await,
@@ -1084,6 +1098,9 @@ impl Dispatcher {
         if !self.leadership.is_leader() {
             tracing::debug!("standby: the announcement is the leader's to post");
             return;
+        }
+        if let Some(id) = crate::inquiry::announced(a.extra.as_ref()) {
+            return self.ask_inquiry(&id, a.channel.as_deref()).await;
         }
         let settlement = self
             .results

@@ -19,6 +19,7 @@ pub mod explain;
 pub mod ha;
 pub mod help_rights;
 pub mod http;
+pub mod inquiry;
 pub mod logging;
 pub mod ops;
 pub mod print_spec;

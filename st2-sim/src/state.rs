@@ -84,6 +84,9 @@ struct Inner {
     stream_cut: bool,
     holding: bool,
     counter: u64,
+    /// Where a paused workflow's result goes once it resumes: (execution id, announcement
+    /// route if its notify rule exists, the notify target).
+    paused: Vec<(String, Option<String>, Value)>,
 }
 
 /// Shared state behind the handlers.
@@ -127,6 +130,7 @@ impl State {
                 stream_cut: false,
                 holding: false,
                 counter: 0,
+                paused: Vec::new(),
             }),
         }
     }
@@ -194,6 +198,13 @@ impl State {
             .iter()
             .find(|(i, _)| i == id)
             .map(|(_, e)| e.clone())
+    }
+
+    /// Replaces what a simulated execution prints.
+    pub(crate) fn set_output(&self, id: &str, output: &str) {
+        if let Some((_, e)) = self.lock().documents.iter_mut().find(|(i, _)| i == id) {
+            e.output = output.to_owned();
+        }
     }
 
     /// Every execution document, oldest first.
@@ -352,6 +363,19 @@ impl State {
     pub(crate) fn announce(&self, route: &str, payload: Value) {
         let data = json!({"payload": payload, "trace_context": null}).to_string();
         self.publish(&format!("st2.announcement__{route}"), data);
+    }
+
+    /// Remembers where a workflow paused on an inquiry announces its result.
+    pub(crate) fn pause(&self, id: &str, route: Option<String>, target: Value) {
+        self.lock().paused.push((id.to_owned(), route, target));
+    }
+
+    /// Takes back what [`State::pause`] kept for `id`.
+    pub(crate) fn unpause(&self, id: &str) -> Option<(Option<String>, Value)> {
+        let mut g = self.lock();
+        let i = g.paused.iter().position(|(p, _, _)| p == id)?;
+        let (_, route, target) = g.paused.remove(i);
+        Some((route, target))
     }
 
     pub(crate) fn record_execution(&self, e: RecordedExecution) {
