@@ -1,0 +1,301 @@
+//! Issue 16: inquiries answered from chat. The demo bot (Text backend) against the
+//! simulator, where two workflows pause on an inquiry (`core.ask`) and the inquiry rule of
+//! docs/inquiries.md announces each new one: the bot posts the question where the workflow
+//! was started, an answer from chat resumes it, an invalid answer and a user outside the
+//! inquiry's roles are refused before StackStorm sees anything, and an answered or expired
+//! inquiry says so.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use st2_sim::{Sim, SimConfig};
+use support::bot::BotProcess;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+fn alias(name: &str, action: &str, format: &str) -> Value {
+    json!({
+        "id": format!("{:0>24}", name.len()), "uid": format!("action:ops:{name}"),
+        "ref": format!("ops.{name}"), "name": name, "pack": "ops",
+        "description": format!("{name}, after a human says yes"), "enabled": true,
+        "action_ref": action, "formats": [format],
+        "ack": {"enabled": true, "append_url": true}, "result": {"enabled": true},
+    })
+}
+
+/// The demo data set plus two gated workflows: `ops.gated_deploy` asks one yes/no question
+/// of the `oncall` role; `ops.release` asks for an environment and a replica count.
+fn config() -> SimConfig {
+    let mut config = SimConfig::demo();
+    config.aliases.push(alias(
+        "gated_deploy",
+        "ops.gated_deploy",
+        "gated deploy {{service}}",
+    ));
+    config
+        .aliases
+        .push(alias("release", "ops.release", "release {{version}}"));
+    config.workflows = vec![
+        (
+            "ops.gated_deploy".into(),
+            json!({"roles": ["oncall"], "ttl": 60, "schema": {"type": "object", "properties": {
+                "approve": {"type": "boolean", "description": "Deploy to production?", "required": true}}}}),
+        ),
+        (
+            "ops.release".into(),
+            json!({"ttl": 30, "schema": {"type": "object", "properties": {
+                "env": {"type": "string", "enum": ["prod", "staging"], "description": "Where to"},
+                "replicas": {"type": "integer", "required": true}}}}),
+        ),
+    ];
+    config.inquiry_rules = vec!["chatops".into()];
+    config
+}
+
+fn start_bot(sim: &Sim, user: &str) -> BotProcess {
+    let url = sim.url();
+    BotProcess::start(
+        env!("CARGO_BIN_EXE_demo"),
+        &["--user", user, "--stackstorm-url", url.as_str()],
+        &[("ST2_API_KEY", "sim-api-key")],
+    )
+}
+
+async fn wait_for_stream(sim: &Sim, clients: usize) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while sim.stream_clients() < clients {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the bot never connected to the stream"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Starts `command` as alice and waits for its inquiry to be posted: (workflow id, inquiry
+/// id, the question's first line).
+async fn ask_with_line(sim: &Sim, bot: &mut BotProcess, command: &str) -> (String, String, String) {
+    bot.say(command).await;
+    bot.expect("alice: running `ops.", WAIT).await;
+    let workflow = sim.executions().last().expect("an execution").id.clone();
+    let line = bot.expect("❓ Inquiry ", WAIT).await;
+    let id = line
+        .split("Inquiry ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("an inquiry id")
+        .to_owned();
+    let parent = sim.execution_document(&id).expect("the inquiry")["parent"].clone();
+    assert_eq!(parent, json!(workflow), "the inquiry belongs to the workflow");
+    (workflow, id, line)
+}
+
+/// [`ask_with_line`] without the line.
+async fn ask(sim: &Sim, bot: &mut BotProcess, command: &str) -> (String, String) {
+    let (workflow, id, _) = ask_with_line(sim, bot, command).await;
+    (workflow, id)
+}
+
+fn answers_sent(sim: &Sim) -> Vec<Value> {
+    sim.requests()
+        .into_iter()
+        .filter(|r| r.method == "PUT" && r.path.starts_with("/api/v1/inquiries/"))
+        .map(|r| r.body.unwrap_or_default())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_workflow_inquiry_answered_from_chat_resumes_it() {
+    let sim = Sim::start(config()).await.expect("simulator");
+    let mut bot = start_bot(&sim, "alice");
+    wait_for_stream(&sim, 1).await;
+    let (workflow, id, first) = ask_with_line(&sim, &mut bot, "!gated deploy web").await;
+    // Posted in the room the command came from (the Text backend prefixes other rooms
+    // with `[room]`), mentioning who started it, with the
+    // field, its type and description, the time left and how to answer.
+    assert_eq!(
+        first,
+        format!("@alice: ❓ Inquiry {id} is waiting for an answer (59m left)")
+    );
+    let question = bot.collect_until("Only members of oncall may answer.", WAIT).await;
+    let question = question.join("\n");
+    assert!(question.contains("• approve (yes/no, required): Deploy to production?"), "{question}");
+    assert!(question.contains(&format!("`!approve {id}` or `!reject {id}`")), "{question}");
+    assert_eq!(sim.execution_document(&workflow).unwrap()["status"], "paused");
+
+    bot.say("!inquiry list").await;
+    bot.expect(&format!("• {id} asks approve"), WAIT).await;
+
+    bot.say(&format!("!approve {id}")).await;
+    bot.expect(
+        &format!("alice: inquiry {id} answered with {{\"approve\":true}}; the workflow resumes."),
+        WAIT,
+    )
+    .await;
+    assert_eq!(answers_sent(&sim), vec![json!({"id": id, "response": {"approve": true}})]);
+    bot.expect(&format!("@alice: Execution {workflow} succeeded:"), WAIT)
+        .await;
+    bot.expect("response: {\"approve\":true}", WAIT).await;
+
+    // Answered once: a second answer is refused by StackStorm's state, and said so.
+    bot.say(&format!("!reject {id}")).await;
+    bot.expect(&format!("alice: inquiry {id} was already answered"), WAIT)
+        .await;
+    assert_eq!(answers_sent(&sim).len(), 1);
+}
+
+#[tokio::test]
+async fn an_invalid_answer_is_refused_before_stackstorm_sees_it() {
+    let sim = Sim::start(config()).await.expect("simulator");
+    let mut bot = start_bot(&sim, "alice");
+    wait_for_stream(&sim, 1).await;
+    let (workflow, id) = ask(&sim, &mut bot, "!release 2.4.1").await;
+    bot.expect("• env (one of prod, staging): Where to", WAIT).await;
+    bot.expect("• replicas (integer, required)", WAIT).await;
+
+    for (answer, reply) in [
+        ("env=dev replicas=2", "`env` must be one of prod, staging, not `dev`"),
+        ("env=prod replicas=two", "`replicas` must be integer, not `two`"),
+        ("env=prod", "`replicas` is required"),
+        ("env=prod replica=2", "`replica` is not a field of this inquiry (its fields: env, replicas)"),
+    ] {
+        bot.say(&format!("!inquiry respond {id} {answer}")).await;
+        bot.expect(
+            &format!("alice: your answer to inquiry {id} was not sent: {reply}"),
+            WAIT,
+        )
+        .await;
+    }
+    bot.say(&format!("!approve {id}")).await;
+    bot.expect(&format!("alice: inquiry {id} asks more than yes or no"), WAIT)
+        .await;
+    assert!(answers_sent(&sim).is_empty(), "nothing reached StackStorm");
+
+    bot.say(&format!("!inquiry respond {id} env=prod replicas=3")).await;
+    bot.expect(&format!("alice: inquiry {id} answered with"), WAIT)
+        .await;
+    assert_eq!(
+        answers_sent(&sim),
+        vec![json!({"id": id, "response": {"env": "prod", "replicas": 3}})]
+    );
+    bot.expect(&format!("@alice: Execution {workflow} succeeded:"), WAIT)
+        .await;
+}
+
+#[tokio::test]
+async fn a_user_outside_the_inquirys_roles_cannot_answer() {
+    let sim = Sim::start(config()).await.expect("simulator");
+    let mut alice = start_bot(&sim, "alice");
+    let mut carol = start_bot(&sim, "carol");
+    wait_for_stream(&sim, 2).await;
+    let (_, id) = ask(&sim, &mut alice, "!gated deploy api").await;
+    // carol's bot did not start the workflow and the inquiry names no route: not posted.
+    carol
+        .expect_log("an inquiry from a workflow this bot did not start, without route", WAIT)
+        .await;
+
+    carol.say(&format!("!approve {id}")).await;
+    carol
+        .expect(
+            &format!("carol: you may not answer inquiry {id}: only members of oncall may answer it"),
+            WAIT,
+        )
+        .await;
+    carol.say(&format!("!inquiry respond {id} approve=yes")).await;
+    carol
+        .expect(&format!("carol: you may not answer inquiry {id}"), WAIT)
+        .await;
+    assert!(answers_sent(&sim).is_empty(), "nothing reached StackStorm");
+    carol
+        .expect_log("decision=\"deny\"", WAIT)
+        .await;
+}
+
+#[tokio::test]
+async fn an_expired_inquiry_says_so_and_its_workflow_fails() {
+    let sim = Sim::start(config()).await.expect("simulator");
+    let mut bot = start_bot(&sim, "alice");
+    wait_for_stream(&sim, 1).await;
+    let (workflow, id) = ask(&sim, &mut bot, "!gated deploy db").await;
+    assert_eq!(sim.expire_inquiries(), 1);
+    bot.expect(&format!("@alice: Execution {workflow} failed:"), WAIT)
+        .await;
+    bot.say(&format!("!approve {id}")).await;
+    bot.expect(
+        &format!("alice: inquiry {id} has expired (its time ran out): it can no longer be answered"),
+        WAIT,
+    )
+    .await;
+    bot.say("!inquiry list").await;
+    bot.expect("alice: no inquiry is waiting for an answer.", WAIT)
+        .await;
+    bot.say("!inquiry show 0123456789abcdef01234567").await;
+    bot.expect("alice: there is no inquiry 0123456789abcdef01234567", WAIT)
+        .await;
+    assert!(answers_sent(&sim).is_empty());
+}
+
+/// The simulator's side, through the bot's client: StackStorm checks `users` against the
+/// requester (the bot's service identity here), and a bad response against the schema.
+#[tokio::test]
+async fn stackstorm_refuses_answers_from_users_not_listed_and_answers_off_schema() {
+    use bot_runtime::stackstorm::St2Client;
+    let mut config = config();
+    config.workflows[0].1["users"] = json!(["alice"]);
+    let sim = Sim::start(config).await.expect("simulator");
+    let key = std::env::temp_dir().join(format!("st2bot-inquiry-key-{}", std::process::id()));
+    std::fs::write(&key, "sim-api-key").unwrap();
+    let yaml = format!(
+        "name: t\nbackend: {{kind: text}}\nstackstorm:\n  url: {}\n  auth: {{api_key: \"file:{}\"}}\n",
+        sim.url(),
+        key.display()
+    );
+    let spec = bot_config::load(&bot_config::SourceFile::new("t.yaml", yaml)).expect("valid");
+    bot_runtime::http::install_crypto_provider();
+    let client = St2Client::new(&spec.stackstorm).unwrap();
+    let mut bot = start_bot(&sim, "alice");
+    wait_for_stream(&sim, 1).await;
+    let (_, id) = ask(&sim, &mut bot, "!gated deploy web").await;
+
+    let listed = client.inquiries().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].users, vec!["alice".to_owned()]);
+    assert_eq!(listed[0].ttl, 60);
+    let mut answer = serde_json::Map::new();
+    answer.insert("approve".into(), json!("yes"));
+    let e = client.respond_inquiry(&id, &answer, None).await.unwrap_err();
+    assert_eq!(e.status(), Some(403));
+    assert_eq!(
+        e.user_message(),
+        format!("User \"st2admin\" does not have permission to respond to inquiry \"{id}\".")
+    );
+    // The bot tells the user so (it found alice in `users`; StackStorm saw its service user).
+    bot.say(&format!("!approve {id}")).await;
+    bot.expect(
+        &format!("alice: StackStorm refused your answer to inquiry {id}: User \"st2admin\""),
+        WAIT,
+    )
+    .await;
+    drop(bot);
+    let mut config = self::config();
+    config.workflows[0].1["users"] = json!([]);
+    let sim = Sim::start(config).await.expect("simulator");
+    let mut bot = start_bot(&sim, "alice");
+    wait_for_stream(&sim, 1).await;
+    let (_, id) = ask(&sim, &mut bot, "!gated deploy web").await;
+    let spec_yaml = format!(
+        "name: t\nbackend: {{kind: text}}\nstackstorm:\n  url: {}\n  auth: {{api_key: \"file:{}\"}}\n",
+        sim.url(),
+        key.display()
+    );
+    let spec = bot_config::load(&bot_config::SourceFile::new("t.yaml", spec_yaml)).expect("valid");
+    let client = St2Client::new(&spec.stackstorm).unwrap();
+    let e = client.respond_inquiry(&id, &answer, None).await.unwrap_err();
+    assert_eq!(e.status(), Some(400));
+    assert_eq!(
+        e.user_message(),
+        format!("Response for inquiry \"{id}\" did not pass schema validation. \"yes\" is not of type 'boolean'")
+    );
+}
