@@ -88,7 +88,11 @@ async fn ask_with_line(sim: &Sim, bot: &mut BotProcess, command: &str) -> (Strin
         .expect("an inquiry id")
         .to_owned();
     let parent = sim.execution_document(&id).expect("the inquiry")["parent"].clone();
-    assert_eq!(parent, json!(workflow), "the inquiry belongs to the workflow");
+    assert_eq!(
+        parent,
+        json!(workflow),
+        "the inquiry belongs to the workflow"
+    );
     (workflow, id, line)
 }
 
@@ -119,11 +123,22 @@ async fn a_workflow_inquiry_answered_from_chat_resumes_it() {
         first,
         format!("@alice: ❓ Inquiry {id} is waiting for an answer (59m left)")
     );
-    let question = bot.collect_until("Only members of oncall may answer.", WAIT).await;
+    let question = bot
+        .collect_until("Only members of oncall may answer.", WAIT)
+        .await;
     let question = question.join("\n");
-    assert!(question.contains("• approve (yes/no, required): Deploy to production?"), "{question}");
-    assert!(question.contains(&format!("`!approve {id}` or `!reject {id}`")), "{question}");
-    assert_eq!(sim.execution_document(&workflow).unwrap()["status"], "paused");
+    assert!(
+        question.contains("• approve (yes/no, required): Deploy to production?"),
+        "{question}"
+    );
+    assert!(
+        question.contains(&format!("`!approve {id}` or `!reject {id}`")),
+        "{question}"
+    );
+    assert_eq!(
+        sim.execution_document(&workflow).unwrap()["status"],
+        "paused"
+    );
 
     bot.say("!inquiry list").await;
     bot.expect(&format!("• {id} asks approve"), WAIT).await;
@@ -134,7 +149,10 @@ async fn a_workflow_inquiry_answered_from_chat_resumes_it() {
         WAIT,
     )
     .await;
-    assert_eq!(answers_sent(&sim), vec![json!({"id": id, "response": {"approve": true}})]);
+    assert_eq!(
+        answers_sent(&sim),
+        vec![json!({"id": id, "response": {"approve": true}})]
+    );
     bot.expect(&format!("@alice: Execution {workflow} succeeded:"), WAIT)
         .await;
     bot.expect("response: {\"approve\":true}", WAIT).await;
@@ -152,14 +170,24 @@ async fn an_invalid_answer_is_refused_before_stackstorm_sees_it() {
     let mut bot = start_bot(&sim, "alice");
     wait_for_stream(&sim, 1).await;
     let (workflow, id) = ask(&sim, &mut bot, "!release 2.4.1").await;
-    bot.expect("• env (one of prod, staging): Where to", WAIT).await;
+    bot.expect("• env (one of prod, staging): Where to", WAIT)
+        .await;
     bot.expect("• replicas (integer, required)", WAIT).await;
 
     for (answer, reply) in [
-        ("env=dev replicas=2", "`env` must be one of prod, staging, not `dev`"),
-        ("env=prod replicas=two", "`replicas` must be integer, not `two`"),
+        (
+            "env=dev replicas=2",
+            "`env` must be one of prod, staging, not `dev`",
+        ),
+        (
+            "env=prod replicas=two",
+            "`replicas` must be integer, not `two`",
+        ),
         ("env=prod", "`replicas` is required"),
-        ("env=prod replica=2", "`replica` is not a field of this inquiry (its fields: env, replicas)"),
+        (
+            "env=prod replica=2",
+            "`replica` is not a field of this inquiry (its fields: env, replicas)",
+        ),
     ] {
         bot.say(&format!("!inquiry respond {id} {answer}")).await;
         bot.expect(
@@ -169,11 +197,15 @@ async fn an_invalid_answer_is_refused_before_stackstorm_sees_it() {
         .await;
     }
     bot.say(&format!("!approve {id}")).await;
-    bot.expect(&format!("alice: inquiry {id} asks more than yes or no"), WAIT)
-        .await;
+    bot.expect(
+        &format!("alice: inquiry {id} asks more than yes or no"),
+        WAIT,
+    )
+    .await;
     assert!(answers_sent(&sim).is_empty(), "nothing reached StackStorm");
 
-    bot.say(&format!("!inquiry respond {id} env=prod replicas=3")).await;
+    bot.say(&format!("!inquiry respond {id} env=prod replicas=3"))
+        .await;
     bot.expect(&format!("alice: inquiry {id} answered with"), WAIT)
         .await;
     assert_eq!(
@@ -193,24 +225,29 @@ async fn a_user_outside_the_inquirys_roles_cannot_answer() {
     let (_, id) = ask(&sim, &mut alice, "!gated deploy api").await;
     // carol's bot did not start the workflow and the inquiry names no route: not posted.
     carol
-        .expect_log("an inquiry from a workflow this bot did not start, without route", WAIT)
+        .expect_log(
+            "an inquiry from a workflow this bot did not start, without route",
+            WAIT,
+        )
         .await;
 
     carol.say(&format!("!approve {id}")).await;
     carol
         .expect(
-            &format!("carol: you may not answer inquiry {id}: only members of oncall may answer it"),
+            &format!(
+                "carol: you may not answer inquiry {id}: only members of oncall may answer it"
+            ),
             WAIT,
         )
         .await;
-    carol.say(&format!("!inquiry respond {id} approve=yes")).await;
+    carol
+        .say(&format!("!inquiry respond {id} approve=yes"))
+        .await;
     carol
         .expect(&format!("carol: you may not answer inquiry {id}"), WAIT)
         .await;
     assert!(answers_sent(&sim).is_empty(), "nothing reached StackStorm");
-    carol
-        .expect_log("decision=\"deny\"", WAIT)
-        .await;
+    carol.expect_log("decision=\"deny\"", WAIT).await;
 }
 
 #[tokio::test]
@@ -224,7 +261,9 @@ async fn an_expired_inquiry_says_so_and_its_workflow_fails() {
         .await;
     bot.say(&format!("!approve {id}")).await;
     bot.expect(
-        &format!("alice: inquiry {id} has expired (its time ran out): it can no longer be answered"),
+        &format!(
+            "alice: inquiry {id} has expired (its time ran out): it can no longer be answered"
+        ),
         WAIT,
     )
     .await;
@@ -265,7 +304,10 @@ async fn stackstorm_refuses_answers_from_users_not_listed_and_answers_off_schema
     assert_eq!(listed[0].ttl, 60);
     let mut answer = serde_json::Map::new();
     answer.insert("approve".into(), json!("yes"));
-    let e = client.respond_inquiry(&id, &answer, None).await.unwrap_err();
+    let e = client
+        .respond_inquiry(&id, &answer, None)
+        .await
+        .unwrap_err();
     assert_eq!(e.status(), Some(403));
     assert_eq!(
         e.user_message(),
@@ -292,10 +334,15 @@ async fn stackstorm_refuses_answers_from_users_not_listed_and_answers_off_schema
     );
     let spec = bot_config::load(&bot_config::SourceFile::new("t.yaml", spec_yaml)).expect("valid");
     let client = St2Client::new(&spec.stackstorm).unwrap();
-    let e = client.respond_inquiry(&id, &answer, None).await.unwrap_err();
+    let e = client
+        .respond_inquiry(&id, &answer, None)
+        .await
+        .unwrap_err();
     assert_eq!(e.status(), Some(400));
     assert_eq!(
         e.user_message(),
-        format!("Response for inquiry \"{id}\" did not pass schema validation. \"yes\" is not of type 'boolean'")
+        format!(
+            "Response for inquiry \"{id}\" did not pass schema validation. \"yes\" is not of type 'boolean'"
+        )
     );
 }

@@ -391,7 +391,7 @@ impl Dispatcher {
             }
             return Plan::Session(words.map(str::to_owned).collect());
         }
-        if inquiry::VERBS.contains(&first) {
+        if crate::inquiry::COMMAND_WORDS.contains(&first) {
             if let Err(text) = self.check_access(message, INQUIRY_COMMAND, command) {
                 return Plan::Reply(text);
             }

@@ -19,6 +19,9 @@ use serde_json::{Map, Value};
 
 use bot_config::spec::GroupSpec;
 
+/// The chat commands about inquiries (after the prefix), all checked as
+/// [`bot_config::acl::INQUIRY_COMMAND`].
+pub const COMMAND_WORDS: &[&str] = &["inquiry", "approve", "reject"];
 /// At most this many schema properties are read (a schema is StackStorm's answer: bounded).
 pub const MAX_FIELDS: usize = 32;
 /// At most this many characters of a description or enum value are shown.
@@ -204,8 +207,12 @@ pub fn describe_fields(fields: &[Field]) -> String {
     for f in fields {
         let mut what = f.kind.as_str().to_owned();
         if !f.choices.is_empty() {
-            let mut choices: Vec<String> =
-                f.choices.iter().take(MAX_CHOICES).map(value_shown).collect();
+            let mut choices: Vec<String> = f
+                .choices
+                .iter()
+                .take(MAX_CHOICES)
+                .map(value_shown)
+                .collect();
             if f.choices.len() > MAX_CHOICES {
                 choices.push("…".to_owned());
             }
@@ -412,9 +419,7 @@ pub fn parse_answer(schema: &Value, text: &str) -> Result<Map<String, Value>, An
     let mut answer = Map::new();
     for word in words {
         let Some((key, value)) = word.split_once('=') else {
-            return Err(AnswerError::NotKeyValue {
-                word: shown(&word),
-            });
+            return Err(AnswerError::NotKeyValue { word: shown(&word) });
         };
         let Some(field) = fields.iter().find(|f| f.name == key) else {
             return Err(AnswerError::UnknownField {
@@ -559,14 +564,22 @@ mod tests {
         i.roles.clear();
         let text = question(&i, None, "!");
         assert!(text.contains("(no time limit)"), "{text}");
-        assert!(text.contains("`!approve 5f0c0ffee0000000000000a1` or `!reject 5f0c0ffee0000000000000a1`"), "{text}");
+        assert!(
+            text.contains(
+                "`!approve 5f0c0ffee0000000000000a1` or `!reject 5f0c0ffee0000000000000a1`"
+            ),
+            "{text}"
+        );
         assert!(!text.contains("may answer"), "{text}");
     }
 
     #[test]
     fn answers_are_converted_to_the_schema_types() {
         let answer = parse_answer(&deploy().schema, "approve=yes env=prod replicas=3").unwrap();
-        assert_eq!(Value::Object(answer), json!({"approve": true, "env": "prod", "replicas": 3}));
+        assert_eq!(
+            Value::Object(answer),
+            json!({"approve": true, "env": "prod", "replicas": 3})
+        );
         let quoted = parse_answer(
             &json!({"properties": {"why": {"type": "string"}}}),
             "why=\"out of hours fix\"",
@@ -579,10 +592,19 @@ mod tests {
     fn a_wrong_answer_names_the_field() {
         let schema = deploy().schema;
         let err = |text| parse_answer(&schema, text).unwrap_err().to_string();
-        assert_eq!(err("approve=maybe"), "`approve` must be yes/no, not `maybe`");
-        assert_eq!(err("approve=yes env=dev"), "`env` must be one of prod, staging, not `dev`");
+        assert_eq!(
+            err("approve=maybe"),
+            "`approve` must be yes/no, not `maybe`"
+        );
+        assert_eq!(
+            err("approve=yes env=dev"),
+            "`env` must be one of prod, staging, not `dev`"
+        );
         assert_eq!(err("env=prod"), "`approve` is required");
-        assert_eq!(err("approve=yes replicas=two"), "`replicas` must be integer, not `two`");
+        assert_eq!(
+            err("approve=yes replicas=two"),
+            "`replicas` must be integer, not `two`"
+        );
         assert_eq!(
             err("aprove=yes"),
             "`aprove` is not a field of this inquiry (its fields: approve, env, replicas)"
@@ -605,14 +627,18 @@ mod tests {
         assert_eq!(may_answer(&i, "alice", "alice", &groups()), Ok(()));
         assert_eq!(may_answer(&i, "x", "ops-eve", &groups()), Ok(()));
         assert_eq!(
-            may_answer(&i, "carol", "carol", &groups()).unwrap_err().to_string(),
+            may_answer(&i, "carol", "carol", &groups())
+                .unwrap_err()
+                .to_string(),
             "only members of oncall may answer it"
         );
         i.roles.clear();
         i.users = vec!["alice.smith".into()];
         assert_eq!(may_answer(&i, "alice.smith", "alice", &groups()), Ok(()));
         assert_eq!(
-            may_answer(&i, "alice", "alice", &groups()).unwrap_err().to_string(),
+            may_answer(&i, "alice", "alice", &groups())
+                .unwrap_err()
+                .to_string(),
             "only alice.smith may answer it"
         );
     }
@@ -620,7 +646,10 @@ mod tests {
     #[test]
     fn only_well_formed_ids_are_taken_from_announcements() {
         let extra = json!({"st2bot": {"inquiry": "5f0c0ffee0000000000000a1"}});
-        assert_eq!(announced(Some(&extra)).as_deref(), Some("5f0c0ffee0000000000000a1"));
+        assert_eq!(
+            announced(Some(&extra)).as_deref(),
+            Some("5f0c0ffee0000000000000a1")
+        );
         let bad = json!({"st2bot": {"inquiry": "../executions"}});
         assert_eq!(announced(Some(&bad)), None);
         assert_eq!(announced(Some(&json!({"slack": {}}))), None);

@@ -320,7 +320,10 @@ fn type_matches(kind: &str, v: &Value) -> bool {
 /// inquiry schemas use: defaults filled in, required properties (draft 3's
 /// `"required": true` on a property and draft 4's list), `type`, `enum` and
 /// `additionalProperties: false`. Messages in `jsonschema`'s wording (values shown as JSON).
-fn validate(schema: &Value, mut response: Map<String, Value>) -> Result<Map<String, Value>, String> {
+fn validate(
+    schema: &Value,
+    mut response: Map<String, Value>,
+) -> Result<Map<String, Value>, String> {
     let empty = Map::new();
     let properties = schema["properties"].as_object().unwrap_or(&empty);
     for (name, property) in properties {
@@ -381,14 +384,23 @@ mod tests {
             "approve": {"type": "boolean", "required": true},
             "env": {"type": "string", "enum": ["prod", "staging"], "default": "staging"},
         }});
-        let ok = validate(&schema, json!({"approve": true}).as_object().cloned().unwrap());
+        let ok = validate(
+            &schema,
+            json!({"approve": true}).as_object().cloned().unwrap(),
+        );
         assert_eq!(ok.unwrap()["env"], "staging");
         let missing = validate(&schema, Map::new()).unwrap_err();
         assert_eq!(missing, "'approve' is a required property");
-        let wrong = validate(&schema, json!({"approve": "yes"}).as_object().cloned().unwrap());
+        let wrong = validate(
+            &schema,
+            json!({"approve": "yes"}).as_object().cloned().unwrap(),
+        );
         assert_eq!(wrong.unwrap_err(), "\"yes\" is not of type 'boolean'");
         let choice = json!({"approve": true, "env": "dev"});
         let wrong = validate(&schema, choice.as_object().cloned().unwrap());
-        assert_eq!(wrong.unwrap_err(), "\"dev\" is not one of [\"prod\", \"staging\"]");
+        assert_eq!(
+            wrong.unwrap_err(),
+            "\"dev\" is not one of [\"prod\", \"staging\"]"
+        );
     }
 }

@@ -13,8 +13,6 @@ use crate::backend::{Incoming, Outgoing, Target};
 use crate::inquiry::{self, Inquiry};
 use crate::stackstorm::St2Error;
 
-/// The command words this module answers.
-pub(super) const VERBS: &[&str] = &["inquiry", "approve", "reject"];
 /// How far up the workflow tree the bot looks for the execution it started.
 const MAX_ANCESTORS: usize = 8;
 
@@ -161,7 +159,10 @@ impl Dispatcher {
                 self.reply(message, text).await;
             }
             "show" => self.show_inquiry(message, id).await,
-            "respond" => self.answer_inquiry(message, id, Answer::Fields(answer)).await,
+            "respond" => {
+                self.answer_inquiry(message, id, Answer::Fields(answer))
+                    .await
+            }
             "approve" => self.answer_inquiry(message, id, Answer::YesNo(true)).await,
             "reject" => self.answer_inquiry(message, id, Answer::YesNo(false)).await,
             other => {
@@ -212,11 +213,7 @@ impl Dispatcher {
     /// Reads inquiry `id`, or replies why it cannot be.
     async fn read_inquiry(&self, message: &Incoming, id: &str) -> Option<Inquiry> {
         if !inquiry::is_valid_id(id) {
-            let text = format!(
-                "{}: `{}` is not an inquiry id",
-                message.user,
-                self.echo(id)
-            );
+            let text = format!("{}: `{}` is not an inquiry id", message.user, self.echo(id));
             self.reply(message, text).await;
             return None;
         }
@@ -306,7 +303,11 @@ impl Dispatcher {
             None => None,
         };
         let shown = Value::Object(response.clone()).to_string();
-        let text = match self.st2.respond_inquiry(id, &response, token.as_ref()).await {
+        let text = match self
+            .st2
+            .respond_inquiry(id, &response, token.as_ref())
+            .await
+        {
             Ok(()) => {
                 tracing::info!(inquiry = id, user = %message.user, st2_user, decision = "answered", response = %super::capped(&shown), "inquiry answered");
                 format!(
@@ -343,10 +344,14 @@ mod tests {
 
     #[test]
     fn time_left_counts_down_from_the_start_and_ttl_minutes() {
-        let started = humantime::format_rfc3339_micros(SystemTime::now() - Duration::from_secs(600))
-            .to_string();
+        let started =
+            humantime::format_rfc3339_micros(SystemTime::now() - Duration::from_secs(600))
+                .to_string();
         let left = time_left(Some(&started), 60).unwrap();
-        assert!(left <= Duration::from_secs(3000) && left > Duration::from_secs(2990), "{left:?}");
+        assert!(
+            left <= Duration::from_secs(3000) && left > Duration::from_secs(2990),
+            "{left:?}"
+        );
         assert_eq!(time_left(Some(&started), 5), Some(Duration::ZERO));
         assert_eq!(time_left(Some(&started), 0), None);
         assert_eq!(time_left(None, 60), None);
@@ -360,14 +365,25 @@ mod tests {
             request_id: None,
         };
         assert_eq!(
-            inquiry_state("a1", &api(400, "Inquiry \"a1\" timed out and cannot be responded to.")).unwrap(),
+            inquiry_state(
+                "a1",
+                &api(400, "Inquiry \"a1\" timed out and cannot be responded to.")
+            )
+            .unwrap(),
             "inquiry a1 has expired (its time ran out): it can no longer be answered"
         );
         assert_eq!(
-            inquiry_state("a1", &api(400, "Inquiry \"a1\" has already been responded to.")).unwrap(),
+            inquiry_state(
+                "a1",
+                &api(400, "Inquiry \"a1\" has already been responded to.")
+            )
+            .unwrap(),
             "inquiry a1 was already answered"
         );
-        assert_eq!(inquiry_state("a1", &api(404, "")).unwrap(), "there is no inquiry a1");
+        assert_eq!(
+            inquiry_state("a1", &api(404, "")).unwrap(),
+            "there is no inquiry a1"
+        );
         assert_eq!(inquiry_state("a1", &api(500, "boom")), None);
     }
 }
