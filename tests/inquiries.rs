@@ -346,3 +346,151 @@ async fn stackstorm_refuses_answers_from_users_not_listed_and_answers_off_schema
         )
     );
 }
+
+/// Issue 16, the audit trail: a session replayed through the dispatcher of a definition with
+/// `log.audit_file` (against the simulator); the trail has one JSON line per decision, in
+/// order: a denied command, an allowed one and its execution, an inquiry answer refused for
+/// the user, one refused for its value, and the answer sent. No credential appears in it.
+#[tokio::test]
+async fn the_audit_trail_records_a_session_line_by_line() {
+    use bot_runtime::aliases::AliasCache;
+    use bot_runtime::backend::{Capabilities, Incoming, Room};
+    use bot_runtime::dispatch::Dispatcher;
+    use bot_runtime::stackstorm::St2Client;
+    use std::sync::Arc;
+
+    let sim = Sim::start(config()).await.expect("simulator");
+    let dir = std::env::temp_dir().join(format!("st2bot-audit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("api-key");
+    std::fs::write(&key, "sim-api-key").unwrap();
+    let trail = dir.join("audit.jsonl");
+    let _ = std::fs::remove_file(&trail);
+    let yaml = format!(
+        "name: audited\nbackend: {{kind: text}}\nstackstorm:\n  url: {}\n  auth: {{api_key: \"file:{}\"}}\n\
+         access:\n  default: deny\n  rules:\n    - allow: {{ users: [\"@oncall\"] }}\n    - allow: {{ commands: [\"bot:inquiry\"] }}\n\
+         groups:\n  oncall: [alice, bob]\nlog:\n  audit_file: {}\n",
+        sim.url(),
+        key.display(),
+        trail.display()
+    );
+    bot_runtime::http::install_crypto_provider();
+    let spec: &'static bot_config::BotSpec = Box::leak(Box::new(
+        bot_config::load(&bot_config::SourceFile::new("audited.yaml", yaml)).expect("valid"),
+    ));
+    let client = St2Client::new(&spec.stackstorm).unwrap();
+    let (tx, mut replies) = tokio::sync::mpsc::channel(256);
+    let dispatcher = Arc::new(
+        Dispatcher::new(
+            spec,
+            client.clone(),
+            Capabilities {
+                max_message_len: 4000,
+                rich: false,
+                threads: false,
+                edit: false,
+            },
+            AliasCache::new(),
+            tx,
+        )
+        .expect("dispatcher"),
+    );
+    let say = |user: &str, text: &str| Incoming {
+        user_id: format!("U-{user}"),
+        user: user.to_owned(),
+        room: Some(Room {
+            id: "C-ops".into(),
+            name: "ops".into(),
+        }),
+        text: text.to_owned(),
+        mentioned: false,
+        thread: None,
+        message_id: Some(format!("m-{user}-{}", text.len())),
+    };
+
+    dispatcher
+        .clone()
+        .handle(say("carol", "!gated deploy web"))
+        .await;
+    dispatcher
+        .clone()
+        .handle(say("alice", "!gated deploy web"))
+        .await;
+    let workflow = sim.executions().last().expect("an execution").id.clone();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let id = loop {
+        if let Some(i) = client.inquiries().await.unwrap().first() {
+            break i.id.clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no inquiry");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    dispatcher
+        .clone()
+        .handle(say("carol", &format!("!approve {id}")))
+        .await;
+    dispatcher
+        .clone()
+        .handle(say("bob", &format!("!inquiry respond {id} approve=maybe")))
+        .await;
+    dispatcher
+        .clone()
+        .handle(say("bob", &format!("!approve {id}")))
+        .await;
+    let mut said = Vec::new();
+    while let Ok(out) = replies.try_recv() {
+        said.push(out.text);
+    }
+    assert!(
+        said.last()
+            .unwrap()
+            .contains("answered with {\"approve\":true}"),
+        "{said:#?}"
+    );
+
+    let text = std::fs::read_to_string(&trail).unwrap();
+    assert!(!text.contains("sim-api-key"), "a credential in the trail");
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    let brief: Vec<Value> = lines
+        .iter()
+        .map(|l| {
+            assert_eq!(l["bot"], "audited");
+            assert!(l["time"].as_str().is_some_and(|t| t.ends_with('Z')), "{l}");
+            let mut b = json!({"event": l["event"], "user": l["user"], "decision": l["decision"]});
+            for k in [
+                "command",
+                "execution",
+                "inquiry",
+                "response",
+                "reason",
+                "rule",
+            ] {
+                if !l[k].is_null() {
+                    b[k] = l[k].clone();
+                }
+            }
+            b
+        })
+        .collect();
+    let expected = vec![
+        json!({"event": "access", "user": "carol", "decision": "deny", "command": "ops.gated_deploy", "rule": "the default"}),
+        json!({"event": "access", "user": "alice", "decision": "allow", "command": "ops.gated_deploy", "rule": "rule 1 (line 9)"}),
+        json!({"event": "execution", "user": "alice", "decision": null, "command": "ops.gated_deploy", "execution": workflow}),
+        json!({"event": "access", "user": "carol", "decision": "allow", "command": "bot:inquiry", "rule": "rule 2 (line 10)"}),
+        json!({"event": "inquiry", "user": "carol", "decision": "deny", "inquiry": id, "reason": "only members of oncall may answer it"}),
+        json!({"event": "access", "user": "bob", "decision": "allow", "command": "bot:inquiry", "rule": "rule 1 (line 9)"}),
+        json!({"event": "inquiry", "user": "bob", "decision": "invalid", "inquiry": id, "reason": "`approve` must be yes/no, not `maybe`"}),
+        json!({"event": "access", "user": "bob", "decision": "allow", "command": "bot:inquiry", "rule": "rule 1 (line 9)"}),
+        json!({"event": "inquiry", "user": "bob", "decision": "answered", "inquiry": id, "response": {"approve": true}}),
+    ];
+    assert_eq!(brief.len(), expected.len(), "{text}");
+    for (i, (got, want)) in brief.iter().zip(&expected).enumerate() {
+        assert_eq!(got, want, "audit line {} of\n{text}", i + 1);
+    }
+    assert_eq!(lines[2]["room"], "ops");
+    assert_eq!(lines[8]["st2_user"], "bob");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

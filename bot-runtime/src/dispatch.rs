@@ -149,6 +149,8 @@ pub struct Dispatcher {
     results: Arc<Ledger>,
     /// Acks being edited in place, by execution id (see [`Dispatcher::execution_update`]).
     live_acks: std::sync::Mutex<std::collections::HashMap<String, LiveAck>>,
+    /// The audit trail, when the definition names one (`log.audit_file`/`audit_stdout`).
+    audit: Option<crate::audit::AuditTrail>,
 }
 
 /// An ack posted with [`Outgoing::remember_as`], edited as its execution progresses.
@@ -210,6 +212,9 @@ pub enum DispatchSetupError {
     /// A template does not compile.
     #[error(transparent)]
     Template(#[from] crate::template::TemplateError),
+    /// The audit trail file cannot be opened.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
 }
 
 impl Dispatcher {
@@ -239,7 +244,15 @@ impl Dispatcher {
                 spec.stackstorm.result_timeout,
             )),
             live_acks: std::sync::Mutex::new(std::collections::HashMap::new()),
+            audit: crate::audit::AuditTrail::open(&spec.name, &spec.log)?,
         })
+    }
+
+    /// Appends a line to the audit trail, when there is one.
+    fn audit(&self, event: &str, fields: Value) {
+        if let Some(trail) = &self.audit {
+            trail.record(event, fields);
+        }
     }
 
     /// Whether acks are edited in place (`chat.ack.live`, and the backend can edit): the
@@ -531,6 +544,14 @@ impl Dispatcher {
             rule = %verdict.describe(),
             "access decision"
         );
+        self.audit(
+            "access",
+            json!({
+                "user": message.user, "user_id": message.user_id, "room": room,
+                "command": reference, "text": capped(command),
+                "decision": verdict.decision.as_str(), "rule": verdict.describe(),
+            }),
+        );
         if verdict.allowed() {
             return Ok(());
         }
@@ -774,6 +795,14 @@ impl Dispatcher {
                         self.await_results(id, true);
                     }
                     tracing::info!(alias = %resolved.reference, execution = %r.execution.id, "execution started");
+                    self.audit(
+                        "execution",
+                        json!({
+                            "user": message.user, "user_id": message.user_id,
+                            "room": message.room.as_ref().map(|r| r.name.clone()),
+                            "command": resolved.reference, "execution": r.execution.id,
+                        }),
+                    );
                     if let Some((request, context)) = &context {
                         self.results.record(OwedExecution {
                             execution_id: r.execution.id.clone(),
@@ -805,6 +834,15 @@ impl Dispatcher {
             }
             Err(e) => {
                 crate::ops::metrics().command("failed");
+                self.audit(
+                    "execution_refused",
+                    json!({
+                        "user": message.user, "user_id": message.user_id,
+                        "room": message.room.as_ref().map(|r| r.name.clone()),
+                        "command": resolved.reference, "status": e.status(),
+                        "error": capped(&e.user_message()),
+                    }),
+                );
                 if e.is_unknown_alias() {
                     self.aliases
                         .refresh_stale(&self.st2, &resolved.reference)

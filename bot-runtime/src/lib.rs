@@ -9,6 +9,7 @@
 
 pub mod aliases;
 pub mod app;
+pub mod audit;
 mod auth_page;
 pub mod backend;
 pub mod check;

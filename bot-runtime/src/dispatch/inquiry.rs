@@ -252,10 +252,22 @@ impl Dispatcher {
             .as_ref()
             .and_then(|s| s.session_of(&message.user_id))
             .map_or_else(|| message.user.clone(), |s| s.st2_user);
+        let audit = |decision: &str, detail: Value| {
+            let mut fields = serde_json::json!({
+                "user": message.user, "user_id": message.user_id, "st2_user": st2_user,
+                "room": message.room.as_ref().map(|r| r.name.clone()), "inquiry": id,
+                "decision": decision,
+            });
+            if let (Value::Object(f), Value::Object(d)) = (&mut fields, detail) {
+                f.extend(d);
+            }
+            self.audit("inquiry", fields);
+        };
         if let Err(refusal) =
             inquiry::may_answer(&inquiry, &st2_user, &message.user, &self.spec.access.groups)
         {
             tracing::info!(inquiry = id, user = %message.user, st2_user, decision = "deny", reason = %refusal, "inquiry answer refused");
+            audit("deny", serde_json::json!({"reason": refusal.to_string()}));
             let text = format!(
                 "{}: you may not answer inquiry {id}: {refusal}",
                 message.user
@@ -267,6 +279,7 @@ impl Dispatcher {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::info!(inquiry = id, user = %message.user, decision = "invalid", reason = %e, "inquiry answer refused");
+                    audit("invalid", serde_json::json!({"reason": e.to_string()}));
                     let text = format!(
                         "{}: your answer to inquiry {id} was not sent: {e}",
                         message.user
@@ -302,7 +315,8 @@ impl Dispatcher {
             },
             None => None,
         };
-        let shown = Value::Object(response.clone()).to_string();
+        let masked = crate::audit::masked_answer(&inquiry.schema, &response);
+        let shown = masked.to_string();
         let text = match self
             .st2
             .respond_inquiry(id, &response, token.as_ref())
@@ -310,21 +324,28 @@ impl Dispatcher {
         {
             Ok(()) => {
                 tracing::info!(inquiry = id, user = %message.user, st2_user, decision = "answered", response = %super::capped(&shown), "inquiry answered");
+                audit("answered", serde_json::json!({"response": masked}));
                 format!(
                     "{}: inquiry {id} answered with {}; the workflow resumes.",
                     message.user,
                     self.echo(&shown)
                 )
             }
-            Err(e) => match inquiry_state(id, &e) {
-                Some(state) => format!("{}: {state}", message.user),
-                None if e.status() == Some(403) => format!(
-                    "{}: StackStorm refused your answer to inquiry {id}: {}",
-                    message.user,
-                    e.user_message()
-                ),
-                None => self.error_text(message, &format!("inquiry respond {id}"), &e),
-            },
+            Err(e) => {
+                audit(
+                    "refused_by_stackstorm",
+                    serde_json::json!({"status": e.status(), "error": super::capped(&e.user_message())}),
+                );
+                match inquiry_state(id, &e) {
+                    Some(state) => format!("{}: {state}", message.user),
+                    None if e.status() == Some(403) => format!(
+                        "{}: StackStorm refused your answer to inquiry {id}: {}",
+                        message.user,
+                        e.user_message()
+                    ),
+                    None => self.error_text(message, &format!("inquiry respond {id}"), &e),
+                }
+            }
         };
         self.reply(message, text).await;
     }
