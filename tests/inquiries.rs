@@ -7,6 +7,13 @@
 
 mod support;
 
+#[path = "fakes/backend_io.rs"]
+mod backend_io;
+#[path = "fakes/slack.rs"]
+mod slack_fake;
+#[path = "fakes/ws.rs"]
+mod ws;
+
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -493,4 +500,131 @@ async fn the_audit_trail_records_a_session_line_by_line() {
     assert_eq!(lines[2]["room"], "ops");
     assert_eq!(lines[8]["st2_user"], "bob");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Issue 16 acceptance on a web backend: the whole bot (`app::run`, what the executable
+/// runs) on the Slack fake (`tests/fakes/slack.rs`, Socket Mode in, Web API out) with the
+/// simulator: the question is posted in the channel of the command, a user outside the
+/// roles and an invalid answer are refused before StackStorm sees anything, and a member's
+/// answer resumes the workflow, whose result comes back to the channel.
+#[tokio::test]
+async fn on_slack_an_inquiry_is_answered_from_the_channel_and_the_workflow_resumes() {
+    use slack_fake::{ALICE, APP_TOKEN, BOB, BOT_TOKEN, OPS, SlackFake};
+    const DAVE: &str = "U0DAVE001";
+
+    let sim = Sim::start(config()).await.expect("simulator");
+    let fake = SlackFake::start().await;
+    fake.add_user(DAVE, "dave");
+    let dir = backend_io::TempDir::new("inquiry-slack");
+    let yaml = format!(
+        "name: slack-inquiries\nbackend:\n  kind: slack\n  app_token: \"file:{}\"\n  bot_token: \"file:{}\"\n  url: {}\n\
+         stackstorm:\n  url: {}\n  auth: {{api_key: \"file:{}\"}}\n\
+         access:\n  default: deny\n  rules:\n    - allow: {{ users: [\"@oncall\"] }}\n    - allow: {{ commands: [\"bot:inquiry\"] }}\n\
+         groups:\n  oncall: [alice, bob]\n",
+        dir.file("app_token", APP_TOKEN),
+        dir.file("bot_token", BOT_TOKEN),
+        fake.api_url(),
+        sim.url(),
+        dir.file("api_key", "sim-api-key"),
+    );
+    let spec: &'static bot_config::BotSpec = Box::leak(Box::new(
+        bot_config::load(&bot_config::SourceFile::new("slack-inquiries.yaml", yaml))
+            .expect("valid"),
+    ));
+    bot_runtime::http::install_crypto_provider();
+    let st2 = bot_runtime::stackstorm::St2Client::new(&spec.stackstorm).unwrap();
+    let bot = tokio::spawn(async move {
+        bot_runtime::app::run(spec, st2, &bot_runtime::cli::Options::default()).await
+    });
+    wait_for_stream(&sim, 1).await;
+    fake.wait_until("the bot's socket", WAIT, |f| f.open_sockets() >= 1)
+        .await;
+
+    let posted = |needle: &str| {
+        let needle = needle.to_owned();
+        move |f: &SlackFake| {
+            f.posts()
+                .iter()
+                .any(|p| p.text.as_deref().is_some_and(|t| t.contains(&needle)))
+        }
+    };
+    let text_of = |needle: &str| {
+        fake.posts()
+            .into_iter()
+            .find(|p| p.text.as_deref().is_some_and(|t| t.contains(needle)))
+            .expect("posted")
+    };
+
+    fake.user_says(ALICE, OPS, "!gated deploy web", None);
+    fake.wait_until("the question", WAIT, posted("❓ Inquiry "))
+        .await;
+    let question = text_of("❓ Inquiry ");
+    assert_eq!(question.channel, OPS);
+    let text = question.text.unwrap();
+    assert!(
+        text.contains("• approve (yes/no, required): Deploy to production?"),
+        "{text}"
+    );
+    let id = text
+        .split("Inquiry ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("an inquiry id")
+        .to_owned();
+    let workflow = sim.executions().last().expect("an execution").id.clone();
+
+    fake.user_says(DAVE, OPS, &format!("!approve {id}"), None);
+    fake.wait_until(
+        "dave's refusal",
+        WAIT,
+        posted(&format!(
+            "dave: you may not answer inquiry {id}: only members of oncall may answer it"
+        )),
+    )
+    .await;
+    fake.user_says(
+        BOB,
+        OPS,
+        &format!("!inquiry respond {id} approve=maybe"),
+        None,
+    );
+    fake.wait_until(
+        "the invalid answer refused",
+        WAIT,
+        posted(&format!(
+            "bob: your answer to inquiry {id} was not sent: `approve` must be yes/no, not `maybe`"
+        )),
+    )
+    .await;
+    assert!(answers_sent(&sim).is_empty(), "nothing reached StackStorm");
+
+    fake.user_says(BOB, OPS, &format!("!approve {id}"), None);
+    fake.wait_until(
+        "the answer",
+        WAIT,
+        posted(&format!("bob: inquiry {id} answered with")),
+    )
+    .await;
+    assert_eq!(
+        answers_sent(&sim),
+        vec![json!({"id": id, "response": {"approve": true}})]
+    );
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let result = loop {
+        let posts = fake.posts();
+        if let Some(p) = posts.iter().find(|p| {
+            serde_json::to_string(&p.body)
+                .unwrap()
+                .contains(&format!("Execution {workflow} succeeded"))
+        }) {
+            break p.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no result: {posts:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(result.channel, OPS);
+    bot.abort();
 }
