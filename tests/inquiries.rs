@@ -628,3 +628,44 @@ async fn on_slack_an_inquiry_is_answered_from_the_channel_and_the_workflow_resum
     assert_eq!(result.channel, OPS);
     bot.abort();
 }
+
+/// The README's first command: the demo in `--simulate` mode has a workflow that waits for
+/// a yes (StackStorm's default inquiry, `continue`), and `!approve ID` lets it finish.
+#[tokio::test]
+async fn the_simulated_demo_asks_and_goes_on_when_approved() {
+    let mut bot = BotProcess::start(
+        env!("CARGO_BIN_EXE_demo"),
+        &["--simulate", "--user", "dana"],
+        &[],
+    );
+    bot.say("!gated deploy web").await;
+    let ack = bot
+        .expect("dana: running `examples.gated_deploy`, execution ", WAIT)
+        .await;
+    let workflow = ack
+        .rsplit("execution ")
+        .next()
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("an execution id")
+        .to_owned();
+    let line = bot.expect("❓ Inquiry ", WAIT).await;
+    let id = line
+        .split("Inquiry ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("an inquiry id")
+        .to_owned();
+    bot.expect(
+        "• continue (yes/no, required): Would you like to continue the workflow?",
+        WAIT,
+    )
+    .await;
+    bot.say(&format!("!approve {id}")).await;
+    bot.expect(
+        &format!("dana: inquiry {id} answered with {{\"continue\":true}}; the workflow resumes."),
+        WAIT,
+    )
+    .await;
+    bot.expect(&format!("@dana: Execution {workflow} succeeded:"), WAIT)
+        .await;
+}
