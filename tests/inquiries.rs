@@ -280,6 +280,21 @@ async fn an_expired_inquiry_says_so_and_its_workflow_fails() {
     bot.say("!inquiry show 0123456789abcdef01234567").await;
     bot.expect("alice: there is no inquiry 0123456789abcdef01234567", WAIT)
         .await;
+    bot.say("!approve").await;
+    bot.expect(
+        "alice: say which inquiry: `!approve ID` (`!inquiry list` shows them)",
+        WAIT,
+    )
+    .await;
+    bot.say("!inquiry answer 42").await;
+    bot.expect(
+        "alice: `answer` is not an inquiry command; say `!inquiry list`, `!inquiry show ID`",
+        WAIT,
+    )
+    .await;
+    bot.say("!inquiry show ../../executions").await;
+    bot.expect("alice: `../../executions` is not an inquiry id", WAIT)
+        .await;
     assert!(answers_sent(&sim).is_empty());
 }
 

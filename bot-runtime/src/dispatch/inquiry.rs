@@ -317,6 +317,14 @@ impl Dispatcher {
         };
         let masked = crate::audit::masked_answer(&inquiry.schema, &response);
         let shown = masked.to_string();
+        // Fencing, as for executions: a leader whose lease ran out meanwhile does not answer.
+        if !self.leadership.is_leader() {
+            tracing::warn!(
+                inquiry = id,
+                "no longer the leader: the answer is not sent here"
+            );
+            return;
+        }
         let text = match self
             .st2
             .respond_inquiry(id, &response, token.as_ref())
