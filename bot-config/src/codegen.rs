@@ -207,7 +207,12 @@ emit_struct!(HaSpec {
     lease,
     instance_env
 });
-emit_struct!(LogSpec { format, level });
+emit_struct!(LogSpec {
+    format,
+    level,
+    audit_file,
+    audit_stdout
+});
 
 impl Emit for SecretRef {
     fn emit(&self) -> TokenStream {

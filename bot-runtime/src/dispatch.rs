@@ -12,7 +12,9 @@
 
 use std::sync::Arc;
 
-use bot_config::acl::{AccessControl, HELP_COMMAND, Request, SESSION_COMMAND, Verdict};
+use bot_config::acl::{
+    AccessControl, HELP_COMMAND, INQUIRY_COMMAND, Request, SESSION_COMMAND, Verdict,
+};
 use bot_config::{BotSpec, MatcherKind};
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, mpsc};
@@ -30,6 +32,8 @@ use crate::stackstorm::types::{
 };
 use crate::stackstorm::{St2Client, St2Error};
 use crate::template::Templates;
+
+mod inquiry;
 
 /// How many formats a "no match" reply suggests.
 const SUGGESTIONS: usize = 3;
@@ -111,6 +115,8 @@ pub enum Plan {
     Help(Vec<String>),
     /// The session command, with its arguments.
     Session(Vec<String>),
+    /// An inquiry command (`inquiry …`, `approve ID`, `reject ID`), as typed.
+    Inquiry(String),
     /// Ask StackStorm which alias this command is (then check access and execute).
     Match(String),
     /// Execute this command as this alias (access already allowed).
@@ -150,6 +156,8 @@ pub struct Dispatcher {
     /// [`Dispatcher::keep_ack_handles`] takes it.
     posted: PostedSink,
     posted_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<PostedMessage>>>,
+    /// The audit trail, when the definition names one (`log.audit_file`/`audit_stdout`).
+    audit: Option<crate::audit::AuditTrail>,
 }
 
 /// An ack posted with [`Outgoing::remember_as`], edited as its execution progresses.
@@ -211,6 +219,9 @@ pub enum DispatchSetupError {
     /// A template does not compile.
     #[error(transparent)]
     Template(#[from] crate::template::TemplateError),
+    /// The audit trail file cannot be opened.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
 }
 
 impl Dispatcher {
@@ -243,7 +254,15 @@ impl Dispatcher {
                 spec.stackstorm.result_timeout,
             )),
             live_acks: std::sync::Mutex::new(std::collections::HashMap::new()),
+            audit: crate::audit::AuditTrail::open(&spec.name, &spec.log)?,
         })
+    }
+
+    /// Appends a line to the audit trail, when there is one.
+    fn audit(&self, event: &str, fields: Value) {
+        if let Some(trail) = &self.audit {
+            trail.record(event, fields);
+        }
     }
 
     /// Whether acks are edited in place (`chat.ack.live`, and the backend can edit): the
@@ -455,6 +474,12 @@ impl Dispatcher {
             }
             return Plan::Session(words.map(str::to_owned).collect());
         }
+        if crate::inquiry::COMMAND_WORDS.contains(&first) {
+            if let Err(text) = self.check_access(message, INQUIRY_COMMAND, command) {
+                return Plan::Reply(text);
+            }
+            return Plan::Inquiry(command.to_owned());
+        }
         match self.spec.stackstorm.matcher {
             MatcherKind::StackStorm => Plan::Match(command.to_owned()),
             MatcherKind::Local => {
@@ -506,6 +531,7 @@ impl Dispatcher {
             Plan::Reply(_) => "replied",
             Plan::Help(_) => "help",
             Plan::Session(_) => "session",
+            Plan::Inquiry(_) => "inquiry",
             Plan::Match(_) | Plan::Execute(..) => "alias",
         });
         match plan {
@@ -544,6 +570,7 @@ impl Dispatcher {
                     self.reply(message, text).await;
                 }
             },
+            Plan::Inquiry(command) => self.inquiry_command(message, &command).await,
             Plan::Match(command) => match self.resolve_remotely(&command).await {
                 Ok(resolved) => match self.check_access(message, &resolved.reference, &command) {
                     Ok(()) => self.execute(message, &command, &resolved).await,
@@ -586,6 +613,14 @@ impl Dispatcher {
             decision = verdict.decision.as_str(),
             rule = %verdict.describe(),
             "access decision"
+        );
+        self.audit(
+            "access",
+            json!({
+                "user": message.user, "user_id": message.user_id, "room": room,
+                "command": reference, "text": capped(command),
+                "decision": verdict.decision.as_str(), "rule": verdict.describe(),
+            }),
         );
         if verdict.allowed() {
             return Ok(());
@@ -830,6 +865,14 @@ impl Dispatcher {
                         self.await_results(id, true);
                     }
                     tracing::info!(alias = %resolved.reference, execution = %r.execution.id, "execution started");
+                    self.audit(
+                        "execution",
+                        json!({
+                            "user": message.user, "user_id": message.user_id,
+                            "room": message.room.as_ref().map(|r| r.name.clone()),
+                            "command": resolved.reference, "execution": r.execution.id,
+                        }),
+                    );
                     self.record_owed(message, &source_channel, context.as_ref(), &r);
                     self.ack(message, command, resolved, &r).await;
                 }
@@ -847,6 +890,15 @@ impl Dispatcher {
             }
             Err(e) => {
                 crate::ops::metrics().command("failed");
+                self.audit(
+                    "execution_refused",
+                    json!({
+                        "user": message.user, "user_id": message.user_id,
+                        "room": message.room.as_ref().map(|r| r.name.clone()),
+                        "command": resolved.reference, "status": e.status(),
+                        "error": capped(&e.user_message()),
+                    }),
+                );
                 if e.is_unknown_alias() {
                     self.aliases
                         .refresh_stale(&self.st2, &resolved.reference)
@@ -1183,6 +1235,9 @@ impl Dispatcher {
         if !self.leadership.is_leader() {
             tracing::debug!("standby: the announcement is the leader's to post");
             return;
+        }
+        if let Some(id) = crate::inquiry::announced(a.extra.as_ref()) {
+            return self.ask_inquiry(&id, a.channel.as_deref()).await;
         }
         let settlement = self
             .results

@@ -9,6 +9,7 @@
 
 pub mod aliases;
 pub mod app;
+pub mod audit;
 mod auth_page;
 pub mod backend;
 pub mod check;
@@ -19,6 +20,7 @@ pub mod explain;
 pub mod ha;
 pub mod help_rights;
 pub mod http;
+pub mod inquiry;
 pub mod logging;
 pub mod ops;
 pub mod print_spec;

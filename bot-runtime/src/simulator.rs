@@ -15,10 +15,31 @@ pub(crate) fn start_boxed(
     Box::pin(start(spec))
 }
 
+/// The demo's workflow that asks before it goes on: `gated deploy {{app}}` runs
+/// `examples.gated_deploy`, which pauses on an inquiry with StackStorm's default question
+/// (`continue`, yes/no) that anyone may answer; the inquiry rule of docs/inquiries.md is
+/// installed on the bot's announcement route, so the bot asks in chat.
+fn add_gated_workflow(config: &mut st2_sim::SimConfig, announcement_route: &str) {
+    config.aliases.push(serde_json::json!({
+        "id": "5f5e0000000000000000a51a", "uid": "action:examples:gated_deploy",
+        "ref": "examples.gated_deploy", "name": "gated_deploy", "pack": "examples",
+        "description": "Deploy an application once someone approves it (a StackStorm inquiry)",
+        "enabled": true, "action_ref": "examples.gated_deploy",
+        "formats": ["gated deploy {{app}}"],
+        "ack": {"enabled": true, "append_url": true}, "result": {"enabled": true},
+    }));
+    config.workflows.push((
+        "examples.gated_deploy".into(),
+        serde_json::json!({"schema": st2_sim::default_inquiry_schema(), "ttl": 60}),
+    ));
+    config.inquiry_rules.push(announcement_route.to_owned());
+}
+
 /// Starts the simulator with its demo packs.
 pub async fn start(spec: &'static BotSpec) -> Result<crate::Simulated, String> {
     let mut config = st2_sim::SimConfig::demo();
     config.webui_url = None;
+    add_gated_workflow(&mut config, &spec.stackstorm.announcement_route);
     let key = config.api_keys[0].clone();
     let sim = st2_sim::Sim::start(config)
         .await

@@ -38,6 +38,12 @@ pub(crate) fn router(state: Shared) -> Router {
             post(crate::executions::create).get(crate::executions::list),
         )
         .route("/api/v1/executions/{id}", get(crate::executions::get_one))
+        .route("/api/v1/inquiries", get(crate::inquiries::list))
+        .route("/api/v1/inquiries/", get(crate::inquiries::list))
+        .route(
+            "/api/v1/inquiries/{id}",
+            get(crate::inquiries::get_one).put(crate::inquiries::respond),
+        )
         .route("/stream/v1/stream", get(crate::stream::stream))
         .fallback(not_found)
         .with_state(state)
@@ -542,6 +548,16 @@ fn complete_later(state: &Shared, route: Option<&str>, id: &str, input: &Executi
             "context": input.source_context,
         }),
     };
+    let asks = state
+        .config
+        .workflows
+        .iter()
+        .find(|(action, _)| {
+            state
+                .execution(id)
+                .is_some_and(|e| e.doc["action"]["ref"] == action.as_str())
+        })
+        .map(|(_, parameters)| parameters.clone());
     let state = state.clone();
     let delay = state.config.result_delay;
     tokio::spawn(async move {
@@ -549,6 +565,12 @@ fn complete_later(state: &Shared, route: Option<&str>, id: &str, input: &Executi
         state.update_execution(&finishing.id, |doc| doc["status"] = json!("running"));
         if held {
             state.hold(finishing);
+            return;
+        }
+        if let Some(parameters) = asks {
+            let id = finishing.id.clone();
+            state.pause(&id, finishing.announce_route, finishing.notify);
+            crate::inquiries::ask(&state, &id, &parameters);
             return;
         }
         tokio::time::sleep(delay - delay / 2).await;
@@ -588,6 +610,39 @@ fn finish(state: &State, execution: HeldExecution, elapsed: std::time::Duration)
     if let Some(route) = &execution.announce_route {
         post_result(state, route, &execution.id, execution.notify);
     }
+}
+
+/// Resumes workflow `id` paused on an inquiry: `running` at once, then after half the
+/// result delay `succeeded` (or `failed` when `succeeded` is false: the inquiry timed out)
+/// with `note` as its output, and its result announced as any other.
+pub(crate) fn resume(state: &Shared, id: &str, note: &str, succeeded: bool) {
+    state.update_execution(id, |doc| doc["status"] = json!("running"));
+    let Some((route, notify)) = state.unpause(id) else {
+        return;
+    };
+    let state = state.clone();
+    let id = id.to_owned();
+    let note = note.to_owned();
+    tokio::spawn(async move {
+        let delay = state.config.result_delay;
+        tokio::time::sleep(delay / 2).await;
+        let now = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
+        let status = if succeeded { "succeeded" } else { "failed" };
+        let mut output = state.execution(&id).map(|e| e.output).unwrap_or_default();
+        if !output.is_empty() {
+            output.push('\n');
+        }
+        output.push_str(&note);
+        state.set_output(&id, &output);
+        state.update_execution(&id, |doc| {
+            doc["status"] = json!(status);
+            doc["end_timestamp"] = json!(now);
+            doc["result"] = json!({"stdout": output, "stderr": "", "return_code": i32::from(!succeeded), "succeeded": succeeded, "failed": !succeeded});
+        });
+        if let Some(route) = route {
+            post_result(&state, &route, &id, notify);
+        }
+    });
 }
 
 /// `chatops.post_result` for execution `id`: formats it (`chatops.format_execution_result`:

@@ -20,11 +20,15 @@
 //! published ([`Sim::cut_stream`]) and hold executions running ([`Sim::hold_results`]) until
 //! they release them ([`Sim::release_results`]).
 //!
+//! Workflows listed in [`SimConfig::workflows`] pause on an inquiry once running and
+//! resume when it is answered through `/api/v1/inquiries` (see `inquiries.rs`).
+//!
 //! Read [`Sim`] first; [`SimConfig::demo`] has a few realistic packs.
 
 mod api;
 mod config;
 mod executions;
+mod inquiries;
 mod rules;
 mod state;
 mod stream;
@@ -33,6 +37,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use config::{SimConfig, demo_aliases};
+pub use inquiries::default_schema as default_inquiry_schema;
 pub use state::{RecordedExecution, RecordedRequest};
 
 use state::State;
@@ -118,6 +123,12 @@ impl Sim {
     /// returned.
     pub fn release_results(&self) {
         api::release(&self.state);
+    }
+
+    /// Expires every pending inquiry now (StackStorm's garbage collector, once an
+    /// inquiry's ttl has passed): it becomes `timeout` and its workflow fails. How many.
+    pub fn expire_inquiries(&self) -> usize {
+        inquiries::expire_all(&self.state)
     }
 
     /// An execution's document as `GET /api/v1/executions/<id>` serves it.

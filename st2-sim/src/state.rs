@@ -86,6 +86,9 @@ struct Inner {
     /// Executions held running ([`State::hold`]), for [`crate::Sim::release_results`].
     held: Vec<HeldExecution>,
     counter: u64,
+    /// Where a paused workflow's result goes once it resumes: (execution id, announcement
+    /// route if its notify rule exists, the notify target).
+    paused: Vec<(String, Option<String>, Value)>,
 }
 
 /// An execution held running: what finishing it needs.
@@ -141,6 +144,7 @@ impl State {
                 holding: false,
                 held: Vec::new(),
                 counter: 0,
+                paused: Vec::new(),
             }),
         }
     }
@@ -220,6 +224,13 @@ impl State {
             .iter()
             .find(|(i, _)| i == id)
             .map(|(_, e)| e.clone())
+    }
+
+    /// Replaces what a simulated execution prints.
+    pub(crate) fn set_output(&self, id: &str, output: &str) {
+        if let Some((_, e)) = self.lock().documents.iter_mut().find(|(i, _)| i == id) {
+            e.output = output.to_owned();
+        }
     }
 
     /// Every execution document, oldest first.
@@ -378,6 +389,19 @@ impl State {
     pub(crate) fn announce(&self, route: &str, payload: Value) {
         let data = json!({"payload": payload, "trace_context": null}).to_string();
         self.publish(&format!("st2.announcement__{route}"), data);
+    }
+
+    /// Remembers where a workflow paused on an inquiry announces its result.
+    pub(crate) fn pause(&self, id: &str, route: Option<String>, target: Value) {
+        self.lock().paused.push((id.to_owned(), route, target));
+    }
+
+    /// Takes back what [`State::pause`] kept for `id`.
+    pub(crate) fn unpause(&self, id: &str) -> Option<(Option<String>, Value)> {
+        let mut g = self.lock();
+        let i = g.paused.iter().position(|(p, _, _)| p == id)?;
+        let (_, route, target) = g.paused.remove(i);
+        Some((route, target))
     }
 
     pub(crate) fn record_execution(&self, e: RecordedExecution) {

@@ -84,6 +84,8 @@ static __ST2BOT_SPEC: ::st2bot::__private::BotSpec = ::st2bot::__private::BotSpe
     log: ::st2bot::__private::LogSpec {
         format: ::st2bot::__private::LogFormat::Text,
         level: ::std::borrow::Cow::Borrowed("info"),
+        audit_file: ::std::option::Option::None,
+        audit_stdout: false,
     },
 };
 const _: &[u8] = ::core::include_bytes!("tests/expand/irc.yaml");
