@@ -499,3 +499,100 @@ async fn leadership_over_tls_checks_the_database_certificate() {
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), ha.task).await;
 }
+
+/// Issue 18 item 3, the audit trail: under `ha:` every line the trail writes to its file
+/// also lands in PostgreSQL (`st2bot_audit`), the same JSON, with the instance that wrote
+/// it, so a pair's trail is one sequence whichever instance led.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_trail_is_also_kept_in_postgresql() {
+    use st2bot::runtime::aliases::AliasCache;
+    use st2bot::runtime::backend::{Capabilities, Incoming, Room};
+    use st2bot::runtime::dispatch::Dispatcher;
+    use st2bot::runtime::stackstorm::St2Client;
+    use std::sync::Arc;
+
+    let pg = Postgres::start();
+    let sim = Sim::start(SimConfig::demo()).await.expect("simulator");
+    let dir = TempDir::new("ha-audit");
+    let api_key = secret_file(&dir, "api-key", "sim-api-key");
+    let database_url = secret_file(&dir, "database-url", &pg.url());
+    let trail = dir.join("audit.jsonl");
+    let yaml = format!(
+        "name: audited-ha\nbackend: {{kind: text}}\nstackstorm:\n  url: {}\n  auth: {{api_key: \"file:{api_key}\"}}\n\
+         access:\n  default: allow\nlog:\n  audit_file: {}\n\
+         ha:\n  database_url: \"file:{database_url}\"\n  tls: disable\n  instance_env: ST2BOT_AUDIT_TEST_INSTANCE\n",
+        sim.url(),
+        trail.display()
+    );
+    st2bot::runtime::http::install_crypto_provider();
+    let spec: &'static st2bot::config::BotSpec = Box::leak(Box::new(
+        st2bot::config::load(&st2bot::config::SourceFile::new("audited-ha.yaml", yaml))
+            .expect("valid definition"),
+    ));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let ha = st2bot::runtime::ha::start(spec.ha.as_ref().expect("ha:"), &spec.name, stop.clone())
+        .await
+        .expect("high availability starts");
+    let (tx, _replies) = tokio::sync::mpsc::channel(256);
+    let dispatcher = Arc::new(
+        Dispatcher::new(
+            spec,
+            St2Client::new(&spec.stackstorm).expect("client"),
+            Capabilities {
+                max_message_len: 4000,
+                rich: false,
+                threads: false,
+                edit: false,
+            },
+            AliasCache::new(),
+            tx,
+        )
+        .expect("dispatcher")
+        .with_shared_audit(&ha),
+    );
+    dispatcher
+        .clone()
+        .handle(Incoming {
+            user_id: "U-alice".into(),
+            user: "alice".into(),
+            room: Some(Room {
+                id: "C-ops".into(),
+                name: "ops".into(),
+            }),
+            text: "!local date".into(),
+            mentioned: false,
+            thread: None,
+            message_id: Some("m-1".into()),
+        })
+        .await;
+
+    let from_file: Vec<Value> = std::fs::read_to_string(&trail)
+        .expect("the audit file")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert!(
+        from_file.iter().any(|l| l["event"] == "execution"),
+        "{from_file:#?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let from_database: Vec<Value> = loop {
+        let rows =
+            pg.psql("SELECT line::text FROM st2bot_audit WHERE bot = 'audited-ha' ORDER BY id");
+        let rows: Vec<Value> = rows
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("jsonb as text"))
+            .collect();
+        if rows.len() >= from_file.len() || Instant::now() > deadline {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(from_database, from_file);
+    let instances = pg.psql("SELECT DISTINCT instance FROM st2bot_audit");
+    assert!(
+        !instances.is_empty() && !instances.contains('\n'),
+        "{instances}"
+    );
+    stop.cancel();
+}

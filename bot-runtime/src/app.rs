@@ -122,7 +122,10 @@ pub async fn run_with(
         aliases.clone(),
         outgoing_tx.clone(),
     ) {
-        Ok(d) => d.with_leadership(leadership.clone()),
+        Ok(d) => match &ha {
+            Some(ha) => d.with_leadership(leadership.clone()).with_shared_audit(ha),
+            None => d.with_leadership(leadership.clone()),
+        },
         Err(e) => {
             tracing::error!(error = %e, "invalid bot definition");
             return ExitCode::FAILURE;

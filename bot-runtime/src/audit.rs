@@ -35,6 +35,8 @@ pub struct AuditTrail {
     bot: String,
     file: Option<(String, Mutex<std::fs::File>)>,
     stdout: bool,
+    /// Under `ha:`, the queue of the PostgreSQL copy ([`crate::ha::audit_store`]).
+    shared: Option<tokio::sync::mpsc::Sender<String>>,
 }
 
 impl std::fmt::Debug for AuditTrail {
@@ -73,7 +75,13 @@ impl AuditTrail {
             bot: bot.to_owned(),
             file,
             stdout: log.audit_stdout,
+            shared: None,
         }))
+    }
+
+    /// Also appends every line to the instances' shared trail in PostgreSQL (`ha:`).
+    pub(crate) fn share(&mut self, lines: tokio::sync::mpsc::Sender<String>) {
+        self.shared = Some(lines);
     }
 
     /// Appends one line: `time`, `bot`, `event` and `fields` (an object).
@@ -89,6 +97,15 @@ impl AuditTrail {
             line.extend(fields);
         }
         let mut text = Value::Object(line).to_string();
+        if let Some(shared) = &self.shared
+            && shared.try_send(text.clone()).is_err()
+        {
+            tracing::warn!(
+                event,
+                queued = crate::ha::audit_store::MAX_QUEUED,
+                "audit trail: the database copy is behind; this line is only in the file or on standard output"
+            );
+        }
         text.push('\n');
         if let Some((path, file)) = &self.file {
             let mut file = file.lock().unwrap_or_else(|e| e.into_inner());

@@ -390,6 +390,15 @@ impl Dispatcher {
         self
     }
 
+    /// Also writes the audit trail (when the definition names one) to the instances'
+    /// shared copy in PostgreSQL (`ha:`).
+    pub fn with_shared_audit(mut self, ha: &crate::ha::Ha) -> Self {
+        if let Some(audit) = &mut self.audit {
+            audit.share(crate::ha::audit_store::start(ha));
+        }
+        self
+    }
+
     /// How many executions this bot started whose result has not come back through the
     /// stream yet (results are matched by the message id in the execution's context). The
     /// text backend waits for it to reach 0 at end of input (`--linger`).

@@ -67,6 +67,20 @@ const MIGRATIONS: &[Migration] = &[
         );
     ",
     },
+    Migration {
+        version: 3,
+        name: "the audit trail shared by the instances",
+        sql: "
+        CREATE TABLE st2bot_audit (
+            id        bigserial PRIMARY KEY,
+            bot       text NOT NULL,
+            instance  text NOT NULL,
+            logged_at timestamptz NOT NULL DEFAULT now(),
+            line      jsonb NOT NULL
+        );
+        CREATE INDEX st2bot_audit_bot_logged_at ON st2bot_audit (bot, logged_at);
+    ",
+    },
 ];
 
 /// The latest schema version this executable knows.

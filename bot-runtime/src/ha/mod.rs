@@ -10,6 +10,7 @@
 //! standby that takes over posts them. The client is tokio-postgres (see `db.rs` for the schema and its
 //! migrations, `pg_tls.rs` for TLS through rustls).
 
+pub(crate) mod audit_store;
 mod db;
 mod lease;
 pub(crate) mod owed_store;
@@ -83,6 +84,8 @@ pub struct Ha {
     pub leadership: Leadership,
     pub(crate) db: Database,
     pub(crate) bot: String,
+    /// This instance's identity (`instance_env`, or host name and pid).
+    pub(crate) instance: String,
     /// The lease loop.
     pub task: tokio::task::JoinHandle<()>,
 }
@@ -117,7 +120,7 @@ pub async fn start(spec: &HaSpec, bot: &str, shutdown: CancellationToken) -> Res
         db.clone(),
         lease::LeaseSettings {
             bot: bot.to_owned(),
-            instance,
+            instance: instance.clone(),
             lease: spec.lease,
         },
         shutdown,
@@ -126,6 +129,7 @@ pub async fn start(spec: &HaSpec, bot: &str, shutdown: CancellationToken) -> Res
         leadership,
         db,
         bot: bot.to_owned(),
+        instance,
         task,
     })
 }
