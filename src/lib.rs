@@ -14,5 +14,6 @@ pub use bot_runtime as runtime;
 #[doc(hidden)]
 pub mod __private {
     pub use bot_config::spec::*;
-    pub use bot_runtime::{main, main_with_access_matrix};
+    pub use bot_runtime::backend::factory;
+    pub use bot_runtime::{Linked, SIMULATOR, main, main_with_access_matrix};
 }

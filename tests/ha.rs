@@ -9,6 +9,8 @@
 //! - kill -9 of the leader while a command is in flight: the standby takes over within the
 //!   lease + 2 s, posts the result the dead leader was waiting for, and knows the session
 //!   the user made through the dead leader;
+//! - the same with the result published while no instance leads: the new leader finds it
+//!   in the owed list in PostgreSQL and posts it once;
 //! - PostgreSQL stopped: the leader steps down within the lease, `/readyz` says why, and it
 //!   leads again when the database is back;
 //! - a leader frozen (SIGSTOP) past its lease and then resumed (SIGCONT) does not answer;
@@ -262,6 +264,97 @@ async fn a_killed_leader_is_replaced_within_the_lease_and_every_command_is_answe
     );
 }
 
+/// Waits until `psql` answers `sql` with `expected`.
+async fn wait_sql(pg: &Postgres, sql: &str, expected: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let got = pg.psql(sql);
+        if got == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{sql} gave {got:?}, not {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Issues 18 and 19: the results the leader owes are in PostgreSQL. The leader dies with an
+/// execution running; its result is published while no instance leads (the standby drops
+/// the announcement: it is not its to post, and StackStorm does not replay it); the new
+/// leader reads the owed list from the database on promotion, asks StackStorm to announce
+/// the result again, and posts it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_published_while_no_instance_leads_is_posted_once_by_the_new_leader() {
+    bot_runtime::http::install_crypto_provider();
+    let pg = Postgres::start();
+    let sim = Sim::start(SimConfig::demo()).await.unwrap();
+    let mut a = Instance::start("a", &sim, &pg);
+    a.wait_role("leader", WAIT).await;
+    let mut b = Instance::start("b", &sim, &pg);
+    b.wait_role("standby", WAIT).await;
+
+    sim.hold_results(true);
+    say(&mut [&mut a, &mut b], "!local date").await;
+    a.bot
+        .expect("alice: running `core.local`, execution", WAIT)
+        .await;
+    let id = sim.executions()[0].id.clone();
+    let status = format!(
+        "SELECT record->'state'->>'state' FROM st2bot_owed_results WHERE bot = 'demo-ha' AND execution_id = '{id}'"
+    );
+    wait_sql(&pg, &status, "awaiting").await;
+    let deadline = Instant::now() + WAIT;
+    while sim.execution_document(&id).unwrap()["status"] != "running" {
+        assert!(Instant::now() < deadline, "the execution never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    a.bot.signal("KILL");
+    let killed = Instant::now();
+    sim.release_results();
+    assert_eq!(sim.execution_document(&id).unwrap()["status"], "succeeded");
+    // Announced now, while the dead leader's lease still runs: nobody posts it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, body) = b.readyz().await.expect("/readyz answers");
+    assert_eq!(body["ha"]["role"], "standby", "{body}");
+    assert!(
+        killed.elapsed() < LEASE,
+        "the lease ran out before the check"
+    );
+    assert!(b.bot.printed(&format!("Execution {id}")).is_empty());
+
+    b.wait_role("leader", TAKEOVER_BOUND + Duration::from_secs(1))
+        .await;
+    b.bot
+        .expect(&format!("@alice: Execution {id} succeeded:"), WAIT)
+        .await;
+    b.bot.expect_log("recovered=1", WAIT).await;
+    wait_sql(&pg, &status, "delivered").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let posted = a.bot.printed(&format!("Execution {id} succeeded")).len()
+        + b.bot.printed(&format!("Execution {id} succeeded")).len();
+    assert_eq!(posted, 1, "the result is posted exactly once");
+    let asked = sim
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.method == "POST"
+                && r.path == "/api/v1/executions"
+                && r.body
+                    .as_ref()
+                    .is_some_and(|b| b["action"] == "chatops.post_result")
+        })
+        .count();
+    assert_eq!(asked, 1, "StackStorm was asked once to announce it again");
+    let metrics = b.metrics().await;
+    assert!(
+        metrics.contains("st2bot_results_recovered_total 1"),
+        "{metrics}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_without_its_database_steps_down_within_the_lease_and_leads_again() {
     bot_runtime::http::install_crypto_provider();
@@ -405,4 +498,101 @@ async fn leadership_over_tls_checks_the_database_certificate() {
     );
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), ha.task).await;
+}
+
+/// Issue 18 item 3, the audit trail: under `ha:` every line the trail writes to its file
+/// also lands in PostgreSQL (`st2bot_audit`), the same JSON, with the instance that wrote
+/// it, so a pair's trail is one sequence whichever instance led.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_trail_is_also_kept_in_postgresql() {
+    use st2bot::runtime::aliases::AliasCache;
+    use st2bot::runtime::backend::{Capabilities, Incoming, Room};
+    use st2bot::runtime::dispatch::Dispatcher;
+    use st2bot::runtime::stackstorm::St2Client;
+    use std::sync::Arc;
+
+    let pg = Postgres::start();
+    let sim = Sim::start(SimConfig::demo()).await.expect("simulator");
+    let dir = TempDir::new("ha-audit");
+    let api_key = secret_file(&dir, "api-key", "sim-api-key");
+    let database_url = secret_file(&dir, "database-url", &pg.url());
+    let trail = dir.join("audit.jsonl");
+    let yaml = format!(
+        "name: audited-ha\nbackend: {{kind: text}}\nstackstorm:\n  url: {}\n  auth: {{api_key: \"file:{api_key}\"}}\n\
+         access:\n  default: allow\nlog:\n  audit_file: {}\n\
+         ha:\n  database_url: \"file:{database_url}\"\n  tls: disable\n  instance_env: ST2BOT_AUDIT_TEST_INSTANCE\n",
+        sim.url(),
+        trail.display()
+    );
+    st2bot::runtime::http::install_crypto_provider();
+    let spec: &'static st2bot::config::BotSpec = Box::leak(Box::new(
+        st2bot::config::load(&st2bot::config::SourceFile::new("audited-ha.yaml", yaml))
+            .expect("valid definition"),
+    ));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let ha = st2bot::runtime::ha::start(spec.ha.as_ref().expect("ha:"), &spec.name, stop.clone())
+        .await
+        .expect("high availability starts");
+    let (tx, _replies) = tokio::sync::mpsc::channel(256);
+    let dispatcher = Arc::new(
+        Dispatcher::new(
+            spec,
+            St2Client::new(&spec.stackstorm).expect("client"),
+            Capabilities {
+                max_message_len: 4000,
+                rich: false,
+                threads: false,
+                edit: false,
+            },
+            AliasCache::new(),
+            tx,
+        )
+        .expect("dispatcher")
+        .with_shared_audit(&ha),
+    );
+    dispatcher
+        .clone()
+        .handle(Incoming {
+            user_id: "U-alice".into(),
+            user: "alice".into(),
+            room: Some(Room {
+                id: "C-ops".into(),
+                name: "ops".into(),
+            }),
+            text: "!local date".into(),
+            mentioned: false,
+            thread: None,
+            message_id: Some("m-1".into()),
+        })
+        .await;
+
+    let from_file: Vec<Value> = std::fs::read_to_string(&trail)
+        .expect("the audit file")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert!(
+        from_file.iter().any(|l| l["event"] == "execution"),
+        "{from_file:#?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let from_database: Vec<Value> = loop {
+        let rows =
+            pg.psql("SELECT line::text FROM st2bot_audit WHERE bot = 'audited-ha' ORDER BY id");
+        let rows: Vec<Value> = rows
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("jsonb as text"))
+            .collect();
+        if rows.len() >= from_file.len() || Instant::now() > deadline {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(from_database, from_file);
+    let instances = pg.psql("SELECT DISTINCT instance FROM st2bot_audit");
+    assert!(
+        !instances.is_empty() && !instances.contains('\n'),
+        "{instances}"
+    );
+    stop.cancel();
 }

@@ -199,24 +199,6 @@ async fn irc_nick_in_use_falls_back_to_underscore() {
     bot.stop().await.unwrap();
 }
 
-/// Registers `account` with NickServ from a throwaway connection.
-async fn register_account(port: u16, account: &str, password: &str) {
-    let mut owner = IrcClient::connect(port, account).await;
-    owner
-        .say(
-            "NickServ",
-            &format!("REGISTER {password} {account}@example.org"),
-        )
-        .await;
-    let answer = owner
-        .expect(WAIT, |l| {
-            l.command == "NOTICE" && l.nick() == "NickServ" && l.text().contains("registered")
-        })
-        .await;
-    assert!(!answer.text().contains("not"), "{}", answer.raw);
-    owner.send("QUIT").await;
-}
-
 /// The account a nick is logged in as, from `WHOIS` (numeric 330), if any.
 async fn whois_account(client: &mut IrcClient, nick: &str) -> Option<String> {
     client.send(&format!("WHOIS {nick}")).await;
@@ -235,7 +217,7 @@ async fn whois_account(client: &mut IrcClient, nick: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn irc_sasl_and_nickserv_logins_on_inspircd_with_atheme() {
     let server = InspircdAtheme::start();
-    register_account(server.port, "st2bot", "botpass").await;
+    IrcClient::register_account(server.port, "st2bot", "botpass").await;
     let secrets = TempDir::new("irc-secrets");
     let good = SecretRef::File(support::secret_file(&secrets, "good", "botpass").into());
     let bad = SecretRef::File(support::secret_file(&secrets, "bad", "wrongpass").into());
@@ -281,4 +263,112 @@ async fn irc_sasl_and_nickserv_logins_on_inspircd_with_atheme() {
     alice.say("#ops", "!help").await;
     assert_eq!(bot.next_incoming(WAIT).await.room, in_ops());
     bot.stop().await.unwrap();
+}
+
+/// End-to-end: the compiled `irc` bot (`bots/irc.yaml` as shipped: TLS, SASL as `st2bot`,
+/// `#ops` and `#deploys`, alice in `@oncall`) against InspIRCd with Atheme (behind a TLS
+/// front) and the StackStorm simulator. `--chat-server` points the executable at the
+/// loopback TLS port, `SSL_CERT_FILE` makes the test certificate trusted,
+/// `--stackstorm-url` points at the simulator.
+/// Alice asks `!help`, runs an alias command (ack, then the result from the stream), is
+/// refused `core.*` in `#deploys`, and sees an announcement in `#ops` and a whisper in
+/// private.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compiled_irc_bot_serves_alice_over_tls_with_sasl_and_stackstorm() {
+    use st2_sim::{Sim, SimConfig};
+    use support::bot::BotProcess;
+
+    let server = InspircdAtheme::start();
+    IrcClient::register_account(server.port, "st2bot", "botpass").await;
+    let sim = Sim::start(SimConfig::demo()).await.expect("simulator");
+    let mut alice = IrcClient::connect(server.port, "alice").await;
+    alice.join("#ops").await;
+    let front = support::TlsFront::start(server.port).await;
+    let chat_server = format!("127.0.0.1:{}", front.port);
+    let cert = front.cert.cert.to_string_lossy().into_owned();
+    let bot = BotProcess::start(
+        env!("CARGO_BIN_EXE_irc"),
+        &[
+            "--stackstorm-url",
+            &sim.url(),
+            "--chat-server",
+            &chat_server,
+        ],
+        &[
+            ("IRC_PASSWORD", "botpass"),
+            ("ST2_API_KEY", "sim-api-key"),
+            ("SSL_CERT_FILE", &cert),
+        ],
+    );
+    alice
+        .expect(WAIT, |l| l.command == "JOIN" && l.nick() == "st2bot")
+        .await;
+    // Logged in with SASL over TLS, as the definition says.
+    assert_eq!(
+        whois_account(&mut alice, "st2bot").await.as_deref(),
+        Some("st2bot"),
+        "{}",
+        server.log_tail()
+    );
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while sim.stream_clients() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no stream client");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // !help in #ops: the catalogue alice may run there, in the channel.
+    alice.say("#ops", "!help").await;
+    alice
+        .privmsg_containing(
+            "st2bot",
+            "#ops",
+            "Run a command on the StackStorm host",
+            WAIT,
+        )
+        .await;
+
+    // An alias command: the ack (the definition's template), then the result.
+    alice.say("#ops", "!local date").await;
+    let ack = alice
+        .privmsg_containing("st2bot", "#ops", "alice: running", WAIT)
+        .await;
+    let executions = sim.executions();
+    let execution = executions.last().expect("an execution");
+    assert_eq!(execution.alias, "core.local");
+    assert_eq!(execution.user, "alice");
+    assert_eq!(execution.source_channel, "#ops");
+    assert!(ack.text().contains(&execution.id), "{}", ack.raw);
+    alice
+        .privmsg_containing("st2bot", "#ops", &execution.id, WAIT)
+        .await;
+
+    // `core.*` is denied in #deploys: explained, and StackStorm never hears of it.
+    alice.join("#deploys").await;
+    alice.say("#deploys", "!local date").await;
+    alice
+        .privmsg_containing("st2bot", "#deploys", "not allowed", WAIT)
+        .await;
+    assert_eq!(sim.executions().len(), 1);
+
+    // Announcements: to #ops, and whispered to alice in private.
+    sim.announce(
+        "chatops",
+        serde_json::json!({ "message": "deploy finished", "channel": "#ops" }),
+    );
+    alice
+        .privmsg_containing("st2bot", "#ops", "deploy finished", WAIT)
+        .await;
+    sim.announce(
+        "chatops",
+        serde_json::json!({
+            "message": "psst: your token expires soon",
+            "channel": "#ops",
+            "user": "alice",
+            "whisper": true,
+        }),
+    );
+    alice
+        .privmsg_containing("st2bot", "alice", "psst: your token expires soon", WAIT)
+        .await;
+    drop(bot);
 }

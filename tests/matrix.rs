@@ -121,6 +121,8 @@ async fn bot_serves_rooms_and_direct_chats_on_a_real_synapse() {
         &st2bot::config::LogSpec {
             format: st2bot::config::LogFormat::Text,
             level: "off".into(),
+            audit_file: None,
+            audit_stdout: false,
         },
         None,
     );

@@ -147,6 +147,8 @@ async fn rich_output_carries_the_status_colour_and_extra() {
         status: Some(Status::Failed),
         remember_as: None,
         replaces: None,
+        handle: None,
+        report_posted: None,
     })
     .await;
     let given = json!([{"text": "Approve?", "actions": [{"name": "Yes", "integration": {"url": "http://127.0.0.1:1/a"}}]}]);
@@ -161,6 +163,8 @@ async fn rich_output_carries_the_status_colour_and_extra() {
         status: None,
         remember_as: None,
         replaces: None,
+        handle: None,
+        report_posted: None,
     })
     .await;
     let posts = fake.wait_posts(2, WAIT).await;

@@ -1,7 +1,8 @@
 //! Issue 19: results are not lost in a stream gap. The demo bot (Text backend) against the
 //! simulator, whose stream is cut while a result is published (StackStorm does not replay
 //! it): the result is recovered exactly once after the reconnect, after a bot restart (owed
-//! list in `--results-store`), a late duplicate announcement is dropped, and an execution
+//! list in `--results-store`), for `match_and_execute` executions (by execution id), a late
+//! duplicate announcement is dropped, and an execution
 //! that never finishes stops being awaited after `--result-timeout` with a log line. Also
 //! the simulator's side of it: execution documents by id and by filter, and execution
 //! updates on the stream.
@@ -136,6 +137,76 @@ async fn a_result_published_during_a_stream_gap_is_posted_once_after_the_reconne
     let port: u16 = port.parse().unwrap();
     let m = metrics(port).await;
     assert!(m.contains("st2bot_results_recovered_total 1"), "{m}");
+}
+
+/// Executions started by `match_and_execute` (a `match_multiple` format) carry no
+/// `source_context`: they are owed by execution id, recovered without a context, and
+/// told apart by the id their result names.
+#[tokio::test]
+async fn match_and_execute_results_missed_in_a_gap_are_recovered_by_execution_id() {
+    let sim = Sim::start(SimConfig::demo()).await.expect("simulator");
+    let mut bot = start_bot(&sim, &[]);
+    wait_for_stream(&sim, 1).await;
+    sim.cut_stream();
+    bot.expect_log("StackStorm stream disconnected", WAIT).await;
+    bot.say("!fixes ABC-1 and fixes ABC-2").await;
+    bot.expect("alice: running `jira.link_fixes`, execution", WAIT)
+        .await;
+    bot.expect("alice: running `jira.link_fixes`, execution", WAIT)
+        .await;
+    let executions = sim.executions();
+    assert_eq!(executions.len(), 2, "one execution per issue key");
+    assert!(executions.iter().all(|e| e.source_context.is_null()));
+    let ids: Vec<String> = executions.iter().map(|e| e.id.clone()).collect();
+    for id in &ids {
+        wait_finished(&sim, id).await;
+    }
+
+    sim.restore_stream();
+    // Both results, in whichever order the recovery posts them.
+    let mut unseen: Vec<String> = ids
+        .iter()
+        .map(|id| format!("@alice: Execution {id} succeeded:"))
+        .collect();
+    while !unseen.is_empty() {
+        let line = bot.expect("@alice: Execution ", WAIT).await;
+        unseen.retain(|want| !line.contains(want.as_str()));
+    }
+    bot.expect_log("recovered=2", WAIT).await;
+    let asked: Vec<Value> = sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path == "/api/v1/executions")
+        .filter_map(|r| r.body)
+        .collect();
+    assert_eq!(asked.len(), 2, "{asked:?}");
+    for body in &asked {
+        assert_eq!(body["action"], "chatops.post_result");
+        assert!(
+            body["parameters"].get("context").is_none(),
+            "no context to pass on: {body}"
+        );
+    }
+
+    // The original announcement, late: recognised by the execution id in its text.
+    sim.announce(
+        "chatops",
+        json!({
+            "message": format!("Execution {} succeeded:\n```\nlate\n```", ids[0]),
+            "channel": "ops",
+            "user": "alice",
+            "whisper": false,
+            "context": null,
+        }),
+    );
+    bot.expect_log("duplicate announcement dropped", WAIT).await;
+    // Another gap: nothing is owed any more, nothing is asked for again.
+    sim.drop_stream_clients();
+    wait_for_stream(&sim, 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for id in &ids {
+        assert_eq!(results_posted(&bot, id), 1);
+    }
 }
 
 #[tokio::test]

@@ -150,6 +150,8 @@ async fn rich_output_carries_the_status_colour_and_extra() {
         status: Some(Status::Failed),
         remember_as: None,
         replaces: None,
+        handle: None,
+        report_posted: None,
     })
     .await;
     let blocks =
@@ -162,6 +164,8 @@ async fn rich_output_carries_the_status_colour_and_extra() {
         status: Some(Status::Succeeded),
         remember_as: None,
         replaces: None,
+        handle: None,
+        report_posted: None,
     })
     .await;
     let posts = fake.wait_posts(2, WAIT).await;
@@ -207,6 +211,8 @@ async fn long_output_is_split_under_the_limit_in_order() {
         status: Some(Status::Succeeded),
         remember_as: None,
         replaces: None,
+        handle: None,
+        report_posted: None,
         ..Outgoing::text(
             Target::Room {
                 id: OPS.into(),
@@ -658,5 +664,114 @@ access:
     })
     .await;
     assert_eq!(sim.executions().len(), 2);
+    assert!(fake.rejections().is_empty(), "{:?}", fake.rejections());
+}
+
+/// Issue 19 item 1: the live ack's message is kept with the owed record
+/// (`stackstorm.results_store`), so a bot restarted between the ack and the result still
+/// edits the ack it posted before the restart.
+#[tokio::test]
+async fn a_live_ack_posted_before_a_restart_is_edited_after_it() {
+    let sim = st2_sim::Sim::start(st2_sim::SimConfig::demo())
+        .await
+        .expect("simulator");
+    let fake = SlackFake::start().await;
+    let dir = TempDir::new("slack-restart");
+    let store = dir.0.join("owed.redb");
+    let yaml = format!(
+        r##"name: slack-restart
+backend:
+  kind: slack
+  app_token: "file:{app}"
+  bot_token: "file:{bot}"
+  url: {api}
+stackstorm:
+  url: {st2}
+  auth:
+    api_key: "file:{key}"
+  matcher: local
+  results_store: {store}
+chat:
+  prefix: "!"
+access:
+  default: allow
+"##,
+        app = dir.file("app", APP_TOKEN),
+        bot = dir.file("bot", BOT_TOKEN),
+        key = dir.file("st2", "sim-api-key"),
+        api = fake.api_url(),
+        st2 = sim.url(),
+        store = store.display(),
+    );
+    let connected = async |sim: &st2_sim::Sim| {
+        fake.wait_until("the bot's socket", WAIT, |f| f.open_sockets() == 1)
+            .await;
+        let deadline = Instant::now() + WAIT;
+        while sim.stream_clients() == 0 {
+            assert!(Instant::now() < deadline, "never connected to the stream");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let first = backend_io::run_whole_bot_until(&yaml, stop.clone());
+    connected(&sim).await;
+    sim.hold_results(true);
+    fake.user_says(ALICE, OPS, "!local date", None);
+    fake.wait_until("the ack, edited to running", WAIT, |f| {
+        f.posts().iter().any(|p| {
+            p.text
+                .as_deref()
+                .is_some_and(|t| t.contains("running `core.local`"))
+                && p.edits.iter().any(|e| e.contains("⏳ running"))
+        })
+    })
+    .await;
+    let id = sim.executions()[0].id.clone();
+
+    stop.cancel();
+    tokio::time::timeout(WAIT, first)
+        .await
+        .expect("the bot stopped")
+        .expect("no panic");
+    fake.wait_until("the socket closed", WAIT, |f| f.open_sockets() == 0)
+        .await;
+    let _second = backend_io::run_whole_bot(&yaml);
+    connected(&sim).await;
+    sim.release_results();
+
+    fake.wait_until("the ack edited after the restart", WAIT, |f| {
+        f.posts()
+            .iter()
+            .any(|p| p.edits.iter().any(|e| e.contains("✅ succeeded in")))
+    })
+    .await;
+    let posts = fake.posts();
+    let acks: Vec<_> = posts
+        .iter()
+        .filter(|p| {
+            p.text
+                .as_deref()
+                .is_some_and(|t| t.contains("running `core.local`"))
+        })
+        .collect();
+    assert_eq!(acks.len(), 1, "one ack, edited in place: {posts:#?}");
+    assert!(
+        acks[0].edits.last().unwrap().contains("✅ succeeded in"),
+        "{:?}",
+        acks[0].edits
+    );
+    // And the result follows, once.
+    fake.wait_until("the result", WAIT, |f| {
+        f.posts().iter().any(|p| {
+            p.attachments
+                .iter()
+                .flat_map(|a| a.as_array().into_iter().flatten())
+                .any(|a| a["text"].as_str().is_some_and(|t| t.contains(&id)))
+                || p.text
+                    .as_deref()
+                    .is_some_and(|t| t.contains(&format!("Execution {id}")))
+        })
+    })
+    .await;
     assert!(fake.rejections().is_empty(), "{:?}", fake.rejections());
 }

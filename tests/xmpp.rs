@@ -231,3 +231,144 @@ async fn xmpp_room_nick_conflict_and_refused_password() {
     );
     assert!(matches!(bot.state(), ConnState::Failed(_)));
 }
+
+/// End-to-end: the compiled `xmpp` bot (`bots/xmpp.yaml` as shipped: JID
+/// `st2bot@chat.example.org`, rooms on `conference.chat.example.org`, alice in `@ops`, the
+/// `errbot` routes) against a Prosody serving `chat.example.org` and the StackStorm
+/// simulator. `--chat-server` points the executable at the loopback port, `SSL_CERT_FILE`
+/// makes the test certificate trusted, `--stackstorm-url` points at the simulator. Alice
+/// asks `!help` in the room and privately, runs an alias command (ack, then the result from
+/// the stream), is refused `core.remote`, and sees an announcement in the room and a
+/// whisper in private; then Prosody restarts and the bot still answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compiled_xmpp_bot_serves_alice_in_rooms_and_privately_with_stackstorm() {
+    use st2_sim::{Sim, SimConfig};
+    use support::bot::BotProcess;
+
+    const OPS: &str = "ops@conference.chat.example.org";
+    const BOT_IN_OPS: &str = "ops@conference.chat.example.org/st2bot";
+    const BOT: &str = "st2bot@chat.example.org";
+
+    let mut server = Prosody::start_named("chat.example.org");
+    server.register("st2bot", "botpass");
+    server.register("alice", "alicepass");
+    let sim = Sim::start(SimConfig::demo()).await.expect("simulator");
+    let mut alice = XmppClient::connect(
+        server.port,
+        "alice@chat.example.org",
+        "alicepass",
+        &server.cert.cert,
+    )
+    .await;
+    alice.join(OPS, "alice").await;
+    let chat_server = format!("127.0.0.1:{}", server.port);
+    let cert = server.cert.cert.to_string_lossy().into_owned();
+    let bot = BotProcess::start(
+        env!("CARGO_BIN_EXE_xmpp"),
+        &[
+            "--stackstorm-url",
+            &sim.url(),
+            "--chat-server",
+            &chat_server,
+        ],
+        &[
+            ("XMPP_PASSWORD", "botpass"),
+            ("ST2_API_KEY", "sim-api-key"),
+            ("SSL_CERT_FILE", &cert),
+        ],
+    );
+    // The bot's presence in the room.
+    alice
+        .expect(WAIT, |stanza| {
+            matches!(stanza, tokio_xmpp::Stanza::Presence(p)
+                if p.from.as_ref().is_some_and(|f| f.to_string() == BOT_IN_OPS))
+        })
+        .await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while sim.stream_clients() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no stream client");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // !help in the room, and privately.
+    alice.say_in_room(OPS, "!help").await;
+    alice
+        .expect_message_containing(MessageType::Groupchat, BOT_IN_OPS, "!pack get", WAIT)
+        .await;
+    alice.say_to(BOT, "!help").await;
+    alice
+        .expect_message_containing(MessageType::Chat, BOT, "!pack get", WAIT)
+        .await;
+
+    // An alias command in the room: the ack, then the result announced on the stream.
+    alice.say_in_room(OPS, "!pack get linux").await;
+    let executions = {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let executions = sim.executions();
+            if !executions.is_empty() {
+                break executions;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no execution");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let execution = executions.last().expect("an execution");
+    assert_eq!(execution.alias, "packs.pack_get");
+    assert_eq!(execution.user, "alice@chat.example.org");
+    assert_eq!(execution.source_channel, OPS);
+    alice
+        .expect_message_containing(MessageType::Groupchat, BOT_IN_OPS, &execution.id, WAIT)
+        .await;
+
+    // `core.remote` is denied everywhere: explained, StackStorm never hears of it.
+    alice.say_in_room(OPS, "!run uptime on web1").await;
+    alice
+        .expect_message_containing(MessageType::Groupchat, BOT_IN_OPS, "not allowed", WAIT)
+        .await;
+    assert_eq!(sim.executions().len(), 1);
+
+    // Announcements on the definition's `errbot` route: to the room, and whispered.
+    sim.announce(
+        "errbot",
+        serde_json::json!({ "message": "deploy finished", "channel": OPS }),
+    );
+    alice
+        .expect_message(MessageType::Groupchat, BOT_IN_OPS, "deploy finished", WAIT)
+        .await;
+    sim.announce(
+        "errbot",
+        serde_json::json!({
+            "message": "psst: your token expires soon",
+            "channel": OPS,
+            "user": "alice@chat.example.org",
+            "whisper": true,
+        }),
+    );
+    alice
+        .expect_message(
+            MessageType::Chat,
+            BOT,
+            "psst: your token expires soon",
+            WAIT,
+        )
+        .await;
+
+    // Prosody restarts: the bot reconnects and rejoins by itself and still answers.
+    alice.close().await;
+    server.restart();
+    bot.expect_log("XMPP connection lost", WAIT).await;
+    bot.expect_log_count("joined room", 4, WAIT).await;
+    let mut alice = XmppClient::connect(
+        server.port,
+        "alice@chat.example.org",
+        "alicepass",
+        &server.cert.cert,
+    )
+    .await;
+    alice.say_to(BOT, "!help").await;
+    alice
+        .expect_message_containing(MessageType::Chat, BOT, "!pack get", WAIT)
+        .await;
+    drop(bot);
+}

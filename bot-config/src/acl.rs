@@ -40,8 +40,16 @@ pub const SESSION_COMMAND: &str = "bot:session";
 /// The command name access rules use for `help --all` (every alias, even those the
 /// caller may not run).
 pub const HELP_ALL_COMMAND: &str = "bot:help-all";
+/// The command name access rules use for the inquiry commands (`inquiry …`, `approve`,
+/// `reject`); who may answer a given inquiry is further limited by its `users` and `roles`.
+pub const INQUIRY_COMMAND: &str = "bot:inquiry";
 /// The bot's own command names, for checks and did-you-mean.
-pub const BOT_COMMANDS: &[&str] = &[HELP_COMMAND, HELP_ALL_COMMAND, SESSION_COMMAND];
+pub const BOT_COMMANDS: &[&str] = &[
+    HELP_COMMAND,
+    HELP_ALL_COMMAND,
+    SESSION_COMMAND,
+    INQUIRY_COMMAND,
+];
 
 /// Why a pattern is not a valid glob.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -215,7 +215,12 @@ emit_struct!(HaSpec {
     lease,
     instance_env
 });
-emit_struct!(LogSpec { format, level });
+emit_struct!(LogSpec {
+    format,
+    level,
+    audit_file,
+    audit_stdout
+});
 
 impl Emit for SecretRef {
     fn emit(&self) -> TokenStream {
@@ -374,17 +379,30 @@ pub fn expand_with_access_matrix(
     let value = spec.emit();
     let doc = format!("The `{}` bot, compiled from `{}`.", spec.name, spec.source);
     let tracked = Literal::string(tracked_file);
+    // Only the definition's backend (and, for terminal bots, the simulator) is named, so
+    // the linker leaves the others out of the executable.
+    let backend = proc_macro2::Ident::new(spec.backend.kind(), proc_macro2::Span::call_site());
+    let simulator = match spec.backend {
+        BackendSpec::Text(_) => quote!(#rt::SIMULATOR),
+        _ => quote!(::core::option::Option::None),
+    };
+    let linked = quote! {
+        #rt::Linked {
+            backend: #rt::factory::#backend,
+            simulator: #simulator,
+        }
+    };
     let main = match access_matrix {
         None => quote! {
             fn main() -> ::std::process::ExitCode {
-                #rt::main(&__ST2BOT_SPEC)
+                #rt::main(&__ST2BOT_SPEC, #linked)
             }
         },
         Some(matrix) => {
             let matrix = Literal::string(matrix);
             quote! {
                 fn main() -> ::std::process::ExitCode {
-                    #rt::main_with_access_matrix(&__ST2BOT_SPEC, #matrix)
+                    #rt::main_with_access_matrix(&__ST2BOT_SPEC, #linked, #matrix)
                 }
             }
         }

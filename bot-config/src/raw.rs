@@ -551,4 +551,13 @@ pub struct Log {
     #[serde(default)]
     #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
     pub level: Option<Spanned<String>>,
+    /// Audit trail file: one JSON line per access decision, execution started and inquiry
+    /// answer, appended (rotation is the platform's: logrotate `copytruncate`).
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
+    pub audit_file: Option<Spanned<String>>,
+    /// Also write the audit trail to standard output (for journald and containers).
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<bool>"))]
+    pub audit_stdout: Option<Spanned<bool>>,
 }

@@ -551,4 +551,8 @@ pub struct LogSpec {
     pub format: LogFormat,
     /// Default filter directive.
     pub level: Str,
+    /// Audit trail file (JSON lines, appended), when configured.
+    pub audit_file: Option<Str>,
+    /// Whether the audit trail also goes to standard output.
+    pub audit_stdout: bool,
 }

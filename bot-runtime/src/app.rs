@@ -33,8 +33,32 @@ const DRAIN: Duration = Duration::from_secs(10);
 /// (`--linger` overrides), so `printf '!local date\n' | demo --simulate` prints the result.
 const DEFAULT_LINGER: Duration = Duration::from_secs(30);
 
-/// Runs the bot until its input ends (text backend) or SIGINT/SIGTERM.
+/// Runs the bot until its input ends (text backend) or SIGINT/SIGTERM, with any backend
+/// (tests; executables use [`run_with`] and their one backend).
 pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> ExitCode {
+    run_with(spec, st2, options, backend::build, CancellationToken::new()).await
+}
+
+/// [`run`], also stopping as on SIGTERM when `stop` is cancelled (the bot inside another
+/// program: tests).
+pub async fn run_until(
+    spec: &'static BotSpec,
+    st2: St2Client,
+    options: &Options,
+    stop: CancellationToken,
+) -> ExitCode {
+    run_with(spec, st2, options, backend::build, stop).await
+}
+
+/// [`run_until`] with the chat backend built by `backend_factory` (executables: their one
+/// backend, [`backend::factory`]).
+pub async fn run_with(
+    spec: &'static BotSpec,
+    st2: St2Client,
+    options: &Options,
+    backend_factory: backend::Factory,
+    stop: CancellationToken,
+) -> ExitCode {
     let backend_options = BackendOptions {
         user: options.user.clone(),
         room: options.room.clone(),
@@ -45,7 +69,7 @@ pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> E
         .then(|| format!("{}{}", spec.chat.prefix, spec.chat.help_command)),
         msteams_unsigned_inbound: options.msteams_unsigned_inbound.clone(),
     };
-    let backend = match backend::build(&spec.backend, &backend_options) {
+    let backend = match backend_factory(&spec.backend, &backend_options) {
         Ok(b) => b,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the chat backend");
@@ -99,7 +123,10 @@ pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> E
         aliases.clone(),
         outgoing_tx.clone(),
     ) {
-        Ok(d) => d.with_leadership(leadership.clone()),
+        Ok(d) => match &ha {
+            Some(ha) => d.with_leadership(leadership.clone()).with_shared_audit(ha),
+            None => d.with_leadership(leadership.clone()),
+        },
         Err(e) => {
             tracing::error!(error = %e, "invalid bot definition");
             return ExitCode::FAILURE;
@@ -159,34 +186,42 @@ pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> E
             dispatcher.with_sessions(sessions)
         }
     };
-    // Owed results: in the session store's file, else in `results_store`, else in memory.
+    // Owed results: shared in PostgreSQL under `ha:`, else in the session store's file,
+    // else in `results_store`, else in memory.
     let owed_store: Box<dyn crate::results::OwedStore> = match (
+        &ha,
         session_store,
         options
             .results_store
             .as_deref()
             .or(spec.stackstorm.results_store.as_deref()),
     ) {
-        (Some(table), _) => Box::new(table),
-        (None, Some(path)) => match crate::session::RedbOwedStore::open(std::path::Path::new(path))
-        {
-            Ok(store) => Box::new(store),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot open the results store");
-                eprintln!("{}: {e}", spec.name);
-                return ExitCode::FAILURE;
+        (Some(ha), _, _) => Box::new(crate::ha::owed_store::PgOwedStore::new(ha)),
+        (None, Some(table), _) => Box::new(table),
+        (None, None, Some(path)) => {
+            match crate::session::RedbOwedStore::open(std::path::Path::new(path)) {
+                Ok(store) => Box::new(store),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot open the results store");
+                    eprintln!("{}: {e}", spec.name);
+                    return ExitCode::FAILURE;
+                }
             }
-        },
-        (None, None) => Box::new(crate::results::MemoryOwedStore),
+        }
+        (None, None, None) => Box::new(crate::results::MemoryOwedStore),
     };
-    let ledger = Arc::new(crate::results::Ledger::open(
-        &spec.name,
-        owed_store,
-        options
-            .result_timeout
-            .unwrap_or(spec.stackstorm.result_timeout),
-    ));
+    let ledger = Arc::new(
+        crate::results::Ledger::open(
+            &spec.name,
+            owed_store,
+            options
+                .result_timeout
+                .unwrap_or(spec.stackstorm.result_timeout),
+        )
+        .await,
+    );
     let dispatcher = Arc::new(dispatcher.with_results(ledger.clone()));
+    let ack_handles = dispatcher.keep_ack_handles().map(tokio::spawn);
     let backend_io = BackendIo {
         incoming: incoming_tx,
         outgoing: outgoing_rx,
@@ -196,7 +231,7 @@ pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> E
     let backend_task = if ha.is_some() && !backend::standby_connects(&spec.backend) {
         tokio::spawn(connect_while_leading(
             backend,
-            move || backend::build(&spec.backend, &backend_options),
+            move || backend_factory(&spec.backend, &backend_options),
             spec.backend.kind(),
             backend_io,
             leadership.clone(),
@@ -204,23 +239,32 @@ pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> E
     } else {
         tokio::spawn(backend.run(backend_io))
     };
-    // A new leader reads the sessions again: the previous one may have changed them.
-    let promotions = match (leadership.status(), session_manager) {
-        (Some(mut status), Some(sessions)) => Some(tokio::spawn(async move {
+    // A new leader reads the shared state again (the previous leader changed it), then
+    // asks StackStorm about the results the previous leader still owed: those that
+    // finished while no instance led were announced to no one.
+    let promotions = leadership.status().map(|mut status| {
+        let (ledger, st2) = (ledger.clone(), st2.clone());
+        let route = spec.stackstorm.announcement_route.to_string();
+        tokio::spawn(async move {
             loop {
                 if !wait_for_role(&mut status, Role::Leader).await {
                     return;
                 }
-                if let Err(e) = sessions.reload().await {
+                if let Some(sessions) = &session_manager
+                    && let Err(e) = sessions.reload().await
+                {
                     tracing::error!(error = %e, "cannot reload the sessions on promotion");
+                }
+                if let Some(owed) = ledger.reload().await {
+                    tracing::info!(owed, "leading: results owed by the previous leader loaded");
+                    crate::results::recover(&ledger, &st2, &route).await;
                 }
                 if !wait_for_role(&mut status, Role::Standby).await {
                     return;
                 }
             }
-        })),
-        _ => None,
-    };
+        })
+    });
 
     // Stream: announcements and alias changes.
     let (events_tx, mut events_rx) = mpsc::channel(256);
@@ -240,6 +284,7 @@ pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> E
         let refresh_every = spec.stackstorm.alias_refresh;
         let route = spec.stackstorm.announcement_route.to_string();
         let ledger = ledger.clone();
+        let leadership = leadership.clone();
         tokio::spawn(async move {
             // Owed results past `result_timeout` are dropped this often (and at each pass).
             let mut expiry = tokio::time::interval(EXPIRY_CHECK);
@@ -264,12 +309,16 @@ pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> E
                         Some(StreamEvent::Connected) => {
                             // A gap (or the start) closes: results published meanwhile
                             // were not replayed. Passes run one at a time, in the
-                            // background, so announcements keep flowing meanwhile.
-                            let pass = (ledger.clone(), st2.clone(), route.clone());
-                            tokio::spawn(async move {
-                                let (ledger, st2, route) = pass;
-                                crate::results::recover(&ledger, &st2, &route).await;
-                            });
+                            // background, so announcements keep flowing meanwhile. Only
+                            // the leader owes results (a standby runs its pass when it
+                            // is promoted).
+                            if leadership.is_leader() {
+                                let pass = (ledger.clone(), st2.clone(), route.clone());
+                                tokio::spawn(async move {
+                                    let (ledger, st2, route) = pass;
+                                    crate::results::recover(&ledger, &st2, &route).await;
+                                });
+                            }
                             if let Err(e) = aliases.refresh(&st2).await {
                                 tracing::warn!(error = %e, "cannot load action aliases");
                             }
@@ -277,7 +326,10 @@ pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> E
                         None => return,
                     },
                     _ = expiry.tick() => {
-                        ledger.expire(crate::results::unix_now());
+                        // The leader's to do: a standby's copy of the list is stale.
+                        if leadership.is_leader() {
+                            ledger.expire(crate::results::unix_now());
+                        }
                     }
                     _ = refresh.tick() => {
                         if let Err(e) = aliases.refresh(&st2).await {
@@ -327,7 +379,7 @@ pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> E
     }
     tracing::info!(bot = %spec.name, backend = spec.backend.kind(), "bot started");
     let mut in_flight = JoinSet::new();
-    let mut signal = std::pin::pin!(shutdown_signal());
+    let mut signal = std::pin::pin!(shutdown_signal(stop));
     let mut ended_by_signal = false;
     loop {
         tokio::select! {
@@ -401,6 +453,11 @@ pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> E
     let _ = tokio::time::timeout(Duration::from_secs(5), relay_task).await;
     backend_shutdown.cancel();
     let backend_result = tokio::time::timeout(Duration::from_secs(5), backend_task).await;
+    // The acks posted in the last moments: their handles are kept before the end (the
+    // task ends once the backend, the last sender, is gone).
+    if let Some(task) = ack_handles {
+        let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
+    }
     match backend_result {
         Ok(Ok(Ok(()))) if drained => ExitCode::SUCCESS,
         Ok(Ok(Ok(()))) => ExitCode::from(3),
@@ -526,8 +583,16 @@ async fn wait_for_role(status: &mut watch::Receiver<crate::ha::LeaseStatus>, rol
     status.wait_for(|s| s.role == role).await.is_ok()
 }
 
+/// Resolves on SIGINT or SIGTERM, or when `stop` is cancelled.
+async fn shutdown_signal(stop: CancellationToken) {
+    tokio::select! {
+        () = stop.cancelled_owned() => {}
+        () = os_signal() => {}
+    }
+}
+
 /// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+async fn os_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -50,6 +50,10 @@ pub struct Options {
     /// (backends that have one: matrix, slack, mattermost, discord, rocketchat; msteams: the
     /// token issuer). Also `ST2BOT_BACKEND_URL`.
     pub backend_url: Option<String>,
+    /// Connect to the chat server at `HOST[:PORT]` instead of the definition's
+    /// `backend.server`/`backend.port` (backends that have them: irc, xmpp). Also
+    /// `ST2BOT_CHAT_SERVER`.
+    pub chat_server: Option<String>,
     /// Serve `/healthz`, `/readyz` and `/metrics` here (overrides `health.listen`).
     pub health_listen: Option<String>,
     /// Keep the owed results in this file (overrides `stackstorm.results_store`).
@@ -76,6 +80,7 @@ impl Default for Options {
             stackstorm_url: None,
             simulate: false,
             backend_url: None,
+            chat_server: None,
             health_listen: None,
             results_store: None,
             result_timeout: None,
@@ -110,6 +115,9 @@ pub fn usage(name: &str, description: &str) -> String {
          \x20                    (also ST2BOT_STACKSTORM_URL)\n  \
          --backend-url URL    connect to the chat server at URL instead of `backend.url`\n  \
          \x20                    (also ST2BOT_BACKEND_URL)\n  \
+         --chat-server HOST[:PORT]\n  \
+         \x20                    irc, xmpp: connect to HOST (and PORT) instead of\n  \
+         \x20                    `backend.server` (also ST2BOT_CHAT_SERVER)\n  \
          --simulate           demo mode: start a simulated StackStorm on 127.0.0.1 and use it\n  \
          --health-listen ADDR serve /healthz, /readyz and /metrics on ADDR (e.g. 127.0.0.1:9180)\n  \
          --results-store PATH keep the results still owed in PATH (overrides\n  \
@@ -144,6 +152,9 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, UsageEr
             .ok()
             .filter(|u| !u.is_empty()),
         msteams_unsigned_inbound: std::env::var(crate::backend::msteams::UNSIGNED_INBOUND_ENV).ok(),
+        chat_server: std::env::var("ST2BOT_CHAT_SERVER")
+            .ok()
+            .filter(|u| !u.is_empty()),
         ..Options::default()
     };
     let mut args = args.into_iter();
@@ -200,6 +211,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, UsageEr
             "--stackstorm-url" => options.stackstorm_url = Some(value("--stackstorm-url")?),
             "--simulate" => options.simulate = true,
             "--backend-url" => options.backend_url = Some(value("--backend-url")?),
+            "--chat-server" => options.chat_server = Some(value("--chat-server")?),
             "--health-listen" => options.health_listen = Some(value("--health-listen")?),
             "--auth-page-listen" => {
                 options.auth_page_listen = Some(value("--auth-page-listen")?);
@@ -295,6 +307,8 @@ mod tests {
         );
         let o = p(&["--backend-url", "http://127.0.0.1:8008"]).unwrap();
         assert_eq!(o.backend_url.as_deref(), Some("http://127.0.0.1:8008"));
+        let o = p(&["--chat-server", "127.0.0.1:6697"]).unwrap();
+        assert_eq!(o.chat_server.as_deref(), Some("127.0.0.1:6697"));
     }
 
     #[test]

@@ -7,12 +7,14 @@
 //! dodge a deny), executes it with `POST /aliasexecution` carrying `source_context` (or
 //! `match_and_execute` for `match_multiple` formats), and posts the ack. Every failure gets
 //! a reply. Every execution started is recorded in the owed-results ledger
-//! ([`crate::results`]). Announcements from the stream are settled against it (a duplicate of
+//! ([`crate::results`]; those of `match_and_execute` when their result names them). Announcements from the stream are settled against it (a duplicate of
 //! a result already posted is dropped), rendered and routed by [`Dispatcher::announce`].
 
 use std::sync::Arc;
 
-use bot_config::acl::{AccessControl, HELP_COMMAND, Request, SESSION_COMMAND, Verdict};
+use bot_config::acl::{
+    AccessControl, HELP_COMMAND, INQUIRY_COMMAND, Request, SESSION_COMMAND, Verdict,
+};
 use bot_config::{BotSpec, MatcherKind};
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, mpsc};
@@ -20,7 +22,9 @@ use tracing::Instrument;
 
 use crate::aliases::AliasCache;
 use crate::backend::split::truncate;
-use crate::backend::{Capabilities, Incoming, Outgoing, Target, char_len, split_message};
+use crate::backend::{
+    Capabilities, Incoming, Outgoing, PostedMessage, PostedSink, Target, char_len, split_message,
+};
 use crate::results::{Ledger, OwedExecution, OwedState, Settlement};
 use crate::session::SessionManager;
 use crate::stackstorm::types::{
@@ -28,6 +32,8 @@ use crate::stackstorm::types::{
 };
 use crate::stackstorm::{St2Client, St2Error};
 use crate::template::Templates;
+
+mod inquiry;
 
 /// How many formats a "no match" reply suggests.
 const SUGGESTIONS: usize = 3;
@@ -109,6 +115,8 @@ pub enum Plan {
     Help(Vec<String>),
     /// The session command, with its arguments.
     Session(Vec<String>),
+    /// An inquiry command (`inquiry …`, `approve ID`, `reject ID`), as typed.
+    Inquiry(String),
     /// Ask StackStorm which alias this command is (then check access and execute).
     Match(String),
     /// Execute this command as this alias (access already allowed).
@@ -143,6 +151,13 @@ pub struct Dispatcher {
     results: Arc<Ledger>,
     /// Acks being edited in place, by execution id (see [`Dispatcher::execution_update`]).
     live_acks: std::sync::Mutex<std::collections::HashMap<String, LiveAck>>,
+    /// Where the backend reports the acks it posted (their handles go to the owed record,
+    /// so an ack can still be edited after a restart), and the receiving end until
+    /// [`Dispatcher::keep_ack_handles`] takes it.
+    posted: PostedSink,
+    posted_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<PostedMessage>>>,
+    /// The audit trail, when the definition names one (`log.audit_file`/`audit_stdout`).
+    audit: Option<crate::audit::AuditTrail>,
 }
 
 /// An ack posted with [`Outgoing::remember_as`], edited as its execution progresses.
@@ -204,6 +219,9 @@ pub enum DispatchSetupError {
     /// A template does not compile.
     #[error(transparent)]
     Template(#[from] crate::template::TemplateError),
+    /// The audit trail file cannot be opened.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
 }
 
 impl Dispatcher {
@@ -215,7 +233,10 @@ impl Dispatcher {
         aliases: AliasCache,
         outgoing: mpsc::Sender<Outgoing>,
     ) -> Result<Self, DispatchSetupError> {
+        let (posted, posted_rx) = PostedSink::new();
         Ok(Self {
+            posted,
+            posted_rx: std::sync::Mutex::new(Some(posted_rx)),
             spec,
             st2,
             acl: AccessControl::new(&spec.access)?,
@@ -233,7 +254,15 @@ impl Dispatcher {
                 spec.stackstorm.result_timeout,
             )),
             live_acks: std::sync::Mutex::new(std::collections::HashMap::new()),
+            audit: crate::audit::AuditTrail::open(&spec.name, &spec.log)?,
         })
+    }
+
+    /// Appends a line to the audit trail, when there is one.
+    fn audit(&self, event: &str, fields: Value) {
+        if let Some(trail) = &self.audit {
+            trail.record(event, fields);
+        }
     }
 
     /// Whether acks are edited in place (`chat.ack.live`, and the backend can edit): the
@@ -242,11 +271,66 @@ impl Dispatcher {
         self.spec.chat.ack && self.spec.chat.live_ack && self.capabilities.edit
     }
 
+    /// Keeps the handles of the acks the backend posted in their owed records (run it as a
+    /// task; it ends when the dispatcher and the backend are gone). `None` when already
+    /// taken.
+    pub fn keep_ack_handles(&self) -> Option<impl std::future::Future<Output = ()> + use<>> {
+        let mut posted = self
+            .posted_rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()?;
+        let results = self.results.clone();
+        Some(async move {
+            while let Some(message) = posted.recv().await {
+                if let Some(id) = message.key.strip_prefix("ack:") {
+                    results.set_ack_handle(id, message.handle);
+                }
+            }
+        })
+    }
+
+    /// The live ack of an execution posted before a restart, from its owed record.
+    fn restored_ack(&self, execution_id: &str) -> Option<LiveAck> {
+        let record = self.results.get(execution_id)?;
+        let ack = record.ack?;
+        ack.handle.as_ref()?;
+        Some(LiveAck {
+            target: match record.room {
+                Some(id) => Target::Room {
+                    id,
+                    thread: record.thread.filter(|_| self.capabilities.threads),
+                },
+                None => Target::Direct {
+                    user: record.user_id,
+                },
+            },
+            text: ack.text,
+            shown: None,
+            posted: std::time::Instant::now(),
+        })
+    }
+
     /// Edits the live ack of an execution to show its new status (running, then
-    /// succeeded/failed with its duration). Updates for other executions are ignored.
+    /// succeeded/failed with its duration). Updates for other executions are ignored. An
+    /// ack posted before a restart is found again in its owed record.
     pub async fn execution_update(&self, update: crate::stackstorm::stream::ExecutionUpdate) {
+        let restored = if self.live_acks()
+            && !self
+                .live_acks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(&update.id)
+        {
+            self.restored_ack(&update.id)
+        } else {
+            None
+        };
         let edit = {
             let mut acks = self.live_acks.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(restored) = restored {
+                acks.entry(update.id.clone()).or_insert(restored);
+            }
             let Some(live) = acks.get_mut(&update.id) else {
                 return;
             };
@@ -266,6 +350,11 @@ impl Dispatcher {
         let (target, text) = edit;
         let mut out = Outgoing::text(target, text);
         out.replaces = Some(format!("ack:{}", update.id));
+        out.handle = self
+            .results
+            .get(&update.id)
+            .and_then(|r| r.ack)
+            .and_then(|a| a.handle);
         out.status = Some(crate::results::chat_status(&update.status));
         tracing::debug!(execution = %update.id, status = %update.status, "editing the ack");
         if self.outgoing.send(out).await.is_err() {
@@ -298,6 +387,15 @@ impl Dispatcher {
     #[must_use]
     pub fn with_leadership(mut self, leadership: crate::ha::Leadership) -> Self {
         self.leadership = leadership;
+        self
+    }
+
+    /// Also writes the audit trail (when the definition names one) to the instances'
+    /// shared copy in PostgreSQL (`ha:`).
+    pub fn with_shared_audit(mut self, ha: &crate::ha::Ha) -> Self {
+        if let Some(audit) = &mut self.audit {
+            audit.share(crate::ha::audit_store::start(ha));
+        }
         self
     }
 
@@ -385,6 +483,12 @@ impl Dispatcher {
             }
             return Plan::Session(words.map(str::to_owned).collect());
         }
+        if crate::inquiry::COMMAND_WORDS.contains(&first) {
+            if let Err(text) = self.check_access(message, INQUIRY_COMMAND, command) {
+                return Plan::Reply(text);
+            }
+            return Plan::Inquiry(command.to_owned());
+        }
         match self.spec.stackstorm.matcher {
             MatcherKind::StackStorm => Plan::Match(command.to_owned()),
             MatcherKind::Local => {
@@ -436,6 +540,7 @@ impl Dispatcher {
             Plan::Reply(_) => "replied",
             Plan::Help(_) => "help",
             Plan::Session(_) => "session",
+            Plan::Inquiry(_) => "inquiry",
             Plan::Match(_) | Plan::Execute(..) => "alias",
         });
         match plan {
@@ -474,6 +579,7 @@ impl Dispatcher {
                     self.reply(message, text).await;
                 }
             },
+            Plan::Inquiry(command) => self.inquiry_command(message, &command).await,
             Plan::Match(command) => match self.resolve_remotely(&command).await {
                 Ok(resolved) => match self.check_access(message, &resolved.reference, &command) {
                     Ok(()) => self.execute(message, &command, &resolved).await,
@@ -516,6 +622,14 @@ impl Dispatcher {
             decision = verdict.decision.as_str(),
             rule = %verdict.describe(),
             "access decision"
+        );
+        self.audit(
+            "access",
+            json!({
+                "user": message.user, "user_id": message.user_id, "room": room,
+                "command": reference, "text": capped(command),
+                "decision": verdict.decision.as_str(), "rule": verdict.describe(),
+            }),
         );
         if verdict.allowed() {
             return Ok(());
@@ -714,8 +828,8 @@ impl Dispatcher {
         };
         let source_channel = Self::source_channel(message);
         let route = self.spec.stackstorm.notification_route.as_ref();
-        // match_and_execute takes no `source_context`: its announcements cannot be told
-        // apart, so those executions are not recorded as owed (see `crate::results`).
+        // match_and_execute takes no `source_context`: its executions are recorded by id
+        // alone, when their announcement names the id (see `record_owed`).
         let context = (!resolved.match_multiple).then(|| {
             let request = crate::results::new_request_key();
             let context = self.source_context(message, &request);
@@ -760,21 +874,15 @@ impl Dispatcher {
                         self.await_results(id, true);
                     }
                     tracing::info!(alias = %resolved.reference, execution = %r.execution.id, "execution started");
-                    if let Some((request, context)) = &context {
-                        self.results.record(OwedExecution {
-                            execution_id: r.execution.id.clone(),
-                            request: request.clone(),
-                            source_channel: source_channel.clone(),
-                            room: message.room.as_ref().map(|r| r.id.clone()),
-                            thread: message.thread.clone(),
-                            user: message.user.clone(),
-                            user_id: message.user_id.clone(),
-                            message_id: message.message_id.clone(),
-                            started_unix: crate::results::unix_now(),
-                            context: context.clone(),
-                            state: OwedState::Awaiting,
-                        });
-                    }
+                    self.audit(
+                        "execution",
+                        json!({
+                            "user": message.user, "user_id": message.user_id,
+                            "room": message.room.as_ref().map(|r| r.name.clone()),
+                            "command": resolved.reference, "execution": r.execution.id,
+                        }),
+                    );
+                    self.record_owed(message, &source_channel, context.as_ref(), &r);
                     self.ack(message, command, resolved, &r).await;
                 }
             }
@@ -791,6 +899,15 @@ impl Dispatcher {
             }
             Err(e) => {
                 crate::ops::metrics().command("failed");
+                self.audit(
+                    "execution_refused",
+                    json!({
+                        "user": message.user, "user_id": message.user_id,
+                        "room": message.room.as_ref().map(|r| r.name.clone()),
+                        "command": resolved.reference, "status": e.status(),
+                        "error": capped(&e.user_message()),
+                    }),
+                );
                 if e.is_unknown_alias() {
                     self.aliases
                         .refresh_stale(&self.st2, &resolved.reference)
@@ -800,6 +917,47 @@ impl Dispatcher {
                 self.reply(message, text).await;
             }
         }
+    }
+
+    /// Records an execution just started as owed. One started with its `source_context`
+    /// (`context`: request key and context) is found again by the request key its
+    /// announcement echoes. One started by `match_and_execute` carries no context
+    /// (StackStorm's `AliasMatchAndExecuteInputAPI` has no `source_context`, so the notify
+    /// rule passes none on): it is recorded by its execution id alone, and only when its
+    /// announcement will name that id ([`AliasSummary::result_names_execution`]);
+    /// otherwise the announcement could not be matched, the record would stay owed, and
+    /// every later stream gap would post the result again.
+    ///
+    /// [`AliasSummary::result_names_execution`]: crate::stackstorm::types::AliasSummary::result_names_execution
+    fn record_owed(
+        &self,
+        message: &Incoming,
+        source_channel: &str,
+        context: Option<&(String, Value)>,
+        r: &ExecuteResponse,
+    ) {
+        let (request, context) = match context {
+            Some((request, context)) => (request.clone(), context.clone()),
+            None if r.actionalias.result_names_execution() => (String::new(), Value::Null),
+            None => {
+                tracing::info!(execution = %r.execution.id, alias = %r.actionalias.reference(), "the result of this execution cannot be told apart (no source_context, and its result format does not name the execution); not recorded as owed");
+                return;
+            }
+        };
+        self.results.record(OwedExecution {
+            execution_id: r.execution.id.clone(),
+            request,
+            source_channel: source_channel.to_owned(),
+            room: message.room.as_ref().map(|r| r.id.clone()),
+            thread: message.thread.clone(),
+            user: message.user.clone(),
+            user_id: message.user_id.clone(),
+            message_id: message.message_id.clone(),
+            started_unix: crate::results::unix_now(),
+            context,
+            state: OwedState::Awaiting,
+            ack: None,
+        });
     }
 
     /// Posts the acknowledgement, honouring the alias's `ack` settings.
@@ -843,6 +1001,8 @@ impl Dispatcher {
         out.extra = r.extra.clone();
         if self.live_acks() {
             out.remember_as = Some(format!("ack:{}", r.execution.id));
+            out.report_posted = Some(self.posted.clone());
+            self.results.set_ack(&r.execution.id, &out.text);
             let mut acks = self.live_acks.lock().unwrap_or_else(|e| e.into_inner());
             if acks.len() >= MAX_LIVE_ACKS
                 && let Some(oldest) = acks
@@ -1084,6 +1244,9 @@ impl Dispatcher {
         if !self.leadership.is_leader() {
             tracing::debug!("standby: the announcement is the leader's to post");
             return;
+        }
+        if let Some(id) = crate::inquiry::announced(a.extra.as_ref()) {
+            return self.ask_inquiry(&id, a.channel.as_deref()).await;
         }
         let settlement = self
             .results

@@ -59,6 +59,8 @@ pub fn explain(
         }
     } else if first == spec.chat.session_command.as_ref() {
         SESSION_COMMAND.to_owned()
+    } else if crate::inquiry::COMMAND_WORDS.contains(&first) {
+        bot_config::acl::INQUIRY_COMMAND.to_owned()
     } else {
         match index.resolve(command) {
             Ok(resolved) => {
@@ -264,6 +266,20 @@ mod tests {
             e.text
         );
         let e = ask("carol", Some("ops"), "help core");
+        assert!(e.allowed, "{}", e.text);
+
+        let e = ask("carol", Some("ops"), "approve 5f0c0ffee0000000000000a1");
+        assert!(!e.allowed);
+        assert!(
+            e.text.contains("the bot's own command bot:inquiry"),
+            "{}",
+            e.text
+        );
+        let e = ask(
+            "alice",
+            Some("ops"),
+            "inquiry respond 5f0c0ffee0000000000000a1 ok=yes",
+        );
         assert!(e.allowed, "{}", e.text);
 
         let e = ask("alice", Some("ops"), "frobnicate");

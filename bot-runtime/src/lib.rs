@@ -9,6 +9,7 @@
 
 pub mod aliases;
 pub mod app;
+pub mod audit;
 mod auth_page;
 pub mod backend;
 pub mod check;
@@ -19,6 +20,7 @@ pub mod explain;
 pub mod ha;
 pub mod help_rights;
 pub mod http;
+pub mod inquiry;
 pub mod logging;
 pub mod ops;
 pub mod print_spec;
@@ -48,17 +50,57 @@ use std::process::ExitCode;
 
 use bot_config::{BackendSpec, BotSpec};
 
+/// What a generated executable links in besides the shared runtime, named statically by its
+/// `main` so that the linker drops the rest: the one chat backend its definition uses, and
+/// the StackStorm simulator for `--simulate` in terminal bots (`kind: text`) only.
+#[derive(Clone, Copy, Debug)]
+pub struct Linked {
+    /// Builds the chat backend ([`backend::factory`]).
+    pub backend: backend::Factory,
+    /// Starts the simulator for `--simulate` ([`SIMULATOR`]); `None`: not linked in.
+    pub simulator: Option<SimulatorStart>,
+}
+
+/// Starts a simulated StackStorm for demo mode.
+pub type SimulatorStart =
+    fn(&'static BotSpec) -> backend::BoxFuture<'static, Result<Simulated, String>>;
+
+/// A running simulated StackStorm and the spec/client that talk to it.
+pub struct Simulated {
+    /// The bot's spec with StackStorm URLs pointing at the simulator.
+    pub spec: &'static BotSpec,
+    /// A client using the simulator's credentials.
+    pub client: stackstorm::St2Client,
+    /// The simulator itself, kept alive for the bot's lifetime.
+    pub keep_running: Box<dyn std::any::Any + Send>,
+}
+
+/// The built-in simulator (`None` when this runtime is built without feature `simulator`).
+#[cfg(feature = "simulator")]
+pub const SIMULATOR: Option<SimulatorStart> = Some(simulator::start_boxed);
+/// The built-in simulator (`None` when this runtime is built without feature `simulator`).
+#[cfg(not(feature = "simulator"))]
+pub const SIMULATOR: Option<SimulatorStart> = None;
+
 /// Entry point of every generated executable.
-pub fn main(spec: &'static BotSpec) -> ExitCode {
-    run_main(spec, None)
+pub fn main(spec: &'static BotSpec, linked: Linked) -> ExitCode {
+    run_main(spec, linked, None)
 }
 
 /// [`main`] for an executable that embeds its access matrix (`--access-matrix`).
-pub fn main_with_access_matrix(spec: &'static BotSpec, access_matrix: &'static str) -> ExitCode {
-    run_main(spec, Some(access_matrix))
+pub fn main_with_access_matrix(
+    spec: &'static BotSpec,
+    linked: Linked,
+    access_matrix: &'static str,
+) -> ExitCode {
+    run_main(spec, linked, Some(access_matrix))
 }
 
-fn run_main(spec: &'static BotSpec, access_matrix: Option<&'static str>) -> ExitCode {
+fn run_main(
+    spec: &'static BotSpec,
+    linked: Linked,
+    access_matrix: Option<&'static str>,
+) -> ExitCode {
     let options = match cli::parse(std::env::args().skip(1)) {
         Ok(o) => o,
         Err(e) => {
@@ -147,6 +189,16 @@ fn run_main(spec: &'static BotSpec, access_matrix: Option<&'static str>) -> Exit
             },
             None => spec,
         };
+        let spec = match options.chat_server.as_deref() {
+            Some(server) => match with_chat_server(spec, server) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("{}: {e}", spec.name);
+                    return ExitCode::from(2);
+                }
+            },
+            None => spec,
+        };
         let spec = match options.auth_page_listen.as_deref() {
             Some(listen) => match with_auth_page_listen(spec, listen) {
                 Ok(s) => s,
@@ -167,9 +219,16 @@ fn run_main(spec: &'static BotSpec, access_matrix: Option<&'static str>) -> Exit
             },
             None => spec,
         };
-        #[cfg(feature = "simulator")]
         let simulator = if options.simulate {
-            match simulator::start(spec).await {
+            let Some(start) = linked.simulator else {
+                eprintln!(
+                    "{}: this executable has no StackStorm simulator: `--simulate` is for \
+                     terminal bots (`backend: {{ kind: text }}`, such as `demo`)",
+                    spec.name
+                );
+                return ExitCode::from(2);
+            };
+            match start(spec).await {
                 Ok(s) => Some(s),
                 Err(e) => {
                     eprintln!("{}: cannot start the StackStorm simulator: {e}", spec.name);
@@ -179,21 +238,10 @@ fn run_main(spec: &'static BotSpec, access_matrix: Option<&'static str>) -> Exit
         } else {
             None
         };
-        #[cfg(not(feature = "simulator"))]
-        if options.simulate {
-            eprintln!(
-                "{}: this executable was built without the simulator (feature `simulator`)",
-                spec.name
-            );
-            return ExitCode::from(2);
-        }
-        #[cfg(feature = "simulator")]
         let (spec, client) = match &simulator {
             Some(sim) => (sim.spec, Ok(sim.client.clone())),
             None => (spec, stackstorm::St2Client::new(&spec.stackstorm)),
         };
-        #[cfg(not(feature = "simulator"))]
-        let client = stackstorm::St2Client::new(&spec.stackstorm);
         match options.command {
             cli::Command::Check => {
                 let lines = check::run(spec, client.as_ref(), options.simulate).await;
@@ -224,7 +272,16 @@ fn run_main(spec: &'static BotSpec, access_matrix: Option<&'static str>) -> Exit
                 }
             },
             _ => match client {
-                Ok(client) => app::run(spec, client, &options).await,
+                Ok(client) => {
+                    app::run_with(
+                        spec,
+                        client,
+                        &options,
+                        linked.backend,
+                        tokio_util::sync::CancellationToken::new(),
+                    )
+                    .await
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot set up the StackStorm client");
                     eprintln!("{}: {e}", spec.name);
@@ -293,10 +350,101 @@ fn with_backend_url(spec: &BotSpec, url: &str) -> Result<&'static BotSpec, Strin
     Ok(Box::leak(Box::new(spec)))
 }
 
+/// The spec with the chat server's host (and port) replaced (`--chat-server HOST[:PORT]`),
+/// for the backends that name a server rather than a URL (irc, xmpp).
+fn with_chat_server(spec: &BotSpec, server: &str) -> Result<&'static BotSpec, String> {
+    let (host, port) = host_and_port(server)
+        .ok_or_else(|| format!("`--chat-server {server}` is not HOST or HOST:PORT"))?;
+    let mut spec = spec.clone();
+    match &mut spec.backend {
+        BackendSpec::Irc(b) => {
+            b.server = host.into();
+            b.port = port.unwrap_or(b.port);
+        }
+        BackendSpec::Xmpp(b) => {
+            b.server = host.into();
+            b.port = port.unwrap_or(b.port);
+        }
+        other => {
+            return Err(format!(
+                "`--chat-server` does not apply to the `{}` backend (use `--backend-url` for \
+                 the backends with a URL)",
+                other.kind()
+            ));
+        }
+    }
+    Ok(Box::leak(Box::new(spec)))
+}
+
+/// `host`, `host:port`, `[v6]` or `[v6]:port` (an IPv6 address with a port needs brackets).
+fn host_and_port(text: &str) -> Option<(String, Option<u16>)> {
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        match after {
+            "" => (host, None),
+            _ => (host, Some(after.strip_prefix(':')?)),
+        }
+    } else {
+        match text.split_once(':') {
+            Some((host, port)) if !port.contains(':') => (host, Some(port)),
+            Some(_) => (text, None), // a bare IPv6 address
+            None => (text, None),
+        }
+    };
+    let valid_host = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'));
+    if !valid_host {
+        return None;
+    }
+    let port = match port {
+        Some(p) => Some(p.parse::<u16>().ok().filter(|p| *p != 0)?),
+        None => None,
+    };
+    Some((host.to_owned(), port))
+}
+
 /// Writes to standard output, ignoring a closed pipe (`bot --print-spec | head`).
 fn print_out(text: &str) {
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes());
     let _ = out.flush();
+}
+
+#[cfg(test)]
+mod chat_server_tests {
+    use super::host_and_port;
+
+    #[test]
+    fn host_with_and_without_port() {
+        let hp = |t: &str| host_and_port(t);
+        assert_eq!(hp("127.0.0.1:6697"), Some(("127.0.0.1".into(), Some(6697))));
+        assert_eq!(
+            hp("irc.example.org"),
+            Some(("irc.example.org".into(), None))
+        );
+        assert_eq!(hp("[::1]:5222"), Some(("::1".into(), Some(5222))));
+        assert_eq!(hp("[::1]"), Some(("::1".into(), None)));
+        assert_eq!(hp("::1"), Some(("::1".into(), None)));
+    }
+
+    #[test]
+    fn nonsense_is_refused() {
+        for bad in [
+            "",
+            ":6697",
+            "host:",
+            "host:0",
+            "host:65536",
+            "host:port",
+            "[::1",
+            "[::1]6697",
+            "ho st",
+            "http://host",
+        ] {
+            assert_eq!(host_and_port(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -464,7 +464,12 @@ fn auth_page(spec: &AuthPageSpec) -> Node {
 }
 
 fn log(spec: &LogSpec) -> Node {
-    let LogSpec { format, level } = spec;
+    let LogSpec {
+        format,
+        level,
+        audit_file,
+        audit_stdout,
+    } = spec;
     Node::Map(vec![
         (
             "format",
@@ -474,6 +479,8 @@ fn log(spec: &LogSpec) -> Node {
             }),
         ),
         ("level", s(level)),
+        ("audit_file", opt_s(audit_file.as_deref())),
+        ("audit_stdout", Node::Bool(*audit_stdout)),
     ])
 }
 

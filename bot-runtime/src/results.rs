@@ -19,8 +19,13 @@
 //! kept for [`DELIVERED_KEPT`] for that purpose.
 //!
 //! Storage is behind [`OwedStore`], a three-call trait: [`MemoryOwedStore`] (no persistence),
-//! and the redb table `owed` (`crate::session::RedbOwedStore`) in the session store file or in
-//! `stackstorm.results_store`. A PostgreSQL store implements the same three calls.
+//! the redb table `owed` (`crate::session::RedbOwedStore`) in the session store file or in
+//! `stackstorm.results_store`, and under `ha:` the PostgreSQL table shared by the instances
+//! (`crate::ha::owed_store::PgOwedStore`). Writes (`put`, `remove`) are synchronous calls
+//! that must not wait on the network: the redb store commits a local transaction, the
+//! PostgreSQL store queues the write for its writer task (fenced by the leader's term) and
+//! returns. Only [`OwedStore::load`] is asynchronous; it runs at start and, under `ha:`, on
+//! every promotion ([`Ledger::reload`]), before the new leader's recovery pass.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -68,7 +73,8 @@ pub enum OwedState {
 pub struct OwedExecution {
     /// StackStorm execution id (the key).
     pub execution_id: String,
-    /// The `request` key of the `source_context` the execution was started with.
+    /// The `request` key of the `source_context` the execution was started with; empty
+    /// for one started by `match_and_execute` (no context: found by its id in the text).
     pub request: String,
     /// `source_channel` sent with the execution (room id, or `@<user id>`).
     pub source_channel: String,
@@ -84,10 +90,25 @@ pub struct OwedExecution {
     pub message_id: Option<String>,
     /// When it was started (unix seconds).
     pub started_unix: u64,
-    /// The `source_context` sent (passed again to `chatops.post_result` on recovery).
+    /// The `source_context` sent (passed again to `chatops.post_result` on recovery);
+    /// `null` for `match_and_execute`.
     pub context: Value,
     /// Where it stands.
     pub state: OwedState,
+    /// The live ack posted for it, so it can still be edited after a restart (records
+    /// written before this field have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack: Option<AckMessage>,
+}
+
+/// A live ack as posted: its text, and the message's handle as the chat backend reported
+/// it ([`crate::backend::PostedMessage`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AckMessage {
+    /// The text as posted (edits add a status line under it).
+    pub text: String,
+    /// What the backend needs to edit it; `None` until it reports the message posted.
+    pub handle: Option<String>,
 }
 
 impl OwedExecution {
@@ -113,20 +134,36 @@ pub enum OwedStoreError {
     /// A record could not be encoded.
     #[error("results store: cannot encode a record: {0}")]
     Encode(#[from] serde_json::Error),
+    /// Under `ha:`, this instance does not lead: only the leader writes the shared list.
+    #[error(
+        "results store: this instance is not the leader; the shared list is the leader's to write"
+    )]
+    NotLeader,
+    /// The queue of writes to the shared store is full (the database is not keeping up).
+    #[error("results store: {0} writes already queued for the database; this one was dropped")]
+    QueueFull(usize),
 }
 
-/// Persistence for the owed list. Small on purpose: another backend (PostgreSQL) implements
-/// these three calls; all logic lives in [`Ledger`]. Calls are synchronous and short (one
-/// transaction each); records are JSON ([`OwedExecution`]'s serde form) keyed by
-/// `execution_id`. A store holds the records of one bot.
+/// What [`OwedStore::load`] returns.
+pub type OwedLoad<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Vec<OwedExecution>, OwedStoreError>> + Send + 'a>,
+>;
+
+/// Persistence for the owed list. Small on purpose: each backend implements these three
+/// calls; all logic lives in [`Ledger`]. Records are JSON ([`OwedExecution`]'s serde form)
+/// keyed by `execution_id`. A store holds the records of one bot.
+///
+/// `put` and `remove` are called from async code and must not wait on the network: a
+/// local store commits one short transaction, a remote one queues the write and returns
+/// (its writer reports failures in the log).
 pub trait OwedStore: Send + Sync {
     /// Inserts or replaces the record with this `execution_id`.
     fn put(&self, record: &OwedExecution) -> Result<(), OwedStoreError>;
     /// Removes the records with these execution ids (missing ones are ignored).
     fn remove(&self, execution_ids: &[&str]) -> Result<(), OwedStoreError>;
-    /// Every record (called once, at start). Records that cannot be read are skipped with
-    /// a log line.
-    fn load(&self) -> Result<Vec<OwedExecution>, OwedStoreError>;
+    /// Every record (at start, and on promotion under `ha:`). Records that cannot be read
+    /// are skipped with a log line.
+    fn load(&self) -> OwedLoad<'_>;
 }
 
 /// A store that keeps nothing across restarts (the [`Ledger`] keeps the records in memory
@@ -141,8 +178,8 @@ impl OwedStore for MemoryOwedStore {
     fn remove(&self, _execution_ids: &[&str]) -> Result<(), OwedStoreError> {
         Ok(())
     }
-    fn load(&self) -> Result<Vec<OwedExecution>, OwedStoreError> {
-        Ok(Vec::new())
+    fn load(&self) -> OwedLoad<'_> {
+        Box::pin(std::future::ready(Ok(Vec::new())))
     }
 }
 
@@ -228,27 +265,21 @@ pub fn new_request_key() -> String {
 
 impl Ledger {
     /// A ledger for bot `bot` over `store`, loading what a previous run still owed.
-    pub fn open(bot: &str, store: Box<dyn OwedStore>, timeout: Duration) -> Self {
-        let loaded = match store.load() {
-            Ok(records) => records,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the owed results; starting with none");
-                Vec::new()
-            }
-        };
-        let owed = loaded.iter().filter(|r| r.is_owed()).count();
-        if owed > 0 {
+    pub async fn open(bot: &str, store: Box<dyn OwedStore>, timeout: Duration) -> Self {
+        let ledger = Self::empty(bot, store, timeout);
+        if let Some(owed) = ledger.reload().await
+            && owed > 0
+        {
             tracing::info!(owed, "results owed by the previous run loaded");
         }
+        ledger
+    }
+
+    fn empty(bot: &str, store: Box<dyn OwedStore>, timeout: Duration) -> Self {
         Self {
             bot: bot.to_owned(),
             store,
-            records: Mutex::new(
-                loaded
-                    .into_iter()
-                    .map(|r| (r.execution_id.clone(), r))
-                    .collect(),
-            ),
+            records: Mutex::new(HashMap::new()),
             timeout,
             pass: tokio::sync::Mutex::new(()),
         }
@@ -256,7 +287,27 @@ impl Ledger {
 
     /// An in-memory ledger.
     pub fn in_memory(bot: &str, timeout: Duration) -> Self {
-        Self::open(bot, Box::new(MemoryOwedStore), timeout)
+        Self::empty(bot, Box::new(MemoryOwedStore), timeout)
+    }
+
+    /// Replaces the records in memory with the store's: at start, and under `ha:` when this
+    /// instance is promoted (the previous leader wrote the shared list meanwhile). Returns
+    /// how many results the store says are owed, `None` when it cannot be read (the
+    /// records in memory are then kept).
+    pub async fn reload(&self) -> Option<usize> {
+        let loaded = match self.store.load().await {
+            Ok(records) => records,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the owed results");
+                return None;
+            }
+        };
+        let owed = loaded.iter().filter(|r| r.is_owed()).count();
+        *self.lock() = loaded
+            .into_iter()
+            .map(|r| (r.execution_id.clone(), r))
+            .collect();
+        Some(owed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, OwedExecution>> {
@@ -325,6 +376,7 @@ impl Ledger {
             && let Some(request) = context
                 .and_then(|c| c.get("request"))
                 .and_then(Value::as_str)
+                .filter(|r| !r.is_empty())
         {
             return records.values().find(|r| r.request == request);
         }
@@ -364,17 +416,46 @@ impl Ledger {
         settlement
     }
 
-    fn set_state(&self, execution_id: &str, state: OwedState) {
+    /// The record of an execution (owed or delivered).
+    pub fn get(&self, execution_id: &str) -> Option<OwedExecution> {
+        self.lock().get(execution_id).cloned()
+    }
+
+    /// Keeps the text of the live ack posted for an execution.
+    pub fn set_ack(&self, execution_id: &str, text: &str) {
+        self.update(execution_id, |r| {
+            r.ack = Some(AckMessage {
+                text: text.to_owned(),
+                handle: None,
+            });
+        });
+    }
+
+    /// Keeps the handle of an execution's live ack, as its backend reported it.
+    pub fn set_ack_handle(&self, execution_id: &str, handle: String) {
+        self.update(execution_id, |r| {
+            if let Some(ack) = &mut r.ack {
+                ack.handle = Some(handle);
+            }
+        });
+    }
+
+    /// Changes a record (if there is one) and writes it through.
+    fn update(&self, execution_id: &str, change: impl FnOnce(&mut OwedExecution)) {
         let changed = {
             let mut records = self.lock();
             records.get_mut(execution_id).map(|r| {
-                r.state = state;
+                change(r);
                 r.clone()
             })
         };
         if let Some(r) = changed {
             self.write(&r);
         }
+    }
+
+    fn set_state(&self, execution_id: &str, state: OwedState) {
+        self.update(execution_id, |r| r.state = state);
     }
 
     fn forget(&self, execution_ids: &[&str]) {
@@ -504,14 +585,18 @@ pub async fn recover(ledger: &Ledger, st2: &St2Client, route: &str) -> RecoveryR
             report.running += 1;
             continue;
         }
-        let parameters = json!({
+        let mut parameters = json!({
             "execution_id": record.execution_id,
             "channel": record.source_channel,
             "user": record.user,
             "whisper": false,
-            "context": record.context,
             "route": route,
         });
+        // `context` is an optional object parameter: a record without one
+        // (`match_and_execute`) passes none rather than `null`, which is not an object.
+        if !record.context.is_null() {
+            parameters["context"] = record.context.clone();
+        }
         match st2.run_action("chatops.post_result", &parameters).await {
             Ok(()) => {
                 ledger.set_state(
@@ -557,6 +642,7 @@ mod tests {
             started_unix: started,
             context: json!({"bot": "demo", "request": request}),
             state: OwedState::Awaiting,
+            ack: None,
         }
     }
 
@@ -616,6 +702,50 @@ mod tests {
         assert_eq!(ledger.lock().len(), 2, "the delivered record is kept");
         assert_eq!(ledger.expire(now + DELIVERED_KEPT.as_secs()), 1);
         assert!(ledger.lock().is_empty());
+    }
+
+    /// A store another instance writes to (the shared table under `ha:`).
+    #[derive(Default)]
+    struct SharedStore(Mutex<HashMap<String, OwedExecution>>);
+
+    impl OwedStore for std::sync::Arc<SharedStore> {
+        fn put(&self, record: &OwedExecution) -> Result<(), OwedStoreError> {
+            let mut records = self.0.lock().unwrap();
+            records.insert(record.execution_id.clone(), record.clone());
+            Ok(())
+        }
+        fn remove(&self, execution_ids: &[&str]) -> Result<(), OwedStoreError> {
+            let mut records = self.0.lock().unwrap();
+            for id in execution_ids {
+                records.remove(*id);
+            }
+            Ok(())
+        }
+        fn load(&self) -> OwedLoad<'_> {
+            let records = self.0.lock().unwrap().values().cloned().collect();
+            Box::pin(std::future::ready(Ok(records)))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reload_takes_what_another_instance_wrote_since_the_start() {
+        let shared = std::sync::Arc::new(SharedStore::default());
+        let leader = Ledger::open("demo", Box::new(shared.clone()), Duration::from_secs(60)).await;
+        let standby = Ledger::open("demo", Box::new(shared.clone()), Duration::from_secs(60)).await;
+        leader.record(record(ID, "r1", unix_now()));
+        leader.record(record("5f5e00000000000000000002", "r2", unix_now()));
+        leader.settle(Some(&json!({"bot": "demo", "request": "r2"})), "");
+        assert!(standby.owed().is_empty(), "not yet reloaded");
+        assert_eq!(standby.reload().await, Some(1));
+        assert_eq!(standby.owed().len(), 1);
+        assert_eq!(standby.owed()[0].execution_id, ID);
+        // The delivered one came along too: its late duplicate is still recognised.
+        assert_eq!(
+            standby.settle(Some(&json!({"bot": "demo", "request": "r2"})), ""),
+            Settlement::Duplicate {
+                execution_id: "5f5e00000000000000000002".into()
+            }
+        );
     }
 
     #[test]

@@ -8,21 +8,38 @@ use crate::secret::Secret;
 use crate::stackstorm::St2Client;
 use crate::stackstorm::auth::{Credential, ServiceAuth};
 
-/// A running simulator and the spec/client that talk to it.
-#[derive(Debug)]
-pub struct Simulated {
-    /// The bot's spec with StackStorm URLs pointing at the simulator.
-    pub spec: &'static BotSpec,
-    /// A client using the simulator's credentials.
-    pub client: St2Client,
-    /// Kept alive for the bot's lifetime.
-    pub sim: st2_sim::Sim,
+/// [`start`] as a [`crate::SimulatorStart`], for [`crate::SIMULATOR`].
+pub(crate) fn start_boxed(
+    spec: &'static BotSpec,
+) -> crate::backend::BoxFuture<'static, Result<crate::Simulated, String>> {
+    Box::pin(start(spec))
+}
+
+/// The demo's workflow that asks before it goes on: `gated deploy {{app}}` runs
+/// `examples.gated_deploy`, which pauses on an inquiry with StackStorm's default question
+/// (`continue`, yes/no) that anyone may answer; the inquiry rule of docs/inquiries.md is
+/// installed on the bot's announcement route, so the bot asks in chat.
+fn add_gated_workflow(config: &mut st2_sim::SimConfig, announcement_route: &str) {
+    config.aliases.push(serde_json::json!({
+        "id": "5f5e0000000000000000a51a", "uid": "action:examples:gated_deploy",
+        "ref": "examples.gated_deploy", "name": "gated_deploy", "pack": "examples",
+        "description": "Deploy an application once someone approves it (a StackStorm inquiry)",
+        "enabled": true, "action_ref": "examples.gated_deploy",
+        "formats": ["gated deploy {{app}}"],
+        "ack": {"enabled": true, "append_url": true}, "result": {"enabled": true},
+    }));
+    config.workflows.push((
+        "examples.gated_deploy".into(),
+        serde_json::json!({"schema": st2_sim::default_inquiry_schema(), "ttl": 60}),
+    ));
+    config.inquiry_rules.push(announcement_route.to_owned());
 }
 
 /// Starts the simulator with its demo packs.
-pub async fn start(spec: &'static BotSpec) -> Result<Simulated, String> {
+pub async fn start(spec: &'static BotSpec) -> Result<crate::Simulated, String> {
     let mut config = st2_sim::SimConfig::demo();
     config.webui_url = None;
+    add_gated_workflow(&mut config, &spec.stackstorm.announcement_route);
     let key = config.api_keys[0].clone();
     let sim = st2_sim::Sim::start(config)
         .await
@@ -43,5 +60,9 @@ pub async fn start(spec: &'static BotSpec) -> Result<Simulated, String> {
         "DEMO MODE: talking to a simulated StackStorm at {base} (packs: core, packs, examples, linux, jira). Nothing reaches a real StackStorm."
     );
     tracing::warn!(url = %base, "demo mode: StackStorm simulator");
-    Ok(Simulated { spec, client, sim })
+    Ok(crate::Simulated {
+        spec,
+        client,
+        keep_running: Box::new(sim),
+    })
 }

@@ -16,7 +16,7 @@ use axum::routing::{get, post};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use crate::state::{RecordedExecution, RecordedRequest, State};
+use crate::state::{HeldExecution, RecordedExecution, RecordedRequest, State};
 
 type Shared = Arc<State>;
 
@@ -38,6 +38,12 @@ pub(crate) fn router(state: Shared) -> Router {
             post(crate::executions::create).get(crate::executions::list),
         )
         .route("/api/v1/executions/{id}", get(crate::executions::get_one))
+        .route("/api/v1/inquiries", get(crate::inquiries::list))
+        .route("/api/v1/inquiries/", get(crate::inquiries::list))
+        .route(
+            "/api/v1/inquiries/{id}",
+            get(crate::inquiries::get_one).put(crate::inquiries::respond),
+        )
         .route("/stream/v1/stream", get(crate::stream::stream))
         .fallback(not_found)
         .with_state(state)
@@ -521,7 +527,7 @@ fn render_jinja(format: &str, data: &Value) -> String {
 /// Simulated completion: after the delay the execution succeeds (an
 /// `st2.execution__update` on the stream), then the notify rule for the route posts the
 /// result. While the simulator holds results ([`crate::Sim::hold_results`]) it stays
-/// `running` for ever.
+/// `running` until [`release`].
 fn complete_later(state: &Shared, route: Option<&str>, id: &str, input: &ExecutionInput<'_>) {
     let announce_route = route.and_then(|r| {
         state
@@ -532,31 +538,108 @@ fn complete_later(state: &Shared, route: Option<&str>, id: &str, input: &Executi
             .map(|(_, a)| a.clone())
     });
     let held = state.holding();
-    let notify = json!({
-        "channel": input.source_channel,
-        "user": input.user,
-        "whisper": false,
-        "context": input.source_context,
-    });
+    let finishing = HeldExecution {
+        id: id.to_owned(),
+        announce_route,
+        notify: json!({
+            "channel": input.source_channel,
+            "user": input.user,
+            "whisper": false,
+            "context": input.source_context,
+        }),
+    };
+    let asks = state
+        .config
+        .workflows
+        .iter()
+        .find(|(action, _)| {
+            state
+                .execution(id)
+                .is_some_and(|e| e.doc["action"]["ref"] == action.as_str())
+        })
+        .map(|(_, parameters)| parameters.clone());
     let state = state.clone();
-    let id = id.to_owned();
     let delay = state.config.result_delay;
     tokio::spawn(async move {
         tokio::time::sleep(delay / 2).await;
-        state.update_execution(&id, |doc| doc["status"] = json!("running"));
+        state.update_execution(&finishing.id, |doc| doc["status"] = json!("running"));
         if held {
+            state.hold(finishing);
+            return;
+        }
+        if let Some(parameters) = asks {
+            let id = finishing.id.clone();
+            state.pause(&id, finishing.announce_route, finishing.notify);
+            crate::inquiries::ask(&state, &id, &parameters);
             return;
         }
         tokio::time::sleep(delay - delay / 2).await;
+        finish(&state, finishing, delay);
+    });
+}
+
+/// Finishes every execution held so far ([`crate::Sim::release_results`]).
+pub(crate) fn release(state: &Shared) {
+    let started = std::time::SystemTime::now();
+    for held in state.release() {
+        let elapsed = state
+            .execution(&held.id)
+            .and_then(|e| {
+                let start = e.doc["start_timestamp"].as_str()?.to_owned();
+                humantime::parse_rfc3339(&start).ok()
+            })
+            .and_then(|start| started.duration_since(start).ok())
+            .unwrap_or_default();
+        finish(state, held, elapsed);
+    }
+}
+
+/// The execution succeeds after `elapsed`, and its notify rule (if any) announces it.
+fn finish(state: &State, execution: HeldExecution, elapsed: std::time::Duration) {
+    let now = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
+    let output = state
+        .execution(&execution.id)
+        .map(|e| e.output)
+        .unwrap_or_default();
+    state.update_execution(&execution.id, |doc| {
+        doc["status"] = json!("succeeded");
+        doc["end_timestamp"] = json!(now);
+        doc["elapsed_seconds"] = json!(elapsed.as_secs_f64());
+        doc["result"] = json!({"stdout": output, "stderr": "", "return_code": 0, "succeeded": true, "failed": false});
+    });
+    if let Some(route) = &execution.announce_route {
+        post_result(state, route, &execution.id, execution.notify);
+    }
+}
+
+/// Resumes workflow `id` paused on an inquiry: `running` at once, then after half the
+/// result delay `succeeded` (or `failed` when `succeeded` is false: the inquiry timed out)
+/// with `note` as its output, and its result announced as any other.
+pub(crate) fn resume(state: &Shared, id: &str, note: &str, succeeded: bool) {
+    state.update_execution(id, |doc| doc["status"] = json!("running"));
+    let Some((route, notify)) = state.unpause(id) else {
+        return;
+    };
+    let state = state.clone();
+    let id = id.to_owned();
+    let note = note.to_owned();
+    tokio::spawn(async move {
+        let delay = state.config.result_delay;
+        tokio::time::sleep(delay / 2).await;
         let now = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
-        let output = state.execution(&id).map(|e| e.output).unwrap_or_default();
+        let status = if succeeded { "succeeded" } else { "failed" };
+        let mut output = state.execution(&id).map(|e| e.output).unwrap_or_default();
+        if !output.is_empty() {
+            output.push('\n');
+        }
+        output.push_str(&note);
+        state.set_output(&id, &output);
         state.update_execution(&id, |doc| {
-            doc["status"] = json!("succeeded");
+            doc["status"] = json!(status);
             doc["end_timestamp"] = json!(now);
-            doc["elapsed_seconds"] = json!(delay.as_secs_f64());
-            doc["result"] = json!({"stdout": output, "stderr": "", "return_code": 0, "succeeded": true, "failed": false});
+            doc["result"] = json!({"stdout": output, "stderr": "", "return_code": i32::from(!succeeded), "succeeded": succeeded, "failed": !succeeded});
         });
-        if let Some(route) = announce_route {
+        if let Some(route) = route {
             post_result(&state, &route, &id, notify);
         }
     });

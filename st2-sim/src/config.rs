@@ -30,6 +30,13 @@ pub struct SimConfig {
     pub webui_url: Option<String>,
     /// Stream heartbeat interval (StackStorm: 25 s).
     pub heartbeat: Duration,
+    /// Workflows that pause on an inquiry: (action ref, the inquirer's runner parameters
+    /// `schema`, `users`, `roles`, `route`, `ttl`). Executing one makes it ask once started,
+    /// and finish when the inquiry is answered (see `inquiries.rs`).
+    pub workflows: Vec<(String, Value)>,
+    /// Announcement routes on which the rule from docs/inquiries.md is installed: each new
+    /// inquiry is announced there with `extra.st2bot.inquiry` set to its id.
+    pub inquiry_rules: Vec<String>,
 }
 
 impl Default for SimConfig {
@@ -48,6 +55,8 @@ impl Default for SimConfig {
             disabled_rules: Vec::new(),
             webui_url: None,
             heartbeat: Duration::from_secs(25),
+            workflows: Vec::new(),
+            inquiry_rules: Vec::new(),
         }
     }
 }

@@ -17,13 +17,18 @@
 //! has a rule (stock: `hubot` → `chatops`, `errbot` → `errbot`) an announcement with the
 //! alias's `source_context` goes out on the stream, as StackStorm's `chatops.notify` →
 //! `post_result` → `post_message` chain does. Tests can cut the stream while results are
-//! published ([`Sim::cut_stream`]) and hold executions running ([`Sim::hold_results`]).
+//! published ([`Sim::cut_stream`]) and hold executions running ([`Sim::hold_results`]) until
+//! they release them ([`Sim::release_results`]).
+//!
+//! Workflows listed in [`SimConfig::workflows`] pause on an inquiry once running and
+//! resume when it is answered through `/api/v1/inquiries` (see `inquiries.rs`).
 //!
 //! Read [`Sim`] first; [`SimConfig::demo`] has a few realistic packs.
 
 mod api;
 mod config;
 mod executions;
+mod inquiries;
 mod rules;
 mod state;
 mod stream;
@@ -32,6 +37,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use config::{SimConfig, demo_aliases};
+pub use inquiries::default_schema as default_inquiry_schema;
 pub use state::{RecordedExecution, RecordedRequest};
 
 use state::State;
@@ -110,6 +116,19 @@ impl Sim {
     /// that hangs); those started before keep their course.
     pub fn hold_results(&self, hold: bool) {
         self.state.set_holding(hold);
+    }
+
+    /// Stops holding results and finishes every execution held so far: each succeeds (an
+    /// `st2.execution__update`) and its notify rule announces it, as if the action had just
+    /// returned.
+    pub fn release_results(&self) {
+        api::release(&self.state);
+    }
+
+    /// Expires every pending inquiry now (StackStorm's garbage collector, once an
+    /// inquiry's ttl has passed): it becomes `timeout` and its workflow fails. How many.
+    pub fn expire_inquiries(&self) -> usize {
+        inquiries::expire_all(&self.state)
     }
 
     /// An execution's document as `GET /api/v1/executions/<id>` serves it.

@@ -83,7 +83,23 @@ struct Inner {
     available: bool,
     stream_cut: bool,
     holding: bool,
+    /// Executions held running ([`State::hold`]), for [`crate::Sim::release_results`].
+    held: Vec<HeldExecution>,
     counter: u64,
+    /// Where a paused workflow's result goes once it resumes: (execution id, announcement
+    /// route if its notify rule exists, the notify target).
+    paused: Vec<(String, Option<String>, Value)>,
+}
+
+/// An execution held running: what finishing it needs.
+#[derive(Clone, Debug)]
+pub(crate) struct HeldExecution {
+    /// Execution id.
+    pub(crate) id: String,
+    /// The notify rule's route (`None`: no rule announces it).
+    pub(crate) announce_route: Option<String>,
+    /// The announcement's `channel`, `user`, `whisper` and `context`.
+    pub(crate) notify: Value,
 }
 
 /// Shared state behind the handlers.
@@ -126,7 +142,9 @@ impl State {
                 available: true,
                 stream_cut: false,
                 holding: false,
+                held: Vec::new(),
                 counter: 0,
+                paused: Vec::new(),
             }),
         }
     }
@@ -182,6 +200,18 @@ impl State {
         self.lock().holding
     }
 
+    /// Keeps an execution held running until [`State::release`].
+    pub(crate) fn hold(&self, held: HeldExecution) {
+        self.lock().held.push(held);
+    }
+
+    /// Stops holding; the executions held so far, to be finished.
+    pub(crate) fn release(&self) -> Vec<HeldExecution> {
+        let mut inner = self.lock();
+        inner.holding = false;
+        std::mem::take(&mut inner.held)
+    }
+
     /// Keeps an execution's document (newest last, like StackStorm's insertion order).
     pub(crate) fn store_execution(&self, id: &str, stored: StoredExecution) {
         self.lock().documents.push((id.to_owned(), stored));
@@ -194,6 +224,13 @@ impl State {
             .iter()
             .find(|(i, _)| i == id)
             .map(|(_, e)| e.clone())
+    }
+
+    /// Replaces what a simulated execution prints.
+    pub(crate) fn set_output(&self, id: &str, output: &str) {
+        if let Some((_, e)) = self.lock().documents.iter_mut().find(|(i, _)| i == id) {
+            e.output = output.to_owned();
+        }
     }
 
     /// Every execution document, oldest first.
@@ -352,6 +389,19 @@ impl State {
     pub(crate) fn announce(&self, route: &str, payload: Value) {
         let data = json!({"payload": payload, "trace_context": null}).to_string();
         self.publish(&format!("st2.announcement__{route}"), data);
+    }
+
+    /// Remembers where a workflow paused on an inquiry announces its result.
+    pub(crate) fn pause(&self, id: &str, route: Option<String>, target: Value) {
+        self.lock().paused.push((id.to_owned(), route, target));
+    }
+
+    /// Takes back what [`State::pause`] kept for `id`.
+    pub(crate) fn unpause(&self, id: &str) -> Option<(Option<String>, Value)> {
+        let mut g = self.lock();
+        let i = g.paused.iter().position(|(p, _, _)| p == id)?;
+        let (_, route, target) = g.paused.remove(i);
+        Some((route, target))
     }
 
     pub(crate) fn record_execution(&self, e: RecordedExecution) {

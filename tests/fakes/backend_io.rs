@@ -145,13 +145,29 @@ impl Drop for Driven {
 /// Runs the bot `yaml` defines, in this process, as its executable would (`app::run`):
 /// the definition is validated by `bot_config::load` like the `bot!` macro does.
 pub fn run_whole_bot(yaml: &str) -> JoinHandle<std::process::ExitCode> {
+    run_whole_bot_until(yaml, CancellationToken::new())
+}
+
+/// [`run_whole_bot`], stopping as on SIGTERM when `stop` is cancelled (a restart: cancel,
+/// await the handle, start again).
+#[allow(dead_code)] // not every test file that includes this module restarts a bot
+pub fn run_whole_bot_until(
+    yaml: &str,
+    stop: CancellationToken,
+) -> JoinHandle<std::process::ExitCode> {
     let file = st2bot::config::SourceFile::new("tests/whole-bot.yaml", yaml);
     let spec = st2bot::config::load(&file).unwrap_or_else(|d| panic!("invalid definition: {d:#?}"));
     let spec: &'static st2bot::config::BotSpec = Box::leak(Box::new(spec));
     let client =
         st2bot::runtime::stackstorm::St2Client::new(&spec.stackstorm).expect("StackStorm client");
     tokio::spawn(async move {
-        st2bot::runtime::app::run(spec, client, &st2bot::runtime::cli::Options::default()).await
+        st2bot::runtime::app::run_until(
+            spec,
+            client,
+            &st2bot::runtime::cli::Options::default(),
+            stop,
+        )
+        .await
     })
 }
 

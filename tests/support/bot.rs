@@ -193,6 +193,21 @@ impl BotProcess {
         );
     }
 
+    /// Waits until `needle` appears in the logs (stderr) at least `count` times.
+    pub async fn expect_log_count(&self, needle: &str, count: usize, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while tokio::time::Instant::now() < deadline {
+            if self.logs.lock().unwrap().matches(needle).count() >= count {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!(
+            "fewer than {count} log lines containing {needle:?}\n{}",
+            self.logs.lock().unwrap()
+        );
+    }
+
     /// Waits for the process to exit after input closed; returns its exit code.
     pub async fn wait(mut self, timeout: Duration) -> Option<i32> {
         self.stdin = None;

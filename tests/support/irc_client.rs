@@ -104,6 +104,24 @@ impl IrcClient {
     }
 
     /// Sends one raw line.
+    /// Registers `account` with NickServ (Atheme) from a throwaway connection on `port`.
+    pub async fn register_account(port: u16, account: &str, password: &str) {
+        let mut owner = Self::connect(port, account).await;
+        owner
+            .say(
+                "NickServ",
+                &format!("REGISTER {password} {account}@example.org"),
+            )
+            .await;
+        let answer = owner
+            .expect(Duration::from_secs(30), |l| {
+                l.command == "NOTICE" && l.nick() == "NickServ" && l.text().contains("registered")
+            })
+            .await;
+        assert!(!answer.text().contains("not"), "{}", answer.raw);
+        owner.send("QUIT").await;
+    }
+
     pub async fn send(&mut self, line: &str) {
         self.writer
             .write_all(format!("{line}\r\n").as_bytes())
@@ -158,6 +176,23 @@ impl IrcClient {
             self.nick,
             seen.join("")
         );
+    }
+
+    /// Waits for a `PRIVMSG` from `from` to `target` whose text contains `needle`.
+    pub async fn privmsg_containing(
+        &mut self,
+        from: &str,
+        target: &str,
+        needle: &str,
+        within: Duration,
+    ) -> Line {
+        self.expect(within, |l| {
+            l.command == "PRIVMSG"
+                && l.nick() == from
+                && l.params.first().map(String::as_str) == Some(target)
+                && l.text().contains(needle)
+        })
+        .await
     }
 
     /// Collects `PRIVMSG`s from `from` to `target` until one whose text is `last`.

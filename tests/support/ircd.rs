@@ -100,7 +100,9 @@ impl Ngircd {
     }
 }
 
-/// InspIRCd 3 linked to Atheme services on 127.0.0.1.
+/// InspIRCd 3 linked to Atheme services on 127.0.0.1 (plain-text client port; put a
+/// [`super::TlsFront`] before it for TLS: Debian's InspIRCd with its GnuTLS module loaded
+/// never completes the link with Atheme).
 #[derive(Debug)]
 pub struct InspircdAtheme {
     /// Its directory.

@@ -223,3 +223,64 @@ pub fn secret_file(dir: &TempDir, name: &str, value: &str) -> String {
     std::fs::write(&path, format!("{value}\n")).expect("write secret file");
     path.to_string_lossy().into_owned()
 }
+
+/// A TLS front for a plain-text server on 127.0.0.1, as stunnel or a load balancer puts
+/// one before a chat server: accepts TLS on its own port with a self-signed certificate
+/// and relays each connection to `backend_port`. Stops with the test's runtime.
+#[derive(Debug)]
+pub struct TlsFront {
+    /// The TLS port.
+    pub port: u16,
+    /// The certificate it presents (for `localhost` and `127.0.0.1`).
+    pub cert: Cert,
+    _dir: TempDir,
+}
+
+impl TlsFront {
+    /// Starts relaying TLS on a free port to `backend_port` (call inside a tokio runtime).
+    pub async fn start(backend_port: u16) -> Self {
+        use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+        let dir = TempDir::new("tls-front");
+        let cert = self_signed_cert(dir.path(), "front", &["localhost", "127.0.0.1"]);
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert.cert)
+            .expect("read certificate")
+            .map(|c| c.expect("certificate parses"))
+            .collect();
+        let key = PrivateKeyDer::from_pem_file(&cert.key).expect("read key");
+        let provider = std::sync::Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .expect("server certificate");
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind TLS front");
+        let port = listener.local_addr().expect("local addr").port();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let Ok(mut backend) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", backend_port)).await
+                    else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut backend).await;
+                });
+            }
+        });
+        Self {
+            port,
+            cert,
+            _dir: dir,
+        }
+    }
+}

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use super::{Cert, ServerProcess, TempDir, free_port, self_signed_cert, tail, wait_for_port};
 
-/// The XMPP domain.
+/// The XMPP domain of [`Prosody::start`].
 pub const DOMAIN: &str = "localhost";
-/// The MUC service.
+/// The MUC service of [`Prosody::start`].
 pub const MUC: &str = "conference.localhost";
 
 /// A Prosody server; [`Prosody::restart`] brings it back on the same port with its data.
@@ -20,19 +20,29 @@ pub struct Prosody {
     pub dir: TempDir,
     /// Client-to-server port.
     pub port: u16,
-    /// Its self-signed certificate (for `localhost` and `conference.localhost`).
+    /// Its self-signed certificate (for the domain and its `conference.` MUC service).
     pub cert: Cert,
+    /// The XMPP domain it serves.
+    pub domain: String,
     process: ServerProcess,
 }
 
 impl Prosody {
-    /// Starts a server and waits until it accepts connections.
+    /// Starts a server for `localhost` ([`DOMAIN`], MUC at [`MUC`]) and waits until it
+    /// accepts connections.
     pub fn start() -> Self {
+        Self::start_named(DOMAIN)
+    }
+
+    /// Starts a server for `domain` (MUC at `conference.<domain>`), so a definition's JIDs
+    /// and rooms apply as written.
+    pub fn start_named(domain: &str) -> Self {
+        let muc = format!("conference.{domain}");
         let dir = TempDir::new("prosody");
         let certs = dir.join("certs");
         std::fs::create_dir_all(&certs).expect("create certs dir");
         std::fs::create_dir_all(dir.join("data")).expect("create data dir");
-        let cert = self_signed_cert(&certs, DOMAIN, &[DOMAIN, MUC]);
+        let cert = self_signed_cert(&certs, domain, &[domain, &muc]);
         let port = free_port();
         let d = dir.path().display();
         let config = format!(
@@ -53,9 +63,9 @@ storage = "internal"
 allow_registration = false
 c2s_require_encryption = true
 certificates = "{d}/certs"
-VirtualHost "{DOMAIN}"
+VirtualHost "{domain}"
   ssl = {{ key = "{key}"; certificate = "{crt}"; }}
-Component "{MUC}" "muc"
+Component "{muc}" "muc"
   modules_enabled = {{ "muc_mam" }}
   muc_room_locking = false
   muc_room_default_public = true
@@ -71,6 +81,7 @@ Component "{MUC}" "muc"
             dir,
             port,
             cert,
+            domain: domain.to_owned(),
             process,
         };
         wait_for_port(server.port, Duration::from_secs(30));
@@ -83,12 +94,12 @@ Component "{MUC}" "muc"
         ServerProcess::spawn("prosody", command, &dir.join("prosody.out"))
     }
 
-    /// Creates an account `user@localhost`.
+    /// Creates an account `user@<domain>`.
     pub fn register(&self, user: &str, password: &str) {
         let output = Command::new("prosodyctl")
             .arg("--config")
             .arg(self.dir.join("prosody.cfg.lua"))
-            .args(["register", user, DOMAIN, password])
+            .args(["register", user, &self.domain, password])
             .output()
             .expect("run prosodyctl");
         assert!(

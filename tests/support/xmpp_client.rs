@@ -116,7 +116,8 @@ pub struct XmppClient {
 }
 
 impl XmppClient {
-    /// Logs in as `user@localhost` on `127.0.0.1:port`, trusting only `ca`.
+    /// Logs in as `user` (a bare JID, or a name taken as `name@localhost`) on
+    /// `127.0.0.1:port`, trusting only `ca`.
     pub async fn connect(port: u16, user: &str, password: &str, ca: &Path) -> Self {
         let mut roots = RootCertStore::empty();
         for cert in CertificateDer::pem_file_iter(ca).expect("read test CA") {
@@ -132,7 +133,12 @@ impl XmppClient {
                 .with_root_certificates(roots)
                 .with_no_client_auth(),
         );
-        let jid = BareJid::new(&format!("{user}@localhost")).expect("test JID");
+        let jid = if user.contains('@') {
+            BareJid::new(user)
+        } else {
+            BareJid::new(&format!("{user}@localhost"))
+        }
+        .expect("test JID");
         let password = password.to_owned();
         let identity = Jid::from(jid.clone());
         let mut logged_in = false;
@@ -245,6 +251,29 @@ impl XmppClient {
         body: &str,
         within: Duration,
     ) -> Message {
+        self.expect_message_where(kind, from, within, |b| b == body)
+            .await
+    }
+
+    /// Waits for a message of `kind` from `from` whose body contains `needle`.
+    pub async fn expect_message_containing(
+        &mut self,
+        kind: MessageType,
+        from: &str,
+        needle: &str,
+        within: Duration,
+    ) -> Message {
+        self.expect_message_where(kind, from, within, |b| b.contains(needle))
+            .await
+    }
+
+    async fn expect_message_where(
+        &mut self,
+        kind: MessageType,
+        from: &str,
+        within: Duration,
+        body_matches: impl Fn(&str) -> bool,
+    ) -> Message {
         let stanza = self
             .expect(within, |stanza| match stanza {
                 Stanza::Message(m) => {
@@ -252,7 +281,8 @@ impl XmppClient {
                         && m.from.as_ref().is_some_and(|f| {
                             f.to_string() == from || f.to_bare().to_string() == from
                         })
-                        && m.get_best_body(vec![]).is_some_and(|(_, b)| b == body)
+                        && m.get_best_body(vec![])
+                            .is_some_and(|(_, b)| body_matches(b))
                 }
                 _ => false,
             })

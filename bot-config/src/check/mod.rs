@@ -65,6 +65,9 @@ pub(crate) fn check(
         .and_then(|h| h.value.listen.as_ref())
         .and_then(|l| values::listen_address(&mut d, l).map(Into::into));
     let log = log(&mut d, raw.log.as_ref());
+    if let Some(description) = &raw.description {
+        values::not_cut_by_comment(&mut d, file, description, "description");
+    }
     let description = raw
         .description
         .as_ref()
@@ -286,8 +289,16 @@ fn log(d: &mut Diagnostics, raw: Option<&Spanned<crate::raw::Log>>) -> LogSpec {
     let mut spec = LogSpec {
         format: LogFormat::Text,
         level: "info".into(),
+        audit_file: None,
+        audit_stdout: false,
     };
     let Some(raw) = raw else { return spec };
+    spec.audit_file = raw
+        .value
+        .audit_file
+        .as_ref()
+        .map(|f| f.value.clone().into());
+    spec.audit_stdout = raw.value.audit_stdout.as_ref().is_some_and(|s| s.value);
     if let Some(f) = &raw.value.format {
         match f.value.as_str() {
             "text" => spec.format = LogFormat::Text,

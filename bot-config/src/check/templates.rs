@@ -22,6 +22,7 @@ pub(super) fn check(
         match value {
             None => slot.default.to_owned(),
             Some(v) => {
+                super::values::not_cut_by_comment(d, file, v, name);
                 check_one(d, v, slot, file);
                 v.value.clone()
             }

@@ -449,6 +449,59 @@ pub(super) fn ha(d: &mut Diagnostics, raw: &Spanned<Ha>) -> Option<HaSpec> {
     })
 }
 
+/// Rule: a plain (unquoted) text value is not cut short by a YAML comment. In YAML ` #`
+/// starts a comment, so `description: ChatOps in #ops` reads `ChatOps in` and drops the
+/// rest without a word. A comment written straight after the value with no space after its
+/// `#` (`#ops`, `#123`) is almost always part of the text, so it is an error that says what
+/// was read and asks for quotes; `value # a comment` (space after `#`) is an ordinary
+/// comment and passes.
+pub(super) fn not_cut_by_comment(
+    d: &mut Diagnostics,
+    file: &SourceFile,
+    raw: &Spanned<String>,
+    key: &str,
+) {
+    let span = Span::of(raw);
+    let line: Vec<char> = file.line_text(span.line).chars().collect();
+    let start = span.column.saturating_sub(1) as usize;
+    // Quoted, block and flow-collection values cannot be cut this way.
+    if line
+        .get(start)
+        .is_none_or(|c| matches!(c, '"' | '\'' | '|' | '>' | '[' | '{'))
+    {
+        return;
+    }
+    let Some(hash) = (start + 1..line.len()).find(|&i| line[i] == '#' && line[i - 1] == ' ') else {
+        return;
+    };
+    let read: String = line[start..hash].iter().collect();
+    if read.trim_end() != raw.value {
+        // Not a one-line plain scalar as read (folded over lines, or written elsewhere).
+        return;
+    }
+    let word: String = line[hash + 1..]
+        .iter()
+        .take_while(|c| !c.is_whitespace())
+        .collect();
+    if word.is_empty() || word.starts_with('#') {
+        return;
+    }
+    let column = u32::try_from(hash + 1).unwrap_or(u32::MAX);
+    let rest: String = line[start..].iter().collect();
+    d.push(
+        Diagnostic::new(
+            "comment-in-value",
+            Span::new(span.line, column, 1 + u32::try_from(word.chars().count()).unwrap_or(1)),
+            format!("`{key}` is cut short: ` #` starts a YAML comment"),
+            format!("from here on the line is a comment, so `{key}` reads `{}`", raw.value),
+        )
+        .help(format!(
+            "quote the whole value: `{key}: \"{}\"` (or write `# ` with a space if it is a comment)",
+            rest.trim_end().replace('"', "\\\"")
+        )),
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::cidr;

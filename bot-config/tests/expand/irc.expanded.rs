@@ -84,9 +84,17 @@ static __ST2BOT_SPEC: ::st2bot::__private::BotSpec = ::st2bot::__private::BotSpe
     log: ::st2bot::__private::LogSpec {
         format: ::st2bot::__private::LogFormat::Text,
         level: ::std::borrow::Cow::Borrowed("info"),
+        audit_file: ::std::option::Option::None,
+        audit_stdout: false,
     },
 };
 const _: &[u8] = ::core::include_bytes!("tests/expand/irc.yaml");
 fn main() -> ::std::process::ExitCode {
-    ::st2bot::__private::main(&__ST2BOT_SPEC)
+    ::st2bot::__private::main(
+        &__ST2BOT_SPEC,
+        ::st2bot::__private::Linked {
+            backend: ::st2bot::__private::factory::irc,
+            simulator: ::core::option::Option::None,
+        },
+    )
 }

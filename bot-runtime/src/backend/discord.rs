@@ -605,7 +605,7 @@ async fn try_deliver(
     out: &Outgoing,
 ) -> Result<(), RestError> {
     if let Some(key) = &out.replaces {
-        let remembered = lock(directory).remembered.get(key);
+        let remembered = lock(directory).remembered.replaced(out);
         let Some((channel, message)) = remembered else {
             tracing::debug!(key, "discord: no remembered message to edit");
             return Ok(());
@@ -673,10 +673,10 @@ async fn try_deliver(
     let path = format!("/channels/{channel}/messages");
     for (i, body) in bodies.iter().enumerate() {
         let posted = rest.call(Method::POST, &path, Some(body)).await?;
-        if let (0, Some(key), Some(id)) = (i, &out.remember_as, str_field(&posted, "id")) {
+        if let (0, Some(id)) = (i, str_field(&posted, "id")) {
             lock(directory)
                 .remembered
-                .remember(key, (channel.clone(), id.to_owned()));
+                .posted(out, (channel.clone(), id.to_owned()));
         }
     }
     tracing::debug!(channel = %channel, parts = bodies.len(), "discord: posted");

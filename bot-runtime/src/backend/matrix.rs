@@ -203,6 +203,8 @@ struct Pending {
     tried_join: bool,
     /// Remember the first piece's event id under this key ([`Outgoing::remember_as`]).
     remember_as: Option<String>,
+    /// And report it there ([`Outgoing::report_posted`]).
+    report_posted: Option<super::PostedSink>,
 }
 
 /// A room to join again later.
@@ -741,7 +743,7 @@ impl Worker {
 
     fn enqueue(&mut self, reply: Outgoing) {
         if let Some(key) = &reply.replaces {
-            let Some((room_id, event_id)) = self.remembered.get(key) else {
+            let Some((room_id, event_id)) = self.remembered.replaced(&reply) else {
                 tracing::debug!(key, "matrix: no remembered message to edit");
                 return;
             };
@@ -752,6 +754,7 @@ impl Worker {
                 pieces: VecDeque::from([(self.txn.next_id(), content)]),
                 tried_join: false,
                 remember_as: None,
+                report_posted: None,
             });
             return;
         }
@@ -786,6 +789,7 @@ impl Worker {
             pieces,
             tried_join: false,
             remember_as: reply.remember_as,
+            report_posted: reply.report_posted,
         });
     }
 
@@ -835,7 +839,11 @@ impl Worker {
                     if let Some(front) = self.queue.front_mut() {
                         front.pieces.pop_front();
                         if let Some(key) = front.remember_as.take() {
-                            self.remembered.remember(&key, (room_id.clone(), event_id));
+                            self.remembered.posted_as(
+                                &key,
+                                (room_id.clone(), event_id),
+                                front.report_posted.as_ref(),
+                            );
                         }
                     }
                 }

@@ -643,7 +643,7 @@ impl Shared {
 
     async fn try_post(&self, out: &Outgoing) -> Result<(), ApiError> {
         if let Some(key) = &out.replaces {
-            let Some(post_id) = self.remembered.get(key) else {
+            let Some(post_id) = self.remembered.replaced(out) else {
                 tracing::debug!(key, "mattermost: no remembered post to edit");
                 return Ok(());
             };
@@ -674,8 +674,8 @@ impl Shared {
                 body["props"] = props;
             }
             let posted = self.request(Method::POST, &["posts"], Some(&body)).await?;
-            if let (0, Some(key), Some(id)) = (i, &out.remember_as, str_field(&posted, "id")) {
-                self.remembered.remember(key, id.to_owned());
+            if let (0, Some(id)) = (i, str_field(&posted, "id")) {
+                self.remembered.posted(out, id.to_owned());
             }
         }
         Ok(())

@@ -103,9 +103,52 @@ pub struct Outgoing {
     /// [`Outgoing::replaces`]. The acks of live acks use `ack:<execution id>`.
     pub remember_as: Option<String>,
     /// Edit the message remembered under this key instead of posting a new one (its text
-    /// becomes `text`). Dropped, with a debug log line, when the key is unknown (posted
-    /// before a restart, or forgotten).
+    /// becomes `text`). When the backend does not remember the key (posted before a
+    /// restart, or forgotten) it edits the message [`Outgoing::handle`] names; without one
+    /// the edit is dropped with a debug log line.
     pub replaces: Option<String>,
+    /// With [`Outgoing::replaces`]: the message to edit as the backend reported it when
+    /// posting it ([`PostedSink`]), kept by the dispatcher across restarts.
+    pub handle: Option<String>,
+    /// With [`Outgoing::remember_as`]: where the backend reports what it posted (the key
+    /// and the message's handle, the backend's own JSON), for the dispatcher to keep.
+    pub report_posted: Option<PostedSink>,
+}
+
+/// A message posted under a [`Outgoing::remember_as`] key, as its backend reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PostedMessage {
+    /// The key.
+    pub key: String,
+    /// What the backend needs to edit it (Slack: channel and `ts`; Matrix: room and event
+    /// id…), as JSON; handed back in [`Outgoing::handle`].
+    pub handle: String,
+}
+
+/// Where backends report the messages they post under a key ([`Outgoing::report_posted`]).
+#[derive(Clone, Debug)]
+pub struct PostedSink(mpsc::UnboundedSender<PostedMessage>);
+
+impl PostedSink {
+    /// A sink and the receiving end.
+    pub fn new() -> (Self, mpsc::UnboundedReceiver<PostedMessage>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Self(tx), rx)
+    }
+
+    fn report(&self, key: &str, handle: String) {
+        // Nobody listening any more (shutting down): nothing to keep.
+        let _ = self.0.send(PostedMessage {
+            key: key.to_owned(),
+            handle,
+        });
+    }
+}
+
+impl PartialEq for PostedSink {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.same_channel(&other.0)
+    }
 }
 
 impl Outgoing {
@@ -119,6 +162,8 @@ impl Outgoing {
             status: None,
             remember_as: None,
             replaces: None,
+            handle: None,
+            report_posted: None,
         }
     }
 }
@@ -243,25 +288,143 @@ pub fn standby_connects(spec: &BackendSpec) -> bool {
     }
 }
 
-/// The backend a definition names.
+/// Builds a definition's backend. Each executable's generated `main` names the one
+/// [`factory`] its definition needs, so the linker keeps that backend's code and drops every
+/// other backend's (and its protocol crates'): a terminal bot carries no Slack, XMPP or
+/// Matrix code. [`build`] takes every kind, for tests and tools.
+pub type Factory = fn(&BackendSpec, &BackendOptions) -> Result<Box<dyn Backend>, BackendError>;
+
+/// One [`Factory`] per backend kind; each refuses a definition of another kind (a bug in the
+/// generated code, reported rather than a panic).
+pub mod factory {
+    use super::{Backend, BackendError, BackendOptions, BackendSpec};
+
+    fn other_kind(wanted: &'static str, spec: &BackendSpec) -> BackendError {
+        BackendError::Config {
+            what: "backend.kind",
+            reason: format!(
+                "this executable was built for `{wanted}`, the definition says `{}`",
+                spec.kind()
+            ),
+        }
+    }
+
+    /// `kind: text`.
+    pub fn text(
+        spec: &BackendSpec,
+        options: &BackendOptions,
+    ) -> Result<Box<dyn Backend>, BackendError> {
+        match spec {
+            BackendSpec::Text(t) => Ok(Box::new(super::text::TextBackend::new(t, options))),
+            other => Err(other_kind("text", other)),
+        }
+    }
+
+    /// `kind: slack`.
+    pub fn slack(spec: &BackendSpec, _: &BackendOptions) -> Result<Box<dyn Backend>, BackendError> {
+        match spec {
+            BackendSpec::Slack(s) => Ok(Box::new(super::slack::SlackBackend::new(s))),
+            other => Err(other_kind("slack", other)),
+        }
+    }
+
+    /// `kind: mattermost`.
+    pub fn mattermost(
+        spec: &BackendSpec,
+        _: &BackendOptions,
+    ) -> Result<Box<dyn Backend>, BackendError> {
+        match spec {
+            BackendSpec::Mattermost(m) => {
+                Ok(Box::new(super::mattermost::MattermostBackend::new(m)))
+            }
+            other => Err(other_kind("mattermost", other)),
+        }
+    }
+
+    /// `kind: irc`.
+    pub fn irc(spec: &BackendSpec, _: &BackendOptions) -> Result<Box<dyn Backend>, BackendError> {
+        match spec {
+            BackendSpec::Irc(i) => Ok(Box::new(super::irc::IrcBackend::new(i)?)),
+            other => Err(other_kind("irc", other)),
+        }
+    }
+
+    /// `kind: xmpp`.
+    pub fn xmpp(spec: &BackendSpec, _: &BackendOptions) -> Result<Box<dyn Backend>, BackendError> {
+        match spec {
+            BackendSpec::Xmpp(x) => Ok(Box::new(super::xmpp::XmppBackend::new(x)?)),
+            other => Err(other_kind("xmpp", other)),
+        }
+    }
+
+    /// `kind: matrix`.
+    pub fn matrix(
+        spec: &BackendSpec,
+        _: &BackendOptions,
+    ) -> Result<Box<dyn Backend>, BackendError> {
+        match spec {
+            BackendSpec::Matrix(m) => Ok(Box::new(super::matrix::MatrixBackend::new(m)?)),
+            other => Err(other_kind("matrix", other)),
+        }
+    }
+
+    /// `kind: discord`.
+    pub fn discord(
+        spec: &BackendSpec,
+        _: &BackendOptions,
+    ) -> Result<Box<dyn Backend>, BackendError> {
+        match spec {
+            BackendSpec::Discord(d) => Ok(Box::new(super::discord::DiscordBackend::new(d)?)),
+            other => Err(other_kind("discord", other)),
+        }
+    }
+
+    /// `kind: msteams`.
+    pub fn msteams(
+        spec: &BackendSpec,
+        options: &BackendOptions,
+    ) -> Result<Box<dyn Backend>, BackendError> {
+        match spec {
+            BackendSpec::MsTeams(t) => Ok(Box::new(super::msteams::MsTeamsBackend::new(
+                t,
+                options.msteams_unsigned_inbound.clone(),
+            )?)),
+            other => Err(other_kind("msteams", other)),
+        }
+    }
+
+    /// `kind: rocketchat`.
+    pub fn rocketchat(
+        spec: &BackendSpec,
+        _: &BackendOptions,
+    ) -> Result<Box<dyn Backend>, BackendError> {
+        match spec {
+            BackendSpec::RocketChat(r) => {
+                Ok(Box::new(super::rocketchat::RocketChatBackend::new(r)?))
+            }
+            other => Err(other_kind("rocketchat", other)),
+        }
+    }
+}
+
+/// The backend a definition names, whatever its kind (links every backend in: executables
+/// use their one [`factory`] instead).
 pub fn build(
     spec: &BackendSpec,
     options: &BackendOptions,
 ) -> Result<Box<dyn Backend>, BackendError> {
-    match spec {
-        BackendSpec::Text(t) => Ok(Box::new(text::TextBackend::new(t, options))),
-        BackendSpec::Slack(s) => Ok(Box::new(slack::SlackBackend::new(s))),
-        BackendSpec::Mattermost(m) => Ok(Box::new(mattermost::MattermostBackend::new(m))),
-        BackendSpec::Irc(spec) => Ok(Box::new(irc::IrcBackend::new(spec)?)),
-        BackendSpec::Xmpp(spec) => Ok(Box::new(xmpp::XmppBackend::new(spec)?)),
-        BackendSpec::Matrix(m) => Ok(Box::new(matrix::MatrixBackend::new(m)?)),
-        BackendSpec::Discord(d) => Ok(Box::new(discord::DiscordBackend::new(d)?)),
-        BackendSpec::RocketChat(r) => Ok(Box::new(rocketchat::RocketChatBackend::new(r)?)),
-        BackendSpec::MsTeams(t) => Ok(Box::new(msteams::MsTeamsBackend::new(
-            t,
-            options.msteams_unsigned_inbound.clone(),
-        )?)),
-    }
+    let factory: Factory = match spec {
+        BackendSpec::Text(_) => factory::text,
+        BackendSpec::Slack(_) => factory::slack,
+        BackendSpec::Mattermost(_) => factory::mattermost,
+        BackendSpec::Irc(_) => factory::irc,
+        BackendSpec::Xmpp(_) => factory::xmpp,
+        BackendSpec::Matrix(_) => factory::matrix,
+        BackendSpec::Discord(_) => factory::discord,
+        BackendSpec::RocketChat(_) => factory::rocketchat,
+        BackendSpec::MsTeams(_) => factory::msteams,
+    };
+    factory(spec, options)
 }
 
 /// How many posted messages a backend remembers for later edits ([`Outgoing::remember_as`]).
@@ -306,6 +469,37 @@ impl<V: Clone> RememberedMessages<V> {
     pub fn get(&self, key: &str) -> Option<V> {
         let guard = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         guard.0.get(key).cloned()
+    }
+}
+
+impl<V: Clone + serde::Serialize + serde::de::DeserializeOwned> RememberedMessages<V> {
+    /// `out` was posted as `value`: remembered under its [`Outgoing::remember_as`] key
+    /// (if any) and reported to its [`Outgoing::report_posted`] sink.
+    pub fn posted(&self, out: &Outgoing, value: V) {
+        if let Some(key) = &out.remember_as {
+            self.posted_as(key, value, out.report_posted.as_ref());
+        }
+    }
+
+    /// A message posted under `key` as `value`: remembered, and reported to `sink`.
+    pub fn posted_as(&self, key: &str, value: V, sink: Option<&PostedSink>) {
+        if let Some(sink) = sink
+            && let Ok(handle) = serde_json::to_string(&value)
+        {
+            sink.report(key, handle);
+        }
+        self.remember(key, value);
+    }
+
+    /// The message `out` edits ([`Outgoing::replaces`]): remembered under its key, else
+    /// the one its [`Outgoing::handle`] names.
+    pub fn replaced(&self, out: &Outgoing) -> Option<V> {
+        let key = out.replaces.as_deref()?;
+        self.get(key).or_else(|| {
+            out.handle
+                .as_deref()
+                .and_then(|h| serde_json::from_str(h).ok())
+        })
     }
 }
 
@@ -381,6 +575,26 @@ mod tests {
             r.get(&format!("k{REMEMBERED_MESSAGES}")),
             Some(REMEMBERED_MESSAGES as u32)
         );
+    }
+
+    #[test]
+    fn a_posted_message_is_reported_and_can_be_edited_by_its_handle_elsewhere() {
+        let (sink, mut reported) = PostedSink::new();
+        let first = RememberedMessages::<(String, String)>::default();
+        let mut ack = Outgoing::text(Target::Direct { user: "u".into() }, "ack");
+        ack.remember_as = Some("ack:1".into());
+        ack.report_posted = Some(sink);
+        first.posted(&ack, ("C1".into(), "1.5".into()));
+        let message = reported.try_recv().expect("reported");
+        assert_eq!(message.key, "ack:1");
+        // Another process (after a restart) has no memory of it, only the handle.
+        let second = RememberedMessages::<(String, String)>::default();
+        let mut edit = Outgoing::text(Target::Direct { user: "u".into() }, "done");
+        edit.replaces = Some("ack:1".into());
+        assert_eq!(second.replaced(&edit), None);
+        edit.handle = Some(message.handle);
+        assert_eq!(second.replaced(&edit), Some(("C1".into(), "1.5".into())));
+        assert_eq!(first.replaced(&edit), Some(("C1".into(), "1.5".into())));
     }
 
     #[test]

@@ -452,6 +452,8 @@ mod tests {
             status,
             remember_as: None,
             replaces: None,
+            handle: None,
+            report_posted: None,
         }
     }
 

@@ -527,7 +527,7 @@ async fn try_deliver(
     out: &Outgoing,
 ) -> Result<(), RestError> {
     if let Some(key) = &out.replaces {
-        let remembered = lock(directory).remembered.get(key);
+        let remembered = lock(directory).remembered.replaced(out);
         let Some((room_id, message_id)) = remembered else {
             tracing::debug!(key, "rocketchat: no remembered message to edit");
             return Ok(());
@@ -574,15 +574,14 @@ async fn try_deliver(
             )
             .await?;
         let message = posted.get("message").unwrap_or(&Value::Null);
-        if let (0, Some(key), Some(rid), Some(id)) = (
+        if let (0, Some(rid), Some(id)) = (
             i,
-            &out.remember_as,
             message.get("rid").and_then(Value::as_str),
             message.get("_id").and_then(Value::as_str),
         ) {
             lock(directory)
                 .remembered
-                .remember(key, (rid.to_owned(), id.to_owned()));
+                .posted(out, (rid.to_owned(), id.to_owned()));
         }
     }
     Ok(())

@@ -738,14 +738,13 @@ impl Shared {
                 .await
             {
                 Ok(posted) => {
-                    if let (0, Some(key), Some(channel), Some(ts)) = (
+                    if let (0, Some(channel), Some(ts)) = (
                         i,
-                        &out.remember_as,
                         posted.get("channel").and_then(Value::as_str),
                         posted.get("ts").and_then(Value::as_str),
                     ) {
                         self.remembered
-                            .remember(key, (channel.to_owned(), ts.to_owned()));
+                            .posted(out, (channel.to_owned(), ts.to_owned()));
                     }
                 }
                 Err(ApiError::Slack(code)) if is_content_error(&code) => {
@@ -772,7 +771,7 @@ impl Shared {
     /// Edits the message remembered under `key` with `chat.update` (text only: its
     /// attachments stay); nothing when the key is unknown.
     async fn update(&self, key: &str, out: &Outgoing) -> Result<(), ApiError> {
-        let Some((channel, ts)) = self.remembered.get(key) else {
+        let Some((channel, ts)) = self.remembered.replaced(out) else {
             tracing::debug!(key, "slack: no remembered message to edit");
             return Ok(());
         };

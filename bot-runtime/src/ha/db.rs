@@ -27,10 +27,11 @@ struct Migration {
 }
 
 /// The schema, as a list of changes. Append; never edit an applied one.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "leadership lease, shared sessions",
-    sql: "
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "leadership lease, shared sessions",
+        sql: "
         CREATE TABLE st2bot_leases (
             bot         text PRIMARY KEY,
             holder      text NOT NULL,
@@ -52,7 +53,35 @@ const MIGRATIONS: &[Migration] = &[Migration {
             PRIMARY KEY (bot, user_id)
         );
     ",
-}];
+    },
+    Migration {
+        version: 2,
+        name: "owed results shared by the instances",
+        sql: "
+        CREATE TABLE st2bot_owed_results (
+            bot          text NOT NULL,
+            execution_id text NOT NULL,
+            record       jsonb NOT NULL,
+            updated_at   timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (bot, execution_id)
+        );
+    ",
+    },
+    Migration {
+        version: 3,
+        name: "the audit trail shared by the instances",
+        sql: "
+        CREATE TABLE st2bot_audit (
+            id        bigserial PRIMARY KEY,
+            bot       text NOT NULL,
+            instance  text NOT NULL,
+            logged_at timestamptz NOT NULL DEFAULT now(),
+            line      jsonb NOT NULL
+        );
+        CREATE INDEX st2bot_audit_bot_logged_at ON st2bot_audit (bot, logged_at);
+    ",
+    },
+];
 
 /// The latest schema version this executable knows.
 pub(crate) fn schema_version() -> i32 {
@@ -143,6 +172,62 @@ impl Database {
             }
         };
         Ok(client)
+    }
+}
+
+/// Why a [`Connection::call`] failed.
+#[derive(Debug)]
+pub(crate) enum CallError {
+    /// The database (or the connection to it) failed.
+    Postgres(tokio_postgres::Error),
+    /// No answer within the bound.
+    Timeout(Duration),
+}
+
+/// One lazily opened connection used for a sequence of calls (a store's reads, a store's
+/// writer): connects when it has none or the previous one broke, bounds every call, and
+/// drops the connection after a failure so the next call starts afresh.
+pub(crate) struct Connection {
+    db: Database,
+    purpose: &'static str,
+    timeout: Duration,
+    client: Option<Client>,
+}
+
+impl Connection {
+    /// Not connected yet; `purpose` names it in logs.
+    pub(crate) fn new(db: Database, purpose: &'static str, timeout: Duration) -> Self {
+        Self {
+            db,
+            purpose,
+            timeout,
+            client: None,
+        }
+    }
+
+    /// Runs `f` on the connection (connecting first when needed), within the timeout.
+    pub(crate) async fn call<T>(
+        &mut self,
+        f: impl AsyncFnOnce(&mut Client) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, CallError> {
+        let result = tokio::time::timeout(self.timeout, async {
+            if self.client.as_ref().is_none_or(Client::is_closed) {
+                self.client = Some(self.db.connect(self.purpose).await?);
+            }
+            f(self.client.as_mut().expect("connected above")).await
+        })
+        .await;
+        match result {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                self.client = None;
+                Err(CallError::Postgres(e))
+            }
+            Err(_) => {
+                self.client = None;
+                Err(CallError::Timeout(self.timeout))
+            }
+        }
     }
 }
 

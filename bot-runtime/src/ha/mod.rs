@@ -6,11 +6,14 @@
 //!
 //! Read [`start`] first, then [`Leadership`] (`lease.rs`), which everything that speaks in
 //! chat consults. `session_store` keeps the login sessions in the database, sealed as in
-//! the redb store. The client is tokio-postgres (see `db.rs` for the schema and its
+//! the redb store; `owed_store` the results the leader still owes (`crate::results`), so a
+//! standby that takes over posts them. The client is tokio-postgres (see `db.rs` for the schema and its
 //! migrations, `pg_tls.rs` for TLS through rustls).
 
+pub(crate) mod audit_store;
 mod db;
 mod lease;
+pub(crate) mod owed_store;
 mod pg_tls;
 pub(crate) mod session_store;
 
@@ -81,6 +84,8 @@ pub struct Ha {
     pub leadership: Leadership,
     pub(crate) db: Database,
     pub(crate) bot: String,
+    /// This instance's identity (`instance_env`, or host name and pid).
+    pub(crate) instance: String,
     /// The lease loop.
     pub task: tokio::task::JoinHandle<()>,
 }
@@ -115,7 +120,7 @@ pub async fn start(spec: &HaSpec, bot: &str, shutdown: CancellationToken) -> Res
         db.clone(),
         lease::LeaseSettings {
             bot: bot.to_owned(),
-            instance,
+            instance: instance.clone(),
             lease: spec.lease,
         },
         shutdown,
@@ -124,6 +129,7 @@ pub async fn start(spec: &HaSpec, bot: &str, shutdown: CancellationToken) -> Res
         leadership,
         db,
         bot: bot.to_owned(),
+        instance,
         task,
     })
 }

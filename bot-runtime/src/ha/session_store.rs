@@ -16,7 +16,8 @@ use std::time::Duration;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_postgres::Client;
 
-use super::{Database, Leadership};
+use super::Leadership;
+use super::db::{CallError, Connection};
 use crate::session::{SealedStore, StoreError, StoreFuture, StoredMeta};
 
 /// How long one database call of the store may take.
@@ -55,8 +56,7 @@ pub(crate) struct PgSessionStore {
     bot: String,
     hosts: String,
     leadership: Leadership,
-    db: Database,
-    reader: Mutex<Option<Client>>,
+    reader: Mutex<Connection>,
     writes: mpsc::UnboundedSender<Write>,
 }
 
@@ -69,8 +69,7 @@ impl PgSessionStore {
             bot: ha.bot.clone(),
             hosts: ha.db.describe(),
             leadership: ha.leadership.clone(),
-            db: ha.db.clone(),
-            reader: Mutex::new(None),
+            reader: Mutex::new(Connection::new(ha.db.clone(), "sessions", CALL_TIMEOUT)),
             writes,
         })
     }
@@ -92,25 +91,15 @@ impl PgSessionStore {
         &self,
         f: impl AsyncFnOnce(&mut Client) -> Result<T, tokio_postgres::Error>,
     ) -> Result<T, StoreError> {
-        let mut guard = self.reader.lock().await;
-        let result = tokio::time::timeout(CALL_TIMEOUT, async {
-            if guard.as_ref().is_none_or(Client::is_closed) {
-                *guard = Some(self.db.connect("sessions").await?);
-            }
-            f(guard.as_mut().expect("connected above")).await
-        })
-        .await;
-        match result {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => {
-                *guard = None;
-                Err(StoreError::Postgres(e))
-            }
-            Err(_) => {
-                *guard = None;
-                Err(StoreError::Timeout(CALL_TIMEOUT))
-            }
-        }
+        self.reader.lock().await.call(f).await.map_err(store_error)
+    }
+}
+
+/// A failed database call, as the session store reports it.
+fn store_error(e: CallError) -> StoreError {
+    match e {
+        CallError::Postgres(e) => StoreError::Postgres(e),
+        CallError::Timeout(t) => StoreError::Timeout(t),
     }
 }
 
@@ -219,15 +208,11 @@ impl SealedStore for PgSessionStore {
 }
 
 /// Applies the queued writes in order, each fenced by its term's token.
-async fn writer(db: Database, bot: String, mut queue: mpsc::UnboundedReceiver<Write>) {
-    let mut client: Option<Client> = None;
+async fn writer(db: super::Database, bot: String, mut queue: mpsc::UnboundedReceiver<Write>) {
+    let mut connection = Connection::new(db, "session writes", CALL_TIMEOUT);
     while let Some(write) = queue.recv().await {
-        let result = tokio::time::timeout(CALL_TIMEOUT, async {
-            if client.as_ref().is_none_or(Client::is_closed) {
-                client = Some(db.connect("session writes").await?);
-            }
-            let c = client.as_ref().expect("connected above");
-            match &write.op {
+        let result = connection
+            .call(async |c: &mut Client| match &write.op {
                 WriteOp::Put { user_id, sealed } => {
                     let n = c
                         .execute(PUT, &[&bot, user_id, sealed, &write.token])
@@ -240,20 +225,12 @@ async fn writer(db: Database, bot: String, mut queue: mpsc::UnboundedReceiver<Wr
                     let removed: i64 = row.get(1);
                     Ok((fenced == 1).then(|| usize::try_from(removed).unwrap_or(0)))
                 }
-            }
-        })
-        .await;
+            })
+            .await;
         let result = match result {
-            Ok(Ok(Some(n))) => Ok(n),
-            Ok(Ok(None)) => Err(StoreError::NotLeader),
-            Ok(Err(e)) => {
-                client = None;
-                Err(StoreError::Postgres(e))
-            }
-            Err(_) => {
-                client = None;
-                Err(StoreError::Timeout(CALL_TIMEOUT))
-            }
+            Ok(Some(n)) => Ok(n),
+            Ok(None) => Err(StoreError::NotLeader),
+            Err(e) => Err(store_error(e)),
         };
         if let Err(e) = &result {
             tracing::error!(error = %e, "cannot write a session to the shared store");

@@ -603,7 +603,14 @@ impl OwedStore for RedbOwedStore {
         write.commit().map_err(|e| self.err(e))
     }
 
-    fn load(&self) -> Result<Vec<OwedExecution>, OwedStoreError> {
+    fn load(&self) -> crate::results::OwedLoad<'_> {
+        Box::pin(std::future::ready(self.load_now()))
+    }
+}
+
+impl RedbOwedStore {
+    /// Every record in the table (one short read transaction).
+    fn load_now(&self) -> Result<Vec<OwedExecution>, OwedStoreError> {
         let read = self.db.begin_read().map_err(|e| self.err(e))?;
         let owed = match read.open_table(OWED) {
             Ok(t) => t,
@@ -826,6 +833,10 @@ mod tests {
             started_unix: 1_700_000_000,
             context: serde_json::json!({"bot": "demo", "request": "r1"}),
             state: crate::results::OwedState::Awaiting,
+            ack: Some(crate::results::AckMessage {
+                text: "alice: running".into(),
+                handle: Some(r#"["C1","1.2"]"#.into()),
+            }),
         };
         {
             let (store, _) = SessionStore::open_file(&path, &key).unwrap();
@@ -839,7 +850,7 @@ mod tests {
         let (store, loaded) = SessionStore::open_file(&path, &key).unwrap();
         assert!(loaded.sessions.is_empty());
         assert_eq!(
-            store.owed().expect("owed table").load().unwrap(),
+            store.owed().expect("owed table").load_now().unwrap(),
             vec![record]
         );
         let _ = std::fs::remove_file(&path);

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod client;
 pub mod error;
+pub mod inquiries;
 pub mod stream;
 pub mod types;
 

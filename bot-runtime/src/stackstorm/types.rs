@@ -60,6 +60,18 @@ pub struct AliasAck {
     pub format: Option<String>,
 }
 
+/// The result settings of an alias (what the notify chain's `format_execution_result`
+/// reads).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct AliasResult {
+    /// Announce the result (default true).
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Server-side Jinja format of the result (default: the chatops pack's `default.j2`).
+    #[serde(default)]
+    pub format: Option<String>,
+}
+
 /// The parts of an action alias the bot reads.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 pub struct AliasSummary {
@@ -76,6 +88,9 @@ pub struct AliasSummary {
     /// Ack settings.
     #[serde(default)]
     pub ack: Option<AliasAck>,
+    /// Result settings.
+    #[serde(default)]
+    pub result: Option<AliasResult>,
 }
 
 fn yes() -> bool {
@@ -83,6 +98,22 @@ fn yes() -> bool {
 }
 
 impl AliasSummary {
+    /// Whether the announcement of an execution of this alias names the execution id in
+    /// its text: the result is announced (`result.enabled` is not false) and formatted by
+    /// the chatops pack's `default.j2` (which prints `execution: <id>`) or by a
+    /// `result.format` that prints `execution.id`. Executions started without a
+    /// `source_context` (`match_and_execute`) can be told apart only so.
+    pub fn result_names_execution(&self) -> bool {
+        match &self.result {
+            None => true,
+            Some(r) if r.enabled == Some(false) => false,
+            Some(r) => r
+                .format
+                .as_deref()
+                .is_none_or(|f| f.contains("execution.id")),
+        }
+    }
+
     /// `pack.name`.
     pub fn reference(&self) -> String {
         self.reference
@@ -199,4 +230,28 @@ pub struct Announcement {
 pub struct AnnouncementEvent {
     /// The payload.
     pub payload: Announcement,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_result_names_its_execution_with_the_default_format_or_one_that_prints_the_id() {
+        let alias = |result: Value| -> AliasSummary {
+            serde_json::from_value(serde_json::json!({"name": "a", "pack": "p", "result": result}))
+                .unwrap()
+        };
+        assert!(alias(Value::Null).result_names_execution());
+        assert!(alias(serde_json::json!({"extra": {}})).result_names_execution());
+        assert!(
+            alias(serde_json::json!({"format": "{{ execution.id }}: {{ execution.status }}"}))
+                .result_names_execution()
+        );
+        assert!(
+            !alias(serde_json::json!({"format": "done: {{ execution.result.stdout }}"}))
+                .result_names_execution()
+        );
+        assert!(!alias(serde_json::json!({"enabled": false})).result_names_execution());
+    }
 }
