@@ -91,6 +91,16 @@ pub enum BackendSpec {
     MsTeams(MsTeamsSpec),
 }
 
+impl StackStormSpec {
+    /// Points the API, auth and stream addresses at the StackStorm behind `base` (its
+    /// nginx, no trailing slash), as `stackstorm.url` does.
+    pub fn use_base_url(&mut self, base: &str) {
+        self.api_url = format!("{base}{}", STACKSTORM_PATHS.api).into();
+        self.auth_url = format!("{base}{}", STACKSTORM_PATHS.auth).into();
+        self.stream_url = format!("{base}{}", STACKSTORM_PATHS.stream).into();
+    }
+}
+
 impl BackendSpec {
     /// The `kind:` name.
     pub fn kind(&self) -> &'static str {
@@ -333,6 +343,26 @@ pub enum MatcherKind {
     Local,
 }
 
+/// Where StackStorm serves each part behind its nginx, under `stackstorm.url`: the one
+/// place this rule is written (the definition check, `--stackstorm-url` and demo mode all
+/// derive the three addresses through it).
+pub const STACKSTORM_PATHS: StackStormPaths = StackStormPaths {
+    api: "/api",
+    auth: "/auth",
+    stream: "/stream",
+};
+
+/// The paths of [`STACKSTORM_PATHS`].
+#[derive(Clone, Copy, Debug)]
+pub struct StackStormPaths {
+    /// The API (`/api`).
+    pub api: &'static str,
+    /// The auth service (`/auth`).
+    pub auth: &'static str,
+    /// The stream (`/stream`).
+    pub stream: &'static str,
+}
+
 /// StackStorm connection.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StackStormSpec {
@@ -555,4 +585,23 @@ pub struct LogSpec {
     pub audit_file: Option<Str>,
     /// Whether the audit trail also goes to standard output.
     pub audit_stdout: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    /// `use_base_url` (for `--stackstorm-url` and demo mode) and `stackstorm.url` in a
+    /// definition derive the same three addresses.
+    #[test]
+    fn a_base_url_gives_the_same_addresses_at_run_time_as_in_the_definition() {
+        let yaml = "name: acme\nbackend: { kind: text }\nstackstorm:\n  url: https://st2.example.com\n  auth: { api_key: \"${ST2_API_KEY}\" }\n";
+        let spec = crate::load(&crate::SourceFile::new("acme.yaml", yaml)).expect("valid");
+        let mut moved = spec.stackstorm.clone();
+        moved.use_base_url("http://127.0.0.1:9101");
+        let mut back = moved.clone();
+        back.use_base_url("https://st2.example.com");
+        assert_eq!(back, spec.stackstorm);
+        assert_eq!(&*moved.api_url, "http://127.0.0.1:9101/api");
+        assert_eq!(&*moved.auth_url, "http://127.0.0.1:9101/auth");
+        assert_eq!(&*moved.stream_url, "http://127.0.0.1:9101/stream");
+    }
 }

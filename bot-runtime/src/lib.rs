@@ -303,9 +303,7 @@ fn with_stackstorm_url(spec: &BotSpec, base: &str) -> Result<&'static BotSpec, S
     }
     let base = base.trim_end_matches('/');
     let mut spec = spec.clone();
-    spec.stackstorm.api_url = format!("{base}/api").into();
-    spec.stackstorm.auth_url = format!("{base}/auth").into();
-    spec.stackstorm.stream_url = format!("{base}/stream").into();
+    spec.stackstorm.use_base_url(base);
     Ok(Box::leak(Box::new(spec)))
 }
 

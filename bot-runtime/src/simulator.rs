@@ -46,9 +46,7 @@ pub async fn start(spec: &'static BotSpec) -> Result<crate::Simulated, String> {
         .map_err(|e| e.to_string())?;
     let base = sim.url();
     let mut patched = spec.clone();
-    patched.stackstorm.api_url = format!("{base}/api").into();
-    patched.stackstorm.auth_url = format!("{base}/auth").into();
-    patched.stackstorm.stream_url = format!("{base}/stream").into();
+    patched.stackstorm.use_base_url(&base);
     patched.stackstorm.webui_url = None;
     let spec: &'static BotSpec = Box::leak(Box::new(patched));
     let client = St2Client::with_auth(

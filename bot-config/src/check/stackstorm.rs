@@ -126,9 +126,10 @@ fn addresses(
         }
     };
     let needs_auth = s.auth.value.username.is_some() || s.auth.value.password.is_some();
-    let api = one("api_url", &s.api_url, "/api", true);
-    let auth = one("auth_url", &s.auth_url, "/auth", needs_auth);
-    let stream = one("stream_url", &s.stream_url, "/stream", true);
+    let paths = crate::spec::STACKSTORM_PATHS;
+    let api = one("api_url", &s.api_url, paths.api, true);
+    let auth = one("auth_url", &s.auth_url, paths.auth, needs_auth);
+    let stream = one("stream_url", &s.stream_url, paths.stream, true);
     (api, auth, stream)
 }
 
