@@ -123,15 +123,6 @@ async fn say(instances: &mut [&mut Instance], line: &str) {
     }
 }
 
-fn field(html: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no {name} field in {html}"))
-        + marker.len();
-    html[start..].split('"').next().unwrap().to_owned()
-}
-
 /// Logs alice in through `leader`'s login page (the test plays the load balancer that
 /// sends `public_url` to the ready instance).
 async fn log_in(leader: &mut Instance, others: &mut [&mut Instance]) {
@@ -149,23 +140,10 @@ async fn log_in(leader: &mut Instance, others: &mut [&mut Instance]) {
         .unwrap()
         .trim()
         .replace(COMPILED_PAGE, &format!("127.0.0.1:{}", leader.page));
-    let http = reqwest::Client::new();
-    let form = http.get(&link).send().await.unwrap().text().await.unwrap();
-    let body = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("id", &field(&form, "id"))
-        .append_pair("csrf", &field(&form, "csrf"))
-        .append_pair("kind", "password")
-        .append_pair("username", "st2admin")
-        .append_pair("password", "Ch@ngeMe")
-        .finish();
-    let response = http
-        .post(&link)
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(
+        support::login_page::submit_password(&link, "st2admin", "Ch@ngeMe").await,
+        200
+    );
     leader
         .bot
         .expect("[to alice] You are now logged in to StackStorm", WAIT)

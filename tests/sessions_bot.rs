@@ -13,15 +13,6 @@ use support::bot::BotProcess;
 const WAIT: Duration = Duration::from_secs(15);
 const KEY: &str = "0123456789abcdef0123456789abcdef-test-only";
 
-fn field(html: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no {name} field in {html}"))
-        + marker.len();
-    html[start..].split('"').next().unwrap().to_owned()
-}
-
 #[tokio::test]
 async fn commands_run_as_the_logged_in_user() {
     bot_runtime::http::install_crypto_provider();
@@ -54,23 +45,10 @@ async fn commands_run_as_the_logged_in_user() {
         "{link}"
     );
 
-    let http = reqwest::Client::new();
-    let form = http.get(&link).send().await.unwrap().text().await.unwrap();
-    let body = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("id", &field(&form, "id"))
-        .append_pair("csrf", &field(&form, "csrf"))
-        .append_pair("kind", "password")
-        .append_pair("username", "st2admin")
-        .append_pair("password", "Ch@ngeMe")
-        .finish();
-    let response = http
-        .post(&link)
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(
+        support::login_page::submit_password(&link, "st2admin", "Ch@ngeMe").await,
+        200
+    );
     bot.expect("[to alice]", WAIT).await;
 
     bot.say("!local date").await;

@@ -15,6 +15,7 @@ pub mod backend;
 pub mod bot;
 pub mod irc_client;
 pub mod ircd;
+pub mod login_page;
 pub mod postgres;
 pub mod prosody;
 pub mod xmpp_client;
