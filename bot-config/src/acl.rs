@@ -8,7 +8,8 @@
 //! - `users` entries are names or globs, or `@group`, which matches a member of the group
 //!   (members may be globs too);
 //! - `commands` entries are alias refs or globs over them (`st2.*`), or the bot's own
-//!   commands `bot:help`, `bot:help-all` (`help --all`) and `bot:session`;
+//!   commands `bot:help`, `bot:help-all` (`help --all`), `bot:session`, `bot:inquiry` and
+//!   `bot:confirm`;
 //! - `rooms` entries match the room a message was said in; a rule with `rooms` never
 //!   matches a direct message; `direct: true` matches only direct messages, `false` only rooms.
 //!
@@ -43,12 +44,17 @@ pub const HELP_ALL_COMMAND: &str = "bot:help-all";
 /// The command name access rules use for the inquiry commands (`inquiry …`, `approve`,
 /// `reject`); who may answer a given inquiry is further limited by its `users` and `roles`.
 pub const INQUIRY_COMMAND: &str = "bot:inquiry";
+/// The command name access rules use for answering confirmations (`confirm CODE`, and
+/// `approve ID` / `reject ID` when the id is a pending confirmation's); who may approve a
+/// given request is further limited by its `confirm:` rule.
+pub const CONFIRM_COMMAND: &str = "bot:confirm";
 /// The bot's own command names, for checks and did-you-mean.
 pub const BOT_COMMANDS: &[&str] = &[
     HELP_COMMAND,
     HELP_ALL_COMMAND,
     SESSION_COMMAND,
     INQUIRY_COMMAND,
+    CONFIRM_COMMAND,
 ];
 
 /// Why a pattern is not a valid glob.

@@ -101,6 +101,7 @@ emit_struct!(BotSpec {
     stackstorm,
     chat,
     access,
+    confirm,
     templates,
     auth_page,
     ha,
@@ -187,6 +188,12 @@ emit_struct!(RuleSpec {
     line
 });
 emit_struct!(GroupSpec { name, members });
+emit_struct!(ConfirmSpec {
+    commands,
+    by,
+    within,
+    line
+});
 emit_struct!(TemplatesSpec {
     ack,
     result,
@@ -356,6 +363,19 @@ emit_unit_enum!(IrcAuth {
 });
 emit_unit_enum!(MatcherKind { StackStorm, Local });
 emit_unit_enum!(Decision { Allow, Deny });
+
+impl Emit for ConfirmBy {
+    fn emit(&self) -> TokenStream {
+        let rt = runtime_path();
+        match self {
+            ConfirmBy::Requester => quote!(#rt::ConfirmBy::Requester),
+            ConfirmBy::Group(name) => {
+                let name = name.emit();
+                quote!(#rt::ConfirmBy::Group(#name))
+            }
+        }
+    }
+}
 emit_unit_enum!(LogFormat { Text, Json });
 emit_unit_enum!(PgTls {
     VerifyFull,

@@ -58,6 +58,11 @@ pub struct BotFile {
         schemars(with = "Option<std::collections::HashMap<String, Vec<String>>>")
     )]
     pub groups: Option<Spanned<Groups>>,
+    /// Commands that run only once confirmed: by the requester repeating a code (`by:
+    /// self`) or approved by another member of a group (`by: "@group"`, four eyes).
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<Vec<Confirm>>"))]
+    pub confirm: Option<Spanned<Vec<Spanned<Confirm>>>>,
     /// Handlebars templates for the bot's replies, by purpose.
     #[serde(default)]
     #[cfg_attr(feature = "schema", schemars(with = "Option<Templates>"))]
@@ -413,6 +418,23 @@ pub struct Scope {
     #[serde(default)]
     #[cfg_attr(feature = "schema", schemars(with = "Option<bool>"))]
     pub direct: Option<Spanned<bool>>,
+}
+
+/// One `confirm:` entry; the first whose `commands` match the resolved alias applies.
+#[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Confirm {
+    /// Alias refs (`pack.name`) or globs over them (`core.remote*`), as in access rules.
+    #[cfg_attr(feature = "schema", schemars(with = "Vec<String>"))]
+    pub commands: Spanned<Vec<Spanned<String>>>,
+    /// `self` (the requester repeats a code) or `@group` (another member approves).
+    #[cfg_attr(feature = "schema", schemars(with = "String"))]
+    pub by: Spanned<String>,
+    /// How long the confirmation waits before nothing is run (`10s` to `24h`, default `5m`).
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
+    pub within: Option<Spanned<String>>,
 }
 
 /// `templates:` — one optional handlebars template per purpose.

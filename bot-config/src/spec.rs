@@ -31,6 +31,8 @@ pub struct BotSpec {
     pub chat: ChatSpec,
     /// Access rules.
     pub access: AccessSpec,
+    /// Commands that need a confirmation before they run, in order (first match applies).
+    pub confirm: List<ConfirmSpec>,
     /// Reply templates, defaults filled in.
     pub templates: TemplatesSpec,
     /// Client-side authentication page, when configured.
@@ -473,6 +475,28 @@ pub struct GroupSpec {
     pub name: Str,
     /// Members (user names or globs).
     pub members: List<Str>,
+}
+
+/// One `confirm:` rule.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConfirmSpec {
+    /// Alias ref patterns (globs, as access rules' `commands`).
+    pub commands: List<Str>,
+    /// Who confirms.
+    pub by: ConfirmBy,
+    /// How long the request waits.
+    pub within: Duration,
+    /// Line of the rule in the definition, for logs.
+    pub line: u32,
+}
+
+/// Who confirms a command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfirmBy {
+    /// The requester, by repeating a short code.
+    Requester,
+    /// Another member of this group (name without `@`); never the requester.
+    Group(Str),
 }
 
 /// Reply templates (handlebars), defaults filled in.

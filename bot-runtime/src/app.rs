@@ -27,6 +27,8 @@ use crate::stackstorm::stream::{self, StreamEvent, StreamState};
 
 /// How often owed results past `stackstorm.result_timeout` are dropped.
 const EXPIRY_CHECK: Duration = Duration::from_secs(5);
+/// How often commands waiting for a confirmation are checked for expiry.
+const CONFIRM_CHECK: Duration = Duration::from_secs(1);
 /// How long in-flight commands may take to finish after shutdown starts.
 const DRAIN: Duration = Duration::from_secs(10);
 /// Text backend, input not a terminal: how long end of input waits for results in flight
@@ -341,6 +343,24 @@ pub async fn run_with(
         })
     };
 
+    // Confirmations whose time ran out are told so (the leader's: it holds them).
+    let confirm_task = (!spec.confirm.is_empty()).then(|| {
+        let dispatcher = dispatcher.clone();
+        let leadership = leadership.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(CONFIRM_CHECK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if leadership.is_leader() {
+                    dispatcher
+                        .expire_confirmations(std::time::Instant::now())
+                        .await;
+                }
+            }
+        })
+    });
+
     let chat_watch = {
         let mut chat = chat_state.clone();
         tokio::spawn(async move {
@@ -446,6 +466,9 @@ pub async fn run_with(
     }
     let _ = stream_task.await;
     events_task.abort();
+    if let Some(task) = confirm_task {
+        task.abort();
+    }
     chat_watch.abort();
     drop(dispatcher);
     drop(outgoing_tx);

@@ -13,7 +13,8 @@
 use std::sync::Arc;
 
 use bot_config::acl::{
-    AccessControl, HELP_COMMAND, INQUIRY_COMMAND, Request, SESSION_COMMAND, Verdict,
+    AccessControl, CONFIRM_COMMAND, HELP_COMMAND, INQUIRY_COMMAND, Request, SESSION_COMMAND,
+    Verdict,
 };
 use bot_config::{BotSpec, MatcherKind};
 use serde_json::{Value, json};
@@ -33,6 +34,7 @@ use crate::stackstorm::types::{
 use crate::stackstorm::{St2Client, St2Error};
 use crate::template::Templates;
 
+mod confirm;
 mod inquiry;
 
 /// How many formats a "no match" reply suggests.
@@ -117,6 +119,9 @@ pub enum Plan {
     Session(Vec<String>),
     /// An inquiry command (`inquiry …`, `approve ID`, `reject ID`), as typed.
     Inquiry(String),
+    /// An answer to a pending confirmation (`confirm CODE`, `approve ID`, `reject ID`),
+    /// with the id (lowercased; empty when none was given).
+    Confirm(crate::confirm::Verb, String),
     /// Ask StackStorm which alias this command is (then check access and execute).
     Match(String),
     /// Execute this command as this alias (access already allowed).
@@ -158,6 +163,10 @@ pub struct Dispatcher {
     posted_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<PostedMessage>>>,
     /// The audit trail, when the definition names one (`log.audit_file`/`audit_stdout`).
     audit: Option<crate::audit::AuditTrail>,
+    /// The definition's `confirm:` rules.
+    confirm_rules: crate::confirm::ConfirmRules,
+    /// Commands waiting for their confirmation.
+    pending: Box<dyn crate::confirm::PendingConfirmations>,
 }
 
 /// An ack posted with [`Outgoing::remember_as`], edited as its execution progresses.
@@ -222,6 +231,9 @@ pub enum DispatchSetupError {
     /// The audit trail file cannot be opened.
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
+    /// A `confirm:` pattern does not compile.
+    #[error(transparent)]
+    Confirm(#[from] bot_config::acl::GlobError),
 }
 
 impl Dispatcher {
@@ -255,6 +267,8 @@ impl Dispatcher {
             )),
             live_acks: std::sync::Mutex::new(std::collections::HashMap::new()),
             audit: crate::audit::AuditTrail::open(&spec.name, &spec.log)?,
+            confirm_rules: crate::confirm::ConfirmRules::new(&spec.confirm)?,
+            pending: Box::new(crate::confirm::MemoryConfirmations::default()),
         })
     }
 
@@ -483,6 +497,12 @@ impl Dispatcher {
             }
             return Plan::Session(words.map(str::to_owned).collect());
         }
+        if let Some((verb, id)) = crate::confirm::parse(command) {
+            if let Err(text) = self.check_access(message, CONFIRM_COMMAND, command) {
+                return Plan::Reply(text);
+            }
+            return Plan::Confirm(verb, id);
+        }
         if crate::inquiry::COMMAND_WORDS.contains(&first) {
             if let Err(text) = self.check_access(message, INQUIRY_COMMAND, command) {
                 return Plan::Reply(text);
@@ -541,6 +561,7 @@ impl Dispatcher {
             Plan::Help(_) => "help",
             Plan::Session(_) => "session",
             Plan::Inquiry(_) => "inquiry",
+            Plan::Confirm(..) => "confirm",
             Plan::Match(_) | Plan::Execute(..) => "alias",
         });
         match plan {
@@ -580,9 +601,10 @@ impl Dispatcher {
                 }
             },
             Plan::Inquiry(command) => self.inquiry_command(message, &command).await,
+            Plan::Confirm(verb, id) => self.confirm_command(message, verb, &id).await,
             Plan::Match(command) => match self.resolve_remotely(&command).await {
                 Ok(resolved) => match self.check_access(message, &resolved.reference, &command) {
-                    Ok(()) => self.execute(message, &command, &resolved).await,
+                    Ok(()) => self.run_or_confirm(message, &command, &resolved).await,
                     Err(text) => self.reply(message, text).await,
                 },
                 Err(Unresolved::NoMatch) => {
@@ -598,7 +620,9 @@ impl Dispatcher {
                     self.reply(message, text).await;
                 }
             },
-            Plan::Execute(command, resolved) => self.execute(message, &command, &resolved).await,
+            Plan::Execute(command, resolved) => {
+                self.run_or_confirm(message, &command, &resolved).await
+            }
         }
     }
 
@@ -789,9 +813,10 @@ impl Dispatcher {
 
     /// What StackStorm echoes back in the announcement's `context`, so a result finds the
     /// room and thread the command came from; `request` (random, per command) tells which
-    /// owed execution an announcement settles.
-    fn source_context(&self, message: &Incoming, request: &str) -> Value {
-        json!({
+    /// owed execution an announcement settles. `confirmation` (who confirmed or approved a
+    /// command that needed it) is added as it is.
+    fn source_context(&self, message: &Incoming, request: &str, confirmation: Option<&Value>) -> Value {
+        let mut context = json!({
             "bot": self.spec.name,
             "backend": self.spec.backend.kind(),
             "room": message.room.as_ref().map(|r| r.id.clone()),
@@ -799,10 +824,23 @@ impl Dispatcher {
             "message_id": message.message_id,
             "user_id": message.user_id,
             "request": request,
-        })
+        });
+        if let (Value::Object(c), Some(Value::Object(extra))) = (&mut context, confirmation) {
+            c.extend(extra.clone());
+        }
+        context
     }
 
-    async fn execute(&self, message: &Incoming, command: &str, resolved: &Resolved) {
+    /// Runs a resolved command (access allowed) as `message`'s sender; `confirmation`
+    /// (`{"confirmed": …, "approved_by": …}`) goes into its `source_context` when it needed
+    /// one.
+    async fn execute(
+        &self,
+        message: &Incoming,
+        command: &str,
+        resolved: &Resolved,
+        confirmation: Option<&Value>,
+    ) {
         // Fencing: a leader whose lease ran out while it matched the command must not start
         // it; the new leader, which saw the same message, may.
         if !self.leadership.is_leader() {
@@ -832,7 +870,7 @@ impl Dispatcher {
         // alone, when their announcement names the id (see `record_owed`).
         let context = (!resolved.match_multiple).then(|| {
             let request = crate::results::new_request_key();
-            let context = self.source_context(message, &request);
+            let context = self.source_context(message, &request, confirmation);
             (request, context)
         });
         let results: Result<Vec<ExecuteResponse>, St2Error> = if resolved.match_multiple {

@@ -59,6 +59,8 @@ pub fn explain(
         }
     } else if first == spec.chat.session_command.as_ref() {
         SESSION_COMMAND.to_owned()
+    } else if crate::confirm::parse(command).is_some() {
+        bot_config::acl::CONFIRM_COMMAND.to_owned()
     } else if crate::inquiry::COMMAND_WORDS.contains(&first) {
         bot_config::acl::INQUIRY_COMMAND.to_owned()
     } else {
@@ -117,6 +119,18 @@ pub fn explain(
                 "{decision}: no rule matches, so `access.default` ({decision}) decides"
             );
         }
+    }
+    if verdict.allowed()
+        && let Some(rule) = crate::confirm::first_rule(&spec.confirm, &reference)
+    {
+        let _ = writeln!(
+            text,
+            "then held until confirmed: `confirm` entry at {}:{} (by {}, within {})",
+            spec.source,
+            rule.line,
+            crate::confirm::by_text(&rule.by),
+            humantime::format_duration(rule.within)
+        );
     }
     Explanation {
         text,

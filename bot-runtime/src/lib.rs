@@ -13,6 +13,7 @@ pub mod audit;
 mod auth_page;
 pub mod backend;
 pub mod check;
+pub mod confirm;
 pub mod cli;
 pub mod dispatch;
 pub mod doctor;

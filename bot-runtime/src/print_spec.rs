@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bot_config::BotSpec;
 use bot_config::spec::{
-    AccessSpec, AuthPageSpec, BackendSpec, ChatSpec, Decision, DiscordSpec, GroupSpec, HaSpec,
+    AccessSpec, AuthPageSpec, BackendSpec, ChatSpec, ConfirmBy, ConfirmSpec, Decision, DiscordSpec, GroupSpec, HaSpec,
     IrcAuth, IrcSpec, LogFormat, LogSpec, MatcherKind, MatrixLogin, MatrixSpec, MattermostSpec,
     MsTeamsSpec, RocketChatLogin, RocketChatSpec, RuleSpec, SecretRef, SlackSpec, St2AuthSpec,
     StackStormSpec, TemplatesSpec, TextSpec, XmppSpec,
@@ -134,6 +134,7 @@ fn bot(spec: &BotSpec) -> Node {
         stackstorm: stackstorm_spec,
         chat: chat_spec,
         access: access_spec,
+        confirm: confirm_spec,
         templates: templates_spec,
         auth_page: auth_page_spec,
         ha: ha_spec,
@@ -148,6 +149,7 @@ fn bot(spec: &BotSpec) -> Node {
         ("stackstorm", stackstorm(stackstorm_spec)),
         ("chat", chat(chat_spec)),
         ("access", access(access_spec)),
+        ("confirm", Node::List(confirm_spec.iter().map(confirm).collect())),
         ("templates", templates(templates_spec)),
         (
             "auth_page",
@@ -346,6 +348,27 @@ fn chat(spec: &ChatSpec) -> Node {
     ])
 }
 
+fn confirm(spec: &ConfirmSpec) -> Node {
+    let ConfirmSpec {
+        commands,
+        by,
+        within,
+        line,
+    } = spec;
+    Node::Map(vec![
+        ("commands", list(commands)),
+        (
+            "by",
+            match by {
+                ConfirmBy::Requester => s("self"),
+                ConfirmBy::Group(g) => s(&format!("@{g}")),
+            },
+        ),
+        ("within", duration(*within)),
+        ("line", Node::Int(u64::from(*line))),
+    ])
+}
+
 fn access(spec: &AccessSpec) -> Node {
     let AccessSpec {
         default,
@@ -506,6 +529,8 @@ access:
     - allow: { users: [\"@oncall\"], commands: [\"packs.*\"] }
 groups:
   oncall: [alice, bob]
+confirm:
+  - { commands: [\"packs.uninstall\"], by: \"@oncall\", within: 10m }
 ";
 
     fn spec() -> BotSpec {
@@ -539,6 +564,10 @@ groups:
         assert_eq!(
             value["access"]["groups"][0],
             serde_json::json!({"name": "oncall", "members": ["alice", "bob"]})
+        );
+        assert_eq!(
+            value["confirm"],
+            serde_json::json!([{"commands": ["packs.uninstall"], "by": "@oncall", "within": "10m", "line": 19}])
         );
         assert!(value["auth_page"].is_null());
         // Keys come in the spec's order, `name` first and `log` last.

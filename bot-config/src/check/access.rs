@@ -143,7 +143,7 @@ fn matrix_id_help(value: &str) -> String {
 }
 
 /// Rule: a pattern compiles as a glob (`*`, `?`, `[abc]`, `{a,b}`, `\` escapes).
-fn glob_ok(d: &mut Diagnostics, p: &Spanned<String>, what: &str) -> bool {
+pub(super) fn glob_ok(d: &mut Diagnostics, p: &Spanned<String>, what: &str) -> bool {
     if p.value.is_empty() {
         d.push(
             Diagnostic::new(

@@ -7,6 +7,7 @@
 mod access;
 mod backend;
 pub(crate) mod catalogue;
+mod confirm;
 mod durations;
 mod keys;
 mod scalar;
@@ -47,9 +48,11 @@ pub(crate) fn check(
     let stackstorm = stackstorm::check(&mut d, &raw.stackstorm, file);
     let chat = chat(&mut d, raw.chat.as_ref(), file);
     let access = access::check(&mut d, raw.access.as_ref(), raw.groups.as_ref());
+    let confirm = confirm::check(&mut d, raw.confirm.as_ref(), &access.groups);
     if let Some(catalogue) = &raw.stackstorm.value.catalogue {
         with_catalogue(&mut d, catalogue, file, dir, inputs, |d, catalogue| {
             self::catalogue::against_rules(d, catalogue, raw.access.as_ref(), &access);
+            self::catalogue::against_confirm(d, catalogue, raw.confirm.as_ref());
             catalogue_aliases.extend(catalogue.alias_refs().map(str::to_owned));
         });
     }
@@ -93,6 +96,7 @@ pub(crate) fn check(
             stackstorm: stackstorm.ok_or_else(|| missing("stackstorm"))?,
             chat,
             access,
+            confirm: confirm.into(),
             templates,
             auth_page: match auth_page {
                 Some(a) => Some(a.ok_or_else(|| missing("auth_page"))?),
