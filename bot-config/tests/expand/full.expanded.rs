@@ -133,6 +133,28 @@ static __ST2BOT_SPEC: ::st2bot::__private::BotSpec = ::st2bot::__private::BotSpe
             ],
         ),
     },
+    confirm: ::std::borrow::Cow::Borrowed(
+        &[
+            ::st2bot::__private::ConfirmSpec {
+                commands: ::std::borrow::Cow::Borrowed(
+                    &[::std::borrow::Cow::Borrowed("core.remote*")],
+                ),
+                by: ::st2bot::__private::ConfirmBy::Requester,
+                within: ::std::time::Duration::from_millis(60000),
+                line: 42u32,
+            },
+            ::st2bot::__private::ConfirmSpec {
+                commands: ::std::borrow::Cow::Borrowed(
+                    &[::std::borrow::Cow::Borrowed("packs.uninstall")],
+                ),
+                by: ::st2bot::__private::ConfirmBy::Group(
+                    ::std::borrow::Cow::Borrowed("oncall"),
+                ),
+                within: ::std::time::Duration::from_millis(300000),
+                line: 43u32,
+            },
+        ],
+    ),
     templates: ::st2bot::__private::TemplatesSpec {
         ack: ::std::borrow::Cow::Borrowed(
             "{{user}}: {{alias}} is running ({{execution.id}})",
