@@ -284,7 +284,9 @@ async fn four_eyes_refuses_the_requester_and_outsiders_and_runs_on_a_members_app
         )]
     );
     assert!(sim.executions().is_empty(), "nothing reached StackStorm");
-    let said = desk.say("bob", &format!("!approve {}", id.to_ascii_uppercase())).await;
+    let said = desk
+        .say("bob", &format!("!approve {}", id.to_ascii_uppercase()))
+        .await;
     assert_eq!(
         said[0],
         format!("bob approved alice's `pack install st2-demo` (confirmation {id}): running it.")
@@ -303,7 +305,9 @@ async fn four_eyes_refuses_the_requester_and_outsiders_and_runs_on_a_members_app
     assert_eq!(run.source_context["user_id"], "U-alice");
     assert_eq!(
         desk.say("bob", &format!("!approve {id}")).await,
-        [format!("bob: confirmation {id} was already approved by bob")]
+        [format!(
+            "bob: confirmation {id} was already approved by bob"
+        )]
     );
 
     // Rejected by another member: nothing runs.
@@ -441,7 +445,11 @@ async fn on_slack_the_request_is_answered_in_its_thread() {
         .await;
     let prompt = post_of("needs the approval of");
     assert_eq!(prompt.channel, OPS);
-    assert_eq!(prompt.thread_ts.as_deref(), Some(ts.as_str()), "in the thread");
+    assert_eq!(
+        prompt.thread_ts.as_deref(),
+        Some(ts.as_str()),
+        "in the thread"
+    );
     let id = id_after(prompt.text.as_deref().unwrap(), "!approve ");
 
     fake.user_says(ALICE, OPS, &format!("!approve {id}"), Some(&ts));
@@ -466,7 +474,9 @@ async fn on_slack_the_request_is_answered_in_its_thread() {
     fake.wait_until(
         "the approval",
         WAIT,
-        posted(&format!("bob approved alice's `pack install st2-demo` (confirmation {id}): running it.")),
+        posted(&format!(
+            "bob approved alice's `pack install st2-demo` (confirmation {id}): running it."
+        )),
     )
     .await;
     let approval = post_of("bob approved alice's");

@@ -455,9 +455,21 @@ mod tests {
     fn requests_expire_at_their_deadline_oldest_first() {
         let store = MemoryConfirmations::default();
         let now = Instant::now();
-        store.insert(pending("bbbb", ConfirmBy::Requester, now + Duration::from_secs(20)));
-        store.insert(pending("aaaa", ConfirmBy::Requester, now + Duration::from_secs(10)));
-        store.insert(pending("cccc", ConfirmBy::Requester, now + Duration::from_secs(30)));
+        store.insert(pending(
+            "bbbb",
+            ConfirmBy::Requester,
+            now + Duration::from_secs(20),
+        ));
+        store.insert(pending(
+            "aaaa",
+            ConfirmBy::Requester,
+            now + Duration::from_secs(10),
+        ));
+        store.insert(pending(
+            "cccc",
+            ConfirmBy::Requester,
+            now + Duration::from_secs(30),
+        ));
         assert!(store.expire(now).is_empty());
         let gone: Vec<String> = store
             .expire(now + Duration::from_secs(25))
@@ -483,7 +495,11 @@ mod tests {
             );
         }
         let out = store
-            .insert(pending("new1", ConfirmBy::Requester, now + Duration::from_secs(50)))
+            .insert(pending(
+                "new1",
+                ConfirmBy::Requester,
+                now + Duration::from_secs(50),
+            ))
             .expect("one pushed out");
         assert_eq!(out.id, "0000");
         assert_eq!(store.outcome("0000"), Some(Outcome::Expired));

@@ -815,7 +815,12 @@ impl Dispatcher {
     /// room and thread the command came from; `request` (random, per command) tells which
     /// owed execution an announcement settles. `confirmation` (who confirmed or approved a
     /// command that needed it) is added as it is.
-    fn source_context(&self, message: &Incoming, request: &str, confirmation: Option<&Value>) -> Value {
+    fn source_context(
+        &self,
+        message: &Incoming,
+        request: &str,
+        confirmation: Option<&Value>,
+    ) -> Value {
         let mut context = json!({
             "bot": self.spec.name,
             "backend": self.spec.backend.kind(),

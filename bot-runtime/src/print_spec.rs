@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use bot_config::BotSpec;
 use bot_config::spec::{
-    AccessSpec, AuthPageSpec, BackendSpec, ChatSpec, ConfirmBy, ConfirmSpec, Decision, DiscordSpec, GroupSpec, HaSpec,
-    IrcAuth, IrcSpec, LogFormat, LogSpec, MatcherKind, MatrixLogin, MatrixSpec, MattermostSpec,
-    MsTeamsSpec, RocketChatLogin, RocketChatSpec, RuleSpec, SecretRef, SlackSpec, St2AuthSpec,
-    StackStormSpec, TemplatesSpec, TextSpec, XmppSpec,
+    AccessSpec, AuthPageSpec, BackendSpec, ChatSpec, ConfirmBy, ConfirmSpec, Decision, DiscordSpec,
+    GroupSpec, HaSpec, IrcAuth, IrcSpec, LogFormat, LogSpec, MatcherKind, MatrixLogin, MatrixSpec,
+    MattermostSpec, MsTeamsSpec, RocketChatLogin, RocketChatSpec, RuleSpec, SecretRef, SlackSpec,
+    St2AuthSpec, StackStormSpec, TemplatesSpec, TextSpec, XmppSpec,
 };
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 
@@ -149,7 +149,10 @@ fn bot(spec: &BotSpec) -> Node {
         ("stackstorm", stackstorm(stackstorm_spec)),
         ("chat", chat(chat_spec)),
         ("access", access(access_spec)),
-        ("confirm", Node::List(confirm_spec.iter().map(confirm).collect())),
+        (
+            "confirm",
+            Node::List(confirm_spec.iter().map(confirm).collect()),
+        ),
         ("templates", templates(templates_spec)),
         (
             "auth_page",

@@ -65,7 +65,10 @@ fn check_entry(
                 Diagnostic::new(
                     "unconfirmable-command",
                     Span::of(c),
-                    format!("`{}` is one of the bot's own commands, which are never confirmed", c.value),
+                    format!(
+                        "`{}` is one of the bot's own commands, which are never confirmed",
+                        c.value
+                    ),
                     "not an alias",
                 )
                 .help("name action-alias refs (`pack.name`) or globs over them (`packs.*`)")
@@ -86,10 +89,7 @@ fn check_entry(
                     Diagnostic::new(
                         "within-too-short",
                         Span::of(w),
-                        format!(
-                            "`within` must be at least {}s",
-                            MIN_WITHIN.as_secs()
-                        ),
+                        format!("`within` must be at least {}s", MIN_WITHIN.as_secs()),
                         "too short to answer",
                     )
                     .help("give people time to read the prompt and answer, e.g. `within: 60s`"),
@@ -117,15 +117,23 @@ fn check_entry(
 }
 
 /// Rule: `by` is `self` or `@group`, a group defined under `groups:`.
-fn confirm_by(d: &mut Diagnostics, by: &Spanned<String>, groups: &[GroupSpec]) -> Option<ConfirmBy> {
+fn confirm_by(
+    d: &mut Diagnostics,
+    by: &Spanned<String>,
+    groups: &[GroupSpec],
+) -> Option<ConfirmBy> {
     let names = || groups.iter().map(|g| &*g.name);
     if by.value == "self" {
         return Some(ConfirmBy::Requester);
     }
     let Some(group) = by.value.strip_prefix('@') else {
         let help = crate::suggest::did_you_mean(&by.value, names())
-            .map(|g| format!("did you mean `\"@{g}\"`? (quote it: YAML reads a bare `@` as an error)"))
-            .unwrap_or_else(|| "write `by: self` or `by: \"@oncall\"` (a group under `groups:`)".to_owned());
+            .map(|g| {
+                format!("did you mean `\"@{g}\"`? (quote it: YAML reads a bare `@` as an error)")
+            })
+            .unwrap_or_else(|| {
+                "write `by: self` or `by: \"@oncall\"` (a group under `groups:`)".to_owned()
+            });
         d.push(
             Diagnostic::new(
                 "invalid-confirm-by",
