@@ -167,6 +167,8 @@ pub struct Dispatcher {
     confirm_rules: crate::confirm::ConfirmRules,
     /// Commands waiting for their confirmation.
     pending: Box<dyn crate::confirm::PendingConfirmations>,
+    /// Yes/no inquiry questions posted in a thread, where a plain reply answers them.
+    question_threads: std::sync::Mutex<crate::inquiry::QuestionThreads>,
 }
 
 /// An ack posted with [`Outgoing::remember_as`], edited as its execution progresses.
@@ -269,6 +271,7 @@ impl Dispatcher {
             audit: crate::audit::AuditTrail::open(&spec.name, &spec.log)?,
             confirm_rules: crate::confirm::ConfirmRules::new(&spec.confirm)?,
             pending: Box::new(crate::confirm::MemoryConfirmations::default()),
+            question_threads: std::sync::Mutex::new(Default::default()),
         })
     }
 
@@ -455,10 +458,29 @@ impl Dispatcher {
         Some(command.trim())
     }
 
+    /// A plain `yes` or `no` (without the prefix) in the thread of a yes/no inquiry
+    /// question, as the inquiry command it stands for (`approve ID` / `reject ID`).
+    fn thread_answer(&self, message: &Incoming) -> Option<String> {
+        let (room, thread) = (message.room.as_ref()?, message.thread.as_deref()?);
+        let yes = crate::inquiry::thread_reply(&message.text)?;
+        let threads = self
+            .question_threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let id = threads.inquiry(&room.id, thread)?;
+        Some(format!("{} {id}", if yes { "approve" } else { "reject" }))
+    }
+
     /// Decides what a message needs without any I/O: ignore it, reply at once, list help,
     /// run a session command, ask StackStorm to match it, or execute a resolved alias (access
     /// rules already checked). This is the per-message overhead the benchmarks measure.
     pub fn plan(&self, message: &Incoming) -> Plan {
+        if let Some(answer) = self.thread_answer(message) {
+            if let Err(text) = self.check_access(message, INQUIRY_COMMAND, &message.text) {
+                return Plan::Reply(text);
+            }
+            return Plan::Inquiry(answer);
+        }
         let Some(command) = self.command_of(message) else {
             return Plan::Ignore;
         };

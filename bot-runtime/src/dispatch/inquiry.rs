@@ -70,6 +70,10 @@ impl Dispatcher {
             }
         };
         let link = self.st2.execution_link(id).await.unwrap_or_default();
+        // A yes/no question goes in the thread of the command (where the service has
+        // threads), so that a plain `yes` or `no` in that thread answers it.
+        let yes_no = self.capabilities.threads
+            && inquiry::single_boolean(&inquiry::fields(&inquiry.schema)).is_some();
         let mut target = None;
         let mut mention = None;
         let mut parent = link.parent.clone();
@@ -80,7 +84,10 @@ impl Dispatcher {
                 target = Some(match &started.room {
                     Some(room) => Target::Room {
                         id: room.clone(),
-                        thread: started.thread.clone(),
+                        thread: started
+                            .thread
+                            .clone()
+                            .or_else(|| started.message_id.clone().filter(|_| yes_no)),
                     },
                     None => Target::Direct {
                         user: started.user_id.clone(),
@@ -119,7 +126,14 @@ impl Dispatcher {
             return;
         };
         let left = time_left(link.start_timestamp.as_deref(), inquiry.ttl);
-        let text = inquiry::question(&inquiry, left, &self.spec.chat.prefix);
+        let mut text = inquiry::question(&inquiry, left, &self.spec.chat.prefix);
+        if yes_no && let Target::Room { id: room, thread: Some(thread) } = &target {
+            self.question_threads
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remember(room, thread, id);
+            text.push_str("\nOr reply `yes` or `no` in this thread.");
+        }
         tracing::info!(inquiry = id, "posting an inquiry");
         let mut out = Outgoing::text(target, text);
         out.mention = mention;
