@@ -584,9 +584,16 @@ async fn on_slack_a_yes_in_the_questions_thread_answers_it() {
         .find(|p| p.text.as_deref().is_some_and(|t| t.contains("❓ Inquiry ")))
         .unwrap();
     assert_eq!(question.channel, OPS);
-    assert_eq!(question.thread_ts.as_deref(), Some(ts.as_str()), "in the command's thread");
+    assert_eq!(
+        question.thread_ts.as_deref(),
+        Some(ts.as_str()),
+        "in the command's thread"
+    );
     let text = question.text.unwrap();
-    assert!(text.ends_with("Or reply `yes` or `no` in this thread."), "{text}");
+    assert!(
+        text.ends_with("Or reply `yes` or `no` in this thread."),
+        "{text}"
+    );
     let id = text
         .split("Inquiry ")
         .nth(1)
@@ -624,7 +631,11 @@ async fn on_slack_a_yes_in_the_questions_thread_answers_it() {
     let answer = fake
         .posts()
         .into_iter()
-        .find(|p| p.text.as_deref().is_some_and(|t| t.contains("answered with")))
+        .find(|p| {
+            p.text
+                .as_deref()
+                .is_some_and(|t| t.contains("answered with"))
+        })
         .unwrap();
     assert_eq!(answer.thread_ts.as_deref(), Some(ts.as_str()));
     bot.abort();

@@ -522,7 +522,10 @@ pub fn may_answer(
 /// `approve` (true) or `no`/`n`/`reject` (false), in any case, a trailing `.` or `!`
 /// ignored; anything else is not an answer (`None`).
 pub fn thread_reply(text: &str) -> Option<bool> {
-    let word = text.trim().trim_end_matches(['.', '!']).to_ascii_lowercase();
+    let word = text
+        .trim()
+        .trim_end_matches(['.', '!'])
+        .to_ascii_lowercase();
     match word.as_str() {
         "yes" | "y" | "approve" | "approved" => Some(true),
         "no" | "n" | "reject" | "rejected" => Some(false),

@@ -127,7 +127,12 @@ impl Dispatcher {
         };
         let left = time_left(link.start_timestamp.as_deref(), inquiry.ttl);
         let mut text = inquiry::question(&inquiry, left, &self.spec.chat.prefix);
-        if yes_no && let Target::Room { id: room, thread: Some(thread) } = &target {
+        if yes_no
+            && let Target::Room {
+                id: room,
+                thread: Some(thread),
+            } = &target
+        {
             self.question_threads
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
