@@ -520,3 +520,85 @@ async fn on_slack_the_request_is_answered_in_its_thread() {
     assert_eq!(executions[1].source_context["confirmed"], "self");
     bot.abort();
 }
+
+/// Expiry in the whole bot (the sweep `app::run` starts): with the shortest `within`, 10s,
+/// nobody answers; the bot posts in the thread that nothing was run, a late approval is
+/// told it expired, and nothing reached StackStorm. About 11 seconds: the floor of
+/// `within` is what a person needs to answer.
+#[tokio::test]
+async fn on_slack_an_unanswered_request_expires_and_nothing_runs() {
+    use slack_fake::{ALICE, APP_TOKEN, BOB, BOT_TOKEN, OPS, SlackFake};
+
+    let sim = Sim::start(SimConfig::demo()).await.expect("simulator");
+    let fake = SlackFake::start().await;
+    let dir = backend_io::TempDir::new("confirm-expiry");
+    let yaml = format!(
+        "name: slack-expiry\nbackend:\n  kind: slack\n  app_token: \"file:{}\"\n  bot_token: \"file:{}\"\n  url: {}\n\
+         stackstorm:\n  url: {}\n  auth: {{api_key: \"file:{}\"}}\n\
+         access:\n  default: allow\n\
+         groups:\n  oncall: [alice, bob]\n\
+         confirm:\n  - {{ commands: [\"packs.*\"], by: \"@oncall\", within: 10s }}\n",
+        dir.file("app_token", APP_TOKEN),
+        dir.file("bot_token", BOT_TOKEN),
+        fake.api_url(),
+        sim.url(),
+        dir.file("api_key", "sim-api-key"),
+    );
+    let bot = backend_io::run_whole_bot(&yaml);
+    wait_for_stream(&sim, 1).await;
+    fake.wait_until("the bot's socket", WAIT, |f| f.open_sockets() >= 1)
+        .await;
+    let posted = |needle: &str| {
+        let needle = needle.to_owned();
+        move |f: &SlackFake| {
+            f.posts()
+                .iter()
+                .any(|p| p.text.as_deref().is_some_and(|t| t.contains(&needle)))
+        }
+    };
+
+    let asked = Instant::now();
+    let ts = fake.user_says(ALICE, OPS, "!pack get st2", None);
+    fake.wait_until("the prompt", WAIT, posted("within 10s to run it"))
+        .await;
+    let prompt = fake
+        .posts()
+        .into_iter()
+        .find(|p| p.text.as_deref().is_some_and(|t| t.contains("within 10s")))
+        .unwrap();
+    let id = id_after(prompt.text.as_deref().unwrap(), "!approve ");
+    fake.wait_until(
+        "the expiry",
+        Duration::from_secs(20),
+        posted(&format!(
+            "⌛ alice: confirmation {id} of `pack get st2` expired: nothing was run."
+        )),
+    )
+    .await;
+    assert!(
+        asked.elapsed() >= Duration::from_secs(10),
+        "expired early: {:?}",
+        asked.elapsed()
+    );
+    let expired = fake
+        .posts()
+        .into_iter()
+        .find(|p| {
+            p.text
+                .as_deref()
+                .is_some_and(|t| t.contains("expired: nothing was run"))
+        })
+        .unwrap();
+    assert_eq!(expired.thread_ts.as_deref(), Some(ts.as_str()));
+    fake.user_says(BOB, OPS, &format!("!approve {id}"), Some(&ts));
+    fake.wait_until(
+        "the late approval",
+        WAIT,
+        posted(&format!(
+            "bob: confirmation {id} has expired: nothing was run"
+        )),
+    )
+    .await;
+    assert!(sim.executions().is_empty(), "nothing reached StackStorm");
+    bot.abort();
+}
