@@ -4,7 +4,8 @@
 //! the command; answers the bot's own commands (help, session); otherwise resolves the
 //! command to one action alias (StackStorm's `POST /actionalias/match`, or the local
 //! matcher), checks the access rules against that alias's `pack.name` (so raw text cannot
-//! dodge a deny), executes it with `POST /aliasexecution` carrying `source_context` (or
+//! dodge a deny), holds it for a confirmation when a `confirm:` rule names its alias
+//! (`dispatch/confirm.rs`), executes it with `POST /aliasexecution` carrying `source_context` (or
 //! `match_and_execute` for `match_multiple` formats), and posts the ack. Every failure gets
 //! a reply. Every execution started is recorded in the owed-results ledger
 //! ([`crate::results`]; those of `match_and_execute` when their result names them). Announcements from the stream are settled against it (a duplicate of

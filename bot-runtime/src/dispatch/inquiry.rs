@@ -2,7 +2,9 @@
 //! ([`Dispatcher::ask_inquiry`], from the announcement of docs/inquiries.md's rule) and the
 //! `inquiry list|show|respond`, `approve` and `reject` commands
 //! ([`Dispatcher::inquiry_command`]). The schema, validation and permission rules are in
-//! [`crate::inquiry`].
+//! [`crate::inquiry`]. A yes/no question is asked in the thread of its command where the
+//! service has threads, and a plain `yes`/`no` there is read as `approve`/`reject`
+//! (`Dispatcher::plan`).
 
 use std::time::{Duration, SystemTime};
 
