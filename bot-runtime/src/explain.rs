@@ -260,6 +260,43 @@ mod tests {
         assert!(e.text.contains("allow: rule 1 at t.yaml:9"), "{}", e.text);
     }
 
+    /// A command a `confirm:` entry names is allowed, then held: the explanation says by
+    /// whom and for how long; the answer words are `bot:confirm`.
+    #[test]
+    fn a_command_that_needs_a_confirmation_says_so() {
+        let yaml = "name: t\nbackend: {kind: text}\nstackstorm:\n  url: http://127.0.0.1:9\n  \
+                    auth: {api_key: \"file:/nonexistent\"}\naccess:\n  default: allow\n\
+                    groups:\n  oncall: [alice]\n\
+                    confirm:\n  - { commands: [\"core.remote\"], by: \"@oncall\", within: 10m }\n";
+        let spec = bot_config::load(&bot_config::SourceFile::new("t.yaml", yaml)).expect("valid");
+        let acl = AccessControl::new(&spec.access).expect("rules");
+        let ask = |command: &str| {
+            let request = ExplainRequest {
+                user: "carol".to_owned(),
+                room: Some("ops".to_owned()),
+                command: command.to_owned(),
+            };
+            explain(&spec, &acl, &index(), &request)
+        };
+        let e = ask("run uptime on web1");
+        assert!(e.allowed, "{}", e.text);
+        assert!(
+            e.text.ends_with(
+                "then held until confirmed: `confirm` entry at t.yaml:11 (by @oncall, within 10m)\n"
+            ),
+            "{}",
+            e.text
+        );
+        let e = ask("local date");
+        assert!(!e.text.contains("held"), "{}", e.text);
+        let e = ask("approve c7f3");
+        assert!(
+            e.text.contains("the bot's own command bot:confirm"),
+            "{}",
+            e.text
+        );
+    }
+
     #[test]
     fn direct_messages_defaults_bot_commands_and_unknown_commands() {
         let e = ask("carol", None, "local date");
