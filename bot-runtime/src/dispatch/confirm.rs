@@ -164,6 +164,11 @@ impl Dispatcher {
             );
             return self.reply(message, text).await;
         }
+        let now = Instant::now();
+        if self.pending.get(id).is_some_and(|p| p.deadline <= now) {
+            // Its time ran out and the sweep has not told it yet: late, whatever the answer.
+            self.expire_confirmations(now).await;
+        }
         let Some(p) = self.pending.get(id) else {
             let text = self.no_longer_pending(message, id);
             return self.reply(message, text).await;
