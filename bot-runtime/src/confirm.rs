@@ -81,7 +81,8 @@ pub fn first_rule<'a>(specs: &'a [ConfirmSpec], reference: &str) -> Option<&'a C
 pub struct Pending {
     /// Its id (the code, for `by: self`).
     pub id: String,
-    /// The requester's message, kept to run the command exactly as they would have.
+    /// The requester's message, kept to run the command exactly as they would have (its
+    /// `text` emptied: `command` is what runs).
     pub request: Incoming,
     /// The command as typed (after the prefix).
     pub command: String,

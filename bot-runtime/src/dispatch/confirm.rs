@@ -85,9 +85,15 @@ impl Dispatcher {
             );
             return self.reply(message, text).await;
         };
+        // The message is kept to run the command as it came; its text (up to
+        // `MAX_COMMAND_BYTES`) is not needed again: `command` is.
+        let request = Incoming {
+            text: String::new(),
+            ..message.clone()
+        };
         let pending = Pending {
             id,
-            request: message.clone(),
+            request,
             command: command.to_owned(),
             resolved: resolved.clone(),
             by: rule.by.clone(),
