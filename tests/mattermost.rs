@@ -148,6 +148,7 @@ async fn rich_output_carries_the_status_colour_and_extra() {
         remember_as: None,
         replaces: None,
         handle: None,
+        replaces_whole: false,
         report_posted: None,
     })
     .await;
@@ -164,6 +165,7 @@ async fn rich_output_carries_the_status_colour_and_extra() {
         remember_as: None,
         replaces: None,
         handle: None,
+        replaces_whole: false,
         report_posted: None,
     })
     .await;
