@@ -207,7 +207,8 @@ emit_struct!(AuthPageSpec {
     encryption_key,
     tls,
     allow_plain_http,
-    trusted_proxies
+    trusted_proxies,
+    admins
 });
 emit_struct!(HaSpec {
     database_url,

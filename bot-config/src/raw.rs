@@ -504,6 +504,11 @@ pub struct AuthPage {
     #[serde(default)]
     #[cfg_attr(feature = "schema", schemars(with = "Option<Vec<String>>"))]
     pub trusted_proxies: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Who may list and revoke everyone's sessions (`session list`, `session revoke`):
+    /// names, patterns or `@group`, as in access rules (default: nobody).
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<Vec<String>>"))]
+    pub admins: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `ha:` — high availability through PostgreSQL.

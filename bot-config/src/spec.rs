@@ -529,6 +529,8 @@ pub struct AuthPageSpec {
     pub allow_plain_http: bool,
     /// Proxies whose `X-Forwarded-For` is believed, as `address/prefix` (CIDR, normalised).
     pub trusted_proxies: List<Str>,
+    /// Session admins (`session list`/`revoke`): names, globs or `@group`.
+    pub admins: List<Str>,
 }
 
 /// High availability: leadership and shared state in PostgreSQL.

@@ -445,6 +445,7 @@ fn auth_page(spec: &AuthPageSpec) -> Node {
         tls,
         allow_plain_http,
         trusted_proxies,
+        admins,
     } = spec;
     Node::Map(vec![
         ("listen", s(listen)),
@@ -462,6 +463,7 @@ fn auth_page(spec: &AuthPageSpec) -> Node {
         ),
         ("allow_plain_http", Node::Bool(*allow_plain_http)),
         ("trusted_proxies", list(trusted_proxies)),
+        ("admins", list(admins)),
     ])
 }
 

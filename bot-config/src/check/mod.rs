@@ -21,7 +21,7 @@ use crate::catalogue::{Catalogue, SourcePath};
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::raw::BotFile;
 use crate::source::{SourceFile, Span, Spanned};
-use crate::spec::{BackendSpec, BotSpec, ChatSpec, LogFormat, LogSpec};
+use crate::spec::{AccessSpec, BackendSpec, BotSpec, ChatSpec, LogFormat, LogSpec};
 
 pub(crate) use keys::from_parse_error;
 
@@ -63,6 +63,9 @@ pub(crate) fn check(
         .auth_page
         .as_ref()
         .map(|a| values::auth_page(&mut d, a, &name));
+    if let Some(page) = &raw.auth_page {
+        session_admins(&mut d, page, &access);
+    }
     let ha = raw.ha.as_ref().map(|h| values::ha(&mut d, h));
     let health_listen = raw
         .health
@@ -318,6 +321,29 @@ fn chat(
     }
 }
 
+/// `auth_page.admins`: entries as in access rules' `users` (patterns, `@group` of a group
+/// defined under `groups:`). A group named `admins` no longer names them (it did before
+/// the key existed): a definition that relies on it gets a warning.
+fn session_admins(d: &mut Diagnostics, page: &Spanned<crate::raw::AuthPage>, access: &AccessSpec) {
+    let groups: Vec<&str> = access.groups.iter().map(|g| g.name.as_ref()).collect();
+    match &page.value.admins {
+        Some(list) => {
+            access::user_entries(d, &list.value, &groups);
+        }
+        None if groups.contains(&"admins") => d.push(
+            Diagnostic::new(
+                "admins-group-not-admins",
+                Span::start_of(page),
+                "the group `admins` does not make its members session admins",
+                "no `admins` key in this `auth_page`",
+            )
+            .help("add `admins: [\"@admins\"]` under `auth_page` to let them list and revoke sessions")
+            .warning(),
+        ),
+        None => {}
+    }
+}
+
 /// `log:` with defaults: text format, `info` level. Format is `text` or `json`.
 fn log(d: &mut Diagnostics, raw: Option<&Spanned<crate::raw::Log>>) -> LogSpec {
     let mut spec = LogSpec {
@@ -380,5 +406,54 @@ fn log_level(d: &mut Diagnostics, raw: &Spanned<String>) {
             .help("write `debug` for more detail or `info` for the usual output")
             .note("levels are `trace`, `debug`, `info`, `warn`, `error` and `off`; per-module levels are written `bot_runtime=debug,info`"),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::source::SourceFile;
+
+    fn definition(auth_page_admins: &str) -> String {
+        format!(
+            r#"name: acme
+backend: {{ kind: text }}
+stackstorm:
+  url: https://st2.example.com
+  auth: {{ api_key: "${{ST2_API_KEY}}" }}
+auth_page:
+  public_url: https://bot.example.com/login
+  encryption_key: ${{ST2BOT_SESSION_KEY}}
+{auth_page_admins}
+groups:
+  admins: [alice]
+"#
+        )
+    }
+
+    fn ids(diagnostics: &[crate::diagnostic::Diagnostic]) -> Vec<&'static str> {
+        diagnostics.iter().map(|d| d.id).collect()
+    }
+
+    #[test]
+    fn session_admins_are_a_key_not_a_group_name() {
+        let dir = std::path::Path::new(".");
+        let relying = SourceFile::new("bot.yaml", definition(""));
+        let loaded = crate::load_in(&relying, dir);
+        let spec = loaded.result.expect("a warning, not an error");
+        assert!(spec.auth_page.unwrap().admins.is_empty());
+        assert_eq!(ids(&loaded.warnings), ["admins-group-not-admins"]);
+
+        let explicit = SourceFile::new("bot.yaml", definition(r#"  admins: ["@admins", root]"#));
+        let loaded = crate::load_in(&explicit, dir);
+        assert!(loaded.warnings.is_empty());
+        let admins = loaded.result.unwrap().auth_page.unwrap().admins;
+        assert_eq!(
+            admins.iter().map(|a| a.as_ref()).collect::<Vec<&str>>(),
+            ["@admins", "root"]
+        );
+
+        let undefined = SourceFile::new("bot.yaml", definition(r#"  admins: ["@sre"]"#));
+        let errors = crate::load_in(&undefined, dir).result.unwrap_err();
+        assert_eq!(ids(&errors), ["undefined-group"]);
     }
 }
