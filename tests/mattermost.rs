@@ -28,6 +28,8 @@ fn start(fake: &MattermostFake, dir: &TempDir, token: &str, team: &str) -> Drive
         url: fake.url().into(),
         token: dir.secret("token", token),
         team: team.to_owned().into(),
+        listen: None,
+        actions_url: None,
     };
     Driven::start(Box::new(MattermostBackend::new(&spec)))
 }
@@ -149,6 +151,7 @@ async fn rich_output_carries_the_status_colour_and_extra() {
         replaces: None,
         handle: None,
         report_posted: None,
+        actions: Vec::new(),
     })
     .await;
     let given = json!([{"text": "Approve?", "actions": [{"name": "Yes", "integration": {"url": "http://127.0.0.1:1/a"}}]}]);
@@ -165,6 +168,7 @@ async fn rich_output_carries_the_status_colour_and_extra() {
         replaces: None,
         handle: None,
         report_posted: None,
+        actions: Vec::new(),
     })
     .await;
     let posts = fake.wait_posts(2, WAIT).await;

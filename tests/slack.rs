@@ -152,6 +152,7 @@ async fn rich_output_carries_the_status_colour_and_extra() {
         replaces: None,
         handle: None,
         report_posted: None,
+        actions: Vec::new(),
     })
     .await;
     let blocks =
@@ -166,6 +167,7 @@ async fn rich_output_carries_the_status_colour_and_extra() {
         replaces: None,
         handle: None,
         report_posted: None,
+        actions: Vec::new(),
     })
     .await;
     let posts = fake.wait_posts(2, WAIT).await;

@@ -645,6 +645,7 @@ mod tests {
                 rich: false,
                 edit: false,
                 threads: false,
+                buttons: false,
             }
         }
 

@@ -1230,6 +1230,7 @@ impl Dispatcher {
             piece.text = text;
             if i != last {
                 piece.extra = None; // rich content once, with the last piece
+                piece.actions.clear(); // and the buttons under it
             }
             if self.outgoing.send(piece).await.is_err() {
                 tracing::warn!("chat backend stopped; dropping a reply");
@@ -1376,6 +1377,7 @@ mod tests {
                 rich: false,
                 threads: false,
                 edit: false,
+                buttons: false,
             },
             AliasCache::new(),
             tx,

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::{Map, Value};
 
 use super::Dispatcher;
-use crate::backend::{Incoming, Outgoing, Target};
+use crate::backend::{Incoming, Outgoing, Target, approval_actions};
 use crate::inquiry::{self, Inquiry};
 use crate::stackstorm::St2Error;
 
@@ -123,6 +123,9 @@ impl Dispatcher {
         tracing::info!(inquiry = id, "posting an inquiry");
         let mut out = Outgoing::text(target, text);
         out.mention = mention;
+        if inquiry::single_boolean(&inquiry::fields(&inquiry.schema)).is_some() {
+            out.actions = approval_actions(&self.spec.chat.prefix, id);
+        }
         self.send(out).await;
     }
 
