@@ -437,3 +437,83 @@ async fn on_mattermost_approve_and_reject_buttons_answer_as_the_user_who_pressed
     .await;
     bot.abort();
 }
+
+/// The fakes refuse the buttons the services refuse, so the tests above would catch a
+/// renderer that oversteps a limit.
+#[tokio::test]
+async fn the_fakes_refuse_buttons_the_services_refuse() {
+    use discord_fake::{FakeDiscord, OPS as DISCORD_OPS};
+    use slack_fake::{BOT_TOKEN, OPS as SLACK_OPS, SlackFake};
+
+    let http = st2bot::runtime::http::client(true, None, Some(Duration::from_secs(10)))
+        .expect("HTTP client");
+
+    // Slack: a button needs `action_id`; its text is at most 75 characters, its value 2000.
+    let slack = SlackFake::start().await;
+    let button = |action_id: Option<&str>, text: usize, value: usize| {
+        let mut b = json!({"type": "button", "text": {"type": "plain_text", "text": "x".repeat(text)},
+                           "value": "v".repeat(value)});
+        if let Some(id) = action_id {
+            b["action_id"] = json!(id);
+        }
+        b
+    };
+    for (element, ok) in [
+        (button(Some("a1"), 75, 2000), true),
+        (button(None, 7, 1), false),
+        (button(Some("a1"), 76, 1), false),
+        (button(Some("a1"), 7, 2001), false),
+    ] {
+        let answer: Value = http
+            .post(format!("{}/chat.postMessage", slack.api_url()))
+            .bearer_auth(BOT_TOKEN)
+            .json(&json!({"channel": SLACK_OPS, "text": "t",
+                          "blocks": [{"type": "actions", "elements": [element]}]}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(answer["ok"], ok, "{answer}");
+        if !ok {
+            assert_eq!(answer["error"], "invalid_blocks");
+        }
+    }
+
+    // Discord: at most 5 buttons a row, labels up to 80, custom ids up to 100 and unique.
+    const TOKEN: &str = "MTA0.fake.bot-token";
+    let discord = FakeDiscord::start(TOKEN, Duration::from_millis(800)).await;
+    let row = |n: usize, label: usize, id_len: usize| {
+        let buttons: Vec<Value> = (0..n)
+            .map(|i| json!({"type": 2, "style": 3, "label": "l".repeat(label),
+                            "custom_id": format!("{i}{}", "c".repeat(id_len - 1))}))
+            .collect();
+        json!([{"type": 1, "components": buttons}])
+    };
+    for (components, ok) in [
+        (row(5, 80, 100), true),
+        (row(6, 5, 5), false),
+        (row(1, 81, 5), false),
+        (row(1, 5, 101), false),
+        (
+            json!([{"type": 1, "components": [
+                {"type": 2, "style": 4, "label": "a", "custom_id": "same"},
+                {"type": 2, "style": 4, "label": "b", "custom_id": "same"}]}]),
+            false,
+        ),
+    ] {
+        let status = http
+            .post(format!("{}/channels/{DISCORD_OPS}/messages", discord.api_url))
+            .header("authorization", format!("Bot {TOKEN}"))
+            .json(&json!({"content": "t", "components": components}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        assert_eq!(status == 200, ok, "{components}: {status}");
+    }
+    // Refusals are Discord's invalid form body.
+    assert_eq!(discord.counters().invalid_form_bodies, 4);
+}
