@@ -146,7 +146,11 @@ async fn on_slack_approve_and_reject_buttons_answer_as_the_user_who_pressed() {
     let refusal = said("you may not answer inquiry").unwrap();
     assert_eq!(refusal.channel, OPS);
     assert!(
-        refusal.text.as_deref().unwrap_or_default().starts_with("alice: "),
+        refusal
+            .text
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("alice: "),
         "{refusal:?}"
     );
 
@@ -158,9 +162,11 @@ async fn on_slack_approve_and_reject_buttons_answer_as_the_user_who_pressed() {
             .await
     );
     eventually("the notes to bob", || fake.ephemerals().len() == 2).await;
-    assert!(fake.ephemerals().iter().all(|e| e.user == BOB
-        && e.channel == OPS
-        && e.text.contains("no longer active")));
+    assert!(
+        fake.ephemerals()
+            .iter()
+            .all(|e| e.user == BOB && e.channel == OPS && e.text.contains("no longer active"))
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(fake.posts().len(), posts_before, "nothing was run");
     assert!(answers_sent(&sim).is_empty(), "nothing reached StackStorm");
@@ -416,7 +422,10 @@ async fn on_mattermost_approve_and_reject_buttons_answer_as_the_user_who_pressed
     assert!(answers_sent(&sim).is_empty(), "nothing reached StackStorm");
 
     // Bob is on call: his press answers, and the workflow resumes.
-    assert_eq!(fake.press(BOB, &question, "Approve").await, (200, json!({})));
+    assert_eq!(
+        fake.press(BOB, &question, "Approve").await,
+        (200, json!({}))
+    );
     eventually("bob's answer", || {
         said(&format!("bob: inquiry {id} answered with")).is_some()
     })
@@ -486,8 +495,10 @@ async fn the_fakes_refuse_buttons_the_services_refuse() {
     let discord = FakeDiscord::start(TOKEN, Duration::from_millis(800)).await;
     let row = |n: usize, label: usize, id_len: usize| {
         let buttons: Vec<Value> = (0..n)
-            .map(|i| json!({"type": 2, "style": 3, "label": "l".repeat(label),
-                            "custom_id": format!("{i}{}", "c".repeat(id_len - 1))}))
+            .map(|i| {
+                json!({"type": 2, "style": 3, "label": "l".repeat(label),
+                            "custom_id": format!("{i}{}", "c".repeat(id_len - 1))})
+            })
             .collect();
         json!([{"type": 1, "components": buttons}])
     };
@@ -504,7 +515,10 @@ async fn the_fakes_refuse_buttons_the_services_refuse() {
         ),
     ] {
         let status = http
-            .post(format!("{}/channels/{DISCORD_OPS}/messages", discord.api_url))
+            .post(format!(
+                "{}/channels/{DISCORD_OPS}/messages",
+                discord.api_url
+            ))
             .header("authorization", format!("Bot {TOKEN}"))
             .json(&json!({"content": "t", "components": components}))
             .send()

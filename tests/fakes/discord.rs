@@ -369,17 +369,35 @@ impl FakeDiscord {
 
     /// `user` presses a button with this `custom_id` on `message`, whether or not the bot
     /// posted one (a forged or stale press). Returns the bot's callback body, if any.
-    pub async fn press_forged(&self, user: &str, message: &Posted, custom_id: &str) -> Option<Value> {
+    pub async fn press_forged(
+        &self,
+        user: &str,
+        message: &Posted,
+        custom_id: &str,
+    ) -> Option<Value> {
         let id = {
             let mut inner = self.shared.lock();
             let who = inner.user_named(user);
             let id = inner.snowflake();
             let token = format!("aW50ZXJhY3Rpb246{id}.fake-token");
-            let channel = inner.channels.get(&message.channel_id).cloned().unwrap_or(Value::Null);
-            let guild = channel.get("guild_id").and_then(Value::as_str).map(str::to_owned);
+            let channel = inner
+                .channels
+                .get(&message.channel_id)
+                .cloned()
+                .unwrap_or(Value::Null);
+            let guild = channel
+                .get("guild_id")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
             let bot = inner.users[BOT_ID].clone();
-            let mut shown = message_object(&message.id, &message.channel_id, guild.as_deref(), &bot,
-                                           message.content(), 0);
+            let mut shown = message_object(
+                &message.id,
+                &message.channel_id,
+                guild.as_deref(),
+                &bot,
+                message.content(),
+                0,
+            );
             shown["components"] = message.body.get("components").cloned().unwrap_or(json!([]));
             let mut d = json!({
                 "id": id, "application_id": BOT_ID, "type": 3, "token": token, "version": 1,
@@ -401,7 +419,9 @@ impl FakeDiscord {
                     d["context"] = json!(1);
                 }
             }
-            inner.interactions.insert(id.clone(), (token, Instant::now(), None));
+            inner
+                .interactions
+                .insert(id.clone(), (token, Instant::now(), None));
             inner.dispatch("INTERACTION_CREATE", d);
             id
         };
@@ -820,49 +840,79 @@ async fn create_message(
 fn components_error(components: Option<&Value>) -> Option<Value> {
     let components = components?;
     let Some(rows) = components.as_array() else {
-        return Some(json!({"components": field_error("MODEL_TYPE_CONVERT", "Only iterables may be used in a ListType")}));
+        return Some(
+            json!({"components": field_error("MODEL_TYPE_CONVERT", "Only iterables may be used in a ListType")}),
+        );
     };
     if rows.len() > 5 {
-        return Some(json!({"components": field_error("BASE_TYPE_MAX_LENGTH", "Must be 5 or fewer in length.")}));
+        return Some(
+            json!({"components": field_error("BASE_TYPE_MAX_LENGTH", "Must be 5 or fewer in length.")}),
+        );
     }
     let mut ids = std::collections::HashSet::new();
     for (r, row) in rows.iter().enumerate() {
         let r = r.to_string();
         let buttons = row["components"].as_array().cloned().unwrap_or_default();
         if row["type"] != 1 || buttons.is_empty() {
-            return Some(json!({"components": {r: {"type": field_error("UNION_TYPE_CHOICES", "Value of field \"type\" must be one of (1,).")}}}));
+            return Some(
+                json!({"components": {r: {"type": field_error("UNION_TYPE_CHOICES", "Value of field \"type\" must be one of (1,).")}}}),
+            );
         }
         if buttons.len() > 5 {
-            return Some(json!({"components": {r: {"components": field_error("BASE_TYPE_MAX_LENGTH", "Must be 5 or fewer in length.")}}}));
+            return Some(
+                json!({"components": {r: {"components": field_error("BASE_TYPE_MAX_LENGTH", "Must be 5 or fewer in length.")}}}),
+            );
         }
         for (b, button) in buttons.iter().enumerate() {
             let b = b.to_string();
-            let blame = |field: &str, code: &str, message: &str| {
-                json!({"components": {r.clone(): {"components": {b.clone(): {field: field_error(code, message)}}}}})
-            };
+            let blame = |field: &str, code: &str, message: &str| json!({"components": {r.clone(): {"components": {b.clone(): {field: field_error(code, message)}}}}});
             if button["type"] != 2 {
-                return Some(blame("type", "UNION_TYPE_CHOICES", "Value of field \"type\" must be one of (2,)."));
+                return Some(blame(
+                    "type",
+                    "UNION_TYPE_CHOICES",
+                    "Value of field \"type\" must be one of (2,).",
+                ));
             }
             let label = button["label"].as_str().unwrap_or("");
             if label.chars().count() > 80 {
-                return Some(blame("label", "BASE_TYPE_MAX_LENGTH", "Must be 80 or fewer in length."));
+                return Some(blame(
+                    "label",
+                    "BASE_TYPE_MAX_LENGTH",
+                    "Must be 80 or fewer in length.",
+                ));
             }
             let style = button["style"].as_u64().unwrap_or(0);
             if !(1..=5).contains(&style) {
-                return Some(blame("style", "BASE_TYPE_CHOICES", "Value must be one of {1, 2, 3, 4, 5}."));
+                return Some(blame(
+                    "style",
+                    "BASE_TYPE_CHOICES",
+                    "Value must be one of {1, 2, 3, 4, 5}.",
+                ));
             }
             if style == 5 {
                 continue;
             }
             let custom_id = button["custom_id"].as_str().unwrap_or("");
             if custom_id.is_empty() {
-                return Some(blame("custom_id", "BASE_TYPE_REQUIRED", "This field is required"));
+                return Some(blame(
+                    "custom_id",
+                    "BASE_TYPE_REQUIRED",
+                    "This field is required",
+                ));
             }
             if custom_id.chars().count() > 100 {
-                return Some(blame("custom_id", "BASE_TYPE_MAX_LENGTH", "Must be 100 or fewer in length."));
+                return Some(blame(
+                    "custom_id",
+                    "BASE_TYPE_MAX_LENGTH",
+                    "Must be 100 or fewer in length.",
+                ));
             }
             if !ids.insert(custom_id.to_owned()) {
-                return Some(blame("custom_id", "COMPONENT_CUSTOM_ID_DUPLICATED", "Component custom id cannot be duplicated"));
+                return Some(blame(
+                    "custom_id",
+                    "COMPONENT_CUSTOM_ID_DUPLICATED",
+                    "Component custom id cannot be duplicated",
+                ));
             }
         }
     }
@@ -878,10 +928,18 @@ async fn interaction_callback(
     body: Bytes,
 ) -> Response {
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
-        return json_response(StatusCode::BAD_REQUEST, json!({"message": "400: Bad Request", "code": 0}));
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            json!({"message": "400: Bad Request", "code": 0}),
+        );
     };
     let mut inner = shared.lock();
-    let unknown = || json_response(StatusCode::NOT_FOUND, json!({"message": "Unknown interaction", "code": 10062}));
+    let unknown = || {
+        json_response(
+            StatusCode::NOT_FOUND,
+            json!({"message": "Unknown interaction", "code": 10062}),
+        )
+    };
     let Some((expected, sent, answer)) = inner.interactions.get_mut(&id) else {
         return unknown();
     };
@@ -889,10 +947,15 @@ async fn interaction_callback(
         return unknown();
     }
     if answer.is_some() {
-        return json_response(StatusCode::BAD_REQUEST, json!({"message": "Interaction has already been acknowledged.", "code": 40060}));
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            json!({"message": "Interaction has already been acknowledged.", "code": 40060}),
+        );
     }
     if !matches!(body["type"].as_u64(), Some(1 | 4 | 5 | 6 | 7 | 9 | 12)) {
-        return too_long(json!({"type": field_error("BASE_TYPE_CHOICES", "Value must be one of {1, 4, 5, 6, 7, 9, 12}.")}));
+        return too_long(
+            json!({"type": field_error("BASE_TYPE_CHOICES", "Value must be one of {1, 4, 5, 6, 7, 9, 12}.")}),
+        );
     }
     *answer = Some(body);
     StatusCode::NO_CONTENT.into_response()

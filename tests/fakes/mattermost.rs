@@ -252,7 +252,10 @@ impl MattermostFake {
             .into_iter()
             .find(|a| a["name"] == label)
             .unwrap_or_else(|| panic!("no button `{label}` on {post:#?}"));
-        let url = action["integration"]["url"].as_str().unwrap_or_default().to_owned();
+        let url = action["integration"]["url"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         let context = action["integration"]["context"].clone();
         self.press_with(user, post, &url, context).await
     }
@@ -260,8 +263,14 @@ impl MattermostFake {
     /// `user` presses a button of `post` whose `context` was replaced (a forged press, or
     /// one from someone who found the endpoint): what the integration answers.
     pub async fn press_forged(&self, user: &str, post: &Post, context: Value) -> (u16, Value) {
-        let action = post_actions(&post.props).into_iter().next().expect("a button");
-        let url = action["integration"]["url"].as_str().unwrap_or_default().to_owned();
+        let action = post_actions(&post.props)
+            .into_iter()
+            .next()
+            .expect("a button");
+        let url = action["integration"]["url"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         self.press_with(user, post, &url, context).await
     }
 
@@ -269,7 +278,11 @@ impl MattermostFake {
         let body = {
             let mut inner = self.shared.lock();
             let name = inner.users.get(user).cloned().expect("known user");
-            let channel = inner.channels.get(&post.channel_id).cloned().expect("known channel");
+            let channel = inner
+                .channels
+                .get(&post.channel_id)
+                .cloned()
+                .expect("known channel");
             let trigger_id = new_id(&mut inner, 't');
             json!({
                 "user_id": user, "user_name": name, "channel_id": post.channel_id,
@@ -280,7 +293,12 @@ impl MattermostFake {
         };
         let client = st2bot::runtime::http::client(true, None, Some(Duration::from_secs(10)))
             .expect("HTTP client");
-        let response = client.post(url).json(&body).send().await.expect("the integration answers");
+        let response = client
+            .post(url)
+            .json(&body)
+            .send()
+            .await
+            .expect("the integration answers");
         let status = response.status().as_u16();
         let text = response.text().await.unwrap_or_default();
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
@@ -664,12 +682,15 @@ async fn api(
         (&Method::GET, ["posts", id]) => {
             let inner = shared.lock();
             let found = match inner.posts.iter().find(|p| p.id == *id) {
-                Some(p) => Some(json!({"id": p.id, "channel_id": p.channel_id, "root_id": p.root_id,
+                Some(p) => Some(
+                    json!({"id": p.id, "channel_id": p.channel_id, "root_id": p.root_id,
                                        "user_id": BOT_ID, "message": p.message,
-                                       "props": client_props(&p.props)})),
-                None => inner.stored.get(*id).map(|p| {
-                    json!({"id": id, "channel_id": p.channel_id, "root_id": p.root_id})
-                }),
+                                       "props": client_props(&p.props)}),
+                ),
+                None => inner
+                    .stored
+                    .get(*id)
+                    .map(|p| json!({"id": id, "channel_id": p.channel_id, "root_id": p.root_id})),
             };
             drop(inner);
             match found {
@@ -715,7 +736,9 @@ fn actions_ok(props: &Value) -> bool {
                 .as_str()
                 .is_none_or(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric()))
             && matches!(a["type"].as_str(), None | Some("button" | "select"))
-            && (url.starts_with("http://") || url.starts_with("https://") || url.starts_with("/plugins/"))
+            && (url.starts_with("http://")
+                || url.starts_with("https://")
+                || url.starts_with("/plugins/"))
     })
 }
 

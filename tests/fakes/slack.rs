@@ -377,7 +377,13 @@ impl SlackFake {
             let channel_name = inner
                 .channels
                 .get(&post.channel)
-                .map(|c| if c.kind == Kind::Im { "directmessage".to_owned() } else { c.name.clone() })
+                .map(|c| {
+                    if c.kind == Kind::Im {
+                        "directmessage".to_owned()
+                    } else {
+                        c.name.clone()
+                    }
+                })
                 .unwrap_or_default();
             let action_ts = next_ts(&mut inner);
             let trigger_id = format!("{}.{}", next_id(&mut inner, ""), "fake-trigger");
@@ -978,7 +984,11 @@ async fn web_api(
                 drop(inner);
                 return fail(&shared, &method, "user_not_found");
             }
-            inner.ephemerals.push(Ephemeral { channel, user, text });
+            inner.ephemerals.push(Ephemeral {
+                channel,
+                user,
+                text,
+            });
             let message_ts = next_ts(&mut inner);
             ok(json!({"message_ts": message_ts}))
         }

@@ -596,7 +596,10 @@ mod tests {
         let BackendSpec::Mattermost(m) = &spec.backend else {
             panic!("{:?}", spec.backend)
         };
-        assert_eq!((m.listen.as_deref(), m.actions_url.as_deref()), (None, None));
+        assert_eq!(
+            (m.listen.as_deref(), m.actions_url.as_deref()),
+            (None, None)
+        );
 
         let spec = mattermost(
             "  listen: 127.0.0.1:8090\n  actions_url: https://bot.example.com/mm/actions/\n",

@@ -99,11 +99,19 @@ mod tests {
         assert_eq!(a.len(), 2);
         assert_eq!(
             (a[0].label.as_str(), a[0].style, a[0].command.as_str()),
-            ("Approve", ActionStyle::Primary, "!approve 5f00000000000000000000a1")
+            (
+                "Approve",
+                ActionStyle::Primary,
+                "!approve 5f00000000000000000000a1"
+            )
         );
         assert_eq!(
             (a[1].label.as_str(), a[1].style, a[1].command.as_str()),
-            ("Reject", ActionStyle::Danger, "!reject 5f00000000000000000000a1")
+            (
+                "Reject",
+                ActionStyle::Danger,
+                "!reject 5f00000000000000000000a1"
+            )
         );
     }
 
@@ -114,7 +122,10 @@ mod tests {
         let b = ids.issue("!approve 1");
         assert_ne!(a, b, "every button gets its own id");
         assert_eq!(a.len(), ID_LEN);
-        assert!(!a.contains("approve"), "the command never goes to the service");
+        assert!(
+            !a.contains("approve"),
+            "the command never goes to the service"
+        );
         assert_eq!(ids.command(&a).as_deref(), Some("!approve 1"));
         assert_eq!(ids.command(&b).as_deref(), Some("!approve 1"));
         // A press may come back any number of times (another approver, a second click).

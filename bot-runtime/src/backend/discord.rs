@@ -686,7 +686,11 @@ async fn try_deliver(
     if !out.actions.is_empty()
         && let Some(Value::Object(last)) = bodies.last_mut()
     {
-        let buttons = rich::issue_ids(&out.actions, rich::DISCORD_BUTTONS, &lock(directory).actions);
+        let buttons = rich::issue_ids(
+            &out.actions,
+            rich::DISCORD_BUTTONS,
+            &lock(directory).actions,
+        );
         last.insert("components".into(), rich::discord_components(&buttons));
     }
     let path = format!("/channels/{channel}/messages");
@@ -887,11 +891,15 @@ impl<'a> Press<'a> {
             tracing::debug!("discord: ignoring an interaction that is not a button press");
             return None;
         }
-        let snowflake = |v: Option<&'a Value>| v.and_then(Value::as_str).filter(|s| is_snowflake(s));
+        let snowflake =
+            |v: Option<&'a Value>| v.and_then(Value::as_str).filter(|s| is_snowflake(s));
         let user = d.pointer("/member/user").or_else(|| d.get("user"))?;
         let token = str_field(d, "token")
             .filter(|t| !t.is_empty() && t.len() <= MAX_INTERACTION_TOKEN)
-            .filter(|t| t.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))?;
+            .filter(|t| {
+                t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            })?;
         Some(Self {
             id: snowflake(d.get("id"))?,
             token,
@@ -1333,7 +1341,11 @@ impl Gateway {
             }
         }
         let (room, thread) = self.place(press.channel_id, press.in_guild).await?;
-        tracing::info!(user = press.username, room = room.as_ref().map(|r| r.name.as_str()), "discord: button pressed");
+        tracing::info!(
+            user = press.username,
+            room = room.as_ref().map(|r| r.name.as_str()),
+            "discord: button pressed"
+        );
         Some(Incoming {
             user_id: press.user_id.to_owned(),
             user: press.username.to_owned(),
@@ -1533,9 +1545,15 @@ mod tests {
         let r = Route::of(&Method::GET, "/gateway/bot");
         assert_eq!(r.template, "GET /gateway/bot");
         assert_eq!(r.major, "");
-        let r = Route::of(&Method::POST, "/interactions/555/aW50ZXJhY3Rpb24.secret/callback");
+        let r = Route::of(
+            &Method::POST,
+            "/interactions/555/aW50ZXJhY3Rpb24.secret/callback",
+        );
         assert_eq!(r.template, "POST /interactions/{id}/{token}/callback");
-        assert!(!format!("{r:?}").contains("secret"), "tokens are never logged");
+        assert!(
+            !format!("{r:?}").contains("secret"),
+            "tokens are never logged"
+        );
     }
 
     fn press_event(custom_id: &str) -> Value {
@@ -1554,8 +1572,22 @@ mod tests {
         let d = press_event("st2bot-1");
         let p = Press::parse(&d).expect("a press");
         assert_eq!(
-            (p.id, p.custom_id, p.channel_id, p.in_guild, p.user_id, p.username),
-            ("700000000000000001", "st2bot-1", "200000000000000001", true, "400000000000000002", "bob")
+            (
+                p.id,
+                p.custom_id,
+                p.channel_id,
+                p.in_guild,
+                p.user_id,
+                p.username
+            ),
+            (
+                "700000000000000001",
+                "st2bot-1",
+                "200000000000000001",
+                true,
+                "400000000000000002",
+                "bob"
+            )
         );
         // In a DM the user is `user`, there is no guild.
         let mut dm = press_event("x");

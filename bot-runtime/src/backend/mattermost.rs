@@ -984,7 +984,10 @@ async fn press(
     };
     let expected = buttons.secret.expose().as_bytes();
     if !bool::from(press.secret.as_bytes().ct_eq(expected)) {
-        tracing::warn!(user_id = press.user_id, "mattermost: a press without the endpoint's secret; refused");
+        tracing::warn!(
+            user_id = press.user_id,
+            "mattermost: a press without the endpoint's secret; refused"
+        );
         return (Http::FORBIDDEN, axum::Json(json!({})));
     }
     let Some(command) = buttons.ids.command(press.action) else {
@@ -1002,12 +1005,17 @@ async fn press(
     };
     let shared = &state.shared;
     let Some(channel) = shared.channel_info(press.channel_id).await else {
-        return (Http::OK, axum::Json(json!({"ephemeral_text": "The bot cannot see this channel."})));
+        return (
+            Http::OK,
+            axum::Json(json!({"ephemeral_text": "The bot cannot see this channel."})),
+        );
     };
     let thread = match press.post_id {
         Some(post) => match shared.request(Method::GET, &["posts", post], None).await {
             Ok(p) if str_field(&p, "channel_id") == Some(press.channel_id) => {
-                str_field(&p, "root_id").filter(|r| !r.is_empty()).map(str::to_owned)
+                str_field(&p, "root_id")
+                    .filter(|r| !r.is_empty())
+                    .map(str::to_owned)
             }
             Ok(_) => None,
             Err(e) => {
@@ -1033,7 +1041,10 @@ async fn press(
     };
     match tokio::time::timeout(PRESS_QUEUE_WAIT, state.incoming.send(message)).await {
         Ok(Ok(())) => (Http::OK, axum::Json(json!({}))),
-        _ => (Http::SERVICE_UNAVAILABLE, axum::Json(json!({"ephemeral_text": "The bot is busy; try again."}))),
+        _ => (
+            Http::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"ephemeral_text": "The bot is busy; try again."})),
+        ),
     }
 }
 
@@ -1118,7 +1129,10 @@ mod tests {
         bad.as_object_mut().unwrap().remove("context");
         assert_eq!(Press::parse(&bad), None);
         let mut no_secret = body.clone();
-        no_secret["context"].as_object_mut().unwrap().remove("secret");
+        no_secret["context"]
+            .as_object_mut()
+            .unwrap()
+            .remove("secret");
         assert_eq!(Press::parse(&no_secret).map(|p| p.secret), Some(""));
     }
 

@@ -14,7 +14,9 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{Action, ActionIds, ActionStyle, Outgoing, Status, char_len, split_message, split_pretext};
+use super::{
+    Action, ActionIds, ActionStyle, Outgoing, Status, char_len, split_message, split_pretext,
+};
 
 /// Colour of an execution status, as `#RRGGBB` (Slack, Mattermost, Rocket.Chat attachments).
 pub fn status_color(status: Option<Status>) -> Option<&'static str> {
@@ -438,7 +440,11 @@ pub fn rocketchat_messages(
 /// Buttons to render: each [`Action`] with the id its backend issued for it
 /// ([`ActionIds::issue`]), at most `max` (the service's limit; the rest are not rendered and
 /// so get no id).
-pub fn issue_ids<'a>(actions: &'a [Action], max: usize, ids: &ActionIds) -> Vec<(String, &'a Action)> {
+pub fn issue_ids<'a>(
+    actions: &'a [Action],
+    max: usize,
+    ids: &ActionIds,
+) -> Vec<(String, &'a Action)> {
     actions
         .iter()
         .take(max)
@@ -738,7 +744,11 @@ mod tests {
         let actions = (0..n)
             .map(|i| Action {
                 label: "x".repeat(label_len),
-                style: [ActionStyle::Primary, ActionStyle::Danger, ActionStyle::Default][i % 3],
+                style: [
+                    ActionStyle::Primary,
+                    ActionStyle::Danger,
+                    ActionStyle::Default,
+                ][i % 3],
                 command: format!("!approve {i}"),
             })
             .collect();
@@ -758,10 +768,18 @@ mod tests {
         // The text (more than one section holds) is shown as sections, then the buttons.
         assert_eq!(blocks.len(), 3);
         assert_eq!(blocks[0]["type"], "section");
-        assert!(blocks[0]["text"]["text"].as_str().unwrap().starts_with("<@U1>: y"));
+        assert!(
+            blocks[0]["text"]["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("<@U1>: y")
+        );
         assert!(blocks.iter().all(|b| b["type"] != "section"
             || char_len(b["text"]["text"].as_str().unwrap()) <= SLACK_SECTION_TEXT));
-        assert!(message["text"].as_str().unwrap().starts_with("<@U1>: "), "fallback kept");
+        assert!(
+            message["text"].as_str().unwrap().starts_with("<@U1>: "),
+            "fallback kept"
+        );
         let elements = blocks[2]["elements"].as_array().unwrap();
         assert_eq!(blocks[2]["type"], "actions");
         assert_eq!(elements.len(), SLACK_BUTTONS);
@@ -770,8 +788,14 @@ mod tests {
             assert_eq!(e["action_id"], json!(id));
             assert_eq!(e["value"], json!(id));
             assert_eq!(e["text"]["type"], "plain_text");
-            assert_eq!(char_len(e["text"]["text"].as_str().unwrap()), SLACK_BUTTON_TEXT);
-            assert!(!e.to_string().contains("!approve"), "no command goes to Slack");
+            assert_eq!(
+                char_len(e["text"]["text"].as_str().unwrap()),
+                SLACK_BUTTON_TEXT
+            );
+            assert!(
+                !e.to_string().contains("!approve"),
+                "no command goes to Slack"
+            );
         }
         assert_eq!(elements[0]["style"], "primary");
         assert_eq!(elements[1]["style"], "danger");
@@ -783,7 +807,9 @@ mod tests {
         let (ids, actions) = buttons(2, 7);
         let shown = issue_ids(&actions, SLACK_BUTTONS, &ids);
         let extra = json!({"slack": {"blocks": [{"type": "divider"}]}});
-        let mut message = slack_messages(&out("t", Some(extra), None), None, 4000).pop().unwrap();
+        let mut message = slack_messages(&out("t", Some(extra), None), None, 4000)
+            .pop()
+            .unwrap();
         slack_add_buttons(&mut message, &shown);
         let blocks = message["blocks"].as_array().unwrap();
         assert_eq!(blocks.len(), 2);
@@ -810,7 +836,14 @@ mod tests {
             }
         }
         let first = &rows[0]["components"];
-        assert_eq!((first[0]["style"].clone(), first[1]["style"].clone(), first[2]["style"].clone()), (json!(3), json!(4), json!(2)));
+        assert_eq!(
+            (
+                first[0]["style"].clone(),
+                first[1]["style"].clone(),
+                first[2]["style"].clone()
+            ),
+            (json!(3), json!(4), json!(2))
+        );
         assert_eq!(first[0]["custom_id"], json!(shown[0].0));
         assert!(!rows[0].to_string().contains("!approve"));
     }
@@ -821,21 +854,37 @@ mod tests {
         let shown = issue_ids(&actions, usize::MAX, &ids);
         let mut props = None;
         mattermost_add_buttons(&mut props, &shown, "https://bot.example/mm", "s3cret");
-        let attachments = props.as_ref().unwrap()["attachments"].as_array().unwrap().clone();
+        let attachments = props.as_ref().unwrap()["attachments"]
+            .as_array()
+            .unwrap()
+            .clone();
         assert_eq!(attachments.len(), 1);
         let list = attachments[0]["actions"].as_array().unwrap();
         assert_eq!(list.len(), 2);
         assert_eq!(list[0]["id"], "st2bot0");
-        assert!(list.iter().all(|a| a["id"].as_str().unwrap().bytes().all(|b| b.is_ascii_alphanumeric())));
-        assert_eq!((list[0]["style"].clone(), list[1]["style"].clone()), (json!("good"), json!("danger")));
+        assert!(list.iter().all(|a| {
+            a["id"]
+                .as_str()
+                .unwrap()
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric())
+        }));
+        assert_eq!(
+            (list[0]["style"].clone(), list[1]["style"].clone()),
+            (json!("good"), json!("danger"))
+        );
         assert_eq!(list[1]["integration"]["url"], "https://bot.example/mm");
-        assert_eq!(list[1]["integration"]["context"], json!({"action": shown[1].0, "secret": "s3cret"}));
+        assert_eq!(
+            list[1]["integration"]["context"],
+            json!({"action": shown[1].0, "secret": "s3cret"})
+        );
         assert!(!props.as_ref().unwrap().to_string().contains("!approve"));
         // A rich post keeps its attachment; the buttons come after it.
-        let mut rich = mattermost_posts(&out("pre{~}body", None, Some(Status::Running)), None, 4000)
-            .pop()
-            .unwrap()
-            .1;
+        let mut rich =
+            mattermost_posts(&out("pre{~}body", None, Some(Status::Running)), None, 4000)
+                .pop()
+                .unwrap()
+                .1;
         mattermost_add_buttons(&mut rich, &shown, "https://bot.example/mm", "s");
         let attachments = rich.unwrap()["attachments"].as_array().unwrap().clone();
         assert_eq!(attachments.len(), 2);

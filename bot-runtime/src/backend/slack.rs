@@ -625,7 +625,9 @@ impl Shared {
                 .call(
                     "chat.postEphemeral",
                     Token::Bot,
-                    Args::Json(&json!({"channel": press.channel, "user": press.user_id, "text": note})),
+                    Args::Json(
+                        &json!({"channel": press.channel, "user": press.user_id, "text": note}),
+                    ),
                 )
                 .await
             {
@@ -961,7 +963,10 @@ struct Press<'a> {
 impl<'a> Press<'a> {
     fn parse(payload: &'a Value) -> Option<Self> {
         if str_field(payload, "type") != Some("block_actions") {
-            tracing::debug!(kind = str_field(payload, "type"), "slack: ignoring an interaction");
+            tracing::debug!(
+                kind = str_field(payload, "type"),
+                "slack: ignoring an interaction"
+            );
             return None;
         }
         let short = |v: Option<&'a str>| v.filter(|s| !s.is_empty() && s.len() <= MAX_ID_LEN);
