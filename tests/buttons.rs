@@ -310,6 +310,34 @@ async fn on_discord_approve_and_reject_buttons_answer_as_the_user_who_pressed() 
         })
     })
     .await;
+
+    // Reject answers no.
+    fake.say(OPS, "alice", "!gated deploy api");
+    eventually("the second question", || {
+        fake.posted()
+            .iter()
+            .filter(|p| p.content().contains("❓ Inquiry "))
+            .count()
+            == 2
+    })
+    .await;
+    let second = fake
+        .posted()
+        .into_iter()
+        .filter(|p| p.content().contains("❓ Inquiry "))
+        .nth(1)
+        .expect("posted");
+    let second_id = inquiry_id(second.content());
+    assert_ne!(second_id, id);
+    assert_eq!(
+        fake.press("bob", &second, "Reject").await,
+        Some(json!({"type": 6}))
+    );
+    eventually("bob's no", || answers_sent(&sim).len() == 2).await;
+    assert_eq!(
+        answers_sent(&sim)[1],
+        json!({"id": second_id, "response": {"approve": false}})
+    );
     bot.abort();
 }
 
