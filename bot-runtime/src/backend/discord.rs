@@ -260,6 +260,8 @@ impl Rest {
             let response = match request.send().await {
                 Ok(r) => r,
                 Err(e) => {
+                    // The URL may hold an interaction token: never in logs.
+                    let e = e.without_url();
                     last = e.to_string();
                     tracing::warn!(route = %route.template, attempt, error = %e, "discord: request failed");
                     tokio::time::sleep(backoff.next_delay()).await;
@@ -880,6 +882,9 @@ struct Press<'a> {
     username: &'a str,
 }
 
+/// Discord wants the answer to an interaction within 3 s; later is useless.
+const INTERACTION_DEADLINE: Duration = Duration::from_secs(3);
+
 /// Longest interaction token accepted (Discord's are a couple of hundred characters).
 const MAX_INTERACTION_TOKEN: usize = 1024;
 
@@ -1320,8 +1325,15 @@ impl Gateway {
             }}),
         };
         let path = format!("/interactions/{}/{}/callback", press.id, press.token);
-        if let Err(e) = self.rest.call(Method::POST, &path, Some(&callback)).await {
-            tracing::warn!(error = %e, "discord: interaction callback failed");
+        let answered = tokio::time::timeout(
+            INTERACTION_DEADLINE,
+            self.rest.call(Method::POST, &path, Some(&callback)),
+        )
+        .await;
+        match answered {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "discord: interaction callback failed"),
+            Err(_) => tracing::warn!("discord: interaction callback not answered in time"),
         }
         let Some(command) = command else {
             tracing::warn!(
