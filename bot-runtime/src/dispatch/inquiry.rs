@@ -2,7 +2,9 @@
 //! ([`Dispatcher::ask_inquiry`], from the announcement of docs/inquiries.md's rule) and the
 //! `inquiry list|show|respond`, `approve` and `reject` commands
 //! ([`Dispatcher::inquiry_command`]). The schema, validation and permission rules are in
-//! [`crate::inquiry`].
+//! [`crate::inquiry`]. A yes/no question carries Approve/Reject buttons
+//! ([`approval_actions`]) for the backends that have them; a press comes back as the
+//! presser's `approve ID` / `reject ID`.
 
 use std::time::{Duration, SystemTime};
 
