@@ -1,6 +1,7 @@
-//! Buttons under a message: the [`Action`]s the dispatcher attaches to an [`Outgoing`]
-//! (`Outgoing::actions`), and [`ActionIds`], the map each backend with buttons keeps from
-//! the opaque id it sends to the service to the command the button stands for.
+//! Buttons under a message: the [`Action`]s the dispatcher attaches to an outgoing message
+//! ([`Outgoing::actions`](super::Outgoing::actions)), and [`ActionIds`], the map each
+//! backend with buttons keeps from the opaque id it sends to the service to the command the
+//! button stands for.
 //!
 //! A press comes back from the service with the id only; the backend looks the command up
 //! and hands it to the dispatcher as an ordinary [`super::Incoming`] from the user who
@@ -8,8 +9,6 @@
 //! if they had typed it. The service never sees the command and nothing it sends back is
 //! executed: an id the backend did not hand out (forged, or forgotten after
 //! [`ACTION_IDS`] newer ones) is refused.
-//!
-//! [`super::Outgoing`]: super::Outgoing
 
 use super::RememberedMessages;
 

@@ -23,7 +23,7 @@
 //!   (<https://developers.mattermost.com/integrate/plugins/interactive-messages/>):
 //!   [`Outgoing::actions`] become message actions whose `integration.context` holds a random
 //!   id ([`ActionIds`]) and a per-process secret; Mattermost POSTs a press to `actions_url`,
-//!   which [`press_endpoint`] serves on `listen`: the secret must match, the body is at most
+//!   which the bot serves on `listen`: the secret must match, the body is at most
 //!   [`MAX_PRESS_BODY`], the presser is named through `/users/{id}` and the thread through
 //!   `/posts/{id}`; the button's command goes to the dispatcher as the presser's. Unknown
 //!   ids are answered with an `ephemeral_text` and run nothing.
