@@ -150,6 +150,7 @@ async fn rich_output_carries_the_status_colour_and_extra() {
         remember_as: None,
         replaces: None,
         handle: None,
+        replaces_whole: false,
         report_posted: None,
         actions: Vec::new(),
     })
@@ -167,6 +168,7 @@ async fn rich_output_carries_the_status_colour_and_extra() {
         remember_as: None,
         replaces: None,
         handle: None,
+        replaces_whole: false,
         report_posted: None,
         actions: Vec::new(),
     })

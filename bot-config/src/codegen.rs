@@ -177,6 +177,7 @@ emit_struct!(ChatSpec {
     session_command,
     ack,
     live_ack,
+    replace_ack,
     max_message_len
 });
 emit_struct!(AccessSpec {

@@ -366,6 +366,12 @@ pub struct Ack {
     #[serde(default)]
     #[cfg_attr(feature = "schema", schemars(with = "Option<bool>"))]
     pub live: Option<Spanned<bool>>,
+    /// The result replaces the ack (the ack message is edited into the result) instead of
+    /// following it as a new message, on services that can edit messages (default false). A
+    /// result too long for one message still follows as new messages.
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<bool>"))]
+    pub replace: Option<Spanned<bool>>,
 }
 
 /// `access:` — ordered rules, first match wins.

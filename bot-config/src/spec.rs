@@ -117,6 +117,15 @@ impl BackendSpec {
         }
     }
 
+    /// Whether the service can edit a message the bot posted (live acks, a result replacing
+    /// its ack). The runtime's `Capabilities::edit` of each backend says the same.
+    pub fn can_edit(&self) -> bool {
+        !matches!(
+            self,
+            BackendSpec::Text(_) | BackendSpec::Xmpp(_) | BackendSpec::Irc(_)
+        )
+    }
+
     /// Every secret this backend needs at run time, with the key it came from.
     pub fn secrets(&self) -> Vec<(&'static str, &SecretRef)> {
         let mut out = Vec::new();
@@ -420,6 +429,9 @@ pub struct ChatSpec {
     pub ack: bool,
     /// Edit acks in place from the execution's updates, where the service can edit.
     pub live_ack: bool,
+    /// The result replaces the ack (edited in place) instead of following it, where the
+    /// service can edit (checked at build time) and the result fits one message.
+    pub replace_ack: bool,
     /// Split replies longer than this (0: the backend's limit).
     pub max_message_len: u32,
 }

@@ -342,6 +342,7 @@ fn chat(spec: &ChatSpec) -> Node {
         session_command,
         ack,
         live_ack,
+        replace_ack,
         max_message_len,
     } = spec;
     Node::Map(vec![
@@ -351,6 +352,7 @@ fn chat(spec: &ChatSpec) -> Node {
         ("session_command", s(session_command)),
         ("ack", Node::Bool(*ack)),
         ("live_ack", Node::Bool(*live_ack)),
+        ("replace_ack", Node::Bool(*replace_ack)),
         ("max_message_len", Node::Int(u64::from(*max_message_len))),
     ])
 }

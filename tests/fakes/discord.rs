@@ -961,7 +961,8 @@ async fn interaction_callback(
     StatusCode::NO_CONTENT.into_response()
 }
 
-/// `PATCH /channels/{channel}/messages/{message}` (edit message): `content` replaced;
+/// `PATCH /channels/{channel}/messages/{message}` (edit message): `content` replaced, and
+/// `embeds` when given (at most 10);
 /// 404 `Unknown Message` (10008) for a message not in that channel, 400 past 2000
 /// characters.
 async fn edit_message(
@@ -986,6 +987,14 @@ async fn edit_message(
         return too_long(json!({"content": field_error("BASE_TYPE_MAX_LENGTH",
                                                       "Must be 2000 or fewer in length.")}));
     }
+    if body
+        .get("embeds")
+        .is_some_and(|e| e.as_array().is_none_or(|e| e.len() > 10))
+    {
+        inner.counters.invalid_form_bodies += 1;
+        return too_long(json!({"embeds": field_error("BASE_TYPE_MAX_LENGTH",
+                                                     "Must be 10 or fewer in length.")}));
+    }
     let Some(posted) = inner
         .posted
         .iter_mut()
@@ -996,6 +1005,9 @@ async fn edit_message(
             json!({"message": "Unknown Message", "code": 10008}),
         );
     };
+    if let Some(embeds) = body.get("embeds") {
+        posted.body["embeds"] = embeds.clone();
+    }
     posted.edits.push(content.to_owned());
     posted.body["content"] = json!(content);
     json_response(

@@ -10,9 +10,9 @@
 //! - <https://api.slack.com/methods/chat.postMessage> (`channel`, `text`/`attachments`/
 //!   `blocks`, `thread_ts`; errors `channel_not_found`, `not_in_channel`, `no_text`,
 //!   `msg_too_long` past 40,000 characters, `invalid_blocks`, `too_many_attachments`);
-//! - <https://api.slack.com/methods/chat.update> (`channel`, `ts`, `text`; the message
-//!   keeps its attachments when none are given; errors `message_not_found`, `no_text`,
-//!   `msg_too_long`);
+//! - <https://api.slack.com/methods/chat.update> (`channel`, `ts`, `text`, `attachments`,
+//!   `blocks`, checked as `chat.postMessage` checks them; the message keeps its attachments
+//!   and blocks when none are given; errors `message_not_found`, `no_text`, `msg_too_long`);
 //! - <https://api.slack.com/methods/auth.test>, `users.info`, `users.list`,
 //!   `conversations.info` (form or query arguments only: a JSON body is not read),
 //!   `conversations.open` (JSON accepted);
@@ -1071,57 +1071,10 @@ fn post_message(shared: &Arc<Shared>, args: &Map<String, Value>) -> Response {
     if !channel.members.iter().any(|m| m == BOT_USER) {
         return fail(shared, M, "not_in_channel");
     }
-    let text = args.get("text").and_then(Value::as_str).map(str::to_owned);
-    let Ok(attachments) = json_arg(args, "attachments") else {
-        return fail(shared, M, "invalid_attachments");
+    let (text, attachments, blocks) = match message_content(args) {
+        Ok(content) => content,
+        Err(code) => return fail(shared, M, code),
     };
-    let Ok(blocks) = json_arg(args, "blocks") else {
-        return fail(shared, M, "invalid_blocks_format");
-    };
-    let has_text = text.as_deref().is_some_and(|t| !t.trim().is_empty());
-    let has_attachments = attachments
-        .as_ref()
-        .and_then(Value::as_array)
-        .is_some_and(|a| !a.is_empty());
-    let has_blocks = blocks
-        .as_ref()
-        .and_then(Value::as_array)
-        .is_some_and(|b| !b.is_empty());
-    if !(has_text || has_attachments || has_blocks) {
-        return fail(shared, M, "no_text");
-    }
-    if text
-        .as_deref()
-        .is_some_and(|t| t.chars().count() > TEXT_HARD_LIMIT)
-    {
-        return fail(shared, M, "msg_too_long");
-    }
-    if let Some(a) = &attachments {
-        let Some(list) = a.as_array().filter(|l| l.iter().all(Value::is_object)) else {
-            return fail(shared, M, "invalid_attachments");
-        };
-        if list.len() > MAX_ATTACHMENTS {
-            return fail(shared, M, "too_many_attachments");
-        }
-    }
-    if let Some(b) = &blocks {
-        let Some(list) = b.as_array() else {
-            return fail(shared, M, "invalid_blocks_format");
-        };
-        let valid = list.len() <= MAX_BLOCKS
-            && list.iter().all(|block| {
-                let kind = block.get("type").and_then(Value::as_str);
-                let section_ok = kind != Some("section")
-                    || block
-                        .pointer("/text/text")
-                        .and_then(Value::as_str)
-                        .is_none_or(|t| t.chars().count() <= SECTION_TEXT_LIMIT);
-                kind.is_some() && section_ok && (kind != Some("actions") || actions_ok(block))
-            });
-        if !valid {
-            return fail(shared, M, "invalid_blocks");
-        }
-    }
     let thread_ts = args
         .get("thread_ts")
         .and_then(Value::as_str)
@@ -1189,20 +1142,76 @@ fn actions_ok(block: &Value) -> bool {
         })
 }
 
+/// The content arguments of `chat.postMessage` and `chat.update` (`text`, `attachments`,
+/// `blocks`), checked as Slack checks them: at least one of them, the text under the hard
+/// limit, attachments objects, blocks typed with section texts under their limit.
+/// Refused: Slack's error code.
+#[allow(clippy::type_complexity)]
+fn message_content(
+    args: &Map<String, Value>,
+) -> Result<(Option<String>, Option<Value>, Option<Value>), &'static str> {
+    let text = args.get("text").and_then(Value::as_str).map(str::to_owned);
+    let Ok(attachments) = json_arg(args, "attachments") else {
+        return Err("invalid_attachments");
+    };
+    let Ok(blocks) = json_arg(args, "blocks") else {
+        return Err("invalid_blocks_format");
+    };
+    let has_text = text.as_deref().is_some_and(|t| !t.trim().is_empty());
+    let has_attachments = attachments
+        .as_ref()
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty());
+    let has_blocks = blocks
+        .as_ref()
+        .and_then(Value::as_array)
+        .is_some_and(|b| !b.is_empty());
+    if !(has_text || has_attachments || has_blocks) {
+        return Err("no_text");
+    }
+    if text
+        .as_deref()
+        .is_some_and(|t| t.chars().count() > TEXT_HARD_LIMIT)
+    {
+        return Err("msg_too_long");
+    }
+    if let Some(a) = &attachments {
+        let Some(list) = a.as_array().filter(|l| l.iter().all(Value::is_object)) else {
+            return Err("invalid_attachments");
+        };
+        if list.len() > MAX_ATTACHMENTS {
+            return Err("too_many_attachments");
+        }
+    }
+    if let Some(b) = &blocks {
+        let Some(list) = b.as_array() else {
+            return Err("invalid_blocks_format");
+        };
+        let valid = list.len() <= MAX_BLOCKS
+            && list.iter().all(|block| {
+                let kind = block.get("type").and_then(Value::as_str);
+                let section_ok = kind != Some("section")
+                    || block
+                        .pointer("/text/text")
+                        .and_then(Value::as_str)
+                        .is_none_or(|t| t.chars().count() <= SECTION_TEXT_LIMIT);
+                kind.is_some() && section_ok && (kind != Some("actions") || actions_ok(block))
+            });
+        if !valid {
+            return Err("invalid_blocks");
+        }
+    }
+    Ok((text, attachments, blocks))
+}
+
 fn update_message(shared: &Arc<Shared>, args: &Map<String, Value>) -> Response {
     const M: &str = "chat.update";
     let arg = |k: &str| args.get(k).and_then(Value::as_str).unwrap_or_default();
     let (channel, ts) = (arg("channel"), arg("ts"));
-    let Some(text) = args
-        .get("text")
-        .and_then(Value::as_str)
-        .filter(|t| !t.trim().is_empty())
-    else {
-        return fail(shared, M, "no_text");
+    let (text, attachments, blocks) = match message_content(args) {
+        Ok(content) => content,
+        Err(code) => return fail(shared, M, code),
     };
-    if text.chars().count() > TEXT_HARD_LIMIT {
-        return fail(shared, M, "msg_too_long");
-    }
     let mut inner = shared.lock();
     let Some(post) = inner
         .posts
@@ -1212,8 +1221,16 @@ fn update_message(shared: &Arc<Shared>, args: &Map<String, Value>) -> Response {
         drop(inner);
         return fail(shared, M, "message_not_found");
     };
-    post.text = Some(text.to_owned());
-    post.edits.push(text.to_owned());
+    // What is not given stays as it was (attachments, blocks); the text is replaced.
+    let text = text.unwrap_or_default();
+    post.text = Some(text.clone());
+    post.edits.push(text.clone());
+    if attachments.is_some() {
+        post.attachments = attachments;
+    }
+    if blocks.is_some() {
+        post.blocks = blocks;
+    }
     drop(inner);
     ok(json!({"channel": channel, "ts": ts, "text": text}))
 }

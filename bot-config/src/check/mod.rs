@@ -21,7 +21,7 @@ use crate::catalogue::{Catalogue, SourcePath};
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::raw::BotFile;
 use crate::source::{SourceFile, Span, Spanned};
-use crate::spec::{BotSpec, ChatSpec, LogFormat, LogSpec};
+use crate::spec::{BackendSpec, BotSpec, ChatSpec, LogFormat, LogSpec};
 
 pub(crate) use keys::from_parse_error;
 
@@ -45,7 +45,12 @@ pub(crate) fn check(
     let name = values::bot_name(&mut d, &raw.name);
     let backend = backend::check(&mut d, &raw.backend, file);
     let stackstorm = stackstorm::check(&mut d, &raw.stackstorm, file);
-    let chat = chat(&mut d, raw.chat.as_ref(), file);
+    let chat = chat(
+        &mut d,
+        raw.chat.as_ref(),
+        file,
+        backend.as_ref().map(BackendSpec::can_edit),
+    );
     let access = access::check(&mut d, raw.access.as_ref(), raw.groups.as_ref());
     if let Some(catalogue) = &raw.stackstorm.value.catalogue {
         with_catalogue(&mut d, catalogue, file, dir, inputs, |d, catalogue| {
@@ -198,11 +203,13 @@ pub(super) fn key_span(file: &SourceFile, value: Span, key: &str) -> Span {
 }
 
 /// `chat:` with defaults: prefix `!`, mention on, help command `help`, session command
-/// `session`, acks on.
+/// `session`, acks on. `can_edit`: whether the backend can edit its messages (`None` when
+/// the backend is itself in error).
 fn chat(
     d: &mut Diagnostics,
     raw: Option<&Spanned<crate::raw::Chat>>,
     file: &SourceFile,
+    can_edit: Option<bool>,
 ) -> ChatSpec {
     let default = crate::raw::Chat::default();
     let c = raw.map(|c| &c.value).unwrap_or(&default);
@@ -263,23 +270,50 @@ fn chat(
             .help("leave it out to use the backend's own limit"),
         );
     }
+    let ack = c
+        .ack
+        .as_ref()
+        .and_then(|a| a.value.enabled.as_ref())
+        .map(|e| e.value)
+        .unwrap_or(true);
+    let replace = c.ack.as_ref().and_then(|a| a.value.replace.as_ref());
+    if let Some(r) = replace.filter(|r| r.value) {
+        if can_edit == Some(false) {
+            d.push(
+                Diagnostic::new(
+                    "ack-replace-needs-edit",
+                    Span::of(r),
+                    "`ack.replace` needs a chat service that can edit messages",
+                    "this backend cannot edit a message once posted",
+                )
+                .help("remove `replace: true`: on this backend the result follows the ack as a new message")
+                .note("services that can edit: slack, mattermost, discord, matrix, rocketchat, msteams"),
+            );
+        } else if !ack {
+            d.push(
+                Diagnostic::new(
+                    "ack-replace-without-ack",
+                    Span::of(r),
+                    "`ack.replace` has no ack to replace",
+                    "acks are off (`enabled: false`)",
+                )
+                .help("remove `replace: true`, or turn acks on"),
+            );
+        }
+    }
     ChatSpec {
         prefix: prefix.into(),
         mention: c.mention.as_ref().map(|m| m.value).unwrap_or(true),
         help_command: help_command.into(),
         session_command: session_command.into(),
-        ack: c
-            .ack
-            .as_ref()
-            .and_then(|a| a.value.enabled.as_ref())
-            .map(|e| e.value)
-            .unwrap_or(true),
+        ack,
         live_ack: c
             .ack
             .as_ref()
             .and_then(|a| a.value.live.as_ref())
             .map(|e| e.value)
             .unwrap_or(true),
+        replace_ack: replace.is_some_and(|r| r.value),
         max_message_len: c.max_message_len.as_ref().map(|m| m.value).unwrap_or(0),
     }
 }

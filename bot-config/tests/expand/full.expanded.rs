@@ -51,6 +51,7 @@ static __ST2BOT_SPEC: ::st2bot::__private::BotSpec = ::st2bot::__private::BotSpe
         session_command: ::std::borrow::Cow::Borrowed("login"),
         ack: false,
         live_ack: true,
+        replace_ack: false,
         max_message_len: 3000u32,
     },
     access: ::st2bot::__private::AccessSpec {

@@ -625,8 +625,23 @@ async fn try_deliver(
             tracing::debug!(key, "discord: no remembered message to edit");
             return Ok(());
         };
-        let content = split_message(&out.text, MAX_CONTENT, char_len).swap_remove(0);
-        let body = json!({ "content": content, "allowed_mentions": {"parse": []} });
+        // A status line edits the text (its embeds stay); a result replacing its ack
+        // (`replaces_whole`) edits it into the result's first message, embeds included.
+        let mut body = match message_bodies(out, None, None).into_iter().next() {
+            Some(first) if out.replaces_whole => {
+                let mut edit = serde_json::Map::new();
+                for key in ["content", "embeds"] {
+                    if let Some(v) = first.get(key) {
+                        edit.insert(key.into(), v.clone());
+                    }
+                }
+                Value::Object(edit)
+            }
+            _ => json!({
+                "content": split_message(&out.text, MAX_CONTENT, char_len).swap_remove(0)
+            }),
+        };
+        body["allowed_mentions"] = json!({"parse": []});
         rest.call(
             Method::PATCH,
             &format!("/channels/{channel}/messages/{message}"),

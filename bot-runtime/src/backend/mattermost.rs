@@ -708,8 +708,19 @@ impl Shared {
                 tracing::debug!(key, "mattermost: no remembered post to edit");
                 return Ok(());
             };
-            let message = split_message(&out.text, MESSAGE_LIMIT, char_len).swap_remove(0);
-            let body = json!({ "message": message });
+            // A status line edits the message (its attachments stay); a result replacing
+            // its ack (`replaces_whole`) edits it into the result's first post, props included.
+            let body = match rich::mattermost_posts(out, None, MESSAGE_LIMIT)
+                .into_iter()
+                .next()
+            {
+                Some((message, Some(props))) if out.replaces_whole => {
+                    json!({ "message": message, "props": props })
+                }
+                _ => json!({
+                    "message": split_message(&out.text, MESSAGE_LIMIT, char_len).swap_remove(0)
+                }),
+            };
             self.request(Method::PUT, &["posts", &post_id, "patch"], Some(&body))
                 .await?;
             return Ok(());

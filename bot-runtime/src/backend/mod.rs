@@ -113,6 +113,11 @@ pub struct Outgoing {
     /// With [`Outgoing::replaces`]: the message to edit as the backend reported it when
     /// posting it ([`PostedSink`]), kept by the dispatcher across restarts.
     pub handle: Option<String>,
+    /// With [`Outgoing::replaces`]: the edit makes the message read as this one would have
+    /// been posted, rich content and colours included (a result replacing its ack), where
+    /// the service's edit allows it; otherwise only its text changes (a live ack's status
+    /// line: its attachments stay).
+    pub replaces_whole: bool,
     /// With [`Outgoing::remember_as`]: where the backend reports what it posted (the key
     /// and the message's handle, the backend's own JSON), for the dispatcher to keep.
     pub report_posted: Option<PostedSink>,
@@ -169,6 +174,7 @@ impl Outgoing {
             remember_as: None,
             replaces: None,
             handle: None,
+            replaces_whole: false,
             report_posted: None,
             actions: Vec::new(),
         }

@@ -622,6 +622,7 @@ mod tests {
             remember_as: None,
             replaces: None,
             handle: None,
+            replaces_whole: false,
             report_posted: None,
             actions: Vec::new(),
         }

@@ -856,21 +856,45 @@ impl Shared {
         Ok(())
     }
 
-    /// Edits the message remembered under `key` with `chat.update` (text only: its
-    /// attachments stay); nothing when the key is unknown.
+    /// Edits the message remembered under `key` with `chat.update`: its text (a live ack's
+    /// status line: its attachments stay), or with [`Outgoing::replaces_whole`] the first
+    /// message `out` renders to, attachments and blocks included (a result replacing its
+    /// ack). Nothing when the key is unknown.
     async fn update(&self, key: &str, out: &Outgoing) -> Result<(), ApiError> {
         let Some((channel, ts)) = self.remembered.replaced(out) else {
             tracing::debug!(key, "slack: no remembered message to edit");
             return Ok(());
         };
-        let text = split_message(&escape_text(&out.text), TEXT_LIMIT, char_len).swap_remove(0);
-        self.call(
-            "chat.update",
-            Token::Bot,
-            Args::Json(&json!({ "channel": channel, "ts": ts, "text": text })),
-        )
-        .await
-        .map(|_| ())
+        let escaped = Outgoing {
+            text: escape_text(&out.text),
+            ..out.clone()
+        };
+        let mut edit = Map::new();
+        if out.replaces_whole
+            && let Some(first) = rich::slack_messages(&escaped, None, TEXT_LIMIT)
+                .into_iter()
+                .next()
+        {
+            // What chat.update takes of a message; the rest is postMessage's own.
+            for key in ["text", "attachments", "blocks"] {
+                if let Some(v) = first.get(key) {
+                    edit.insert(key.into(), v.clone());
+                }
+            }
+            // A text not given would stay as it was (the ack's): clear it.
+            if !edit.is_empty() {
+                edit.entry("text").or_insert(Value::String(String::new()));
+            }
+        }
+        if edit.is_empty() {
+            let text = split_message(&escaped.text, TEXT_LIMIT, char_len).swap_remove(0);
+            edit.insert("text".into(), Value::String(text));
+        }
+        edit.insert("channel".into(), Value::String(channel));
+        edit.insert("ts".into(), Value::String(ts));
+        self.call("chat.update", Token::Bot, Args::Json(&Value::Object(edit)))
+            .await
+            .map(|_| ())
     }
 
     /// `chat.postMessage`; the answer (with the message's `channel` and `ts`).

@@ -414,7 +414,7 @@ impl Shared {
                 tracing::debug!(key, "msteams: no remembered message to edit");
                 return Ok(());
             };
-            let body = render::update(&activity_id, &out.text);
+            let body = render::update(&activity_id, out);
             self.connector
                 .call(
                     Method::PUT,
