@@ -153,6 +153,7 @@ async fn rich_output_carries_the_status_colour_and_extra() {
         handle: None,
         replaces_whole: false,
         report_posted: None,
+        actions: Vec::new(),
     })
     .await;
     let blocks =
@@ -168,6 +169,7 @@ async fn rich_output_carries_the_status_colour_and_extra() {
         handle: None,
         replaces_whole: false,
         report_posted: None,
+        actions: Vec::new(),
     })
     .await;
     let posts = fake.wait_posts(2, WAIT).await;

@@ -135,7 +135,13 @@ emit_struct!(SlackSpec {
     bot_token,
     url
 });
-emit_struct!(MattermostSpec { url, token, team });
+emit_struct!(MattermostSpec {
+    url,
+    token,
+    team,
+    listen,
+    actions_url
+});
 emit_struct!(DiscordSpec { token, url });
 emit_struct!(RocketChatSpec { url, login });
 emit_struct!(MsTeamsSpec {

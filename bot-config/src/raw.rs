@@ -163,6 +163,11 @@ pub struct Backend {
     #[serde(default)]
     #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
     pub team: Option<Spanned<String>>,
+    /// Mattermost: the URL Mattermost posts button presses to, that is the `listen`
+    /// address as the Mattermost server reaches it; with `listen`, turns buttons on.
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
+    pub actions_url: Option<Spanned<String>>,
     /// Microsoft Teams: the bot's Microsoft App ID (a GUID, from the Azure Bot registration).
     #[serde(default)]
     #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
@@ -177,7 +182,7 @@ pub struct Backend {
     #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
     pub tenant: Option<Spanned<String>>,
     /// Microsoft Teams: where the messaging endpoint (`/api/messages`) listens (default
-    /// `0.0.0.0:3978`).
+    /// `0.0.0.0:3978`). Mattermost: where the button endpoint listens (with `actions_url`).
     #[serde(default)]
     #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
     pub listen: Option<Spanned<String>>,

@@ -270,6 +270,11 @@ pub struct MattermostSpec {
     pub token: SecretRef,
     /// Team name (optional).
     pub team: Str,
+    /// Where the endpoint for button presses listens (`IP:port`); `None`: no buttons.
+    pub listen: Option<Str>,
+    /// The URL Mattermost posts button presses to (the `listen` address as the server
+    /// reaches it); set exactly when `listen` is.
+    pub actions_url: Option<Str>,
 }
 
 /// Discord settings.

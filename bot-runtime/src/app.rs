@@ -651,6 +651,7 @@ mod tests {
                 rich: false,
                 edit: false,
                 threads: false,
+                buttons: false,
             }
         }
 

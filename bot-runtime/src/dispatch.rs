@@ -1286,6 +1286,7 @@ impl Dispatcher {
             piece.text = text;
             if i != last {
                 piece.extra = None; // rich content once, with the last piece
+                piece.actions.clear(); // and the buttons under it
             }
             if self.outgoing.send(piece).await.is_err() {
                 tracing::warn!("chat backend stopped; dropping a reply");
@@ -1443,6 +1444,7 @@ mod tests {
                 rich: false,
                 threads: false,
                 edit: false,
+                buttons: false,
             },
             AliasCache::new(),
             tx,

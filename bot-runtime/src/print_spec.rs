@@ -232,8 +232,17 @@ fn backend(spec: &BackendSpec) -> Node {
             ("bot_token", secret(bot_token)),
             ("url", s(url)),
         ]),
-        BackendSpec::Mattermost(MattermostSpec { url, token, team }) => {
-            entries.extend([("url", s(url)), ("token", secret(token)), ("team", s(team))])
+        BackendSpec::Mattermost(MattermostSpec {
+            url,
+            token,
+            team,
+            listen,
+            actions_url,
+        }) => {
+            entries.extend([("url", s(url)), ("token", secret(token)), ("team", s(team))]);
+            if let (Some(listen), Some(actions_url)) = (listen, actions_url) {
+                entries.extend([("listen", s(listen)), ("actions_url", s(actions_url))]);
+            }
         }
         BackendSpec::Discord(DiscordSpec { token, url }) => {
             entries.extend([("token", secret(token)), ("url", s(url))]);

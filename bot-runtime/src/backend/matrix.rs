@@ -141,6 +141,7 @@ impl Backend for MatrixBackend {
             rich: true,
             threads: true,
             edit: true,
+            buttons: false,
         }
     }
 

@@ -2,14 +2,16 @@
 //! ([`Dispatcher::ask_inquiry`], from the announcement of docs/inquiries.md's rule) and the
 //! `inquiry list|show|respond`, `approve` and `reject` commands
 //! ([`Dispatcher::inquiry_command`]). The schema, validation and permission rules are in
-//! [`crate::inquiry`].
+//! [`crate::inquiry`]. A yes/no question carries Approve/Reject buttons
+//! ([`approval_actions`]) for the backends that have them; a press comes back as the
+//! presser's `approve ID` / `reject ID`.
 
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value};
 
 use super::Dispatcher;
-use crate::backend::{Incoming, Outgoing, Target};
+use crate::backend::{Incoming, Outgoing, Target, approval_actions};
 use crate::inquiry::{self, Inquiry};
 use crate::stackstorm::St2Error;
 
@@ -123,6 +125,9 @@ impl Dispatcher {
         tracing::info!(inquiry = id, "posting an inquiry");
         let mut out = Outgoing::text(target, text);
         out.mention = mention;
+        if inquiry::single_boolean(&inquiry::fields(&inquiry.schema)).is_some() {
+            out.actions = approval_actions(&self.spec.chat.prefix, id);
+        }
         self.send(out).await;
     }
 
