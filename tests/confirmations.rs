@@ -182,6 +182,7 @@ impl Desk {
                 rich: false,
                 threads: false,
                 edit: false,
+                buttons: false,
             },
             AliasCache::new(),
             tx,
@@ -470,7 +471,11 @@ async fn on_slack_the_request_is_answered_in_its_thread() {
     .await;
     assert!(sim.executions().is_empty(), "nothing reached StackStorm");
 
-    fake.user_says(BOB, OPS, &format!("!approve {id}"), Some(&ts));
+    // bob approves with the prompt's Approve button: the press is his `!approve ID`.
+    assert!(
+        fake.press(BOB, &prompt, "Approve").await,
+        "the press was acknowledged"
+    );
     fake.wait_until(
         "the approval",
         WAIT,

@@ -411,6 +411,7 @@ async fn the_audit_trail_records_a_session_line_by_line() {
                 rich: false,
                 threads: false,
                 edit: false,
+                buttons: false,
             },
             AliasCache::new(),
             tx,

@@ -136,7 +136,13 @@ emit_struct!(SlackSpec {
     bot_token,
     url
 });
-emit_struct!(MattermostSpec { url, token, team });
+emit_struct!(MattermostSpec {
+    url,
+    token,
+    team,
+    listen,
+    actions_url
+});
 emit_struct!(DiscordSpec { token, url });
 emit_struct!(RocketChatSpec { url, login });
 emit_struct!(MsTeamsSpec {
@@ -172,6 +178,7 @@ emit_struct!(ChatSpec {
     session_command,
     ack,
     live_ack,
+    replace_ack,
     max_message_len
 });
 emit_struct!(AccessSpec {
@@ -213,7 +220,8 @@ emit_struct!(AuthPageSpec {
     encryption_key,
     tls,
     allow_plain_http,
-    trusted_proxies
+    trusted_proxies,
+    admins
 });
 emit_struct!(HaSpec {
     database_url,

@@ -119,6 +119,15 @@ impl BackendSpec {
         }
     }
 
+    /// Whether the service can edit a message the bot posted (live acks, a result replacing
+    /// its ack). The runtime's `Capabilities::edit` of each backend says the same.
+    pub fn can_edit(&self) -> bool {
+        !matches!(
+            self,
+            BackendSpec::Text(_) | BackendSpec::Xmpp(_) | BackendSpec::Irc(_)
+        )
+    }
+
     /// Every secret this backend needs at run time, with the key it came from.
     pub fn secrets(&self) -> Vec<(&'static str, &SecretRef)> {
         let mut out = Vec::new();
@@ -263,6 +272,11 @@ pub struct MattermostSpec {
     pub token: SecretRef,
     /// Team name (optional).
     pub team: Str,
+    /// Where the endpoint for button presses listens (`IP:port`); `None`: no buttons.
+    pub listen: Option<Str>,
+    /// The URL Mattermost posts button presses to (the `listen` address as the server
+    /// reaches it); set exactly when `listen` is.
+    pub actions_url: Option<Str>,
 }
 
 /// Discord settings.
@@ -417,6 +431,9 @@ pub struct ChatSpec {
     pub ack: bool,
     /// Edit acks in place from the execution's updates, where the service can edit.
     pub live_ack: bool,
+    /// The result replaces the ack (edited in place) instead of following it, where the
+    /// service can edit (checked at build time) and the result fits one message.
+    pub replace_ack: bool,
     /// Split replies longer than this (0: the backend's limit).
     pub max_message_len: u32,
 }
@@ -541,6 +558,8 @@ pub struct AuthPageSpec {
     pub allow_plain_http: bool,
     /// Proxies whose `X-Forwarded-For` is believed, as `address/prefix` (CIDR, normalised).
     pub trusted_proxies: List<Str>,
+    /// Session admins (`session list`/`revoke`): names, globs or `@group`.
+    pub admins: List<Str>,
 }
 
 /// High availability: leadership and shared state in PostgreSQL.

@@ -161,8 +161,14 @@ pub async fn run_with(
                 }
             };
             sessions.set_command_name(format!("{}{}", spec.chat.prefix, spec.chat.session_command));
-            if let Some(admins) = spec.access.groups.iter().find(|g| g.name == "admins") {
-                sessions.set_admins(admins.members.iter().map(|m| m.to_string()).collect());
+            match bot_config::acl::UserSet::new(&page.admins, &spec.access.groups) {
+                Ok(admins) => sessions.set_admins(admins),
+                Err(e) => {
+                    // The build checked every pattern: this is a bug, not bad input.
+                    tracing::error!(error = %e, "session admins do not compile");
+                    eprintln!("{}: auth_page.admins: {e}", spec.name);
+                    return ExitCode::FAILURE;
+                }
             }
             let (notify_tx, mut notify_rx) = mpsc::channel::<(String, String)>(64);
             let page_shutdown = shutdown.clone();
@@ -668,6 +674,7 @@ mod tests {
                 rich: false,
                 edit: false,
                 threads: false,
+                buttons: false,
             }
         }
 

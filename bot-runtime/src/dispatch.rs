@@ -289,6 +289,18 @@ impl Dispatcher {
         self.spec.chat.ack && self.spec.chat.live_ack && self.capabilities.edit
     }
 
+    /// Whether the result replaces the ack (`chat.ack.replace`; the build refuses it for
+    /// backends that cannot edit, the capability check here is for embedders).
+    fn replaces_acks(&self) -> bool {
+        self.spec.chat.ack && self.spec.chat.replace_ack && self.capabilities.edit
+    }
+
+    /// Whether acks are posted under a key so they can be edited later (live acks, or a
+    /// result replacing its ack).
+    fn remembers_acks(&self) -> bool {
+        self.live_acks() || self.replaces_acks()
+    }
+
     /// Keeps the handles of the acks the backend posted in their owed records (run it as a
     /// task; it ends when the dispatcher and the backend are gone). `None` when already
     /// taken.
@@ -333,6 +345,15 @@ impl Dispatcher {
     /// succeeded/failed with its duration). Updates for other executions are ignored. An
     /// ack posted before a restart is found again in its owed record.
     pub async fn execution_update(&self, update: crate::stackstorm::stream::ExecutionUpdate) {
+        if self.replaces_acks() && self.results.get(&update.id).is_some_and(|r| !r.is_owed()) {
+            // The result has replaced the ack already: a late status line must not
+            // overwrite it.
+            self.live_acks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&update.id);
+            return;
+        }
         let restored = if self.live_acks()
             && !self
                 .live_acks
@@ -1065,10 +1086,12 @@ impl Dispatcher {
         );
         let mut out = Outgoing::text(self.reply_target(message), text);
         out.extra = r.extra.clone();
-        if self.live_acks() {
+        if self.remembers_acks() {
             out.remember_as = Some(format!("ack:{}", r.execution.id));
             out.report_posted = Some(self.posted.clone());
             self.results.set_ack(&r.execution.id, &out.text);
+        }
+        if self.live_acks() {
             let mut acks = self.live_acks.lock().unwrap_or_else(|e| e.into_inner());
             if acks.len() >= MAX_LIVE_ACKS
                 && let Some(oldest) = acks
@@ -1089,6 +1112,39 @@ impl Dispatcher {
             );
         }
         self.send(out).await;
+    }
+
+    /// With `chat.ack.replace`: whether the result `out` of execution `id` replaces its ack,
+    /// and then the ack's handle as the backend reported it (`None` when it has not yet:
+    /// the backend still remembers the key). It does when the ack was posted, the result
+    /// goes to the same room, and it fits one message (a longer result follows the ack as
+    /// new messages). The ack is no longer followed by live edits then.
+    fn ack_to_replace(&self, id: &str, out: &Outgoing) -> Option<Option<String>> {
+        if !self.replaces_acks() {
+            return None;
+        }
+        let record = self.results.get(id)?;
+        let ack = record.ack?;
+        let same_place = match &out.target {
+            Target::Room { id: room, .. } => record.room.as_deref() == Some(room.as_str()),
+            Target::Direct { user } => record.room.is_none() && *user == record.user_id,
+        };
+        if !same_place {
+            return None;
+        }
+        let limit = match self.spec.chat.max_message_len as usize {
+            0 => self.capabilities.max_message_len,
+            n => n.min(self.capabilities.max_message_len),
+        };
+        if char_len(&out.text) > limit {
+            tracing::info!(execution = %id, "the result is too long for one message: it follows its ack");
+            return None;
+        }
+        self.live_acks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        Some(ack.handle)
     }
 
     /// The chat status of an execution, from StackStorm (colours and icons of a result
@@ -1296,6 +1352,7 @@ impl Dispatcher {
             piece.text = text;
             if i != last {
                 piece.extra = None; // rich content once, with the last piece
+                piece.actions.clear(); // and the buttons under it
             }
             if self.outgoing.send(piece).await.is_err() {
                 tracing::warn!("chat backend stopped; dropping a reply");
@@ -1403,6 +1460,17 @@ impl Dispatcher {
         }
         out.extra = a.extra.clone();
         out.status = status;
+        if !whisper
+            && let Some(id) = &execution_id
+            && let Some(handle) = self.ack_to_replace(id, &out)
+        {
+            // An edit notifies no one and the ack it replaces already named the user.
+            tracing::info!(execution = %id, "the result replaces its ack");
+            out.replaces = Some(format!("ack:{id}"));
+            out.replaces_whole = true;
+            out.handle = handle;
+            out.mention = None;
+        }
         tracing::info!(
             channel = a.channel.as_deref().unwrap_or(""),
             whisper,
@@ -1442,6 +1510,7 @@ mod tests {
                 rich: false,
                 threads: false,
                 edit: false,
+                buttons: false,
             },
             AliasCache::new(),
             tx,

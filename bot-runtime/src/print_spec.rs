@@ -237,8 +237,17 @@ fn backend(spec: &BackendSpec) -> Node {
             ("bot_token", secret(bot_token)),
             ("url", s(url)),
         ]),
-        BackendSpec::Mattermost(MattermostSpec { url, token, team }) => {
-            entries.extend([("url", s(url)), ("token", secret(token)), ("team", s(team))])
+        BackendSpec::Mattermost(MattermostSpec {
+            url,
+            token,
+            team,
+            listen,
+            actions_url,
+        }) => {
+            entries.extend([("url", s(url)), ("token", secret(token)), ("team", s(team))]);
+            if let (Some(listen), Some(actions_url)) = (listen, actions_url) {
+                entries.extend([("listen", s(listen)), ("actions_url", s(actions_url))]);
+            }
         }
         BackendSpec::Discord(DiscordSpec { token, url }) => {
             entries.extend([("token", secret(token)), ("url", s(url))]);
@@ -338,6 +347,7 @@ fn chat(spec: &ChatSpec) -> Node {
         session_command,
         ack,
         live_ack,
+        replace_ack,
         max_message_len,
     } = spec;
     Node::Map(vec![
@@ -347,6 +357,7 @@ fn chat(spec: &ChatSpec) -> Node {
         ("session_command", s(session_command)),
         ("ack", Node::Bool(*ack)),
         ("live_ack", Node::Bool(*live_ack)),
+        ("replace_ack", Node::Bool(*replace_ack)),
         ("max_message_len", Node::Int(u64::from(*max_message_len))),
     ])
 }
@@ -469,6 +480,7 @@ fn auth_page(spec: &AuthPageSpec) -> Node {
         tls,
         allow_plain_http,
         trusted_proxies,
+        admins,
     } = spec;
     Node::Map(vec![
         ("listen", s(listen)),
@@ -486,6 +498,7 @@ fn auth_page(spec: &AuthPageSpec) -> Node {
         ),
         ("allow_plain_http", Node::Bool(*allow_plain_http)),
         ("trusted_proxies", list(trusted_proxies)),
+        ("admins", list(admins)),
     ])
 }
 

@@ -51,6 +51,7 @@ static __ST2BOT_SPEC: ::st2bot::__private::BotSpec = ::st2bot::__private::BotSpe
         session_command: ::std::borrow::Cow::Borrowed("login"),
         ack: false,
         live_ack: true,
+        replace_ack: false,
         max_message_len: 3000u32,
     },
     access: ::st2bot::__private::AccessSpec {
@@ -190,6 +191,12 @@ static __ST2BOT_SPEC: ::st2bot::__private::BotSpec = ::st2bot::__private::BotSpe
         )),
         allow_plain_http: false,
         trusted_proxies: ::std::borrow::Cow::Borrowed(&[]),
+        admins: ::std::borrow::Cow::Borrowed(
+            &[
+                ::std::borrow::Cow::Borrowed("@oncall"),
+                ::std::borrow::Cow::Borrowed("root"),
+            ],
+        ),
     }),
     ha: ::std::option::Option::Some(::st2bot::__private::HaSpec {
         database_url: ::st2bot::__private::SecretRef::File(

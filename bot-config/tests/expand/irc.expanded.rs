@@ -50,6 +50,7 @@ static __ST2BOT_SPEC: ::st2bot::__private::BotSpec = ::st2bot::__private::BotSpe
         session_command: ::std::borrow::Cow::Borrowed("session"),
         ack: true,
         live_ack: true,
+        replace_ack: false,
         max_message_len: 0u32,
     },
     access: ::st2bot::__private::AccessSpec {

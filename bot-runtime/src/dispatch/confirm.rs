@@ -11,7 +11,7 @@ use bot_config::spec::{ConfirmBy, ConfirmSpec};
 use serde_json::{Value, json};
 
 use super::{Dispatcher, Resolved};
-use crate::backend::{Incoming, Outgoing, Target};
+use crate::backend::{Action, ActionStyle, Incoming, Outgoing, Target};
 use crate::confirm::{self, Outcome, Pending, Verb};
 
 /// How many fresh ids are drawn before giving up (the store is nearly full of them).
@@ -102,6 +102,21 @@ impl Dispatcher {
             thread: self.confirmation_place(message),
         };
         let text = confirm::prompt(&self.spec.chat.prefix, &pending, &self.echo(command));
+        // Buttons where the service has them: a press is the presser's typed answer.
+        let [(yes_label, yes), (no_label, no)] =
+            confirm::answer_commands(&self.spec.chat.prefix, &pending);
+        let actions = vec![
+            Action {
+                label: yes_label.to_owned(),
+                style: ActionStyle::Primary,
+                command: yes,
+            },
+            Action {
+                label: no_label.to_owned(),
+                style: ActionStyle::Danger,
+                command: no,
+            },
+        ];
         tracing::info!(
             alias = %resolved.reference, confirmation = %pending.id,
             by = %confirm::by_text(&pending.by), rule_line = rule.line,
@@ -118,7 +133,9 @@ impl Dispatcher {
         if let Some(pushed_out) = self.pending.insert(pending) {
             self.confirmation_expired(pushed_out).await;
         }
-        self.send(Outgoing::text(target, text)).await;
+        let mut out = Outgoing::text(target, text);
+        out.actions = actions;
+        self.send(out).await;
     }
 
     /// Posts that `p` expired, in its thread, and records it.

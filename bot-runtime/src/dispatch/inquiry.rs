@@ -4,14 +4,16 @@
 //! ([`Dispatcher::inquiry_command`]). The schema, validation and permission rules are in
 //! [`crate::inquiry`]. A yes/no question is asked in the thread of its command where the
 //! service has threads, and a plain `yes`/`no` there is read as `approve`/`reject`
-//! (`Dispatcher::plan`).
+//! (`Dispatcher::plan`); it carries Approve/Reject buttons ([`approval_actions`]) for the
+//! backends that have them, and a press comes back as the presser's `approve ID` /
+//! `reject ID`.
 
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value};
 
 use super::Dispatcher;
-use crate::backend::{Incoming, Outgoing, Target};
+use crate::backend::{Incoming, Outgoing, Target, approval_actions};
 use crate::inquiry::{self, Inquiry};
 use crate::stackstorm::St2Error;
 
@@ -144,6 +146,9 @@ impl Dispatcher {
         tracing::info!(inquiry = id, "posting an inquiry");
         let mut out = Outgoing::text(target, text);
         out.mention = mention;
+        if inquiry::single_boolean(&inquiry::fields(&inquiry.schema)).is_some() {
+            out.actions = approval_actions(&self.spec.chat.prefix, id);
+        }
         self.send(out).await;
     }
 
