@@ -124,6 +124,7 @@ fn reference_values_are_the_real_defaults() {
     let mut auth_page = reference.auth_page.clone();
     if let Some(page) = auth_page.as_mut() {
         page.trusted_proxies = Default::default(); // an example: the default is none
+        page.admins = Default::default(); // an example: the default is nobody
     }
     assert_eq!(auth_page, minimal.auth_page, "auth_page defaults");
     assert_eq!(reference.ha, minimal.ha, "ha defaults");
