@@ -1132,11 +1132,7 @@ impl Dispatcher {
         if !same_place {
             return None;
         }
-        let limit = match self.spec.chat.max_message_len as usize {
-            0 => self.capabilities.max_message_len,
-            n => n.min(self.capabilities.max_message_len),
-        };
-        if char_len(&out.text) > limit {
+        if char_len(&out.text) > self.message_limit() {
             tracing::info!(execution = %id, "the result is too long for one message: it follows its ack");
             return None;
         }
@@ -1313,6 +1309,16 @@ impl Dispatcher {
             .await;
     }
 
+    /// The longest message sent in one piece: `chat.max_message_len` when set, never more
+    /// than the backend's own limit.
+    fn message_limit(&self) -> usize {
+        let backend_limit = self.capabilities.max_message_len;
+        match self.spec.chat.max_message_len as usize {
+            0 => backend_limit,
+            n => n.min(backend_limit),
+        }
+    }
+
     /// Sends a reply: bounded to [`MAX_REPLY_MESSAGES`] messages' worth of text (the rest
     /// replaced by a note pointing at the execution), and cut into pieces of
     /// `chat.max_message_len` when the definition asks for pieces smaller than the backend's
@@ -1325,10 +1331,7 @@ impl Dispatcher {
             *thread = None;
         }
         let backend_limit = self.capabilities.max_message_len;
-        let limit = match self.spec.chat.max_message_len as usize {
-            0 => backend_limit,
-            n => n.min(backend_limit),
-        };
+        let limit = self.message_limit();
         let bound = (limit * MAX_REPLY_MESSAGES).min(MAX_REPLY_CHARS);
         if let Some((kept, dropped)) = truncate(&out.text, bound, char_len) {
             let see = match execution_id_in(&kept) {

@@ -886,7 +886,7 @@ pub fn incoming_from_frame(frame: &[u8], me: &str) -> Option<Incoming> {
 
 /// A button press taken apart (`INTERACTION_CREATE` with `type` 3, MESSAGE_COMPONENT, and
 /// `data.component_type` 2, a button).
-#[derive(Debug, PartialEq, Eq)]
+#[derive(PartialEq, Eq)]
 struct Press<'a> {
     id: &'a str,
     token: &'a str,
@@ -895,6 +895,21 @@ struct Press<'a> {
     in_guild: bool,
     user_id: &'a str,
     username: &'a str,
+}
+
+/// The interaction token answers the interaction: never printed.
+impl std::fmt::Debug for Press<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Press")
+            .field("id", &self.id)
+            .field("token", &"[redacted]")
+            .field("custom_id", &self.custom_id)
+            .field("channel_id", &self.channel_id)
+            .field("in_guild", &self.in_guild)
+            .field("user_id", &self.user_id)
+            .field("username", &self.username)
+            .finish()
+    }
 }
 
 /// Discord wants the answer to an interaction within 3 s; later is useless.

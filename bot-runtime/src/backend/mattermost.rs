@@ -952,13 +952,26 @@ fn press_endpoint(state: PressState) -> axum::Router {
 }
 
 /// A press as Mattermost sends it, taken apart and bounded.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(PartialEq, Eq)]
 struct Press<'a> {
     user_id: &'a str,
     channel_id: &'a str,
     post_id: Option<&'a str>,
     action: &'a str,
     secret: &'a str,
+}
+
+/// The endpoint's secret is a credential: never printed.
+impl std::fmt::Debug for Press<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Press")
+            .field("user_id", &self.user_id)
+            .field("channel_id", &self.channel_id)
+            .field("post_id", &self.post_id)
+            .field("action", &self.action)
+            .field("secret", &"[redacted]")
+            .finish()
+    }
 }
 
 impl<'a> Press<'a> {
