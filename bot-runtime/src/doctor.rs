@@ -341,8 +341,8 @@ fn stream_hint(spec: &BotSpec, e: &St2Error) -> String {
 
 /// A short random hex string (so concurrent doctors never see each other's message).
 fn nonce() -> String {
-    let a = crate::stackstorm::stream::jitter();
-    let b = crate::stackstorm::stream::jitter();
+    let a = crate::backend::backoff::fraction();
+    let b = crate::backend::backoff::fraction();
     format!(
         "{:08x}{:08x}",
         (a * f64::from(u32::MAX)) as u32,

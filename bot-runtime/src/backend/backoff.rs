@@ -1,5 +1,6 @@
-//! Reconnect pacing for network backends: exponential backoff with full jitter, reset after
-//! a connection that stayed up, and a sleep that gives way to shutdown.
+//! Reconnect pacing for every network connection (chat backends and the StackStorm
+//! stream): exponential backoff with jitter, reset after a connection that stayed up, and
+//! a sleep that gives way to shutdown. The one owner of retry pacing in the runtime.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -7,13 +8,19 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+/// How long a connection must stay up before [`Backoff::reset_if_stable`] counts it as
+/// healthy, unless [`Backoff::stable_after`] says otherwise.
+pub const STABLE_AFTER: Duration = Duration::from_secs(60);
+
 /// Exponential backoff: each failure doubles the ceiling (from `min` up to `max`); the
-/// actual wait is drawn uniformly between half the ceiling and the ceiling.
+/// actual wait is drawn uniformly between half the ceiling and the ceiling ("equal
+/// jitter": never faster than half the ceiling, never in lockstep with other clients).
 #[derive(Clone, Debug)]
 pub struct Backoff {
     min: Duration,
     max: Duration,
     ceiling: Duration,
+    stable_after: Duration,
 }
 
 impl Backoff {
@@ -23,7 +30,16 @@ impl Backoff {
             min,
             max: max.max(min),
             ceiling: min,
+            stable_after: STABLE_AFTER,
         }
+    }
+
+    /// The same backoff, counting a connection as healthy after `uptime` instead of
+    /// [`STABLE_AFTER`].
+    #[must_use]
+    pub fn stable_after(mut self, uptime: Duration) -> Self {
+        self.stable_after = uptime;
+        self
     }
 
     /// The wait before the next attempt; grows the ceiling for the one after.
@@ -40,9 +56,10 @@ impl Backoff {
     }
 
     /// Resets when a connection that started at `since` lasted long enough to count as
-    /// healthy (a minute), so a server that accepts and drops at once is still paced.
+    /// healthy (a minute unless [`Backoff::stable_after`] says otherwise), so a server that
+    /// accepts and drops at once is still paced.
     pub fn reset_if_stable(&mut self, since: Instant) {
-        if since.elapsed() >= Duration::from_secs(60) {
+        if since.elapsed() >= self.stable_after {
             self.reset();
         }
     }
@@ -57,6 +74,13 @@ pub fn jitter(max: Duration) -> Duration {
     let mut hasher = RandomState::new().build_hasher();
     hasher.write_u64(nanos);
     Duration::from_nanos(hasher.finish() % (nanos + 1))
+}
+
+/// A random number in `[0, 1)`.
+pub fn fraction() -> f64 {
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u8(0);
+    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Sleeps for `delay` unless `shutdown` fires first; returns `false` when it did.
@@ -89,5 +113,44 @@ mod tests {
         assert!(draws.iter().all(|d| *d <= max));
         assert!(draws.iter().any(|d| *d != draws[0]));
         assert_eq!(jitter(Duration::ZERO), Duration::ZERO);
+        let fractions: Vec<f64> = (0..64).map(|_| fraction()).collect();
+        assert!(fractions.iter().all(|f| (0.0..1.0).contains(f)));
+        assert!(fractions.iter().any(|f| *f != fractions[0]));
+    }
+
+    #[test]
+    fn ceiling_reaches_the_cap_after_doublings() {
+        // 1 s doubling to 8 s: the fifth wait onwards is drawn from [4 s, 8 s].
+        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(8));
+        let first = b.next_delay();
+        assert!(first >= Duration::from_millis(500) && first <= Duration::from_secs(1));
+        for _ in 0..3 {
+            b.next_delay();
+        }
+        for _ in 0..10 {
+            let d = b.next_delay();
+            assert!(
+                d >= Duration::from_secs(4) && d <= Duration::from_secs(8),
+                "{d:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn stability_threshold_is_a_parameter() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(10))
+            .stable_after(Duration::ZERO);
+        for _ in 0..5 {
+            b.next_delay();
+        }
+        b.reset_if_stable(Instant::now());
+        assert!(b.next_delay() <= Duration::from_millis(100));
+
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+        for _ in 0..5 {
+            b.next_delay();
+        }
+        b.reset_if_stable(Instant::now());
+        assert!(b.next_delay() >= Duration::from_millis(1600));
     }
 }

@@ -37,7 +37,6 @@ mod render;
 mod rooms;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::hash::{BuildHasher, Hasher, RandomState};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bot_config::{MatrixLogin, MatrixSpec};
@@ -50,6 +49,7 @@ use url::Url;
 use self::api::{Api, ApiError, Event, SyncResponse};
 use self::render::{MAX_MESSAGE_CHARS, Mention, render, strip_mention, strip_reply_fallback};
 use self::rooms::Rooms;
+use super::backoff::Backoff;
 use super::{
     Backend, BackendError, BackendIo, BoxFuture, Capabilities, ConnState, Incoming, Outgoing, Room,
     Target,
@@ -215,49 +215,6 @@ struct PendingJoin {
     attempts: u32,
     /// Configured rooms are retried forever; invites only after transient failures.
     configured: bool,
-}
-
-/// Exponential backoff with jitter ("equal jitter": half fixed, half random).
-#[derive(Debug)]
-struct Backoff {
-    initial: Duration,
-    max: Duration,
-    attempt: u32,
-}
-
-impl Backoff {
-    fn new(initial: Duration, max: Duration) -> Self {
-        Self {
-            initial,
-            max,
-            attempt: 0,
-        }
-    }
-
-    fn next_delay(&mut self) -> Duration {
-        let exp = self
-            .initial
-            .saturating_mul(1u32 << self.attempt.min(16))
-            .min(self.max);
-        self.attempt = self.attempt.saturating_add(1);
-        let half = exp / 2;
-        half + half.mul_f64(random_fraction())
-    }
-
-    fn reset(&mut self) {
-        self.attempt = 0;
-    }
-}
-
-/// A number in [0, 1) from the standard library's randomly keyed hasher.
-fn random_fraction() -> f64 {
-    let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u128(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Transaction ids unique within this process (and, with the start time, across restarts).
@@ -1085,25 +1042,6 @@ pub fn defuse_mass_mentions(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_grows_with_jitter_and_caps() {
-        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(8));
-        let first = b.next_delay();
-        assert!(first >= Duration::from_millis(500) && first <= Duration::from_secs(1));
-        for _ in 0..3 {
-            b.next_delay();
-        }
-        for _ in 0..10 {
-            let d = b.next_delay();
-            assert!(
-                d >= Duration::from_secs(4) && d <= Duration::from_secs(8),
-                "{d:?}"
-            );
-        }
-        b.reset();
-        assert!(b.next_delay() <= Duration::from_secs(1));
-    }
 
     #[test]
     fn txn_ids_are_unique() {

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::client::St2Client;
+use crate::backend::backoff::Backoff;
 use super::types::{Announcement, AnnouncementEvent};
 
 /// What the stream delivered.
@@ -273,47 +274,11 @@ impl SseParser {
     }
 }
 
-/// Exponential backoff with jitter: 0.5 s doubling to 30 s, each wait drawn from
-/// `[d/2, d]`.
-#[derive(Debug)]
-pub struct Backoff {
-    next: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self {
-            next: Duration::from_millis(500),
-        }
-    }
-}
-
-impl Backoff {
-    /// The next wait.
-    pub fn next_delay(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (self.next * 2).min(Duration::from_secs(30));
-        let half = d / 2;
-        half + half.mul_f64(jitter())
-    }
-
-    /// Back to the shortest wait (after a healthy connection).
-    pub fn reset(&mut self) {
-        *self = Self::default();
-    }
-}
-
-/// A number in [0, 1) from the standard library's randomly seeded hasher.
-pub fn jitter() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+/// Stream reconnect pacing: 0.5 s doubling to 30 s, each wait drawn from `[d/2, d]`; a
+/// connection that stayed up 10 s counts as healthy.
+fn stream_backoff() -> Backoff {
+    Backoff::new(Duration::from_millis(500), Duration::from_secs(30))
+        .stable_after(Duration::from_secs(10))
 }
 
 /// Turns one SSE event into a [`StreamEvent`], or explains why it is skipped.
@@ -360,7 +325,7 @@ pub async fn run_with(
     if options.execution_updates {
         wanted.push_str(",st2.execution__update");
     }
-    let mut backoff = Backoff::default();
+    let mut backoff = stream_backoff();
     loop {
         let started = Instant::now();
         let outcome = tokio::select! {
@@ -370,9 +335,7 @@ pub async fn run_with(
         if events.is_closed() {
             return;
         }
-        if started.elapsed() > Duration::from_secs(10) {
-            backoff.reset();
-        }
+        backoff.reset_if_stable(started);
         let delay = backoff.next_delay();
         tracing::warn!(reason = %outcome, retry_in_ms = delay.as_millis() as u64, "StackStorm stream disconnected");
         let _ = state.send(StreamState::Down(outcome));
@@ -648,7 +611,7 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_is_capped() {
-        let mut b = Backoff::default();
+        let mut b = stream_backoff();
         let first = b.next_delay();
         assert!(first >= Duration::from_millis(250) && first <= Duration::from_millis(500));
         for _ in 0..20 {
