@@ -61,6 +61,7 @@ use url::Url;
 use super::backoff::{Backoff, jitter};
 use super::rich;
 use super::webapi::str_field;
+use super::mention;
 use super::websocket::{self, WsStream};
 use super::{
     Backend, BackendError, BackendIo, BoxFuture, Capabilities, ConnState, Incoming, Outgoing, Room,
@@ -1463,16 +1464,7 @@ fn parse_ready(d: &Value) -> Option<(Session, (String, String))> {
 
 /// The text after a leading mention of the bot (`<@id>` or `<@!id>`), if there is one.
 fn strip_mention<'a>(content: &'a str, me: &str) -> Option<&'a str> {
-    let content = content.trim_start();
-    let rest = content.strip_prefix("<@")?;
-    let rest = rest.strip_prefix('!').unwrap_or(rest);
-    let rest = rest.strip_prefix(me)?.strip_prefix('>')?;
-    Some(
-        rest.trim_start()
-            .trim_start_matches([':', ','])
-            .trim_start()
-            .trim_end(),
-    )
+    mention::strip(content, &[me], &mention::DISCORD)
 }
 
 fn heartbeat(seq: Option<u64>) -> Message {

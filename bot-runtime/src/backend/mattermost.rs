@@ -42,6 +42,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::backoff::{Backoff, sleep_or_shutdown};
 use super::webapi::{Seen, lock, retry_after, seconds_header, str_field};
+use super::mention;
 use super::websocket::{self, WsStream};
 use super::{
     ActionIds, Backend, BackendError, BackendIo, BoxFuture, Capabilities, ConnState, Incoming,
@@ -1079,21 +1080,7 @@ fn truthy(v: Option<&Value>) -> bool {
 
 /// Removes a leading `@botname` (any case) and the `:`/`,` after it.
 fn strip_leading_mention<'a>(text: &'a str, bot: &str) -> (&'a str, bool) {
-    let trimmed = text.trim_start();
-    let Some(rest) = trimmed.strip_prefix('@') else {
-        return (text, false);
-    };
-    let name_len = rest
-        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
-        .unwrap_or(rest.len());
-    let name = rest[..name_len].trim_end_matches('.');
-    if bot.is_empty() || !name.eq_ignore_ascii_case(bot) {
-        return (text, false);
-    }
-    let rest = rest[name.len()..]
-        .trim_start_matches([':', ','])
-        .trim_start();
-    (rest, true)
+    mention::split(text, bot, &mention::MATTERMOST)
 }
 
 /// Echoed user text with Mattermost's mass mentions (`@here`, `@channel`, `@all`) broken.

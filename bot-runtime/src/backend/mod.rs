@@ -13,6 +13,7 @@ pub mod irc;
 pub(crate) mod listener;
 pub mod matrix;
 pub mod mattermost;
+pub mod mention;
 pub mod msteams;
 pub mod rich;
 pub mod rocketchat;

@@ -51,6 +51,7 @@ use url::Url;
 
 use super::backoff::Backoff;
 use super::rich;
+use super::mention;
 use super::websocket::{self, WsStream};
 use super::{
     Backend, BackendError, BackendIo, BoxFuture, Capabilities, ConnState, Incoming, Outgoing, Room,
@@ -1098,15 +1099,7 @@ async fn close(ws: &mut WsStream) -> Result<(), tokio_tungstenite::tungstenite::
 
 /// The text after a leading `@username` of the bot, if there is one.
 fn strip_mention<'a>(text: &'a str, me: &str) -> Option<&'a str> {
-    let rest = text.trim_start().strip_prefix('@')?.strip_prefix(me)?;
-    if rest
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-'))
-    {
-        return None;
-    }
-    Some(rest.trim_start_matches([':', ',']).trim_start().trim_end())
+    mention::strip(text, &[me], &mention::ROCKETCHAT)
 }
 
 /// Echoed user text with Rocket.Chat's mass mentions (`@here`, `@channel`, `@all`) broken.

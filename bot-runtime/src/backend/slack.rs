@@ -37,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::backoff::{Backoff, sleep_or_shutdown};
 use super::webapi::{MAX_RATE_LIMIT_WAIT, Seen, lock, retry_after, str_field};
+use super::mention;
 use super::websocket::{self, WsStream};
 use super::{
     ActionIds, Backend, BackendError, BackendIo, BoxFuture, Capabilities, ConnState, Incoming,
@@ -1126,18 +1127,7 @@ fn looks_like_user_id(s: &str) -> bool {
 
 /// Removes a leading `<@BOT>` (or `<@BOT|name>`) and the `:`/`,` after it.
 fn strip_leading_mention<'a>(text: &'a str, bot: &str) -> (&'a str, bool) {
-    let trimmed = text.trim_start();
-    let Some(rest) = trimmed.strip_prefix("<@").and_then(|r| r.strip_prefix(bot)) else {
-        return (text, false);
-    };
-    let Some(end) = rest.find('>') else {
-        return (text, false);
-    };
-    if !(rest[..end].is_empty() || rest[..end].starts_with('|')) {
-        return (text, false);
-    }
-    let rest = rest[end + 1..].trim_start_matches([':', ',']).trim_start();
-    (rest, true)
+    mention::split(text, bot, &mention::SLACK)
 }
 
 /// User ids mentioned as `<@U…>` in `text`.

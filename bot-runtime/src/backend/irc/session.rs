@@ -11,7 +11,7 @@ use base64::Engine as _;
 use bot_config::IrcAuth;
 
 use super::proto::{self, Message};
-use crate::backend::{Incoming, Room};
+use crate::backend::{Incoming, Room, mention};
 use crate::secret::Secret;
 
 /// Longest `user` part servers accept (USERLEN), for the worst-case prefix.
@@ -534,17 +534,17 @@ impl Session {
     }
 }
 
-/// `nick: text`, `nick, text`, `@nick: text` → `text` (nick compared case-insensitively).
+/// `nick: text`, `nick, text`, `@nick: text` → `text` (nick compared under RFC 1459 case
+/// mapping).
 pub(crate) fn strip_mention<'a>(text: &'a str, nick: &str) -> Option<&'a str> {
-    let text = text.trim_start();
-    let body = text.strip_prefix('@').unwrap_or(text);
-    let head = body.get(..nick.len())?;
-    if !proto::same_name(head, nick) {
-        return None;
-    }
-    let rest = &body[nick.len()..];
-    let rest = rest.strip_prefix([':', ','])?;
-    Some(rest.trim())
+    const IRC: mention::Rule = mention::Rule {
+        opening: mention::Opening::OptionalAt,
+        same: proto::same_name,
+        after: mention::After::Separator {
+            space_after_at: false,
+        },
+    };
+    mention::strip(text, &[nick], &IRC)
 }
 
 /// Whether `sasl=MECH,MECH` lists PLAIN.

@@ -11,7 +11,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::super::{Outgoing, char_len, split_message, split_pretext};
+use super::super::{Outgoing, char_len, mention, split_message, split_pretext};
 
 /// Longest message the backend sends in one event, in characters.
 pub(crate) const MAX_MESSAGE_CHARS: usize = 16_000;
@@ -295,19 +295,7 @@ pub(crate) fn strip_reply_fallback<'a>(body: &'a str, content: &Value) -> &'a st
 /// If `body` starts with one of `names` followed by `:`, the rest (trimmed). Names compare
 /// case-insensitively.
 pub(crate) fn strip_mention<'a>(body: &'a str, names: &[String]) -> Option<&'a str> {
-    let trimmed = body.trim_start();
-    names.iter().filter(|n| !n.is_empty()).find_map(|name| {
-        let len = name.chars().count();
-        let end = trimmed
-            .char_indices()
-            .nth(len)
-            .map_or(trimmed.len(), |(i, _)| i);
-        let head = &trimmed[..end];
-        if head.chars().count() != len || head.to_lowercase() != name.to_lowercase() {
-            return None;
-        }
-        trimmed[end..].trim_start().strip_prefix(':').map(str::trim)
-    })
+    mention::strip(body, names, &mention::MATRIX)
 }
 
 #[cfg(test)]

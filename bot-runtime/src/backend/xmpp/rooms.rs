@@ -15,7 +15,7 @@ use tokio_xmpp::parsers::ns;
 use tokio_xmpp::parsers::presence::{Presence, Type as PresenceType};
 use tokio_xmpp::parsers::stanza_error::{DefinedCondition, StanzaError};
 
-use crate::backend::{Incoming, Room};
+use crate::backend::{Incoming, Room, mention};
 
 /// Nick-conflict retries (`bot_`, `bot__`, …) before giving up on a room.
 const MAX_NICK_ATTEMPTS: usize = 8;
@@ -321,24 +321,7 @@ pub(crate) fn join_presence(room: &BareJid, nick: &str) -> Option<Presence> {
 
 /// `nick: text`, `nick, text`, `@nick text` → `text` (nick compared case-insensitively).
 pub(crate) fn strip_mention<'a>(text: &'a str, nick: &str) -> Option<&'a str> {
-    if nick.is_empty() {
-        return None;
-    }
-    let text = text.trim_start();
-    let (body, at) = match text.strip_prefix('@') {
-        Some(rest) => (rest, true),
-        None => (text, false),
-    };
-    let head = body.get(..nick.len())?;
-    if head.to_lowercase() != nick.to_lowercase() {
-        return None;
-    }
-    let rest = &body[nick.len()..];
-    match rest.strip_prefix([':', ',']) {
-        Some(rest) => Some(rest.trim()),
-        None if at && rest.starts_with(char::is_whitespace) => Some(rest.trim()),
-        None => None,
-    }
+    mention::strip(text, &[nick], &mention::XMPP)
 }
 
 #[cfg(test)]
