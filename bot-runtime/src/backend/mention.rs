@@ -196,7 +196,10 @@ fn strip_tag<'a>(text: &'a str, id: &str, rule: &Rule, bang: bool, label: bool) 
 /// The text after `name` at the start of `body`, compared character by character.
 fn strip_name<'a>(body: &'a str, name: &str, same: fn(&str, &str) -> bool) -> Option<&'a str> {
     let chars = name.chars().count();
-    let end = body.char_indices().nth(chars).map_or(body.len(), |(i, _)| i);
+    let end = body
+        .char_indices()
+        .nth(chars)
+        .map_or(body.len(), |(i, _)| i);
     let head = &body[..end];
     if head.chars().count() != chars || !same(head, name) {
         return None;
@@ -217,7 +220,11 @@ fn finish(rest: &str, after: After, at: bool) -> Option<&str> {
             if continues_name(rest, word) {
                 return None;
             }
-            let rest = if space_before { rest.trim_start() } else { rest };
+            let rest = if space_before {
+                rest.trim_start()
+            } else {
+                rest
+            };
             rest.trim_start_matches([':', ','])
         }
     };
@@ -259,7 +266,10 @@ mod tests {
             (&MATRIX, "UBOT:"),
             (&XMPP, "UBOT:"),
         ] {
-            assert_eq!(one(&format!("  {mention} help "), "UBOT", rule), Some("help"));
+            assert_eq!(
+                one(&format!("  {mention} help "), "UBOT", rule),
+                Some("help")
+            );
             assert_eq!(one(&format!("hi {mention} help"), "UBOT", rule), None);
             assert_eq!(one("help", "UBOT", rule), None);
             assert_eq!(one(&format!("{mention} help"), "", rule), None);

@@ -16,8 +16,8 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::client::St2Client;
-use crate::backend::backoff::Backoff;
 use super::types::{Announcement, AnnouncementEvent};
+use crate::backend::backoff::Backoff;
 
 /// What the stream delivered.
 #[derive(Clone, Debug, PartialEq)]

@@ -42,6 +42,8 @@
 //! tree for the other web backends, and the REST base must point anywhere (`url`), which is
 //! how the tests aim it at the in-repo fake.
 
+pub mod render;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -59,9 +61,9 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use super::backoff::{Backoff, jitter};
+use super::mention;
 use super::rich;
 use super::webapi::str_field;
-use super::mention;
 use super::websocket::{self, WsStream};
 use super::{
     Backend, BackendError, BackendIo, BoxFuture, Capabilities, ConnState, Incoming, Outgoing, Room,
@@ -704,12 +706,8 @@ async fn try_deliver(
     if !out.actions.is_empty()
         && let Some(Value::Object(last)) = bodies.last_mut()
     {
-        let buttons = rich::issue_ids(
-            &out.actions,
-            rich::DISCORD_BUTTONS,
-            &lock(directory).actions,
-        );
-        last.insert("components".into(), rich::discord_components(&buttons));
+        let buttons = rich::issue_ids(&out.actions, render::BUTTONS, &lock(directory).actions);
+        last.insert("components".into(), render::components(&buttons));
     }
     let path = format!("/channels/{channel}/messages");
     for (i, body) in bodies.iter().enumerate() {
@@ -791,7 +789,7 @@ async fn dm_channel(
 
 /// The JSON bodies for one [`Outgoing`], in order, each within Discord's limits.
 fn message_bodies(out: &Outgoing, mention: Option<&str>, reference: Option<Value>) -> Vec<Value> {
-    let mut bodies = rich::discord_messages(out, mention, MAX_CONTENT, MAX_EMBED_DESCRIPTION);
+    let mut bodies = render::messages(out, mention, MAX_CONTENT, MAX_EMBED_DESCRIPTION);
     if bodies.is_empty() {
         let mut m = serde_json::Map::new();
         m.insert("content".into(), Value::String("(no output)".into()));

@@ -28,6 +28,8 @@
 //!   `/posts/{id}`; the button's command goes to the dispatcher as the presser's. Unknown
 //!   ids are answered with an `ephemeral_text` and run nothing.
 
+pub mod render;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -41,8 +43,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::{Backoff, sleep_or_shutdown};
-use super::webapi::{Seen, lock, retry_after, seconds_header, str_field};
 use super::mention;
+use super::webapi::{Seen, lock, retry_after, seconds_header, str_field};
 use super::websocket::{self, WsStream};
 use super::{
     ActionIds, Backend, BackendError, BackendIo, BoxFuture, Capabilities, ConnState, Incoming,
@@ -711,10 +713,7 @@ impl Shared {
             };
             // A status line edits the message (its attachments stay); a result replacing
             // its ack (`replaces_whole`) edits it into the result's first post, props included.
-            let body = match rich::mattermost_posts(out, None, MESSAGE_LIMIT)
-                .into_iter()
-                .next()
-            {
+            let body = match render::posts(out, None, MESSAGE_LIMIT).into_iter().next() {
                 Some((message, Some(props))) if out.replaces_whole => {
                     json!({ "message": message, "props": props })
                 }
@@ -734,10 +733,10 @@ impl Shared {
             Some(m) => Some(self.mention_markup(m).await),
             None => None,
         };
-        let mut posts = rich::mattermost_posts(out, mention.as_deref(), MESSAGE_LIMIT);
+        let mut posts = render::posts(out, mention.as_deref(), MESSAGE_LIMIT);
         if let (Some(buttons), Some((_, props))) = (&self.buttons, posts.last_mut()) {
             let shown = rich::issue_ids(&out.actions, MAX_BUTTONS, &buttons.ids);
-            rich::mattermost_add_buttons(props, &shown, &buttons.url, buttons.secret.expose());
+            render::add_buttons(props, &shown, &buttons.url, buttons.secret.expose());
         }
         for (i, (message, props)) in posts.into_iter().enumerate() {
             if i > 0 {

@@ -33,6 +33,8 @@
 //! `POST /api/v1/chat.update` (live acks). A 429 waits for `Retry-After`, else `X-RateLimit-Reset`, else the
 //! seconds the error text names.
 
+pub mod render;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -50,7 +52,6 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use super::backoff::Backoff;
-use super::rich;
 use super::mention;
 use super::websocket::{self, WsStream};
 use super::{
@@ -627,7 +628,7 @@ async fn dm_room(
 
 /// The `chat.postMessage` bodies (without the destination) for one [`Outgoing`].
 fn message_bodies(out: &Outgoing, mention: Option<&str>) -> Vec<serde_json::Map<String, Value>> {
-    let mut bodies = rich::rocketchat_messages(out, mention, MAX_MESSAGE);
+    let mut bodies = render::messages(out, mention, MAX_MESSAGE);
     if bodies.is_empty() {
         let mut m = serde_json::Map::new();
         m.insert("text".into(), Value::String("(no output)".into()));

@@ -24,6 +24,8 @@
 //!   429 waits `Retry-After` and retries; `invalid_auth` and friends stop the backend with
 //!   [`BackendError::Auth`].
 
+pub mod render;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -36,8 +38,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::{Backoff, sleep_or_shutdown};
-use super::webapi::{MAX_RATE_LIMIT_WAIT, Seen, lock, retry_after, str_field};
 use super::mention;
+use super::webapi::{MAX_RATE_LIMIT_WAIT, Seen, lock, retry_after, str_field};
 use super::websocket::{self, WsStream};
 use super::{
     ActionIds, Backend, BackendError, BackendIo, BoxFuture, Capabilities, ConnState, Incoming,
@@ -813,10 +815,10 @@ impl Shared {
             text: escape_text(&out.text),
             ..out.clone()
         };
-        let mut messages = rich::slack_messages(&escaped, mention.as_deref(), TEXT_LIMIT);
+        let mut messages = render::messages(&escaped, mention.as_deref(), TEXT_LIMIT);
         if let Some(last) = messages.last_mut() {
-            let buttons = rich::issue_ids(&out.actions, rich::SLACK_BUTTONS, &self.actions);
-            rich::slack_add_buttons(last, &buttons);
+            let buttons = rich::issue_ids(&out.actions, render::BUTTONS, &self.actions);
+            render::add_buttons(last, &buttons);
         }
         for (i, message) in messages.into_iter().enumerate() {
             if i > 0 {
@@ -872,7 +874,7 @@ impl Shared {
         };
         let mut edit = Map::new();
         if out.replaces_whole
-            && let Some(first) = rich::slack_messages(&escaped, None, TEXT_LIMIT)
+            && let Some(first) = render::messages(&escaped, None, TEXT_LIMIT)
                 .into_iter()
                 .next()
         {
