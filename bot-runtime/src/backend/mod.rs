@@ -9,6 +9,7 @@
 pub mod actions;
 pub mod backoff;
 pub mod discord;
+pub mod error;
 pub mod irc;
 pub(crate) mod listener;
 pub mod matrix;

@@ -61,6 +61,7 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use super::backoff::{Backoff, jitter};
+use super::error::ApiError;
 use super::mention;
 use super::rich;
 use super::webapi::str_field;
@@ -200,32 +201,6 @@ fn join(
 // ---------------------------------------------------------------------------------------
 // REST
 
-/// Why a REST call failed.
-#[derive(Debug, thiserror::Error)]
-enum RestError {
-    /// HTTP 401: the token is wrong or revoked.
-    #[error("the bot token was refused: {0}")]
-    Unauthorized(String),
-    /// Another 4xx: Discord refused this request (not retried).
-    #[error("HTTP {status} (code {code}): {message}")]
-    Refused {
-        /// HTTP status.
-        status: u16,
-        /// Discord's JSON error code.
-        code: u64,
-        /// Discord's message, with the per-field errors when there are some.
-        message: String,
-    },
-    /// Transport errors or 5xx answers, still failing after every retry.
-    #[error("gave up after {attempts} attempts: {last}")]
-    GaveUp {
-        /// How many tries.
-        attempts: u32,
-        /// The last failure.
-        last: String,
-    },
-}
-
 struct Rest {
     http: reqwest::Client,
     api: String,
@@ -239,7 +214,7 @@ impl Rest {
         method: Method,
         path: &str,
         body: Option<&Value>,
-    ) -> Result<Value, RestError> {
+    ) -> Result<Value, ApiError> {
         let route = Route::of(&method, path);
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
         let mut last = String::new();
@@ -308,22 +283,26 @@ impl Rest {
                     );
                     last = format!("429 retry_after {retry_after}");
                 }
-                401 => return Err(RestError::Unauthorized(error_message(&json, &text))),
+                401 => return Err(ApiError::Auth(error_message(&json, &text))),
                 500..=599 => {
                     last = format!("HTTP {status}");
                     tracing::warn!(route = %route.template, attempt, status, "discord: server error");
                     tokio::time::sleep(backoff.next_delay()).await;
                 }
                 _ => {
-                    return Err(RestError::Refused {
+                    return Err(ApiError::Refused {
                         status,
-                        code: json.get("code").and_then(Value::as_u64).unwrap_or(0),
+                        code: json
+                            .get("code")
+                            .and_then(Value::as_u64)
+                            .map(|c| c.to_string())
+                            .unwrap_or_default(),
                         message: error_message(&json, &text),
                     });
                 }
             }
         }
-        Err(RestError::GaveUp {
+        Err(ApiError::GaveUp {
             attempts: MAX_ATTEMPTS,
             last,
         })
@@ -553,16 +532,16 @@ async fn channel_info(
     rest: &Rest,
     directory: &Mutex<Directory>,
     id: &str,
-) -> Result<Channel, RestError> {
+) -> Result<Channel, ApiError> {
     if let Some(c) = lock(directory).channels.get(id) {
         return Ok(c.clone());
     }
     let value = rest
         .call(Method::GET, &format!("/channels/{id}"), None)
         .await?;
-    let channel: Channel = serde_json::from_value(value).map_err(|e| RestError::Refused {
+    let channel: Channel = serde_json::from_value(value).map_err(|e| ApiError::Refused {
         status: 200,
-        code: 0,
+        code: String::new(),
         message: format!("unexpected channel object: {e}"),
     })?;
     lock(directory).add_channel(channel.clone(), None);
@@ -606,7 +585,7 @@ async fn deliver(
 ) -> Result<(), BackendError> {
     match try_deliver(rest, directory, out).await {
         Ok(()) => Ok(()),
-        Err(RestError::Unauthorized(reason)) => Err(BackendError::Auth {
+        Err(ApiError::Auth(reason)) => Err(BackendError::Auth {
             service: "discord",
             reason,
         }),
@@ -621,7 +600,7 @@ async fn try_deliver(
     rest: &Rest,
     directory: &Mutex<Directory>,
     out: &Outgoing,
-) -> Result<(), RestError> {
+) -> Result<(), ApiError> {
     if let Some(key) = &out.replaces {
         let remembered = lock(directory).remembered.replaced(out);
         let Some((channel, message)) = remembered else {
@@ -669,9 +648,9 @@ async fn try_deliver(
                 }
             };
             let Some(room) = room else {
-                return Err(RestError::Refused {
+                return Err(ApiError::Refused {
                     status: 404,
-                    code: 10003,
+                    code: "10003".into(),
                     message: format!("no channel named `{id}` is visible to the bot"),
                 });
             };
@@ -679,7 +658,7 @@ async fn try_deliver(
                 None => room,
                 Some(thread) => match channel_info(rest, directory, thread).await {
                     Ok(_) => thread.to_owned(),
-                    Err(RestError::Refused { status: 404, .. }) => {
+                    Err(ApiError::Refused { status: 404, .. }) => {
                         reference = Some(json!({
                             "message_id": thread,
                             "channel_id": room,
@@ -723,10 +702,7 @@ async fn try_deliver(
 }
 
 /// Lists every guild's channels again (a name not seen in GUILD_CREATE yet).
-async fn refresh_guild_channels(
-    rest: &Rest,
-    directory: &Mutex<Directory>,
-) -> Result<(), RestError> {
+async fn refresh_guild_channels(rest: &Rest, directory: &Mutex<Directory>) -> Result<(), ApiError> {
     let guilds = lock(directory).guilds.clone();
     for guild in guilds {
         let list = rest
@@ -750,7 +726,7 @@ async fn dm_channel(
     rest: &Rest,
     directory: &Mutex<Directory>,
     user: &str,
-) -> Result<String, RestError> {
+) -> Result<String, ApiError> {
     let user_id = if is_snowflake(user) {
         user.to_owned()
     } else {
@@ -758,9 +734,9 @@ async fn dm_channel(
             .user_ids
             .get(user.trim_start_matches('@'))
             .cloned()
-            .ok_or_else(|| RestError::Refused {
+            .ok_or_else(|| ApiError::Refused {
                 status: 404,
-                code: 10013,
+                code: "10013".into(),
                 message: format!("unknown user `{user}` (no message seen from them yet)"),
             })?
     };
@@ -777,9 +753,9 @@ async fn dm_channel(
     let channel = created
         .get("id")
         .and_then(Value::as_str)
-        .ok_or_else(|| RestError::Refused {
+        .ok_or_else(|| ApiError::Refused {
             status: 200,
-            code: 0,
+            code: String::new(),
             message: "DM channel without an id".into(),
         })?
         .to_owned();
@@ -996,7 +972,7 @@ impl Gateway {
                 None => self.gateway_bot().await,
             };
             let ending = match base {
-                Err(RestError::Unauthorized(reason)) => {
+                Err(ApiError::Auth(reason)) => {
                     return Err(BackendError::Auth {
                         service: "discord",
                         reason,
@@ -1066,7 +1042,7 @@ impl Gateway {
         }
     }
 
-    async fn gateway_bot(&self) -> Result<String, RestError> {
+    async fn gateway_bot(&self) -> Result<String, ApiError> {
         let info = self.rest.call(Method::GET, "/gateway/bot", None).await?;
         if let Some(limit) = info.get("session_start_limit")
             && limit.get("remaining").and_then(Value::as_u64) == Some(0)
@@ -1087,9 +1063,9 @@ impl Gateway {
         info.get("url")
             .and_then(Value::as_str)
             .map(str::to_owned)
-            .ok_or_else(|| RestError::Refused {
+            .ok_or_else(|| ApiError::Refused {
                 status: 200,
-                code: 0,
+                code: String::new(),
                 message: "GET /gateway/bot answered without `url`".into(),
             })
     }

@@ -43,6 +43,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::{Backoff, sleep_or_shutdown};
+use super::error::ApiError;
 use super::mention;
 use super::webapi::{Seen, lock, retry_after, seconds_header, str_field};
 use super::websocket::{self, WsStream};
@@ -99,36 +100,6 @@ impl Backend for MattermostBackend {
     fn run(self: Box<Self>, io: BackendIo) -> BoxFuture<'static, Result<(), BackendError>> {
         Box::pin(run(self.spec, io))
     }
-}
-
-/// A failed REST call.
-#[derive(Debug, thiserror::Error)]
-enum ApiError {
-    /// HTTP 401: the token was refused.
-    #[error("token refused: {0}")]
-    Auth(String),
-    /// Another error status, with Mattermost's error id and message.
-    #[error("HTTP {status} {id}: {message}")]
-    Api {
-        /// HTTP status.
-        status: u16,
-        /// Mattermost's error id (`store.sql_channel.get_by_name.missing.app_error`, …).
-        id: String,
-        /// Its message.
-        message: String,
-    },
-    /// A target that cannot be resolved (a channel name without `team`, an unknown user).
-    #[error("cannot resolve {0}")]
-    Unresolvable(String),
-    /// Still rate limited after the retry budget.
-    #[error("rate limited, gave up after {RATE_LIMIT_RETRIES} waits")]
-    RateLimited,
-    /// No usable answer (network, not JSON).
-    #[error("{0}")]
-    Transport(String),
-    /// Shutdown came while waiting.
-    #[error("shutting down")]
-    Shutdown,
 }
 
 /// The bot's own account, from `/users/me`.
@@ -385,13 +356,15 @@ impl Shared {
             if status == StatusCode::UNAUTHORIZED {
                 return Err(ApiError::Auth(message));
             }
-            return Err(ApiError::Api {
+            return Err(ApiError::Refused {
                 status: status.as_u16(),
-                id: str_field(&json, "id").unwrap_or_default().to_owned(),
+                code: str_field(&json, "id").unwrap_or_default().to_owned(),
                 message,
             });
         }
-        Err(ApiError::RateLimited)
+        Err(ApiError::RateLimited {
+            waits: RATE_LIMIT_RETRIES,
+        })
     }
 
     async fn whoami(&self) -> Result<Identity, ApiError> {

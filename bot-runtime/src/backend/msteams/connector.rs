@@ -24,6 +24,7 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::backoff::sleep_or_shutdown;
+use crate::backend::error::ApiError;
 use crate::backend::webapi::{bounded_body, retry_after};
 use crate::secret::Secret;
 
@@ -35,32 +36,6 @@ const RENEW_BEFORE_EXPIRY: Duration = Duration::from_secs(300);
 pub const RATE_LIMIT_RETRIES: u32 = 5;
 /// The largest answer read from the token endpoint or the Connector.
 const MAX_RESPONSE: usize = 256 * 1024;
-
-/// A failed Connector or token call. Never carries a token or the password.
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectorError {
-    /// The token endpoint refused the app's credentials, or the Connector refused a fresh
-    /// token (not retried).
-    #[error("credentials refused: {0}")]
-    Auth(String),
-    /// Another error status.
-    #[error("HTTP {status}: {message}")]
-    Api {
-        /// HTTP status.
-        status: u16,
-        /// The service's message (cut to 200 characters).
-        message: String,
-    },
-    /// Still rate limited after [`RATE_LIMIT_RETRIES`] waits.
-    #[error("rate limited, gave up after {RATE_LIMIT_RETRIES} waits")]
-    RateLimited,
-    /// No usable answer (network, oversized, not JSON).
-    #[error("{0}")]
-    Transport(String),
-    /// Shutdown came while waiting.
-    #[error("shutting down")]
-    Shutdown,
-}
 
 #[derive(Deserialize)]
 struct TokenAnswer {
@@ -110,7 +85,7 @@ impl Connector {
     }
 
     /// A valid token: the cached one, or a new one.
-    pub async fn token(&self) -> Result<Secret, ConnectorError> {
+    pub async fn token(&self) -> Result<Secret, ApiError> {
         let mut cached = self.token.lock().await;
         if let Some(t) = cached.as_ref()
             && Instant::now() < t.renew_at
@@ -134,7 +109,7 @@ impl Connector {
         }
     }
 
-    async fn fetch_token(&self) -> Result<CachedToken, ConnectorError> {
+    async fn fetch_token(&self) -> Result<CachedToken, ApiError> {
         let form = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("grant_type", "client_credentials")
             .append_pair("client_id", &self.app_id)
@@ -151,11 +126,11 @@ impl Connector {
             .body(form)
             .send()
             .await
-            .map_err(|e| ConnectorError::Transport(format!("token: {}", e.without_url())))?;
+            .map_err(|e| ApiError::Transport(format!("token: {}", e.without_url())))?;
         let status = response.status();
         let body = bounded_body(response, MAX_RESPONSE)
             .await
-            .map_err(|e| ConnectorError::Transport(format!("token: {e}")))?;
+            .map_err(|e| ApiError::Transport(format!("token: {e}")))?;
         if !status.is_success() {
             let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
             let code = json.get("error").and_then(Value::as_str).unwrap_or("");
@@ -164,14 +139,14 @@ impl Connector {
             // `invalid_request` (bad tenant) do not get better by retrying.
             return Err(
                 if matches!(status, StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED) {
-                    ConnectorError::Auth(message)
+                    ApiError::Auth(message)
                 } else {
-                    ConnectorError::Transport(message)
+                    ApiError::Transport(message)
                 },
             );
         }
         let answer: TokenAnswer = serde_json::from_slice(&body)
-            .map_err(|e| ConnectorError::Transport(format!("token: {e}")))?;
+            .map_err(|e| ApiError::Transport(format!("token: {e}")))?;
         let lifetime = Duration::from_secs(answer.expires_in.unwrap_or(3600));
         let renew_in = lifetime
             .checked_sub(RENEW_BEFORE_EXPIRY)
@@ -196,7 +171,7 @@ impl Connector {
         service_url: &str,
         segments: &[&str],
         body: Option<&Value>,
-    ) -> Result<Value, ConnectorError> {
+    ) -> Result<Value, ApiError> {
         let url = connector_url(service_url, segments)?;
         let what = format!("{method} {}", url.path());
         let mut refreshed = false;
@@ -213,7 +188,7 @@ impl Connector {
             let response = request
                 .send()
                 .await
-                .map_err(|e| ConnectorError::Transport(format!("{what}: {}", e.without_url())))?;
+                .map_err(|e| ApiError::Transport(format!("{what}: {}", e.without_url())))?;
             let status = response.status();
             if status == StatusCode::UNAUTHORIZED && !refreshed {
                 tracing::info!(call = %what, "msteams: connector refused the token; fetching a new one");
@@ -223,28 +198,31 @@ impl Connector {
             }
             if status == StatusCode::TOO_MANY_REQUESTS {
                 if waits == RATE_LIMIT_RETRIES {
-                    return Err(ConnectorError::RateLimited);
+                    return Err(ApiError::RateLimited {
+                        waits: RATE_LIMIT_RETRIES,
+                    });
                 }
                 waits += 1;
                 let wait = retry_after(response.headers()).unwrap_or(Duration::from_secs(1));
                 tracing::warn!(call = %what, wait_ms = wait.as_millis() as u64, "msteams: rate limited; waiting");
                 if !sleep_or_shutdown(wait, &self.shutdown).await {
-                    return Err(ConnectorError::Shutdown);
+                    return Err(ApiError::Shutdown);
                 }
                 continue;
             }
             let text = bounded_body(response, MAX_RESPONSE)
                 .await
-                .map_err(|e| ConnectorError::Transport(format!("{what}: {e}")))?;
+                .map_err(|e| ApiError::Transport(format!("{what}: {e}")))?;
             if status.is_success() {
                 return Ok(serde_json::from_slice(&text).unwrap_or(Value::Null));
             }
             let message: String = String::from_utf8_lossy(&text).chars().take(200).collect();
             if status == StatusCode::UNAUTHORIZED {
-                return Err(ConnectorError::Auth(format!("{what}: {message}")));
+                return Err(ApiError::Auth(format!("{what}: {message}")));
             }
-            return Err(ConnectorError::Api {
+            return Err(ApiError::Refused {
                 status: status.as_u16(),
+                code: String::new(),
                 message,
             });
         }
@@ -252,18 +230,18 @@ impl Connector {
 }
 
 /// `{service_url}/v3/{segments…}`, each segment percent-encoded.
-pub fn connector_url(service_url: &str, segments: &[&str]) -> Result<url::Url, ConnectorError> {
+pub fn connector_url(service_url: &str, segments: &[&str]) -> Result<url::Url, ApiError> {
     let mut url = url::Url::parse(service_url)
-        .map_err(|e| ConnectorError::Transport(format!("serviceUrl `{service_url}`: {e}")))?;
+        .map_err(|e| ApiError::Transport(format!("serviceUrl `{service_url}`: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(ConnectorError::Transport(format!(
+        return Err(ApiError::Transport(format!(
             "serviceUrl `{service_url}` is not http(s)"
         )));
     }
     url.set_query(None);
     url.set_fragment(None);
     url.path_segments_mut()
-        .map_err(|()| ConnectorError::Transport(format!("serviceUrl `{service_url}`")))?
+        .map_err(|()| ApiError::Transport(format!("serviceUrl `{service_url}`")))?
         .pop_if_empty()
         .push("v3")
         .extend(segments);

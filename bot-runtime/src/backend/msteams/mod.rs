@@ -48,11 +48,12 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use self::activity::Activity;
-use self::connector::{Connector, ConnectorError};
+use self::connector::Connector;
 use self::jwt::{BOT_FRAMEWORK_ISSUER, BOT_FRAMEWORK_OPENID_URL, TokenValidator};
 use self::references::{ConversationRef, References};
 use self::render::{MESSAGE_LIMIT, Mention};
 use super::backoff::{Backoff, sleep_or_shutdown};
+use super::error::ApiError;
 use super::webapi::{Seen, lock};
 use super::{
     Backend, BackendError, BackendIo, BoxFuture, Capabilities, ConnState, Incoming, Outgoing,
@@ -268,7 +269,7 @@ async fn first_token(
     loop {
         match shared.connector.token().await {
             Ok(_) => return Ok(true),
-            Err(ConnectorError::Auth(reason)) => {
+            Err(ApiError::Auth(reason)) => {
                 tracing::error!(reason = %reason, "msteams: app credentials refused; not retrying");
                 state.send_replace(ConnState::Failed(reason.clone()));
                 return Err(BackendError::Auth {
@@ -394,7 +395,7 @@ impl Shared {
     async fn post(&self, out: &Outgoing) -> Result<(), BackendError> {
         match self.try_post(out).await {
             Ok(()) => Ok(()),
-            Err(PostError::Connector(ConnectorError::Auth(reason))) => {
+            Err(ApiError::Auth(reason)) => {
                 tracing::error!(reason = %reason, "msteams: credentials refused while posting");
                 Err(BackendError::Auth {
                     service: "msteams",
@@ -408,7 +409,7 @@ impl Shared {
         }
     }
 
-    async fn try_post(&self, out: &Outgoing) -> Result<(), PostError> {
+    async fn try_post(&self, out: &Outgoing) -> Result<(), ApiError> {
         if let Some(key) = &out.replaces {
             let Some((service_url, conversation, activity_id)) = self.remembered.get(key) else {
                 tracing::debug!(key, "msteams: no remembered message to edit");
@@ -430,7 +431,7 @@ impl Shared {
                 let r = self
                     .references
                     .room(id)
-                    .ok_or_else(|| PostError::Unknown(format!("room `{id}`")))?;
+                    .ok_or_else(|| unknown(&format!("room `{id}`")))?;
                 (r, thread.clone())
             }
             Target::Direct { user } => (self.personal_chat(user).await?, None),
@@ -483,7 +484,7 @@ impl Shared {
 
     /// The personal chat with `user`: a known one, or one created through the Connector
     /// (`user` must then be a Teams user id, `29:…`).
-    async fn personal_chat(&self, user: &str) -> Result<ConversationRef, PostError> {
+    async fn personal_chat(&self, user: &str) -> Result<ConversationRef, ApiError> {
         if let Some(r) = self.references.personal(user) {
             return Ok(r);
         }
@@ -495,7 +496,7 @@ impl Shared {
                 .find(|(_, n)| n.eq_ignore_ascii_case(user.trim_start_matches('@')))
                 .map(|(id, _)| id.clone())
                 .ok_or_else(|| {
-                    PostError::Unknown(format!("user `{user}` (no personal chat yet, id unknown)"))
+                    unknown(&format!("user `{user}` (no personal chat yet, id unknown)"))
                 })?
         };
         if let Some(r) = self.references.personal(&user_id) {
@@ -504,7 +505,7 @@ impl Shared {
         let template = self
             .references
             .latest()
-            .ok_or_else(|| PostError::Unknown("any conversation (no serviceUrl yet)".into()))?;
+            .ok_or_else(|| unknown("any conversation (no serviceUrl yet)"))?;
         let mut body = json!({
             "bot": { "id": template.bot_id },
             "members": [{ "id": user_id }],
@@ -526,7 +527,7 @@ impl Shared {
         let id = created
             .get("id")
             .and_then(Value::as_str)
-            .ok_or_else(|| PostError::Unknown("the created conversation (no id)".into()))?;
+            .ok_or_else(|| unknown("the created conversation (no id)"))?;
         let reference = ConversationRef {
             conversation_id: id.to_owned(),
             service_url: template.service_url.clone(),
@@ -563,15 +564,11 @@ impl Shared {
     }
 }
 
-/// Why a reply was not posted.
-#[derive(Debug, thiserror::Error)]
-enum PostError {
-    /// The Connector refused or failed.
-    #[error(transparent)]
-    Connector(#[from] ConnectorError),
-    /// No conversation reference for the target.
-    #[error("no conversation known for {0}: the bot must be added there (or spoken to) first")]
-    Unknown(String),
+/// No conversation reference for `what`: a target the bot cannot post to yet.
+fn unknown(what: &str) -> ApiError {
+    ApiError::Unresolvable(format!(
+        "{what}: no conversation known, the bot must be added there (or spoken to) first"
+    ))
 }
 
 /// Whether a URL's host is `localhost` or a loopback address.

@@ -325,10 +325,7 @@ async fn a_401_from_the_connector_fetches_a_new_token_once() {
     fake.script(401, None);
     fake.script(401, None);
     let err = bot.shared.try_post(&out).await.unwrap_err();
-    assert!(
-        matches!(err, PostError::Connector(ConnectorError::Auth(_))),
-        "{err}"
-    );
+    assert!(matches!(err, ApiError::Auth(_)), "{err}");
 }
 
 #[tokio::test]
@@ -473,7 +470,7 @@ async fn a_room_never_seen_is_reported_not_guessed() {
         "x",
     );
     let err = bot.shared.try_post(&out).await.unwrap_err();
-    assert!(matches!(err, PostError::Unknown(_)), "{err}");
+    assert!(matches!(err, ApiError::Unresolvable(_)), "{err}");
     assert!(fake.connector_calls().is_empty());
 }
 

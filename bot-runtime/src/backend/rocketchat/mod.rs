@@ -52,6 +52,7 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use super::backoff::Backoff;
+use super::error::ApiError;
 use super::mention;
 use super::websocket::{self, WsStream};
 use super::{
@@ -226,30 +227,6 @@ struct Session {
     username: String,
 }
 
-/// Why a REST call failed.
-#[derive(Debug, thiserror::Error)]
-enum RestError {
-    /// HTTP 401 on login, or on a call after logging in again.
-    #[error("credentials refused: {0}")]
-    Unauthorized(String),
-    /// Rocket.Chat refused the request (`success: false` or another 4xx; not retried).
-    #[error("HTTP {status}: {message}")]
-    Refused {
-        /// HTTP status.
-        status: u16,
-        /// Rocket.Chat's `error` or `message`.
-        message: String,
-    },
-    /// Transport errors or 5xx answers, still failing after every retry.
-    #[error("gave up after {attempts} attempts: {last}")]
-    GaveUp {
-        /// How many tries.
-        attempts: u32,
-        /// The last failure.
-        last: String,
-    },
-}
-
 struct Rest {
     http: reqwest::Client,
     base: String,
@@ -270,7 +247,7 @@ impl Rest {
     }
 
     /// The current session, logging in when there is none.
-    async fn session(&self) -> Result<Arc<Session>, RestError> {
+    async fn session(&self) -> Result<Arc<Session>, ApiError> {
         if let Some(s) = self.cached() {
             return Ok(s);
         }
@@ -279,7 +256,7 @@ impl Rest {
         Ok(session)
     }
 
-    async fn login(&self) -> Result<Session, RestError> {
+    async fn login(&self) -> Result<Session, ApiError> {
         match &self.login {
             Login::Password { username, password } => {
                 let body = json!({"user": username, "password": password.expose()});
@@ -303,8 +280,9 @@ impl Rest {
                             username,
                         })
                     }
-                    _ => Err(RestError::Refused {
+                    _ => Err(ApiError::Refused {
                         status: 200,
+                        code: String::new(),
                         message: "login answer without data.userId/authToken".into(),
                     }),
                 }
@@ -321,8 +299,9 @@ impl Rest {
                 let username = me
                     .get("username")
                     .and_then(Value::as_str)
-                    .ok_or_else(|| RestError::Refused {
+                    .ok_or_else(|| ApiError::Refused {
                         status: 200,
+                        code: String::new(),
                         message: "/api/v1/me answered without a username".into(),
                     })?
                     .to_owned();
@@ -338,12 +317,10 @@ impl Rest {
         method: Method,
         path: &str,
         body: Option<&Value>,
-    ) -> Result<Value, RestError> {
+    ) -> Result<Value, ApiError> {
         let session = self.session().await?;
         match self.send(method.clone(), path, Some(&session), body).await {
-            Err(RestError::Unauthorized(reason))
-                if matches!(self.login, Login::Password { .. }) =>
-            {
+            Err(ApiError::Auth(reason)) if matches!(self.login, Login::Password { .. }) => {
                 tracing::warn!(%reason, "rocketchat: token refused; logging in again");
                 self.forget();
                 let session = self.session().await?;
@@ -359,7 +336,7 @@ impl Rest {
         path: &str,
         session: Option<&Session>,
         body: Option<&Value>,
-    ) -> Result<Value, RestError> {
+    ) -> Result<Value, ApiError> {
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
         let mut last = String::new();
         for attempt in 1..=MAX_ATTEMPTS {
@@ -396,13 +373,14 @@ impl Rest {
             };
             match status {
                 200..=299 if json.get("success") == Some(&Value::Bool(false)) => {
-                    return Err(RestError::Refused {
+                    return Err(ApiError::Refused {
                         status,
+                        code: String::new(),
                         message: message(),
                     });
                 }
                 200..=299 => return Ok(json),
-                401 => return Err(RestError::Unauthorized(message())),
+                401 => return Err(ApiError::Auth(message())),
                 429 => {
                     let wait = wait
                         .or_else(|| seconds_in(&message()))
@@ -422,14 +400,15 @@ impl Rest {
                     tokio::time::sleep(backoff.next_delay()).await;
                 }
                 _ => {
-                    return Err(RestError::Refused {
+                    return Err(ApiError::Refused {
                         status,
+                        code: String::new(),
                         message: message(),
                     });
                 }
             }
         }
-        Err(RestError::GaveUp {
+        Err(ApiError::GaveUp {
             attempts: MAX_ATTEMPTS,
             last,
         })
@@ -513,7 +492,7 @@ async fn deliver(
 ) -> Result<(), BackendError> {
     match try_deliver(rest, directory, out).await {
         Ok(()) => Ok(()),
-        Err(RestError::Unauthorized(reason)) => Err(BackendError::Auth {
+        Err(ApiError::Auth(reason)) => Err(BackendError::Auth {
             service: "rocketchat",
             reason,
         }),
@@ -528,7 +507,7 @@ async fn try_deliver(
     rest: &Rest,
     directory: &Mutex<Directory>,
     out: &Outgoing,
-) -> Result<(), RestError> {
+) -> Result<(), ApiError> {
     if let Some(key) = &out.replaces {
         let remembered = lock(directory).remembered.replaced(out);
         let Some((room_id, message_id)) = remembered else {
@@ -594,7 +573,7 @@ async fn dm_room(
     rest: &Rest,
     directory: &Mutex<Directory>,
     user: &str,
-) -> Result<String, RestError> {
+) -> Result<String, ApiError> {
     let username = {
         let dir = lock(directory);
         dir.usernames
@@ -617,8 +596,9 @@ async fn dm_room(
         .get("rid")
         .or_else(|| room.get("_id"))
         .and_then(Value::as_str)
-        .ok_or_else(|| RestError::Refused {
+        .ok_or_else(|| ApiError::Refused {
             status: 200,
+            code: String::new(),
             message: "im.create answered without a room id".into(),
         })?
         .to_owned();
@@ -763,7 +743,7 @@ impl Realtime {
             }
             let _ = self.state.send(ConnState::Connecting);
             let ending = match self.rest.session().await {
-                Err(RestError::Unauthorized(reason)) => {
+                Err(ApiError::Auth(reason)) => {
                     return Err(BackendError::Auth {
                         service: "rocketchat",
                         reason,

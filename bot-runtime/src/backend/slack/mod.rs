@@ -38,6 +38,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::{Backoff, sleep_or_shutdown};
+use super::error::ApiError;
 use super::mention;
 use super::webapi::{MAX_RATE_LIMIT_WAIT, Seen, lock, retry_after, str_field};
 use super::websocket::{self, WsStream};
@@ -102,26 +103,6 @@ impl Backend for SlackBackend {
     fn run(self: Box<Self>, io: BackendIo) -> BoxFuture<'static, Result<(), BackendError>> {
         Box::pin(run(self.spec, io))
     }
-}
-
-/// A failed Web API call.
-#[derive(Debug, thiserror::Error)]
-enum ApiError {
-    /// Slack refused the token (`invalid_auth`, `not_authed`, …).
-    #[error("token refused: {0}")]
-    Auth(String),
-    /// Slack answered `ok: false` with this error code.
-    #[error("slack error `{0}`")]
-    Slack(String),
-    /// Still rate limited after the retry budget.
-    #[error("rate limited, gave up after {RATE_LIMIT_RETRIES} waits")]
-    RateLimited,
-    /// The request did not get a usable answer (network, HTTP status, not JSON).
-    #[error("{0}")]
-    Transport(String),
-    /// Shutdown came while waiting.
-    #[error("shutting down")]
-    Shutdown,
 }
 
 /// Which token a call carries.
@@ -331,9 +312,11 @@ impl Shared {
             if AUTH_ERRORS.contains(&code.as_str()) {
                 return Err(ApiError::Auth(code));
             }
-            return Err(ApiError::Slack(code));
+            return Err(ApiError::code(200, code));
         }
-        Err(ApiError::RateLimited)
+        Err(ApiError::RateLimited {
+            waits: RATE_LIMIT_RETRIES,
+        })
     }
 
     async fn wait_rate_limit(&self, method: &str, wait: Option<Duration>) -> Result<(), ApiError> {
@@ -838,7 +821,7 @@ impl Shared {
                             .posted(out, (channel.to_owned(), ts.to_owned()));
                     }
                 }
-                Err(ApiError::Slack(code)) if is_content_error(&code) => {
+                Err(ApiError::Refused { code, .. }) if is_content_error(&code) => {
                     tracing::warn!(code = %code, "slack: rich message refused; sending plain text");
                     let lead = mention
                         .as_deref()
@@ -926,7 +909,7 @@ impl Shared {
         } else {
             self.user_id_for(user)
                 .await
-                .ok_or_else(|| ApiError::Slack(format!("user_not_found ({user})")))?
+                .ok_or_else(|| ApiError::code(200, format!("user_not_found ({user})")))?
         };
         if let Some(c) = lock(&self.dms).get(&user_id) {
             return Ok(c.clone());
