@@ -20,6 +20,7 @@ pub mod rich;
 pub mod rocketchat;
 pub mod slack;
 pub mod split;
+pub mod supervisor;
 pub mod text;
 pub mod webapi;
 pub mod websocket;

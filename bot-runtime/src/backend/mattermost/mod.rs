@@ -45,6 +45,7 @@ use tokio_util::sync::CancellationToken;
 use super::backoff::{Backoff, sleep_or_shutdown};
 use super::error::ApiError;
 use super::mention;
+use super::supervisor::{ConnectError, EventStream, SessionEnd, supervise};
 use super::webapi::{Seen, lock, retry_after, seconds_header, str_field};
 use super::websocket::{self, WsStream};
 use super::{
@@ -153,11 +154,6 @@ struct Buttons {
     secret: Secret,
     /// Button id → command.
     ids: ActionIds,
-}
-
-enum SessionEnd {
-    Shutdown,
-    Dropped(String),
 }
 
 async fn run(spec: MattermostSpec, io: BackendIo) -> Result<(), BackendError> {
@@ -276,6 +272,50 @@ fn joined(r: Result<Result<(), BackendError>, tokio::task::JoinError>) -> Result
     }
 }
 
+/// Mattermost's WebSocket event API as an [`EventStream`]: each socket is authenticated
+/// with the token and resumed from where the last one left off.
+struct EventApi {
+    shared: Arc<Shared>,
+    events: mpsc::Sender<Value>,
+    state: watch::Sender<ConnState>,
+    /// Where the last socket left off.
+    resume: Option<Resume>,
+    /// No socket opened yet (the token was just checked by the caller).
+    first: bool,
+}
+
+impl EventStream for EventApi {
+    type Connection = WsStream;
+
+    fn service(&self) -> &'static str {
+        "mattermost"
+    }
+
+    async fn connect(&mut self) -> Result<WsStream, ConnectError> {
+        if !self.first {
+            match self.shared.whoami().await {
+                Ok(_) => {}
+                Err(ApiError::Auth(reason)) => {
+                    return Err(ConnectError::Stop(auth_failed(&self.state, reason)));
+                }
+                Err(ApiError::Shutdown) => return Err(ConnectError::Shutdown),
+                Err(e) => return Err(ConnectError::Retry(format!("server not answering: {e}"))),
+            }
+        }
+        self.first = false;
+        let url = self.shared.websocket_url(self.resume.as_ref());
+        websocket::connect(&url)
+            .await
+            .map_err(|e| ConnectError::Retry(format!("websocket: {e}")))
+    }
+
+    async fn session(&mut self, ws: WsStream) -> SessionEnd {
+        self.shared
+            .session(ws, &self.events, &self.state, &mut self.resume)
+            .await
+    }
+}
+
 fn auth_failed(state: &watch::Sender<ConnState>, reason: String) -> BackendError {
     tracing::error!(reason = %reason, "mattermost: token refused; not retrying");
     state.send_replace(ConnState::Failed(reason.clone()));
@@ -383,58 +423,16 @@ impl Shared {
         events: mpsc::Sender<Value>,
         state: watch::Sender<ConnState>,
     ) -> Result<(), BackendError> {
-        let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
-        let mut resume: Option<Resume> = None;
-        let mut first = true;
-        loop {
-            if self.shutdown.is_cancelled() {
-                return Ok(());
-            }
-            state.send_replace(ConnState::Connecting);
-            if !first {
-                match self.whoami().await {
-                    Ok(_) => {}
-                    Err(ApiError::Auth(reason)) => return Err(auth_failed(&state, reason)),
-                    Err(ApiError::Shutdown) => return Ok(()),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "mattermost: server not answering");
-                        if !sleep_or_shutdown(backoff.next_delay(), &self.shutdown).await {
-                            return Ok(());
-                        }
-                        continue;
-                    }
-                }
-            }
-            first = false;
-            let url = self.websocket_url(resume.as_ref());
-            let ws = match websocket::connect(&url).await {
-                Ok(ws) => ws,
-                Err(e) => {
-                    tracing::warn!(error = %e, "mattermost: websocket connect failed");
-                    if !sleep_or_shutdown(backoff.next_delay(), &self.shutdown).await {
-                        return Ok(());
-                    }
-                    continue;
-                }
-            };
-            let started = Instant::now();
-            match self.session(ws, &events, &state, &mut resume).await {
-                SessionEnd::Shutdown => return Ok(()),
-                SessionEnd::Dropped(reason) => {
-                    state.send_replace(ConnState::Connecting);
-                    backoff.reset_if_stable(started);
-                    let delay = backoff.next_delay();
-                    tracing::warn!(
-                        reason = %reason,
-                        retry_in_ms = delay.as_millis() as u64,
-                        "mattermost: websocket lost; reconnecting"
-                    );
-                    if !sleep_or_shutdown(delay, &self.shutdown).await {
-                        return Ok(());
-                    }
-                }
-            }
-        }
+        let shutdown = self.shutdown.clone();
+        let mut stream = EventApi {
+            shared: self,
+            events,
+            state: state.clone(),
+            resume: None,
+            first: true,
+        };
+        let backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
+        supervise(&mut stream, backoff, &shutdown, &state).await
     }
 
     /// Authenticates one socket and reads it until it ends.

@@ -40,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 use super::backoff::{Backoff, sleep_or_shutdown};
 use super::error::ApiError;
 use super::mention;
+use super::supervisor::{ConnectError, EventStream, SessionEnd, supervise};
 use super::webapi::{MAX_RATE_LIMIT_WAIT, Seen, lock, retry_after, str_field};
 use super::websocket::{self, WsStream};
 use super::{
@@ -156,18 +157,6 @@ enum Envelope {
     Interactive(Value),
 }
 
-/// How one socket session ended.
-enum SessionEnd {
-    /// Shutdown was asked for.
-    Shutdown,
-    /// Slack asked for a new connection (`disconnect`).
-    Refresh,
-    /// The socket dropped or went silent.
-    Dropped(String),
-    /// A condition reconnecting cannot fix.
-    Fatal(BackendError),
-}
-
 async fn run(spec: SlackSpec, io: BackendIo) -> Result<(), BackendError> {
     let BackendIo {
         incoming,
@@ -232,6 +221,47 @@ async fn run(spec: SlackSpec, io: BackendIo) -> Result<(), BackendError> {
         state.send_replace(ConnState::Failed(reason.clone()));
     }
     result
+}
+
+/// Slack's Socket Mode as an [`EventStream`]: `apps.connections.open` gives a WebSocket
+/// URL, each socket is read until it drops or Slack asks for a new one.
+struct SocketMode {
+    shared: Arc<Shared>,
+    events: mpsc::Sender<Envelope>,
+    state: watch::Sender<ConnState>,
+}
+
+impl EventStream for SocketMode {
+    type Connection = WsStream;
+
+    fn service(&self) -> &'static str {
+        "slack"
+    }
+
+    async fn connect(&mut self) -> Result<WsStream, ConnectError> {
+        let body = match self
+            .shared
+            .call("apps.connections.open", Token::App, Args::Json(&json!({})))
+            .await
+        {
+            Ok(body) => body,
+            Err(ApiError::Auth(reason)) => {
+                return Err(ConnectError::Stop(auth_failed(&self.state, reason)));
+            }
+            Err(ApiError::Shutdown) => return Err(ConnectError::Shutdown),
+            Err(e) => return Err(ConnectError::Retry(format!("apps.connections.open: {e}"))),
+        };
+        let url = str_field(&body, "url").ok_or_else(|| {
+            ConnectError::Retry("apps.connections.open answered without a url".into())
+        })?;
+        websocket::connect(url)
+            .await
+            .map_err(|e| ConnectError::Retry(format!("socket mode: {e}")))
+    }
+
+    async fn session(&mut self, ws: WsStream) -> SessionEnd {
+        self.shared.session(ws, &self.events, &self.state).await
+    }
 }
 
 /// A task's result, re-raising its panic.
@@ -353,66 +383,14 @@ impl Shared {
         events: mpsc::Sender<Envelope>,
         state: watch::Sender<ConnState>,
     ) -> Result<(), BackendError> {
-        let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
-        loop {
-            if self.shutdown.is_cancelled() {
-                return Ok(());
-            }
-            state.send_replace(ConnState::Connecting);
-            let url = match self
-                .call("apps.connections.open", Token::App, Args::Json(&json!({})))
-                .await
-            {
-                Ok(body) => match str_field(&body, "url") {
-                    Some(u) => u.to_owned(),
-                    None => {
-                        tracing::warn!("slack: apps.connections.open answered without a url");
-                        if !sleep_or_shutdown(backoff.next_delay(), &self.shutdown).await {
-                            return Ok(());
-                        }
-                        continue;
-                    }
-                },
-                Err(ApiError::Auth(reason)) => return Err(auth_failed(&state, reason)),
-                Err(ApiError::Shutdown) => return Ok(()),
-                Err(e) => {
-                    tracing::warn!(error = %e, "slack: apps.connections.open failed");
-                    if !sleep_or_shutdown(backoff.next_delay(), &self.shutdown).await {
-                        return Ok(());
-                    }
-                    continue;
-                }
-            };
-            let ws = match websocket::connect(&url).await {
-                Ok(ws) => ws,
-                Err(e) => {
-                    tracing::warn!(error = %e, "slack: socket mode connect failed");
-                    if !sleep_or_shutdown(backoff.next_delay(), &self.shutdown).await {
-                        return Ok(());
-                    }
-                    continue;
-                }
-            };
-            let started = Instant::now();
-            match self.session(ws, &events, &state).await {
-                SessionEnd::Shutdown => return Ok(()),
-                SessionEnd::Refresh => backoff.reset(),
-                SessionEnd::Fatal(e) => return Err(e),
-                SessionEnd::Dropped(reason) => {
-                    state.send_replace(ConnState::Connecting);
-                    backoff.reset_if_stable(started);
-                    let delay = backoff.next_delay();
-                    tracing::warn!(
-                        reason = %reason,
-                        retry_in_ms = delay.as_millis() as u64,
-                        "slack: socket lost; reconnecting"
-                    );
-                    if !sleep_or_shutdown(delay, &self.shutdown).await {
-                        return Ok(());
-                    }
-                }
-            }
-        }
+        let shutdown = self.shutdown.clone();
+        let mut stream = SocketMode {
+            shared: self,
+            events,
+            state: state.clone(),
+        };
+        let backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
+        supervise(&mut stream, backoff, &shutdown, &state).await
     }
 
     /// Reads one socket until it ends, acknowledging every envelope first.

@@ -1,0 +1,233 @@
+//! The reconnect supervisor streaming chat backends share: connect → read the session →
+//! reconnect with the one [`Backoff`], stop on refused credentials, give way to shutdown.
+//!
+//! A backend says only what differs, as an [`EventStream`]: how to open a connection
+//! (discover the URL, open the socket, check the token) and how to read one connection
+//! until it ends. [`supervise`] owns the rest: the [`ConnState`] it reports, pacing
+//! (a connection that stayed up resets the backoff, one that drops at once does not), and
+//! the one place a failed attempt is logged. Slack (Socket Mode) and Mattermost (the
+//! WebSocket event API) run on it.
+
+use std::future::Future;
+use std::time::Instant;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::backoff::{Backoff, sleep_or_shutdown};
+use super::{BackendError, ConnState};
+
+/// Why opening a connection did not give one.
+#[derive(Debug)]
+pub enum ConnectError {
+    /// Worth another try after the backoff (network failure, 5xx, a failed handshake): why.
+    Retry(String),
+    /// Retrying cannot help (refused credentials): stop the backend with this error.
+    Stop(BackendError),
+    /// Shutdown came while connecting.
+    Shutdown,
+}
+
+/// How one connection ended.
+#[derive(Debug)]
+pub enum SessionEnd {
+    /// Shutdown was asked for (the connection is closed).
+    Shutdown,
+    /// The service asked for a new connection (Slack's `disconnect`): reconnect at once.
+    Refresh,
+    /// The connection dropped or went silent: why.
+    Dropped(String),
+    /// A condition reconnecting cannot fix.
+    Fatal(BackendError),
+}
+
+/// What differs between streaming services: opening one connection, reading it.
+pub trait EventStream {
+    /// One open connection.
+    type Connection;
+
+    /// The service's name, as logs say it (`slack`, `mattermost`).
+    fn service(&self) -> &'static str;
+
+    /// Opens one connection.
+    fn connect(&mut self) -> impl Future<Output = Result<Self::Connection, ConnectError>> + Send;
+
+    /// Reads `connection` until it ends.
+    fn session(&mut self, connection: Self::Connection) -> impl Future<Output = SessionEnd> + Send;
+}
+
+/// Runs `stream` until shutdown: connects, reads each connection to its end, reconnects
+/// after `backoff`'s delay. Reports `Connecting` before each attempt and after each drop
+/// (the stream reports `Connected` itself, once the service confirms the session).
+/// `Err` only for what [`ConnectError::Stop`] or [`SessionEnd::Fatal`] carries.
+pub async fn supervise<S: EventStream>(
+    stream: &mut S,
+    mut backoff: Backoff,
+    shutdown: &CancellationToken,
+    state: &watch::Sender<ConnState>,
+) -> Result<(), BackendError> {
+    let service = stream.service();
+    loop {
+        if shutdown.is_cancelled() {
+            return Ok(());
+        }
+        state.send_replace(ConnState::Connecting);
+        let connection = match stream.connect().await {
+            Ok(connection) => connection,
+            Err(ConnectError::Stop(e)) => return Err(e),
+            Err(ConnectError::Shutdown) => return Ok(()),
+            Err(ConnectError::Retry(reason)) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(
+                    service,
+                    reason = %reason,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "{service}: cannot connect; retrying"
+                );
+                if !sleep_or_shutdown(delay, shutdown).await {
+                    return Ok(());
+                }
+                continue;
+            }
+        };
+        let started = Instant::now();
+        match stream.session(connection).await {
+            SessionEnd::Shutdown => return Ok(()),
+            SessionEnd::Refresh => backoff.reset(),
+            SessionEnd::Fatal(e) => return Err(e),
+            SessionEnd::Dropped(reason) => {
+                state.send_replace(ConnState::Connecting);
+                backoff.reset_if_stable(started);
+                let delay = backoff.next_delay();
+                tracing::warn!(
+                    service,
+                    reason = %reason,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "{service}: connection lost; reconnecting"
+                );
+                if !sleep_or_shutdown(delay, shutdown).await {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A scripted stream: each connect and each session takes the next scripted outcome.
+    struct Script {
+        connects: VecDeque<Result<(), ConnectError>>,
+        sessions: VecDeque<SessionEnd>,
+        calls: Vec<&'static str>,
+        shutdown: CancellationToken,
+    }
+
+    impl EventStream for Script {
+        type Connection = ();
+
+        fn service(&self) -> &'static str {
+            "script"
+        }
+
+        async fn connect(&mut self) -> Result<(), ConnectError> {
+            self.calls.push("connect");
+            self.connects.pop_front().unwrap_or_else(|| {
+                self.shutdown.cancel();
+                Err(ConnectError::Shutdown)
+            })
+        }
+
+        async fn session(&mut self, (): ()) -> SessionEnd {
+            self.calls.push("session");
+            self.sessions.pop_front().unwrap_or(SessionEnd::Shutdown)
+        }
+    }
+
+    fn script(connects: Vec<Result<(), ConnectError>>, sessions: Vec<SessionEnd>) -> Script {
+        Script {
+            connects: connects.into(),
+            sessions: sessions.into(),
+            calls: Vec::new(),
+            shutdown: CancellationToken::new(),
+        }
+    }
+
+    fn quick() -> Backoff {
+        Backoff::new(Duration::from_millis(1), Duration::from_millis(2))
+    }
+
+    #[tokio::test]
+    async fn retries_connect_failures_and_reconnects_after_drops() {
+        let mut s = script(
+            vec![
+                Err(ConnectError::Retry("down".into())),
+                Ok(()),
+                Ok(()),
+                Ok(()),
+            ],
+            vec![
+                SessionEnd::Dropped("reset".into()),
+                SessionEnd::Refresh,
+                SessionEnd::Shutdown,
+            ],
+        );
+        let (state, states) = watch::channel(ConnState::Connected);
+        let shutdown = s.shutdown.clone();
+        let result = supervise(&mut s, quick(), &shutdown, &state).await;
+        assert!(result.is_ok());
+        assert_eq!(
+            s.calls,
+            [
+                "connect", "connect", "session", "connect", "session", "connect", "session"
+            ]
+        );
+        assert_eq!(*states.borrow(), ConnState::Connecting);
+    }
+
+    #[tokio::test]
+    async fn refused_credentials_and_fatal_sessions_stop_at_once() {
+        let auth = || BackendError::Auth {
+            service: "script",
+            reason: "invalid_auth".into(),
+        };
+        let mut s = script(vec![Err(ConnectError::Stop(auth()))], Vec::new());
+        let (state, _states) = watch::channel(ConnState::Connecting);
+        let shutdown = s.shutdown.clone();
+        let result = supervise(&mut s, quick(), &shutdown, &state).await;
+        assert!(matches!(result, Err(BackendError::Auth { .. })));
+        assert_eq!(s.calls, ["connect"]);
+
+        let mut s = script(vec![Ok(())], vec![SessionEnd::Fatal(auth())]);
+        let shutdown = s.shutdown.clone();
+        let result = supervise(&mut s, quick(), &shutdown, &state).await;
+        assert!(matches!(result, Err(BackendError::Auth { .. })));
+        assert_eq!(s.calls, ["connect", "session"]);
+    }
+
+    #[tokio::test]
+    async fn shutdown_during_the_backoff_wait_ends_the_loop() {
+        let mut s = script(vec![Err(ConnectError::Retry("down".into()))], Vec::new());
+        let (state, _states) = watch::channel(ConnState::Connecting);
+        let shutdown = s.shutdown.clone();
+        let slow = Backoff::new(Duration::from_secs(3600), Duration::from_secs(3600));
+        let stopper = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            stopper.cancel();
+        });
+        let result = tokio::time::timeout(
+            Duration::from_secs(10),
+            supervise(&mut s, slow, &shutdown, &state),
+        )
+        .await
+        .expect("shutdown interrupts the wait");
+        assert!(result.is_ok());
+        assert_eq!(s.calls, ["connect"]);
+    }
+}
