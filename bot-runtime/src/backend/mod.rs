@@ -4,7 +4,12 @@
 //! A backend owns its connection: it connects, authenticates, reconnects with backoff, and
 //! runs until shutdown. It talks to the rest of the bot through [`BackendIo`] channels:
 //! [`Incoming`] messages out, [`Outgoing`] replies in, connection state on a watch channel.
-//! One file per backend; [`build`] picks the one the definition names.
+//! One folder per chat service (`mod.rs` with the connection and wire types, `render.rs`;
+//! the terminal backend [`text`] is one file); [`build`] picks the one the definition
+//! names. What every service shares has one owner: [`backoff`] (reconnect pacing),
+//! [`mention`] (a leading mention of the bot), [`supervisor`] (the reconnect loop of
+//! streaming services), [`error`] (the error family), [`rich`] (the parts every renderer
+//! starts from), [`split`] (cutting output to size).
 
 pub mod actions;
 pub mod backoff;
