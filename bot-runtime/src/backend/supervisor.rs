@@ -5,8 +5,8 @@
 //! (discover the URL, open the socket, check the token) and how to read one connection
 //! until it ends. [`supervise`] owns the rest: the [`ConnState`] it reports, pacing
 //! (a connection that stayed up resets the backoff, one that drops at once does not), and
-//! the one place a failed attempt is logged. Slack (Socket Mode) and Mattermost (the
-//! WebSocket event API) run on it.
+//! the one place a failed attempt is logged. Slack (Socket Mode), Mattermost (the
+//! WebSocket event API) and Rocket.Chat (the realtime DDP API) run on it.
 
 use std::future::Future;
 use std::time::Instant;
@@ -35,8 +35,17 @@ pub enum SessionEnd {
     Shutdown,
     /// The service asked for a new connection (Slack's `disconnect`): reconnect at once.
     Refresh,
-    /// The connection dropped or went silent: why.
+    /// The connection dropped or went silent: why. The backoff resets when it had stayed
+    /// up long enough ([`Backoff::reset_if_stable`]).
     Dropped(String),
+    /// The connection ended and the stream has logged why; `healthy` when it had worked
+    /// (the service confirmed the session), which resets the backoff.
+    Closed {
+        /// Whether the connection had worked.
+        healthy: bool,
+    },
+    /// Connect again at once, keeping the backoff (Rocket.Chat: a fresh login is needed).
+    Again,
     /// A condition reconnecting cannot fix.
     Fatal(BackendError),
 }
@@ -95,6 +104,22 @@ pub async fn supervise<S: EventStream>(
             SessionEnd::Shutdown => return Ok(()),
             SessionEnd::Refresh => backoff.reset(),
             SessionEnd::Fatal(e) => return Err(e),
+            SessionEnd::Again => {}
+            SessionEnd::Closed { healthy } => {
+                if healthy {
+                    backoff.reset();
+                }
+                state.send_replace(ConnState::Connecting);
+                let delay = backoff.next_delay();
+                tracing::info!(
+                    service,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "{service}: reconnecting"
+                );
+                if !sleep_or_shutdown(delay, shutdown).await {
+                    return Ok(());
+                }
+            }
             SessionEnd::Dropped(reason) => {
                 state.send_replace(ConnState::Connecting);
                 backoff.reset_if_stable(started);
@@ -188,6 +213,33 @@ mod tests {
             ]
         );
         assert_eq!(*states.borrow(), ConnState::Connecting);
+    }
+
+    #[tokio::test]
+    async fn closed_and_again_reconnect() {
+        let mut s = script(
+            vec![Ok(()), Ok(()), Ok(())],
+            vec![
+                SessionEnd::Again,
+                SessionEnd::Closed { healthy: true },
+                SessionEnd::Shutdown,
+            ],
+        );
+        let (state, _states) = watch::channel(ConnState::Connecting);
+        let shutdown = s.shutdown.clone();
+        let result = tokio::time::timeout(
+            Duration::from_secs(10),
+            supervise(&mut s, quick(), &shutdown, &state),
+        )
+        .await
+        .expect("no long wait");
+        assert!(result.is_ok());
+        assert_eq!(
+            s.calls,
+            [
+                "connect", "session", "connect", "session", "connect", "session"
+            ]
+        );
     }
 
     #[tokio::test]

@@ -54,6 +54,7 @@ use url::Url;
 use super::backoff::Backoff;
 use super::error::ApiError;
 use super::mention;
+use super::supervisor::{ConnectError, EventStream, SessionEnd, supervise};
 use super::websocket::{self, WsStream};
 use super::{
     Backend, BackendError, BackendIo, BoxFuture, Capabilities, ConnState, Incoming, Outgoing, Room,
@@ -153,6 +154,7 @@ impl Backend for RocketChatBackend {
                 state: state.clone(),
                 stop: stop.clone(),
                 next_id: 0,
+                relogins: 0,
             };
             let realtime = realtime.run();
             tokio::pin!(realtime);
@@ -731,67 +733,68 @@ struct Realtime {
     state: watch::Sender<ConnState>,
     stop: CancellationToken,
     next_id: u64,
+    /// Logins in a row the realtime API refused.
+    relogins: u32,
+}
+
+impl EventStream for Realtime {
+    type Connection = (WsStream, Arc<Session>);
+
+    fn service(&self) -> &'static str {
+        "rocketchat"
+    }
+
+    async fn connect(&mut self) -> Result<(WsStream, Arc<Session>), ConnectError> {
+        let session = match self.rest.session().await {
+            Ok(session) => session,
+            Err(ApiError::Auth(reason)) => {
+                return Err(ConnectError::Stop(BackendError::Auth {
+                    service: "rocketchat",
+                    reason,
+                }));
+            }
+            Err(e) => return Err(ConnectError::Retry(format!("login failed: {e}"))),
+        };
+        match websocket::connect(&self.websocket_url).await {
+            Ok(ws) => Ok((ws, session)),
+            Err(e) => Err(ConnectError::Retry(format!(
+                "realtime connect to {} failed: {e}",
+                self.websocket_url
+            ))),
+        }
+    }
+
+    async fn session(&mut self, (ws, session): (WsStream, Arc<Session>)) -> SessionEnd {
+        match self.connection(ws, &session).await {
+            Ending::Shutdown => SessionEnd::Shutdown,
+            Ending::Relogin => {
+                self.relogins += 1;
+                if self.relogins > 2 || matches!(self.rest.login, Login::Token { .. }) {
+                    return SessionEnd::Fatal(BackendError::Auth {
+                        service: "rocketchat",
+                        reason: "the realtime API refused the login token".into(),
+                    });
+                }
+                self.rest.forget();
+                SessionEnd::Again
+            }
+            Ending::Reconnect { worked } => {
+                if worked {
+                    self.relogins = 0;
+                }
+                SessionEnd::Closed { healthy: worked }
+            }
+        }
+    }
 }
 
 impl Realtime {
+    /// Reconnects until shutdown; `Err` only when the login is refused.
     async fn run(mut self) -> Result<(), BackendError> {
-        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
-        let mut relogins = 0u32;
-        loop {
-            if self.stop.is_cancelled() {
-                return Ok(());
-            }
-            let _ = self.state.send(ConnState::Connecting);
-            let ending = match self.rest.session().await {
-                Err(ApiError::Auth(reason)) => {
-                    return Err(BackendError::Auth {
-                        service: "rocketchat",
-                        reason,
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "rocketchat: login failed");
-                    Ending::Reconnect { worked: false }
-                }
-                Ok(session) => match websocket::connect(&self.websocket_url).await {
-                    Err(e) => {
-                        tracing::warn!(url = %self.websocket_url, error = %e, "rocketchat: realtime connect failed");
-                        Ending::Reconnect { worked: false }
-                    }
-                    Ok(ws) => self.connection(ws, &session).await,
-                },
-            };
-            match ending {
-                Ending::Shutdown => return Ok(()),
-                Ending::Relogin => {
-                    relogins += 1;
-                    if relogins > 2 || matches!(self.rest.login, Login::Token { .. }) {
-                        return Err(BackendError::Auth {
-                            service: "rocketchat",
-                            reason: "the realtime API refused the login token".into(),
-                        });
-                    }
-                    self.rest.forget();
-                    continue;
-                }
-                Ending::Reconnect { worked } => {
-                    if worked {
-                        backoff.reset();
-                        relogins = 0;
-                    }
-                    let delay = backoff.next_delay();
-                    let _ = self.state.send(ConnState::Connecting);
-                    tracing::info!(
-                        delay_ms = delay.as_millis() as u64,
-                        "rocketchat: reconnecting"
-                    );
-                    tokio::select! {
-                        () = tokio::time::sleep(delay) => {}
-                        () = self.stop.cancelled() => return Ok(()),
-                    }
-                }
-            }
-        }
+        let backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+        let stop = self.stop.clone();
+        let state = self.state.clone();
+        supervise(&mut self, backoff, &stop, &state).await
     }
 
     fn id(&mut self) -> String {
