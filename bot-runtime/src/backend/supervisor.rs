@@ -6,10 +6,11 @@
 //! until it ends. [`supervise`] owns the rest: the [`ConnState`] it reports, pacing
 //! (a connection that stayed up resets the backoff, one that drops at once does not), and
 //! the one place a failed attempt is logged. Slack (Socket Mode), Mattermost (the
-//! WebSocket event API) and Rocket.Chat (the realtime DDP API) run on it.
+//! WebSocket event API), Discord (the gateway) and Rocket.Chat (the realtime DDP API) run
+//! on it.
 
 use std::future::Future;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -38,11 +39,16 @@ pub enum SessionEnd {
     /// The connection dropped or went silent: why. The backoff resets when it had stayed
     /// up long enough ([`Backoff::reset_if_stable`]).
     Dropped(String),
-    /// The connection ended and the stream has logged why; `healthy` when it had worked
-    /// (the service confirmed the session), which resets the backoff.
+    /// The connection ended and the stream has logged why. `healthy` when it had worked
+    /// (the service confirmed the session), which resets the backoff; `pause` replaces the
+    /// backoff's delay (Discord: resume at once after a working connection, or the 1–5 s an
+    /// invalid session asks for). A healthy connection still counts one step of the backoff,
+    /// so a loop of instant drops is paced.
     Closed {
         /// Whether the connection had worked.
         healthy: bool,
+        /// Wait this long instead of the backoff's delay.
+        pause: Option<Duration>,
     },
     /// Connect again at once, keeping the backoff (Rocket.Chat: a fresh login is needed).
     Again,
@@ -105,12 +111,20 @@ pub async fn supervise<S: EventStream>(
             SessionEnd::Refresh => backoff.reset(),
             SessionEnd::Fatal(e) => return Err(e),
             SessionEnd::Again => {}
-            SessionEnd::Closed { healthy } => {
+            SessionEnd::Closed { healthy, pause } => {
                 if healthy {
                     backoff.reset();
                 }
+                let delay = match pause {
+                    Some(pause) => {
+                        if healthy {
+                            backoff.next_delay();
+                        }
+                        pause
+                    }
+                    None => backoff.next_delay(),
+                };
                 state.send_replace(ConnState::Connecting);
-                let delay = backoff.next_delay();
                 tracing::info!(
                     service,
                     retry_in_ms = delay.as_millis() as u64,
@@ -141,7 +155,6 @@ pub async fn supervise<S: EventStream>(
 #[cfg(test)]
 mod tests {
     use std::collections::VecDeque;
-    use std::time::Duration;
 
     use super::*;
 
@@ -221,7 +234,10 @@ mod tests {
             vec![Ok(()), Ok(()), Ok(())],
             vec![
                 SessionEnd::Again,
-                SessionEnd::Closed { healthy: true },
+                SessionEnd::Closed {
+                    healthy: true,
+                    pause: None,
+                },
                 SessionEnd::Shutdown,
             ],
         );
@@ -240,6 +256,35 @@ mod tests {
                 "connect", "session", "connect", "session", "connect", "session"
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn a_pause_replaces_the_backoff_delay() {
+        let mut s = script(
+            vec![Ok(()), Ok(()), Ok(())],
+            vec![
+                SessionEnd::Closed {
+                    healthy: false,
+                    pause: Some(Duration::from_millis(1)),
+                },
+                SessionEnd::Closed {
+                    healthy: true,
+                    pause: Some(Duration::from_millis(1)),
+                },
+                SessionEnd::Shutdown,
+            ],
+        );
+        let (state, _states) = watch::channel(ConnState::Connecting);
+        let shutdown = s.shutdown.clone();
+        let slow = Backoff::new(Duration::from_secs(3600), Duration::from_secs(3600));
+        let result = tokio::time::timeout(
+            Duration::from_secs(10),
+            supervise(&mut s, slow, &shutdown, &state),
+        )
+        .await
+        .expect("the pauses, not the hour-long backoff, paced the reconnects");
+        assert!(result.is_ok());
+        assert_eq!(s.calls.len(), 6);
     }
 
     #[tokio::test]

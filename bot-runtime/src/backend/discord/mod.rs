@@ -64,6 +64,7 @@ use super::backoff::{Backoff, jitter};
 use super::error::ApiError;
 use super::mention;
 use super::rich;
+use super::supervisor::{ConnectError, EventStream, SessionEnd, supervise};
 use super::webapi::str_field;
 use super::websocket::{self, WsStream};
 use super::{
@@ -164,6 +165,7 @@ impl Backend for DiscordBackend {
                 incoming,
                 state: state.clone(),
                 stop: stop.clone(),
+                session: None,
             };
             let gateway = gateway.run();
             tokio::pin!(gateway);
@@ -956,90 +958,80 @@ struct Gateway {
     incoming: mpsc::Sender<Incoming>,
     state: watch::Sender<ConnState>,
     stop: CancellationToken,
+    /// The session to RESUME on the next connection, if Discord still has it.
+    session: Option<Session>,
+}
+
+impl EventStream for Gateway {
+    type Connection = WsStream;
+
+    fn service(&self) -> &'static str {
+        "discord"
+    }
+
+    async fn connect(&mut self) -> Result<WsStream, ConnectError> {
+        let base = match &self.session {
+            Some(s) => s.resume_url.clone(),
+            None => match self.gateway_bot().await {
+                Ok(base) => base,
+                Err(ApiError::Auth(reason)) => {
+                    return Err(ConnectError::Stop(BackendError::Auth {
+                        service: "discord",
+                        reason,
+                    }));
+                }
+                Err(e) => {
+                    return Err(ConnectError::Retry(format!(
+                        "cannot get the gateway URL: {e}"
+                    )));
+                }
+            },
+        };
+        let url = gateway_url(&base).map_err(|reason| {
+            self.session = None;
+            ConnectError::Retry(format!("bad gateway URL {base}: {reason}"))
+        })?;
+        let ws = websocket::connect(url.as_str())
+            .await
+            .map_err(|e| ConnectError::Retry(format!("gateway connect failed: {e}")))?;
+        tracing::debug!(url = %url, resume = self.session.is_some(), "discord: gateway connected");
+        Ok(ws)
+    }
+
+    async fn session(&mut self, ws: WsStream) -> SessionEnd {
+        let mut session = self.session.take();
+        let ending = self.connection(ws, &mut session).await;
+        self.session = session;
+        match ending {
+            Err(e) => SessionEnd::Fatal(e),
+            Ok(Ending::Shutdown) => SessionEnd::Shutdown,
+            // A working connection that dropped: resume right away, once.
+            Ok(Ending::Reconnect {
+                worked: true,
+                pause,
+            }) => SessionEnd::Closed {
+                healthy: true,
+                pause: Some(pause.unwrap_or(Duration::from_millis(100))),
+            },
+            Ok(Ending::Reconnect {
+                worked: false,
+                pause,
+            }) => SessionEnd::Closed {
+                healthy: false,
+                pause,
+            },
+        }
+    }
 }
 
 impl Gateway {
-    async fn run(self) -> Result<(), BackendError> {
-        let mut session: Option<Session> = None;
-        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
-        loop {
-            if self.stop.is_cancelled() {
-                return Ok(());
-            }
-            let _ = self.state.send(ConnState::Connecting);
-            let base = match &session {
-                Some(s) => Ok(s.resume_url.clone()),
-                None => self.gateway_bot().await,
-            };
-            let ending = match base {
-                Err(ApiError::Auth(reason)) => {
-                    return Err(BackendError::Auth {
-                        service: "discord",
-                        reason,
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "discord: cannot get the gateway URL");
-                    Ending::Reconnect {
-                        worked: false,
-                        pause: None,
-                    }
-                }
-                Ok(base) => match gateway_url(&base) {
-                    Err(reason) => {
-                        tracing::warn!(url = %base, %reason, "discord: bad gateway URL");
-                        session = None;
-                        Ending::Reconnect {
-                            worked: false,
-                            pause: None,
-                        }
-                    }
-                    Ok(url) => match websocket::connect(url.as_str()).await {
-                        Err(e) => {
-                            tracing::warn!(error = %e, "discord: gateway connect failed");
-                            Ending::Reconnect {
-                                worked: false,
-                                pause: None,
-                            }
-                        }
-                        Ok(ws) => {
-                            tracing::debug!(url = %url, resume = session.is_some(), "discord: gateway connected");
-                            self.connection(ws, &mut session).await?
-                        }
-                    },
-                },
-            };
-            match ending {
-                Ending::Shutdown => return Ok(()),
-                Ending::Reconnect { worked, pause } => {
-                    if worked {
-                        backoff.reset();
-                    }
-                    let delay = pause.unwrap_or_else(|| {
-                        if worked {
-                            // A working connection that dropped: resume right away, once.
-                            Duration::from_millis(100)
-                        } else {
-                            backoff.next_delay()
-                        }
-                    });
-                    if worked {
-                        // Count this attempt so a loop of instant drops still backs off.
-                        backoff.next_delay();
-                    }
-                    let _ = self.state.send(ConnState::Connecting);
-                    tracing::info!(
-                        delay_ms = delay.as_millis() as u64,
-                        resume = session.is_some(),
-                        "discord: reconnecting"
-                    );
-                    tokio::select! {
-                        () = tokio::time::sleep(delay) => {}
-                        () = self.stop.cancelled() => return Ok(()),
-                    }
-                }
-            }
-        }
+    /// Reconnects (resuming when it can) until shutdown; `Err` only for a refused token
+    /// or settings Discord rejects.
+    async fn run(mut self) -> Result<(), BackendError> {
+        let backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+        let stop = self.stop.clone();
+        let state = self.state.clone();
+        supervise(&mut self, backoff, &stop, &state).await
     }
 
     async fn gateway_bot(&self) -> Result<String, ApiError> {

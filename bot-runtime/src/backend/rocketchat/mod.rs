@@ -782,7 +782,10 @@ impl EventStream for Realtime {
                 if worked {
                     self.relogins = 0;
                 }
-                SessionEnd::Closed { healthy: worked }
+                SessionEnd::Closed {
+                    healthy: worked,
+                    pause: None,
+                }
             }
         }
     }
