@@ -34,6 +34,10 @@ use crate::stackstorm::types::{
 };
 use crate::stackstorm::{St2Client, St2Error};
 use crate::template::Templates;
+use bot_config::templates::{
+    AckContext, AmbiguousContext, DeniedContext, ErrorContext, ExecutionContext, HelpContext,
+    NoMatchContext, ResultContext,
+};
 
 mod confirm;
 mod inquiry;
@@ -707,15 +711,14 @@ impl Dispatcher {
             Some(r) => format!("in {r}"),
             None => "in a direct message".to_owned(),
         };
-        Err(self.templates.render(
-            "denied",
-            &json!({
-                "user": message.user, "command": self.echo(command),
-                "room": room.unwrap_or("a direct message"), "where": place,
-                "instead": self.where_allowed(&message.user, reference, room),
-                "rule": verdict.describe(),
-            }),
-        ))
+        Err(self.templates.render(&DeniedContext {
+            user: &message.user,
+            command: &self.echo(command),
+            room: room.unwrap_or("a direct message"),
+            place: &place,
+            instead: &self.where_allowed(&message.user, reference, room),
+            rule: &verdict.describe(),
+        }))
     }
 
     /// What a refused user may do instead: the rooms (named literally in the access rules)
@@ -1068,22 +1071,19 @@ impl Dispatcher {
         } else {
             String::new()
         };
-        let text = self.templates.render(
-            "ack",
-            &json!({
-                "user": message.user,
-                "room": message.room.as_ref().map(|r| r.name.clone()).unwrap_or_default(),
-                "command": self.echo(command),
-                "alias": resolved.reference,
-                "message": r.message.clone().unwrap_or_default(),
-                "url": url,
-                "execution": {
-                    "id": r.execution.id,
-                    "status": r.execution.status,
-                    "web_url": r.execution.web_url,
-                },
-            }),
-        );
+        let text = self.templates.render(&AckContext {
+            user: &message.user,
+            room: message.room.as_ref().map_or("", |r| r.name.as_str()),
+            command: &self.echo(command),
+            alias: &resolved.reference,
+            message: r.message.as_deref().unwrap_or_default(),
+            url: &url,
+            execution: ExecutionContext {
+                id: &r.execution.id,
+                status: r.execution.status.as_deref(),
+                web_url: r.execution.web_url.as_deref(),
+            },
+        });
         let mut out = Outgoing::text(self.reply_target(message), text);
         out.extra = r.extra.clone();
         if self.remembers_acks() {
@@ -1168,34 +1168,33 @@ impl Dispatcher {
                     .collect()
             })
             .unwrap_or_default();
-        self.templates.render(
-            "no_match",
-            &json!({
-                "user": message.user, "command": self.echo(command), "prefix": self.spec.chat.prefix,
-                "help_command": self.spec.chat.help_command, "suggestions": suggestions,
-            }),
-        )
+        self.templates.render(&NoMatchContext {
+            user: &message.user,
+            command: &self.echo(command),
+            prefix: &self.spec.chat.prefix,
+            help_command: &self.spec.chat.help_command,
+            suggestions: &suggestions,
+        })
     }
 
     fn ambiguous_text(&self, message: &Incoming, command: &str, candidates: &[String]) -> String {
-        self.templates.render(
-            "ambiguous",
-            &json!({
-                "user": message.user, "command": self.echo(command),
-                "prefix": self.spec.chat.prefix, "candidates": candidates,
-            }),
-        )
+        self.templates.render(&AmbiguousContext {
+            user: &message.user,
+            command: &self.echo(command),
+            prefix: &self.spec.chat.prefix,
+            candidates,
+        })
     }
 
     fn error_text(&self, message: &Incoming, command: &str, e: &St2Error) -> String {
         tracing::warn!(error = %e, request_id = e.request_id().unwrap_or(""), "command failed");
-        self.templates.render(
-            "error",
-            &json!({
-                "user": message.user, "command": self.echo(command), "error": e.user_message(),
-                "status": e.status(), "request_id": e.request_id(),
-            }),
-        )
+        self.templates.render(&ErrorContext {
+            user: &message.user,
+            command: &self.echo(command),
+            error: &e.user_message(),
+            status: e.status(),
+            request_id: e.request_id(),
+        })
     }
 
     /// `help [pack] [keyword…]`: one word is tried as a pack, then as a keyword.
@@ -1261,14 +1260,12 @@ impl Dispatcher {
                 text.push_str(&format!("{}:\n", entry.pack));
                 current_pack = &entry.pack;
             }
-            let line = self.templates.render(
-                "help",
-                &json!({
-                    "pack": entry.pack, "display": entry.display,
-                    "description": entry.description.clone().unwrap_or_default(),
-                    "prefix": self.spec.chat.prefix,
-                }),
-            );
+            let line = self.templates.render(&HelpContext {
+                pack: &entry.pack,
+                display: &entry.display,
+                description: entry.description.as_deref().unwrap_or_default(),
+                prefix: &self.spec.chat.prefix,
+            });
             text.push_str("  ");
             text.push_str(&line);
             text.push('\n');
@@ -1403,14 +1400,14 @@ impl Dispatcher {
             (Some(id), true) => self.execution_status(id).await,
             _ => None,
         };
-        let text = self.templates.render(
-            "result",
-            &json!({
-                "message": a.message.clone().unwrap_or_default(),
-                "user": a.user, "channel": a.channel, "whisper": a.whisper.unwrap_or(false),
-                "context": a.context, "extra": a.extra,
-            }),
-        );
+        let text = self.templates.render(&ResultContext {
+            message: a.message.as_deref().unwrap_or_default(),
+            user: a.user.as_deref(),
+            channel: a.channel.as_deref(),
+            whisper: a.whisper.unwrap_or(false),
+            context: a.context.as_ref(),
+            extra: a.extra.as_ref(),
+        });
         let whisper = a.whisper.unwrap_or(false);
         let context = a.context.clone().unwrap_or(Value::Null);
         let target = match (&a.channel, &a.user) {
