@@ -3,10 +3,10 @@
 //! be given.
 //!
 //! Read [`SLOTS`] first, then one context ([`AckContext`]). Each slot's variables are the
-//! fields of its context struct, declared once (by the `template_context!` macro): the build-time
-//! check reads them from [`TemplateContext::VARS`] and the runtime (`bot-runtime`'s
-//! `template` module) fills the same struct, so what a template may use and what it is
-//! given cannot drift apart.
+//! fields of its context struct, declared once (by the `template_context!` macro): the
+//! build-time check reads them from [`TemplateContext::VARS`] and the runtime
+//! (`bot-runtime`'s `template` module) fills the same struct, so what a template may use
+//! and what it is given cannot drift apart.
 
 use handlebars::template::{HelperTemplate, Parameter, Template, TemplateElement};
 use serde::Serialize;
