@@ -240,9 +240,16 @@ pub struct Slot {
     pub default: &'static str,
 }
 
-/// Ties a context to its slot.
+/// Declares each slot's constant (`ACK`…) with its context's variables, ties the context to
+/// it ([`SlotContext`]) and lists every slot in [`SLOTS`].
 macro_rules! slots {
-    ($($context:ident => $slot:ident { name: $name:literal, purpose: $purpose:literal, default: $default:literal, })*) => {
+    ($(
+        $context:ident => $slot:ident {
+            name: $name:literal,
+            purpose: $purpose:literal,
+            default: $default:literal,
+        }
+    )*) => {
         $(
             #[doc = concat!("The `", $name, "` slot: ", $purpose, ".")]
             pub const $slot: Slot = Slot {
