@@ -92,7 +92,11 @@ struct Process {
     lines: Receiver<(Instant, Source, String)>,
 }
 
-fn forward(reader: impl std::io::Read + Send + 'static, source: Source, tx: Sender<(Instant, Source, String)>) {
+fn forward(
+    reader: impl std::io::Read + Send + 'static,
+    source: Source,
+    tx: Sender<(Instant, Source, String)>,
+) {
     std::thread::spawn(move || {
         for line in BufReader::new(reader).lines() {
             let Ok(line) = line else { return };
@@ -119,7 +123,11 @@ impl Process {
             forward(err, Source::Err, tx);
         }
         let stdin = child.stdin.take();
-        Ok(Process { child, stdin, lines })
+        Ok(Process {
+            child,
+            stdin,
+            lines,
+        })
     }
 
     fn pid(&self) -> u32 {

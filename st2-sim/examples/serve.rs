@@ -40,9 +40,7 @@ fn parse_args() -> Result<Args, String> {
         let mut value = || given.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
             "--aliases" => {
-                args.aliases = value()?
-                    .parse()
-                    .map_err(|e| format!("--aliases: {e}"))?;
+                args.aliases = value()?.parse().map_err(|e| format!("--aliases: {e}"))?;
             }
             "--listen" => {
                 args.listen = value()?.parse().map_err(|e| format!("--listen: {e}"))?;

@@ -254,8 +254,14 @@ mod tests {
             );
             let (verb, noun) = generated_words(i);
             for (command, representation) in [
-                (format!("{noun} {verb} status"), format!("{noun} {verb} status {{{{level=info}}}}")),
-                (format!("{verb} web1 on {noun}"), format!("{verb} {{{{target}}}} on {noun}")),
+                (
+                    format!("{noun} {verb} status"),
+                    format!("{noun} {verb} status {{{{level=info}}}}"),
+                ),
+                (
+                    format!("{verb} web1 on {noun}"),
+                    format!("{verb} {{{{target}}}} on {noun}"),
+                ),
                 (
                     format!("{verb} web1 on {noun} with fast"),
                     format!("{verb} {{{{target}}}} on {noun} with {{{{options}}}}"),
