@@ -1409,6 +1409,48 @@ mod tests {
     use super::*;
     use crate::backend::Room;
 
+    /// Help from the bot's copy selects what `GET /actionalias/help` would: enabled aliases,
+    /// the pack exactly, the keyword a case-insensitive regex searched in each line; an
+    /// invalid keyword is an error, not an empty list.
+    #[test]
+    fn help_selection_filters_like_stackstorm_help() {
+        use st2_alias::{Alias, AliasIndex, FormatEntry};
+        let plain = |s: &str| FormatEntry::Plain(s.to_owned());
+        let mut off = Alias::new("core", "off", vec![plain("reboot {{host}}")]);
+        off.enabled = false;
+        let index = AliasIndex::new(vec![
+            Alias::new("core", "local", vec![plain("local {{cmd}}")]),
+            off,
+            Alias::new(
+                "packs",
+                "get",
+                vec![plain("pack get {{pack}}"), plain("pack show {{pack}}")],
+            ),
+        ]);
+        let displays = |pack: Option<&str>, filter: Option<&str>| -> Vec<String> {
+            help_selection(&index, pack, filter)
+                .expect("valid filter")
+                .into_iter()
+                .map(|(_, display, _)| display.to_owned())
+                .collect()
+        };
+        assert_eq!(
+            displays(None, None),
+            ["local {{cmd}}", "pack get {{pack}}", "pack show {{pack}}"]
+        );
+        assert_eq!(displays(Some("packs"), None).len(), 2);
+        assert!(
+            displays(Some("pack"), None).is_empty(),
+            "pack names are exact"
+        );
+        assert_eq!(displays(None, Some("SHOW")), ["pack show {{pack}}"]);
+        assert!(displays(None, Some("reboot")).is_empty(), "disabled");
+        // Line positions index the rendered lines, disabled aliases included.
+        let chosen = help_selection(&index, Some("packs"), None).expect("valid");
+        assert_eq!(chosen.iter().map(|c| c.2).collect::<Vec<_>>(), [2, 3]);
+        assert!(help_selection(&index, None, Some("(unclosed")).is_err());
+    }
+
     fn dispatcher(access: &str) -> Dispatcher {
         let key = std::env::temp_dir().join(format!("st2bot-dispatch-test-{}", std::process::id()));
         std::fs::write(&key, "test-key").unwrap();
