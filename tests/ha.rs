@@ -521,6 +521,7 @@ async fn the_audit_trail_is_also_kept_in_postgresql() {
                 rich: false,
                 threads: false,
                 edit: false,
+                buttons: false,
             },
             AliasCache::new(),
             tx,

@@ -411,6 +411,7 @@ async fn the_audit_trail_records_a_session_line_by_line() {
                 rich: false,
                 threads: false,
                 edit: false,
+                buttons: false,
             },
             AliasCache::new(),
             tx,
@@ -517,19 +518,16 @@ async fn the_audit_trail_records_a_session_line_by_line() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// Issue 16 acceptance on a web backend: the whole bot (`app::run`, what the executable
-/// runs) on the Slack fake (`tests/fakes/slack.rs`, Socket Mode in, Web API out) with the
-/// simulator: the question is posted in the channel of the command, a user outside the
-/// roles and an invalid answer are refused before StackStorm sees anything, and a member's
-/// answer resumes the workflow, whose result comes back to the channel.
-#[tokio::test]
-async fn on_slack_an_inquiry_is_answered_from_the_channel_and_the_workflow_resumes() {
-    use slack_fake::{ALICE, APP_TOKEN, BOB, BOT_TOKEN, OPS, SlackFake};
-    const DAVE: &str = "U0DAVE001";
-
-    let sim = Sim::start(config()).await.expect("simulator");
-    let fake = SlackFake::start().await;
-    fake.add_user(DAVE, "dave");
+/// The whole bot (`app::run`, what the executable runs) on the Slack fake with the
+/// simulator: oncall (alice, bob) may run anything, everyone may answer inquiries.
+async fn start_slack_bot(
+    sim: &Sim,
+    fake: &slack_fake::SlackFake,
+) -> (
+    tokio::task::JoinHandle<std::process::ExitCode>,
+    backend_io::TempDir,
+) {
+    use slack_fake::{APP_TOKEN, BOT_TOKEN};
     let dir = backend_io::TempDir::new("inquiry-slack");
     let yaml = format!(
         "name: slack-inquiries\nbackend:\n  kind: slack\n  app_token: \"file:{}\"\n  bot_token: \"file:{}\"\n  url: {}\n\
@@ -551,9 +549,113 @@ async fn on_slack_an_inquiry_is_answered_from_the_channel_and_the_workflow_resum
     let bot = tokio::spawn(async move {
         bot_runtime::app::run(spec, st2, &bot_runtime::cli::Options::default()).await
     });
-    wait_for_stream(&sim, 1).await;
+    wait_for_stream(sim, 1).await;
     fake.wait_until("the bot's socket", WAIT, |f| f.open_sockets() >= 1)
         .await;
+    (bot, dir)
+}
+
+/// Issue 16 item 1: on a service with threads, a yes/no question is asked in the thread of
+/// the command, and a plain `yes` or `no` there answers it with the checks of `!approve` /
+/// `!reject`: a user outside the roles is refused, a member's `Yes` resumes the workflow.
+#[tokio::test]
+async fn on_slack_a_yes_in_the_questions_thread_answers_it() {
+    use slack_fake::{ALICE, BOB, OPS, SlackFake};
+    const DAVE: &str = "U0DAVE001";
+
+    let sim = Sim::start(config()).await.expect("simulator");
+    let fake = SlackFake::start().await;
+    fake.add_user(DAVE, "dave");
+    let (bot, _dir) = start_slack_bot(&sim, &fake).await;
+    let posted = |needle: &str| {
+        let needle = needle.to_owned();
+        move |f: &SlackFake| {
+            f.posts()
+                .iter()
+                .any(|p| p.text.as_deref().is_some_and(|t| t.contains(&needle)))
+        }
+    };
+
+    let ts = fake.user_says(ALICE, OPS, "!gated deploy web", None);
+    fake.wait_until("the question", WAIT, posted("❓ Inquiry "))
+        .await;
+    let question = fake
+        .posts()
+        .into_iter()
+        .find(|p| p.text.as_deref().is_some_and(|t| t.contains("❓ Inquiry ")))
+        .unwrap();
+    assert_eq!(question.channel, OPS);
+    assert_eq!(
+        question.thread_ts.as_deref(),
+        Some(ts.as_str()),
+        "in the command's thread"
+    );
+    let text = question.text.unwrap();
+    assert!(
+        text.ends_with("Or reply `yes` or `no` in this thread."),
+        "{text}"
+    );
+    let id = text
+        .split("Inquiry ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+
+    // Not in the thread, or not a yes/no word: not an answer, and no reply.
+    fake.user_says(BOB, OPS, "yes", None);
+    fake.user_says(BOB, OPS, "yes, later", Some(&ts));
+    fake.user_says(DAVE, OPS, "yes", Some(&ts));
+    fake.wait_until(
+        "dave refused",
+        WAIT,
+        posted(&format!(
+            "dave: you may not answer inquiry {id}: only members of oncall may answer it"
+        )),
+    )
+    .await;
+    assert!(answers_sent(&sim).is_empty(), "nothing reached StackStorm");
+
+    fake.user_says(BOB, OPS, "Yes", Some(&ts));
+    fake.wait_until(
+        "the answer",
+        WAIT,
+        posted(&format!(
+            "bob: inquiry {id} answered with {{\"approve\":true}}; the workflow resumes."
+        )),
+    )
+    .await;
+    assert_eq!(
+        answers_sent(&sim),
+        vec![json!({"id": id, "response": {"approve": true}})]
+    );
+    let answer = fake
+        .posts()
+        .into_iter()
+        .find(|p| {
+            p.text
+                .as_deref()
+                .is_some_and(|t| t.contains("answered with"))
+        })
+        .unwrap();
+    assert_eq!(answer.thread_ts.as_deref(), Some(ts.as_str()));
+    bot.abort();
+}
+
+/// Issue 16 acceptance on a web backend: the whole bot (`app::run`, what the executable
+/// runs) on the Slack fake (`tests/fakes/slack.rs`, Socket Mode in, Web API out) with the
+/// simulator: the question is posted in the channel of the command, a user outside the
+/// roles and an invalid answer are refused before StackStorm sees anything, and a member's
+/// answer resumes the workflow, whose result comes back to the channel.
+#[tokio::test]
+async fn on_slack_an_inquiry_is_answered_from_the_channel_and_the_workflow_resumes() {
+    use slack_fake::{ALICE, BOB, OPS, SlackFake};
+    const DAVE: &str = "U0DAVE001";
+
+    let sim = Sim::start(config()).await.expect("simulator");
+    let fake = SlackFake::start().await;
+    fake.add_user(DAVE, "dave");
+    let (bot, _dir) = start_slack_bot(&sim, &fake).await;
 
     let posted = |needle: &str| {
         let needle = needle.to_owned();

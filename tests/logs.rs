@@ -259,6 +259,7 @@ async fn password_session_in_a_child_process() {
                 rich: false,
                 threads: false,
                 edit: false,
+                buttons: false,
             },
             aliases.clone(),
             outgoing_tx,

@@ -214,6 +214,32 @@ async fn bot_serves_rooms_and_direct_chats_on_a_real_synapse() {
         body(&replaced),
         "* alice: running `core.local`\n✅ succeeded in 0.2s"
     );
+    // A result replacing its ack (`chat.ack.replace`): the edit carries the whole message,
+    // rich content included, not only its text.
+    let mut result = Outgoing::text(room(&ops), "Execution 5f5e00000000000000000001 succeeded");
+    result.extra = Some(json!({"matrix": {
+        "body": "Execution succeeded",
+        "formatted_body": "<b>Execution</b> succeeded",
+    }}));
+    result.replaces = Some("ack:5f5e00000000000000000001".into());
+    result.replaces_whole = true;
+    bot.outgoing.send(result).await.expect("backend stopped");
+    let replaced = alice.take_messages(&ops, BOT, 1).await.remove(0);
+    assert_eq!(
+        replaced["m.relates_to"],
+        json!({"rel_type": "m.replace", "event_id": posted["event_id"]})
+    );
+    assert_eq!(replaced["m.new_content"]["body"], "Execution succeeded");
+    assert_eq!(
+        replaced["m.new_content"]["formatted_body"],
+        "<b>Execution</b> succeeded"
+    );
+    assert_eq!(
+        replaced["m.new_content"]["format"],
+        "org.matrix.custom.html"
+    );
+    assert_eq!(replaced["formatted_body"], "* <b>Execution</b> succeeded");
+    assert_eq!(body(&replaced), "* Execution succeeded");
 
     // A mention by display name (Synapse's default display name is the localpart).
     alice.send(&ops, "st2bot: !run date", json!({})).await;

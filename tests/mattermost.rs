@@ -28,6 +28,8 @@ fn start(fake: &MattermostFake, dir: &TempDir, token: &str, team: &str) -> Drive
         url: fake.url().into(),
         token: dir.secret("token", token),
         team: team.to_owned().into(),
+        listen: None,
+        actions_url: None,
     };
     Driven::start(Box::new(MattermostBackend::new(&spec)))
 }
@@ -148,7 +150,9 @@ async fn rich_output_carries_the_status_colour_and_extra() {
         remember_as: None,
         replaces: None,
         handle: None,
+        replaces_whole: false,
         report_posted: None,
+        actions: Vec::new(),
     })
     .await;
     let given = json!([{"text": "Approve?", "actions": [{"name": "Yes", "integration": {"url": "http://127.0.0.1:1/a"}}]}]);
@@ -164,7 +168,9 @@ async fn rich_output_carries_the_status_colour_and_extra() {
         remember_as: None,
         replaces: None,
         handle: None,
+        replaces_whole: false,
         report_posted: None,
+        actions: Vec::new(),
     })
     .await;
     let posts = fake.wait_posts(2, WAIT).await;

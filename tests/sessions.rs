@@ -642,7 +642,7 @@ async fn list_and_revoke_are_for_admins_only() {
         off.public.unwrap().contains("no bot admins are configured"),
         "refused clearly without admins"
     );
-    m.set_admins(vec!["root".to_owned()]);
+    m.set_admins(st2bot::config::acl::UserSet::new(&["root".into()], &[]).expect("pattern"));
     let link = page.request_link("U1", "alice").await;
     let link_id = link.split("id=").nth(1).unwrap().to_owned();
     assert_eq!(page.log_in(&link, "st2admin", PASSWORD).await.0, 200);

@@ -51,6 +51,16 @@ async fn commands_run_as_the_logged_in_user() {
     );
     bot.expect("[to alice]", WAIT).await;
 
+    // alice is a session admin through `auth_page.admins: ["@admins"]`.
+    bot.say("!session list").await;
+    bot.expect("[to alice] 1 StackStorm session(s):", WAIT)
+        .await;
+    bot.expect(
+        "alice: I sent you the session list in a private message.",
+        WAIT,
+    )
+    .await;
+
     bot.say("!local date").await;
     bot.expect("alice: running `core.local`", WAIT).await;
     let token = sim

@@ -151,7 +151,9 @@ async fn rich_output_carries_the_status_colour_and_extra() {
         remember_as: None,
         replaces: None,
         handle: None,
+        replaces_whole: false,
         report_posted: None,
+        actions: Vec::new(),
     })
     .await;
     let blocks =
@@ -165,7 +167,9 @@ async fn rich_output_carries_the_status_colour_and_extra() {
         remember_as: None,
         replaces: None,
         handle: None,
+        replaces_whole: false,
         report_posted: None,
+        actions: Vec::new(),
     })
     .await;
     let posts = fake.wait_posts(2, WAIT).await;
@@ -212,6 +216,7 @@ async fn long_output_is_split_under_the_limit_in_order() {
         remember_as: None,
         replaces: None,
         handle: None,
+        replaces_whole: false,
         report_posted: None,
         ..Outgoing::text(
             Target::Room {
@@ -773,5 +778,127 @@ access:
         })
     })
     .await;
+    assert!(fake.rejections().is_empty(), "{:?}", fake.rejections());
+}
+
+/// Issue 19 item 3: with `chat.ack.replace`, the result replaces the ack: the ack message
+/// is edited into the result (its attachment and status colour included) and no second
+/// message is posted; a late live-ack edit does not overwrite it. A result too long for one
+/// message follows its ack as new messages.
+#[tokio::test]
+async fn the_result_replaces_its_ack_when_the_definition_says_so() {
+    let sim = st2_sim::Sim::start(st2_sim::SimConfig::demo())
+        .await
+        .expect("simulator");
+    let fake = SlackFake::start().await;
+    let dir = TempDir::new("slack-replace");
+    let yaml = format!(
+        r##"name: slack-replace
+backend:
+  kind: slack
+  app_token: "file:{app}"
+  bot_token: "file:{bot}"
+  url: {api}
+stackstorm:
+  url: {st2}
+  auth:
+    api_key: "file:{key}"
+  matcher: local
+chat:
+  prefix: "!"
+  ack:
+    replace: true
+access:
+  default: allow
+"##,
+        app = dir.file("app", APP_TOKEN),
+        bot = dir.file("bot", BOT_TOKEN),
+        key = dir.file("st2", "sim-api-key"),
+        api = fake.api_url(),
+        st2 = sim.url(),
+    );
+    let _bot = backend_io::run_whole_bot(&yaml);
+    fake.wait_until("the bot's socket", WAIT, |f| f.open_sockets() == 1)
+        .await;
+    let deadline = Instant::now() + WAIT;
+    while sim.stream_clients() == 0 {
+        assert!(Instant::now() < deadline, "never connected to the stream");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let attachment_texts = |p: &slack_fake::Posted| -> String {
+        p.attachments
+            .iter()
+            .flat_map(|a| a.as_array().into_iter().flatten())
+            .filter_map(|a| a["text"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+
+    fake.user_says(ALICE, OPS, "!local hostname", None);
+    fake.wait_until("the ack edited into the result", WAIT, |f| {
+        f.posts()
+            .iter()
+            .any(|p| attachment_texts(p).contains("st2-simulator"))
+    })
+    .await;
+    let id = sim.executions()[0].id.clone();
+    // Let any late status edit arrive: it must not overwrite the result.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let posts = fake.posts();
+    assert_eq!(posts.len(), 1, "the ack only, edited: {posts:#?}");
+    let ack = &posts[0];
+    assert!(
+        ack.body["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("running `core.local`")),
+        "posted as the ack: {ack:#?}"
+    );
+    assert!(
+        attachment_texts(ack).contains("st2-simulator"),
+        "the result is what the message shows now: {ack:#?}"
+    );
+    assert_eq!(
+        ack.attachments
+            .as_ref()
+            .and_then(|a| a[0]["color"].as_str()),
+        Some("#2EB67D"),
+        "coloured from the execution's status: {ack:#?}"
+    );
+    assert!(
+        !ack.text.as_deref().unwrap_or_default().contains("✅"),
+        "no status line after the result: {ack:#?}"
+    );
+    assert!(
+        attachment_texts(ack).contains(&id) || ack.text.as_deref().unwrap_or("").contains(&id),
+        "{ack:#?}"
+    );
+
+    // Too long for one Slack message: the result follows its ack as new messages.
+    let long = "x".repeat(4500);
+    fake.user_says(ALICE, OPS, &format!("!local {long}"), None);
+    fake.wait_until("the long result, posted after its ack", WAIT, |f| {
+        f.posts().len() >= 3
+            && f.posts()
+                .iter()
+                .skip(1)
+                .any(|p| p.edits.iter().any(|e| e.contains("✅ succeeded in")))
+    })
+    .await;
+    let posts = fake.posts();
+    let second_ack = &posts[1];
+    assert!(
+        second_ack.body["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("running `core.local`")),
+        "{posts:#?}"
+    );
+    assert!(
+        posts[2..].iter().all(|p| p.edits.is_empty()
+            && !p.body["text"]
+                .as_str()
+                .unwrap_or("")
+                .contains("running `core.local`")),
+        "the result pieces are new messages: {posts:#?}"
+    );
     assert!(fake.rejections().is_empty(), "{:?}", fake.rejections());
 }

@@ -158,6 +158,7 @@ impl InProcessBot {
                     rich: false,
                     threads: false,
                     edit: false,
+                    buttons: false,
                 },
                 aliases.clone(),
                 outgoing_tx,

@@ -8,7 +8,8 @@
 //! - `users` entries are names or globs, or `@group`, which matches a member of the group
 //!   (members may be globs too);
 //! - `commands` entries are alias refs or globs over them (`st2.*`), or the bot's own
-//!   commands `bot:help`, `bot:help-all` (`help --all`) and `bot:session`;
+//!   commands `bot:help`, `bot:help-all` (`help --all`), `bot:session`, `bot:inquiry` and
+//!   `bot:confirm`;
 //! - `rooms` entries match the room a message was said in; a rule with `rooms` never
 //!   matches a direct message; `direct: true` matches only direct messages, `false` only rooms.
 //!
@@ -31,7 +32,7 @@ use regex_automata::nfa::thompson;
 use regex_automata::util::pool::Pool;
 use regex_automata::{Anchored, Input, MatchKind, PatternSet, hybrid, meta};
 
-use crate::spec::{AccessSpec, Decision};
+use crate::spec::{AccessSpec, Decision, GroupSpec, Str};
 
 /// The command name access rules use for the help command.
 pub const HELP_COMMAND: &str = "bot:help";
@@ -43,12 +44,17 @@ pub const HELP_ALL_COMMAND: &str = "bot:help-all";
 /// The command name access rules use for the inquiry commands (`inquiry …`, `approve`,
 /// `reject`); who may answer a given inquiry is further limited by its `users` and `roles`.
 pub const INQUIRY_COMMAND: &str = "bot:inquiry";
+/// The command name access rules use for answering confirmations (`confirm CODE`, and
+/// `approve ID` / `reject ID` when the id is a pending confirmation's); who may approve a
+/// given request is further limited by its `confirm:` rule.
+pub const CONFIRM_COMMAND: &str = "bot:confirm";
 /// The bot's own command names, for checks and did-you-mean.
 pub const BOT_COMMANDS: &[&str] = &[
     HELP_COMMAND,
     HELP_ALL_COMMAND,
     SESSION_COMMAND,
     INQUIRY_COMMAND,
+    CONFIRM_COMMAND,
 ];
 
 /// Why a pattern is not a valid glob.
@@ -644,6 +650,44 @@ thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::new());
 }
 
+/// A list of users as access rules write it (names, globs, `@group`), compiled: who is in
+/// it. Used where the definition names people outside a rule (`auth_page.admins`).
+#[derive(Debug, Default)]
+pub struct UserSet {
+    patterns: Vec<GlobMatcher>,
+}
+
+impl UserSet {
+    /// Compiles `entries`, with `@name` standing for the members of group `name` in
+    /// `groups` (an undefined group has no members; the build-time check reports it).
+    pub fn new(entries: &[Str], groups: &[GroupSpec]) -> Result<Self, GlobError> {
+        let mut patterns = Vec::new();
+        for entry in entries {
+            match entry.strip_prefix('@') {
+                Some(group) => {
+                    for g in groups.iter().filter(|g| g.name == group) {
+                        for member in g.members.iter() {
+                            patterns.push(compile_glob(member)?.compile_matcher());
+                        }
+                    }
+                }
+                None => patterns.push(compile_glob(entry)?.compile_matcher()),
+            }
+        }
+        Ok(Self { patterns })
+    }
+
+    /// Whether nobody is in the set.
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
+    /// Whether `user` (a chat name or id) is in the set.
+    pub fn contains(&self, user: &str) -> bool {
+        self.patterns.iter().any(|p| p.is_match(user))
+    }
+}
+
 /// Compiled access rules: build once, decide many times.
 #[derive(Debug)]
 pub struct AccessControl {
@@ -895,6 +939,31 @@ pub fn pattern_covers(outer: &str, inner: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_sets_take_names_globs_and_groups() {
+        let groups = [GroupSpec {
+            name: "oncall".into(),
+            members: vec![Str::from("bob"), Str::from("sre-*")].into(),
+        }];
+        let set = UserSet::new(
+            &["alice".into(), "@oncall".into(), "@nobody".into()],
+            &groups,
+        )
+        .unwrap();
+        for (user, inside) in [
+            ("alice", true),
+            ("bob", true),
+            ("sre-carol", true),
+            ("oncall", false),
+            ("@oncall", false),
+            ("mallory", false),
+        ] {
+            assert_eq!(set.contains(user), inside, "{user}");
+        }
+        assert!(UserSet::new(&[], &groups).unwrap().is_empty());
+        assert!(UserSet::new(&["[".into()], &[]).is_err());
+    }
 
     fn matches(pattern: &str, text: &str) -> bool {
         compile_glob(pattern).unwrap().is_match(text)

@@ -101,6 +101,7 @@ emit_struct!(BotSpec {
     stackstorm,
     chat,
     access,
+    confirm,
     templates,
     auth_page,
     ha,
@@ -135,7 +136,13 @@ emit_struct!(SlackSpec {
     bot_token,
     url
 });
-emit_struct!(MattermostSpec { url, token, team });
+emit_struct!(MattermostSpec {
+    url,
+    token,
+    team,
+    listen,
+    actions_url
+});
 emit_struct!(DiscordSpec { token, url });
 emit_struct!(RocketChatSpec { url, login });
 emit_struct!(MsTeamsSpec {
@@ -171,6 +178,7 @@ emit_struct!(ChatSpec {
     session_command,
     ack,
     live_ack,
+    replace_ack,
     max_message_len
 });
 emit_struct!(AccessSpec {
@@ -187,6 +195,12 @@ emit_struct!(RuleSpec {
     line
 });
 emit_struct!(GroupSpec { name, members });
+emit_struct!(ConfirmSpec {
+    commands,
+    by,
+    within,
+    line
+});
 emit_struct!(TemplatesSpec {
     ack,
     result,
@@ -206,7 +220,8 @@ emit_struct!(AuthPageSpec {
     encryption_key,
     tls,
     allow_plain_http,
-    trusted_proxies
+    trusted_proxies,
+    admins
 });
 emit_struct!(HaSpec {
     database_url,
@@ -356,6 +371,19 @@ emit_unit_enum!(IrcAuth {
 });
 emit_unit_enum!(MatcherKind { StackStorm, Local });
 emit_unit_enum!(Decision { Allow, Deny });
+
+impl Emit for ConfirmBy {
+    fn emit(&self) -> TokenStream {
+        let rt = runtime_path();
+        match self {
+            ConfirmBy::Requester => quote!(#rt::ConfirmBy::Requester),
+            ConfirmBy::Group(name) => {
+                let name = name.emit();
+                quote!(#rt::ConfirmBy::Group(#name))
+            }
+        }
+    }
+}
 emit_unit_enum!(LogFormat { Text, Json });
 emit_unit_enum!(PgTls {
     VerifyFull,

@@ -58,6 +58,11 @@ pub struct BotFile {
         schemars(with = "Option<std::collections::HashMap<String, Vec<String>>>")
     )]
     pub groups: Option<Spanned<Groups>>,
+    /// Commands that run only once confirmed: by the requester repeating a code (`by:
+    /// self`) or approved by another member of a group (`by: "@group"`, four eyes).
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<Vec<Confirm>>"))]
+    pub confirm: Option<Spanned<Vec<Spanned<Confirm>>>>,
     /// Handlebars templates for the bot's replies, by purpose.
     #[serde(default)]
     #[cfg_attr(feature = "schema", schemars(with = "Option<Templates>"))]
@@ -163,6 +168,11 @@ pub struct Backend {
     #[serde(default)]
     #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
     pub team: Option<Spanned<String>>,
+    /// Mattermost: the URL Mattermost posts button presses to, that is the `listen`
+    /// address as the Mattermost server reaches it; with `listen`, turns buttons on.
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
+    pub actions_url: Option<Spanned<String>>,
     /// Microsoft Teams: the bot's Microsoft App ID (a GUID, from the Azure Bot registration).
     #[serde(default)]
     #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
@@ -177,7 +187,7 @@ pub struct Backend {
     #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
     pub tenant: Option<Spanned<String>>,
     /// Microsoft Teams: where the messaging endpoint (`/api/messages`) listens (default
-    /// `0.0.0.0:3978`).
+    /// `0.0.0.0:3978`). Mattermost: where the button endpoint listens (with `actions_url`).
     #[serde(default)]
     #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
     pub listen: Option<Spanned<String>>,
@@ -361,6 +371,12 @@ pub struct Ack {
     #[serde(default)]
     #[cfg_attr(feature = "schema", schemars(with = "Option<bool>"))]
     pub live: Option<Spanned<bool>>,
+    /// The result replaces the ack (the ack message is edited into the result) instead of
+    /// following it as a new message, on services that can edit messages (default false). A
+    /// result too long for one message still follows as new messages.
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<bool>"))]
+    pub replace: Option<Spanned<bool>>,
 }
 
 /// `access:` — ordered rules, first match wins.
@@ -413,6 +429,23 @@ pub struct Scope {
     #[serde(default)]
     #[cfg_attr(feature = "schema", schemars(with = "Option<bool>"))]
     pub direct: Option<Spanned<bool>>,
+}
+
+/// One `confirm:` entry; the first whose `commands` match the resolved alias applies.
+#[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Confirm {
+    /// Alias refs (`pack.name`) or globs over them (`core.remote*`), as in access rules.
+    #[cfg_attr(feature = "schema", schemars(with = "Vec<String>"))]
+    pub commands: Spanned<Vec<Spanned<String>>>,
+    /// `self` (the requester repeats a code) or `@group` (another member approves).
+    #[cfg_attr(feature = "schema", schemars(with = "String"))]
+    pub by: Spanned<String>,
+    /// How long the confirmation waits before nothing is run (`10s` to `24h`, default `5m`).
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
+    pub within: Option<Spanned<String>>,
 }
 
 /// `templates:` — one optional handlebars template per purpose.
@@ -498,6 +531,11 @@ pub struct AuthPage {
     #[serde(default)]
     #[cfg_attr(feature = "schema", schemars(with = "Option<Vec<String>>"))]
     pub trusted_proxies: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Who may list and revoke everyone's sessions (`session list`, `session revoke`):
+    /// names, patterns or `@group`, as in access rules (default: nobody).
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<Vec<String>>"))]
+    pub admins: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `ha:` — high availability through PostgreSQL.

@@ -31,6 +31,8 @@ pub struct BotSpec {
     pub chat: ChatSpec,
     /// Access rules.
     pub access: AccessSpec,
+    /// Commands that need a confirmation before they run, in order (first match applies).
+    pub confirm: List<ConfirmSpec>,
     /// Reply templates, defaults filled in.
     pub templates: TemplatesSpec,
     /// Client-side authentication page, when configured.
@@ -115,6 +117,15 @@ impl BackendSpec {
             BackendSpec::RocketChat(_) => "rocketchat",
             BackendSpec::MsTeams(_) => "msteams",
         }
+    }
+
+    /// Whether the service can edit a message the bot posted (live acks, a result replacing
+    /// its ack). The runtime's `Capabilities::edit` of each backend says the same.
+    pub fn can_edit(&self) -> bool {
+        !matches!(
+            self,
+            BackendSpec::Text(_) | BackendSpec::Xmpp(_) | BackendSpec::Irc(_)
+        )
     }
 
     /// Every secret this backend needs at run time, with the key it came from.
@@ -261,6 +272,11 @@ pub struct MattermostSpec {
     pub token: SecretRef,
     /// Team name (optional).
     pub team: Str,
+    /// Where the endpoint for button presses listens (`IP:port`); `None`: no buttons.
+    pub listen: Option<Str>,
+    /// The URL Mattermost posts button presses to (the `listen` address as the server
+    /// reaches it); set exactly when `listen` is.
+    pub actions_url: Option<Str>,
 }
 
 /// Discord settings.
@@ -415,6 +431,9 @@ pub struct ChatSpec {
     pub ack: bool,
     /// Edit acks in place from the execution's updates, where the service can edit.
     pub live_ack: bool,
+    /// The result replaces the ack (edited in place) instead of following it, where the
+    /// service can edit (checked at build time) and the result fits one message.
+    pub replace_ack: bool,
     /// Split replies longer than this (0: the backend's limit).
     pub max_message_len: u32,
 }
@@ -475,6 +494,28 @@ pub struct GroupSpec {
     pub members: List<Str>,
 }
 
+/// One `confirm:` rule.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConfirmSpec {
+    /// Alias ref patterns (globs, as access rules' `commands`).
+    pub commands: List<Str>,
+    /// Who confirms.
+    pub by: ConfirmBy,
+    /// How long the request waits.
+    pub within: Duration,
+    /// Line of the rule in the definition, for logs.
+    pub line: u32,
+}
+
+/// Who confirms a command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfirmBy {
+    /// The requester, by repeating a short code.
+    Requester,
+    /// Another member of this group (name without `@`); never the requester.
+    Group(Str),
+}
+
 /// Reply templates (handlebars), defaults filled in.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TemplatesSpec {
@@ -517,6 +558,8 @@ pub struct AuthPageSpec {
     pub allow_plain_http: bool,
     /// Proxies whose `X-Forwarded-For` is believed, as `address/prefix` (CIDR, normalised).
     pub trusted_proxies: List<Str>,
+    /// Session admins (`session list`/`revoke`): names, globs or `@group`.
+    pub admins: List<Str>,
 }
 
 /// High availability: leadership and shared state in PostgreSQL.

@@ -8,7 +8,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use bot_config::{
-    BackendSpec, Decision, LogFormat, MatcherKind, PgTls, SecretRef, SourceFile, St2AuthSpec, load,
+    BackendSpec, ConfirmBy, Decision, LogFormat, MatcherKind, PgTls, SecretRef, SourceFile,
+    St2AuthSpec, load,
 };
 use serde_json::Value;
 
@@ -89,6 +90,12 @@ fn reference_sets_the_values_it_shows() {
     assert_eq!(ha.ca_file, None);
     assert_eq!(ha.lease, Duration::from_secs(10));
     assert_eq!(ha.instance_env, "ST2BOT_INSTANCE");
+    assert_eq!(spec.confirm.len(), 2);
+    assert_eq!(spec.confirm[0].commands.as_ref(), ["core.remote*"]);
+    assert_eq!(spec.confirm[0].by, ConfirmBy::Requester);
+    assert_eq!(spec.confirm[0].within, Duration::from_secs(60));
+    assert_eq!(spec.confirm[1].by, ConfirmBy::Group("oncall".into()));
+    assert_eq!(spec.confirm[1].within, Duration::from_secs(300));
     assert_eq!(spec.health_listen, None);
     assert_eq!(spec.log.format, LogFormat::Text);
     assert_eq!(spec.log.level, "info");
@@ -117,11 +124,20 @@ fn reference_values_are_the_real_defaults() {
     let mut auth_page = reference.auth_page.clone();
     if let Some(page) = auth_page.as_mut() {
         page.trusted_proxies = Default::default(); // an example: the default is none
+        page.admins = Default::default(); // an example: the default is nobody
     }
     assert_eq!(auth_page, minimal.auth_page, "auth_page defaults");
     assert_eq!(reference.ha, minimal.ha, "ha defaults");
     assert_eq!(reference.log, minimal.log, "log defaults");
     assert_eq!(reference.access.default, minimal.access.default);
+    assert!(minimal.confirm.is_empty(), "no confirmations by default");
+    let without_within = "name: reference\nbackend: { kind: text }\nstackstorm:\n  url: https://st2.example.com\n  auth: { api_key: \"${ST2_API_KEY}\" }\nconfirm:\n  - { commands: [\"packs.uninstall\"], by: self }\n";
+    let without_within = load(&SourceFile::new("minimal.yaml", without_within))
+        .expect("confirm without within loads");
+    assert_eq!(
+        without_within.confirm[0].within, reference.confirm[1].within,
+        "confirm[].within default"
+    );
 }
 
 /// Every key path of the schema (`stackstorm.auth.api_key`, `access.rules[].<scope>.users`)

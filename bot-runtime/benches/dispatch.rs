@@ -45,6 +45,7 @@ fn dispatcher() -> Dispatcher {
             rich: false,
             threads: false,
             edit: false,
+            buttons: false,
         },
         aliases,
         tx,

@@ -27,6 +27,8 @@ use crate::stackstorm::stream::{self, StreamEvent, StreamState};
 
 /// How often owed results past `stackstorm.result_timeout` are dropped.
 const EXPIRY_CHECK: Duration = Duration::from_secs(5);
+/// How often commands waiting for a confirmation are checked for expiry.
+const CONFIRM_CHECK: Duration = Duration::from_secs(1);
 /// How long in-flight commands may take to finish after shutdown starts.
 const DRAIN: Duration = Duration::from_secs(10);
 /// Text backend, input not a terminal: how long end of input waits for results in flight
@@ -159,8 +161,14 @@ pub async fn run_with(
                 }
             };
             sessions.set_command_name(format!("{}{}", spec.chat.prefix, spec.chat.session_command));
-            if let Some(admins) = spec.access.groups.iter().find(|g| g.name == "admins") {
-                sessions.set_admins(admins.members.iter().map(|m| m.to_string()).collect());
+            match bot_config::acl::UserSet::new(&page.admins, &spec.access.groups) {
+                Ok(admins) => sessions.set_admins(admins),
+                Err(e) => {
+                    // The build checked every pattern: this is a bug, not bad input.
+                    tracing::error!(error = %e, "session admins do not compile");
+                    eprintln!("{}: auth_page.admins: {e}", spec.name);
+                    return ExitCode::FAILURE;
+                }
             }
             let (notify_tx, mut notify_rx) = mpsc::channel::<(String, String)>(64);
             let page_shutdown = shutdown.clone();
@@ -341,6 +349,24 @@ pub async fn run_with(
         })
     };
 
+    // Confirmations whose time ran out are told so (the leader's: it holds them).
+    let confirm_task = (!spec.confirm.is_empty()).then(|| {
+        let dispatcher = dispatcher.clone();
+        let leadership = leadership.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(CONFIRM_CHECK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if leadership.is_leader() {
+                    dispatcher
+                        .expire_confirmations(std::time::Instant::now())
+                        .await;
+                }
+            }
+        })
+    });
+
     let chat_watch = {
         let mut chat = chat_state.clone();
         tokio::spawn(async move {
@@ -446,6 +472,9 @@ pub async fn run_with(
     }
     let _ = stream_task.await;
     events_task.abort();
+    if let Some(task) = confirm_task {
+        task.abort();
+    }
     chat_watch.abort();
     drop(dispatcher);
     drop(outgoing_tx);
@@ -645,6 +674,7 @@ mod tests {
                 rich: false,
                 edit: false,
                 threads: false,
+                buttons: false,
             }
         }
 

@@ -4,7 +4,8 @@
 //! the command; answers the bot's own commands (help, session); otherwise resolves the
 //! command to one action alias (StackStorm's `POST /actionalias/match`, or the local
 //! matcher), checks the access rules against that alias's `pack.name` (so raw text cannot
-//! dodge a deny), executes it with `POST /aliasexecution` carrying `source_context` (or
+//! dodge a deny), holds it for a confirmation when a `confirm:` rule names its alias
+//! (`dispatch/confirm.rs`), executes it with `POST /aliasexecution` carrying `source_context` (or
 //! `match_and_execute` for `match_multiple` formats), and posts the ack. Every failure gets
 //! a reply. Every execution started is recorded in the owed-results ledger
 //! ([`crate::results`]; those of `match_and_execute` when their result names them). Announcements from the stream are settled against it (a duplicate of
@@ -13,7 +14,8 @@
 use std::sync::Arc;
 
 use bot_config::acl::{
-    AccessControl, HELP_COMMAND, INQUIRY_COMMAND, Request, SESSION_COMMAND, Verdict,
+    AccessControl, CONFIRM_COMMAND, HELP_COMMAND, INQUIRY_COMMAND, Request, SESSION_COMMAND,
+    Verdict,
 };
 use bot_config::{BotSpec, MatcherKind};
 use serde_json::{Value, json};
@@ -33,6 +35,7 @@ use crate::stackstorm::types::{
 use crate::stackstorm::{St2Client, St2Error};
 use crate::template::Templates;
 
+mod confirm;
 mod inquiry;
 
 /// How many formats a "no match" reply suggests.
@@ -146,6 +149,9 @@ pub enum Plan {
     Session(Vec<String>),
     /// An inquiry command (`inquiry …`, `approve ID`, `reject ID`), as typed.
     Inquiry(String),
+    /// An answer to a pending confirmation (`confirm CODE`, `approve ID`, `reject ID`),
+    /// with the id (lowercased; empty when none was given).
+    Confirm(crate::confirm::Verb, String),
     /// Ask StackStorm which alias this command is (then check access and execute).
     Match(String),
     /// Execute this command as this alias (access already allowed).
@@ -187,6 +193,12 @@ pub struct Dispatcher {
     posted_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<PostedMessage>>>,
     /// The audit trail, when the definition names one (`log.audit_file`/`audit_stdout`).
     audit: Option<crate::audit::AuditTrail>,
+    /// The definition's `confirm:` rules.
+    confirm_rules: crate::confirm::ConfirmRules,
+    /// Commands waiting for their confirmation.
+    pending: Box<dyn crate::confirm::PendingConfirmations>,
+    /// Yes/no inquiry questions posted in a thread, where a plain reply answers them.
+    question_threads: std::sync::Mutex<crate::inquiry::QuestionThreads>,
 }
 
 /// An ack posted with [`Outgoing::remember_as`], edited as its execution progresses.
@@ -251,6 +263,9 @@ pub enum DispatchSetupError {
     /// The audit trail file cannot be opened.
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
+    /// A `confirm:` pattern does not compile.
+    #[error(transparent)]
+    Confirm(#[from] bot_config::acl::GlobError),
 }
 
 impl Dispatcher {
@@ -284,6 +299,9 @@ impl Dispatcher {
             )),
             live_acks: std::sync::Mutex::new(std::collections::HashMap::new()),
             audit: crate::audit::AuditTrail::open(&spec.name, &spec.log)?,
+            confirm_rules: crate::confirm::ConfirmRules::new(&spec.confirm)?,
+            pending: Box::new(crate::confirm::MemoryConfirmations::default()),
+            question_threads: std::sync::Mutex::new(Default::default()),
         })
     }
 
@@ -298,6 +316,18 @@ impl Dispatcher {
     /// stream then also carries `st2.execution__update` for [`Dispatcher::execution_update`].
     pub fn live_acks(&self) -> bool {
         self.spec.chat.ack && self.spec.chat.live_ack && self.capabilities.edit
+    }
+
+    /// Whether the result replaces the ack (`chat.ack.replace`; the build refuses it for
+    /// backends that cannot edit, the capability check here is for embedders).
+    fn replaces_acks(&self) -> bool {
+        self.spec.chat.ack && self.spec.chat.replace_ack && self.capabilities.edit
+    }
+
+    /// Whether acks are posted under a key so they can be edited later (live acks, or a
+    /// result replacing its ack).
+    fn remembers_acks(&self) -> bool {
+        self.live_acks() || self.replaces_acks()
     }
 
     /// Keeps the handles of the acks the backend posted in their owed records (run it as a
@@ -344,6 +374,15 @@ impl Dispatcher {
     /// succeeded/failed with its duration). Updates for other executions are ignored. An
     /// ack posted before a restart is found again in its owed record.
     pub async fn execution_update(&self, update: crate::stackstorm::stream::ExecutionUpdate) {
+        if self.replaces_acks() && self.results.get(&update.id).is_some_and(|r| !r.is_owed()) {
+            // The result has replaced the ack already: a late status line must not
+            // overwrite it.
+            self.live_acks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&update.id);
+            return;
+        }
         let restored = if self.live_acks()
             && !self
                 .live_acks
@@ -470,10 +509,29 @@ impl Dispatcher {
         Some(command.trim())
     }
 
+    /// A plain `yes` or `no` (without the prefix) in the thread of a yes/no inquiry
+    /// question, as the inquiry command it stands for (`approve ID` / `reject ID`).
+    fn thread_answer(&self, message: &Incoming) -> Option<String> {
+        let (room, thread) = (message.room.as_ref()?, message.thread.as_deref()?);
+        let yes = crate::inquiry::thread_reply(&message.text)?;
+        let threads = self
+            .question_threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let id = threads.inquiry(&room.id, thread)?;
+        Some(format!("{} {id}", if yes { "approve" } else { "reject" }))
+    }
+
     /// Decides what a message needs without any I/O: ignore it, reply at once, list help,
     /// run a session command, ask StackStorm to match it, or execute a resolved alias (access
     /// rules already checked). This is the per-message overhead the benchmarks measure.
     pub fn plan(&self, message: &Incoming) -> Plan {
+        if let Some(answer) = self.thread_answer(message) {
+            if let Err(text) = self.check_access(message, INQUIRY_COMMAND, &message.text) {
+                return Plan::Reply(text);
+            }
+            return Plan::Inquiry(answer);
+        }
         let Some(command) = self.command_of(message) else {
             return Plan::Ignore;
         };
@@ -511,6 +569,12 @@ impl Dispatcher {
                 return Plan::Reply(text);
             }
             return Plan::Session(words.map(str::to_owned).collect());
+        }
+        if let Some((verb, id)) = crate::confirm::parse(command) {
+            if let Err(text) = self.check_access(message, CONFIRM_COMMAND, command) {
+                return Plan::Reply(text);
+            }
+            return Plan::Confirm(verb, id);
         }
         if crate::inquiry::COMMAND_WORDS.contains(&first) {
             if let Err(text) = self.check_access(message, INQUIRY_COMMAND, command) {
@@ -570,6 +634,7 @@ impl Dispatcher {
             Plan::Help(_) => "help",
             Plan::Session(_) => "session",
             Plan::Inquiry(_) => "inquiry",
+            Plan::Confirm(..) => "confirm",
             Plan::Match(_) | Plan::Execute(..) => "alias",
         });
         match plan {
@@ -609,9 +674,10 @@ impl Dispatcher {
                 }
             },
             Plan::Inquiry(command) => self.inquiry_command(message, &command).await,
+            Plan::Confirm(verb, id) => self.confirm_command(message, verb, &id).await,
             Plan::Match(command) => match self.resolve_remotely(&command).await {
                 Ok(resolved) => match self.check_access(message, &resolved.reference, &command) {
-                    Ok(()) => self.execute(message, &command, &resolved).await,
+                    Ok(()) => self.run_or_confirm(message, &command, &resolved).await,
                     Err(text) => self.reply(message, text).await,
                 },
                 Err(Unresolved::NoMatch) => {
@@ -627,7 +693,9 @@ impl Dispatcher {
                     self.reply(message, text).await;
                 }
             },
-            Plan::Execute(command, resolved) => self.execute(message, &command, &resolved).await,
+            Plan::Execute(command, resolved) => {
+                self.run_or_confirm(message, &command, &resolved).await
+            }
         }
     }
 
@@ -818,9 +886,15 @@ impl Dispatcher {
 
     /// What StackStorm echoes back in the announcement's `context`, so a result finds the
     /// room and thread the command came from; `request` (random, per command) tells which
-    /// owed execution an announcement settles.
-    fn source_context(&self, message: &Incoming, request: &str) -> Value {
-        json!({
+    /// owed execution an announcement settles. `confirmation` (who confirmed or approved a
+    /// command that needed it) is added as it is.
+    fn source_context(
+        &self,
+        message: &Incoming,
+        request: &str,
+        confirmation: Option<&Value>,
+    ) -> Value {
+        let mut context = json!({
             "bot": self.spec.name,
             "backend": self.spec.backend.kind(),
             "room": message.room.as_ref().map(|r| r.id.clone()),
@@ -828,10 +902,23 @@ impl Dispatcher {
             "message_id": message.message_id,
             "user_id": message.user_id,
             "request": request,
-        })
+        });
+        if let (Value::Object(c), Some(Value::Object(extra))) = (&mut context, confirmation) {
+            c.extend(extra.clone());
+        }
+        context
     }
 
-    async fn execute(&self, message: &Incoming, command: &str, resolved: &Resolved) {
+    /// Runs a resolved command (access allowed) as `message`'s sender; `confirmation`
+    /// (`{"confirmed": …, "approved_by": …}`) goes into its `source_context` when it needed
+    /// one.
+    async fn execute(
+        &self,
+        message: &Incoming,
+        command: &str,
+        resolved: &Resolved,
+        confirmation: Option<&Value>,
+    ) {
         // Fencing: a leader whose lease ran out while it matched the command must not start
         // it; the new leader, which saw the same message, may.
         if !self.leadership.is_leader() {
@@ -861,7 +948,7 @@ impl Dispatcher {
         // alone, when their announcement names the id (see `record_owed`).
         let context = (!resolved.match_multiple).then(|| {
             let request = crate::results::new_request_key();
-            let context = self.source_context(message, &request);
+            let context = self.source_context(message, &request, confirmation);
             (request, context)
         });
         let results: Result<Vec<ExecuteResponse>, St2Error> = if resolved.match_multiple {
@@ -1028,10 +1115,12 @@ impl Dispatcher {
         );
         let mut out = Outgoing::text(self.reply_target(message), text);
         out.extra = r.extra.clone();
-        if self.live_acks() {
+        if self.remembers_acks() {
             out.remember_as = Some(format!("ack:{}", r.execution.id));
             out.report_posted = Some(self.posted.clone());
             self.results.set_ack(&r.execution.id, &out.text);
+        }
+        if self.live_acks() {
             let mut acks = self.live_acks.lock().unwrap_or_else(|e| e.into_inner());
             if acks.len() >= MAX_LIVE_ACKS
                 && let Some(oldest) = acks
@@ -1052,6 +1141,35 @@ impl Dispatcher {
             );
         }
         self.send(out).await;
+    }
+
+    /// With `chat.ack.replace`: whether the result `out` of execution `id` replaces its ack,
+    /// and then the ack's handle as the backend reported it (`None` when it has not yet:
+    /// the backend still remembers the key). It does when the ack was posted, the result
+    /// goes to the same room, and it fits one message (a longer result follows the ack as
+    /// new messages). The ack is no longer followed by live edits then.
+    fn ack_to_replace(&self, id: &str, out: &Outgoing) -> Option<Option<String>> {
+        if !self.replaces_acks() {
+            return None;
+        }
+        let record = self.results.get(id)?;
+        let ack = record.ack?;
+        let same_place = match &out.target {
+            Target::Room { id: room, .. } => record.room.as_deref() == Some(room.as_str()),
+            Target::Direct { user } => record.room.is_none() && *user == record.user_id,
+        };
+        if !same_place {
+            return None;
+        }
+        if char_len(&out.text) > self.message_limit() {
+            tracing::info!(execution = %id, "the result is too long for one message: it follows its ack");
+            return None;
+        }
+        self.live_acks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        Some(ack.handle)
     }
 
     /// The chat status of an execution, from StackStorm (colours and icons of a result
@@ -1243,6 +1361,16 @@ impl Dispatcher {
             .await;
     }
 
+    /// The longest message sent in one piece: `chat.max_message_len` when set, never more
+    /// than the backend's own limit.
+    fn message_limit(&self) -> usize {
+        let backend_limit = self.capabilities.max_message_len;
+        match self.spec.chat.max_message_len as usize {
+            0 => backend_limit,
+            n => n.min(backend_limit),
+        }
+    }
+
     /// Sends a reply: bounded to [`MAX_REPLY_MESSAGES`] messages' worth of text (the rest
     /// replaced by a note pointing at the execution), and cut into pieces of
     /// `chat.max_message_len` when the definition asks for pieces smaller than the backend's
@@ -1255,10 +1383,7 @@ impl Dispatcher {
             *thread = None;
         }
         let backend_limit = self.capabilities.max_message_len;
-        let limit = match self.spec.chat.max_message_len as usize {
-            0 => backend_limit,
-            n => n.min(backend_limit),
-        };
+        let limit = self.message_limit();
         let bound = (limit * MAX_REPLY_MESSAGES).min(MAX_REPLY_CHARS);
         if let Some((kept, dropped)) = truncate(&out.text, bound, char_len) {
             let see = match execution_id_in(&kept) {
@@ -1282,6 +1407,7 @@ impl Dispatcher {
             piece.text = text;
             if i != last {
                 piece.extra = None; // rich content once, with the last piece
+                piece.actions.clear(); // and the buttons under it
             }
             if self.outgoing.send(piece).await.is_err() {
                 tracing::warn!("chat backend stopped; dropping a reply");
@@ -1389,6 +1515,17 @@ impl Dispatcher {
         }
         out.extra = a.extra.clone();
         out.status = status;
+        if !whisper
+            && let Some(id) = &execution_id
+            && let Some(handle) = self.ack_to_replace(id, &out)
+        {
+            // An edit notifies no one and the ack it replaces already named the user.
+            tracing::info!(execution = %id, "the result replaces its ack");
+            out.replaces = Some(format!("ack:{id}"));
+            out.replaces_whole = true;
+            out.handle = handle;
+            out.mention = None;
+        }
         tracing::info!(
             channel = a.channel.as_deref().unwrap_or(""),
             whisper,
@@ -1470,6 +1607,7 @@ mod tests {
                 rich: false,
                 threads: false,
                 edit: false,
+                buttons: false,
             },
             AliasCache::new(),
             tx,

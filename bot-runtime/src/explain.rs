@@ -59,6 +59,8 @@ pub fn explain(
         }
     } else if first == spec.chat.session_command.as_ref() {
         SESSION_COMMAND.to_owned()
+    } else if crate::confirm::parse(command).is_some() {
+        bot_config::acl::CONFIRM_COMMAND.to_owned()
     } else if crate::inquiry::COMMAND_WORDS.contains(&first) {
         bot_config::acl::INQUIRY_COMMAND.to_owned()
     } else {
@@ -117,6 +119,18 @@ pub fn explain(
                 "{decision}: no rule matches, so `access.default` ({decision}) decides"
             );
         }
+    }
+    if verdict.allowed()
+        && let Some(rule) = crate::confirm::first_rule(&spec.confirm, &reference)
+    {
+        let _ = writeln!(
+            text,
+            "then held until confirmed: `confirm` entry at {}:{} (by {}, within {})",
+            spec.source,
+            rule.line,
+            crate::confirm::by_text(&rule.by),
+            humantime::format_duration(rule.within)
+        );
     }
     Explanation {
         text,
@@ -244,6 +258,43 @@ mod tests {
         let e = ask("alice", Some("ops"), "run uptime on web1");
         assert!(e.allowed);
         assert!(e.text.contains("allow: rule 1 at t.yaml:9"), "{}", e.text);
+    }
+
+    /// A command a `confirm:` entry names is allowed, then held: the explanation says by
+    /// whom and for how long; the answer words are `bot:confirm`.
+    #[test]
+    fn a_command_that_needs_a_confirmation_says_so() {
+        let yaml = "name: t\nbackend: {kind: text}\nstackstorm:\n  url: http://127.0.0.1:9\n  \
+                    auth: {api_key: \"file:/nonexistent\"}\naccess:\n  default: allow\n\
+                    groups:\n  oncall: [alice]\n\
+                    confirm:\n  - { commands: [\"core.remote\"], by: \"@oncall\", within: 10m }\n";
+        let spec = bot_config::load(&bot_config::SourceFile::new("t.yaml", yaml)).expect("valid");
+        let acl = AccessControl::new(&spec.access).expect("rules");
+        let ask = |command: &str| {
+            let request = ExplainRequest {
+                user: "carol".to_owned(),
+                room: Some("ops".to_owned()),
+                command: command.to_owned(),
+            };
+            explain(&spec, &acl, &index(), &request)
+        };
+        let e = ask("run uptime on web1");
+        assert!(e.allowed, "{}", e.text);
+        assert!(
+            e.text.ends_with(
+                "then held until confirmed: `confirm` entry at t.yaml:11 (by @oncall, within 10m)\n"
+            ),
+            "{}",
+            e.text
+        );
+        let e = ask("local date");
+        assert!(!e.text.contains("held"), "{}", e.text);
+        let e = ask("approve c7f3");
+        assert!(
+            e.text.contains("the bot's own command bot:confirm"),
+            "{}",
+            e.text
+        );
     }
 
     #[test]

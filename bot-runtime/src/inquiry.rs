@@ -518,6 +518,54 @@ pub fn may_answer(
     }
 }
 
+/// A plain reply in the thread of a yes/no question, read as its answer: `yes`/`y`/
+/// `approve` (true) or `no`/`n`/`reject` (false), in any case, a trailing `.` or `!`
+/// ignored; anything else is not an answer (`None`).
+pub fn thread_reply(text: &str) -> Option<bool> {
+    let word = text
+        .trim()
+        .trim_end_matches(['.', '!'])
+        .to_ascii_lowercase();
+    match word.as_str() {
+        "yes" | "y" | "approve" | "approved" => Some(true),
+        "no" | "n" | "reject" | "rejected" => Some(false),
+        _ => None,
+    }
+}
+
+/// The yes/no questions posted in a thread, by (room id, thread id): a plain reply there
+/// answers the inquiry ([`thread_reply`]). Bounded: the oldest are forgotten first.
+#[derive(Debug, Default)]
+pub struct QuestionThreads {
+    by_thread: std::collections::HashMap<(String, String), String>,
+    order: std::collections::VecDeque<(String, String)>,
+}
+
+/// At most this many question threads are remembered.
+pub const MAX_QUESTION_THREADS: usize = 1024;
+
+impl QuestionThreads {
+    /// Inquiry `id` was asked in `thread` of `room`.
+    pub fn remember(&mut self, room: &str, thread: &str, id: &str) {
+        let key = (room.to_owned(), thread.to_owned());
+        if self.by_thread.insert(key.clone(), id.to_owned()).is_none() {
+            self.order.push_back(key);
+        }
+        while self.order.len() > MAX_QUESTION_THREADS {
+            if let Some(old) = self.order.pop_front() {
+                self.by_thread.remove(&old);
+            }
+        }
+    }
+
+    /// The inquiry asked in `thread` of `room`.
+    pub fn inquiry(&self, room: &str, thread: &str) -> Option<&str> {
+        self.by_thread
+            .get(&(room.to_owned(), thread.to_owned()))
+            .map(String::as_str)
+    }
+}
+
 /// The inquiry id an announcement carries when it is the rule of docs/inquiries.md telling
 /// of a new inquiry (`extra.st2bot.inquiry`); such announcements are not posted as is.
 pub fn announced(extra: Option<&Value>) -> Option<String> {
@@ -641,6 +689,28 @@ mod tests {
                 .to_string(),
             "only alice.smith may answer it"
         );
+    }
+
+    #[test]
+    fn thread_replies_are_yes_or_no_and_question_threads_are_bounded() {
+        assert_eq!(thread_reply("yes"), Some(true));
+        assert_eq!(thread_reply(" Y! "), Some(true));
+        assert_eq!(thread_reply("Approve."), Some(true));
+        assert_eq!(thread_reply("no"), Some(false));
+        assert_eq!(thread_reply("REJECT"), Some(false));
+        assert_eq!(thread_reply("yes please"), None);
+        assert_eq!(thread_reply("maybe"), None);
+        assert_eq!(thread_reply(""), None);
+        let mut threads = QuestionThreads::default();
+        threads.remember("C1", "t0", "a0");
+        assert_eq!(threads.inquiry("C1", "t0"), Some("a0"));
+        assert_eq!(threads.inquiry("C2", "t0"), None);
+        for i in 1..=MAX_QUESTION_THREADS {
+            threads.remember("C1", &format!("t{i}"), &format!("a{i}"));
+        }
+        assert_eq!(threads.inquiry("C1", "t0"), None, "the oldest is forgotten");
+        assert_eq!(threads.inquiry("C1", "t1"), Some("a1"));
+        assert_eq!(threads.by_thread.len(), MAX_QUESTION_THREADS);
     }
 
     #[test]

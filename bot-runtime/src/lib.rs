@@ -14,6 +14,7 @@ mod auth_page;
 pub mod backend;
 pub mod check;
 pub mod cli;
+pub mod confirm;
 pub mod dispatch;
 pub mod doctor;
 pub mod explain;

@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use bot_config::BotSpec;
 use bot_config::spec::{
-    AccessSpec, AuthPageSpec, BackendSpec, ChatSpec, Decision, DiscordSpec, GroupSpec, HaSpec,
-    IrcAuth, IrcSpec, LogFormat, LogSpec, MatcherKind, MatrixLogin, MatrixSpec, MattermostSpec,
-    MsTeamsSpec, RocketChatLogin, RocketChatSpec, RuleSpec, SecretRef, SlackSpec, St2AuthSpec,
-    StackStormSpec, TemplatesSpec, TextSpec, XmppSpec,
+    AccessSpec, AuthPageSpec, BackendSpec, ChatSpec, ConfirmBy, ConfirmSpec, Decision, DiscordSpec,
+    GroupSpec, HaSpec, IrcAuth, IrcSpec, LogFormat, LogSpec, MatcherKind, MatrixLogin, MatrixSpec,
+    MattermostSpec, MsTeamsSpec, RocketChatLogin, RocketChatSpec, RuleSpec, SecretRef, SlackSpec,
+    St2AuthSpec, StackStormSpec, TemplatesSpec, TextSpec, XmppSpec,
 };
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 
@@ -134,6 +134,7 @@ fn bot(spec: &BotSpec) -> Node {
         stackstorm: stackstorm_spec,
         chat: chat_spec,
         access: access_spec,
+        confirm: confirm_spec,
         templates: templates_spec,
         auth_page: auth_page_spec,
         ha: ha_spec,
@@ -148,6 +149,10 @@ fn bot(spec: &BotSpec) -> Node {
         ("stackstorm", stackstorm(stackstorm_spec)),
         ("chat", chat(chat_spec)),
         ("access", access(access_spec)),
+        (
+            "confirm",
+            Node::List(confirm_spec.iter().map(confirm).collect()),
+        ),
         ("templates", templates(templates_spec)),
         (
             "auth_page",
@@ -232,8 +237,17 @@ fn backend(spec: &BackendSpec) -> Node {
             ("bot_token", secret(bot_token)),
             ("url", s(url)),
         ]),
-        BackendSpec::Mattermost(MattermostSpec { url, token, team }) => {
-            entries.extend([("url", s(url)), ("token", secret(token)), ("team", s(team))])
+        BackendSpec::Mattermost(MattermostSpec {
+            url,
+            token,
+            team,
+            listen,
+            actions_url,
+        }) => {
+            entries.extend([("url", s(url)), ("token", secret(token)), ("team", s(team))]);
+            if let (Some(listen), Some(actions_url)) = (listen, actions_url) {
+                entries.extend([("listen", s(listen)), ("actions_url", s(actions_url))]);
+            }
         }
         BackendSpec::Discord(DiscordSpec { token, url }) => {
             entries.extend([("token", secret(token)), ("url", s(url))]);
@@ -333,6 +347,7 @@ fn chat(spec: &ChatSpec) -> Node {
         session_command,
         ack,
         live_ack,
+        replace_ack,
         max_message_len,
     } = spec;
     Node::Map(vec![
@@ -342,7 +357,29 @@ fn chat(spec: &ChatSpec) -> Node {
         ("session_command", s(session_command)),
         ("ack", Node::Bool(*ack)),
         ("live_ack", Node::Bool(*live_ack)),
+        ("replace_ack", Node::Bool(*replace_ack)),
         ("max_message_len", Node::Int(u64::from(*max_message_len))),
+    ])
+}
+
+fn confirm(spec: &ConfirmSpec) -> Node {
+    let ConfirmSpec {
+        commands,
+        by,
+        within,
+        line,
+    } = spec;
+    Node::Map(vec![
+        ("commands", list(commands)),
+        (
+            "by",
+            match by {
+                ConfirmBy::Requester => s("self"),
+                ConfirmBy::Group(g) => s(&format!("@{g}")),
+            },
+        ),
+        ("within", duration(*within)),
+        ("line", Node::Int(u64::from(*line))),
     ])
 }
 
@@ -443,6 +480,7 @@ fn auth_page(spec: &AuthPageSpec) -> Node {
         tls,
         allow_plain_http,
         trusted_proxies,
+        admins,
     } = spec;
     Node::Map(vec![
         ("listen", s(listen)),
@@ -460,6 +498,7 @@ fn auth_page(spec: &AuthPageSpec) -> Node {
         ),
         ("allow_plain_http", Node::Bool(*allow_plain_http)),
         ("trusted_proxies", list(trusted_proxies)),
+        ("admins", list(admins)),
     ])
 }
 
@@ -506,6 +545,8 @@ access:
     - allow: { users: [\"@oncall\"], commands: [\"packs.*\"] }
 groups:
   oncall: [alice, bob]
+confirm:
+  - { commands: [\"packs.uninstall\"], by: \"@oncall\", within: 10m }
 ";
 
     fn spec() -> BotSpec {
@@ -539,6 +580,10 @@ groups:
         assert_eq!(
             value["access"]["groups"][0],
             serde_json::json!({"name": "oncall", "members": ["alice", "bob"]})
+        );
+        assert_eq!(
+            value["confirm"],
+            serde_json::json!([{"commands": ["packs.uninstall"], "by": "@oncall", "within": "10m", "line": 19}])
         );
         assert!(value["auth_page"].is_null());
         // Keys come in the spec's order, `name` first and `log` last.

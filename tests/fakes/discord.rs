@@ -14,6 +14,15 @@
 //!   (`PATCH`, 10008 `Unknown Message`), <https://discord.com/developers/docs/resources/user#create-dm>,
 //!   <https://discord.com/developers/docs/resources/channel#get-channel>,
 //!   <https://discord.com/developers/docs/resources/guild#get-guild-channels>;
+//! - buttons: <https://discord.com/developers/docs/interactions/message-components>
+//!   (`components`: at most 5 action rows, type 1, of 1 to 5 buttons, type 2; a button's
+//!   `label` at most 80 characters, `custom_id` 1 to 100 characters and unique in the
+//!   message, `style` 1–4 with a `custom_id`, 5 with a `url`) and
+//!   <https://discord.com/developers/docs/interactions/receiving-and-responding> (a press is
+//!   `INTERACTION_CREATE` with `type` 3; the app answers `POST
+//!   /interactions/{id}/{token}/callback` within 3 s, no bot token needed, 204; a late or
+//!   second answer is 10062 `Unknown interaction` / 40060 `Interaction has already been
+//!   acknowledged`);
 //! - rate limits: <https://discord.com/developers/docs/topics/rate-limits> (`X-RateLimit-*`
 //!   headers, 429 body `{"message", "retry_after", "global"}`).
 //!
@@ -156,6 +165,8 @@ struct Inner {
     bucket_window: Duration,
     inject_429: Option<(f64, bool)>,
     global_until: Option<Instant>,
+    /// Interactions sent: id → (token, sent at, the app's callback once answered).
+    interactions: HashMap<String, (String, Instant, Option<Value>)>,
 }
 
 impl Inner {
@@ -263,6 +274,7 @@ impl FakeDiscord {
                 bucket_window: Duration::from_secs(1),
                 inject_429: None,
                 global_until: None,
+                interactions: HashMap::new(),
             }),
             posted: Notify::new(),
             drop_connections,
@@ -284,6 +296,10 @@ impl FakeDiscord {
                 patch(edit_message),
             )
             .route("/api/v10/users/@me/channels", post(create_dm))
+            .route(
+                "/api/v10/interactions/{id}/{token}/callback",
+                post(interaction_callback),
+            )
             .fallback(not_found)
             .with_state(shared.clone());
         let rest = serve(router, None, None).await;
@@ -332,6 +348,91 @@ impl FakeDiscord {
             .unwrap_or_default()
             .to_owned();
         dm_channel_for(&mut inner, &id)
+    }
+
+    /// `user` presses the button labelled `label` on `message`, as the Discord client does:
+    /// an `INTERACTION_CREATE` (type 3, MESSAGE_COMPONENT) on the gateway. Returns the bot's
+    /// interaction callback body, or `None` when it did not answer within Discord's 3 s.
+    pub async fn press(&self, user: &str, message: &Posted, label: &str) -> Option<Value> {
+        let custom_id = message
+            .body
+            .get("components")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .flat_map(|row| row["components"].as_array().cloned().unwrap_or_default())
+            .find(|b| b["label"] == label)
+            .and_then(|b| b["custom_id"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| panic!("no button `{label}` on {message:#?}"));
+        self.press_forged(user, message, &custom_id).await
+    }
+
+    /// `user` presses a button with this `custom_id` on `message`, whether or not the bot
+    /// posted one (a forged or stale press). Returns the bot's callback body, if any.
+    pub async fn press_forged(
+        &self,
+        user: &str,
+        message: &Posted,
+        custom_id: &str,
+    ) -> Option<Value> {
+        let id = {
+            let mut inner = self.shared.lock();
+            let who = inner.user_named(user);
+            let id = inner.snowflake();
+            let token = format!("aW50ZXJhY3Rpb246{id}.fake-token");
+            let channel = inner
+                .channels
+                .get(&message.channel_id)
+                .cloned()
+                .unwrap_or(Value::Null);
+            let guild = channel
+                .get("guild_id")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            let bot = inner.users[BOT_ID].clone();
+            let mut shown = message_object(
+                &message.id,
+                &message.channel_id,
+                guild.as_deref(),
+                &bot,
+                message.content(),
+                0,
+            );
+            shown["components"] = message.body.get("components").cloned().unwrap_or(json!([]));
+            let mut d = json!({
+                "id": id, "application_id": BOT_ID, "type": 3, "token": token, "version": 1,
+                "channel_id": message.channel_id, "channel": channel, "message": shown,
+                "data": {"custom_id": custom_id, "component_type": 2},
+                "app_permissions": "2248473465835073", "locale": "en-US", "entitlements": [],
+            });
+            match &guild {
+                Some(g) => {
+                    d["guild_id"] = json!(g);
+                    d["guild_locale"] = json!("en-US");
+                    d["member"] = json!({"user": who, "roles": [], "permissions": "2248473465835073",
+                                         "joined_at": "2026-01-01T00:00:00.000000+00:00",
+                                         "deaf": false, "mute": false});
+                    d["context"] = json!(0);
+                }
+                None => {
+                    d["user"] = who;
+                    d["context"] = json!(1);
+                }
+            }
+            inner
+                .interactions
+                .insert(id.clone(), (token, Instant::now(), None));
+            inner.dispatch("INTERACTION_CREATE", d);
+            id
+        };
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Some((_, _, Some(callback))) = self.shared.lock().interactions.get(&id) {
+                return Some(callback.clone());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        None
     }
 
     /// Everything posted so far.
@@ -670,6 +771,10 @@ async fn create_message(
         return too_long(json!({"embeds": field_error("MAX_EMBED_SIZE_EXCEEDED",
                                                      "Embed size exceeds maximum size of 6000")}));
     }
+    if let Some(error) = components_error(body.get("components")) {
+        inner.counters.invalid_form_bodies += 1;
+        return too_long(error);
+    }
     if content.trim().is_empty() && embeds.is_empty() {
         return json_response(
             StatusCode::BAD_REQUEST,
@@ -731,7 +836,133 @@ async fn create_message(
     response
 }
 
-/// `PATCH /channels/{channel}/messages/{message}` (edit message): `content` replaced;
+/// What Discord says about `components` it refuses (50035 field errors), or `None`.
+fn components_error(components: Option<&Value>) -> Option<Value> {
+    let components = components?;
+    let Some(rows) = components.as_array() else {
+        return Some(
+            json!({"components": field_error("MODEL_TYPE_CONVERT", "Only iterables may be used in a ListType")}),
+        );
+    };
+    if rows.len() > 5 {
+        return Some(
+            json!({"components": field_error("BASE_TYPE_MAX_LENGTH", "Must be 5 or fewer in length.")}),
+        );
+    }
+    let mut ids = std::collections::HashSet::new();
+    for (r, row) in rows.iter().enumerate() {
+        let r = r.to_string();
+        let buttons = row["components"].as_array().cloned().unwrap_or_default();
+        if row["type"] != 1 || buttons.is_empty() {
+            return Some(
+                json!({"components": {r: {"type": field_error("UNION_TYPE_CHOICES", "Value of field \"type\" must be one of (1,).")}}}),
+            );
+        }
+        if buttons.len() > 5 {
+            return Some(
+                json!({"components": {r: {"components": field_error("BASE_TYPE_MAX_LENGTH", "Must be 5 or fewer in length.")}}}),
+            );
+        }
+        for (b, button) in buttons.iter().enumerate() {
+            let b = b.to_string();
+            let blame = |field: &str, code: &str, message: &str| json!({"components": {r.clone(): {"components": {b.clone(): {field: field_error(code, message)}}}}});
+            if button["type"] != 2 {
+                return Some(blame(
+                    "type",
+                    "UNION_TYPE_CHOICES",
+                    "Value of field \"type\" must be one of (2,).",
+                ));
+            }
+            let label = button["label"].as_str().unwrap_or("");
+            if label.chars().count() > 80 {
+                return Some(blame(
+                    "label",
+                    "BASE_TYPE_MAX_LENGTH",
+                    "Must be 80 or fewer in length.",
+                ));
+            }
+            let style = button["style"].as_u64().unwrap_or(0);
+            if !(1..=5).contains(&style) {
+                return Some(blame(
+                    "style",
+                    "BASE_TYPE_CHOICES",
+                    "Value must be one of {1, 2, 3, 4, 5}.",
+                ));
+            }
+            if style == 5 {
+                continue;
+            }
+            let custom_id = button["custom_id"].as_str().unwrap_or("");
+            if custom_id.is_empty() {
+                return Some(blame(
+                    "custom_id",
+                    "BASE_TYPE_REQUIRED",
+                    "This field is required",
+                ));
+            }
+            if custom_id.chars().count() > 100 {
+                return Some(blame(
+                    "custom_id",
+                    "BASE_TYPE_MAX_LENGTH",
+                    "Must be 100 or fewer in length.",
+                ));
+            }
+            if !ids.insert(custom_id.to_owned()) {
+                return Some(blame(
+                    "custom_id",
+                    "COMPONENT_CUSTOM_ID_DUPLICATED",
+                    "Component custom id cannot be duplicated",
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// `POST /interactions/{id}/{token}/callback`: the app's answer to an interaction, 204;
+/// 10062 `Unknown interaction` for an unknown one, a wrong token, or after 3 s; 40060 when
+/// already answered.
+async fn interaction_callback(
+    State(shared): State<Arc<Shared>>,
+    Path((id, token)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            json!({"message": "400: Bad Request", "code": 0}),
+        );
+    };
+    let mut inner = shared.lock();
+    let unknown = || {
+        json_response(
+            StatusCode::NOT_FOUND,
+            json!({"message": "Unknown interaction", "code": 10062}),
+        )
+    };
+    let Some((expected, sent, answer)) = inner.interactions.get_mut(&id) else {
+        return unknown();
+    };
+    if *expected != token || sent.elapsed() > Duration::from_secs(3) {
+        return unknown();
+    }
+    if answer.is_some() {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            json!({"message": "Interaction has already been acknowledged.", "code": 40060}),
+        );
+    }
+    if !matches!(body["type"].as_u64(), Some(1 | 4 | 5 | 6 | 7 | 9 | 12)) {
+        return too_long(
+            json!({"type": field_error("BASE_TYPE_CHOICES", "Value must be one of {1, 4, 5, 6, 7, 9, 12}.")}),
+        );
+    }
+    *answer = Some(body);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// `PATCH /channels/{channel}/messages/{message}` (edit message): `content` replaced, and
+/// `embeds` when given (at most 10);
 /// 404 `Unknown Message` (10008) for a message not in that channel, 400 past 2000
 /// characters.
 async fn edit_message(
@@ -756,6 +987,14 @@ async fn edit_message(
         return too_long(json!({"content": field_error("BASE_TYPE_MAX_LENGTH",
                                                       "Must be 2000 or fewer in length.")}));
     }
+    if body
+        .get("embeds")
+        .is_some_and(|e| e.as_array().is_none_or(|e| e.len() > 10))
+    {
+        inner.counters.invalid_form_bodies += 1;
+        return too_long(json!({"embeds": field_error("BASE_TYPE_MAX_LENGTH",
+                                                     "Must be 10 or fewer in length.")}));
+    }
     let Some(posted) = inner
         .posted
         .iter_mut()
@@ -766,6 +1005,9 @@ async fn edit_message(
             json!({"message": "Unknown Message", "code": 10008}),
         );
     };
+    if let Some(embeds) = body.get("embeds") {
+        posted.body["embeds"] = embeds.clone();
+    }
     posted.edits.push(content.to_owned());
     posted.body["content"] = json!(content);
     json_response(

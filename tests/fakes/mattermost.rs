@@ -22,6 +22,15 @@
 //!   refused with 400 `model.post.is_valid.msg.app_error`; a reply's `root_id` must name a
 //!   root post of the same channel (`api.post.create_post.root_id.app_error`).
 //!
+//! - interactive message buttons:
+//!   <https://developers.mattermost.com/integrate/plugins/interactive-messages/>
+//!   (`props.attachments[].actions[]` with `id` (letters and digits), `name`, `type`
+//!   `button`, `style`, `integration {url, context}`; a press makes the server POST
+//!   `{user_id, user_name, channel_id, channel_name, team_id, team_domain, post_id,
+//!   trigger_id, type, context}` to `integration.url` and show the JSON answer's
+//!   `ephemeral_text` to the presser; clients never see `integration`, so the posts the
+//!   fake broadcasts have it removed); `GET /posts/{id}`.
+//!
 //! A wrong token on the WebSocket's challenge closes the socket, as the server does.
 
 // Shared by several test binaries: each uses a part, and `pub` marks the API they use.
@@ -233,6 +242,66 @@ impl MattermostFake {
         let id = post["id"].as_str().unwrap_or_default().to_owned();
         broadcast_posted(&mut inner, &post);
         id
+    }
+
+    /// `user` presses the button named `label` on `post`: the fake POSTs what Mattermost
+    /// posts to the button's `integration.url` and returns the integration's answer (HTTP
+    /// status and JSON body; `Value::Null` when not JSON).
+    pub async fn press(&self, user: &str, post: &Post, label: &str) -> (u16, Value) {
+        let action = post_actions(&post.props)
+            .into_iter()
+            .find(|a| a["name"] == label)
+            .unwrap_or_else(|| panic!("no button `{label}` on {post:#?}"));
+        let url = action["integration"]["url"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let context = action["integration"]["context"].clone();
+        self.press_with(user, post, &url, context).await
+    }
+
+    /// `user` presses a button of `post` whose `context` was replaced (a forged press, or
+    /// one from someone who found the endpoint): what the integration answers.
+    pub async fn press_forged(&self, user: &str, post: &Post, context: Value) -> (u16, Value) {
+        let action = post_actions(&post.props)
+            .into_iter()
+            .next()
+            .expect("a button");
+        let url = action["integration"]["url"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        self.press_with(user, post, &url, context).await
+    }
+
+    async fn press_with(&self, user: &str, post: &Post, url: &str, context: Value) -> (u16, Value) {
+        let body = {
+            let mut inner = self.shared.lock();
+            let name = inner.users.get(user).cloned().expect("known user");
+            let channel = inner
+                .channels
+                .get(&post.channel_id)
+                .cloned()
+                .expect("known channel");
+            let trigger_id = new_id(&mut inner, 't');
+            json!({
+                "user_id": user, "user_name": name, "channel_id": post.channel_id,
+                "channel_name": channel.name, "team_id": TEAM_ID, "team_domain": TEAM,
+                "post_id": post.id, "trigger_id": trigger_id, "type": "", "data_source": "",
+                "context": context,
+            })
+        };
+        let client = st2bot::runtime::http::client(true, None, Some(Duration::from_secs(10)))
+            .expect("HTTP client");
+        let response = client
+            .post(url)
+            .json(&body)
+            .send()
+            .await
+            .expect("the integration answers");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
     /// The next `times` calls of `"METHOD /path"` (e.g. `"POST /posts"`) answer 429 with
@@ -610,6 +679,31 @@ async fn api(
             (StatusCode::CREATED, axum::Json(channel)).into_response()
         }
         (&Method::POST, ["posts"]) => create_post(&shared, &call, &body),
+        (&Method::GET, ["posts", id]) => {
+            let inner = shared.lock();
+            let found = match inner.posts.iter().find(|p| p.id == *id) {
+                Some(p) => Some(
+                    json!({"id": p.id, "channel_id": p.channel_id, "root_id": p.root_id,
+                                       "user_id": BOT_ID, "message": p.message,
+                                       "props": client_props(&p.props)}),
+                ),
+                None => inner
+                    .stored
+                    .get(*id)
+                    .map(|p| json!({"id": id, "channel_id": p.channel_id, "root_id": p.root_id})),
+            };
+            drop(inner);
+            match found {
+                Some(post) => axum::Json(post).into_response(),
+                None => fail(
+                    &shared,
+                    &call,
+                    StatusCode::NOT_FOUND,
+                    "app.post.get.app_error",
+                    "Unable to get the post.",
+                ),
+            }
+        }
         (&Method::PUT, ["posts", id, "patch"]) => patch_post(&shared, &call, id, &body),
         _ => fail(
             &shared,
@@ -619,6 +713,50 @@ async fn api(
             "Sorry, we could not find the page.",
         ),
     }
+}
+
+/// The buttons of a post: `props.attachments[].actions[]`.
+fn post_actions(props: &Value) -> Vec<Value> {
+    props["attachments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|a| a["actions"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
+/// Whether the actions of `props` are ones Mattermost takes: a `name`, an `id` of letters
+/// and digits when given, a `type` of `button` or `select`, an integration URL that is
+/// absolute (`http`/`https`) or a plugin path.
+fn actions_ok(props: &Value) -> bool {
+    post_actions(props).iter().all(|a| {
+        let url = a["integration"]["url"].as_str().unwrap_or_default();
+        a["name"].as_str().is_some_and(|n| !n.trim().is_empty())
+            && a["id"]
+                .as_str()
+                .is_none_or(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric()))
+            && matches!(a["type"].as_str(), None | Some("button" | "select"))
+            && (url.starts_with("http://")
+                || url.starts_with("https://")
+                || url.starts_with("/plugins/"))
+    })
+}
+
+/// `props` as clients see them: every action's `integration` removed.
+fn client_props(props: &Value) -> Value {
+    let mut props = props.clone();
+    if let Some(attachments) = props["attachments"].as_array_mut() {
+        for a in attachments {
+            if let Some(actions) = a["actions"].as_array_mut() {
+                for action in actions {
+                    if let Some(o) = action.as_object_mut() {
+                        o.remove("integration");
+                    }
+                }
+            }
+        }
+    }
+    props
 }
 
 fn create_post(shared: &Arc<Shared>, call: &str, body: &[u8]) -> Response {
@@ -673,6 +811,7 @@ fn create_post(shared: &Arc<Shared>, call: &str, body: &[u8]) -> Response {
         .is_some_and(|a| !a.is_empty());
     if props.get("attachments").is_some_and(|a| !a.is_array())
         || props.to_string().chars().count() > MAX_PROPS
+        || !actions_ok(&props)
     {
         drop(inner);
         return fail(
@@ -727,8 +866,10 @@ fn create_post(shared: &Arc<Shared>, call: &str, body: &[u8]) -> Response {
         props,
         edits: Vec::new(),
     });
-    broadcast_posted(&mut inner, &stored);
-    (StatusCode::CREATED, axum::Json(stored)).into_response()
+    let mut visible = stored.clone();
+    visible["props"] = client_props(&stored["props"]);
+    broadcast_posted(&mut inner, &visible);
+    (StatusCode::CREATED, axum::Json(visible)).into_response()
 }
 
 /// `PUT /api/v4/posts/{id}/patch` with a new `message`.

@@ -10,20 +10,28 @@
 //! - <https://api.slack.com/methods/chat.postMessage> (`channel`, `text`/`attachments`/
 //!   `blocks`, `thread_ts`; errors `channel_not_found`, `not_in_channel`, `no_text`,
 //!   `msg_too_long` past 40,000 characters, `invalid_blocks`, `too_many_attachments`);
-//! - <https://api.slack.com/methods/chat.update> (`channel`, `ts`, `text`; the message
-//!   keeps its attachments when none are given; errors `message_not_found`, `no_text`,
-//!   `msg_too_long`);
+//! - <https://api.slack.com/methods/chat.update> (`channel`, `ts`, `text`, `attachments`,
+//!   `blocks`, checked as `chat.postMessage` checks them; the message keeps its attachments
+//!   and blocks when none are given; errors `message_not_found`, `no_text`, `msg_too_long`);
 //! - <https://api.slack.com/methods/auth.test>, `users.info`, `users.list`,
 //!   `conversations.info` (form or query arguments only: a JSON body is not read),
 //!   `conversations.open` (JSON accepted);
 //! - <https://api.slack.com/apis/rate-limits> (HTTP 429, `Retry-After` seconds,
 //!   `{"ok":false,"error":"ratelimited"}`), <https://api.slack.com/web#responses>
 //!   (`{"ok":false,"error":…}` with HTTP 200; `invalid_auth`, `not_authed`);
+//! - buttons: <https://api.slack.com/reference/block-kit/block-elements#button> (`actions`
+//!   blocks of at most 25 elements; a button needs `action_id` of at most 255 characters,
+//!   `text` plain_text of at most 75, `value` of at most 2000, `style` `primary`/`danger`),
+//!   <https://api.slack.com/reference/interaction-payloads/block-actions> (the press payload)
+//!   and <https://api.slack.com/apis/connections/socket-implement> (delivered as an
+//!   `interactive` envelope, acknowledged with `{"envelope_id"}` within 3 s);
+//!   <https://api.slack.com/methods/chat.postEphemeral> (`channel`, `user`, `text`);
 //! - <https://api.slack.com/events/message> and <https://api.slack.com/events/app_mention>
 //!   (event shapes; a mention in a channel arrives as both events; the bot's own posts come
 //!   back as `message` events with `bot_id`).
 //!
-//! Tests drive it with [`SlackFake::user_says`] and read what the bot posted with
+//! Tests drive it with [`SlackFake::user_says`] and [`SlackFake::press`] (a button) and
+//! read what the bot posted with
 //! [`SlackFake::wait_posts`]; failures are injected with [`SlackFake::rate_limit`],
 //! [`SlackFake::drop_connections`] and [`SlackFake::request_refresh`].
 
@@ -71,6 +79,11 @@ const SECTION_TEXT_LIMIT: usize = 3000;
 /// Blocks per message, attachments per message.
 const MAX_BLOCKS: usize = 50;
 const MAX_ATTACHMENTS: usize = 100;
+/// Elements in an `actions` block; characters of a button's text, `action_id`, `value`.
+const MAX_ACTION_ELEMENTS: usize = 25;
+const BUTTON_TEXT_LIMIT: usize = 75;
+const ACTION_ID_LIMIT: usize = 255;
+const BUTTON_VALUE_LIMIT: usize = 2000;
 /// Slack redelivers an unacknowledged envelope up to three times.
 const MAX_REDELIVERIES: u32 = 3;
 
@@ -93,6 +106,17 @@ pub struct Posted {
     pub body: Value,
     /// Texts set by `chat.update`, oldest first (the message's `text` is the last).
     pub edits: Vec<String>,
+}
+
+/// A message only one user sees (`chat.postEphemeral`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ephemeral {
+    /// Channel.
+    pub channel: String,
+    /// The user who sees it.
+    pub user: String,
+    /// Its text.
+    pub text: String,
 }
 
 /// How a channel is typed, as `conversations.info` says and `channel_type` in events.
@@ -148,6 +172,7 @@ struct Inner {
     pending: HashMap<String, Pending>,
     deliveries: Vec<Value>,
     acks: Vec<String>,
+    ephemerals: Vec<Ephemeral>,
     rate_limits: HashMap<String, (u32, u64)>,
     rate_limited: u32,
     counter: u64,
@@ -319,6 +344,110 @@ impl SlackFake {
     /// it on the newest socket (or to the next one that connects). Returns the `event_id`.
     pub fn deliver_event(&self, event: Value) -> String {
         deliver_event(&self.shared, event)
+    }
+
+    /// `user` presses the button labelled `label` on `post`, as a Slack client does: a
+    /// `block_actions` payload in an `interactive` envelope. Returns whether the bot
+    /// acknowledged the envelope within Slack's 3 s (unacknowledged, Slack redelivers it).
+    pub async fn press(&self, user: &str, post: &Posted, label: &str) -> bool {
+        let button = post
+            .blocks
+            .iter()
+            .flat_map(|b| b.as_array().into_iter().flatten())
+            .filter(|b| b["type"] == "actions")
+            .flat_map(|b| b["elements"].as_array().into_iter().flatten())
+            .find(|e| e.pointer("/text/text").and_then(Value::as_str) == Some(label))
+            .unwrap_or_else(|| panic!("no button `{label}` on {post:#?}"))
+            .clone();
+        self.press_action(user, post, button).await
+    }
+
+    /// `user` presses a button with this `action_id` on `post`, whether or not the bot
+    /// posted one (a forged or stale press). Returns whether the envelope was acknowledged.
+    pub async fn press_forged(&self, user: &str, post: &Posted, action_id: &str) -> bool {
+        let button = json!({"type": "button", "action_id": action_id, "value": action_id,
+                            "text": {"type": "plain_text", "text": "Approve", "emoji": true}});
+        self.press_action(user, post, button).await
+    }
+
+    async fn press_action(&self, user: &str, post: &Posted, button: Value) -> bool {
+        let envelope_id = {
+            let mut inner = self.shared.lock();
+            let name = inner.users.get(user).cloned().expect("known user");
+            let channel_name = inner
+                .channels
+                .get(&post.channel)
+                .map(|c| {
+                    if c.kind == Kind::Im {
+                        "directmessage".to_owned()
+                    } else {
+                        c.name.clone()
+                    }
+                })
+                .unwrap_or_default();
+            let action_ts = next_ts(&mut inner);
+            let trigger_id = format!("{}.{}", next_id(&mut inner, ""), "fake-trigger");
+            let mut action = button;
+            action["block_id"] = json!("fake-block");
+            action["action_ts"] = json!(action_ts);
+            let mut container = json!({"type": "message", "message_ts": post.ts,
+                                       "channel_id": post.channel, "is_ephemeral": false});
+            let mut message = json!({"type": "message", "user": BOT_USER, "bot_id": BOT_ID,
+                                     "ts": post.ts, "text": post.text, "blocks": post.blocks});
+            if let Some(t) = &post.thread_ts {
+                container["thread_ts"] = json!(t);
+                message["thread_ts"] = json!(t);
+            }
+            let envelope_id = format!("env-{}", next_id(&mut inner, ""));
+            let frame = json!({
+                "envelope_id": envelope_id,
+                "payload": {
+                    "type": "block_actions",
+                    // Names the client shows; a bot must not take them on trust.
+                    "user": {"id": user, "username": name, "name": name, "team_id": TEAM},
+                    "api_app_id": APP_ID,
+                    "token": "fake-verification-token",
+                    "container": container,
+                    "trigger_id": trigger_id,
+                    "team": {"id": TEAM, "domain": "fake"},
+                    "enterprise": null,
+                    "is_enterprise_install": false,
+                    "channel": {"id": post.channel, "name": channel_name},
+                    "message": message,
+                    "state": {"values": {}},
+                    "response_url": "https://hooks.slack.invalid/actions/fake",
+                    "actions": [action],
+                },
+                "type": "interactive",
+                "accepts_response_payload": false,
+            });
+            let sent = send_frame(&mut inner, &frame);
+            inner.pending.insert(
+                envelope_id.clone(),
+                Pending {
+                    frame,
+                    attempts: 0,
+                    sent,
+                },
+            );
+            envelope_id
+        };
+        let shared = self.shared.clone();
+        let id = envelope_id.clone();
+        tokio::spawn(async move { redeliver_until_acked(shared, id).await });
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        while tokio::time::Instant::now() < deadline {
+            if self.acks().contains(&envelope_id) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
+    /// Messages posted with `chat.postEphemeral`.
+    pub fn ephemerals(&self) -> Vec<Ephemeral> {
+        self.shared.lock().ephemerals.clone()
     }
 
     /// The next `times` calls of `method` answer HTTP 429 with `Retry-After: retry_after`.
@@ -677,6 +806,7 @@ async fn web_api(
     let json_ok = matches!(
         method.as_str(),
         "chat.postMessage"
+            | "chat.postEphemeral"
             | "chat.update"
             | "conversations.open"
             | "auth.test"
@@ -837,6 +967,31 @@ async fn web_api(
         }
         "chat.postMessage" => post_message(&shared, &args),
         "chat.update" => update_message(&shared, &args),
+        "chat.postEphemeral" => {
+            let (Some(channel), Some(user)) = (arg("channel"), arg("user")) else {
+                return fail(&shared, &method, "channel_not_found");
+            };
+            let text = arg("text").unwrap_or_default();
+            if text.trim().is_empty() {
+                return fail(&shared, &method, "no_text");
+            }
+            let mut inner = shared.lock();
+            if !inner.channels.contains_key(&channel) {
+                drop(inner);
+                return fail(&shared, &method, "channel_not_found");
+            }
+            if !inner.users.contains_key(&user) {
+                drop(inner);
+                return fail(&shared, &method, "user_not_found");
+            }
+            inner.ephemerals.push(Ephemeral {
+                channel,
+                user,
+                text,
+            });
+            let message_ts = next_ts(&mut inner);
+            ok(json!({"message_ts": message_ts}))
+        }
         _ => {
             shared
                 .lock()
@@ -916,57 +1071,10 @@ fn post_message(shared: &Arc<Shared>, args: &Map<String, Value>) -> Response {
     if !channel.members.iter().any(|m| m == BOT_USER) {
         return fail(shared, M, "not_in_channel");
     }
-    let text = args.get("text").and_then(Value::as_str).map(str::to_owned);
-    let Ok(attachments) = json_arg(args, "attachments") else {
-        return fail(shared, M, "invalid_attachments");
+    let (text, attachments, blocks) = match message_content(args) {
+        Ok(content) => content,
+        Err(code) => return fail(shared, M, code),
     };
-    let Ok(blocks) = json_arg(args, "blocks") else {
-        return fail(shared, M, "invalid_blocks_format");
-    };
-    let has_text = text.as_deref().is_some_and(|t| !t.trim().is_empty());
-    let has_attachments = attachments
-        .as_ref()
-        .and_then(Value::as_array)
-        .is_some_and(|a| !a.is_empty());
-    let has_blocks = blocks
-        .as_ref()
-        .and_then(Value::as_array)
-        .is_some_and(|b| !b.is_empty());
-    if !(has_text || has_attachments || has_blocks) {
-        return fail(shared, M, "no_text");
-    }
-    if text
-        .as_deref()
-        .is_some_and(|t| t.chars().count() > TEXT_HARD_LIMIT)
-    {
-        return fail(shared, M, "msg_too_long");
-    }
-    if let Some(a) = &attachments {
-        let Some(list) = a.as_array().filter(|l| l.iter().all(Value::is_object)) else {
-            return fail(shared, M, "invalid_attachments");
-        };
-        if list.len() > MAX_ATTACHMENTS {
-            return fail(shared, M, "too_many_attachments");
-        }
-    }
-    if let Some(b) = &blocks {
-        let Some(list) = b.as_array() else {
-            return fail(shared, M, "invalid_blocks_format");
-        };
-        let valid = list.len() <= MAX_BLOCKS
-            && list.iter().all(|block| {
-                let kind = block.get("type").and_then(Value::as_str);
-                let section_ok = kind != Some("section")
-                    || block
-                        .pointer("/text/text")
-                        .and_then(Value::as_str)
-                        .is_none_or(|t| t.chars().count() <= SECTION_TEXT_LIMIT);
-                kind.is_some() && section_ok
-            });
-        if !valid {
-            return fail(shared, M, "invalid_blocks");
-        }
-    }
     let thread_ts = args
         .get("thread_ts")
         .and_then(Value::as_str)
@@ -1009,20 +1117,101 @@ fn post_message(shared: &Arc<Shared>, args: &Map<String, Value>) -> Response {
     ok(json!({"channel": channel_id, "ts": ts, "message": message}))
 }
 
+/// An `actions` block as Slack takes it: 1 to 25 elements; each button with a non-empty
+/// `action_id` (at most 255 characters), `text` plain_text of 1 to 75 characters, a
+/// `value` of at most 2000 and a `style` of `primary` or `danger` when given.
+fn actions_ok(block: &Value) -> bool {
+    let Some(elements) = block.get("elements").and_then(Value::as_array) else {
+        return false;
+    };
+    let chars = |v: Option<&Value>| v.and_then(Value::as_str).map(|s| s.chars().count());
+    !elements.is_empty()
+        && elements.len() <= MAX_ACTION_ELEMENTS
+        && elements.iter().all(|e| {
+            if e.get("type").and_then(Value::as_str) != Some("button") {
+                return e.get("type").is_some();
+            }
+            let action_id = chars(e.get("action_id"));
+            let text = chars(e.pointer("/text/text"));
+            action_id.is_some_and(|n| n > 0 && n <= ACTION_ID_LIMIT)
+                && e.pointer("/text/type").and_then(Value::as_str) == Some("plain_text")
+                && text.is_some_and(|n| n > 0 && n <= BUTTON_TEXT_LIMIT)
+                && chars(e.get("value")).is_none_or(|n| n <= BUTTON_VALUE_LIMIT)
+                && e.get("style")
+                    .is_none_or(|s| s == "primary" || s == "danger")
+        })
+}
+
+/// The content arguments of `chat.postMessage` and `chat.update` (`text`, `attachments`,
+/// `blocks`), checked as Slack checks them: at least one of them, the text under the hard
+/// limit, attachments objects, blocks typed with section texts under their limit.
+/// Refused: Slack's error code.
+#[allow(clippy::type_complexity)]
+fn message_content(
+    args: &Map<String, Value>,
+) -> Result<(Option<String>, Option<Value>, Option<Value>), &'static str> {
+    let text = args.get("text").and_then(Value::as_str).map(str::to_owned);
+    let Ok(attachments) = json_arg(args, "attachments") else {
+        return Err("invalid_attachments");
+    };
+    let Ok(blocks) = json_arg(args, "blocks") else {
+        return Err("invalid_blocks_format");
+    };
+    let has_text = text.as_deref().is_some_and(|t| !t.trim().is_empty());
+    let has_attachments = attachments
+        .as_ref()
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty());
+    let has_blocks = blocks
+        .as_ref()
+        .and_then(Value::as_array)
+        .is_some_and(|b| !b.is_empty());
+    if !(has_text || has_attachments || has_blocks) {
+        return Err("no_text");
+    }
+    if text
+        .as_deref()
+        .is_some_and(|t| t.chars().count() > TEXT_HARD_LIMIT)
+    {
+        return Err("msg_too_long");
+    }
+    if let Some(a) = &attachments {
+        let Some(list) = a.as_array().filter(|l| l.iter().all(Value::is_object)) else {
+            return Err("invalid_attachments");
+        };
+        if list.len() > MAX_ATTACHMENTS {
+            return Err("too_many_attachments");
+        }
+    }
+    if let Some(b) = &blocks {
+        let Some(list) = b.as_array() else {
+            return Err("invalid_blocks_format");
+        };
+        let valid = list.len() <= MAX_BLOCKS
+            && list.iter().all(|block| {
+                let kind = block.get("type").and_then(Value::as_str);
+                let section_ok = kind != Some("section")
+                    || block
+                        .pointer("/text/text")
+                        .and_then(Value::as_str)
+                        .is_none_or(|t| t.chars().count() <= SECTION_TEXT_LIMIT);
+                kind.is_some() && section_ok && (kind != Some("actions") || actions_ok(block))
+            });
+        if !valid {
+            return Err("invalid_blocks");
+        }
+    }
+    Ok((text, attachments, blocks))
+}
+
 fn update_message(shared: &Arc<Shared>, args: &Map<String, Value>) -> Response {
     const M: &str = "chat.update";
     let arg = |k: &str| args.get(k).and_then(Value::as_str).unwrap_or_default();
     let (channel, ts) = (arg("channel"), arg("ts"));
-    let Some(text) = args
-        .get("text")
-        .and_then(Value::as_str)
-        .filter(|t| !t.trim().is_empty())
-    else {
-        return fail(shared, M, "no_text");
+    let (text, attachments, blocks) = match message_content(args) {
+        Ok(content) => content,
+        Err(code) => return fail(shared, M, code),
     };
-    if text.chars().count() > TEXT_HARD_LIMIT {
-        return fail(shared, M, "msg_too_long");
-    }
     let mut inner = shared.lock();
     let Some(post) = inner
         .posts
@@ -1032,8 +1221,16 @@ fn update_message(shared: &Arc<Shared>, args: &Map<String, Value>) -> Response {
         drop(inner);
         return fail(shared, M, "message_not_found");
     };
-    post.text = Some(text.to_owned());
-    post.edits.push(text.to_owned());
+    // What is not given stays as it was (attachments, blocks); the text is replaced.
+    let text = text.unwrap_or_default();
+    post.text = Some(text.clone());
+    post.edits.push(text.clone());
+    if attachments.is_some() {
+        post.attachments = attachments;
+    }
+    if blocks.is_some() {
+        post.blocks = blocks;
+    }
     drop(inner);
     ok(json!({"channel": channel, "ts": ts, "text": text}))
 }

@@ -143,7 +143,7 @@ fn matrix_id_help(value: &str) -> String {
 }
 
 /// Rule: a pattern compiles as a glob (`*`, `?`, `[abc]`, `{a,b}`, `\` escapes).
-fn glob_ok(d: &mut Diagnostics, p: &Spanned<String>, what: &str) -> bool {
+pub(super) fn glob_ok(d: &mut Diagnostics, p: &Spanned<String>, what: &str) -> bool {
     if p.value.is_empty() {
         d.push(
             Diagnostic::new(
@@ -171,6 +171,46 @@ fn glob_ok(d: &mut Diagnostics, p: &Spanned<String>, what: &str) -> bool {
             false
         }
     }
+}
+
+/// Rules for a list of users (access rules' `users`, `auth_page.admins`): each entry is a
+/// valid pattern, or `@group` naming a group defined under `groups:` (`groups`: their
+/// names). Whether every entry is valid.
+pub(super) fn user_entries(
+    d: &mut Diagnostics,
+    users: &[Spanned<String>],
+    groups: &[&str],
+) -> bool {
+    let mut ok = true;
+    for u in users {
+        if let Some(g) = u.value.strip_prefix('@') {
+            if !groups.contains(&g) {
+                ok = false;
+                d.push(
+                    Diagnostic::new(
+                        "undefined-group",
+                        Span::of(u),
+                        format!("group `{g}` is not defined"),
+                        "no such group",
+                    )
+                    .maybe_help(if looks_like_matrix_id(&u.value) {
+                        Some(matrix_id_help(&u.value))
+                    } else {
+                        crate::suggest::did_you_mean(g, groups.iter().copied())
+                            .map(|c| format!("did you mean `@{c}`?"))
+                    })
+                    .note(if groups.is_empty() {
+                        "no groups are defined; add them under `groups:`".to_owned()
+                    } else {
+                        format!("defined groups are {}", list_words(groups.iter().copied()))
+                    }),
+                );
+            }
+        } else {
+            ok &= glob_ok(d, u, "user");
+        }
+    }
+    ok
 }
 
 fn check_rule(
@@ -224,42 +264,9 @@ fn check_rule(
             );
         }
     }
-    // Rule: `@group` refers to a group defined under `groups:`.
     if let Some(users) = users {
-        for u in &users.value {
-            if let Some(g) = u.value.strip_prefix('@') {
-                if !groups.iter().any(|(n, _, _)| n == g) {
-                    ok = false;
-                    d.push(
-                        Diagnostic::new(
-                            "undefined-group",
-                            Span::of(u),
-                            format!("group `{g}` is not defined"),
-                            "no such group",
-                        )
-                        .maybe_help(if looks_like_matrix_id(&u.value) {
-                            Some(matrix_id_help(&u.value))
-                        } else {
-                            crate::suggest::did_you_mean(
-                                g,
-                                groups.iter().map(|(n, _, _)| n.as_str()),
-                            )
-                            .map(|c| format!("did you mean `@{c}`?"))
-                        })
-                        .note(if groups.is_empty() {
-                            "no groups are defined; add them under `groups:`".to_owned()
-                        } else {
-                            format!(
-                                "defined groups are {}",
-                                list_words(groups.iter().map(|(n, _, _)| n.as_str()))
-                            )
-                        }),
-                    );
-                }
-            } else {
-                ok &= glob_ok(d, u, "user");
-            }
-        }
+        let names: Vec<&str> = groups.iter().map(|(n, _, _)| n.as_str()).collect();
+        ok &= user_entries(d, &users.value, &names);
     }
     if let Some(commands) = commands {
         for c in &commands.value {

@@ -41,7 +41,11 @@ const KINDS: &[(&str, &[&str], &[&str])] = &[
         &["app_token", "bot_token", "url"],
         &["app_token", "bot_token"],
     ),
-    ("mattermost", &["url", "token", "team"], &["url", "token"]),
+    (
+        "mattermost",
+        &["url", "token", "team", "listen", "actions_url"],
+        &["url", "token"],
+    ),
     ("discord", &["token", "url"], &["token"]),
     (
         "rocketchat",
@@ -95,6 +99,7 @@ fn present(b: &Backend) -> Vec<(&'static str, Span)> {
         ("app_password", s(&b.app_password)),
         ("tenant", s(&b.tenant)),
         ("listen", s(&b.listen)),
+        ("actions_url", s(&b.actions_url)),
         ("state_file", s(&b.state_file)),
     ];
     all.into_iter()
@@ -327,11 +332,15 @@ pub(super) fn check(
         }
         "mattermost" => {
             let token = sec(d, &b.token, "token");
+            let actions = mattermost_actions(d, b);
             let url = base_url(d, "")?;
+            let (listen, actions_url) = actions?;
             Some(BackendSpec::Mattermost(MattermostSpec {
                 url: url.into(),
                 token: token?,
                 team: text(&b.team).into(),
+                listen: listen.map(Str::from),
+                actions_url: actions_url.map(Str::from),
             }))
         }
         "discord" => {
@@ -484,6 +493,45 @@ fn msteams(d: &mut Diagnostics, b: &Backend) -> Option<BackendSpec> {
     }))
 }
 
+/// Mattermost buttons: `listen` (where the bot takes presses) and `actions_url` (where
+/// Mattermost sends them), both or neither. `None` after a diagnostic.
+#[allow(clippy::type_complexity)]
+fn mattermost_actions(
+    d: &mut Diagnostics,
+    b: &Backend,
+) -> Option<(Option<String>, Option<String>)> {
+    // Rule: `listen` and `actions_url` come together (one without the other cannot work:
+    // nowhere to listen, or no address to give Mattermost).
+    let (listen, actions_url) = match (&b.listen, &b.actions_url) {
+        (None, None) => return Some((None, None)),
+        (Some(l), Some(u)) => (l, u),
+        (Some(given), None) | (None, Some(given)) => {
+            let (has, lacks) = if b.listen.is_some() {
+                ("listen", "actions_url")
+            } else {
+                ("actions_url", "listen")
+            };
+            d.push(
+                Diagnostic::new(
+                    "missing-backend-setting",
+                    Span::of(given),
+                    format!("Mattermost buttons need both `listen` and `actions_url`; `{lacks}` is missing"),
+                    format!("`{has}` without `{lacks}`"),
+                )
+                .help(
+                    "`listen: 127.0.0.1:8090` is where the bot takes button presses, \
+                     `actions_url: https://bot.example.com/mattermost/actions` the URL Mattermost \
+                     posts them to; remove both to go without buttons",
+                ),
+            );
+            return None;
+        }
+    };
+    let listen = listen_address(d, listen);
+    let actions_url = url(d, actions_url, "actions_url");
+    Some((Some(listen?), Some(actions_url?)))
+}
+
 /// Multi-tenant apps get their outbound tokens from this tenant.
 const DEFAULT_MSTEAMS_TENANT: &str = "botframework.com";
 /// Where the messaging endpoint listens unless `listen` says otherwise (the port of
@@ -526,5 +574,69 @@ fn valid_jid(jid: &str) -> bool {
                 && !jid.contains(char::is_whitespace)
         }
         None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::source::SourceFile;
+    use crate::spec::BackendSpec;
+
+    fn mattermost(extra: &str) -> Result<crate::BotSpec, Vec<crate::Diagnostic>> {
+        let yaml = format!(
+            "name: acme\nbackend:\n  kind: mattermost\n  url: https://chat.example.com\n  token: ${{MM_TOKEN}}\n{extra}\
+             stackstorm:\n  url: https://st2.example.com\n  auth: {{ api_key: \"${{ST2_API_KEY}}\" }}\n"
+        );
+        crate::load(&SourceFile::new("acme.yaml", yaml))
+    }
+
+    #[test]
+    fn mattermost_buttons_take_listen_and_actions_url_together() {
+        let spec = mattermost("").expect("no buttons is fine");
+        let BackendSpec::Mattermost(m) = &spec.backend else {
+            panic!("{:?}", spec.backend)
+        };
+        assert_eq!(
+            (m.listen.as_deref(), m.actions_url.as_deref()),
+            (None, None)
+        );
+
+        let spec = mattermost(
+            "  listen: 127.0.0.1:8090\n  actions_url: https://bot.example.com/mm/actions/\n",
+        )
+        .expect("both given");
+        let BackendSpec::Mattermost(m) = &spec.backend else {
+            panic!("{:?}", spec.backend)
+        };
+        assert_eq!(
+            (m.listen.as_deref(), m.actions_url.as_deref()),
+            (
+                Some("127.0.0.1:8090"),
+                Some("https://bot.example.com/mm/actions")
+            )
+        );
+
+        for (extra, wanted) in [
+            ("  listen: 127.0.0.1:8090\n", "missing-backend-setting"),
+            (
+                "  actions_url: https://bot.example.com/a\n",
+                "missing-backend-setting",
+            ),
+            (
+                "  listen: localhost\n  actions_url: https://bot.example.com/a\n",
+                "invalid-listen-address",
+            ),
+            (
+                "  listen: 127.0.0.1:8090\n  actions_url: bot.example.com/a\n",
+                "invalid-url",
+            ),
+        ] {
+            let errors = mattermost(extra).expect_err(extra);
+            assert_eq!(
+                errors.iter().map(|d| d.id).collect::<Vec<_>>(),
+                vec![wanted],
+                "{extra}"
+            );
+        }
     }
 }

@@ -427,43 +427,73 @@ pub(crate) fn against_rules(
             Rule::Allow(s) | Rule::Deny(s) => &s.value,
         };
         for command in scope.commands.iter().flat_map(|c| c.value.iter()) {
-            if command.value.starts_with("bot:") {
-                continue;
-            }
-            let Ok(glob) = compile_glob(&command.value) else {
-                continue;
-            };
-            let matcher = glob.compile_matcher();
-            if refs.iter().any(|r| matcher.is_match(r)) {
-                continue;
-            }
-            let label = if glob.literal().is_some() {
-                "no alias has this ref"
-            } else {
-                "no alias ref matches this pattern"
-            };
-            d.push(
-                Diagnostic::new(
-                    "unknown-alias",
-                    Span::of(command),
-                    format!("`{}` matches no alias in the catalogue", command.value),
-                    label,
-                )
-                .maybe_help(
-                    command_suggestion(&command.value, &refs)
-                        .map(|s| format!("did you mean `{s}`?")),
-                )
-                .note(format!(
-                    "the catalogue has {} alias{} in {} {}",
-                    refs.len(),
-                    if refs.len() == 1 { "" } else { "es" },
-                    if packs.len() == 1 { "pack" } else { "packs" },
-                    crate::suggest::list_words(packs.iter().copied())
-                )),
-            );
+            unknown_alias(d, command, &refs, &packs);
         }
     }
     not_runnable(d, catalogue, spec);
+}
+
+/// Rule: a `confirm:` command pattern matches at least one alias of the catalogue (else
+/// the confirmation protects nothing, usually a typo).
+pub(crate) fn against_confirm(
+    d: &mut Diagnostics,
+    catalogue: &Catalogue,
+    raw: Option<&Spanned<Vec<Spanned<crate::raw::Confirm>>>>,
+) {
+    let refs: Vec<&str> = catalogue.alias_refs().collect();
+    let packs: BTreeSet<&str> = catalogue
+        .aliases
+        .iter()
+        .map(|a| a.alias.pack.as_str())
+        .collect();
+    for entry in raw.iter().flat_map(|r| r.value.iter()) {
+        for command in &entry.value.commands.value {
+            unknown_alias(d, command, &refs, &packs);
+        }
+    }
+}
+
+/// Rule: a command pattern (of an access rule or a confirmation) that is not the bot's
+/// own matches at least one alias ref of the catalogue.
+fn unknown_alias(
+    d: &mut Diagnostics,
+    command: &Spanned<String>,
+    refs: &[&str],
+    packs: &BTreeSet<&str>,
+) {
+    if command.value.starts_with("bot:") {
+        return;
+    }
+    let Ok(glob) = compile_glob(&command.value) else {
+        return;
+    };
+    let matcher = glob.compile_matcher();
+    if refs.iter().any(|r| matcher.is_match(r)) {
+        return;
+    }
+    let label = if glob.literal().is_some() {
+        "no alias has this ref"
+    } else {
+        "no alias ref matches this pattern"
+    };
+    d.push(
+        Diagnostic::new(
+            "unknown-alias",
+            Span::of(command),
+            format!("`{}` matches no alias in the catalogue", command.value),
+            label,
+        )
+        .maybe_help(
+            command_suggestion(&command.value, refs).map(|s| format!("did you mean `{s}`?")),
+        )
+        .note(format!(
+            "the catalogue has {} alias{} in {} {}",
+            refs.len(),
+            if refs.len() == 1 { "" } else { "es" },
+            if packs.len() == 1 { "pack" } else { "packs" },
+            crate::suggest::list_words(packs.iter().copied())
+        )),
+    );
 }
 
 /// Whether some user may run `command` somewhere: the first rule that names the command

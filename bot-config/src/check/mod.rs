@@ -7,6 +7,7 @@
 mod access;
 mod backend;
 pub(crate) mod catalogue;
+mod confirm;
 mod durations;
 mod keys;
 mod scalar;
@@ -21,7 +22,7 @@ use crate::catalogue::{Catalogue, SourcePath};
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::raw::BotFile;
 use crate::source::{SourceFile, Span, Spanned};
-use crate::spec::{BotSpec, ChatSpec, LogFormat, LogSpec};
+use crate::spec::{AccessSpec, BackendSpec, BotSpec, ChatSpec, LogFormat, LogSpec};
 
 pub(crate) use keys::from_parse_error;
 
@@ -45,11 +46,18 @@ pub(crate) fn check(
     let name = values::bot_name(&mut d, &raw.name);
     let backend = backend::check(&mut d, &raw.backend, file);
     let stackstorm = stackstorm::check(&mut d, &raw.stackstorm, file);
-    let chat = chat(&mut d, raw.chat.as_ref(), file);
+    let chat = chat(
+        &mut d,
+        raw.chat.as_ref(),
+        file,
+        backend.as_ref().map(BackendSpec::can_edit),
+    );
     let access = access::check(&mut d, raw.access.as_ref(), raw.groups.as_ref());
+    let confirm = confirm::check(&mut d, raw.confirm.as_ref(), &access.groups);
     if let Some(catalogue) = &raw.stackstorm.value.catalogue {
         with_catalogue(&mut d, catalogue, file, dir, inputs, |d, catalogue| {
             self::catalogue::against_rules(d, catalogue, raw.access.as_ref(), &access);
+            self::catalogue::against_confirm(d, catalogue, raw.confirm.as_ref());
             catalogue_aliases.extend(catalogue.alias_refs().map(str::to_owned));
         });
     }
@@ -58,6 +66,9 @@ pub(crate) fn check(
         .auth_page
         .as_ref()
         .map(|a| values::auth_page(&mut d, a, &name));
+    if let Some(page) = &raw.auth_page {
+        session_admins(&mut d, page, &access);
+    }
     let ha = raw.ha.as_ref().map(|h| values::ha(&mut d, h));
     let health_listen = raw
         .health
@@ -93,6 +104,7 @@ pub(crate) fn check(
             stackstorm: stackstorm.ok_or_else(|| missing("stackstorm"))?,
             chat,
             access,
+            confirm: confirm.into(),
             templates,
             auth_page: match auth_page {
                 Some(a) => Some(a.ok_or_else(|| missing("auth_page"))?),
@@ -198,11 +210,13 @@ pub(super) fn key_span(file: &SourceFile, value: Span, key: &str) -> Span {
 }
 
 /// `chat:` with defaults: prefix `!`, mention on, help command `help`, session command
-/// `session`, acks on.
+/// `session`, acks on. `can_edit`: whether the backend can edit its messages (`None` when
+/// the backend is itself in error).
 fn chat(
     d: &mut Diagnostics,
     raw: Option<&Spanned<crate::raw::Chat>>,
     file: &SourceFile,
+    can_edit: Option<bool>,
 ) -> ChatSpec {
     let default = crate::raw::Chat::default();
     let c = raw.map(|c| &c.value).unwrap_or(&default);
@@ -263,24 +277,74 @@ fn chat(
             .help("leave it out to use the backend's own limit"),
         );
     }
+    let ack = c
+        .ack
+        .as_ref()
+        .and_then(|a| a.value.enabled.as_ref())
+        .map(|e| e.value)
+        .unwrap_or(true);
+    let replace = c.ack.as_ref().and_then(|a| a.value.replace.as_ref());
+    if let Some(r) = replace.filter(|r| r.value) {
+        if can_edit == Some(false) {
+            d.push(
+                Diagnostic::new(
+                    "ack-replace-needs-edit",
+                    Span::of(r),
+                    "`ack.replace` needs a chat service that can edit messages",
+                    "this backend cannot edit a message once posted",
+                )
+                .help("remove `replace: true`: on this backend the result follows the ack as a new message")
+                .note("services that can edit: slack, mattermost, discord, matrix, rocketchat, msteams"),
+            );
+        } else if !ack {
+            d.push(
+                Diagnostic::new(
+                    "ack-replace-without-ack",
+                    Span::of(r),
+                    "`ack.replace` has no ack to replace",
+                    "acks are off (`enabled: false`)",
+                )
+                .help("remove `replace: true`, or turn acks on"),
+            );
+        }
+    }
     ChatSpec {
         prefix: prefix.into(),
         mention: c.mention.as_ref().map(|m| m.value).unwrap_or(true),
         help_command: help_command.into(),
         session_command: session_command.into(),
-        ack: c
-            .ack
-            .as_ref()
-            .and_then(|a| a.value.enabled.as_ref())
-            .map(|e| e.value)
-            .unwrap_or(true),
+        ack,
         live_ack: c
             .ack
             .as_ref()
             .and_then(|a| a.value.live.as_ref())
             .map(|e| e.value)
             .unwrap_or(true),
+        replace_ack: replace.is_some_and(|r| r.value),
         max_message_len: c.max_message_len.as_ref().map(|m| m.value).unwrap_or(0),
+    }
+}
+
+/// `auth_page.admins`: entries as in access rules' `users` (patterns, `@group` of a group
+/// defined under `groups:`). A group named `admins` no longer names them (it did before
+/// the key existed): a definition that relies on it gets a warning.
+fn session_admins(d: &mut Diagnostics, page: &Spanned<crate::raw::AuthPage>, access: &AccessSpec) {
+    let groups: Vec<&str> = access.groups.iter().map(|g| g.name.as_ref()).collect();
+    match &page.value.admins {
+        Some(list) => {
+            access::user_entries(d, &list.value, &groups);
+        }
+        None if groups.contains(&"admins") => d.push(
+            Diagnostic::new(
+                "admins-group-not-admins",
+                Span::start_of(page),
+                "the group `admins` does not make its members session admins",
+                "no `admins` key in this `auth_page`",
+            )
+            .help("add `admins: [\"@admins\"]` under `auth_page` to let them list and revoke sessions")
+            .warning(),
+        ),
+        None => {}
     }
 }
 
@@ -346,5 +410,54 @@ fn log_level(d: &mut Diagnostics, raw: &Spanned<String>) {
             .help("write `debug` for more detail or `info` for the usual output")
             .note("levels are `trace`, `debug`, `info`, `warn`, `error` and `off`; per-module levels are written `bot_runtime=debug,info`"),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::source::SourceFile;
+
+    fn definition(auth_page_admins: &str) -> String {
+        format!(
+            r#"name: acme
+backend: {{ kind: text }}
+stackstorm:
+  url: https://st2.example.com
+  auth: {{ api_key: "${{ST2_API_KEY}}" }}
+auth_page:
+  public_url: https://bot.example.com/login
+  encryption_key: ${{ST2BOT_SESSION_KEY}}
+{auth_page_admins}
+groups:
+  admins: [alice]
+"#
+        )
+    }
+
+    fn ids(diagnostics: &[crate::diagnostic::Diagnostic]) -> Vec<&'static str> {
+        diagnostics.iter().map(|d| d.id).collect()
+    }
+
+    #[test]
+    fn session_admins_are_a_key_not_a_group_name() {
+        let dir = std::path::Path::new(".");
+        let relying = SourceFile::new("bot.yaml", definition(""));
+        let loaded = crate::load_in(&relying, dir);
+        let spec = loaded.result.expect("a warning, not an error");
+        assert!(spec.auth_page.unwrap().admins.is_empty());
+        assert_eq!(ids(&loaded.warnings), ["admins-group-not-admins"]);
+
+        let explicit = SourceFile::new("bot.yaml", definition(r#"  admins: ["@admins", root]"#));
+        let loaded = crate::load_in(&explicit, dir);
+        assert!(loaded.warnings.is_empty());
+        let admins = loaded.result.unwrap().auth_page.unwrap().admins;
+        assert_eq!(
+            admins.iter().map(|a| a.as_ref()).collect::<Vec<&str>>(),
+            ["@admins", "root"]
+        );
+
+        let undefined = SourceFile::new("bot.yaml", definition(r#"  admins: ["@sre"]"#));
+        let errors = crate::load_in(&undefined, dir).result.unwrap_err();
+        assert_eq!(ids(&errors), ["undefined-group"]);
     }
 }

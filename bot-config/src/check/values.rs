@@ -334,6 +334,12 @@ pub(super) fn auth_page(
     };
     Some(AuthPageSpec {
         trusted_proxies: proxies?.into_iter().map(Into::into).collect(),
+        // Checked against `groups:` with the access rules (`check::mod`).
+        admins: a
+            .admins
+            .as_ref()
+            .map(|l| l.value.iter().map(|u| u.value.clone().into()).collect())
+            .unwrap_or_default(),
         listen: listen?.into(),
         public_url: public_url?.into(),
         session_ttl: session_ttl?,

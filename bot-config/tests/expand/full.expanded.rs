@@ -51,6 +51,7 @@ static __ST2BOT_SPEC: ::st2bot::__private::BotSpec = ::st2bot::__private::BotSpe
         session_command: ::std::borrow::Cow::Borrowed("login"),
         ack: false,
         live_ack: true,
+        replace_ack: false,
         max_message_len: 3000u32,
     },
     access: ::st2bot::__private::AccessSpec {
@@ -133,6 +134,28 @@ static __ST2BOT_SPEC: ::st2bot::__private::BotSpec = ::st2bot::__private::BotSpe
             ],
         ),
     },
+    confirm: ::std::borrow::Cow::Borrowed(
+        &[
+            ::st2bot::__private::ConfirmSpec {
+                commands: ::std::borrow::Cow::Borrowed(
+                    &[::std::borrow::Cow::Borrowed("core.remote*")],
+                ),
+                by: ::st2bot::__private::ConfirmBy::Requester,
+                within: ::std::time::Duration::from_millis(60000),
+                line: 42u32,
+            },
+            ::st2bot::__private::ConfirmSpec {
+                commands: ::std::borrow::Cow::Borrowed(
+                    &[::std::borrow::Cow::Borrowed("packs.uninstall")],
+                ),
+                by: ::st2bot::__private::ConfirmBy::Group(
+                    ::std::borrow::Cow::Borrowed("oncall"),
+                ),
+                within: ::std::time::Duration::from_millis(300000),
+                line: 43u32,
+            },
+        ],
+    ),
     templates: ::st2bot::__private::TemplatesSpec {
         ack: ::std::borrow::Cow::Borrowed(
             "{{user}}: {{alias}} is running ({{execution.id}})",
@@ -168,6 +191,12 @@ static __ST2BOT_SPEC: ::st2bot::__private::BotSpec = ::st2bot::__private::BotSpe
         )),
         allow_plain_http: false,
         trusted_proxies: ::std::borrow::Cow::Borrowed(&[]),
+        admins: ::std::borrow::Cow::Borrowed(
+            &[
+                ::std::borrow::Cow::Borrowed("@oncall"),
+                ::std::borrow::Cow::Borrowed("root"),
+            ],
+        ),
     }),
     ha: ::std::option::Option::Some(::st2bot::__private::HaSpec {
         database_url: ::st2bot::__private::SecretRef::File(

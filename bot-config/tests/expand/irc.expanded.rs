@@ -50,6 +50,7 @@ static __ST2BOT_SPEC: ::st2bot::__private::BotSpec = ::st2bot::__private::BotSpe
         session_command: ::std::borrow::Cow::Borrowed("session"),
         ack: true,
         live_ack: true,
+        replace_ack: false,
         max_message_len: 0u32,
     },
     access: ::st2bot::__private::AccessSpec {
@@ -57,6 +58,7 @@ static __ST2BOT_SPEC: ::st2bot::__private::BotSpec = ::st2bot::__private::BotSpe
         rules: ::std::borrow::Cow::Borrowed(&[]),
         groups: ::std::borrow::Cow::Borrowed(&[]),
     },
+    confirm: ::std::borrow::Cow::Borrowed(&[]),
     templates: ::st2bot::__private::TemplatesSpec {
         ack: ::std::borrow::Cow::Borrowed(
             "{{#if message}}{{message}}{{else}}{{user}}: running `{{alias}}`, execution {{execution.id}}{{/if}}{{#if url}} {{url}}{{/if}}",

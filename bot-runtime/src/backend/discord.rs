@@ -28,6 +28,11 @@
 //! A message posted under [`Outgoing::remember_as`] keeps its id; a later
 //! [`Outgoing::replaces`] edits its `content` with `PATCH /channels/{id}/messages/{id}`
 //! (live acks).
+//! [`Outgoing::actions`] become buttons (message components, action rows of five) whose
+//! `custom_id` is a random id ([`super::ActionIds`]); a press arrives as
+//! `INTERACTION_CREATE`, is answered on `POST /interactions/{id}/{token}/callback` and
+//! becomes the button's command from the presser
+//! (<https://discord.com/developers/docs/interactions/message-components>).
 //! Rate limits (<https://discord.com/developers/docs/topics/rate-limits>): per-route buckets
 //! learnt from `X-RateLimit-Bucket`/`-Remaining`/`-Reset-After` (keyed with the route's major
 //! parameter), 429 answers wait `retry_after` (all requests wait when `global`).
@@ -116,6 +121,7 @@ impl Backend for DiscordBackend {
             rich: true,
             threads: true,
             edit: true,
+            buttons: true,
         }
     }
 
@@ -254,6 +260,8 @@ impl Rest {
             let response = match request.send().await {
                 Ok(r) => r,
                 Err(e) => {
+                    // The URL may hold an interaction token: never in logs.
+                    let e = e.without_url();
                     last = e.to_string();
                     tracing::warn!(route = %route.template, attempt, error = %e, "discord: request failed");
                     tokio::time::sleep(backoff.next_delay()).await;
@@ -369,10 +377,14 @@ impl Route {
         let mut template = format!("{method} ");
         let mut major = String::new();
         let mut previous = "";
+        let mut before = "";
         for segment in path.trim_start_matches('/').split('/') {
             template.push('/');
             let is_id = !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit());
-            if is_id {
+            if matches!(before, "interactions" | "webhooks") && !previous.is_empty() {
+                // An interaction's or webhook's token: a credential, never logged.
+                template.push_str("{token}");
+            } else if is_id {
                 if major.is_empty() && matches!(previous, "channels" | "guilds" | "webhooks") {
                     major = segment.to_owned();
                 }
@@ -380,6 +392,7 @@ impl Route {
             } else {
                 template.push_str(segment);
             }
+            before = previous;
             previous = segment;
         }
         Self { template, major }
@@ -505,6 +518,8 @@ struct Directory {
     dm_channels: HashMap<String, String>,
     /// Messages posted under [`Outgoing::remember_as`]: (channel id, message id).
     remembered: super::RememberedMessages<(String, String)>,
+    /// The buttons posted ([`Outgoing::actions`]): `custom_id` → command.
+    actions: super::ActionIds,
 }
 
 impl Directory {
@@ -610,8 +625,23 @@ async fn try_deliver(
             tracing::debug!(key, "discord: no remembered message to edit");
             return Ok(());
         };
-        let content = split_message(&out.text, MAX_CONTENT, char_len).swap_remove(0);
-        let body = json!({ "content": content, "allowed_mentions": {"parse": []} });
+        // A status line edits the text (its embeds stay); a result replacing its ack
+        // (`replaces_whole`) edits it into the result's first message, embeds included.
+        let mut body = match message_bodies(out, None, None).into_iter().next() {
+            Some(first) if out.replaces_whole => {
+                let mut edit = serde_json::Map::new();
+                for key in ["content", "embeds"] {
+                    if let Some(v) = first.get(key) {
+                        edit.insert(key.into(), v.clone());
+                    }
+                }
+                Value::Object(edit)
+            }
+            _ => json!({
+                "content": split_message(&out.text, MAX_CONTENT, char_len).swap_remove(0)
+            }),
+        };
+        body["allowed_mentions"] = json!({"parse": []});
         rest.call(
             Method::PATCH,
             &format!("/channels/{channel}/messages/{message}"),
@@ -669,7 +699,17 @@ async fn try_deliver(
             format!("@{m}")
         }
     });
-    let bodies = message_bodies(out, mention.as_deref(), reference);
+    let mut bodies = message_bodies(out, mention.as_deref(), reference);
+    if !out.actions.is_empty()
+        && let Some(Value::Object(last)) = bodies.last_mut()
+    {
+        let buttons = rich::issue_ids(
+            &out.actions,
+            rich::DISCORD_BUTTONS,
+            &lock(directory).actions,
+        );
+        last.insert("components".into(), rich::discord_components(&buttons));
+    }
     let path = format!("/channels/{channel}/messages");
     for (i, body) in bodies.iter().enumerate() {
         let posted = rest.call(Method::POST, &path, Some(body)).await?;
@@ -842,6 +882,69 @@ pub fn incoming_from_frame(frame: &[u8], me: &str) -> Option<Incoming> {
         name: format!("#{}", m.channel_id),
     });
     Some(m.into_incoming(me, room, None))
+}
+
+/// A button press taken apart (`INTERACTION_CREATE` with `type` 3, MESSAGE_COMPONENT, and
+/// `data.component_type` 2, a button).
+#[derive(PartialEq, Eq)]
+struct Press<'a> {
+    id: &'a str,
+    token: &'a str,
+    custom_id: &'a str,
+    channel_id: &'a str,
+    in_guild: bool,
+    user_id: &'a str,
+    username: &'a str,
+}
+
+/// The interaction token answers the interaction: never printed.
+impl std::fmt::Debug for Press<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Press")
+            .field("id", &self.id)
+            .field("token", &"[redacted]")
+            .field("custom_id", &self.custom_id)
+            .field("channel_id", &self.channel_id)
+            .field("in_guild", &self.in_guild)
+            .field("user_id", &self.user_id)
+            .field("username", &self.username)
+            .finish()
+    }
+}
+
+/// Discord wants the answer to an interaction within 3 s; later is useless.
+const INTERACTION_DEADLINE: Duration = Duration::from_secs(3);
+
+/// Longest interaction token accepted (Discord's are a couple of hundred characters).
+const MAX_INTERACTION_TOKEN: usize = 1024;
+
+impl<'a> Press<'a> {
+    fn parse(d: &'a Value) -> Option<Self> {
+        if d.get("type").and_then(Value::as_u64) != Some(3)
+            || d.pointer("/data/component_type").and_then(Value::as_u64) != Some(2)
+        {
+            tracing::debug!("discord: ignoring an interaction that is not a button press");
+            return None;
+        }
+        let snowflake =
+            |v: Option<&'a Value>| v.and_then(Value::as_str).filter(|s| is_snowflake(s));
+        let user = d.pointer("/member/user").or_else(|| d.get("user"))?;
+        let token = str_field(d, "token")
+            .filter(|t| !t.is_empty() && t.len() <= MAX_INTERACTION_TOKEN)
+            .filter(|t| {
+                t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            })?;
+        Some(Self {
+            id: snowflake(d.get("id"))?,
+            token,
+            custom_id: d.pointer("/data/custom_id").and_then(Value::as_str)?,
+            channel_id: snowflake(d.get("channel_id"))?,
+            in_guild: d.get("guild_id").is_some_and(|g| !g.is_null()),
+            user_id: snowflake(user.get("id"))?,
+            username: str_field(user, "username").filter(|n| !n.is_empty() && n.len() <= 64)?,
+        })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -1200,6 +1303,11 @@ impl Gateway {
                     lock(&self.directory).channels.remove(id);
                 }
             }
+            "INTERACTION_CREATE" => {
+                if let Some(message) = self.pressed(&d).await {
+                    let _ = self.incoming.send(message).await;
+                }
+            }
             "MESSAGE_CREATE" => match serde_json::from_value::<MessageCreate>(d) {
                 Ok(m) => {
                     if let Some(message) = self.incoming_message(m).await {
@@ -1226,13 +1334,85 @@ impl Gateway {
                     .insert(m.author.id.clone(), m.channel_id.clone());
             }
         }
-        let (room, thread) = if m.guild_id.is_none() {
+        let (room, thread) = self.place(&m.channel_id, m.guild_id.is_some()).await?;
+        Some(m.into_incoming(&me.0, room, thread))
+    }
+
+    /// The button press in an `INTERACTION_CREATE`
+    /// (<https://discord.com/developers/docs/interactions/receiving-and-responding>), as the
+    /// button's command from the user who pressed it. Answered at once (Discord wants a
+    /// callback within 3 s): `DEFERRED_UPDATE_MESSAGE` (6) for a button this backend posted,
+    /// an ephemeral `CHANNEL_MESSAGE_WITH_SOURCE` (4, flags 64) for any other `custom_id`,
+    /// which is never run.
+    async fn pressed(&self, d: &Value) -> Option<Incoming> {
+        let press = Press::parse(d)?;
+        let command = lock(&self.directory).actions.command(press.custom_id);
+        let callback = match &command {
+            Some(_) => json!({ "type": 6 }),
+            None => json!({ "type": 4, "data": {
+                "content": "That button is no longer active: type the command in its message instead.",
+                "flags": 64,
+            }}),
+        };
+        let path = format!("/interactions/{}/{}/callback", press.id, press.token);
+        let answered = tokio::time::timeout(
+            INTERACTION_DEADLINE,
+            self.rest.call(Method::POST, &path, Some(&callback)),
+        )
+        .await;
+        match answered {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "discord: interaction callback failed"),
+            Err(_) => tracing::warn!("discord: interaction callback not answered in time"),
+        }
+        let Some(command) = command else {
+            tracing::warn!(
+                user_id = press.user_id,
+                channel = press.channel_id,
+                "discord: a press of a button this bot did not post (or no longer remembers); ignored"
+            );
+            return None;
+        };
+        {
+            let mut dir = lock(&self.directory);
+            dir.user_ids
+                .insert(press.username.to_owned(), press.user_id.to_owned());
+            if !press.in_guild {
+                dir.dm_channels
+                    .insert(press.user_id.to_owned(), press.channel_id.to_owned());
+            }
+        }
+        let (room, thread) = self.place(press.channel_id, press.in_guild).await?;
+        tracing::info!(
+            user = press.username,
+            room = room.as_ref().map(|r| r.name.as_str()),
+            "discord: button pressed"
+        );
+        Some(Incoming {
+            user_id: press.user_id.to_owned(),
+            user: press.username.to_owned(),
+            room,
+            text: command,
+            mentioned: false,
+            thread,
+            message_id: None,
+        })
+    }
+
+    /// The room (and thread) of a channel: none for a direct message; a thread's parent
+    /// as the room and the thread's id as the thread. `None` when Discord cannot say.
+    async fn place(
+        &self,
+        channel_id: &str,
+        in_guild: bool,
+    ) -> Option<(Option<Room>, Option<String>)> {
+        Some(if !in_guild {
             (None, None)
         } else {
-            let channel = match channel_info(&self.rest, &self.directory, &m.channel_id).await {
+            let channel = match channel_info(&self.rest, &self.directory, channel_id).await {
                 Ok(c) => c,
                 Err(e) => {
-                    tracing::warn!(channel = %m.channel_id, error = %e, "discord: unknown channel; message ignored");
+                    tracing::warn!(channel = %channel_id, error = %e, "discord: unknown channel; message ignored");
                     return None;
                 }
             };
@@ -1259,8 +1439,7 @@ impl Gateway {
                     None,
                 )
             }
-        };
-        Some(m.into_incoming(&me.0, room, thread))
+        })
     }
 }
 
@@ -1408,6 +1587,70 @@ mod tests {
         let r = Route::of(&Method::GET, "/gateway/bot");
         assert_eq!(r.template, "GET /gateway/bot");
         assert_eq!(r.major, "");
+        let r = Route::of(
+            &Method::POST,
+            "/interactions/555/aW50ZXJhY3Rpb24.secret/callback",
+        );
+        assert_eq!(r.template, "POST /interactions/{id}/{token}/callback");
+        assert!(
+            !format!("{r:?}").contains("secret"),
+            "tokens are never logged"
+        );
+    }
+
+    fn press_event(custom_id: &str) -> Value {
+        json!({
+            "id": "700000000000000001", "application_id": "900000000000000001", "type": 3,
+            "token": "aW50ZXJhY3Rpb24tdG9rZW4", "version": 1, "guild_id": "100000000000000001",
+            "channel_id": "200000000000000001",
+            "member": {"user": {"id": "400000000000000002", "username": "bob"}, "roles": []},
+            "message": {"id": "500000000000000009", "channel_id": "200000000000000001"},
+            "data": {"custom_id": custom_id, "component_type": 2},
+        })
+    }
+
+    #[test]
+    fn a_button_press_is_taken_apart_and_anything_else_is_ignored() {
+        let d = press_event("st2bot-1");
+        let p = Press::parse(&d).expect("a press");
+        assert_eq!(
+            (
+                p.id,
+                p.custom_id,
+                p.channel_id,
+                p.in_guild,
+                p.user_id,
+                p.username
+            ),
+            (
+                "700000000000000001",
+                "st2bot-1",
+                "200000000000000001",
+                true,
+                "400000000000000002",
+                "bob"
+            )
+        );
+        // In a DM the user is `user`, there is no guild.
+        let mut dm = press_event("x");
+        dm.as_object_mut().unwrap().remove("member");
+        dm.as_object_mut().unwrap().remove("guild_id");
+        dm["user"] = json!({"id": "400000000000000001", "username": "alice"});
+        let p = Press::parse(&dm).expect("a press in a DM");
+        assert_eq!((p.in_guild, p.username), (false, "alice"));
+        // A slash command, a select menu, a token that does not belong in a URL: ignored.
+        let mut command = press_event("x");
+        command["type"] = json!(2);
+        assert_eq!(Press::parse(&command), None);
+        let mut select = press_event("x");
+        select["data"]["component_type"] = json!(3);
+        assert_eq!(Press::parse(&select), None);
+        let mut bad = press_event("x");
+        bad["token"] = json!("../../channels/1/messages");
+        assert_eq!(Press::parse(&bad), None);
+        let mut bad = press_event("x");
+        bad["channel_id"] = json!("general");
+        assert_eq!(Press::parse(&bad), None);
     }
 
     #[test]

@@ -141,6 +141,7 @@ impl Backend for MatrixBackend {
             rich: true,
             threads: true,
             edit: true,
+            buttons: false,
         }
     }
 
@@ -747,7 +748,7 @@ impl Worker {
                 tracing::debug!(key, "matrix: no remembered message to edit");
                 return;
             };
-            let content = render::replacement(&event_id, &reply.text);
+            let content = render::replacement(&event_id, &reply);
             self.queue.push_back(Pending {
                 target: reply.target,
                 room_id: Some(room_id),

@@ -19,6 +19,14 @@
 //!   [`Outgoing::remember_as`] keeps its id; a later [`Outgoing::replaces`] edits its
 //!   message with `PUT /api/v4/posts/{id}/patch` (live acks). HTTP 429 waits `Retry-After` or
 //!   `X-Ratelimit-Reset` and retries.
+//! - Buttons, with `listen` and `actions_url`
+//!   (<https://developers.mattermost.com/integrate/plugins/interactive-messages/>):
+//!   [`Outgoing::actions`] become message actions whose `integration.context` holds a random
+//!   id ([`ActionIds`]) and a per-process secret; Mattermost POSTs a press to `actions_url`,
+//!   which the bot serves on `listen`: the secret must match, the body is at most
+//!   [`MAX_PRESS_BODY`], the presser is named through `/users/{id}` and the thread through
+//!   `/posts/{id}`; the button's command goes to the dispatcher as the presser's. Unknown
+//!   ids are answered with an `ephemeral_text` and run nothing.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -36,8 +44,8 @@ use super::backoff::{Backoff, sleep_or_shutdown};
 use super::webapi::{Seen, lock, retry_after, seconds_header, str_field};
 use super::websocket::{self, WsStream};
 use super::{
-    Backend, BackendError, BackendIo, BoxFuture, Capabilities, ConnState, Incoming, Outgoing, Room,
-    Target, char_len, rich, split_message,
+    ActionIds, Backend, BackendError, BackendIo, BoxFuture, Capabilities, ConnState, Incoming,
+    Outgoing, Room, Target, char_len, rich, split_message,
 };
 use crate::secret::{self, Secret};
 
@@ -54,6 +62,12 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 const SEEN_CAPACITY: usize = 2048;
 /// The `seq` of our authentication challenge (the first action on every socket).
 const AUTH_SEQ: i64 = 1;
+/// The largest button press accepted (Mattermost's are about a kilobyte).
+pub const MAX_PRESS_BODY: usize = 64 * 1024;
+/// How long a press may wait for room in the dispatcher's queue.
+const PRESS_QUEUE_WAIT: Duration = Duration::from_secs(5);
+/// Buttons in one post.
+const MAX_BUTTONS: usize = 25;
 
 /// The Mattermost backend, built from the definition's `backend:` settings.
 #[derive(Debug)]
@@ -75,6 +89,7 @@ impl Backend for MattermostBackend {
             rich: true,
             threads: true,
             edit: true,
+            buttons: self.spec.listen.is_some() && self.spec.actions_url.is_some(),
         }
     }
 
@@ -151,6 +166,19 @@ struct Shared {
     dms: Mutex<HashMap<String, String>>,
     /// Posts made under [`Outgoing::remember_as`]: their ids, for edits.
     remembered: super::RememberedMessages<String>,
+    /// Where presses go, when buttons are on.
+    buttons: Option<Buttons>,
+}
+
+/// The button endpoint as posts name it, and what it checks.
+struct Buttons {
+    /// `actions_url`.
+    url: String,
+    /// Random per process, in every button's `context`: a request without it is not
+    /// Mattermost's.
+    secret: Secret,
+    /// Button id → command.
+    ids: ActionIds,
 }
 
 enum SessionEnd {
@@ -198,6 +226,24 @@ async fn run(spec: MattermostSpec, io: BackendIo) -> Result<(), BackendError> {
         channel_ids: Mutex::default(),
         dms: Mutex::default(),
         remembered: super::RememberedMessages::default(),
+        buttons: spec.actions_url.as_ref().map(|url| Buttons {
+            url: url.to_string(),
+            secret: Secret::new(format!("{:032x}", rand::random::<u128>())),
+            ids: ActionIds::default(),
+        }),
+    };
+    let listener = match &spec.listen {
+        Some(listen) if shared.buttons.is_some() => {
+            let listener = tokio::net::TcpListener::bind(listen.as_ref())
+                .await
+                .map_err(|e| BackendError::Config {
+                    what: "mattermost listen address",
+                    reason: format!("cannot listen on {listen}: {e}"),
+                })?;
+            tracing::info!(listen = %listen, "mattermost: button endpoint listening");
+            Some(listener)
+        }
+        _ => None,
     };
     let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
     shared.me = loop {
@@ -215,6 +261,18 @@ async fn run(spec: MattermostSpec, io: BackendIo) -> Result<(), BackendError> {
     };
     tracing::info!(bot_user = %shared.me.user_id, bot_name = %shared.me.username, "mattermost: identified");
     let shared = Arc::new(shared);
+    let server = listener.map(|listener| {
+        let app = press_endpoint(PressState {
+            shared: shared.clone(),
+            incoming: incoming.clone(),
+        });
+        tokio::spawn(super::listener::serve(
+            "mattermost",
+            listener,
+            app,
+            local.clone(),
+        ))
+    });
     let (event_tx, event_rx) = mpsc::channel(256);
     let processor = tokio::spawn(shared.clone().process_events(event_rx, incoming));
     let mut sender = tokio::spawn(shared.clone().send_loop(outgoing));
@@ -226,6 +284,9 @@ async fn run(spec: MattermostSpec, io: BackendIo) -> Result<(), BackendError> {
     local.cancel();
     let second = rest.await;
     let _ = processor.await;
+    if let Some(server) = server {
+        let _ = server.await;
+    }
     let result = joined(first).and(joined(second));
     if let Err(BackendError::Auth { reason, .. }) = &result {
         state.send_replace(ConnState::Failed(reason.clone()));
@@ -647,8 +708,19 @@ impl Shared {
                 tracing::debug!(key, "mattermost: no remembered post to edit");
                 return Ok(());
             };
-            let message = split_message(&out.text, MESSAGE_LIMIT, char_len).swap_remove(0);
-            let body = json!({ "message": message });
+            // A status line edits the message (its attachments stay); a result replacing
+            // its ack (`replaces_whole`) edits it into the result's first post, props included.
+            let body = match rich::mattermost_posts(out, None, MESSAGE_LIMIT)
+                .into_iter()
+                .next()
+            {
+                Some((message, Some(props))) if out.replaces_whole => {
+                    json!({ "message": message, "props": props })
+                }
+                _ => json!({
+                    "message": split_message(&out.text, MESSAGE_LIMIT, char_len).swap_remove(0)
+                }),
+            };
             self.request(Method::PUT, &["posts", &post_id, "patch"], Some(&body))
                 .await?;
             return Ok(());
@@ -661,7 +733,11 @@ impl Shared {
             Some(m) => Some(self.mention_markup(m).await),
             None => None,
         };
-        let posts = rich::mattermost_posts(out, mention.as_deref(), MESSAGE_LIMIT);
+        let mut posts = rich::mattermost_posts(out, mention.as_deref(), MESSAGE_LIMIT);
+        if let (Some(buttons), Some((_, props))) = (&self.buttons, posts.last_mut()) {
+            let shown = rich::issue_ids(&out.actions, MAX_BUTTONS, &buttons.ids);
+            rich::mattermost_add_buttons(props, &shown, &buttons.url, buttons.secret.expose());
+        }
         for (i, (message, props)) in posts.into_iter().enumerate() {
             if i > 0 {
                 tokio::time::sleep(PART_PAUSE).await;
@@ -858,6 +934,144 @@ fn looks_like_id(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
+/// What the button endpoint works with.
+#[derive(Clone)]
+struct PressState {
+    shared: Arc<Shared>,
+    incoming: mpsc::Sender<Incoming>,
+}
+
+/// The button endpoint: Mattermost POSTs `{user_id, channel_id, post_id, context, …}` to
+/// `actions_url` when someone presses a button; any path is taken (a proxy may rewrite it),
+/// the secret in `context` says the request is Mattermost's.
+fn press_endpoint(state: PressState) -> axum::Router {
+    axum::Router::new()
+        .fallback(axum::routing::post(press))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_PRESS_BODY))
+        .with_state(state)
+}
+
+/// A press as Mattermost sends it, taken apart and bounded.
+#[derive(PartialEq, Eq)]
+struct Press<'a> {
+    user_id: &'a str,
+    channel_id: &'a str,
+    post_id: Option<&'a str>,
+    action: &'a str,
+    secret: &'a str,
+}
+
+/// The endpoint's secret is a credential: never printed.
+impl std::fmt::Debug for Press<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Press")
+            .field("user_id", &self.user_id)
+            .field("channel_id", &self.channel_id)
+            .field("post_id", &self.post_id)
+            .field("action", &self.action)
+            .field("secret", &"[redacted]")
+            .finish()
+    }
+}
+
+impl<'a> Press<'a> {
+    fn parse(body: &'a Value) -> Option<Self> {
+        let id = |key: &str| str_field(body, key).filter(|v| looks_like_id(v));
+        let context = body.get("context")?;
+        Some(Self {
+            user_id: id("user_id")?,
+            channel_id: id("channel_id")?,
+            post_id: id("post_id"),
+            action: str_field(context, "action").filter(|a| a.len() <= 64)?,
+            // Missing: refused below like a wrong one (403).
+            secret: str_field(context, "secret")
+                .filter(|s| s.len() <= 64)
+                .unwrap_or_default(),
+        })
+    }
+}
+
+/// One press: the answer Mattermost shows (`{}`, or an `ephemeral_text` to the presser).
+async fn press(
+    axum::extract::State(state): axum::extract::State<PressState>,
+    body: axum::body::Bytes,
+) -> (axum::http::StatusCode, axum::Json<Value>) {
+    use axum::http::StatusCode as Http;
+    use subtle::ConstantTimeEq as _;
+    let Some(buttons) = &state.shared.buttons else {
+        return (Http::NOT_FOUND, axum::Json(json!({})));
+    };
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let Some(press) = Press::parse(&body) else {
+        tracing::warn!("mattermost: a request to the button endpoint that is not a press; refused");
+        return (Http::BAD_REQUEST, axum::Json(json!({})));
+    };
+    let expected = buttons.secret.expose().as_bytes();
+    if !bool::from(press.secret.as_bytes().ct_eq(expected)) {
+        tracing::warn!(
+            user_id = press.user_id,
+            "mattermost: a press without the endpoint's secret; refused"
+        );
+        return (Http::FORBIDDEN, axum::Json(json!({})));
+    }
+    let Some(command) = buttons.ids.command(press.action) else {
+        tracing::warn!(
+            user_id = press.user_id,
+            channel = press.channel_id,
+            "mattermost: a press of a button this bot did not post (or no longer remembers); ignored"
+        );
+        return (
+            Http::OK,
+            axum::Json(json!({
+                "ephemeral_text": "That button is no longer active: type the command in its message instead."
+            })),
+        );
+    };
+    let shared = &state.shared;
+    let Some(channel) = shared.channel_info(press.channel_id).await else {
+        return (
+            Http::OK,
+            axum::Json(json!({"ephemeral_text": "The bot cannot see this channel."})),
+        );
+    };
+    let thread = match press.post_id {
+        Some(post) => match shared.request(Method::GET, &["posts", post], None).await {
+            Ok(p) if str_field(&p, "channel_id") == Some(press.channel_id) => {
+                str_field(&p, "root_id")
+                    .filter(|r| !r.is_empty())
+                    .map(str::to_owned)
+            }
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "mattermost: the pressed post could not be read");
+                None
+            }
+        },
+        None => None,
+    };
+    let user = shared.user_name(press.user_id, None).await;
+    tracing::info!(user = %user, room = %channel.name, "mattermost: button pressed");
+    let message = Incoming {
+        user_id: press.user_id.to_owned(),
+        user,
+        room: (!channel.direct).then(|| Room {
+            id: press.channel_id.to_owned(),
+            name: channel.name,
+        }),
+        text: command,
+        mentioned: false,
+        thread,
+        message_id: None,
+    };
+    match tokio::time::timeout(PRESS_QUEUE_WAIT, state.incoming.send(message)).await {
+        Ok(Ok(())) => (Http::OK, axum::Json(json!({}))),
+        _ => (
+            Http::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"ephemeral_text": "The bot is busy; try again."})),
+        ),
+    }
+}
+
 /// Post props hold `"true"` strings (and sometimes booleans).
 fn truthy(v: Option<&Value>) -> bool {
     matches!(v, Some(Value::Bool(true))) || matches!(v, Some(Value::String(s)) if s == "true")
@@ -909,6 +1123,41 @@ mod tests {
             strip_leading_mention("hey @st2bot", "st2bot"),
             ("hey @st2bot", false)
         );
+    }
+
+    #[test]
+    fn a_press_is_taken_apart_and_bounded() {
+        let body = json!({
+            "user_id": "bobuser0000000000000000001", "user_name": "admin",
+            "channel_id": "opschannel0000000000000001", "post_id": "p0000000000000000000000001",
+            "team_id": "opsteam0000000000000000001", "trigger_id": "t1", "type": "",
+            "context": {"action": "st2bot-1", "secret": "s"},
+        });
+        assert_eq!(
+            Press::parse(&body),
+            Some(Press {
+                user_id: "bobuser0000000000000000001",
+                channel_id: "opschannel0000000000000001",
+                post_id: Some("p0000000000000000000000001"),
+                action: "st2bot-1",
+                secret: "s",
+            })
+        );
+        let mut bad = body.clone();
+        bad["user_id"] = json!("../../users/me");
+        assert_eq!(Press::parse(&bad), None);
+        let mut bad = body.clone();
+        bad["context"]["action"] = json!("x".repeat(65));
+        assert_eq!(Press::parse(&bad), None);
+        let mut bad = body.clone();
+        bad.as_object_mut().unwrap().remove("context");
+        assert_eq!(Press::parse(&bad), None);
+        let mut no_secret = body.clone();
+        no_secret["context"]
+            .as_object_mut()
+            .unwrap()
+            .remove("secret");
+        assert_eq!(Press::parse(&no_secret).map(|p| p.secret), Some(""));
     }
 
     #[test]

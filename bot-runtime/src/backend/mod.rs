@@ -6,9 +6,11 @@
 //! [`Incoming`] messages out, [`Outgoing`] replies in, connection state on a watch channel.
 //! One file per backend; [`build`] picks the one the definition names.
 
+pub mod actions;
 pub mod backoff;
 pub mod discord;
 pub mod irc;
+pub(crate) mod listener;
 pub mod matrix;
 pub mod mattermost;
 pub mod msteams;
@@ -24,6 +26,7 @@ pub mod xmpp;
 use std::future::Future;
 use std::pin::Pin;
 
+pub use actions::{Action, ActionIds, ActionStyle, approval_actions};
 use bot_config::BackendSpec;
 pub use split::{byte_len, char_len, split_message};
 use tokio::sync::{mpsc, watch};
@@ -110,9 +113,17 @@ pub struct Outgoing {
     /// With [`Outgoing::replaces`]: the message to edit as the backend reported it when
     /// posting it ([`PostedSink`]), kept by the dispatcher across restarts.
     pub handle: Option<String>,
+    /// With [`Outgoing::replaces`]: the edit makes the message read as this one would have
+    /// been posted, rich content and colours included (a result replacing its ack), where
+    /// the service's edit allows it; otherwise only its text changes (a live ack's status
+    /// line: its attachments stay).
+    pub replaces_whole: bool,
     /// With [`Outgoing::remember_as`]: where the backend reports what it posted (the key
     /// and the message's handle, the backend's own JSON), for the dispatcher to keep.
     pub report_posted: Option<PostedSink>,
+    /// Buttons under the message ([`Capabilities::buttons`]); a backend without buttons
+    /// ignores them (the text says which command to type). Empty for most messages.
+    pub actions: Vec<Action>,
 }
 
 /// A message posted under a [`Outgoing::remember_as`] key, as its backend reports it.
@@ -163,7 +174,9 @@ impl Outgoing {
             remember_as: None,
             replaces: None,
             handle: None,
+            replaces_whole: false,
             report_posted: None,
+            actions: Vec::new(),
         }
     }
 }
@@ -190,6 +203,9 @@ pub struct Capabilities {
     pub edit: bool,
     /// Whether the service has threads.
     pub threads: bool,
+    /// Whether the backend renders [`Outgoing::actions`] as buttons whose presses come
+    /// back as [`Incoming`] commands from the presser.
+    pub buttons: bool,
 }
 
 /// The channels between a backend and the bot.

@@ -14,7 +14,9 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{Outgoing, Status, char_len, split_message, split_pretext};
+use super::{
+    Action, ActionIds, ActionStyle, Outgoing, Status, char_len, split_message, split_pretext,
+};
 
 /// Colour of an execution status, as `#RRGGBB` (Slack, Mattermost, Rocket.Chat attachments).
 pub fn status_color(status: Option<Status>) -> Option<&'static str> {
@@ -435,6 +437,173 @@ pub fn rocketchat_messages(
     messages
 }
 
+/// Buttons to render: each [`Action`] with the id its backend issued for it
+/// ([`ActionIds::issue`]), at most `max` (the service's limit; the rest are not rendered and
+/// so get no id).
+pub fn issue_ids<'a>(
+    actions: &'a [Action],
+    max: usize,
+    ids: &ActionIds,
+) -> Vec<(String, &'a Action)> {
+    actions
+        .iter()
+        .take(max)
+        .map(|a| (ids.issue(&a.command), a))
+        .collect()
+}
+
+/// `text` cut to `max` characters, with `…` when cut (button labels).
+fn label(text: &str, max: usize) -> String {
+    if char_len(text) <= max {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+/// Slack Block Kit limits (<https://api.slack.com/reference/block-kit/block-elements#button>,
+/// <https://api.slack.com/reference/block-kit/blocks>): a button's text, elements in one
+/// `actions` block, a section's text, blocks in a message.
+pub const SLACK_BUTTON_TEXT: usize = 75;
+/// Elements in one Slack `actions` block.
+pub const SLACK_BUTTONS: usize = 25;
+/// Characters of one Slack `section` block's text.
+pub const SLACK_SECTION_TEXT: usize = 3000;
+/// Blocks in one Slack message.
+pub const SLACK_BLOCKS: usize = 50;
+
+/// Adds `buttons` to a Slack `chat.postMessage` body from [`slack_messages`] as an
+/// `actions` block of `button` elements (`action_id` and `value` are the button's id, never
+/// its command). Slack shows `text` only when a message has no blocks, so a message without
+/// blocks gets its text as `section` blocks first (`text` stays, as the notification
+/// fallback); a message with blocks (`extra.slack.blocks`) gets the actions block after
+/// them. No room for another block: no buttons (the text says what to type).
+pub fn slack_add_buttons(message: &mut Map<String, Value>, buttons: &[(String, &Action)]) {
+    if buttons.is_empty() {
+        return;
+    }
+    let elements: Vec<Value> = buttons
+        .iter()
+        .take(SLACK_BUTTONS)
+        .map(|(id, action)| {
+            let mut button = json!({
+                "type": "button",
+                "text": {"type": "plain_text", "text": label(&action.label, SLACK_BUTTON_TEXT), "emoji": true},
+                "action_id": id,
+                "value": id,
+            });
+            match action.style {
+                ActionStyle::Primary => button["style"] = json!("primary"),
+                ActionStyle::Danger => button["style"] = json!("danger"),
+                ActionStyle::Default => {}
+            }
+            button
+        })
+        .collect();
+    let actions = json!({"type": "actions", "elements": elements});
+    if let Some(Value::Array(blocks)) = message.get_mut("blocks") {
+        if blocks.len() < SLACK_BLOCKS {
+            blocks.push(actions);
+        }
+        return;
+    }
+    let text = message
+        .get("text")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let mut blocks: Vec<Value> = if text.trim().is_empty() {
+        Vec::new()
+    } else {
+        split_message(text, SLACK_SECTION_TEXT, char_len)
+            .into_iter()
+            .take(SLACK_BLOCKS - 1)
+            .map(|piece| json!({"type": "section", "text": {"type": "mrkdwn", "text": piece}}))
+            .collect()
+    };
+    blocks.push(actions);
+    message.insert("blocks".into(), Value::Array(blocks));
+}
+
+/// Mattermost buttons (<https://developers.mattermost.com/integrate/plugins/interactive-messages/>):
+/// one more attachment in `props.attachments` whose `actions` are buttons. Each button's
+/// `integration` sends Mattermost's POST to `url` with `context` holding the button's id
+/// (`action`) and the endpoint's `secret`, never the command (Mattermost keeps
+/// `integration` on the server: clients do not see it). Action `id`s are letters and digits.
+pub fn mattermost_add_buttons(
+    props: &mut Option<Value>,
+    buttons: &[(String, &Action)],
+    url: &str,
+    secret: &str,
+) {
+    if buttons.is_empty() {
+        return;
+    }
+    let actions: Vec<Value> = buttons
+        .iter()
+        .enumerate()
+        .map(|(i, (id, action))| {
+            let style = match action.style {
+                ActionStyle::Primary => "good",
+                ActionStyle::Danger => "danger",
+                ActionStyle::Default => "default",
+            };
+            json!({
+                "id": format!("st2bot{i}"),
+                "name": action.label,
+                "type": "button",
+                "style": style,
+                "integration": {"url": url, "context": {"action": id, "secret": secret}},
+            })
+        })
+        .collect();
+    let labels: Vec<&str> = buttons.iter().map(|(_, a)| a.label.as_str()).collect();
+    let attachment = json!({"fallback": labels.join(" / "), "actions": actions});
+    let props = props.get_or_insert_with(|| json!({}));
+    if !props.is_object() {
+        *props = json!({});
+    }
+    match props.get_mut("attachments") {
+        Some(Value::Array(list)) => list.push(attachment),
+        _ => props["attachments"] = json!([attachment]),
+    }
+}
+
+/// Discord message component limits
+/// (<https://discord.com/developers/docs/interactions/message-components>): buttons per
+/// action row, action rows per message, a button's label.
+pub const DISCORD_BUTTONS_PER_ROW: usize = 5;
+/// Action rows in one Discord message.
+pub const DISCORD_ROWS: usize = 5;
+/// Buttons in one Discord message.
+pub const DISCORD_BUTTONS: usize = DISCORD_BUTTONS_PER_ROW * DISCORD_ROWS;
+/// Characters of a Discord button's label.
+pub const DISCORD_LABEL: usize = 80;
+
+/// Discord `components` for `buttons`: action rows (type 1) of at most five buttons
+/// (type 2; style 3 success, 4 danger, 2 secondary), `custom_id` the button's id.
+pub fn discord_components(buttons: &[(String, &Action)]) -> Value {
+    let rows: Vec<Value> = buttons
+        .chunks(DISCORD_BUTTONS_PER_ROW)
+        .take(DISCORD_ROWS)
+        .map(|row| {
+            let row: Vec<Value> = row
+                .iter()
+                .map(|(id, action)| {
+                    let style = match action.style {
+                        ActionStyle::Primary => 3,
+                        ActionStyle::Danger => 4,
+                        ActionStyle::Default => 2,
+                    };
+                    json!({"type": 2, "style": style, "label": label(&action.label, DISCORD_LABEL), "custom_id": id})
+                })
+                .collect();
+            json!({"type": 1, "components": row})
+        })
+        .collect();
+    Value::Array(rows)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -453,7 +622,9 @@ mod tests {
             remember_as: None,
             replaces: None,
             handle: None,
+            replaces_whole: false,
             report_posted: None,
+            actions: Vec::new(),
         }
     }
 
@@ -568,6 +739,157 @@ mod tests {
 
         let plain = mattermost_posts(&out("all plain{~}", None, None), None, 4000);
         assert_eq!(plain, vec![("all plain".to_owned(), None)]);
+    }
+
+    fn buttons(n: usize, label_len: usize) -> (ActionIds, Vec<Action>) {
+        let actions = (0..n)
+            .map(|i| Action {
+                label: "x".repeat(label_len),
+                style: [
+                    ActionStyle::Primary,
+                    ActionStyle::Danger,
+                    ActionStyle::Default,
+                ][i % 3],
+                command: format!("!approve {i}"),
+            })
+            .collect();
+        (ActionIds::default(), actions)
+    }
+
+    #[test]
+    fn slack_buttons_follow_the_text_in_an_actions_block_within_block_kit_limits() {
+        let (ids, actions) = buttons(30, 100);
+        let shown = issue_ids(&actions, SLACK_BUTTONS, &ids);
+        assert_eq!(shown.len(), SLACK_BUTTONS, "no id for what is not rendered");
+        let mut message = slack_messages(&out(&"y".repeat(3500), None, None), Some("<@U1>"), 4000)
+            .pop()
+            .unwrap();
+        slack_add_buttons(&mut message, &shown);
+        let blocks = message["blocks"].as_array().unwrap();
+        // The text (more than one section holds) is shown as sections, then the buttons.
+        assert_eq!(blocks.len(), 3);
+        assert_eq!(blocks[0]["type"], "section");
+        assert!(
+            blocks[0]["text"]["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("<@U1>: y")
+        );
+        assert!(blocks.iter().all(|b| b["type"] != "section"
+            || char_len(b["text"]["text"].as_str().unwrap()) <= SLACK_SECTION_TEXT));
+        assert!(
+            message["text"].as_str().unwrap().starts_with("<@U1>: "),
+            "fallback kept"
+        );
+        let elements = blocks[2]["elements"].as_array().unwrap();
+        assert_eq!(blocks[2]["type"], "actions");
+        assert_eq!(elements.len(), SLACK_BUTTONS);
+        for (e, (id, _)) in elements.iter().zip(&shown) {
+            assert_eq!(e["type"], "button");
+            assert_eq!(e["action_id"], json!(id));
+            assert_eq!(e["value"], json!(id));
+            assert_eq!(e["text"]["type"], "plain_text");
+            assert_eq!(
+                char_len(e["text"]["text"].as_str().unwrap()),
+                SLACK_BUTTON_TEXT
+            );
+            assert!(
+                !e.to_string().contains("!approve"),
+                "no command goes to Slack"
+            );
+        }
+        assert_eq!(elements[0]["style"], "primary");
+        assert_eq!(elements[1]["style"], "danger");
+        assert!(elements[2].get("style").is_none());
+    }
+
+    #[test]
+    fn slack_buttons_go_after_given_blocks() {
+        let (ids, actions) = buttons(2, 7);
+        let shown = issue_ids(&actions, SLACK_BUTTONS, &ids);
+        let extra = json!({"slack": {"blocks": [{"type": "divider"}]}});
+        let mut message = slack_messages(&out("t", Some(extra), None), None, 4000)
+            .pop()
+            .unwrap();
+        slack_add_buttons(&mut message, &shown);
+        let blocks = message["blocks"].as_array().unwrap();
+        assert_eq!(blocks.len(), 2);
+        assert_eq!(blocks[0]["type"], "divider");
+        assert_eq!(blocks[1]["elements"][1]["text"]["text"], "xxxxxxx");
+    }
+
+    #[test]
+    fn discord_buttons_come_in_rows_of_five_within_component_limits() {
+        let (ids, actions) = buttons(27, 90);
+        let shown = issue_ids(&actions, DISCORD_BUTTONS, &ids);
+        assert_eq!(shown.len(), DISCORD_BUTTONS);
+        let rows = discord_components(&shown);
+        let rows = rows.as_array().unwrap();
+        assert_eq!(rows.len(), DISCORD_ROWS);
+        for row in rows {
+            assert_eq!(row["type"], 1);
+            let buttons = row["components"].as_array().unwrap();
+            assert_eq!(buttons.len(), DISCORD_BUTTONS_PER_ROW);
+            for b in buttons {
+                assert_eq!(b["type"], 2);
+                assert_eq!(char_len(b["label"].as_str().unwrap()), DISCORD_LABEL);
+                assert!(b["custom_id"].as_str().unwrap().len() <= 100);
+            }
+        }
+        let first = &rows[0]["components"];
+        assert_eq!(
+            (
+                first[0]["style"].clone(),
+                first[1]["style"].clone(),
+                first[2]["style"].clone()
+            ),
+            (json!(3), json!(4), json!(2))
+        );
+        assert_eq!(first[0]["custom_id"], json!(shown[0].0));
+        assert!(!rows[0].to_string().contains("!approve"));
+    }
+
+    #[test]
+    fn mattermost_buttons_are_one_more_attachment_with_the_id_and_secret_in_context() {
+        let (ids, actions) = buttons(2, 7);
+        let shown = issue_ids(&actions, usize::MAX, &ids);
+        let mut props = None;
+        mattermost_add_buttons(&mut props, &shown, "https://bot.example/mm", "s3cret");
+        let attachments = props.as_ref().unwrap()["attachments"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert_eq!(attachments.len(), 1);
+        let list = attachments[0]["actions"].as_array().unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0]["id"], "st2bot0");
+        assert!(list.iter().all(|a| {
+            a["id"]
+                .as_str()
+                .unwrap()
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric())
+        }));
+        assert_eq!(
+            (list[0]["style"].clone(), list[1]["style"].clone()),
+            (json!("good"), json!("danger"))
+        );
+        assert_eq!(list[1]["integration"]["url"], "https://bot.example/mm");
+        assert_eq!(
+            list[1]["integration"]["context"],
+            json!({"action": shown[1].0, "secret": "s3cret"})
+        );
+        assert!(!props.as_ref().unwrap().to_string().contains("!approve"));
+        // A rich post keeps its attachment; the buttons come after it.
+        let mut rich =
+            mattermost_posts(&out("pre{~}body", None, Some(Status::Running)), None, 4000)
+                .pop()
+                .unwrap()
+                .1;
+        mattermost_add_buttons(&mut rich, &shown, "https://bot.example/mm", "s");
+        let attachments = rich.unwrap()["attachments"].as_array().unwrap().clone();
+        assert_eq!(attachments.len(), 2);
+        assert_eq!(attachments[0]["text"], "body");
     }
 
     #[test]

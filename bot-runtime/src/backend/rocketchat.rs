@@ -100,6 +100,7 @@ impl Backend for RocketChatBackend {
             rich: true,
             threads: true,
             edit: true,
+            buttons: false,
         }
     }
 

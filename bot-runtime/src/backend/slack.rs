@@ -17,7 +17,10 @@
 //!   [`TEXT_LIMIT`] characters; rich content comes from [`super::rich`]. Private replies open
 //!   the conversation with `conversations.open`. A reply posted with
 //!   [`Outgoing::remember_as`] is remembered (channel, `ts`); a later
-//!   [`Outgoing::replaces`] edits it with `chat.update` (live acks). `ratelimited`/HTTP
+//!   [`Outgoing::replaces`] edits it with `chat.update` (live acks). [`Outgoing::actions`]
+//!   become Block Kit buttons whose `action_id` is a random id ([`ActionIds`]); a press
+//!   arrives as an `interactive` envelope (`block_actions`), acknowledged like any other,
+//!   and becomes the button's command from the presser. `ratelimited`/HTTP
 //!   429 waits `Retry-After` and retries; `invalid_auth` and friends stop the backend with
 //!   [`BackendError::Auth`].
 
@@ -36,8 +39,8 @@ use super::backoff::{Backoff, sleep_or_shutdown};
 use super::webapi::{MAX_RATE_LIMIT_WAIT, Seen, lock, retry_after, str_field};
 use super::websocket::{self, WsStream};
 use super::{
-    Backend, BackendError, BackendIo, BoxFuture, Capabilities, ConnState, Incoming, Outgoing, Room,
-    Target, char_len, rich, split_message,
+    ActionIds, Backend, BackendError, BackendIo, BoxFuture, Capabilities, ConnState, Incoming,
+    Outgoing, Room, Target, char_len, rich, split_message,
 };
 use crate::secret::{self, Secret};
 
@@ -89,6 +92,7 @@ impl Backend for SlackBackend {
             rich: true,
             threads: true,
             edit: true,
+            buttons: true,
         }
     }
 
@@ -155,6 +159,17 @@ struct Shared {
     dms: Mutex<HashMap<String, String>>,
     /// Messages posted under [`Outgoing::remember_as`]: (channel, ts), for `chat.update`.
     remembered: super::RememberedMessages<(String, String)>,
+    /// The buttons posted ([`Outgoing::actions`]): `action_id` → command.
+    actions: ActionIds,
+}
+
+/// What the socket hands the processor: an Events API payload or an interaction.
+#[derive(Debug)]
+enum Envelope {
+    /// `events_api`: the `event_callback` payload.
+    Event(Value),
+    /// `interactive`: a `block_actions` (button press) or other interaction payload.
+    Interactive(Value),
 }
 
 /// How one socket session ended.
@@ -199,6 +214,7 @@ async fn run(spec: SlackSpec, io: BackendIo) -> Result<(), BackendError> {
         channels: Mutex::default(),
         dms: Mutex::default(),
         remembered: super::RememberedMessages::default(),
+        actions: ActionIds::default(),
     };
     let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
     shared.me = loop {
@@ -348,7 +364,7 @@ impl Shared {
     /// Reconnects until shutdown; `Err` only for fatal conditions.
     async fn receive_loop(
         self: Arc<Self>,
-        events: mpsc::Sender<Value>,
+        events: mpsc::Sender<Envelope>,
         state: watch::Sender<ConnState>,
     ) -> Result<(), BackendError> {
         let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
@@ -417,7 +433,7 @@ impl Shared {
     async fn session(
         &self,
         mut ws: WsStream,
-        events: &mpsc::Sender<Value>,
+        events: &mpsc::Sender<Envelope>,
         state: &watch::Sender<ConnState>,
     ) -> SessionEnd {
         let mut ping = tokio::time::interval(PING_EVERY);
@@ -462,7 +478,7 @@ impl Shared {
         &self,
         text: &str,
         ws: &mut WsStream,
-        events: &mpsc::Sender<Value>,
+        events: &mpsc::Sender<Envelope>,
         state: &watch::Sender<ConnState>,
     ) -> Option<SessionEnd> {
         let frame: Value = match serde_json::from_str(text) {
@@ -512,7 +528,15 @@ impl Shared {
                     tracing::debug!(retry_attempt = n, "slack: redelivered envelope");
                 }
                 let payload = frame.get("payload").cloned().unwrap_or(Value::Null);
-                match events.send(payload).await {
+                match events.send(Envelope::Event(payload)).await {
+                    Ok(()) => None,
+                    Err(_) => Some(SessionEnd::Shutdown),
+                }
+            }
+            // A button press (acknowledged above, within Slack's 3 s).
+            "interactive" => {
+                let payload = frame.get("payload").cloned().unwrap_or(Value::Null);
+                match events.send(Envelope::Interactive(payload)).await {
                     Ok(()) => None,
                     Err(_) => Some(SessionEnd::Shutdown),
                 }
@@ -524,21 +548,27 @@ impl Shared {
         }
     }
 
-    /// Turns event payloads into [`Incoming`] messages, in order.
+    /// Turns event payloads and button presses into [`Incoming`] messages, in order.
     async fn process_events(
         self: Arc<Self>,
-        mut events: mpsc::Receiver<Value>,
+        mut events: mpsc::Receiver<Envelope>,
         incoming: mpsc::Sender<Incoming>,
     ) {
         let mut seen = Seen::new(SEEN_CAPACITY);
-        while let Some(payload) = events.recv().await {
-            if let Some(id) = str_field(&payload, "event_id")
-                && !seen.insert(id)
-            {
-                continue;
-            }
-            let event = payload.get("event").unwrap_or(&Value::Null);
-            let Some(message) = self.to_incoming(event, &mut seen).await else {
+        while let Some(envelope) = events.recv().await {
+            let message = match envelope {
+                Envelope::Event(payload) => {
+                    if let Some(id) = str_field(&payload, "event_id")
+                        && !seen.insert(id)
+                    {
+                        continue;
+                    }
+                    let event = payload.get("event").unwrap_or(&Value::Null);
+                    self.to_incoming(event, &mut seen).await
+                }
+                Envelope::Interactive(payload) => self.pressed(&payload, &mut seen).await,
+            };
+            let Some(message) = message else {
                 continue;
             };
             tracing::debug!(
@@ -570,6 +600,60 @@ impl Shared {
         }
         let user = self.user_name(m.user_id).await;
         Some(m.into_incoming(user, room_name, &names))
+    }
+
+    /// The command of a pressed button, from the user who pressed it
+    /// (<https://api.slack.com/reference/interaction-payloads/block-actions>): only a button
+    /// this backend posted ([`ActionIds`]); any other `action_id` is refused with an
+    /// ephemeral note and a log line, never run. The presser is named through `users.info`
+    /// like the sender of a message (the payload's `username` is not used).
+    async fn pressed(&self, payload: &Value, seen: &mut Seen) -> Option<Incoming> {
+        let press = Press::parse(payload)?;
+        if let Some(trigger) = press.trigger_id
+            && !seen.insert(trigger)
+        {
+            return None;
+        }
+        let Some(command) = self.actions.command(press.action_id) else {
+            tracing::warn!(
+                user_id = press.user_id,
+                channel = press.channel,
+                "slack: a press of a button this bot did not post (or no longer remembers); ignored"
+            );
+            let note = "That button is no longer active: type the command in its message instead.";
+            if let Err(e) = self
+                .call(
+                    "chat.postEphemeral",
+                    Token::Bot,
+                    Args::Json(
+                        &json!({"channel": press.channel, "user": press.user_id, "text": note}),
+                    ),
+                )
+                .await
+            {
+                tracing::warn!(error = %e, "slack: chat.postEphemeral failed");
+            }
+            return None;
+        };
+        let room = if press.channel.starts_with('D') {
+            None
+        } else {
+            Some(Room {
+                id: press.channel.to_owned(),
+                name: self.channel_name(press.channel).await,
+            })
+        };
+        let user = self.user_name(press.user_id).await;
+        tracing::info!(user = %user, room = room.as_ref().map(|r| r.name.as_str()), "slack: button pressed");
+        Some(Incoming {
+            user_id: press.user_id.to_owned(),
+            user,
+            room,
+            text: command,
+            mentioned: false,
+            thread: press.thread.map(str::to_owned),
+            message_id: None,
+        })
     }
 
     /// A user's name (`users.info`, cached); the id when Slack cannot say.
@@ -728,7 +812,11 @@ impl Shared {
             text: escape_text(&out.text),
             ..out.clone()
         };
-        let messages = rich::slack_messages(&escaped, mention.as_deref(), TEXT_LIMIT);
+        let mut messages = rich::slack_messages(&escaped, mention.as_deref(), TEXT_LIMIT);
+        if let Some(last) = messages.last_mut() {
+            let buttons = rich::issue_ids(&out.actions, rich::SLACK_BUTTONS, &self.actions);
+            rich::slack_add_buttons(last, &buttons);
+        }
         for (i, message) in messages.into_iter().enumerate() {
             if i > 0 {
                 tokio::time::sleep(PART_PAUSE).await;
@@ -768,21 +856,45 @@ impl Shared {
         Ok(())
     }
 
-    /// Edits the message remembered under `key` with `chat.update` (text only: its
-    /// attachments stay); nothing when the key is unknown.
+    /// Edits the message remembered under `key` with `chat.update`: its text (a live ack's
+    /// status line: its attachments stay), or with [`Outgoing::replaces_whole`] the first
+    /// message `out` renders to, attachments and blocks included (a result replacing its
+    /// ack). Nothing when the key is unknown.
     async fn update(&self, key: &str, out: &Outgoing) -> Result<(), ApiError> {
         let Some((channel, ts)) = self.remembered.replaced(out) else {
             tracing::debug!(key, "slack: no remembered message to edit");
             return Ok(());
         };
-        let text = split_message(&escape_text(&out.text), TEXT_LIMIT, char_len).swap_remove(0);
-        self.call(
-            "chat.update",
-            Token::Bot,
-            Args::Json(&json!({ "channel": channel, "ts": ts, "text": text })),
-        )
-        .await
-        .map(|_| ())
+        let escaped = Outgoing {
+            text: escape_text(&out.text),
+            ..out.clone()
+        };
+        let mut edit = Map::new();
+        if out.replaces_whole
+            && let Some(first) = rich::slack_messages(&escaped, None, TEXT_LIMIT)
+                .into_iter()
+                .next()
+        {
+            // What chat.update takes of a message; the rest is postMessage's own.
+            for key in ["text", "attachments", "blocks"] {
+                if let Some(v) = first.get(key) {
+                    edit.insert(key.into(), v.clone());
+                }
+            }
+            // A text not given would stay as it was (the ack's): clear it.
+            if !edit.is_empty() {
+                edit.entry("text").or_insert(Value::String(String::new()));
+            }
+        }
+        if edit.is_empty() {
+            let text = split_message(&escaped.text, TEXT_LIMIT, char_len).swap_remove(0);
+            edit.insert("text".into(), Value::String(text));
+        }
+        edit.insert("channel".into(), Value::String(channel));
+        edit.insert("ts".into(), Value::String(ts));
+        self.call("chat.update", Token::Bot, Args::Json(&Value::Object(edit)))
+            .await
+            .map(|_| ())
     }
 
     /// `chat.postMessage`; the answer (with the message's `channel` and `ts`).
@@ -855,6 +967,59 @@ fn is_content_error(code: &str) -> bool {
             | "invalid_attachments"
             | "too_many_attachments"
     )
+}
+
+/// Longest id Slack uses for users, channels and message `ts` (ids are about a dozen
+/// characters); anything longer in a press is not Slack's.
+const MAX_ID_LEN: usize = 64;
+
+/// A `block_actions` payload taken apart: the first button pressed, who pressed it, where.
+#[derive(Debug, PartialEq, Eq)]
+struct Press<'a> {
+    action_id: &'a str,
+    user_id: &'a str,
+    channel: &'a str,
+    /// The thread of the message the button is on, when it is in one.
+    thread: Option<&'a str>,
+    trigger_id: Option<&'a str>,
+}
+
+impl<'a> Press<'a> {
+    fn parse(payload: &'a Value) -> Option<Self> {
+        if str_field(payload, "type") != Some("block_actions") {
+            tracing::debug!(
+                kind = str_field(payload, "type"),
+                "slack: ignoring an interaction"
+            );
+            return None;
+        }
+        let short = |v: Option<&'a str>| v.filter(|s| !s.is_empty() && s.len() <= MAX_ID_LEN);
+        let action = payload
+            .get("actions")
+            .and_then(Value::as_array)
+            .and_then(|a| a.first())?;
+        let action_id = str_field(action, "action_id").filter(|a| a.len() <= 255)?;
+        let user_id = short(payload.pointer("/user/id").and_then(Value::as_str))?;
+        let channel = short(
+            payload
+                .pointer("/channel/id")
+                .or_else(|| payload.pointer("/container/channel_id"))
+                .and_then(Value::as_str),
+        )?;
+        let thread = short(
+            payload
+                .pointer("/container/thread_ts")
+                .or_else(|| payload.pointer("/message/thread_ts"))
+                .and_then(Value::as_str),
+        );
+        Some(Self {
+            action_id,
+            user_id,
+            channel,
+            thread,
+            trigger_id: short(str_field(payload, "trigger_id")),
+        })
+    }
 }
 
 /// A message event taken apart without any lookup: everything an [`Incoming`] needs but
@@ -1156,6 +1321,37 @@ mod tests {
             "<@U1> got &lt;none&gt; &amp; a -&gt; b <https://x.y|link> &amp;"
         );
         assert_eq!(escape_text("é<"), "é&lt;");
+    }
+
+    #[test]
+    fn a_block_actions_press_is_taken_apart_and_anything_else_is_ignored() {
+        let payload = json!({
+            "type": "block_actions",
+            "user": {"id": "U0BOB0001", "username": "admin", "name": "admin"},
+            "container": {"type": "message", "message_ts": "1.2", "channel_id": "C1", "thread_ts": "1.1"},
+            "channel": {"id": "C1", "name": "ops"},
+            "trigger_id": "123.abc",
+            "actions": [{"type": "button", "action_id": "st2bot-1", "value": "st2bot-1"}],
+        });
+        assert_eq!(
+            Press::parse(&payload),
+            Some(Press {
+                action_id: "st2bot-1",
+                user_id: "U0BOB0001",
+                channel: "C1",
+                thread: Some("1.1"),
+                trigger_id: Some("123.abc"),
+            })
+        );
+        let mut other = payload.clone();
+        other["type"] = json!("view_submission");
+        assert_eq!(Press::parse(&other), None);
+        let mut no_actions = payload.clone();
+        no_actions["actions"] = json!([]);
+        assert_eq!(Press::parse(&no_actions), None);
+        let mut long_user = payload.clone();
+        long_user["user"]["id"] = json!("U".repeat(1000));
+        assert_eq!(Press::parse(&long_user), None);
     }
 
     #[test]

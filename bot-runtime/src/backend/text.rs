@@ -103,6 +103,7 @@ impl Backend for TextBackend {
             rich: false,
             threads: false,
             edit: false,
+            buttons: false,
         }
     }
 

@@ -2,14 +2,18 @@
 //! ([`Dispatcher::ask_inquiry`], from the announcement of docs/inquiries.md's rule) and the
 //! `inquiry list|show|respond`, `approve` and `reject` commands
 //! ([`Dispatcher::inquiry_command`]). The schema, validation and permission rules are in
-//! [`crate::inquiry`].
+//! [`crate::inquiry`]. A yes/no question is asked in the thread of its command where the
+//! service has threads, and a plain `yes`/`no` there is read as `approve`/`reject`
+//! (`Dispatcher::plan`); it carries Approve/Reject buttons ([`approval_actions`]) for the
+//! backends that have them, and a press comes back as the presser's `approve ID` /
+//! `reject ID`.
 
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value};
 
 use super::Dispatcher;
-use crate::backend::{Incoming, Outgoing, Target};
+use crate::backend::{Incoming, Outgoing, Target, approval_actions};
 use crate::inquiry::{self, Inquiry};
 use crate::stackstorm::St2Error;
 
@@ -70,6 +74,10 @@ impl Dispatcher {
             }
         };
         let link = self.st2.execution_link(id).await.unwrap_or_default();
+        // A yes/no question goes in the thread of the command (where the service has
+        // threads), so that a plain `yes` or `no` in that thread answers it.
+        let yes_no = self.capabilities.threads
+            && inquiry::single_boolean(&inquiry::fields(&inquiry.schema)).is_some();
         let mut target = None;
         let mut mention = None;
         let mut parent = link.parent.clone();
@@ -80,7 +88,10 @@ impl Dispatcher {
                 target = Some(match &started.room {
                     Some(room) => Target::Room {
                         id: room.clone(),
-                        thread: started.thread.clone(),
+                        thread: started
+                            .thread
+                            .clone()
+                            .or_else(|| started.message_id.clone().filter(|_| yes_no)),
                     },
                     None => Target::Direct {
                         user: started.user_id.clone(),
@@ -119,10 +130,25 @@ impl Dispatcher {
             return;
         };
         let left = time_left(link.start_timestamp.as_deref(), inquiry.ttl);
-        let text = inquiry::question(&inquiry, left, &self.spec.chat.prefix);
+        let mut text = inquiry::question(&inquiry, left, &self.spec.chat.prefix);
+        if yes_no
+            && let Target::Room {
+                id: room,
+                thread: Some(thread),
+            } = &target
+        {
+            self.question_threads
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remember(room, thread, id);
+            text.push_str("\nOr reply `yes` or `no` in this thread.");
+        }
         tracing::info!(inquiry = id, "posting an inquiry");
         let mut out = Outgoing::text(target, text);
         out.mention = mention;
+        if inquiry::single_boolean(&inquiry::fields(&inquiry.schema)).is_some() {
+            out.actions = approval_actions(&self.spec.chat.prefix, id);
+        }
         self.send(out).await;
     }
 

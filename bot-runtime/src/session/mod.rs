@@ -186,7 +186,7 @@ pub struct SessionManager {
     sessions: Mutex<HashMap<String, Session>>,
     links: Arc<PendingLinks>,
     csrf: CsrfKey,
-    admins: RwLock<Vec<String>>,
+    admins: RwLock<bot_config::acl::UserSet>,
     command_name: RwLock<String>,
     /// Login links per chat user id.
     link_requests: TokenBuckets<String>,
@@ -303,7 +303,7 @@ impl SessionManager {
             sessions: Mutex::new(loaded.sessions),
             links: Arc::new(PendingLinks::new(spec.link_ttl, MAX_ATTEMPTS_PER_LINK)),
             csrf: CsrfKey::generate()?,
-            admins: RwLock::new(Vec::new()),
+            admins: RwLock::new(bot_config::acl::UserSet::default()),
             command_name: RwLock::new("!session".to_owned()),
             link_requests: TokenBuckets::new(LINK_BUDGET, MAX_THROTTLED),
             password_attempts: TokenBuckets::new(PASSWORD_BUDGET, MAX_THROTTLED),
@@ -316,9 +316,9 @@ impl SessionManager {
         self.store.owed()
     }
 
-    /// Who may use `list` and `revoke`: chat user ids or names, compared exactly. Empty
-    /// (the default) turns those two commands off.
-    pub fn set_admins(&self, admins: Vec<String>) {
+    /// Who may use `list` and `revoke` (`auth_page.admins`): matched against the chat user
+    /// id and name. Empty (the default) turns those two commands off.
+    pub fn set_admins(&self, admins: bot_config::acl::UserSet) {
         *self.admins.write().unwrap_or_else(PoisonError::into_inner) = admins;
     }
 
@@ -591,7 +591,7 @@ This link is for you ({user_name}) only, works once, and expires in {}. Do not s
                 "Session administration is off: no bot admins are configured, so nobody can {what}."
             )));
         }
-        if admins.iter().any(|a| a == user_id || a == user_name) {
+        if admins.contains(user_id) || admins.contains(user_name) {
             Ok(())
         } else {
             tracing::info!(

@@ -195,6 +195,7 @@ impl Backend for IrcBackend {
             rich: false,
             threads: false,
             edit: false,
+            buttons: false,
         }
     }
 

@@ -32,18 +32,35 @@ pub(crate) struct Mention {
 }
 
 /// An edit (`m.replace`, Matrix client-server API "Event replacements") of `event_id` so
-/// that it reads `text`: the fallback `body` is `* text`, `m.new_content` the new message
-/// (no thread relation there: the original keeps its own), no mentions (an edit pings no
-/// one again).
-pub(crate) fn replacement(event_id: &str, text: &str) -> Value {
-    let text = split_message(text, MAX_MESSAGE_CHARS - 2, char_len).swap_remove(0);
-    json!({
-        "msgtype": DEFAULT_MSGTYPE,
-        "body": format!("* {text}"),
-        "m.mentions": {},
-        "m.new_content": {"msgtype": DEFAULT_MSGTYPE, "body": text, "m.mentions": {}},
-        "m.relates_to": {"rel_type": "m.replace", "event_id": event_id},
-    })
+/// that it reads `out.text`, or with [`Outgoing::replaces_whole`] as `out` would have been
+/// posted (rich: `extra.matrix`, pretext), its first piece when it would not fit one event: `m.new_content` is the new message (no
+/// thread relation there: the original keeps its own), the fallback `body` (and
+/// `formatted_body`) the same behind `* `, no mentions (an edit pings no one again).
+pub(crate) fn replacement(event_id: &str, out: &Outgoing) -> Value {
+    let plain;
+    let out = if out.replaces_whole {
+        out
+    } else {
+        plain = Outgoing::text(out.target.clone(), out.text.clone());
+        &plain
+    };
+    let mut new_content = render(out, None, None)
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| json!({"msgtype": DEFAULT_MSGTYPE, "body": ""}));
+    if let Some(o) = new_content.as_object_mut() {
+        o.remove("m.relates_to");
+        o.insert("m.mentions".into(), json!({}));
+    }
+    let mut content = new_content.clone();
+    for key in ["body", "formatted_body"] {
+        if let Some(text) = new_content.get(key).and_then(Value::as_str) {
+            content[key] = Value::String(format!("* {text}"));
+        }
+    }
+    content["m.new_content"] = new_content;
+    content["m.relates_to"] = json!({"rel_type": "m.replace", "event_id": event_id});
+    content
 }
 
 /// The contents to send for `out`, in order; `thread` puts each in that thread.

@@ -41,15 +41,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use bot_config::MsTeamsSpec;
 use bytes::Bytes;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc, watch};
-use tokio::task::JoinSet;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
 
 use self::activity::Activity;
 use self::connector::{Connector, ConnectorError};
@@ -70,12 +66,6 @@ pub const UNSIGNED_INBOUND_ENV: &str = "ST2BOT_MSTEAMS_UNSIGNED_INBOUND";
 pub const MESSAGES_PATH: &str = "/api/messages";
 /// The largest activity accepted.
 const MAX_ACTIVITY: usize = 256 * 1024;
-/// Connections served at once.
-const MAX_CONNECTIONS: usize = 256;
-/// Time to send request headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// The longest a connection stays open (requests, bodies and keep-alive included).
-const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
 /// How long an activity may wait for room in the dispatcher's queue before the Connector
 /// is told to retry (503).
 const QUEUE_WAIT: Duration = Duration::from_secs(5);
@@ -143,6 +133,7 @@ impl Backend for MsTeamsBackend {
             rich: true,
             edit: true,
             threads: true,
+            buttons: false,
         }
     }
 
@@ -248,7 +239,12 @@ async fn run(
             reason: format!("cannot listen on {listen}: {e}"),
         })?;
     tracing::info!(listen = %listen, path = MESSAGES_PATH, "msteams: messaging endpoint listening");
-    let server = tokio::spawn(serve(listener, router(Arc::clone(&shared)), local.clone()));
+    let server = tokio::spawn(super::listener::serve(
+        "msteams",
+        listener,
+        router(Arc::clone(&shared)),
+        local.clone(),
+    ));
     let result = match first_token(&shared, &state).await {
         Ok(true) => {
             state.send_replace(ConnState::Connected);
@@ -295,54 +291,6 @@ fn router(shared: Arc<Shared>) -> Router {
         .route(MESSAGES_PATH, post(messages))
         .layer(DefaultBodyLimit::max(MAX_ACTIVITY))
         .with_state(shared)
-}
-
-/// Serves the endpoint until `shutdown`: HTTP/1.1, at most [`MAX_CONNECTIONS`] at once,
-/// headers within [`HEADER_TIMEOUT`], each connection closed after [`CONNECTION_LIFETIME`].
-async fn serve(listener: TcpListener, app: Router, shutdown: CancellationToken) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let graceful = GracefulShutdown::new();
-    let mut tasks = JoinSet::new();
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "msteams: accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-                    tracing::warn!(source = %peer.ip(), "msteams: too many connections; refused");
-                    continue;
-                };
-                let app = app.clone();
-                let watcher = graceful.watcher();
-                tasks.spawn(async move {
-                    let _slot = slot;
-                    let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                        app.clone().oneshot(request)
-                    });
-                    let mut builder = hyper::server::conn::http1::Builder::new();
-                    builder.timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
-                    let connection = builder.serve_connection(TokioIo::new(stream), service);
-                    if tokio::time::timeout(CONNECTION_LIFETIME, watcher.watch(connection)).await.is_err() {
-                        tracing::debug!(source = %peer.ip(), "msteams: connection open too long; closed");
-                    }
-                });
-            }
-        }
-    }
-    drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(Duration::from_secs(5)) => {}
-    }
-    tasks.shutdown().await;
 }
 
 async fn messages(
@@ -466,7 +414,7 @@ impl Shared {
                 tracing::debug!(key, "msteams: no remembered message to edit");
                 return Ok(());
             };
-            let body = render::update(&activity_id, &out.text);
+            let body = render::update(&activity_id, out);
             self.connector
                 .call(
                     Method::PUT,

@@ -97,10 +97,17 @@ pub fn activities(out: &Outgoing, mention: Option<&Mention>) -> Vec<Value> {
         .collect()
 }
 
-/// The update of a posted message to new plain text (`PUT …/activities/{id}`).
-pub fn update(id: &str, text: &str) -> Value {
-    let text =
-        crate::backend::split_message(text, MESSAGE_LIMIT, crate::backend::char_len).swap_remove(0);
+/// The update of a posted message (`PUT …/activities/{id}`): to new plain text, or with
+/// [`Outgoing::replaces_whole`] to the first activity `out` renders to (card included).
+pub fn update(id: &str, out: &Outgoing) -> Value {
+    if out.replaces_whole
+        && let Some(mut first) = activities(out, None).into_iter().next()
+    {
+        first["id"] = Value::String(id.to_owned());
+        return first;
+    }
+    let text = crate::backend::split_message(&out.text, MESSAGE_LIMIT, crate::backend::char_len)
+        .swap_remove(0);
     json!({ "type": "message", "id": id, "text": text })
 }
 
@@ -243,8 +250,23 @@ mod tests {
 
     #[test]
     fn updates_carry_the_id_and_cut_text() {
-        let u = update("act-1", &"x".repeat(MESSAGE_LIMIT + 5));
+        let target = Target::Room {
+            id: "19:c@thread.tacv2".into(),
+            thread: None,
+        };
+        let u = update(
+            "act-1",
+            &Outgoing::text(target.clone(), "x".repeat(MESSAGE_LIMIT + 5)),
+        );
         assert_eq!(u["id"], "act-1");
         assert_eq!(u["text"].as_str().unwrap().chars().count(), MESSAGE_LIMIT);
+        assert!(u.get("attachments").is_none());
+
+        let mut whole = Outgoing::text(target, "build 42 passed");
+        whole.status = Some(Status::Succeeded);
+        whole.replaces_whole = true;
+        let u = update("act-1", &whole);
+        assert_eq!(u["id"], "act-1");
+        assert_eq!(u["attachments"][0]["contentType"], ADAPTIVE_CARD);
     }
 }

@@ -138,6 +138,7 @@ impl Backend for XmppBackend {
             rich: true,
             threads: false,
             edit: false,
+            buttons: false,
         }
     }
 

@@ -1,0 +1,1 @@
+st2bot::bot!("missing-backend-setting-mattermost-actions.yaml");

@@ -1,0 +1,1 @@
+st2bot::bot!("unknown-alias-confirm.yaml");

@@ -1,0 +1,1 @@
+st2bot::bot!("ack-replace-needs-edit.yaml");

@@ -1,0 +1,1 @@
+st2bot::bot!("duration-too-long-within.yaml");

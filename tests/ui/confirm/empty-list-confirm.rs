@@ -1,0 +1,1 @@
+st2bot::bot!("empty-list-confirm.yaml");
