@@ -68,6 +68,14 @@ impl Templates {
     /// Renders slot `name` with `data`; on a render error, logs it and uses the default.
     pub fn render(&self, name: &'static str, data: &Value) -> String {
         debug_assert!(slot(name).is_some(), "unknown template slot {name}");
+        let mut text = self.render_unsized(name, data);
+        // handlebars renders into an 8 KiB buffer: without this, every help line kept for
+        // the catalogue (and every ack kept for edits) would hold 8 KiB, whatever its length.
+        text.shrink_to_fit();
+        text
+    }
+
+    fn render_unsized(&self, name: &'static str, data: &Value) -> String {
         match self.registry.render(name, data) {
             Ok(text) => text,
             Err(e) => {
@@ -173,6 +181,19 @@ mod tests {
             no_match: d("no_match"),
             ambiguous: d("ambiguous"),
         }
+    }
+
+    /// Rendered text is kept (help lines per catalogue, acks for later edits): it must cost
+    /// its length, not the renderer's 8 KiB buffer.
+    #[test]
+    fn rendered_text_holds_no_spare_buffer() {
+        let t = Templates::new(&defaults()).unwrap();
+        let line = t.render(
+            "help",
+            &json!({"pack": "core", "display": "run {{cmd}}", "description": "Runs it", "prefix": "!"}),
+        );
+        assert_eq!(line, "!run {{cmd}} - Runs it");
+        assert!(line.capacity() < 64, "capacity {}", line.capacity());
     }
 
     #[test]
