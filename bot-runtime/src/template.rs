@@ -71,6 +71,14 @@ impl Templates {
     /// Renders the slot of `context` (`AckContext` renders `ack`) with it; on a render
     /// error, logs it and uses the slot's default.
     pub fn render<C: SlotContext>(&self, context: &C) -> String {
+        let mut text = self.render_unsized(context);
+        // handlebars renders into an 8 KiB buffer: without this, every help line kept for
+        // the catalogue (and every ack kept for edits) would hold 8 KiB, whatever its length.
+        text.shrink_to_fit();
+        text
+    }
+
+    fn render_unsized<C: SlotContext>(&self, context: &C) -> String {
         let name = C::SLOT.name;
         match self.registry.render(name, context) {
             Ok(text) => text,
@@ -165,7 +173,8 @@ fn code(
 mod tests {
     use super::*;
     use bot_config::templates::{
-        AckContext, ErrorContext, ExecutionContext, NoMatchContext, ResultContext, slot,
+        AckContext, ErrorContext, ExecutionContext, HelpContext, NoMatchContext, ResultContext,
+        slot,
     };
     use serde_json::json;
 
@@ -180,6 +189,21 @@ mod tests {
             no_match: d("no_match"),
             ambiguous: d("ambiguous"),
         }
+    }
+
+    /// Rendered text is kept (help lines per catalogue, acks for later edits): it must cost
+    /// its length, not the renderer's 8 KiB buffer.
+    #[test]
+    fn rendered_text_holds_no_spare_buffer() {
+        let t = Templates::new(&defaults()).unwrap();
+        let line = t.render(&HelpContext {
+            pack: "core",
+            display: "run {{cmd}}",
+            description: "Runs it",
+            prefix: "!",
+        });
+        assert_eq!(line, "!run {{cmd}} - Runs it");
+        assert!(line.capacity() < 64, "capacity {}", line.capacity());
     }
 
     #[test]
