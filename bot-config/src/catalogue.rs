@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use st2_alias::Alias;
 
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Diagnostic, DiagnosticId};
 use crate::source::{SourceFile, Span, Spanned};
 
 /// Everything read from the catalogue's sources.
@@ -171,7 +171,7 @@ impl Reader {
             Err(e) => {
                 self.problem(
                     Diagnostic::new(
-                        "catalogue-unreadable",
+                        DiagnosticId::CatalogueUnreadable,
                         at.span,
                         format!("cannot read `{display}`: {e}"),
                         "named here",
@@ -189,7 +189,7 @@ impl Reader {
         if !source.path.is_dir() {
             self.problem(
                 Diagnostic::new(
-                    "catalogue-unreadable",
+                    DiagnosticId::CatalogueUnreadable,
                     source.span,
                     format!("`{}` is not a directory", source.display),
                     "no such directory",
@@ -215,7 +215,7 @@ impl Reader {
                 }
             }
             Err(e) => self.problem(Diagnostic::new(
-                "catalogue-unreadable",
+                DiagnosticId::CatalogueUnreadable,
                 source.span,
                 format!("cannot list `{}`: {e}", source.display),
                 "named here",
@@ -282,7 +282,7 @@ impl Reader {
         let Some(mut object) = value.as_object().cloned() else {
             return self.problem(
                 Diagnostic::new(
-                    "invalid-alias",
+                    DiagnosticId::InvalidAlias,
                     Span::FILE,
                     "an alias file must be a mapping with `name`, `action_ref` and `formats`",
                     "",
@@ -299,7 +299,7 @@ impl Reader {
                 let missing_name = e.to_string().contains("`name`");
                 return self.problem(
                     Diagnostic::new(
-                        "invalid-alias",
+                        DiagnosticId::InvalidAlias,
                         Span::FILE,
                         if missing_name {
                             "this alias has no `name`".to_owned()
@@ -389,7 +389,7 @@ impl Reader {
             Ok(_) => {
                 return self.problem(
                     Diagnostic::new(
-                        "invalid-export",
+                        DiagnosticId::InvalidExport,
                         source.span,
                         format!("`{}` is not a JSON list", source.display),
                         "named here",
@@ -405,7 +405,7 @@ impl Reader {
                 );
                 return self.problem(
                     Diagnostic::new(
-                        "invalid-export",
+                        DiagnosticId::InvalidExport,
                         span,
                         format!("invalid JSON: {e}"),
                         "the JSON parser stopped here",
@@ -432,7 +432,7 @@ impl Reader {
                 Err(e) => {
                     self.problem(
                         Diagnostic::new(
-                            "invalid-alias",
+                            DiagnosticId::InvalidAlias,
                             Span::FILE,
                             format!("an alias in this export is not valid: {e}"),
                             "",
@@ -479,7 +479,7 @@ fn syntax_error(error: &serde_saphyr::Error, file: Arc<SourceFile>) -> Diagnosti
         .filter(|s| s.line > 0)
         .unwrap_or(Span::FILE);
     Diagnostic::new(
-        "invalid-alias",
+        DiagnosticId::InvalidAlias,
         Span { len: 1, ..span },
         "invalid YAML in a catalogue file",
         "the YAML parser stopped here",

@@ -10,6 +10,10 @@ use std::sync::Arc;
 
 use crate::source::{SourceFile, Span};
 
+mod id;
+
+pub use id::DiagnosticId;
+
 /// How bad a problem is: an error stops the build, a warning is reported and the bot builds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Severity {
@@ -33,9 +37,8 @@ impl Severity {
 /// One problem in a bot definition: where, what, and how to fix it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Diagnostic {
-    /// Stable kebab-case id (`unknown-backend`), used for test names and the README's error
-    /// reference.
-    pub id: &'static str,
+    /// Stable id (`unknown-backend`), used for test names and the error reference.
+    pub id: DiagnosticId,
     /// Where the problem is.
     pub span: Span,
     /// What is wrong, lowercase, no trailing period.
@@ -58,7 +61,7 @@ pub struct Diagnostic {
 impl Diagnostic {
     /// A diagnostic with a message and a label; add help and notes with the builders.
     pub fn new(
-        id: &'static str,
+        id: DiagnosticId,
         span: Span,
         message: impl Into<String>,
         label: impl Into<String>,
@@ -371,7 +374,7 @@ impl Diagnostics {
             file(a)
                 .cmp(&file(b))
                 .then_with(|| a.span.cmp(&b.span))
-                .then_with(|| a.id.cmp(b.id))
+                .then_with(|| a.id.cmp(&b.id))
         });
         items.dedup();
         let (warnings, errors): (Vec<_>, Vec<_>) = items.into_iter().partition(|d| d.is_warning());
@@ -399,7 +402,7 @@ mod tests {
     fn long_and_short_forms() {
         let file = SourceFile::new("bots/acme.yaml", "name: acme\nbackend:\n  kind: slak\n");
         let d = Diagnostic::new(
-            "unknown-backend",
+            DiagnosticId::UnknownBackend,
             Span::new(3, 9, 4),
             "unknown backend `slak`",
             "not a backend",
@@ -418,15 +421,20 @@ mod tests {
     #[test]
     fn the_short_form_carries_the_note_and_warnings_say_so() {
         let file = SourceFile::new("bots/acme.yaml", "chat:\n  prefx: x\n");
-        let d = Diagnostic::new("unknown-key", Span::new(2, 3, 5), "unknown key `prefx`", "")
-            .help("did you mean `prefix`?")
-            .note("keys here are `prefix` and `mention`");
+        let d = Diagnostic::new(
+            DiagnosticId::UnknownKey,
+            Span::new(2, 3, 5),
+            "unknown key `prefx`",
+            "",
+        )
+        .help("did you mean `prefix`?")
+        .note("keys here are `prefix` and `mention`");
         assert_eq!(
             d.render_short(&file),
             "bots/acme.yaml:2:3: error: unknown key `prefx` (help: did you mean `prefix`?) (note: keys here are `prefix` and `mention`)"
         );
         let w = Diagnostic::new(
-            "alias-not-runnable",
+            DiagnosticId::AliasNotRunnable,
             Span::new(2, 3, 5),
             "nobody may run it",
             "",
@@ -460,7 +468,8 @@ mod tests {
             ("  url: ***".to_owned(), 8, 3)
         );
         let file = SourceFile::new("b.yaml", "backend:\n  token: xoxb-123\n");
-        let d = Diagnostic::new("x", Span::new(2, 10, 8), "m", "l").redacted();
+        let d = Diagnostic::new(DiagnosticId::ClearTextSecret, Span::new(2, 10, 8), "m", "l")
+            .redacted();
         assert!(!d.render_long(&file).contains("xoxb"));
     }
 
@@ -468,6 +477,11 @@ mod tests {
     #[should_panic(expected = "dropped without being reported")]
     fn unreported_diagnostics_panic() {
         let mut d = Diagnostics::new();
-        d.push(Diagnostic::new("x", Span::FILE, "x", "x"));
+        d.push(Diagnostic::new(
+            DiagnosticId::YamlSyntax,
+            Span::FILE,
+            "x",
+            "x",
+        ));
     }
 }

@@ -20,7 +20,7 @@ pub mod spec;
 pub mod suggest;
 pub mod templates;
 
-pub use diagnostic::{Diagnostic, Diagnostics};
+pub use diagnostic::{Diagnostic, DiagnosticId, Diagnostics};
 pub use source::{SourceFile, Span};
 pub use spec::*;
 

@@ -1,10 +1,16 @@
-//! Reply templates: the slots a definition can fill, the variables the runtime gives each,
-//! the defaults, and the build-time check that a template only uses what it will be given.
+//! Reply templates: the slots a definition can fill, the typed context the runtime renders
+//! each with, the defaults, and the build-time check that a template only uses what it will
+//! be given.
 //!
-//! Read [`SLOTS`] first. The runtime renders with the same names (see `bot-runtime`'s
-//! `template` module), and a unit test there renders every default with a full context.
+//! Read [`SLOTS`] first, then one context ([`AckContext`]). Each slot's variables are the
+//! fields of its context struct, declared once (by the `template_context!` macro): the
+//! build-time check reads them from [`TemplateContext::VARS`] and the runtime
+//! (`bot-runtime`'s `template` module) fills the same struct, so what a template may use
+//! and what it is given cannot drift apart.
 
 use handlebars::template::{HelperTemplate, Parameter, Template, TemplateElement};
+use serde::Serialize;
+use serde_json::Value;
 
 /// The shape of a template variable.
 #[derive(Clone, Copy, Debug)]
@@ -19,6 +25,208 @@ pub enum Var {
     Open,
 }
 
+/// How a Rust type looks to a template: the [`Var`] a context field of that type provides.
+pub trait Shape {
+    /// The shape.
+    const SHAPE: Var;
+}
+
+macro_rules! leaf_shapes {
+    ($($t:ty),*) => { $(impl Shape for $t { const SHAPE: Var = Var::Leaf; })* };
+}
+leaf_shapes!(str, String, bool, u16, u32, u64, i64, usize);
+
+impl<T: Shape + ?Sized> Shape for &T {
+    const SHAPE: Var = T::SHAPE;
+}
+
+/// An absent value renders as nothing; its shape is the value's.
+impl<T: Shape> Shape for Option<T> {
+    const SHAPE: Var = T::SHAPE;
+}
+
+impl<T: Shape> Shape for [T] {
+    const SHAPE: Var = Var::List;
+}
+
+impl<T: Shape> Shape for Vec<T> {
+    const SHAPE: Var = Var::List;
+}
+
+/// JSON passed through from StackStorm: any path may be read.
+impl Shape for Value {
+    const SHAPE: Var = Var::Open;
+}
+
+/// A typed template context: its serialized fields are exactly [`TemplateContext::VARS`].
+pub trait TemplateContext: Serialize {
+    /// The variables, in declaration order: what the build-time check allows.
+    const VARS: &'static [(&'static str, Var)];
+}
+
+/// The context of one slot: rendering it needs no slot name, so a slot cannot be rendered
+/// with another slot's variables.
+pub trait SlotContext: TemplateContext {
+    /// The slot this context renders.
+    const SLOT: &'static Slot;
+}
+
+/// Declares a template context once: the struct (deriving `Serialize`, each field renamed
+/// to its template variable), its [`TemplateContext::VARS`] (from the same names and the
+/// fields' [`Shape`]s) and its own [`Shape`] (an object, for nesting). Each field is written
+/// `"variable" => pub field: Type`; the variable is usually the field's name, but may be a
+/// Rust keyword (`where`).
+macro_rules! template_context {
+    ($(#[doc = $doc:literal])* pub struct $name:ident<'a> {
+        $( $(#[doc = $fdoc:literal])* $var:literal => pub $field:ident: $ty:ty, )*
+    }) => {
+        $(#[doc = $doc])*
+        #[derive(Clone, Copy, Debug, Default, ::serde::Serialize)]
+        pub struct $name<'a> {
+            $( $(#[doc = $fdoc])* #[serde(rename = $var)] pub $field: $ty, )*
+        }
+
+        impl<'a> $crate::templates::TemplateContext for $name<'a> {
+            const VARS: &'static [(&'static str, $crate::templates::Var)] =
+                &[$(($var, <$ty as $crate::templates::Shape>::SHAPE),)*];
+        }
+
+        impl $crate::templates::Shape for $name<'_> {
+            const SHAPE: $crate::templates::Var = $crate::templates::Var::Object(
+                <Self as $crate::templates::TemplateContext>::VARS,
+            );
+        }
+    };
+}
+
+template_context! {
+    /// `{{execution}}` in the `ack` template: the execution StackStorm started.
+    pub struct ExecutionContext<'a> {
+        /// The execution id.
+        "id" => pub id: &'a str,
+        /// Its status when accepted (`requested`, `scheduled`…), when StackStorm gave one.
+        "status" => pub status: Option<&'a str>,
+        /// Its page in the StackStorm web UI, when StackStorm gave one.
+        "web_url" => pub web_url: Option<&'a str>,
+    }
+}
+
+template_context! {
+    /// The `ack` template: StackStorm accepted an execution.
+    pub struct AckContext<'a> {
+        /// Who ran the command.
+        "user" => pub user: &'a str,
+        /// The room's name; empty in a direct message.
+        "room" => pub room: &'a str,
+        /// The command as typed (capped and defused).
+        "command" => pub command: &'a str,
+        /// The alias that matched (`pack.name`).
+        "alias" => pub alias: &'a str,
+        /// The alias's own ack message, when StackStorm rendered one; else empty.
+        "message" => pub message: &'a str,
+        /// The execution's web UI link; empty when not appended.
+        "url" => pub url: &'a str,
+        /// The execution.
+        "execution" => pub execution: ExecutionContext<'a>,
+    }
+}
+
+template_context! {
+    /// The `result` template: a result or announcement from the stream.
+    pub struct ResultContext<'a> {
+        /// The text StackStorm formatted.
+        "message" => pub message: &'a str,
+        /// Whom it is for, when StackStorm says.
+        "user" => pub user: Option<&'a str>,
+        /// Where it goes, when StackStorm says.
+        "channel" => pub channel: Option<&'a str>,
+        /// Whether it goes to the user privately.
+        "whisper" => pub whisper: bool,
+        /// The chat context the command carried (free-form).
+        "context" => pub context: Option<&'a Value>,
+        /// The alias's `extra` (free-form).
+        "extra" => pub extra: Option<&'a Value>,
+    }
+}
+
+template_context! {
+    /// The `error` template: StackStorm refused a command or could not be reached.
+    pub struct ErrorContext<'a> {
+        /// Who ran the command.
+        "user" => pub user: &'a str,
+        /// The command as typed (capped and defused).
+        "command" => pub command: &'a str,
+        /// What went wrong, in the user's terms.
+        "error" => pub error: &'a str,
+        /// StackStorm's HTTP status, when it answered.
+        "status" => pub status: Option<u16>,
+        /// StackStorm's request id, when it gave one.
+        "request_id" => pub request_id: Option<&'a str>,
+    }
+}
+
+template_context! {
+    /// The `help` template: one line of the help listing.
+    pub struct HelpContext<'a> {
+        /// The alias's pack.
+        "pack" => pub pack: &'a str,
+        /// The command as shown (`deploy {{app}}`).
+        "display" => pub display: &'a str,
+        /// Its description; empty when it has none.
+        "description" => pub description: &'a str,
+        /// The bot's command prefix.
+        "prefix" => pub prefix: &'a str,
+    }
+}
+
+template_context! {
+    /// The `denied` template: the access rules refused a command.
+    pub struct DeniedContext<'a> {
+        /// Who ran the command.
+        "user" => pub user: &'a str,
+        /// The command as typed (capped and defused).
+        "command" => pub command: &'a str,
+        /// The room's name, or `a direct message`.
+        "room" => pub room: &'a str,
+        /// `in <room>` or `in a direct message`.
+        "where" => pub place: &'a str,
+        /// Where the user may run it instead, or whom to ask.
+        "instead" => pub instead: &'a str,
+        /// The rule that decided.
+        "rule" => pub rule: &'a str,
+    }
+}
+
+template_context! {
+    /// The `no_match` template: no action-alias matched the command.
+    pub struct NoMatchContext<'a> {
+        /// Who ran the command.
+        "user" => pub user: &'a str,
+        /// The command as typed (capped and defused).
+        "command" => pub command: &'a str,
+        /// The bot's command prefix.
+        "prefix" => pub prefix: &'a str,
+        /// The help command's name.
+        "help_command" => pub help_command: &'a str,
+        /// The closest commands, as shown in help.
+        "suggestions" => pub suggestions: &'a [String],
+    }
+}
+
+template_context! {
+    /// The `ambiguous` template: several action-aliases matched the command.
+    pub struct AmbiguousContext<'a> {
+        /// Who ran the command.
+        "user" => pub user: &'a str,
+        /// The command as typed (capped and defused).
+        "command" => pub command: &'a str,
+        /// The bot's command prefix.
+        "prefix" => pub prefix: &'a str,
+        /// The commands that matched, as shown in help.
+        "candidates" => pub candidates: &'a [String],
+    }
+}
+
 /// One template slot: its key under `templates:`, what it is for, its variables and default.
 #[derive(Debug)]
 pub struct Slot {
@@ -26,107 +234,78 @@ pub struct Slot {
     pub name: &'static str,
     /// When the runtime uses it.
     pub purpose: &'static str,
-    /// Variables the runtime provides.
+    /// Variables the runtime provides: the fields of the slot's context.
     pub vars: &'static [(&'static str, Var)],
     /// The default template.
     pub default: &'static str,
 }
 
-const EXECUTION: Var = Var::Object(&[
-    ("id", Var::Leaf),
-    ("status", Var::Leaf),
-    ("web_url", Var::Leaf),
-]);
+/// Declares each slot's constant (`ACK`…) with its context's variables, ties the context to
+/// it ([`SlotContext`]) and lists every slot in [`SLOTS`].
+macro_rules! slots {
+    ($(
+        $context:ident => $slot:ident {
+            name: $name:literal,
+            purpose: $purpose:literal,
+            default: $default:literal,
+        }
+    )*) => {
+        $(
+            #[doc = concat!("The `", $name, "` slot: ", $purpose, ".")]
+            pub const $slot: Slot = Slot {
+                name: $name,
+                purpose: $purpose,
+                vars: <$context<'static> as TemplateContext>::VARS,
+                default: $default,
+            };
 
-/// Every template slot.
-pub const SLOTS: &[Slot] = &[
-    Slot {
+            impl SlotContext for $context<'_> {
+                const SLOT: &'static Slot = &$slot;
+            }
+        )*
+
+        /// Every template slot.
+        pub const SLOTS: &[Slot] = &[$($slot),*];
+    };
+}
+
+slots! {
+    AckContext => ACK {
         name: "ack",
         purpose: "acknowledgement when StackStorm accepted an execution",
-        vars: &[
-            ("user", Var::Leaf),
-            ("room", Var::Leaf),
-            ("command", Var::Leaf),
-            ("alias", Var::Leaf),
-            ("message", Var::Leaf),
-            ("url", Var::Leaf),
-            ("execution", EXECUTION),
-        ],
         default: "{{#if message}}{{message}}{{else}}{{user}}: running `{{alias}}`, execution {{execution.id}}{{/if}}{{#if url}} {{url}}{{/if}}",
-    },
-    Slot {
+    }
+    ResultContext => RESULT {
         name: "result",
         purpose: "a result or announcement from the stream",
-        vars: &[
-            ("message", Var::Leaf),
-            ("user", Var::Leaf),
-            ("channel", Var::Leaf),
-            ("whisper", Var::Leaf),
-            ("context", Var::Open),
-            ("extra", Var::Open),
-        ],
         default: "{{message}}",
-    },
-    Slot {
+    }
+    ErrorContext => ERROR {
         name: "error",
         purpose: "StackStorm refused a command or could not be reached",
-        vars: &[
-            ("user", Var::Leaf),
-            ("command", Var::Leaf),
-            ("error", Var::Leaf),
-            ("status", Var::Leaf),
-            ("request_id", Var::Leaf),
-        ],
         default: "{{user}}: `{{command}}` failed: {{error}}{{#if request_id}} (request {{request_id}}){{/if}}",
-    },
-    Slot {
+    }
+    HelpContext => HELP {
         name: "help",
         purpose: "one line of the help listing",
-        vars: &[
-            ("pack", Var::Leaf),
-            ("display", Var::Leaf),
-            ("description", Var::Leaf),
-            ("prefix", Var::Leaf),
-        ],
         default: "{{prefix}}{{display}}{{#if description}} - {{description}}{{/if}}",
-    },
-    Slot {
+    }
+    DeniedContext => DENIED {
         name: "denied",
         purpose: "the access rules refused a command",
-        vars: &[
-            ("user", Var::Leaf),
-            ("command", Var::Leaf),
-            ("room", Var::Leaf),
-            ("where", Var::Leaf),
-            ("instead", Var::Leaf),
-            ("rule", Var::Leaf),
-        ],
         default: "{{user}}: you are not allowed to run `{{command}}` {{where}}. {{instead}}",
-    },
-    Slot {
+    }
+    NoMatchContext => NO_MATCH {
         name: "no_match",
         purpose: "no action-alias matched the command",
-        vars: &[
-            ("user", Var::Leaf),
-            ("command", Var::Leaf),
-            ("prefix", Var::Leaf),
-            ("help_command", Var::Leaf),
-            ("suggestions", Var::List),
-        ],
         default: "{{user}}: no command matches `{{command}}`.{{#if suggestions}} Closest:{{#each suggestions}}\n  {{../prefix}}{{this}}{{/each}}{{/if}}\nSee {{prefix}}{{help_command}}.",
-    },
-    Slot {
+    }
+    AmbiguousContext => AMBIGUOUS {
         name: "ambiguous",
         purpose: "several action-aliases matched the command",
-        vars: &[
-            ("user", Var::Leaf),
-            ("command", Var::Leaf),
-            ("prefix", Var::Leaf),
-            ("candidates", Var::List),
-        ],
         default: "{{user}}: `{{command}}` matches more than one command:{{#each candidates}}\n  {{../prefix}}{{this}}{{/each}}",
-    },
-];
+    }
+}
 
 /// The slot named `name`.
 pub fn slot(name: &str) -> Option<&'static Slot> {
@@ -358,6 +537,73 @@ fn check_path(raw: &str, scopes: &[Var], pos: (usize, usize), out: &mut Vec<Temp
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Checks that `value` (a serialized context) has exactly the fields `vars` declares,
+    /// each of the declared shape.
+    fn same_fields(at: &str, value: &Value, vars: &[(&str, Var)]) {
+        let object = value
+            .as_object()
+            .unwrap_or_else(|| panic!("{at} serializes to {value}, not an object"));
+        let mut got: Vec<&str> = object.keys().map(String::as_str).collect();
+        let mut declared: Vec<&str> = vars.iter().map(|(name, _)| *name).collect();
+        got.sort_unstable();
+        declared.sort_unstable();
+        assert_eq!(
+            got, declared,
+            "{at}: serialized fields and declared variables differ"
+        );
+        for (name, var) in vars {
+            let field = &object[*name];
+            let at = format!("{at}.{name}");
+            match var {
+                Var::Object(fields) => same_fields(&at, field, fields),
+                Var::List => assert!(field.is_array(), "{at} is {field}, not a list"),
+                Var::Leaf => assert!(
+                    !field.is_array() && !field.is_object(),
+                    "{at} is {field}, not a single value"
+                ),
+                Var::Open => {}
+            }
+        }
+    }
+
+    fn serializes_as_declared<C: SlotContext + Default>() -> &'static str {
+        let value = serde_json::to_value(C::default()).expect("a context serializes");
+        same_fields(C::SLOT.name, &value, C::VARS);
+        let slot = slot(C::SLOT.name).expect("the slot is listed in SLOTS");
+        assert_eq!(slot.vars.len(), C::VARS.len(), "{}", slot.name);
+        slot.name
+    }
+
+    #[test]
+    fn every_slot_context_serializes_exactly_the_variables_the_check_allows() {
+        let names = [
+            serializes_as_declared::<AckContext<'static>>(),
+            serializes_as_declared::<ResultContext<'static>>(),
+            serializes_as_declared::<ErrorContext<'static>>(),
+            serializes_as_declared::<HelpContext<'static>>(),
+            serializes_as_declared::<DeniedContext<'static>>(),
+            serializes_as_declared::<NoMatchContext<'static>>(),
+            serializes_as_declared::<AmbiguousContext<'static>>(),
+        ];
+        let listed: Vec<&str> = SLOTS.iter().map(|s| s.name).collect();
+        assert_eq!(
+            names.as_slice(),
+            listed.as_slice(),
+            "one context per slot, in order"
+        );
+        // Keywords and nesting: the variable is the declared name, not the Rust field's.
+        let denied = serde_json::to_value(DeniedContext {
+            place: "in #ops",
+            ..DeniedContext::default()
+        })
+        .unwrap();
+        assert_eq!(denied["where"], "in #ops");
+        assert!(matches!(
+            AckContext::VARS.iter().find(|(n, _)| *n == "execution"),
+            Some((_, Var::Object(fields))) if fields.len() == 3
+        ));
+    }
 
     #[test]
     fn every_default_passes_its_own_check() {

@@ -421,7 +421,8 @@ fn rules_flagged_unreachable_never_decide() {
                     .iter()
                     .map(|d| {
                         assert!(
-                            ["shadowed-rule", "duplicate-rule", "conflicting-rule"].contains(&d.id),
+                            ["shadowed-rule", "duplicate-rule", "conflicting-rule"]
+                                .contains(&d.id.as_str()),
                             "seed {seed}: unexpected diagnostic {d:?}\n{text}"
                         );
                         lines

@@ -724,7 +724,7 @@ fn definitions_the_checks_reject() {
             Err(d) => d,
         };
         assert!(
-            diagnostics.iter().any(|d| d.id == *id),
+            diagnostics.iter().any(|d| d.id.as_str() == *id),
             "{name}: expected `{id}`, got {:?}",
             diagnostics.iter().map(|d| d.id).collect::<Vec<_>>()
         );

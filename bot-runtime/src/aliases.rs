@@ -2,17 +2,53 @@
 //! command" suggestions and for listing ambiguous candidates. Refreshed at start, whenever
 //! the stream reports an alias change or reconnects, and periodically as a fallback for
 //! StackStorm versions that do not send alias events.
+//!
+//! Each load is a [`Catalogue`]: the matcher's index plus what is derived from it once per
+//! load rather than once per chat message (the rendered help lines). Only what matching
+//! and help need is kept per alias (see [`Alias::without_settings`]).
 
-use std::sync::{Arc, RwLock};
+use std::ops::Deref;
+use std::sync::{Arc, OnceLock, RwLock};
 
 use st2_alias::{Alias, AliasIndex};
 
 use crate::stackstorm::{St2Client, St2Error};
 
+/// One loaded alias list: the index, and what is derived from it at most once.
+#[derive(Debug)]
+pub struct Catalogue {
+    index: AliasIndex,
+    /// The help lines as rendered by the dispatcher's help template, in
+    /// [`AliasIndex::help_lines`] order; built on the first help request.
+    help: OnceLock<Vec<String>>,
+}
+
+impl Catalogue {
+    fn new(aliases: Vec<Alias>) -> Catalogue {
+        Catalogue {
+            index: AliasIndex::new(aliases),
+            help: OnceLock::new(),
+        }
+    }
+
+    /// The rendered help lines, aligned with [`AliasIndex::help_lines`]: `render` makes
+    /// them the first time (once per load).
+    pub fn help_lines(&self, render: impl FnOnce(&AliasIndex) -> Vec<String>) -> &[String] {
+        self.help.get_or_init(|| render(&self.index))
+    }
+}
+
+impl Deref for Catalogue {
+    type Target = AliasIndex;
+    fn deref(&self) -> &AliasIndex {
+        &self.index
+    }
+}
+
 /// Shared, refreshable alias index.
 #[derive(Clone, Debug, Default)]
 pub struct AliasCache {
-    index: Arc<RwLock<Option<Arc<AliasIndex>>>>,
+    index: Arc<RwLock<Option<Arc<Catalogue>>>>,
     /// One refresh at a time; callers that waited reuse the result.
     refreshing: Arc<tokio::sync::Mutex<u64>>,
     /// When a refresh was last made because StackStorm contradicted the copy (a deleted
@@ -29,14 +65,14 @@ impl AliasCache {
         Self::default()
     }
 
-    /// The current index, if one was loaded.
-    pub fn get(&self) -> Option<Arc<AliasIndex>> {
+    /// The current catalogue, if one was loaded.
+    pub fn get(&self) -> Option<Arc<Catalogue>> {
         self.index.read().ok().and_then(|g| g.clone())
     }
 
     /// Replaces the index (tests, and [`AliasCache::refresh`]).
     pub fn set(&self, aliases: Vec<Alias>) {
-        let index = Arc::new(AliasIndex::new(aliases));
+        let index = Arc::new(Catalogue::new(aliases));
         if let Ok(mut g) = self.index.write() {
             *g = Some(index);
         }
@@ -108,16 +144,15 @@ impl AliasCache {
             return Ok(index.len());
         }
         *generation += 1;
-        let raw = client.list_aliases().await?;
-        let mut aliases = Vec::with_capacity(raw.len());
-        for value in raw {
-            match serde_json::from_value::<Alias>(value) {
-                Ok(a) => aliases.push(a),
+        let aliases = client
+            .list_aliases_with(|raw| match serde_json::from_str::<Alias>(raw.get()) {
+                Ok(alias) => Some(alias.without_settings()),
                 Err(e) => {
-                    tracing::warn!(error = %e, "skipping an action alias StackStorm sent in an unexpected shape")
+                    tracing::warn!(error = %e, "skipping an action alias StackStorm sent in an unexpected shape");
+                    None
                 }
-            }
-        }
+            })
+            .await?;
         let n = aliases.len();
         self.set(aliases);
         tracing::info!(aliases = n, "action aliases loaded");

@@ -34,6 +34,10 @@ use crate::stackstorm::types::{
 };
 use crate::stackstorm::{St2Client, St2Error};
 use crate::template::Templates;
+use bot_config::templates::{
+    AckContext, AmbiguousContext, DeniedContext, ErrorContext, ExecutionContext, HelpContext,
+    NoMatchContext, ResultContext,
+};
 
 mod confirm;
 mod inquiry;
@@ -84,6 +88,35 @@ pub struct Resolved {
     pub representation: String,
     /// Whether it is a `match_multiple` format (executed with match_and_execute).
     pub match_multiple: bool,
+}
+
+/// The lines `GET /actionalias/help?pack=…&filter=…` lists, from the bot's copy: `(alias
+/// position, display, line position in [`st2_alias::AliasIndex::help_lines`])` of enabled
+/// aliases, in help order; `filter` is a case-insensitive regular expression searched in
+/// each display.
+fn help_selection<'a>(
+    index: &'a st2_alias::AliasIndex,
+    pack: Option<&str>,
+    filter: Option<&str>,
+) -> Result<Vec<(usize, &'a str, usize)>, st2_alias::HelpFilterError> {
+    let filter = filter
+        .filter(|f| !f.is_empty())
+        .map(st2_alias::HelpFilter::new)
+        .transpose()?;
+    let mut chosen = Vec::new();
+    for (line, (position, display)) in index.help_lines().enumerate() {
+        let alias = &index.aliases()[position];
+        if !alias.enabled || pack.is_some_and(|pack| pack != alias.pack) {
+            continue;
+        }
+        if let Some(filter) = &filter
+            && !filter.matches(display)?
+        {
+            continue;
+        }
+        chosen.push((position, display, line));
+    }
+    Ok(chosen)
 }
 
 /// Resolves with the local matcher (StackStorm's semantics, see `st2-alias`).
@@ -707,15 +740,14 @@ impl Dispatcher {
             Some(r) => format!("in {r}"),
             None => "in a direct message".to_owned(),
         };
-        Err(self.templates.render(
-            "denied",
-            &json!({
-                "user": message.user, "command": self.echo(command),
-                "room": room.unwrap_or("a direct message"), "where": place,
-                "instead": self.where_allowed(&message.user, reference, room),
-                "rule": verdict.describe(),
-            }),
-        ))
+        Err(self.templates.render(&DeniedContext {
+            user: &message.user,
+            command: &self.echo(command),
+            room: room.unwrap_or("a direct message"),
+            place: &place,
+            instead: &self.where_allowed(&message.user, reference, room),
+            rule: &verdict.describe(),
+        }))
     }
 
     /// What a refused user may do instead: the rooms (named literally in the access rules)
@@ -1068,22 +1100,19 @@ impl Dispatcher {
         } else {
             String::new()
         };
-        let text = self.templates.render(
-            "ack",
-            &json!({
-                "user": message.user,
-                "room": message.room.as_ref().map(|r| r.name.clone()).unwrap_or_default(),
-                "command": self.echo(command),
-                "alias": resolved.reference,
-                "message": r.message.clone().unwrap_or_default(),
-                "url": url,
-                "execution": {
-                    "id": r.execution.id,
-                    "status": r.execution.status,
-                    "web_url": r.execution.web_url,
-                },
-            }),
-        );
+        let text = self.templates.render(&AckContext {
+            user: &message.user,
+            room: message.room.as_ref().map_or("", |r| r.name.as_str()),
+            command: &self.echo(command),
+            alias: &resolved.reference,
+            message: r.message.as_deref().unwrap_or_default(),
+            url: &url,
+            execution: ExecutionContext {
+                id: &r.execution.id,
+                status: r.execution.status.as_deref(),
+                web_url: r.execution.web_url.as_deref(),
+            },
+        });
         let mut out = Outgoing::text(self.reply_target(message), text);
         out.extra = r.extra.clone();
         if self.remembers_acks() {
@@ -1168,80 +1197,103 @@ impl Dispatcher {
                     .collect()
             })
             .unwrap_or_default();
-        self.templates.render(
-            "no_match",
-            &json!({
-                "user": message.user, "command": self.echo(command), "prefix": self.spec.chat.prefix,
-                "help_command": self.spec.chat.help_command, "suggestions": suggestions,
-            }),
-        )
+        self.templates.render(&NoMatchContext {
+            user: &message.user,
+            command: &self.echo(command),
+            prefix: &self.spec.chat.prefix,
+            help_command: &self.spec.chat.help_command,
+            suggestions: &suggestions,
+        })
     }
 
     fn ambiguous_text(&self, message: &Incoming, command: &str, candidates: &[String]) -> String {
-        self.templates.render(
-            "ambiguous",
-            &json!({
-                "user": message.user, "command": self.echo(command),
-                "prefix": self.spec.chat.prefix, "candidates": candidates,
-            }),
-        )
+        self.templates.render(&AmbiguousContext {
+            user: &message.user,
+            command: &self.echo(command),
+            prefix: &self.spec.chat.prefix,
+            candidates,
+        })
     }
 
     fn error_text(&self, message: &Incoming, command: &str, e: &St2Error) -> String {
         tracing::warn!(error = %e, request_id = e.request_id().unwrap_or(""), "command failed");
-        self.templates.render(
-            "error",
-            &json!({
-                "user": message.user, "command": self.echo(command), "error": e.user_message(),
-                "status": e.status(), "request_id": e.request_id(),
-            }),
-        )
+        self.templates.render(&ErrorContext {
+            user: &message.user,
+            command: &self.echo(command),
+            error: &e.user_message(),
+            status: e.status(),
+            request_id: e.request_id(),
+        })
     }
 
-    /// `help [pack] [keyword…]`: one word is tried as a pack, then as a keyword.
+    /// `help [pack] [keyword…]`: one word is tried as a pack, then as a keyword. Answered
+    /// from the bot's copy of the aliases as StackStorm's `GET /actionalias/help` would
+    /// (enabled aliases, `pack` exact, the keyword a case-insensitive regular expression
+    /// searched in each line), over lines rendered once per alias load.
     async fn help(&self, message: &Incoming, args: &[&str]) {
         // `--all` was allowed by `plan`; without it, only what the caller may run.
         let (all, args) = crate::help_rights::split_all_flag(args);
-        let allowed = if all {
-            None
-        } else {
-            match self.allowed_help(message).await {
-                Ok(allowed) => Some(allowed),
-                Err(e) => {
-                    let text = self.error_text(message, self.spec.chat.help_command.as_ref(), &e);
-                    return self.reply(message, text).await;
-                }
+        let command = || {
+            std::iter::once(self.spec.chat.help_command.as_ref())
+                .chain(args.iter().copied())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let catalogue = match self.aliases.ensure_loaded(&self.st2).await {
+            Ok(_) => self.aliases.get(),
+            Err(e) => {
+                let command = if all {
+                    command()
+                } else {
+                    self.spec.chat.help_command.to_string()
+                };
+                let text = self.error_text(message, &command, &e);
+                return self.reply(message, text).await;
             }
         };
+        let Some(catalogue) = catalogue else {
+            return self
+                .reply(message, format!("{}: no commands.", message.user))
+                .await;
+        };
+        let allowed = (!all).then(|| {
+            let room = message.room.as_ref().map(|r| r.name.as_str());
+            crate::help_rights::AllowedHelp::new(&catalogue, &self.acl, &message.user, room)
+        });
         let (pack, filter) = match args {
             [] => (None, None),
             [one] => (Some(*one), None),
             [pack, rest @ ..] => (Some(*pack), Some(rest.join(" "))),
         };
-        let mut result = self.st2.help(pack, filter.as_deref(), 0, 0).await;
+        let lines = catalogue.help_lines(|index| self.render_help_lines(index));
+        let mut chosen = help_selection(&catalogue, pack, filter.as_deref());
         let mut filter = filter;
-        if let (Ok(r), [one]) = (&result, args)
-            && r.helpstrings.is_empty()
+        if let (Ok(found), [one]) = (&chosen, args)
+            && found.is_empty()
         {
             filter = Some((*one).to_owned());
-            result = self.st2.help(None, filter.as_deref(), 0, 0).await;
+            chosen = help_selection(&catalogue, None, filter.as_deref());
         }
-        let mut help = match result {
-            Ok(h) => h,
+        let mut chosen = match chosen {
+            Ok(chosen) => chosen,
             Err(e) => {
-                let command = std::iter::once(self.spec.chat.help_command.as_ref())
-                    .chain(args.iter().copied())
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                let text = self.error_text(message, &command, &e);
+                tracing::warn!(error = %e, "help filter refused");
+                let text = self.templates.render(&ErrorContext {
+                    user: &message.user,
+                    command: &self.echo(&command()),
+                    error: &e.to_string(),
+                    status: Some(400),
+                    request_id: None,
+                });
                 return self.reply(message, text).await;
             }
         };
         if let Some(allowed) = &allowed {
-            help.helpstrings
-                .retain(|entry| allowed.permits(&entry.pack, &entry.display));
+            chosen.retain(|&(alias, display, _)| {
+                allowed.permits(&catalogue.aliases()[alias].pack, display)
+            });
         }
-        if help.helpstrings.is_empty() {
+        if chosen.is_empty() {
             let what = match (pack, &filter) {
                 (_, Some(f)) => format!(" matching `{}`", self.echo(f)),
                 (Some(p), None) => format!(" in pack `{}`", self.echo(p)),
@@ -1253,42 +1305,39 @@ impl Dispatcher {
         }
         let mut text = String::new();
         let mut current_pack = "";
-        for entry in &help.helpstrings {
-            if entry.pack != current_pack {
+        for (alias, _, line) in chosen {
+            let pack = catalogue.aliases()[alias].pack.as_str();
+            if pack != current_pack {
                 if !text.is_empty() {
                     text.push('\n');
                 }
-                text.push_str(&format!("{}:\n", entry.pack));
-                current_pack = &entry.pack;
+                text.push_str(pack);
+                text.push_str(":\n");
+                current_pack = pack;
             }
-            let line = self.templates.render(
-                "help",
-                &json!({
-                    "pack": entry.pack, "display": entry.display,
-                    "description": entry.description.clone().unwrap_or_default(),
-                    "prefix": self.spec.chat.prefix,
-                }),
-            );
             text.push_str("  ");
-            text.push_str(&line);
+            text.push_str(&lines[line]);
             text.push('\n');
         }
-        self.reply(message, text.trim_end().to_owned()).await;
+        text.truncate(text.trim_end().len());
+        self.reply(message, text).await;
     }
 
-    /// The help lines `message`'s sender may run where they asked (loads the aliases).
-    async fn allowed_help(
-        &self,
-        message: &Incoming,
-    ) -> Result<crate::help_rights::AllowedHelp, St2Error> {
-        self.aliases.ensure_loaded(&self.st2).await?;
-        let room = message.room.as_ref().map(|r| r.name.as_str());
-        Ok(match self.aliases.get() {
-            Some(index) => {
-                crate::help_rights::AllowedHelp::new(&index, &self.acl, &message.user, room)
-            }
-            None => crate::help_rights::AllowedHelp::default(),
-        })
+    /// Every help line of `index` through the `help` template, in
+    /// [`st2_alias::AliasIndex::help_lines`] order (once per alias load).
+    fn render_help_lines(&self, index: &st2_alias::AliasIndex) -> Vec<String> {
+        index
+            .help_lines()
+            .map(|(alias, display)| {
+                let alias = &index.aliases()[alias];
+                self.templates.render(&HelpContext {
+                    pack: &alias.pack,
+                    display,
+                    description: alias.description.as_deref().unwrap_or_default(),
+                    prefix: &self.spec.chat.prefix,
+                })
+            })
+            .collect()
     }
 
     /// Where a reply to `message` goes: its room (and thread), or back privately.
@@ -1403,14 +1452,14 @@ impl Dispatcher {
             (Some(id), true) => self.execution_status(id).await,
             _ => None,
         };
-        let text = self.templates.render(
-            "result",
-            &json!({
-                "message": a.message.clone().unwrap_or_default(),
-                "user": a.user, "channel": a.channel, "whisper": a.whisper.unwrap_or(false),
-                "context": a.context, "extra": a.extra,
-            }),
-        );
+        let text = self.templates.render(&ResultContext {
+            message: a.message.as_deref().unwrap_or_default(),
+            user: a.user.as_deref(),
+            channel: a.channel.as_deref(),
+            whisper: a.whisper.unwrap_or(false),
+            context: a.context.as_ref(),
+            extra: a.extra.as_ref(),
+        });
         let whisper = a.whisper.unwrap_or(false);
         let context = a.context.clone().unwrap_or(Value::Null);
         let target = match (&a.channel, &a.user) {
@@ -1493,6 +1542,48 @@ impl Dispatcher {
 mod tests {
     use super::*;
     use crate::backend::Room;
+
+    /// Help from the bot's copy selects what `GET /actionalias/help` would: enabled aliases,
+    /// the pack exactly, the keyword a case-insensitive regex searched in each line; an
+    /// invalid keyword is an error, not an empty list.
+    #[test]
+    fn help_selection_filters_like_stackstorm_help() {
+        use st2_alias::{Alias, AliasIndex, FormatEntry};
+        let plain = |s: &str| FormatEntry::Plain(s.to_owned());
+        let mut off = Alias::new("core", "off", vec![plain("reboot {{host}}")]);
+        off.enabled = false;
+        let index = AliasIndex::new(vec![
+            Alias::new("core", "local", vec![plain("local {{cmd}}")]),
+            off,
+            Alias::new(
+                "packs",
+                "get",
+                vec![plain("pack get {{pack}}"), plain("pack show {{pack}}")],
+            ),
+        ]);
+        let displays = |pack: Option<&str>, filter: Option<&str>| -> Vec<String> {
+            help_selection(&index, pack, filter)
+                .expect("valid filter")
+                .into_iter()
+                .map(|(_, display, _)| display.to_owned())
+                .collect()
+        };
+        assert_eq!(
+            displays(None, None),
+            ["local {{cmd}}", "pack get {{pack}}", "pack show {{pack}}"]
+        );
+        assert_eq!(displays(Some("packs"), None).len(), 2);
+        assert!(
+            displays(Some("pack"), None).is_empty(),
+            "pack names are exact"
+        );
+        assert_eq!(displays(None, Some("SHOW")), ["pack show {{pack}}"]);
+        assert!(displays(None, Some("reboot")).is_empty(), "disabled");
+        // Line positions index the rendered lines, disabled aliases included.
+        let chosen = help_selection(&index, Some("packs"), None).expect("valid");
+        assert_eq!(chosen.iter().map(|c| c.2).collect::<Vec<_>>(), [2, 3]);
+        assert!(help_selection(&index, None, Some("(unclosed")).is_err());
+    }
 
     fn dispatcher(access: &str) -> Dispatcher {
         let key = std::env::temp_dir().join(format!("st2bot-dispatch-test-{}", std::process::id()));

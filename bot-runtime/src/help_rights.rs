@@ -17,23 +17,24 @@ pub use bot_config::acl::HELP_ALL_COMMAND;
 /// The argument of the help command that asks for every alias, allowed or not.
 pub const ALL_FLAG: &str = "--all";
 
-/// The help lines (pack, display) that one user may run in one place.
+/// The help lines (pack, display) that one user may run in one place, borrowed from the
+/// alias index (nothing is copied per request).
 #[derive(Debug, Default)]
-pub struct AllowedHelp {
+pub struct AllowedHelp<'a> {
     /// Per pack, the allowed displays.
-    lines: HashMap<String, HashSet<String>>,
+    lines: HashMap<&'a str, HashSet<&'a str>>,
 }
 
-impl AllowedHelp {
+impl<'a> AllowedHelp<'a> {
     /// Decides every enabled alias of `index` for `user` in `room` (`None`: a direct
     /// message) and keeps the help texts of those allowed.
     pub fn new(
-        index: &AliasIndex,
+        index: &'a AliasIndex,
         acl: &AccessControl,
         user: &str,
         room: Option<&str>,
-    ) -> AllowedHelp {
-        let mut lines: HashMap<String, HashSet<String>> = HashMap::new();
+    ) -> AllowedHelp<'a> {
+        let mut lines: HashMap<&'a str, HashSet<&'a str>> = HashMap::new();
         for alias in index.aliases().iter().filter(|a| a.enabled) {
             let request = Request {
                 user,
@@ -43,8 +44,8 @@ impl AllowedHelp {
             if !acl.decide(&request).allowed() {
                 continue;
             }
-            let pack = lines.entry(alias.pack.clone()).or_default();
-            pack.extend(help_displays(alias).into_iter().map(str::to_owned));
+            let pack = lines.entry(alias.pack.as_str()).or_default();
+            pack.extend(help_displays(alias));
         }
         AllowedHelp { lines }
     }

@@ -1,10 +1,13 @@
-//! Rendering the bot's reply templates (handlebars), with the variables
-//! `bot_config::templates::SLOTS` promises for each and the helpers it lists. Templates
-//! were checked at build time; a render error at run time (a helper misused on odd data)
-//! falls back to the slot's default so a reply is never lost.
+//! Rendering the bot's reply templates (handlebars) with each slot's typed context
+//! (`bot_config::templates::AckContext`…, the same structs the build-time check reads its
+//! variables from) and the helpers `bot_config::templates::HELPERS` lists. Templates were
+//! checked at build time; a render error at run time (a helper misused on odd data) falls
+//! back to the slot's default so a reply is never lost.
 
 use bot_config::TemplatesSpec;
-use bot_config::templates::{SLOTS, slot};
+use bot_config::templates::{
+    ACK, AMBIGUOUS, DENIED, ERROR, HELP, NO_MATCH, RESULT, SLOTS, SlotContext,
+};
 use handlebars::{
     Context, Handlebars, Helper, HelperResult, JsonRender, Output, RenderContext, RenderError,
     RenderErrorReason,
@@ -38,13 +41,13 @@ impl Templates {
         registry.register_helper("json", Box::new(json));
         registry.register_helper("code", Box::new(code));
         let chosen = [
-            ("ack", &spec.ack),
-            ("result", &spec.result),
-            ("error", &spec.error),
-            ("help", &spec.help),
-            ("denied", &spec.denied),
-            ("no_match", &spec.no_match),
-            ("ambiguous", &spec.ambiguous),
+            (ACK.name, &spec.ack),
+            (RESULT.name, &spec.result),
+            (ERROR.name, &spec.error),
+            (HELP.name, &spec.help),
+            (DENIED.name, &spec.denied),
+            (NO_MATCH.name, &spec.no_match),
+            (AMBIGUOUS.name, &spec.ambiguous),
         ];
         for (name, source) in chosen {
             registry
@@ -65,16 +68,25 @@ impl Templates {
         Ok(Self { registry })
     }
 
-    /// Renders slot `name` with `data`; on a render error, logs it and uses the default.
-    pub fn render(&self, name: &'static str, data: &Value) -> String {
-        debug_assert!(slot(name).is_some(), "unknown template slot {name}");
-        match self.registry.render(name, data) {
+    /// Renders the slot of `context` (`AckContext` renders `ack`) with it; on a render
+    /// error, logs it and uses the slot's default.
+    pub fn render<C: SlotContext>(&self, context: &C) -> String {
+        let mut text = self.render_unsized(context);
+        // handlebars renders into an 8 KiB buffer: without this, every help line kept for
+        // the catalogue (and every ack kept for edits) would hold 8 KiB, whatever its length.
+        text.shrink_to_fit();
+        text
+    }
+
+    fn render_unsized<C: SlotContext>(&self, context: &C) -> String {
+        let name = C::SLOT.name;
+        match self.registry.render(name, context) {
             Ok(text) => text,
             Err(e) => {
                 tracing::warn!(template = name, error = %e, "template failed to render; using the default");
                 self.registry
-                    .render(&format!("default:{name}"), data)
-                    .unwrap_or_else(|_| data.to_string())
+                    .render(&format!("default:{name}"), context)
+                    .unwrap_or_else(|_| serde_json::to_string(context).unwrap_or_default())
             }
         }
     }
@@ -160,6 +172,10 @@ fn code(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bot_config::templates::{
+        AckContext, ErrorContext, ExecutionContext, HelpContext, NoMatchContext, ResultContext,
+        slot,
+    };
     use serde_json::json;
 
     fn defaults() -> TemplatesSpec {
@@ -175,27 +191,56 @@ mod tests {
         }
     }
 
+    /// Rendered text is kept (help lines per catalogue, acks for later edits): it must cost
+    /// its length, not the renderer's 8 KiB buffer.
+    #[test]
+    fn rendered_text_holds_no_spare_buffer() {
+        let t = Templates::new(&defaults()).unwrap();
+        let line = t.render(&HelpContext {
+            pack: "core",
+            display: "run {{cmd}}",
+            description: "Runs it",
+            prefix: "!",
+        });
+        assert_eq!(line, "!run {{cmd}} - Runs it");
+        assert!(line.capacity() < 64, "capacity {}", line.capacity());
+    }
+
     #[test]
     fn defaults_render_with_full_contexts() {
         let t = Templates::new(&defaults()).unwrap();
-        let ack = t.render(
-            "ack",
-            &json!({"user": "alice", "alias": "core.run", "execution": {"id": "e1"}, "url": "http://x/#/history/e1/general", "message": ""}),
-        );
+        let ack = t.render(&AckContext {
+            user: "alice",
+            alias: "core.run",
+            execution: ExecutionContext {
+                id: "e1",
+                ..ExecutionContext::default()
+            },
+            url: "http://x/#/history/e1/general",
+            message: "",
+            ..AckContext::default()
+        });
         assert_eq!(
             ack,
             "alice: running `core.run`, execution e1 http://x/#/history/e1/general"
         );
-        let nm = t.render(
-            "no_match",
-            &json!({"user": "bob", "command": "dpeloy", "prefix": "!", "help_command": "help", "suggestions": ["deploy {{app}}"]}),
-        );
+        let suggestions = ["deploy {{app}}".to_owned()];
+        let nm = t.render(&NoMatchContext {
+            user: "bob",
+            command: "dpeloy",
+            prefix: "!",
+            help_command: "help",
+            suggestions: &suggestions,
+        });
         assert_eq!(
             nm,
             "bob: no command matches `dpeloy`. Closest:\n  !deploy {{app}}\nSee !help."
         );
         assert_eq!(
-            t.render("result", &json!({"message": "<done> & ok"})),
+            t.render(&ResultContext {
+                message: "<done> & ok",
+                ..ResultContext::default()
+            }),
             "<done> & ok"
         );
     }
@@ -206,14 +251,21 @@ mod tests {
         spec.result = "{{truncate message 5}}|{{upper message}}|{{json extra}}".into();
         spec.error = "{{truncate}}".into();
         let t = Templates::new(&spec).unwrap();
+        let extra = json!({"a": 1});
         assert_eq!(
-            t.render("result", &json!({"message": "abcdefgh", "extra": {"a": 1}})),
+            t.render(&ResultContext {
+                message: "abcdefgh",
+                extra: Some(&extra),
+                ..ResultContext::default()
+            }),
             "abcd…|ABCDEFGH|{\"a\":1}"
         );
-        let fallback = t.render(
-            "error",
-            &json!({"user": "u", "command": "c", "error": "boom"}),
-        );
+        let fallback = t.render(&ErrorContext {
+            user: "u",
+            command: "c",
+            error: "boom",
+            ..ErrorContext::default()
+        });
         assert_eq!(fallback, "u: `c` failed: boom");
     }
 }

@@ -116,6 +116,22 @@ impl Alias {
         })
     }
 
+    /// The alias with only what matching and help read (name, pack, reference, `enabled`,
+    /// description, formats): `id`, `action_ref`, `ack`, `result`, `extra` and
+    /// `immutable_parameters` are dropped. For a bot that keeps thousands of aliases: the
+    /// execution response carries the alias's settings when they matter.
+    pub fn without_settings(self) -> Alias {
+        Alias {
+            id: None,
+            action_ref: None,
+            ack: None,
+            result: None,
+            extra: None,
+            immutable_parameters: None,
+            ..self
+        }
+    }
+
     /// The alias reference, `pack.name`.
     pub fn reference(&self) -> &str {
         &self.reference
@@ -223,19 +239,6 @@ pub enum Representation {
     Many(Vec<String>),
 }
 
-/// One pattern a format entry expands to (`list_format_strings_from_aliases`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Pattern {
-    /// Index of the format entry within the alias.
-    pub(crate) format_index: usize,
-    pub(crate) display: Option<String>,
-    pub(crate) representation: String,
-    /// `None` where StackStorm leaves the key out (display-only objects) or copies a `null`.
-    pub(crate) match_multiple: Option<bool>,
-    /// A display-only object: StackStorm's match dict has no `match_multiple` key.
-    pub(crate) display_only: bool,
-}
-
 impl FormatEntry {
     /// True when this entry is flagged `match_multiple: true` (what selects an alias for
     /// StackStorm's second matching pass).
@@ -267,47 +270,6 @@ impl FormatEntry {
                 Some(Representation::One(text)) => vec![text.as_str()],
                 Some(Representation::Many(list)) => list.iter().map(String::as_str).collect(),
             },
-        }
-    }
-
-    /// The patterns this entry contributes, as StackStorm expands them.
-    pub(crate) fn patterns(&self, format_index: usize) -> Vec<Pattern> {
-        match self {
-            FormatEntry::Plain(format) => vec![Pattern {
-                format_index,
-                display: Some(format.clone()),
-                representation: format.clone(),
-                match_multiple: Some(false),
-                display_only: false,
-            }],
-            FormatEntry::Object(object) => {
-                let representations: Vec<String> = match &object.representation {
-                    None => Vec::new(),
-                    Some(Representation::One(text)) if text.is_empty() => Vec::new(),
-                    Some(Representation::One(text)) => vec![text.clone()],
-                    Some(Representation::Many(list)) => list.clone(),
-                };
-                let display_is_truthy = object.display.as_deref().is_some_and(|d| !d.is_empty());
-                if display_is_truthy && representations.is_empty() {
-                    return vec![Pattern {
-                        format_index,
-                        display: object.display.clone(),
-                        representation: String::new(),
-                        match_multiple: None,
-                        display_only: true,
-                    }];
-                }
-                representations
-                    .into_iter()
-                    .map(|representation| Pattern {
-                        format_index,
-                        display: object.display.clone(),
-                        representation,
-                        match_multiple: object.match_multiple.unwrap_or(Some(false)),
-                        display_only: false,
-                    })
-                    .collect()
-            }
         }
     }
 }
@@ -369,25 +331,6 @@ mod tests {
     }
 
     #[test]
-    fn expands_patterns_like_stackstorm() {
-        let display_only = FormatEntry::Object(FormatObject {
-            display: Some("Watch this.".into()),
-            ..FormatObject::default()
-        });
-        let patterns = display_only.patterns(0);
-        assert_eq!(patterns.len(), 1);
-        assert_eq!(patterns[0].representation, "");
-        assert_eq!(patterns[0].match_multiple, None);
-        assert!(patterns[0].display_only);
-        let empty_display = FormatEntry::Object(FormatObject {
-            display: Some(String::new()),
-            ..FormatObject::default()
-        });
-        assert!(empty_display.patterns(0).is_empty());
-        assert_eq!(FormatEntry::Plain(String::new()).patterns(0).len(), 1);
-    }
-
-    #[test]
     fn match_multiple_null_is_kept() {
         let entries: Vec<FormatEntry> = serde_json::from_str(
             r#"[{"representation": ["a"], "match_multiple": null},
@@ -395,13 +338,8 @@ mod tests {
                 {"representation": ["c"], "match_multiple": true}]"#,
         )
         .expect("valid formats");
-        let multiple: Vec<_> = entries
-            .iter()
-            .map(|e| e.patterns(0)[0].match_multiple)
-            .collect();
-        assert_eq!(multiple, [None, Some(false), Some(true)]);
-        assert!(!entries[0].patterns(0)[0].display_only);
         assert!(!entries[0].is_match_multiple());
+        assert!(entries[2].is_match_multiple());
         // Written back as it was read.
         assert_eq!(
             serde_json::to_value(&entries[0]).expect("serializes"),

@@ -511,7 +511,27 @@ impl CompiledFormat {
             _ => None,
         };
 
-        // `\A` or `^` (not multi-line), then any `\s` repeats, then literals.
+        // The longest run of top-level literals must appear somewhere.
+        let mut best = String::new();
+        let mut current = String::new();
+        for node in nodes {
+            match literal(node) {
+                Some(c) => current.push(c),
+                None => {
+                    if current.len() > best.len() {
+                        best = std::mem::take(&mut current);
+                    }
+                    current.clear();
+                }
+            }
+        }
+        if current.len() > best.len() {
+            best = current;
+        }
+
+        // `\A` or `^` (not multi-line), then any `\s` repeats, then literals: used unless
+        // a longer literal is required elsewhere (`deploy {{app}} on web1` shares `deploy `
+        // with every deploy format, but few formats need ` on web1`).
         let anchored = matches!(nodes.first(), Some(Node::At(At::BeginningString)))
             || (matches!(nodes.first(), Some(Node::At(At::Beginning)))
                 && !flags.contains(Flags::MULTILINE));
@@ -528,27 +548,9 @@ impl CompiledFormat {
                 Some(first) => !skip_space || !unicode::is_py_space(first),
                 None => false,
             };
-            if usable {
+            if usable && prefix.len() >= best.len() {
                 return Requirement::Prefix { skip_space, prefix };
             }
-        }
-
-        // Otherwise the longest run of top-level literals must appear somewhere.
-        let mut best = String::new();
-        let mut current = String::new();
-        for node in nodes {
-            match literal(node) {
-                Some(c) => current.push(c),
-                None => {
-                    if current.len() > best.len() {
-                        best = std::mem::take(&mut current);
-                    }
-                    current.clear();
-                }
-            }
-        }
-        if current.len() > best.len() {
-            best = current;
         }
         if best.is_empty() {
             Requirement::None

@@ -28,6 +28,20 @@ pub struct HelpFilterError {
     pub reason: String,
 }
 
+/// The help texts of an alias's formats: the string format, or the object's `display`; an
+/// object without a display falls back to its non-empty representations.
+fn help_texts(alias: &Alias) -> impl Iterator<Item = &str> {
+    alias.formats.iter().flat_map(|entry| {
+        let (display, representations) = match entry.display().filter(|d| !d.is_empty()) {
+            Some(display) => (Some(display), Vec::new()),
+            None => (None, entry.representations()),
+        };
+        display
+            .into_iter()
+            .chain(representations.into_iter().filter(|r| !r.is_empty()))
+    })
+}
+
 /// Characters that end the literal start of a format (parameters and regex syntax).
 const NON_LITERAL: &[char] = &['{', '<', '[', '(', '\\', '|', '^', '$', '*', '+', '?'];
 
@@ -40,24 +54,57 @@ fn literal_words(display: &str) -> Vec<String> {
         .collect()
 }
 
-impl AliasIndex {
-    /// The help texts of an alias's formats: the string format, or the object's `display`.
-    /// An object without a display falls back to its representations (StackStorm's own help
-    /// leaves such formats out).
-    fn help_displays(&self) -> impl Iterator<Item = (&Alias, &str)> {
-        self.aliases().iter().flat_map(|alias| {
-            alias.formats.iter().flat_map(move |entry| {
-                let displays: Vec<&str> = match entry.display().filter(|d| !d.is_empty()) {
-                    Some(display) => vec![display],
-                    None => entry
-                        .representations()
-                        .into_iter()
-                        .filter(|r| !r.is_empty())
-                        .collect(),
-                };
-                displays.into_iter().map(move |display| (alias, display))
-            })
+/// A compiled help filter: `filter` of `GET /actionalias/help`, a case-insensitive Python
+/// regular expression searched in each display.
+#[derive(Debug)]
+pub struct HelpFilter {
+    filter: String,
+    regex: PyRegex,
+}
+
+impl HelpFilter {
+    /// Compiles `filter` as StackStorm does.
+    pub fn new(filter: &str) -> Result<HelpFilter, HelpFilterError> {
+        let regex = PyRegex::compile(filter, Flags::IGNORECASE, DollarMode::BeforeFinalNewline)
+            .map_err(|e| HelpFilterError {
+                filter: filter.to_owned(),
+                reason: e.to_string(),
+            })?;
+        Ok(HelpFilter {
+            filter: filter.to_owned(),
+            regex,
         })
+    }
+
+    /// Whether `display` is listed under this filter.
+    pub fn matches(&self, display: &str) -> Result<bool, HelpFilterError> {
+        self.regex
+            .search(display, 0)
+            .map(|found| found.is_some())
+            .map_err(|e| HelpFilterError {
+                filter: self.filter.clone(),
+                reason: e.to_string(),
+            })
+    }
+}
+
+impl AliasIndex {
+    /// Every help line of the index, enabled aliases or not, in help order (alias order,
+    /// then format order): the alias's position in [`AliasIndex::aliases`] and the text.
+    /// The text is the string format, or the object's `display`; an object without a
+    /// display falls back to its representations (StackStorm's own help leaves such
+    /// formats out). [`AliasIndex::help_entries`] is this list filtered.
+    pub fn help_lines(&self) -> impl Iterator<Item = (usize, &str)> {
+        self.aliases()
+            .iter()
+            .enumerate()
+            .flat_map(|(position, alias)| help_texts(alias).map(move |display| (position, display)))
+    }
+
+    fn help_displays(&self) -> impl Iterator<Item = (&Alias, &str)> {
+        self.aliases()
+            .iter()
+            .flat_map(|alias| help_texts(alias).map(move |display| (alias, display)))
     }
 
     /// Mirrors `GET /actionalias/help?pack=…&filter=…` (without paging): enabled aliases
@@ -68,27 +115,13 @@ impl AliasIndex {
         pack: Option<&str>,
         filter: Option<&str>,
     ) -> Result<Vec<HelpEntry>, HelpFilterError> {
-        let filter_text = filter.unwrap_or("");
-        let invalid = |reason: String| HelpFilterError {
-            filter: filter_text.to_owned(),
-            reason,
-        };
-        let regex = PyRegex::compile(
-            filter_text,
-            Flags::IGNORECASE,
-            DollarMode::BeforeFinalNewline,
-        )
-        .map_err(|e| invalid(e.to_string()))?;
+        let filter = HelpFilter::new(filter.unwrap_or(""))?;
         let mut entries = Vec::new();
         for (alias, display) in self.help_displays() {
             if !alias.enabled || pack.is_some_and(|pack| pack != alias.pack) {
                 continue;
             }
-            if regex
-                .search(display, 0)
-                .map_err(|e| invalid(e.to_string()))?
-                .is_none()
-            {
+            if !filter.matches(display)? {
                 continue;
             }
             entries.push(HelpEntry {

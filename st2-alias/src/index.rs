@@ -10,14 +10,22 @@
 //! are always tried. A pattern skipped this way cannot match, so it could never have been a
 //! result nor raised anything (only successful matches raise after compilation), and results
 //! are identical to a full scan; `prefilter_agrees_with_full_scan` checks that.
+//!
+//! Memory does not grow with what was matched: each distinct format is parsed once when the
+//! index is built (to learn whether StackStorm would reject it and what the prefilter may
+//! assume), and only that verdict is kept. A format is compiled again when a command needs
+//! it, into a least-recently-used cache of [`COMPILED_CACHE`] entries, so a catalogue of
+//! ten thousand aliases holds a few hundred compiled regexes at most, however many of its
+//! aliases have been used. Patterns point into their alias's formats instead of copying
+//! the text.
 
 use std::collections::HashMap;
 use std::ops::Deref;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use aho_corasick::AhoCorasick;
 
-use crate::alias::{Alias, FormatEntry, Pattern};
+use crate::alias::{Alias, FormatEntry, FormatObject, Representation};
 use crate::format::{CompiledFormat, ExtractError, Params, PreparedCommand, Requirement};
 use crate::unicode;
 
@@ -128,15 +136,74 @@ impl ResolveError {
     }
 }
 
-/// One pattern of the index.
+/// How many compiled formats an index keeps (least recently used ones are dropped and
+/// compiled again when needed). A compiled format takes tens of KiB; a chat command
+/// compiles the few formats its prefilter selects.
+pub const COMPILED_CACHE: usize = 256;
+
+/// Where a pattern's text is in its alias: the format entry itself (a plain string, or
+/// a display-only object, whose pattern is empty) or one of an object's representations.
+const WHOLE_ENTRY: u32 = u32::MAX;
+
+/// One pattern of the index (what StackStorm's `list_format_strings_from_aliases` yields),
+/// pointing into its alias's formats.
 #[derive(Debug)]
 struct IndexedPattern {
-    alias: usize,
-    pattern: Pattern,
-    compiled: Arc<CompiledFormat>,
+    alias: u32,
+    format_index: u32,
+    /// Index in the entry's `representation` list, or [`WHOLE_ENTRY`].
+    representation: u32,
+    /// The distinct format (in [`AliasIndex::formats`]) this pattern compiles to.
+    format: u32,
+    /// `None` where StackStorm leaves the key out (display-only objects) or copies a `null`.
+    match_multiple: Option<bool>,
+    /// A display-only object: StackStorm's match dict has no `match_multiple` key.
+    display_only: bool,
     /// The alias takes part in pass 1 / pass 2 of `get_matching_alias`.
     in_single_pass: bool,
     in_multiple_pass: bool,
+}
+
+/// One distinct format text of the index.
+#[derive(Debug)]
+struct FormatSlot {
+    /// A pattern with this text (the text is read from its alias).
+    pattern: u32,
+    /// Why StackStorm would reject the format, if it would (found when the index is built).
+    invalid: Option<Box<str>>,
+}
+
+/// Compiled formats by slot, least recently used dropped first.
+#[derive(Debug, Default)]
+struct CompiledCache {
+    entries: HashMap<u32, (Arc<CompiledFormat>, u64)>,
+    clock: u64,
+}
+
+impl CompiledCache {
+    fn get(&mut self, slot: u32) -> Option<Arc<CompiledFormat>> {
+        self.clock += 1;
+        let clock = self.clock;
+        self.entries.get_mut(&slot).map(|(compiled, used)| {
+            *used = clock;
+            compiled.clone()
+        })
+    }
+
+    fn insert(&mut self, slot: u32, compiled: Arc<CompiledFormat>) {
+        if self.entries.len() >= COMPILED_CACHE
+            && !self.entries.contains_key(&slot)
+            && let Some(oldest) = self
+                .entries
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(slot, _)| *slot)
+        {
+            self.entries.remove(&oldest);
+        }
+        self.clock += 1;
+        self.entries.insert(slot, (compiled, self.clock));
+    }
 }
 
 /// Pattern ids grouped by the condition that selects them.
@@ -252,10 +319,60 @@ impl Prefilter {
 #[derive(Debug)]
 pub struct AliasIndex {
     aliases: Vec<Alias>,
+    /// In alias order; the patterns of alias `i` are `alias_patterns[i]..alias_patterns[i + 1]`.
     patterns: Vec<IndexedPattern>,
-    /// Compiled formats by representation, shared between identical representations.
-    compiled: HashMap<String, Arc<CompiledFormat>>,
+    alias_patterns: Vec<u32>,
+    /// Distinct format texts (identical representations share one).
+    formats: Vec<FormatSlot>,
+    compiled: Mutex<CompiledCache>,
     prefilter: Prefilter,
+}
+
+/// The text and help text of a pattern: StackStorm's expansion of a format entry.
+fn entry_pattern(entry: &FormatEntry, representation: u32) -> (&str, Option<&str>) {
+    match entry {
+        FormatEntry::Plain(format) => (format, Some(format)),
+        FormatEntry::Object(object) => {
+            let text = match (&object.representation, representation) {
+                (_, WHOLE_ENTRY) => "",
+                (Some(Representation::One(text)), _) => text,
+                (Some(Representation::Many(list)), i) => {
+                    list.get(i as usize).map_or("", String::as_str)
+                }
+                (None, _) => "",
+            };
+            (text, object.display.as_deref())
+        }
+    }
+}
+
+/// The patterns a format entry contributes, as StackStorm expands them: `(representation
+/// position, match_multiple, display_only)` for each.
+fn entry_patterns(entry: &FormatEntry) -> Vec<(u32, Option<bool>, bool)> {
+    match entry {
+        FormatEntry::Plain(_) => vec![(WHOLE_ENTRY, Some(false), false)],
+        FormatEntry::Object(object) => {
+            let count = match &object.representation {
+                None => 0,
+                Some(Representation::One(text)) if text.is_empty() => 0,
+                Some(Representation::One(_)) => 1,
+                Some(Representation::Many(list)) => list.len(),
+            };
+            let FormatObject {
+                display,
+                match_multiple,
+                ..
+            } = object;
+            let display_is_truthy = display.as_deref().is_some_and(|d| !d.is_empty());
+            if display_is_truthy && count == 0 {
+                return vec![(WHOLE_ENTRY, None, true)];
+            }
+            let multiple = match_multiple.unwrap_or(Some(false));
+            (0..count)
+                .map(|i| (u32::try_from(i).unwrap_or(u32::MAX - 1), multiple, false))
+                .collect()
+        }
+    }
 }
 
 impl AliasIndex {
@@ -263,39 +380,96 @@ impl AliasIndex {
     /// StackStorm's database order). Formats that StackStorm would reject are remembered as
     /// invalid; they fail the calls that try them, as in StackStorm.
     pub fn new(aliases: Vec<Alias>) -> AliasIndex {
-        let mut compiled: HashMap<String, Arc<CompiledFormat>> = HashMap::new();
+        let to_u32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         let mut patterns = Vec::new();
+        let mut alias_patterns = Vec::with_capacity(aliases.len() + 1);
+        let mut formats: Vec<FormatSlot> = Vec::new();
+        let mut requirements: Vec<Requirement> = Vec::new();
         let mut prefilter = Prefilter::default();
-        for (alias_index, alias) in aliases.iter().enumerate() {
-            let in_single_pass =
-                alias.enabled && alias.formats.iter().any(|f| !f.is_match_multiple());
-            let in_multiple_pass =
-                alias.enabled && alias.formats.iter().any(FormatEntry::is_match_multiple);
-            for (format_index, entry) in alias.formats.iter().enumerate() {
-                for pattern in entry.patterns(format_index) {
-                    let format = compiled
-                        .entry(pattern.representation.clone())
-                        .or_insert_with(|| Arc::new(CompiledFormat::new(&pattern.representation)))
-                        .clone();
-                    let id = u32::try_from(patterns.len()).unwrap_or(u32::MAX);
-                    prefilter.add(id, format.requirement());
-                    patterns.push(IndexedPattern {
-                        alias: alias_index,
-                        pattern,
-                        compiled: format,
-                        in_single_pass,
-                        in_multiple_pass,
-                    });
+        {
+            // Distinct format texts, borrowed from the aliases while the index is built.
+            let mut slots: HashMap<&str, u32> = HashMap::new();
+            for (alias_index, alias) in aliases.iter().enumerate() {
+                alias_patterns.push(to_u32(patterns.len()));
+                let in_single_pass =
+                    alias.enabled && alias.formats.iter().any(|f| !f.is_match_multiple());
+                let in_multiple_pass =
+                    alias.enabled && alias.formats.iter().any(FormatEntry::is_match_multiple);
+                for (format_index, entry) in alias.formats.iter().enumerate() {
+                    for (representation, match_multiple, display_only) in entry_patterns(entry) {
+                        let id = to_u32(patterns.len());
+                        let (text, _) = entry_pattern(entry, representation);
+                        let format = *slots.entry(text).or_insert_with(|| {
+                            // Parsed once for its verdict and prefilter condition, then
+                            // dropped: compiled again on use (see `compiled`).
+                            let compiled = CompiledFormat::new(text);
+                            requirements.push(compiled.requirement());
+                            formats.push(FormatSlot {
+                                pattern: id,
+                                invalid: compiled.invalid_reason().map(Box::from),
+                            });
+                            to_u32(formats.len() - 1)
+                        });
+                        prefilter.add(id, requirements[format as usize].clone());
+                        patterns.push(IndexedPattern {
+                            alias: to_u32(alias_index),
+                            format_index: to_u32(format_index),
+                            representation,
+                            format,
+                            match_multiple,
+                            display_only,
+                            in_single_pass,
+                            in_multiple_pass,
+                        });
+                    }
                 }
             }
+            alias_patterns.push(to_u32(patterns.len()));
         }
         prefilter.finish();
         AliasIndex {
             aliases,
             patterns,
-            compiled,
+            alias_patterns,
+            formats,
+            compiled: Mutex::new(CompiledCache::default()),
             prefilter,
         }
+    }
+
+    /// A pattern's text (its representation) and help text.
+    fn pattern_text(&self, pattern: &IndexedPattern) -> (&str, Option<&str>) {
+        let entry = &self.aliases[pattern.alias as usize].formats[pattern.format_index as usize];
+        entry_pattern(entry, pattern.representation)
+    }
+
+    /// The compiled form of a distinct format: from the cache, or compiled now.
+    fn compiled(&self, slot: u32) -> Arc<CompiledFormat> {
+        let mut cache = self
+            .compiled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(compiled) = cache.get(slot) {
+            return compiled;
+        }
+        drop(cache);
+        let (text, _) =
+            self.pattern_text(&self.patterns[self.formats[slot as usize].pattern as usize]);
+        let compiled = Arc::new(CompiledFormat::new(text));
+        self.compiled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(slot, compiled.clone());
+        compiled
+    }
+
+    /// How many compiled formats the index holds now (at most [`COMPILED_CACHE`]).
+    pub fn compiled_count(&self) -> usize {
+        self.compiled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entries
+            .len()
     }
 
     /// The aliases, in the order given.
@@ -323,31 +497,48 @@ impl AliasIndex {
         self.patterns
             .iter()
             .filter_map(|p| {
-                p.compiled.invalid_reason().map(|reason| {
-                    (
-                        self.aliases[p.alias].reference(),
-                        p.pattern.representation.as_str(),
-                        reason,
-                    )
-                })
+                self.formats[p.format as usize]
+                    .invalid
+                    .as_deref()
+                    .map(|reason| {
+                        (
+                            self.aliases[p.alias as usize].reference(),
+                            self.pattern_text(p).0,
+                            reason,
+                        )
+                    })
             })
             .collect()
     }
 
     fn to_match(&self, id: usize) -> Match {
         let indexed = &self.patterns[id];
-        let alias = &self.aliases[indexed.alias];
+        let alias = &self.aliases[indexed.alias as usize];
+        let (representation, display) = self.pattern_text(indexed);
         Match {
-            alias_index: indexed.alias,
+            alias_index: indexed.alias as usize,
             alias_ref: alias.reference().to_owned(),
             alias_name: alias.name.clone(),
             pack: alias.pack.clone(),
-            format: alias.formats[indexed.pattern.format_index].clone(),
-            display: indexed.pattern.display.clone(),
-            representation: indexed.pattern.representation.clone(),
-            match_multiple: indexed.pattern.match_multiple,
-            display_only: indexed.pattern.display_only,
+            format: alias.formats[indexed.format_index as usize].clone(),
+            display: display.map(str::to_owned),
+            representation: representation.to_owned(),
+            match_multiple: indexed.match_multiple,
+            display_only: indexed.display_only,
         }
+    }
+
+    /// `extract_one` of a pattern's format: its recorded verdict when StackStorm would
+    /// reject it, else the compiled format's answer.
+    fn extract_one(
+        &self,
+        indexed: &IndexedPattern,
+        prepared: &PreparedCommand,
+    ) -> Result<Params, ExtractError> {
+        if let Some(reason) = &self.formats[indexed.format as usize].invalid {
+            return Err(ExtractError::InvalidFormat(reason.to_string()));
+        }
+        self.compiled(indexed.format).extract_one(prepared)
     }
 
     /// Tries the candidate patterns selected by `include`, in order; returns the ids that
@@ -365,13 +556,13 @@ impl AliasIndex {
             if !include(indexed) {
                 continue;
             }
-            match indexed.compiled.extract_one(prepared) {
+            match self.extract_one(indexed, prepared) {
                 Ok(_) => matched.push(id),
                 Err(ExtractError::Parse(_)) => {}
                 Err(error) => {
                     return Err(ResolveError::InvalidFormat {
-                        alias_ref: self.aliases[indexed.alias].reference().to_owned(),
-                        representation: indexed.pattern.representation.clone(),
+                        alias_ref: self.aliases[indexed.alias as usize].reference().to_owned(),
+                        representation: self.pattern_text(indexed).0.to_owned(),
                         error,
                     });
                 }
@@ -430,8 +621,8 @@ impl AliasIndex {
                 .map(|&id| {
                     let p = &self.patterns[id];
                     (
-                        self.aliases[p.alias].reference().to_owned(),
-                        p.pattern.representation.clone(),
+                        self.aliases[p.alias as usize].reference().to_owned(),
+                        self.pattern_text(p).0.to_owned(),
                     )
                 })
                 .collect()
@@ -501,8 +692,22 @@ impl AliasIndex {
             });
         }
         let prepared = PreparedCommand::new(command)?;
-        match self.compiled.get(&resolved.representation) {
-            Some(compiled) => compiled.extract(&prepared, match_multiple),
+        // The resolved alias's own pattern with that text shares the index's compiled form.
+        let slot = self
+            .alias_patterns
+            .get(resolved.alias_index)
+            .zip(self.alias_patterns.get(resolved.alias_index + 1))
+            .and_then(|(&start, &end)| {
+                self.patterns[start as usize..end as usize]
+                    .iter()
+                    .find(|p| self.pattern_text(p).0 == resolved.representation)
+            })
+            .map(|p| p.format);
+        match slot {
+            Some(slot) => match &self.formats[slot as usize].invalid {
+                Some(reason) => Err(ExtractError::InvalidFormat(reason.to_string())),
+                None => self.compiled(slot).extract(&prepared, match_multiple),
+            },
             None => {
                 CompiledFormat::new(&resolved.representation).extract(&prepared, match_multiple)
             }
@@ -650,6 +855,84 @@ mod tests {
         // The prefilter must actually filter: a plain command skips most patterns.
         let prepared = PreparedCommand::new("status nginx").expect("prepared");
         assert!(index.prefilter.candidates(prepared.stream()).len() < index.patterns.len() / 2);
+    }
+
+    #[test]
+    fn expands_patterns_like_stackstorm() {
+        let display_only = FormatEntry::Object(FormatObject {
+            display: Some("Watch this.".into()),
+            ..FormatObject::default()
+        });
+        assert_eq!(entry_patterns(&display_only), [(WHOLE_ENTRY, None, true)]);
+        assert_eq!(
+            entry_pattern(&display_only, WHOLE_ENTRY),
+            ("", Some("Watch this."))
+        );
+        let empty_display = FormatEntry::Object(FormatObject {
+            display: Some(String::new()),
+            ..FormatObject::default()
+        });
+        assert!(entry_patterns(&empty_display).is_empty());
+        assert_eq!(entry_patterns(&plain("")).len(), 1);
+        assert_eq!(
+            entry_pattern(&plain("x {{y}}"), WHOLE_ENTRY),
+            ("x {{y}}", Some("x {{y}}"))
+        );
+
+        let entries: Vec<FormatEntry> = serde_json::from_str(
+            r#"[{"representation": ["a"], "match_multiple": null},
+                {"representation": ["b", "c"], "display": "b or c"},
+                {"representation": "d", "match_multiple": true},
+                {"representation": ""}]"#,
+        )
+        .expect("valid formats");
+        let expanded: Vec<_> = entries.iter().map(entry_patterns).collect();
+        assert_eq!(
+            expanded,
+            [
+                vec![(0, None, false)],
+                vec![(0, Some(false), false), (1, Some(false), false)],
+                vec![(0, Some(true), false)],
+                vec![],
+            ]
+        );
+        assert_eq!(entry_pattern(&entries[1], 1), ("c", Some("b or c")));
+        assert_eq!(entry_pattern(&entries[2], 0), ("d", None));
+    }
+
+    #[test]
+    fn compiled_formats_are_bounded_and_answers_do_not_change() {
+        let count = COMPILED_CACHE * 2 + 10;
+        let aliases: Vec<Alias> = (0..count)
+            .map(|i| {
+                Alias::new(
+                    "p",
+                    &format!("a{i}"),
+                    vec![plain(&format!("cmd{i} {{{{x}}}}"))],
+                )
+            })
+            .collect();
+        let index = AliasIndex::new(aliases);
+        assert_eq!(index.compiled_count(), 0, "nothing is compiled before use");
+        for round in 0..2 {
+            for i in 0..count {
+                let resolved = index
+                    .resolve(&format!("cmd{i} value{round}"))
+                    .unwrap_or_else(|e| panic!("cmd{i}: {e}"));
+                assert_eq!(resolved.alias_ref, format!("p.a{i}"));
+                let params = index
+                    .execution_params(&resolved, &format!("cmd{i} value{round}"))
+                    .expect("params");
+                assert_eq!(params[0].get("x"), Some(Some(&*format!("value{round}"))));
+                assert!(index.compiled_count() <= COMPILED_CACHE);
+            }
+        }
+        assert_eq!(index.compiled_count(), COMPILED_CACHE);
+        // The most recently used formats are the ones kept.
+        let cache = index.compiled.lock().expect("not poisoned");
+        let last = index.patterns[count - 1].format;
+        assert!(cache.entries.contains_key(&last));
+        assert!(!cache.entries.contains_key(&index.patterns[0].format));
     }
 
     #[test]

@@ -54,5 +54,5 @@ mod unicode;
 
 pub use alias::{AckSettings, Alias, FormatEntry, FormatObject, Representation, ResultSettings};
 pub use format::{CompiledFormat, ExtractError, Params, PreparedCommand, extract_parameters};
-pub use help::{HelpEntry, HelpFilterError};
-pub use index::{AliasIndex, Match, MatchPass, ResolveError, Resolved};
+pub use help::{HelpEntry, HelpFilter, HelpFilterError};
+pub use index::{AliasIndex, COMPILED_CACHE, Match, MatchPass, ResolveError, Resolved};

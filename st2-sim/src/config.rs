@@ -165,3 +165,114 @@ pub fn demo_aliases() -> Vec<Value> {
     out[8]["enabled"] = json!(false);
     out
 }
+
+/// Verbs and nouns of the generated catalogue (see [`generated_aliases`]).
+const VERBS: [&str; 10] = [
+    "deploy", "restart", "scale", "backup", "rotate", "purge", "tail", "check", "sync", "drain",
+];
+const NOUNS: [&str; 10] = [
+    "app", "service", "queue", "db", "cache", "cert", "log", "node", "job", "volume",
+];
+/// Aliases per pack in the generated catalogue.
+const PER_PACK: usize = 50;
+
+/// The verb and numbered noun of alias `i` of a generated catalogue (`deploy`, `app0`);
+/// the noun is unique per alias.
+fn generated_words(i: usize) -> (&'static str, String) {
+    (
+        VERBS[i % VERBS.len()],
+        format!("{}{i}", NOUNS[(i / VERBS.len()) % NOUNS.len()]),
+    )
+}
+
+/// A command that matches exactly one format of alias `i` of [`generated_aliases`] (its
+/// first), e.g. `deploy app0 web0`.
+pub fn generated_command(i: usize) -> String {
+    let (verb, noun) = generated_words(i);
+    format!("{verb} {noun} web{}", i % 7)
+}
+
+/// A catalogue of `n` enabled aliases shaped like real packs, for benchmarks: packs of 50
+/// (`pack0`, `pack1`, …), each alias with a description and three formats — a plain
+/// `{{param}}` format, one with a `{{param=default}}` default, and an object format with a
+/// `display` and two representations that need a literal in the middle of the command —
+/// plus an ack format of its own on every seventh alias. No two formats can match one
+/// command, so [`generated_command`]`(i)` matches alias `i` only.
+pub fn generated_aliases(n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            let pack = format!("pack{}", i / PER_PACK);
+            let (verb, noun) = generated_words(i);
+            let name = format!("{verb}_{noun}");
+            let mut doc = alias(
+                &pack,
+                &name,
+                &format!("{pack}.{name}"),
+                &format!("{verb} {noun}: generated alias {i} of {n}, for measuring the bot"),
+                json!([
+                    format!("{verb} {noun} {{{{target}}}}"),
+                    format!("{noun} {verb} status {{{{level=info}}}}"),
+                    {
+                        "display": format!("{verb} <target> on {noun} [with <options>]"),
+                        "representation": [
+                            format!("{verb} {{{{target}}}} on {noun}"),
+                            format!("{verb} {{{{target}}}} on {noun} with {{{{options}}}}"),
+                        ],
+                    },
+                ]),
+            );
+            if i % 7 == 0 {
+                doc["ack"] = json!({
+                    "enabled": true,
+                    "append_url": false,
+                    "format": format!("working on {verb} {noun} (execution {{{{ execution.id }}}})"),
+                });
+            }
+            doc
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_generated_command_matches_its_alias_only() {
+        let docs = generated_aliases(230);
+        let index = crate::state::index_of(&docs);
+        assert_eq!(index.len(), 230);
+        assert!(index.invalid_formats().is_empty());
+        for i in [0, 1, 9, 10, 11, 99, 100, 101, 229] {
+            let resolved = index
+                .resolve(&generated_command(i))
+                .unwrap_or_else(|e| panic!("command {i}: {e}"));
+            assert_eq!(
+                Some(resolved.alias_ref.as_str()),
+                docs[i]["ref"].as_str(),
+                "command {i}"
+            );
+            let (verb, noun) = generated_words(i);
+            for (command, representation) in [
+                (
+                    format!("{noun} {verb} status"),
+                    format!("{noun} {verb} status {{{{level=info}}}}"),
+                ),
+                (
+                    format!("{verb} web1 on {noun}"),
+                    format!("{verb} {{{{target}}}} on {noun}"),
+                ),
+                (
+                    format!("{verb} web1 on {noun} with fast"),
+                    format!("{verb} {{{{target}}}} on {noun} with {{{{options}}}}"),
+                ),
+            ] {
+                let resolved = index
+                    .resolve(&command)
+                    .unwrap_or_else(|e| panic!("{command}: {e}"));
+                assert_eq!(resolved.representation, representation);
+                assert_eq!(Some(resolved.alias_ref.as_str()), docs[i]["ref"].as_str());
+            }
+        }
+    }
+}

@@ -36,7 +36,7 @@ mod stream;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-pub use config::{SimConfig, demo_aliases};
+pub use config::{SimConfig, demo_aliases, generated_aliases, generated_command};
 pub use inquiries::default_schema as default_inquiry_schema;
 pub use state::{RecordedExecution, RecordedRequest};
 

@@ -73,7 +73,9 @@ pub(crate) struct Client {
 }
 
 struct Inner {
-    aliases: Vec<Value>,
+    /// Shared with the handlers that read them (a catalogue of thousands is not copied per
+    /// request).
+    aliases: std::sync::Arc<Vec<Value>>,
     index: std::sync::Arc<AliasIndex>,
     tokens: Vec<Token>,
     clients: Vec<Client>,
@@ -126,7 +128,7 @@ pub(crate) fn index_of(aliases: &[Value]) -> AliasIndex {
 
 impl State {
     pub(crate) fn new(config: SimConfig, addr: SocketAddr) -> Self {
-        let aliases = config.aliases.clone();
+        let aliases = std::sync::Arc::new(config.aliases.clone());
         let index = std::sync::Arc::new(index_of(&aliases));
         Self {
             config,
@@ -259,7 +261,7 @@ impl State {
         Some(doc)
     }
 
-    pub(crate) fn aliases(&self) -> (Vec<Value>, std::sync::Arc<AliasIndex>) {
+    pub(crate) fn aliases(&self) -> (std::sync::Arc<Vec<Value>>, std::sync::Arc<AliasIndex>) {
         let g = self.lock();
         (g.aliases.clone(), g.index.clone())
     }
@@ -268,8 +270,9 @@ impl State {
         let reference = alias.get("ref").cloned();
         {
             let mut g = self.lock();
-            g.aliases.retain(|a| a.get("ref") != reference.as_ref());
-            g.aliases.push(alias.clone());
+            let aliases = std::sync::Arc::make_mut(&mut g.aliases);
+            aliases.retain(|a| a.get("ref") != reference.as_ref());
+            aliases.push(alias.clone());
             g.index = std::sync::Arc::new(index_of(&g.aliases));
         }
         self.publish("st2.actionalias__create", alias.to_string());
@@ -284,7 +287,7 @@ impl State {
                 .aliases
                 .iter()
                 .position(|a| a.get("ref").and_then(Value::as_str) == Some(reference));
-            let removed = at.map(|i| g.aliases.remove(i));
+            let removed = at.map(|i| std::sync::Arc::make_mut(&mut g.aliases).remove(i));
             if removed.is_some() {
                 g.index = std::sync::Arc::new(index_of(&g.aliases));
             }

@@ -113,7 +113,7 @@ fn to_json(d: &Diagnostic) -> Value {
 /// SARIF 2.1.0, one run, one rule per diagnostic id.
 fn to_sarif(found: &[Diagnostic]) -> Value {
     let definition = command_line();
-    let mut rules: Vec<&str> = found.iter().map(|d| d.id).collect();
+    let mut rules: Vec<&str> = found.iter().map(|d| d.id.as_str()).collect();
     rules.sort_unstable();
     rules.dedup();
     let results: Vec<Value> = found

@@ -1,7 +1,7 @@
 //! `access:` and `groups:` — rule syntax, groups, globs, and rules that can never decide.
 
 use crate::acl::{BOT_COMMANDS, compile_glob, is_glob, pattern_covers};
-use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::diagnostic::{Diagnostic, DiagnosticId, Diagnostics};
 use crate::raw::{Access, Rule, Scope};
 use crate::source::{Span, Spanned};
 use crate::spec::{AccessSpec, Decision, GroupSpec, List, RuleSpec, Str};
@@ -54,7 +54,7 @@ fn decision(d: &mut Diagnostics, raw: &Spanned<String>) -> Decision {
         other => {
             d.push(
                 Diagnostic::new(
-                    "invalid-default",
+                    DiagnosticId::InvalidDefault,
                     Span::of(raw),
                     format!("`default` must be `allow` or `deny`, not `{other}`"),
                     "not a decision",
@@ -82,7 +82,7 @@ fn check_groups(d: &mut Diagnostics, raw: Option<&RawGroups>) -> Vec<(String, Ve
         {
             d.push(
                 Diagnostic::new(
-                    "invalid-group-name",
+                    DiagnosticId::InvalidGroupName,
                     Span::of(name),
                     format!("`{}` is not a valid group name", name.value),
                     "letters, digits, `-` and `_` only",
@@ -94,7 +94,7 @@ fn check_groups(d: &mut Diagnostics, raw: Option<&RawGroups>) -> Vec<(String, Ve
         if members.value.is_empty() {
             d.push(
                 Diagnostic::new(
-                    "empty-group",
+                    DiagnosticId::EmptyGroup,
                     Span::of(name),
                     format!("group `{n}` has no members"),
                     "empty group",
@@ -107,7 +107,7 @@ fn check_groups(d: &mut Diagnostics, raw: Option<&RawGroups>) -> Vec<(String, Ve
             if m.value.starts_with('@') {
                 d.push(
                     Diagnostic::new(
-                        "nested-group",
+                        DiagnosticId::NestedGroup,
                         Span::of(m),
                         format!("group `{n}` contains the group `{}`", m.value),
                         "groups cannot contain groups",
@@ -147,7 +147,7 @@ pub(super) fn glob_ok(d: &mut Diagnostics, p: &Spanned<String>, what: &str) -> b
     if p.value.is_empty() {
         d.push(
             Diagnostic::new(
-                "invalid-glob",
+                DiagnosticId::InvalidGlob,
                 Span::of(p),
                 format!("empty {what} pattern"),
                 "empty",
@@ -161,7 +161,7 @@ pub(super) fn glob_ok(d: &mut Diagnostics, p: &Spanned<String>, what: &str) -> b
         Err(e) => {
             d.push(
                 Diagnostic::new(
-                    "invalid-glob",
+                    DiagnosticId::InvalidGlob,
                     Span::of(p),
                     format!("invalid {what} pattern `{}`: {}", p.value, e.kind()),
                     "not a valid glob",
@@ -188,7 +188,7 @@ pub(super) fn user_entries(
                 ok = false;
                 d.push(
                     Diagnostic::new(
-                        "undefined-group",
+                        DiagnosticId::UndefinedGroup,
                         Span::of(u),
                         format!("group `{g}` is not defined"),
                         "no such group",
@@ -232,7 +232,7 @@ fn check_rule(
     if users.is_none() && commands.is_none() && rooms.is_none() && direct.is_none() {
         d.push(
             Diagnostic::new(
-                "empty-rule",
+                DiagnosticId::EmptyRule,
                 Span::start_of(scope),
                 format!("this `{}` rule matches everything", decision.as_str()),
                 "no users, commands, rooms or direct",
@@ -253,7 +253,7 @@ fn check_rule(
             ok = false;
             d.push(
                 Diagnostic::new(
-                    "empty-list",
+                    DiagnosticId::EmptyList,
                     Span::start_of(l),
                     format!("`{key}` is an empty list, so this rule can never match"),
                     "empty",
@@ -279,7 +279,7 @@ fn check_rule(
                 ok = false;
                 d.push(
                     Diagnostic::new(
-                        "unknown-bot-command",
+                        DiagnosticId::UnknownBotCommand,
                         Span::of(c),
                         format!("`{}` is not one of the bot's commands", c.value),
                         "unknown bot command",
@@ -305,7 +305,7 @@ fn check_rule(
         ok = false;
         d.push(
             Diagnostic::new(
-                "unreachable-rule",
+                DiagnosticId::UnreachableRule,
                 Span::of(dir),
                 "`direct: true` with `rooms` can never match",
                 "a direct message is in no room",
@@ -403,12 +403,12 @@ fn check_reachability(
             let same_scope = rule_covers(b, a, groups);
             let (id, message, help) = match (same_scope, a.decision == b.decision) {
                 (true, true) => (
-                    "duplicate-rule",
+                    DiagnosticId::DuplicateRule,
                     format!("this rule repeats the rule at line {}", a_span.line),
                     "remove one of the two".to_owned(),
                 ),
                 (true, false) => (
-                    "conflicting-rule",
+                    DiagnosticId::ConflictingRule,
                     format!(
                         "this `{}` rule has the same scope as the `{}` rule at line {}, which always wins",
                         b.decision.as_str(),
@@ -418,7 +418,7 @@ fn check_reachability(
                     "remove the one you do not mean; the first matching rule decides".to_owned(),
                 ),
                 (false, _) => (
-                    "shadowed-rule",
+                    DiagnosticId::ShadowedRule,
                     format!(
                         "this rule can never apply: the `{}` rule at line {} matches everything it matches",
                         a.decision.as_str(),

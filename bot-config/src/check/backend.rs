@@ -1,6 +1,6 @@
 //! `backend:` — the kind, which keys it takes, which it requires, and their values.
 
-use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::diagnostic::{Diagnostic, DiagnosticId, Diagnostics};
 use crate::raw::Backend;
 use crate::source::{SourceFile, Span, Spanned};
 use crate::spec::{
@@ -118,7 +118,7 @@ pub(super) fn check(
     let Some((_, allowed, required)) = KINDS.iter().find(|k| k.0 == kind) else {
         d.push(
             Diagnostic::new(
-                "unknown-backend",
+                DiagnosticId::UnknownBackend,
                 Span::of(&b.kind),
                 format!("unknown backend `{kind}`"),
                 "not a backend",
@@ -133,7 +133,7 @@ pub(super) fn check(
     for (key, span) in &present {
         if !allowed.contains(key) {
             let mut diag = Diagnostic::new(
-                "backend-key-not-applicable",
+                DiagnosticId::BackendKeyNotApplicable,
                 super::key_span(file, *span, key),
                 format!("`{key}` is not a setting of the `{kind}` backend"),
                 format!("not used by `{kind}`"),
@@ -165,7 +165,7 @@ pub(super) fn check(
             missing = true;
             d.push(
                 Diagnostic::new(
-                    "missing-backend-setting",
+                    DiagnosticId::MissingBackendSetting,
                     Span::of(&b.kind),
                     format!("the `{kind}` backend needs `{key}`"),
                     format!("`{key}` missing under this backend"),
@@ -216,7 +216,7 @@ pub(super) fn check(
             if !valid_jid(&jid.value) {
                 d.push(
                     Diagnostic::new(
-                        "invalid-jid",
+                        DiagnosticId::InvalidJid,
                         Span::of(jid),
                         format!("`{}` is not a bare JID", jid.value),
                         "expected user@domain",
@@ -248,7 +248,7 @@ pub(super) fn check(
             if auth != IrcAuth::None && b.password.is_none() {
                 d.push(
                     Diagnostic::new(
-                        "missing-backend-setting",
+                        DiagnosticId::MissingBackendSetting,
                         b.auth.as_ref().map(Span::of).unwrap_or(Span::of(&b.kind)),
                         "IRC authentication needs `password`",
                         "this method needs a password",
@@ -262,7 +262,7 @@ pub(super) fn check(
                     if !room.value.starts_with(['#', '&', '+', '!']) {
                         d.push(
                             Diagnostic::new(
-                                "invalid-room",
+                                DiagnosticId::InvalidRoom,
                                 Span::of(room),
                                 format!("`{}` is not an IRC channel", room.value),
                                 "channels start with `#`",
@@ -386,7 +386,7 @@ pub(super) fn check(
 fn login_shape(d: &mut Diagnostics, raw: &Spanned<Backend>, kind: &str, ways: &str) {
     d.push(
         Diagnostic::new(
-            "missing-backend-setting",
+            DiagnosticId::MissingBackendSetting,
             Span::of(&raw.value.kind),
             format!("the `{kind}` backend needs exactly one login: {ways}"),
             "incomplete or conflicting login",
@@ -413,7 +413,7 @@ fn irc_auth(d: &mut Diagnostics, b: &Backend) -> Option<IrcAuth> {
             other => {
                 d.push(
                     Diagnostic::new(
-                        "unknown-irc-auth",
+                        DiagnosticId::UnknownIrcAuth,
                         Span::of(a),
                         format!("unknown IRC authentication `{other}`"),
                         "not a method",
@@ -436,7 +436,7 @@ fn msteams(d: &mut Diagnostics, b: &Backend) -> Option<BackendSpec> {
     if !app_id_ok {
         d.push(
             Diagnostic::new(
-                "invalid-app-id",
+                DiagnosticId::InvalidAppId,
                 Span::of(app_id),
                 format!("`{}` is not a Microsoft App ID", app_id.value),
                 "expected a GUID",
@@ -457,7 +457,7 @@ fn msteams(d: &mut Diagnostics, b: &Backend) -> Option<BackendSpec> {
         Some(t) => {
             d.push(
                 Diagnostic::new(
-                    "invalid-tenant",
+                    DiagnosticId::InvalidTenant,
                     Span::of(t),
                     format!("`{}` is not an Entra tenant", t.value),
                     "expected a tenant id (GUID) or a domain",
@@ -513,7 +513,7 @@ fn mattermost_actions(
             };
             d.push(
                 Diagnostic::new(
-                    "missing-backend-setting",
+                    DiagnosticId::MissingBackendSetting,
                     Span::of(given),
                     format!("Mattermost buttons need both `listen` and `actions_url`; `{lacks}` is missing"),
                     format!("`{has}` without `{lacks}`"),
@@ -579,6 +579,7 @@ fn valid_jid(jid: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use crate::diagnostic::DiagnosticId;
     use crate::source::SourceFile;
     use crate::spec::BackendSpec;
 
@@ -617,18 +618,21 @@ mod tests {
         );
 
         for (extra, wanted) in [
-            ("  listen: 127.0.0.1:8090\n", "missing-backend-setting"),
+            (
+                "  listen: 127.0.0.1:8090\n",
+                DiagnosticId::MissingBackendSetting,
+            ),
             (
                 "  actions_url: https://bot.example.com/a\n",
-                "missing-backend-setting",
+                DiagnosticId::MissingBackendSetting,
             ),
             (
                 "  listen: localhost\n  actions_url: https://bot.example.com/a\n",
-                "invalid-listen-address",
+                DiagnosticId::InvalidListenAddress,
             ),
             (
                 "  listen: 127.0.0.1:8090\n  actions_url: bot.example.com/a\n",
-                "invalid-url",
+                DiagnosticId::InvalidUrl,
             ),
         ] {
             let errors = mattermost(extra).expect_err(extra);

@@ -14,7 +14,7 @@ use st2_alias::{AliasIndex, FormatEntry, ResolveError};
 
 use crate::acl::{GlobMatcher, compile_glob};
 use crate::catalogue::{Catalogue, CatalogueAlias};
-use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::diagnostic::{Diagnostic, DiagnosticId, Diagnostics};
 use crate::raw::{Access, Rule};
 use crate::source::{Span, Spanned};
 use crate::spec::{AccessSpec, Decision};
@@ -65,7 +65,7 @@ fn invalid_formats(d: &mut Diagnostics, catalogue: &Catalogue, index: &AliasInde
                 d.push(located(
                     alias,
                     Diagnostic::new(
-                        "invalid-alias-format",
+                        DiagnosticId::InvalidAliasFormat,
                         *span,
                         format!(
                             "StackStorm would reject this format of alias `{}`",
@@ -134,7 +134,7 @@ fn unmatched_examples(d: &mut Diagnostics, catalogue: &Catalogue) {
                 d.push(located(
                     alias,
                     Diagnostic::new(
-                        "unmatched-example",
+                        DiagnosticId::UnmatchedExample,
                         span,
                         format!(
                             "help for alias `{}` shows `{example}`, which its own formats do not match",
@@ -179,7 +179,7 @@ fn unknown_actions(d: &mut Diagnostics, catalogue: &Catalogue) {
         d.push(located(
             alias,
             Diagnostic::new(
-                "unknown-action",
+                DiagnosticId::UnknownAction,
                 alias.action_span,
                 message,
                 "no such action",
@@ -252,7 +252,7 @@ fn ambiguous_aliases(d: &mut Diagnostics, catalogue: &Catalogue, index: &AliasIn
                         d.push(located(
                     later,
                     Diagnostic::new(
-                                "ambiguous-aliases",
+                                DiagnosticId::AmbiguousAliases,
                                 later_span,
                                 format!(
                                     "aliases `{}` and `{}` both match `{command}`",
@@ -360,7 +360,7 @@ fn unknown_template_parameters(d: &mut Diagnostics, catalogue: &Catalogue) {
                 d.push(located(
                     alias,
                     Diagnostic::new(
-                        "unknown-alias-parameter",
+                        DiagnosticId::UnknownAliasParameter,
                         at,
                         format!(
                             "`{key}` of alias `{}` uses `{PREFIX}{name}`, which neither the alias nor action `{}` has",
@@ -478,7 +478,7 @@ fn unknown_alias(
     };
     d.push(
         Diagnostic::new(
-            "unknown-alias",
+            DiagnosticId::UnknownAlias,
             Span::of(command),
             format!("`{}` matches no alias in the catalogue", command.value),
             label,
@@ -546,7 +546,7 @@ fn not_runnable(d: &mut Diagnostics, catalogue: &Catalogue, spec: &AccessSpec) {
             let r = alias.alias.reference();
             d.push(
                 Diagnostic::new(
-                    "alias-not-runnable",
+                    DiagnosticId::AliasNotRunnable,
                     alias.name_span,
                     format!("no access rule lets anyone run alias `{r}`"),
                     "nobody may run this alias",

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::acl::BOT_COMMANDS;
-use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::diagnostic::{Diagnostic, DiagnosticId, Diagnostics};
 use crate::raw::Confirm;
 use crate::source::{Span, Spanned};
 use crate::spec::{ConfirmBy, ConfirmSpec, GroupSpec, Str};
@@ -48,7 +48,7 @@ fn check_entry(
         ok = false;
         d.push(
             Diagnostic::new(
-                "empty-list",
+                DiagnosticId::EmptyList,
                 Span::start_of(commands),
                 "`commands` is an empty list, so this confirmation applies to nothing",
                 "empty",
@@ -63,7 +63,7 @@ fn check_entry(
             ok = false;
             d.push(
                 Diagnostic::new(
-                    "unconfirmable-command",
+                    DiagnosticId::UnconfirmableCommand,
                     Span::of(c),
                     format!(
                         "`{}` is one of the bot's own commands, which are never confirmed",
@@ -87,7 +87,7 @@ fn check_entry(
             if within < MIN_WITHIN {
                 d.push(
                     Diagnostic::new(
-                        "within-too-short",
+                        DiagnosticId::WithinTooShort,
                         Span::of(w),
                         format!("`within` must be at least {}s", MIN_WITHIN.as_secs()),
                         "too short to answer",
@@ -136,7 +136,7 @@ fn confirm_by(
             });
         d.push(
             Diagnostic::new(
-                "invalid-confirm-by",
+                DiagnosticId::InvalidConfirmBy,
                 Span::of(by),
                 format!("`by` must be `self` or `@group`, not `{}`", by.value),
                 "not `self` or a group",
@@ -151,7 +151,7 @@ fn confirm_by(
     }
     d.push(
         Diagnostic::new(
-            "undefined-group",
+            DiagnosticId::UndefinedGroup,
             Span::of(by),
             format!("group `{group}` is not defined"),
             "no such group",

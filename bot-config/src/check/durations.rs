@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::diagnostic::{Diagnostic, DiagnosticId, Diagnostics};
 use crate::source::{Span, Spanned};
 
 /// Rule: a duration is a number with a unit (`ms`, `s`, `m`, `h`, `d`), possibly several
@@ -17,7 +17,7 @@ pub(super) fn duration(
     let bad = |d: &mut Diagnostics, why: &str| {
         d.push(
             Diagnostic::new(
-                "invalid-duration",
+                DiagnosticId::InvalidDuration,
                 Span::of(raw),
                 format!("`{key}` must be a duration such as `90s`, `5m` or `1h`"),
                 why.to_owned(),
@@ -34,7 +34,7 @@ pub(super) fn duration(
     if text.chars().all(|c| c.is_ascii_digit()) {
         d.push(
             Diagnostic::new(
-                "invalid-duration",
+                DiagnosticId::InvalidDuration,
                 Span::of(raw),
                 format!("`{key}` needs a unit"),
                 "a number without a unit",
@@ -53,7 +53,7 @@ pub(super) fn duration(
     if parsed.is_zero() {
         d.push(
             Diagnostic::new(
-                "zero-duration",
+                DiagnosticId::ZeroDuration,
                 Span::of(raw),
                 format!("`{key}` must be longer than zero"),
                 "zero",
@@ -65,7 +65,7 @@ pub(super) fn duration(
     if parsed > max {
         d.push(
             Diagnostic::new(
-                "duration-too-long",
+                DiagnosticId::DurationTooLong,
                 Span::of(raw),
                 format!(
                     "`{key}` of {} is longer than the most allowed, {}",

@@ -9,7 +9,7 @@
 
 use serde_saphyr::Error;
 
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Diagnostic, DiagnosticId};
 use crate::source::{SourceFile, Span};
 use crate::suggest::{did_you_mean_help, list_words};
 
@@ -30,7 +30,7 @@ pub(crate) fn from_parse_error(error: &Error, file: &SourceFile) -> Diagnostic {
             field, expected, ..
         } => unknown_key(span, field, expected),
         Error::SerdeUnknownVariant { variant, .. } => Diagnostic::new(
-            "unknown-key",
+            DiagnosticId::UnknownKey,
             Span {
                 len: char_len(variant),
                 ..span
@@ -43,7 +43,7 @@ pub(crate) fn from_parse_error(error: &Error, file: &SourceFile) -> Diagnostic {
         Error::SerdeMissingField { field, .. } => missing_key(span, field, file),
         Error::DuplicateMappingKey { key, .. } => duplicate_key(span, key.as_deref(), file),
         Error::Eof { .. } if is_blank(&file.text) => Diagnostic::new(
-            "empty-file",
+            DiagnosticId::EmptyFile,
             Span::FILE,
             "the bot definition is empty",
             "",
@@ -82,7 +82,7 @@ pub(crate) fn from_parse_error(error: &Error, file: &SourceFile) -> Diagnostic {
         }
         Error::NullIntoString { .. } => match comment_as_value(file, span) {
             Some(word) => Diagnostic::new(
-                "wrong-type",
+                DiagnosticId::WrongType,
                 file.line_text(span.line)
                     .chars()
                     .position(|c| c == '#')
@@ -101,7 +101,7 @@ pub(crate) fn from_parse_error(error: &Error, file: &SourceFile) -> Diagnostic {
             if expected.contains("string") && starts_template(file, span) =>
         {
             Diagnostic::new(
-                "wrong-type",
+                DiagnosticId::WrongType,
                 Span { len: 2, ..span },
                 "wrong type: a template written without quotes is read as a YAML mapping",
                 "`{` starts a mapping in YAML",
@@ -128,7 +128,7 @@ pub(crate) fn from_parse_error(error: &Error, file: &SourceFile) -> Diagnostic {
             }
         }
         Error::ExpectedMappingEndAfterEnumVariantValue { .. } => Diagnostic::new(
-            "wrong-type",
+            DiagnosticId::WrongType,
             span,
             "a rule has exactly one key, `allow` or `deny`",
             "second key in the same rule",
@@ -136,7 +136,7 @@ pub(crate) fn from_parse_error(error: &Error, file: &SourceFile) -> Diagnostic {
         .help("start a new rule with `- ` in front of this key"),
         Error::ExternallyTaggedEnumExpectedScalarOrMapping { .. }
         | Error::ExpectedStringKeyForExternallyTaggedEnum { .. } => Diagnostic::new(
-            "wrong-type",
+            DiagnosticId::WrongType,
             span,
             "a rule must be `allow:` or `deny:` followed by what it matches",
             "not a rule",
@@ -176,7 +176,7 @@ fn invisible_indentation(file: &SourceFile) -> Option<Diagnostic> {
         }
         Some(
             Diagnostic::new(
-                "invisible-character",
+                DiagnosticId::InvisibleCharacter,
                 Span::new(
                     u32::try_from(i + 1).unwrap_or(u32::MAX),
                     u32::try_from(column + 1).unwrap_or(1),
@@ -234,7 +234,7 @@ fn misindented(file: &SourceFile, span: Span) -> Option<Diagnostic> {
         .trim_start_matches("- ");
     Some(
         Diagnostic::new(
-            "wrong-type",
+            DiagnosticId::WrongType,
             Span::new(next.0, u32::try_from(indent(next.1) + 1).unwrap_or(1), 1),
             format!("`{key}:` is empty: the lines below it are not indented under it"),
             format!("indent this line more than `{key}:`"),
@@ -286,7 +286,7 @@ fn is_blank(text: &str) -> bool {
 
 fn syntax(span: Span, what: &str, help: &str) -> Diagnostic {
     Diagnostic::new(
-        "yaml-syntax",
+        DiagnosticId::YamlSyntax,
         span,
         format!("invalid YAML: {what}"),
         "the YAML parser stopped here",
@@ -296,7 +296,7 @@ fn syntax(span: Span, what: &str, help: &str) -> Diagnostic {
 
 fn wrong_type(span: Span, expected: &str, help: &str) -> Diagnostic {
     Diagnostic::new(
-        "wrong-type",
+        DiagnosticId::WrongType,
         span,
         format!("wrong type: expected {expected}"),
         format!("expected {expected}"),
@@ -328,7 +328,7 @@ fn unexpected(span: Span, expected: &str) -> Diagnostic {
 /// Rule: every key is one the schema knows at that place.
 fn unknown_key(span: Span, key: &str, expected: &[&str]) -> Diagnostic {
     let d = Diagnostic::new(
-        "unknown-key",
+        DiagnosticId::UnknownKey,
         Span {
             len: char_len(key),
             ..span
@@ -392,7 +392,7 @@ fn missing_key(span: Span, key: &str, file: &SourceFile) -> Diagnostic {
         help
     };
     Diagnostic::new(
-        "missing-key",
+        DiagnosticId::MissingKey,
         at,
         format!("missing required key `{key}`"),
         label,
@@ -441,7 +441,7 @@ fn parent_key(file: &SourceFile, parent: &str, from: u32) -> Option<Span> {
 fn duplicate_key(span: Span, key: Option<&str>, file: &SourceFile) -> Diagnostic {
     let Some(key) = key else {
         return Diagnostic::new(
-            "duplicate-key",
+            DiagnosticId::DuplicateKey,
             span,
             "duplicate key in this mapping",
             "written a second time here",
@@ -458,7 +458,7 @@ fn duplicate_key(span: Span, key: Option<&str>, file: &SourceFile) -> Diagnostic
                 .is_some_and(|r| r.trim_start().starts_with(':'))
     });
     let d = Diagnostic::new(
-        "duplicate-key",
+        DiagnosticId::DuplicateKey,
         Span {
             len: char_len(key),
             ..span
@@ -539,7 +539,7 @@ fn scanner(span: Span, message: &str, file: &SourceFile) -> Diagnostic {
         GENERIC_SYNTAX_HELP.to_owned()
     };
     Diagnostic::new(
-        "yaml-syntax",
+        DiagnosticId::YamlSyntax,
         span,
         format!("invalid YAML: {message}"),
         "the YAML parser stopped here",

@@ -19,7 +19,7 @@ mod values;
 use std::path::{Path, PathBuf};
 
 use crate::catalogue::{Catalogue, SourcePath};
-use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::diagnostic::{Diagnostic, DiagnosticId, Diagnostics};
 use crate::raw::BotFile;
 use crate::source::{SourceFile, Span, Spanned};
 use crate::spec::{AccessSpec, BackendSpec, BotSpec, ChatSpec, LogFormat, LogSpec};
@@ -89,7 +89,7 @@ pub(crate) fn check(
     // a check (it returned None without reporting), reported as such rather than a panic.
     let missing = |what: &str| {
         vec![Diagnostic::new(
-            "internal",
+            DiagnosticId::Internal,
             Span::FILE,
             format!("internal error: `{what}` failed validation without a diagnostic"),
             "",
@@ -154,7 +154,7 @@ fn with_catalogue(
     if packs.is_empty() && exports.is_empty() {
         d.push(
             Diagnostic::new(
-                "empty-catalogue",
+                DiagnosticId::EmptyCatalogue,
                 key_span(file, Span::start_of(raw), "catalogue"),
                 "`catalogue` names no packs and no exports",
                 "nothing to read",
@@ -232,7 +232,7 @@ fn chat(
             None => {
                 d.push(
                     Diagnostic::new(
-                        "invalid-prefix",
+                        DiagnosticId::InvalidPrefix,
                         key_span(file, Span::of(p), "prefix"),
                         "`prefix` is null: YAML reads `~`, `null` and nothing at all as no value",
                         "no prefix here",
@@ -256,7 +256,7 @@ fn chat(
     if let (Some(s), true) = (&c.session_command, session_command == help_command) {
         d.push(
             Diagnostic::new(
-                "command-name-clash",
+                DiagnosticId::CommandNameClash,
                 Span::of(s),
                 format!("`session_command` and `help_command` are both `{session_command}`"),
                 "same name as the help command",
@@ -269,7 +269,7 @@ fn chat(
     {
         d.push(
             Diagnostic::new(
-                "message-length-too-small",
+                DiagnosticId::MessageLengthTooSmall,
                 Span::of(m),
                 format!("`max_message_len` of {} is too small to be useful", m.value),
                 "must be at least 64",
@@ -288,7 +288,7 @@ fn chat(
         if can_edit == Some(false) {
             d.push(
                 Diagnostic::new(
-                    "ack-replace-needs-edit",
+                    DiagnosticId::AckReplaceNeedsEdit,
                     Span::of(r),
                     "`ack.replace` needs a chat service that can edit messages",
                     "this backend cannot edit a message once posted",
@@ -299,7 +299,7 @@ fn chat(
         } else if !ack {
             d.push(
                 Diagnostic::new(
-                    "ack-replace-without-ack",
+                    DiagnosticId::AckReplaceWithoutAck,
                     Span::of(r),
                     "`ack.replace` has no ack to replace",
                     "acks are off (`enabled: false`)",
@@ -336,7 +336,7 @@ fn session_admins(d: &mut Diagnostics, page: &Spanned<crate::raw::AuthPage>, acc
         }
         None if groups.contains(&"admins") => d.push(
             Diagnostic::new(
-                "admins-group-not-admins",
+                DiagnosticId::AdminsGroupNotAdmins,
                 Span::start_of(page),
                 "the group `admins` does not make its members session admins",
                 "no `admins` key in this `auth_page`",
@@ -369,7 +369,7 @@ fn log(d: &mut Diagnostics, raw: Option<&Spanned<crate::raw::Log>>) -> LogSpec {
             "json" => spec.format = LogFormat::Json,
             other => d.push(
                 Diagnostic::new(
-                    "unknown-log-format",
+                    DiagnosticId::UnknownLogFormat,
                     Span::of(f),
                     format!("unknown log format `{other}`"),
                     "not a log format",
@@ -402,7 +402,7 @@ fn log_level(d: &mut Diagnostics, raw: &Spanned<String>) {
     if let Some(bad) = bad {
         d.push(
             Diagnostic::new(
-                "invalid-log-level",
+                DiagnosticId::InvalidLogLevel,
                 Span::of(raw),
                 format!("`{}` is not a log level", bad.trim()),
                 "not a level or `target=level`",
@@ -415,6 +415,7 @@ fn log_level(d: &mut Diagnostics, raw: &Spanned<String>) {
 
 #[cfg(test)]
 mod tests {
+    use crate::diagnostic::DiagnosticId;
     use crate::source::SourceFile;
 
     fn definition(auth_page_admins: &str) -> String {
@@ -434,7 +435,7 @@ groups:
         )
     }
 
-    fn ids(diagnostics: &[crate::diagnostic::Diagnostic]) -> Vec<&'static str> {
+    fn ids(diagnostics: &[crate::diagnostic::Diagnostic]) -> Vec<DiagnosticId> {
         diagnostics.iter().map(|d| d.id).collect()
     }
 
@@ -445,7 +446,7 @@ groups:
         let loaded = crate::load_in(&relying, dir);
         let spec = loaded.result.expect("a warning, not an error");
         assert!(spec.auth_page.unwrap().admins.is_empty());
-        assert_eq!(ids(&loaded.warnings), ["admins-group-not-admins"]);
+        assert_eq!(ids(&loaded.warnings), [DiagnosticId::AdminsGroupNotAdmins]);
 
         let explicit = SourceFile::new("bot.yaml", definition(r#"  admins: ["@admins", root]"#));
         let loaded = crate::load_in(&explicit, dir);
@@ -458,6 +459,6 @@ groups:
 
         let undefined = SourceFile::new("bot.yaml", definition(r#"  admins: ["@sre"]"#));
         let errors = crate::load_in(&undefined, dir).result.unwrap_err();
-        assert_eq!(ids(&errors), ["undefined-group"]);
+        assert_eq!(ids(&errors), [DiagnosticId::UndefinedGroup]);
     }
 }

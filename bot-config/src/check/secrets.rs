@@ -1,6 +1,6 @@
 //! Secrets: a secret is a reference (`${ENV_VAR}` or `file:/path`), never its value.
 
-use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::diagnostic::{Diagnostic, DiagnosticId, Diagnostics};
 use crate::source::{Span, Spanned};
 use crate::spec::SecretRef;
 
@@ -14,7 +14,7 @@ pub(crate) fn secret(d: &mut Diagnostics, raw: &Spanned<String>, key: &str) -> O
         let Some(name) = inner.strip_suffix('}') else {
             d.push(
                 Diagnostic::new(
-                    "invalid-secret-reference",
+                    DiagnosticId::InvalidSecretReference,
                     Span::of(raw),
                     format!("`{key}` is an unclosed `${{` reference"),
                     "missing `}`",
@@ -29,7 +29,7 @@ pub(crate) fn secret(d: &mut Diagnostics, raw: &Spanned<String>, key: &str) -> O
             let var = &name[..cut];
             d.push(
                 Diagnostic::new(
-                    "secret-default",
+                    DiagnosticId::SecretDefault,
                     Span::of(raw),
                     format!("`{key}` gives `${{{var}}}` a default value, which would be compiled into the executable"),
                     "defaults are not supported here",
@@ -46,7 +46,7 @@ pub(crate) fn secret(d: &mut Diagnostics, raw: &Spanned<String>, key: &str) -> O
         if !valid {
             d.push(
                 Diagnostic::new(
-                    "invalid-secret-reference",
+                    DiagnosticId::InvalidSecretReference,
                     Span::of(raw),
                     format!("`{key}` refers to `{name}`, which is not an environment variable name"),
                     "not a variable name",
@@ -61,7 +61,7 @@ pub(crate) fn secret(d: &mut Diagnostics, raw: &Spanned<String>, key: &str) -> O
         if path.trim().is_empty() {
             d.push(
                 Diagnostic::new(
-                    "invalid-secret-reference",
+                    DiagnosticId::InvalidSecretReference,
                     Span::of(raw),
                     format!("`{key}` names no file"),
                     "empty path",
@@ -74,7 +74,7 @@ pub(crate) fn secret(d: &mut Diagnostics, raw: &Spanned<String>, key: &str) -> O
     }
     d.push(
         Diagnostic::new(
-            "clear-text-secret",
+            DiagnosticId::ClearTextSecret,
             Span::of(raw),
             format!("`{key}` is a secret written in clear (`***`)"),
             "this value would be compiled into the executable",

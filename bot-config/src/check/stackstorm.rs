@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::diagnostic::{Diagnostic, DiagnosticId, Diagnostics};
 use crate::raw::StackStorm;
 use crate::source::{SourceFile, Span, Spanned};
 use crate::spec::{MatcherKind, St2AuthSpec, StackStormSpec};
@@ -57,7 +57,7 @@ pub(super) fn check(
         Some(m) if m.value == 0 => {
             d.push(
                 Diagnostic::new(
-                    "invalid-number",
+                    DiagnosticId::InvalidNumber,
                     Span::of(m),
                     "`max_in_flight` must be at least 1",
                     "zero would stop every command",
@@ -110,7 +110,7 @@ fn addresses(
                 None if required => {
                     d.push(
                         Diagnostic::new(
-                            "missing-url",
+                            DiagnosticId::MissingUrl,
                             section,
                             format!("`stackstorm` needs `{key}` or `url`"),
                             format!("no `{key}` or `url` under this key"),
@@ -150,7 +150,7 @@ fn auth(d: &mut Diagnostics, s: &StackStorm) -> Option<St2AuthSpec> {
         [] => {
             d.push(
                 Diagnostic::new(
-                    "missing-auth",
+                    DiagnosticId::MissingAuth,
                     span,
                     "`stackstorm.auth` names no credential",
                     "empty",
@@ -166,7 +166,7 @@ fn auth(d: &mut Diagnostics, s: &StackStorm) -> Option<St2AuthSpec> {
             };
             d.push(
                 Diagnostic::new(
-                    "conflicting-auth",
+                    DiagnosticId::ConflictingAuth,
                     blame.map(Span::of).unwrap_or(span),
                     format!(
                         "`stackstorm.auth` gives both {} and {}",
@@ -203,7 +203,7 @@ fn auth(d: &mut Diagnostics, s: &StackStorm) -> Option<St2AuthSpec> {
                 if u.value.trim().is_empty() {
                     d.push(
                         Diagnostic::new(
-                            "missing-auth",
+                            DiagnosticId::MissingAuth,
                             Span::of(u),
                             "`username` is empty",
                             "empty",
@@ -220,7 +220,7 @@ fn auth(d: &mut Diagnostics, s: &StackStorm) -> Option<St2AuthSpec> {
             (Some(u), None) => {
                 d.push(
                     Diagnostic::new(
-                        "missing-auth",
+                        DiagnosticId::MissingAuth,
                         Span::of(u),
                         "`username` is given without `password`",
                         "needs `password` too",
@@ -232,7 +232,7 @@ fn auth(d: &mut Diagnostics, s: &StackStorm) -> Option<St2AuthSpec> {
             (None, Some(p)) => {
                 d.push(
                     Diagnostic::new(
-                        "missing-auth",
+                        DiagnosticId::MissingAuth,
                         Span::of(p),
                         "`password` is given without `username`",
                         "needs `username` too",
@@ -256,7 +256,7 @@ fn route(d: &mut Diagnostics, raw: &Spanned<String>, key: &str) -> String {
     {
         d.push(
             Diagnostic::new(
-                "invalid-route",
+                DiagnosticId::InvalidRoute,
                 Span::of(raw),
                 format!("`{r}` is not a valid `{key}`"),
                 "letters, digits, `_` and `-` only",
@@ -278,7 +278,7 @@ fn matcher(d: &mut Diagnostics, raw: Option<&Spanned<String>>) -> Option<Matcher
         other => {
             d.push(
                 Diagnostic::new(
-                    "unknown-matcher",
+                    DiagnosticId::UnknownMatcher,
                     Span::of(raw),
                     format!("unknown matcher `{other}`"),
                     "not a matcher",

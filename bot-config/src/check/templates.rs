@@ -1,7 +1,7 @@
 //! `templates:` — each template parses and uses only variables and helpers the runtime
 //! provides for its slot.
 
-use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::diagnostic::{Diagnostic, DiagnosticId, Diagnostics};
 use crate::raw::Templates;
 use crate::source::{SourceFile, Span, Spanned};
 
@@ -66,7 +66,7 @@ fn check_one(
                     )
                 });
                 Diagnostic::new(
-                    "template-syntax",
+                    DiagnosticId::TemplateSyntax,
                     map.span(index, len),
                     format!("template `{}` does not parse: {what}", slot.name),
                     "handlebars syntax error",
@@ -78,7 +78,7 @@ fn check_one(
                 let last = path.rsplit(['.', '/']).next().unwrap_or(&path).to_owned();
                 let parent = path.rsplit_once(['.', '/']).map(|(a, _)| a);
                 Diagnostic::new(
-                    "unknown-variable",
+                    DiagnosticId::UnknownVariable,
                     map.span(index, path.chars().count()),
                     format!(
                         "template `{}` uses `{path}`, which the bot never provides",
@@ -110,7 +110,7 @@ fn check_one(
             ProblemKind::Partial(name) => {
                 let index = find_from(text, at, "{{>").unwrap_or(at);
                 Diagnostic::new(
-                    "template-partial",
+                    DiagnosticId::TemplatePartial,
                     map.span(index, 3 + name.chars().count()),
                     format!("template `{}` uses the partial `{name}`, which does not exist", slot.name),
                     "partials are not available",
@@ -120,7 +120,7 @@ fn check_one(
             ProblemKind::UnknownHelper(name) => {
                 let index = find_from(text, at, &name).unwrap_or(at);
                 Diagnostic::new(
-                    "unknown-helper",
+                    DiagnosticId::UnknownHelper,
                     map.span(index, name.chars().count()),
                     format!(
                         "template `{}` calls `{name}`, which is not a helper",

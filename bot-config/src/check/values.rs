@@ -4,7 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::diagnostic::{Diagnostic, DiagnosticId, Diagnostics};
 use crate::raw::{AuthPage, Ha};
 use crate::source::{SourceFile, Span, Spanned};
 use crate::spec::{AuthPageSpec, HaSpec, PgTls};
@@ -30,7 +30,7 @@ pub(super) fn bot_name(d: &mut Diagnostics, raw: &Spanned<String>) -> String {
             .collect();
         d.push(
             Diagnostic::new(
-                "invalid-bot-name",
+                DiagnosticId::InvalidBotName,
                 Span::of(raw),
                 format!("`{name}` is not a valid bot name"),
                 "letters, digits, `-` and `_` only, starting with a letter",
@@ -51,7 +51,7 @@ pub(super) fn prefix(d: &mut Diagnostics, raw: &Spanned<String>, file: &SourceFi
     if p.is_empty() {
         d.push(
             Diagnostic::new(
-                "invalid-prefix",
+                DiagnosticId::InvalidPrefix,
                 super::key_span(file, Span::of(raw), "prefix"),
                 "the command prefix is empty",
                 "no prefix here",
@@ -61,7 +61,7 @@ pub(super) fn prefix(d: &mut Diagnostics, raw: &Spanned<String>, file: &SourceFi
     } else if p.chars().count() > 8 || p.chars().any(char::is_whitespace) {
         d.push(
             Diagnostic::new(
-                "invalid-prefix",
+                DiagnosticId::InvalidPrefix,
                 Span::of(raw),
                 format!("`{p}` cannot be a command prefix"),
                 "1 to 8 characters, no spaces",
@@ -82,7 +82,7 @@ pub(super) fn command_word(d: &mut Diagnostics, raw: &Spanned<String>, key: &str
     {
         d.push(
             Diagnostic::new(
-                "invalid-command-name",
+                DiagnosticId::InvalidCommandName,
                 Span::of(raw),
                 format!("`{key}` must be one word, not `{w}`"),
                 "letters, digits, `-` and `_` only",
@@ -118,14 +118,22 @@ pub(super) fn url(d: &mut Diagnostics, raw: &Spanned<String>, key: &str) -> Opti
                         "write an absolute URL such as `https://st2.example.com`".to_owned(),
                     )
                 };
-            d.push(Diagnostic::new("invalid-url", Span::of(raw), message, "not a URL").help(help));
+            d.push(
+                Diagnostic::new(
+                    DiagnosticId::InvalidUrl,
+                    Span::of(raw),
+                    message,
+                    "not a URL",
+                )
+                .help(help),
+            );
             return None;
         }
     };
     if !matches!(parsed.scheme(), "http" | "https") {
         d.push(
             Diagnostic::new(
-                "invalid-url",
+                DiagnosticId::InvalidUrl,
                 Span::of(raw),
                 format!(
                     "`{key}` uses `{}`; only `http` and `https` are supported",
@@ -143,7 +151,7 @@ pub(super) fn url(d: &mut Diagnostics, raw: &Spanned<String>, key: &str) -> Opti
     if parsed.host_str().is_none_or(str::is_empty) {
         d.push(
             Diagnostic::new(
-                "invalid-url",
+                DiagnosticId::InvalidUrl,
                 Span::of(raw),
                 format!("`{key}` has no host"),
                 "no host",
@@ -155,7 +163,7 @@ pub(super) fn url(d: &mut Diagnostics, raw: &Spanned<String>, key: &str) -> Opti
     if !parsed.username().is_empty() || parsed.password().is_some() {
         d.push(
             Diagnostic::new(
-                "clear-text-secret",
+                DiagnosticId::ClearTextSecret,
                 Span::of(raw),
                 format!("`{key}` carries credentials (`***`)"),
                 "user or password inside the URL",
@@ -168,7 +176,7 @@ pub(super) fn url(d: &mut Diagnostics, raw: &Spanned<String>, key: &str) -> Opti
     if parsed.query().is_some() || parsed.fragment().is_some() {
         d.push(
             Diagnostic::new(
-                "invalid-url",
+                DiagnosticId::InvalidUrl,
                 Span::of(raw),
                 format!("`{key}` must not have a query or fragment"),
                 "`?…` or `#…` here",
@@ -187,7 +195,7 @@ pub(super) fn listen_address(d: &mut Diagnostics, raw: &Spanned<String>) -> Opti
         Err(_) => {
             d.push(
                 Diagnostic::new(
-                    "invalid-listen-address",
+                    DiagnosticId::InvalidListenAddress,
                     Span::of(raw),
                     format!("`{}` is not a listen address", raw.value),
                     "expected IP:port",
@@ -215,7 +223,7 @@ fn trusted_proxies(
                 ok = false;
                 d.push(
                     Diagnostic::new(
-                        "invalid-trusted-proxy",
+                        DiagnosticId::InvalidTrustedProxy,
                         Span::of(entry),
                         format!("`{}` is not an IP address or a CIDR range", entry.value),
                         "expected an address such as `127.0.0.1` or a range such as `10.0.0.0/8`",
@@ -291,7 +299,7 @@ pub(super) fn auth_page(
             };
             d.push(
                 Diagnostic::new(
-                    "incomplete-tls",
+                    DiagnosticId::IncompleteTls,
                     Span::of(c),
                     format!("`{have}` is given without `{missing}`"),
                     format!("needs `{missing}` too"),
@@ -319,7 +327,7 @@ pub(super) fn auth_page(
                 .unwrap_or(Span::start_of(raw));
             d.push(
                 Diagnostic::new(
-                    "plain-http-on-network",
+                    DiagnosticId::PlainHttpOnNetwork,
                     span,
                     format!("the login page would serve passwords over plain HTTP on `{l}`"),
                     "not a loopback address",
@@ -376,7 +384,7 @@ pub(super) fn ha(d: &mut Diagnostics, raw: &Spanned<Ha>) -> Option<HaSpec> {
             if tls.is_none() {
                 d.push(
                     Diagnostic::new(
-                        "unknown-ha-tls",
+                        DiagnosticId::UnknownHaTls,
                         Span::of(t),
                         format!("unknown `tls` mode `{word}`"),
                         "not a TLS mode",
@@ -391,7 +399,7 @@ pub(super) fn ha(d: &mut Diagnostics, raw: &Spanned<Ha>) -> Option<HaSpec> {
     if let (Some(PgTls::Disable), Some(ca)) = (tls, &h.ca_file) {
         d.push(
             Diagnostic::new(
-                "ca-file-without-tls",
+                DiagnosticId::CaFileWithoutTls,
                 Span::of(ca),
                 "`ca_file` is given but `tls` is `disable`",
                 "never used",
@@ -405,7 +413,7 @@ pub(super) fn ha(d: &mut Diagnostics, raw: &Spanned<Ha>) -> Option<HaSpec> {
             if lease < MIN_LEASE {
                 d.push(
                     Diagnostic::new(
-                        "lease-too-short",
+                        DiagnosticId::LeaseTooShort,
                         Span::of(l),
                         format!("`lease` must be at least {}s", MIN_LEASE.as_secs()),
                         "too short",
@@ -433,7 +441,7 @@ pub(super) fn ha(d: &mut Diagnostics, raw: &Spanned<Ha>) -> Option<HaSpec> {
             } else {
                 d.push(
                     Diagnostic::new(
-                        "invalid-instance-env",
+                        DiagnosticId::InvalidInstanceEnv,
                         Span::of(e),
                         format!("`instance_env` `{name}` is not an environment variable name"),
                         "not a variable name",
@@ -496,7 +504,7 @@ pub(super) fn not_cut_by_comment(
     let rest: String = line[start..].iter().collect();
     d.push(
         Diagnostic::new(
-            "comment-in-value",
+            DiagnosticId::CommentInValue,
             Span::new(span.line, column, 1 + u32::try_from(word.chars().count()).unwrap_or(1)),
             format!("`{key}` is cut short: ` #` starts a YAML comment"),
             format!("from here on the line is a comment, so `{key}` reads `{}`", raw.value),

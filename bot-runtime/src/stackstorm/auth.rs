@@ -109,6 +109,7 @@ impl ServiceAuth {
         http: &reqwest::Client,
         auth_url: &str,
         ttl: Duration,
+        timeout: Duration,
     ) -> Result<Credential, St2Error> {
         let (username, password) = match &self.mode {
             Mode::Fixed(c) => return Ok(c.clone()),
@@ -121,7 +122,10 @@ impl ServiceAuth {
             return Ok(Credential::Token(i.token.clone()));
         }
         let asked = tokens.max_ttl.map_or(ttl, |max| ttl.min(max));
-        let (response, asked) = match request_token(http, auth_url, username, password, asked).await
+        let (response, asked) = match request_token(
+            http, auth_url, username, password, asked, timeout,
+        )
+        .await
         {
             Err(St2Error::Api {
                 status: 400,
@@ -136,7 +140,7 @@ impl ServiceAuth {
                 );
                 tokens.max_ttl = Some(max);
                 (
-                    request_token(http, auth_url, username, password, max).await?,
+                    request_token(http, auth_url, username, password, max, timeout).await?,
                     max,
                 )
             }
@@ -213,17 +217,20 @@ pub(crate) fn max_ttl_from(faultstring: &str) -> Option<Duration> {
         .map(Duration::from_secs)
 }
 
-/// `POST {auth_url}/tokens` with HTTP Basic credentials and `{"ttl": seconds}`.
+/// `POST {auth_url}/tokens` with HTTP Basic credentials and `{"ttl": seconds}`, given
+/// `timeout` to answer.
 pub async fn request_token(
     http: &reqwest::Client,
     auth_url: &str,
     username: &str,
     password: &Secret,
     ttl: Duration,
+    timeout: Duration,
 ) -> Result<TokenResponse, St2Error> {
     let url = format!("{auth_url}/tokens");
     let response = http
         .post(&url)
+        .timeout(timeout)
         .basic_auth(username, Some(password.expose()))
         .json(&serde_json::json!({ "ttl": ttl.as_secs() }))
         .send()

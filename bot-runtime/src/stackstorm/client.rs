@@ -16,9 +16,9 @@ use crate::secret::Secret;
 /// StackStorm API client. Clone freely: clones share the connection pool and credentials.
 #[derive(Clone, Debug)]
 pub struct St2Client {
+    /// No client-wide timeout: each API call carries `spec.timeout`; the stream, which
+    /// lives for hours, none.
     http: reqwest::Client,
-    /// The stream has no timeout: it lives for hours.
-    stream_http: reqwest::Client,
     spec: Arc<StackStormSpec>,
     auth: Arc<ServiceAuth>,
 }
@@ -31,17 +31,16 @@ impl St2Client {
 
     /// A client with an explicit service identity (demo mode, tests).
     pub fn with_auth(spec: &StackStormSpec, auth: ServiceAuth) -> Result<Self, St2Error> {
-        let setup = |timeout| {
-            http_client(spec.verify_tls, spec.ca_file.as_deref(), timeout).map_err(|e| {
-                St2Error::Protocol {
-                    url: spec.api_url.to_string(),
-                    reason: e.to_string(),
-                }
-            })
-        };
+        // One client (one connection pool, the trust store read once): API calls get
+        // `spec.timeout` each, the stream none.
+        let http = http_client(spec.verify_tls, spec.ca_file.as_deref(), None).map_err(|e| {
+            St2Error::Protocol {
+                url: spec.api_url.to_string(),
+                reason: e.to_string(),
+            }
+        })?;
         Ok(Self {
-            http: setup(Some(spec.timeout))?,
-            stream_http: setup(None)?,
+            http,
             spec: Arc::new(spec.clone()),
             auth: Arc::new(auth),
         })
@@ -55,7 +54,12 @@ impl St2Client {
     /// The service credential to use now (obtaining or renewing a token if needed).
     pub async fn service_credential(&self) -> Result<Credential, St2Error> {
         self.auth
-            .credential(&self.http, &self.spec.auth_url, self.spec.token_ttl)
+            .credential(
+                &self.http,
+                &self.spec.auth_url,
+                self.spec.token_ttl,
+                self.spec.timeout,
+            )
             .await
     }
 
@@ -71,7 +75,11 @@ impl St2Client {
     ) -> Result<Response, St2Error> {
         let build = |credential: &Credential| -> RequestBuilder {
             let (name, value) = credential.header();
-            let mut request = self.http.request(method.clone(), url).header(name, value);
+            let mut request = self
+                .http
+                .request(method.clone(), url)
+                .timeout(self.spec.timeout)
+                .header(name, value);
             if let Some(body) = body {
                 request = request.json(body);
             }
@@ -170,13 +178,26 @@ impl St2Client {
 
     /// Every action alias (`GET /v1/actionalias`, paged by 100 using `X-Total-Count`).
     pub async fn list_aliases(&self) -> Result<Vec<serde_json::Value>, St2Error> {
+        self.list_aliases_with(|raw| serde_json::from_str(raw.get()).ok())
+            .await
+    }
+
+    /// Every action alias, each document turned into a `T` by `parse` straight from the
+    /// response text (no JSON tree is built for a document `parse` does not build one
+    /// for); documents `parse` refuses (`None`) are left out. Paged by StackStorm's
+    /// default `api.max_page_size`, 100, the largest page every StackStorm grants (`-1`
+    /// needs an administrator under RBAC), following `X-Total-Count`.
+    pub async fn list_aliases_with<T>(
+        &self,
+        mut parse: impl FnMut(&serde_json::value::RawValue) -> Option<T>,
+    ) -> Result<Vec<T>, St2Error> {
         const PAGE: usize = 100;
         let mut all = Vec::new();
+        let mut seen = 0;
         loop {
             let url = format!(
-                "{}/v1/actionalias?limit={PAGE}&offset={}",
+                "{}/v1/actionalias?limit={PAGE}&offset={seen}",
                 self.spec.api_url,
-                all.len()
             );
             let response = self
                 .send("list_aliases", Method::GET, &url, None, None)
@@ -187,15 +208,16 @@ impl St2Client {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<usize>().ok());
             let bytes = response.bytes().await.map_err(|e| unreachable(&url, &e))?;
-            let page: Vec<serde_json::Value> =
+            let page: Vec<&serde_json::value::RawValue> =
                 serde_json::from_slice(&bytes).map_err(|e| St2Error::Protocol {
                     url: url.clone(),
                     reason: format!("invalid JSON: {e}"),
                 })?;
             let got = page.len();
-            all.extend(page);
+            seen += got;
+            all.extend(page.into_iter().filter_map(&mut parse));
             match total {
-                Some(t) if all.len() < t && got > 0 => continue,
+                Some(t) if seen < t && got > 0 => continue,
                 None if got == PAGE => continue,
                 _ => return Ok(all),
             }
@@ -309,7 +331,15 @@ impl St2Client {
         password: &Secret,
         ttl: std::time::Duration,
     ) -> Result<TokenResponse, St2Error> {
-        super::auth::request_token(&self.http, &self.spec.auth_url, username, password, ttl).await
+        super::auth::request_token(
+            &self.http,
+            &self.spec.auth_url,
+            username,
+            password,
+            ttl,
+            self.spec.timeout,
+        )
+        .await
     }
 
     /// Opens `GET {stream_url}/v1/stream?events=…` with the current service credential,
@@ -322,7 +352,7 @@ impl St2Client {
             let credential = self.service_credential().await?;
             let (name, value) = credential.header();
             let response = self
-                .stream_http
+                .http
                 .get(&url)
                 .header(name, value)
                 .header("Accept", "text/event-stream")

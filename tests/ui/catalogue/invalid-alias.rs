@@ -1,0 +1,1 @@
+st2bot::bot!("invalid-alias.yaml");
