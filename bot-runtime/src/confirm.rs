@@ -34,12 +34,12 @@ pub const ID_ALPHABET: &[u8] = b"23456789abcdefghjkmnpqrstuvwxyz";
 /// The `confirm:` rules, compiled once.
 #[derive(Debug)]
 pub struct ConfirmRules {
-    rules: Vec<(Vec<GlobMatcher>, &'static ConfirmSpec)>,
+    rules: Vec<(Vec<GlobMatcher>, ConfirmSpec)>,
 }
 
 impl ConfirmRules {
     /// Compiles the rules of a definition (their patterns were checked at build time).
-    pub fn new(specs: &'static [ConfirmSpec]) -> Result<Self, GlobError> {
+    pub fn new(specs: &[ConfirmSpec]) -> Result<Self, GlobError> {
         let mut rules = Vec::with_capacity(specs.len());
         for spec in specs {
             let matchers = spec
@@ -47,17 +47,17 @@ impl ConfirmRules {
                 .iter()
                 .map(|p| compile_glob(p).map(|g| g.compile_matcher()))
                 .collect::<Result<Vec<_>, _>>()?;
-            rules.push((matchers, spec));
+            rules.push((matchers, spec.clone()));
         }
         Ok(Self { rules })
     }
 
     /// The first rule whose `commands` match the alias ref `reference`.
-    pub fn rule_for(&self, reference: &str) -> Option<&'static ConfirmSpec> {
+    pub fn rule_for(&self, reference: &str) -> Option<&ConfirmSpec> {
         self.rules
             .iter()
             .find(|(matchers, _)| matchers.iter().any(|m| m.is_match(reference)))
-            .map(|(_, spec)| *spec)
+            .map(|(_, spec)| spec)
     }
 
     /// Whether no command needs a confirmation.
