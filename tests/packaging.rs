@@ -763,11 +763,17 @@ const MARKERS: &[(&str, &str)] = &[
     // bot-runtime/src/ha/audit_store.rs: our SQL.
     ("ha (PostgreSQL)", "INSERT INTO st2bot_audit"),
     // tokio-postgres: an error message of the client itself.
-    ("tokio-postgres", "query returned an unexpected number of columns"),
+    (
+        "tokio-postgres",
+        "query returned an unexpected number of columns",
+    ),
     // redb: an error message of the store itself.
     ("redb", "Database already open. Cannot acquire lock."),
     // bot-runtime/src/auth_page/html.rs: the login page's style sheet.
-    ("login page", "font-family:system-ui,sans-serif;max-width:34rem"),
+    (
+        "login page",
+        "font-family:system-ui,sans-serif;max-width:34rem",
+    ),
 ];
 
 /// Which [`MARKERS`] the executable carries.
@@ -827,7 +833,11 @@ fn each_executable_links_only_what_its_definition_uses() {
         ("irc", env!("CARGO_BIN_EXE_irc"), &["irc backend"]),
         ("xmpp", env!("CARGO_BIN_EXE_xmpp"), &["xmpp backend"]),
         ("matrix", env!("CARGO_BIN_EXE_matrix"), &["matrix backend"]),
-        ("msteams", env!("CARGO_BIN_EXE_msteams"), &["msteams backend"]),
+        (
+            "msteams",
+            env!("CARGO_BIN_EXE_msteams"),
+            &["msteams backend"],
+        ),
     ];
     let mut wrong = Vec::new();
     for (bot, exe, parts) in expected {

@@ -17,8 +17,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::aliases::AliasCache;
 use crate::Linked;
+use crate::aliases::AliasCache;
 use crate::backend::{self, BackendError, BackendIo, BackendOptions, ConnState, Outgoing};
 use crate::cli::Options;
 use crate::dispatch::Dispatcher;
@@ -207,25 +207,20 @@ pub async fn run_with(
     };
     // Owed results: shared in PostgreSQL under `ha:`, else in the session store's file,
     // else in `results_store`, else in memory.
-    let owed_store: Box<dyn crate::results::OwedStore> = match (
-        &ha,
-        session_store,
-        results_file.zip(linked.results_file),
-    ) {
-        (Some(ha), _, _) => ha.owed_store(),
-        (None, Some(table), _) => table,
-        (None, None, Some((path, open))) => {
-            match open(std::path::Path::new(path)) {
+    let owed_store: Box<dyn crate::results::OwedStore> =
+        match (&ha, session_store, results_file.zip(linked.results_file)) {
+            (Some(ha), _, _) => ha.owed_store(),
+            (None, Some(table), _) => table,
+            (None, None, Some((path, open))) => match open(std::path::Path::new(path)) {
                 Ok(store) => store,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot open the results store");
                     eprintln!("{}: {e}", spec.name);
                     return ExitCode::FAILURE;
                 }
-            }
-        }
-        (None, None, None) => Box::new(crate::results::MemoryOwedStore),
-    };
+            },
+            (None, None, None) => Box::new(crate::results::MemoryOwedStore),
+        };
     let ledger = Arc::new(
         crate::results::Ledger::open(
             &spec.name,
