@@ -380,7 +380,7 @@ mod tests {
 
     #[test]
     fn the_first_rule_whose_commands_match_applies() {
-        let specs: &'static [ConfirmSpec] = Box::leak(Box::new([
+        let specs = [
             ConfirmSpec {
                 commands: vec!["core.remote*".into()].into(),
                 by: ConfirmBy::Requester,
@@ -393,8 +393,8 @@ mod tests {
                 within: Duration::from_secs(600),
                 line: 4,
             },
-        ]));
-        let rules = ConfirmRules::new(specs).unwrap();
+        ];
+        let rules = ConfirmRules::new(&specs).unwrap();
         assert_eq!(rules.rule_for("core.remote_sudo").unwrap().line, 3);
         assert_eq!(rules.rule_for("core.local").unwrap().line, 4);
         assert_eq!(rules.rule_for("packs.uninstall").unwrap().line, 4);
