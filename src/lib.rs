@@ -15,5 +15,6 @@ pub use bot_runtime as runtime;
 pub mod __private {
     pub use bot_config::spec::*;
     pub use bot_runtime::backend::factory;
+    pub use bot_runtime::linked;
     pub use bot_runtime::{Linked, SIMULATOR, main, main_with_access_matrix};
 }

@@ -248,3 +248,39 @@ async fn access_matrix_prints_the_build_time_matrix() {
         "build.rs writes it too"
     );
 }
+
+/// Issue #14: an executable carries only the subsystems its definition uses. A flag that
+/// needs one it was built without is refused before anything starts, naming the key that
+/// links it in (exit status 2, as for other bad flags).
+#[tokio::test]
+async fn a_flag_needing_a_subsystem_the_executable_lacks_is_refused() {
+    let sim = Sim::start(SimConfig::demo()).await.unwrap();
+    let url = sim.url();
+    let out = demo(
+        &[
+            "--user",
+            "alice",
+            "--stackstorm-url",
+            &url,
+            "--results-store",
+            "/nonexistent/owed.redb",
+        ],
+        &[("ST2_API_KEY", "sim-api-key")],
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{}", transcript(&out));
+    assert!(
+        stderr.contains(
+            "demo: `--results-store` needs `stackstorm.results_store` in the definition: \
+             this executable was built without it\n"
+        ),
+        "{}",
+        transcript(&out)
+    );
+    assert!(
+        !std::path::Path::new("/nonexistent/owed.redb").exists() && stdout(&out).is_empty(),
+        "{}",
+        transcript(&out)
+    );
+}

@@ -740,3 +740,114 @@ fn the_dockerfile_builds_what_build_image_writes() {
         "target/ stays out of the context"
     );
 }
+
+/// Strings that only one part of the runtime (or a crate only it uses) puts in an
+/// executable: each bot must carry the markers of what its definition uses and none of the
+/// others' (the generated `main` names only those, and the linker drops the rest; this
+/// holds in debug builds too, where `--gc-sections` also runs). Issue #14 item 2.
+const MARKERS: &[(&str, &str)] = &[
+    // bot-runtime/src/backend/text.rs: the start banner.
+    ("text backend", "for commands, Ctrl-D to quit"),
+    // bot-runtime/src/backend/slack.rs: the Socket Mode call.
+    ("slack backend", "apps.connections.open"),
+    // bot-runtime/src/backend/irc: the message command.
+    ("irc backend", "PRIVMSG"),
+    // tokio-xmpp: the stream's namespace.
+    ("xmpp backend", "jabber:client"),
+    // bot-runtime/src/backend/matrix: the event type of a message.
+    ("matrix backend", "m.room.message"),
+    // bot-runtime/src/backend/msteams: the token service.
+    ("msteams backend", "login.microsoftonline.com"),
+    // bot-runtime/src/simulator.rs: the demo-mode notice.
+    ("simulator", "DEMO MODE: talking to a simulated StackStorm"),
+    // bot-runtime/src/ha/audit_store.rs: our SQL.
+    ("ha (PostgreSQL)", "INSERT INTO st2bot_audit"),
+    // tokio-postgres: an error message of the client itself.
+    (
+        "tokio-postgres",
+        "query returned an unexpected number of columns",
+    ),
+    // redb: an error message of the store itself.
+    ("redb", "Database already open. Cannot acquire lock."),
+    // bot-runtime/src/auth_page/html.rs: the login page's style sheet.
+    (
+        "login page",
+        "font-family:system-ui,sans-serif;max-width:34rem",
+    ),
+];
+
+/// Which [`MARKERS`] the executable carries.
+fn parts_linked(exe: &str) -> BTreeSet<&'static str> {
+    let bytes = std::fs::read(exe).unwrap_or_else(|e| panic!("cannot read {exe}: {e}"));
+    // The search of the standard library (optimised even in a debug test build); the
+    // markers are ASCII, which the lossy conversion keeps as it is.
+    let text = String::from_utf8_lossy(&bytes);
+    MARKERS
+        .iter()
+        .filter(|(_, marker)| text.contains(marker))
+        .map(|(part, _)| *part)
+        .collect()
+}
+
+#[test]
+fn each_executable_links_only_what_its_definition_uses() {
+    let expected: &[(&str, &str, &[&str])] = &[
+        // A terminal bot: its backend and the simulator for `--simulate`, nothing else.
+        (
+            "demo",
+            env!("CARGO_BIN_EXE_demo"),
+            &["text backend", "simulator"],
+        ),
+        (
+            "demo-ha",
+            env!("CARGO_BIN_EXE_demo-ha"),
+            &[
+                "text backend",
+                "simulator",
+                "ha (PostgreSQL)",
+                "tokio-postgres",
+                // Its `auth_page` keeps the sessions in PostgreSQL; the session subsystem
+                // carries the file store all the same.
+                "redb",
+                "login page",
+            ],
+        ),
+        // auth_page: the session file and the login page.
+        (
+            "demo-sessions",
+            env!("CARGO_BIN_EXE_demo-sessions"),
+            &["text backend", "simulator", "redb", "login page"],
+        ),
+        // `stackstorm.results_store`: the owed-results file.
+        (
+            "demo-results",
+            env!("CARGO_BIN_EXE_demo-results"),
+            &["text backend", "simulator", "redb"],
+        ),
+        // bots/slack.yaml has an `auth_page`.
+        (
+            "slack",
+            env!("CARGO_BIN_EXE_slack"),
+            &["slack backend", "redb", "login page"],
+        ),
+        ("irc", env!("CARGO_BIN_EXE_irc"), &["irc backend"]),
+        ("xmpp", env!("CARGO_BIN_EXE_xmpp"), &["xmpp backend"]),
+        ("matrix", env!("CARGO_BIN_EXE_matrix"), &["matrix backend"]),
+        (
+            "msteams",
+            env!("CARGO_BIN_EXE_msteams"),
+            &["msteams backend"],
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (bot, exe, parts) in expected {
+        let linked = parts_linked(exe);
+        let parts: BTreeSet<&str> = parts.iter().copied().collect();
+        if linked != parts {
+            wrong.push(format!(
+                "{bot}: carries {linked:?}, its definition uses {parts:?}"
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}

@@ -18,14 +18,15 @@ use support::bot::BotProcess;
 const WAIT: Duration = Duration::from_secs(15);
 
 fn start_bot(sim: &Sim, extra: &[&str]) -> BotProcess {
+    start_exe(env!("CARGO_BIN_EXE_demo"), sim, extra)
+}
+
+/// `exe` as alice against `sim`.
+fn start_exe(exe: &str, sim: &Sim, extra: &[&str]) -> BotProcess {
     let url = sim.url();
     let mut args = vec!["--user", "alice", "--stackstorm-url", url.as_str()];
     args.extend_from_slice(extra);
-    BotProcess::start(
-        env!("CARGO_BIN_EXE_demo"),
-        &args,
-        &[("ST2_API_KEY", "sim-api-key")],
-    )
+    BotProcess::start(exe, &args, &[("ST2_API_KEY", "sim-api-key")])
 }
 
 async fn wait_for_stream(sim: &Sim, clients: usize) {
@@ -246,7 +247,9 @@ async fn a_result_missed_while_the_bot_was_down_is_posted_after_its_restart() {
     let dir = support::TempDir::new("results-restart");
     let store = dir.join("owed.redb");
     let store = store.to_str().unwrap();
-    let mut bot = start_bot(&sim, &["--results-store", store]);
+    // The demo with `stackstorm.results_store` (the file store is linked in only there).
+    let exe = env!("CARGO_BIN_EXE_demo-results");
+    let mut bot = start_exe(exe, &sim, &["--results-store", store]);
     wait_for_stream(&sim, 1).await;
     sim.cut_stream();
     bot.say("!local date").await;
@@ -258,7 +261,7 @@ async fn a_result_missed_while_the_bot_was_down_is_posted_after_its_restart() {
     wait_finished(&sim, &id).await;
     sim.restore_stream();
 
-    let mut again = start_bot(&sim, &["--results-store", store]);
+    let mut again = start_exe(exe, &sim, &["--results-store", store]);
     again
         .expect(&format!("@alice: Execution {id} succeeded:"), WAIT)
         .await;

@@ -407,17 +407,32 @@ pub fn expand_with_access_matrix(
     let value = spec.emit();
     let doc = format!("The `{}` bot, compiled from `{}`.", spec.name, spec.source);
     let tracked = Literal::string(tracked_file);
-    // Only the definition's backend (and, for terminal bots, the simulator) is named, so
-    // the linker leaves the others out of the executable.
+    // Only what the definition uses is named (its backend; the simulator for terminal
+    // bots; HA, sessions and the results file when their keys are there), so the linker
+    // leaves the rest out of the executable.
     let backend = proc_macro2::Ident::new(spec.backend.kind(), proc_macro2::Span::call_site());
     let simulator = match spec.backend {
         BackendSpec::Text(_) => quote!(#rt::SIMULATOR),
         _ => quote!(::core::option::Option::None),
     };
+    let linked_if = |used: bool, item: &str| {
+        let item = proc_macro2::Ident::new(item, proc_macro2::Span::call_site());
+        if used {
+            quote!(::core::option::Option::Some(#rt::linked::#item))
+        } else {
+            quote!(::core::option::Option::None)
+        }
+    };
+    let ha = linked_if(spec.ha.is_some(), "HA");
+    let sessions = linked_if(spec.auth_page.is_some(), "SESSIONS");
+    let results_file = linked_if(links_results_file(spec), "RESULTS_FILE");
     let linked = quote! {
         #rt::Linked {
             backend: #rt::factory::#backend,
             simulator: #simulator,
+            ha: #ha,
+            sessions: #sessions,
+            results_file: #results_file,
         }
     };
     let main = match access_matrix {
@@ -444,6 +459,13 @@ pub fn expand_with_access_matrix(
 
         #main
     }
+}
+
+/// Whether the executable carries the owed-results file (redb): only where the definition
+/// names one, and has neither `ha:` (PostgreSQL keeps the list) nor an `auth_page` (its
+/// session file does). `--results-store` elsewhere is refused, naming the key.
+fn links_results_file(spec: &BotSpec) -> bool {
+    spec.stackstorm.results_store.is_some() && spec.ha.is_none() && spec.auth_page.is_none()
 }
 
 /// What `bot!` expands to after errors (next to the `compile_error!`s): a `main` that

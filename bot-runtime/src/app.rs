@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::Linked;
 use crate::aliases::AliasCache;
 use crate::backend::{self, BackendError, BackendIo, BackendOptions, ConnState, Outgoing};
 use crate::cli::Options;
@@ -36,31 +37,48 @@ const DRAIN: Duration = Duration::from_secs(10);
 const DEFAULT_LINGER: Duration = Duration::from_secs(30);
 
 /// Runs the bot until its input ends (text backend) or SIGINT/SIGTERM, with any backend
-/// (tests; executables use [`run_with`] and their one backend).
-pub async fn run(spec: &'static BotSpec, st2: St2Client, options: &Options) -> ExitCode {
-    run_with(spec, st2, options, backend::build, CancellationToken::new()).await
+/// and subsystem (tests; executables use [`run_with`] and what their definition needs).
+pub async fn run(spec: &BotSpec, st2: St2Client, options: &Options) -> ExitCode {
+    run_with(
+        spec,
+        st2,
+        options,
+        Linked::everything(),
+        CancellationToken::new(),
+    )
+    .await
 }
 
 /// [`run`], also stopping as on SIGTERM when `stop` is cancelled (the bot inside another
 /// program: tests).
 pub async fn run_until(
-    spec: &'static BotSpec,
+    spec: &BotSpec,
     st2: St2Client,
     options: &Options,
     stop: CancellationToken,
 ) -> ExitCode {
-    run_with(spec, st2, options, backend::build, stop).await
+    run_with(spec, st2, options, Linked::everything(), stop).await
 }
 
-/// [`run_until`] with the chat backend built by `backend_factory` (executables: their one
-/// backend, [`backend::factory`]).
+/// [`run_until`] with only the subsystems `linked` names (executables: their one backend
+/// and what their definition uses, `crate::linked`).
 pub async fn run_with(
-    spec: &'static BotSpec,
+    spec: &BotSpec,
     st2: St2Client,
     options: &Options,
-    backend_factory: backend::Factory,
+    linked: Linked,
     stop: CancellationToken,
 ) -> ExitCode {
+    let backend_factory = linked.backend;
+    let results_file = options
+        .results_store
+        .as_deref()
+        .or(spec.stackstorm.results_store.as_deref());
+    if let Err(missing) = required(spec, &linked, options, results_file.is_some()) {
+        tracing::error!(error = %missing, "a subsystem is missing from this executable");
+        eprintln!("{}: {missing}", spec.name);
+        return ExitCode::from(2);
+    }
     let backend_options = BackendOptions {
         user: options.user.clone(),
         room: options.room.clone(),
@@ -95,10 +113,9 @@ pub async fn run_with(
     let backend_shutdown = CancellationToken::new();
     // The lease outlives intake: it is released once commands in flight are done.
     let lease_shutdown = CancellationToken::new();
-    let ha = match &spec.ha {
-        None => None,
-        Some(ha_spec) => {
-            match crate::ha::start(ha_spec, &spec.name, lease_shutdown.clone()).await {
+    let ha = match (&spec.ha, linked.ha) {
+        (Some(ha_spec), Some(start)) => {
+            match start(ha_spec, &spec.name, lease_shutdown.clone()).await {
                 Ok(ha) => Some(ha),
                 Err(e) => {
                     tracing::error!(error = %e, "cannot start high availability");
@@ -107,6 +124,8 @@ pub async fn run_with(
                 }
             }
         }
+        // `required` refused a definition with `ha:` and no HA linked in.
+        _ => None,
     };
     let leadership = ha
         .as_ref()
@@ -135,24 +154,32 @@ pub async fn run_with(
         }
     };
 
-    let mut session_store: Option<crate::session::RedbOwedStore> = None;
+    let mut session_store: Option<Box<dyn crate::results::OwedStore>> = None;
     let mut session_manager = None;
-    let dispatcher = match &spec.auth_page {
-        None => dispatcher,
-        Some(page) => {
-            let opened = match &ha {
-                Some(ha) => {
-                    crate::session::SessionManager::open_shared(
-                        page,
-                        &spec.name,
-                        st2.clone(),
-                        crate::ha::session_store::PgSessionStore::new(ha),
-                    )
-                    .await
+    let dispatcher = match (&spec.auth_page, linked.sessions) {
+        (Some(page), Some(start)) => {
+            let admins = match bot_config::acl::UserSet::new(&page.admins, &spec.access.groups) {
+                Ok(admins) => admins,
+                Err(e) => {
+                    // The build checked every pattern: this is a bug, not bad input.
+                    tracing::error!(error = %e, "session admins do not compile");
+                    eprintln!("{}: auth_page.admins: {e}", spec.name);
+                    return ExitCode::FAILURE;
                 }
-                None => crate::session::SessionManager::open(page, &spec.name, st2.clone()),
             };
-            let sessions = match opened {
+            let (notify_tx, mut notify_rx) = mpsc::channel::<(String, String)>(64);
+            let started = start(crate::linked::SessionSetup {
+                page,
+                bot: &spec.name,
+                st2: st2.clone(),
+                shared: ha.as_ref(),
+                command_name: format!("{}{}", spec.chat.prefix, spec.chat.session_command),
+                admins,
+                notify: notify_tx,
+                shutdown: shutdown.clone(),
+            })
+            .await;
+            let started = match started {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot open the session store");
@@ -160,24 +187,6 @@ pub async fn run_with(
                     return ExitCode::FAILURE;
                 }
             };
-            sessions.set_command_name(format!("{}{}", spec.chat.prefix, spec.chat.session_command));
-            match bot_config::acl::UserSet::new(&page.admins, &spec.access.groups) {
-                Ok(admins) => sessions.set_admins(admins),
-                Err(e) => {
-                    // The build checked every pattern: this is a bug, not bad input.
-                    tracing::error!(error = %e, "session admins do not compile");
-                    eprintln!("{}: auth_page.admins: {e}", spec.name);
-                    return ExitCode::FAILURE;
-                }
-            }
-            let (notify_tx, mut notify_rx) = mpsc::channel::<(String, String)>(64);
-            let page_shutdown = shutdown.clone();
-            let server = sessions.clone();
-            tokio::spawn(async move {
-                if let Err(e) = server.serve(notify_tx, page_shutdown).await {
-                    tracing::error!(error = %e, "login page stopped");
-                }
-            });
             let confirmations = outgoing_tx.clone();
             tokio::spawn(async move {
                 while let Some((user, text)) = notify_rx.recv().await {
@@ -189,35 +198,29 @@ pub async fn run_with(
                         .await;
                 }
             });
-            session_store = sessions.owed_store();
-            session_manager = Some(sessions.clone());
-            dispatcher.with_sessions(sessions)
+            session_store = started.owed;
+            session_manager = Some(started.manager.clone());
+            dispatcher.with_sessions(started.manager)
         }
+        // `required` refused a definition with `auth_page` and no sessions linked in.
+        _ => dispatcher,
     };
     // Owed results: shared in PostgreSQL under `ha:`, else in the session store's file,
     // else in `results_store`, else in memory.
-    let owed_store: Box<dyn crate::results::OwedStore> = match (
-        &ha,
-        session_store,
-        options
-            .results_store
-            .as_deref()
-            .or(spec.stackstorm.results_store.as_deref()),
-    ) {
-        (Some(ha), _, _) => Box::new(crate::ha::owed_store::PgOwedStore::new(ha)),
-        (None, Some(table), _) => Box::new(table),
-        (None, None, Some(path)) => {
-            match crate::session::RedbOwedStore::open(std::path::Path::new(path)) {
-                Ok(store) => Box::new(store),
+    let owed_store: Box<dyn crate::results::OwedStore> =
+        match (&ha, session_store, results_file.zip(linked.results_file)) {
+            (Some(ha), _, _) => ha.owed_store(),
+            (None, Some(table), _) => table,
+            (None, None, Some((path, open))) => match open(std::path::Path::new(path)) {
+                Ok(store) => store,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot open the results store");
                     eprintln!("{}: {e}", spec.name);
                     return ExitCode::FAILURE;
                 }
-            }
-        }
-        (None, None, None) => Box::new(crate::results::MemoryOwedStore),
-    };
+            },
+            (None, None, None) => Box::new(crate::results::MemoryOwedStore),
+        };
     let ledger = Arc::new(
         crate::results::Ledger::open(
             &spec.name,
@@ -239,7 +242,10 @@ pub async fn run_with(
     let backend_task = if ha.is_some() && !backend::standby_connects(&spec.backend) {
         tokio::spawn(connect_while_leading(
             backend,
-            move || backend_factory(&spec.backend, &backend_options),
+            {
+                let backend_spec = spec.backend.clone();
+                move || backend_factory(&backend_spec, &backend_options)
+            },
             spec.backend.kind(),
             backend_io,
             leadership.clone(),
@@ -504,6 +510,45 @@ pub async fn run_with(
             ExitCode::from(3)
         }
     }
+}
+
+/// Refuses to start when the definition or a flag needs a subsystem this executable was
+/// built without. Executables are built from the definition they run, so only a flag
+/// (`--results-store`, `--simulate` is checked where it starts) can ask for one; the
+/// definition's own keys are checked too, for callers that fill [`Linked`] by hand.
+fn required(
+    spec: &BotSpec,
+    linked: &Linked,
+    options: &Options,
+    results_file: bool,
+) -> Result<(), crate::linked::Missing> {
+    use crate::linked::Missing;
+    if spec.ha.is_some() && linked.ha.is_none() {
+        return Err(Missing {
+            what: "`ha`",
+            key: "ha",
+        });
+    }
+    if spec.auth_page.is_some() && linked.sessions.is_none() {
+        return Err(Missing {
+            what: "`auth_page`",
+            key: "auth_page",
+        });
+    }
+    // The owed list goes to the database under `ha:`, to the session file with
+    // `auth_page`: a results file is opened only without both.
+    let needs_file = results_file && spec.ha.is_none() && spec.auth_page.is_none();
+    if needs_file && linked.results_file.is_none() {
+        return Err(Missing {
+            what: if options.results_store.is_some() {
+                "`--results-store`"
+            } else {
+                "`stackstorm.results_store`"
+            },
+            key: "stackstorm.results_store",
+        });
+    }
+    Ok(())
 }
 
 /// Passes replies on to the backend only while this instance leads: one that was composed

@@ -34,12 +34,12 @@ pub const ID_ALPHABET: &[u8] = b"23456789abcdefghjkmnpqrstuvwxyz";
 /// The `confirm:` rules, compiled once.
 #[derive(Debug)]
 pub struct ConfirmRules {
-    rules: Vec<(Vec<GlobMatcher>, &'static ConfirmSpec)>,
+    rules: Vec<(Vec<GlobMatcher>, ConfirmSpec)>,
 }
 
 impl ConfirmRules {
     /// Compiles the rules of a definition (their patterns were checked at build time).
-    pub fn new(specs: &'static [ConfirmSpec]) -> Result<Self, GlobError> {
+    pub fn new(specs: &[ConfirmSpec]) -> Result<Self, GlobError> {
         let mut rules = Vec::with_capacity(specs.len());
         for spec in specs {
             let matchers = spec
@@ -47,17 +47,17 @@ impl ConfirmRules {
                 .iter()
                 .map(|p| compile_glob(p).map(|g| g.compile_matcher()))
                 .collect::<Result<Vec<_>, _>>()?;
-            rules.push((matchers, spec));
+            rules.push((matchers, spec.clone()));
         }
         Ok(Self { rules })
     }
 
     /// The first rule whose `commands` match the alias ref `reference`.
-    pub fn rule_for(&self, reference: &str) -> Option<&'static ConfirmSpec> {
+    pub fn rule_for(&self, reference: &str) -> Option<&ConfirmSpec> {
         self.rules
             .iter()
             .find(|(matchers, _)| matchers.iter().any(|m| m.is_match(reference)))
-            .map(|(_, spec)| *spec)
+            .map(|(_, spec)| spec)
     }
 
     /// Whether no command needs a confirmation.
@@ -380,7 +380,7 @@ mod tests {
 
     #[test]
     fn the_first_rule_whose_commands_match_applies() {
-        let specs: &'static [ConfirmSpec] = Box::leak(Box::new([
+        let specs = [
             ConfirmSpec {
                 commands: vec!["core.remote*".into()].into(),
                 by: ConfirmBy::Requester,
@@ -393,8 +393,8 @@ mod tests {
                 within: Duration::from_secs(600),
                 line: 4,
             },
-        ]));
-        let rules = ConfirmRules::new(specs).unwrap();
+        ];
+        let rules = ConfirmRules::new(&specs).unwrap();
         assert_eq!(rules.rule_for("core.remote_sudo").unwrap().line, 3);
         assert_eq!(rules.rule_for("core.local").unwrap().line, 4);
         assert_eq!(rules.rule_for("packs.uninstall").unwrap().line, 4);

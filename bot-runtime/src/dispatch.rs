@@ -171,7 +171,9 @@ enum Unresolved {
 
 /// Everything a message needs, shared by all in-flight messages.
 pub struct Dispatcher {
-    spec: &'static BotSpec,
+    /// The dispatcher's own copy (shallow for the compiled spec, whose text is borrowed
+    /// from the executable).
+    spec: BotSpec,
     st2: St2Client,
     acl: AccessControl,
     templates: Templates,
@@ -275,7 +277,7 @@ pub enum DispatchSetupError {
 impl Dispatcher {
     /// A dispatcher for a bot, posting replies to `outgoing`.
     pub fn new(
-        spec: &'static BotSpec,
+        spec: &BotSpec,
         st2: St2Client,
         capabilities: Capabilities,
         aliases: AliasCache,
@@ -285,7 +287,7 @@ impl Dispatcher {
         Ok(Self {
             posted,
             posted_rx: std::sync::Mutex::new(Some(posted_rx)),
-            spec,
+            spec: spec.clone(),
             st2,
             acl: AccessControl::new(&spec.access)?,
             templates: Templates::new(&spec.templates)?,
@@ -466,7 +468,7 @@ impl Dispatcher {
     /// shared copy in PostgreSQL (`ha:`).
     pub fn with_shared_audit(mut self, ha: &crate::ha::Ha) -> Self {
         if let Some(audit) = &mut self.audit {
-            audit.share(crate::ha::audit_store::start(ha));
+            audit.share(ha.audit_lines());
         }
         self
     }
@@ -1592,12 +1594,10 @@ mod tests {
             "name: t\nbackend: {{kind: text}}\nstackstorm:\n  url: http://127.0.0.1:9\n  auth: {{api_key: \"file:{}\"}}\n{access}",
             key.display()
         );
-        let spec: &'static BotSpec = Box::leak(Box::new(
-            bot_config::load(&bot_config::SourceFile::new("t.yaml", yaml)).expect("valid"),
-        ));
+        let spec = bot_config::load(&bot_config::SourceFile::new("t.yaml", yaml)).expect("valid");
         let (tx, _rx) = mpsc::channel(8);
         Dispatcher::new(
-            spec,
+            &spec,
             St2Client::new(&spec.stackstorm).unwrap(),
             Capabilities {
                 max_message_len: 4000,

@@ -22,6 +22,7 @@ pub mod ha;
 pub mod help_rights;
 pub mod http;
 pub mod inquiry;
+pub mod linked;
 pub mod logging;
 pub mod ops;
 pub mod print_spec;
@@ -51,37 +52,7 @@ use std::process::ExitCode;
 
 use bot_config::{BackendSpec, BotSpec};
 
-/// What a generated executable links in besides the shared runtime, named statically by its
-/// `main` so that the linker drops the rest: the one chat backend its definition uses, and
-/// the StackStorm simulator for `--simulate` in terminal bots (`kind: text`) only.
-#[derive(Clone, Copy, Debug)]
-pub struct Linked {
-    /// Builds the chat backend ([`backend::factory`]).
-    pub backend: backend::Factory,
-    /// Starts the simulator for `--simulate` ([`SIMULATOR`]); `None`: not linked in.
-    pub simulator: Option<SimulatorStart>,
-}
-
-/// Starts a simulated StackStorm for demo mode.
-pub type SimulatorStart =
-    fn(&'static BotSpec) -> backend::BoxFuture<'static, Result<Simulated, String>>;
-
-/// A running simulated StackStorm and the spec/client that talk to it.
-pub struct Simulated {
-    /// The bot's spec with StackStorm URLs pointing at the simulator.
-    pub spec: &'static BotSpec,
-    /// A client using the simulator's credentials.
-    pub client: stackstorm::St2Client,
-    /// The simulator itself, kept alive for the bot's lifetime.
-    pub keep_running: Box<dyn std::any::Any + Send>,
-}
-
-/// The built-in simulator (`None` when this runtime is built without feature `simulator`).
-#[cfg(feature = "simulator")]
-pub const SIMULATOR: Option<SimulatorStart> = Some(simulator::start_boxed);
-/// The built-in simulator (`None` when this runtime is built without feature `simulator`).
-#[cfg(not(feature = "simulator"))]
-pub const SIMULATOR: Option<SimulatorStart> = None;
+pub use linked::{Linked, SIMULATOR, Simulated, SimulatorStart};
 
 /// Entry point of every generated executable.
 pub fn main(spec: &'static BotSpec, linked: Linked) -> ExitCode {
@@ -179,60 +150,76 @@ fn run_main(
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async move {
-        let spec = match options.backend_url.as_deref() {
-            Some(url) => match with_backend_url(spec, url) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("{}: {e}", spec.name);
-                    return ExitCode::from(2);
-                }
-            },
-            None => spec,
-        };
-        let spec = match options.chat_server.as_deref() {
-            Some(server) => match with_chat_server(spec, server) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("{}: {e}", spec.name);
-                    return ExitCode::from(2);
-                }
-            },
-            None => spec,
-        };
-        let spec = match options.auth_page_listen.as_deref() {
-            Some(listen) => match with_auth_page_listen(spec, listen) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("{}: {e}", spec.name);
-                    return ExitCode::from(2);
-                }
-            },
-            None => spec,
-        };
-        let spec = match options.stackstorm_url.as_deref() {
-            Some(base) => match with_stackstorm_url(spec, base) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("{}: {e}", spec.name);
-                    return ExitCode::from(2);
-                }
-            },
-            None => spec,
-        };
+    let mut bot = Bot::new(spec, linked);
+    if let Err(e) = bot.apply_overrides(&options) {
+        eprintln!("{}: {e}", spec.name);
+        return ExitCode::from(2);
+    }
+    runtime.block_on(bot.run(&options))
+}
+
+/// A bot about to run: its spec (the one compiled into the executable, with the command
+/// line's overrides applied) and the subsystems the executable carries. It owns both, so
+/// `run` borrows them for as long as the bot runs and nothing is leaked.
+#[derive(Debug)]
+pub struct Bot {
+    spec: BotSpec,
+    linked: Linked,
+}
+
+impl Bot {
+    /// The bot `spec` describes, with the subsystems of `linked`.
+    pub fn new(spec: &BotSpec, linked: Linked) -> Self {
+        Self {
+            spec: spec.clone(),
+            linked,
+        }
+    }
+
+    /// The spec the bot runs.
+    pub fn spec(&self) -> &BotSpec {
+        &self.spec
+    }
+
+    /// Applies the addresses given on the command line (`--backend-url`, `--chat-server`,
+    /// `--auth-page-listen`, `--stackstorm-url`); a message for the user when one does not
+    /// apply or does not parse.
+    pub fn apply_overrides(&mut self, options: &cli::Options) -> Result<(), String> {
+        let spec = &mut self.spec;
+        if let Some(url) = options.backend_url.as_deref() {
+            with_backend_url(spec, url)?;
+        }
+        if let Some(server) = options.chat_server.as_deref() {
+            with_chat_server(spec, server)?;
+        }
+        if let Some(listen) = options.auth_page_listen.as_deref() {
+            with_auth_page_listen(spec, listen)?;
+        }
+        if let Some(base) = options.stackstorm_url.as_deref() {
+            with_stackstorm_url(spec, base)?;
+        }
+        Ok(())
+    }
+
+    /// Runs what `options.command` asks (`--check`, `--doctor`, `--explain`, or the bot
+    /// itself), in demo mode with `--simulate`.
+    pub async fn run(&self, options: &cli::Options) -> ExitCode {
         let simulator = if options.simulate {
-            let Some(start) = linked.simulator else {
+            let Some(start) = self.linked.simulator else {
                 eprintln!(
                     "{}: this executable has no StackStorm simulator: `--simulate` is for \
                      terminal bots (`backend: {{ kind: text }}`, such as `demo`)",
-                    spec.name
+                    self.spec.name
                 );
                 return ExitCode::from(2);
             };
-            match start(spec).await {
+            match start(&self.spec).await {
                 Ok(s) => Some(s),
                 Err(e) => {
-                    eprintln!("{}: cannot start the StackStorm simulator: {e}", spec.name);
+                    eprintln!(
+                        "{}: cannot start the StackStorm simulator: {e}",
+                        self.spec.name
+                    );
                     return ExitCode::FAILURE;
                 }
             }
@@ -240,8 +227,11 @@ fn run_main(
             None
         };
         let (spec, client) = match &simulator {
-            Some(sim) => (sim.spec, Ok(sim.client.clone())),
-            None => (spec, stackstorm::St2Client::new(&spec.stackstorm)),
+            Some(sim) => (&sim.spec, Ok(sim.client.clone())),
+            None => (
+                &self.spec,
+                stackstorm::St2Client::new(&self.spec.stackstorm),
+            ),
         };
         match options.command {
             cli::Command::Check => {
@@ -277,8 +267,8 @@ fn run_main(
                     app::run_with(
                         spec,
                         client,
-                        &options,
-                        linked.backend,
+                        options,
+                        self.linked,
                         tokio_util::sync::CancellationToken::new(),
                     )
                     .await
@@ -290,11 +280,11 @@ fn run_main(
                 }
             },
         }
-    })
+    }
 }
 
 /// The spec with StackStorm's addresses derived from `base` (as `stackstorm.url` does).
-fn with_stackstorm_url(spec: &BotSpec, base: &str) -> Result<&'static BotSpec, String> {
+fn with_stackstorm_url(spec: &mut BotSpec, base: &str) -> Result<(), String> {
     let parsed = url::Url::parse(base)
         .map_err(|e| format!("`--stackstorm-url {base}` is not a URL: {e}"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
@@ -302,27 +292,24 @@ fn with_stackstorm_url(spec: &BotSpec, base: &str) -> Result<&'static BotSpec, S
             "`--stackstorm-url {base}` must be an http or https URL"
         ));
     }
-    let base = base.trim_end_matches('/');
-    let mut spec = spec.clone();
-    spec.stackstorm.use_base_url(base);
-    Ok(Box::leak(Box::new(spec)))
+    spec.stackstorm.use_base_url(base.trim_end_matches('/'));
+    Ok(())
 }
 
 /// The spec with the login page's listen address replaced (`--auth-page-listen`).
-fn with_auth_page_listen(spec: &BotSpec, listen: &str) -> Result<&'static BotSpec, String> {
+fn with_auth_page_listen(spec: &mut BotSpec, listen: &str) -> Result<(), String> {
     let address: std::net::SocketAddr = listen
         .parse()
         .map_err(|_| format!("`--auth-page-listen {listen}` is not an IP address and port"))?;
-    let mut spec = spec.clone();
     let Some(page) = spec.auth_page.as_mut() else {
         return Err("`--auth-page-listen` needs `auth_page` in the definition".to_owned());
     };
     page.listen = address.to_string().into();
-    Ok(Box::leak(Box::new(spec)))
+    Ok(())
 }
 
 /// The spec with the chat server's URL replaced (`--backend-url`), for backends that have one.
-fn with_backend_url(spec: &BotSpec, url: &str) -> Result<&'static BotSpec, String> {
+fn with_backend_url(spec: &mut BotSpec, url: &str) -> Result<(), String> {
     let parsed =
         url::Url::parse(url).map_err(|e| format!("`--backend-url {url}` is not a URL: {e}"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
@@ -330,7 +317,6 @@ fn with_backend_url(spec: &BotSpec, url: &str) -> Result<&'static BotSpec, Strin
             "`--backend-url {url}` must be an http or https URL"
         ));
     }
-    let mut spec = spec.clone();
     let url = url.to_owned().into();
     match &mut spec.backend {
         BackendSpec::Matrix(b) => b.url = url,
@@ -346,15 +332,14 @@ fn with_backend_url(spec: &BotSpec, url: &str) -> Result<&'static BotSpec, Strin
             ));
         }
     }
-    Ok(Box::leak(Box::new(spec)))
+    Ok(())
 }
 
 /// The spec with the chat server's host (and port) replaced (`--chat-server HOST[:PORT]`),
 /// for the backends that name a server rather than a URL (irc, xmpp).
-fn with_chat_server(spec: &BotSpec, server: &str) -> Result<&'static BotSpec, String> {
+fn with_chat_server(spec: &mut BotSpec, server: &str) -> Result<(), String> {
     let (host, port) = host_and_port(server)
         .ok_or_else(|| format!("`--chat-server {server}` is not HOST or HOST:PORT"))?;
-    let mut spec = spec.clone();
     match &mut spec.backend {
         BackendSpec::Irc(b) => {
             b.server = host.into();
@@ -372,7 +357,7 @@ fn with_chat_server(spec: &BotSpec, server: &str) -> Result<&'static BotSpec, St
             ));
         }
     }
-    Ok(Box::leak(Box::new(spec)))
+    Ok(())
 }
 
 /// `host`, `host:port`, `[v6]` or `[v6]:port` (an IPv6 address with a port needs brackets).

@@ -8,10 +8,10 @@ use crate::secret::Secret;
 use crate::stackstorm::St2Client;
 use crate::stackstorm::auth::{Credential, ServiceAuth};
 
-/// [`start`] as a [`crate::SimulatorStart`], for [`crate::SIMULATOR`].
+/// [`start`] as a [`crate::linked::SimulatorStart`], for [`crate::linked::SIMULATOR`].
 pub(crate) fn start_boxed(
-    spec: &'static BotSpec,
-) -> crate::backend::BoxFuture<'static, Result<crate::Simulated, String>> {
+    spec: &BotSpec,
+) -> crate::backend::BoxFuture<'_, Result<crate::linked::Simulated, String>> {
     Box::pin(start(spec))
 }
 
@@ -36,7 +36,7 @@ fn add_gated_workflow(config: &mut st2_sim::SimConfig, announcement_route: &str)
 }
 
 /// Starts the simulator with its demo packs.
-pub async fn start(spec: &'static BotSpec) -> Result<crate::Simulated, String> {
+pub async fn start(spec: &BotSpec) -> Result<crate::linked::Simulated, String> {
     let mut config = st2_sim::SimConfig::demo();
     config.webui_url = None;
     add_gated_workflow(&mut config, &spec.stackstorm.announcement_route);
@@ -48,9 +48,8 @@ pub async fn start(spec: &'static BotSpec) -> Result<crate::Simulated, String> {
     let mut patched = spec.clone();
     patched.stackstorm.use_base_url(&base);
     patched.stackstorm.webui_url = None;
-    let spec: &'static BotSpec = Box::leak(Box::new(patched));
     let client = St2Client::with_auth(
-        &spec.stackstorm,
+        &patched.stackstorm,
         ServiceAuth::fixed(Credential::ApiKey(Secret::new(key))),
     )
     .map_err(|e| e.to_string())?;
@@ -58,8 +57,8 @@ pub async fn start(spec: &'static BotSpec) -> Result<crate::Simulated, String> {
         "DEMO MODE: talking to a simulated StackStorm at {base} (packs: core, packs, examples, linux, jira). Nothing reaches a real StackStorm."
     );
     tracing::warn!(url = %base, "demo mode: StackStorm simulator");
-    Ok(crate::Simulated {
-        spec,
+    Ok(crate::linked::Simulated {
+        spec: patched,
         client,
         keep_running: Box::new(sim),
     })

@@ -226,6 +226,11 @@ fn main() -> ::std::process::ExitCode {
         ::st2bot::__private::Linked {
             backend: ::st2bot::__private::factory::slack,
             simulator: ::core::option::Option::None,
+            ha: ::core::option::Option::Some(::st2bot::__private::linked::HA),
+            sessions: ::core::option::Option::Some(
+                ::st2bot::__private::linked::SESSIONS,
+            ),
+            results_file: ::core::option::Option::None,
         },
     )
 }

@@ -97,6 +97,9 @@ fn main() -> ::std::process::ExitCode {
         ::st2bot::__private::Linked {
             backend: ::st2bot::__private::factory::irc,
             simulator: ::core::option::Option::None,
+            ha: ::core::option::Option::None,
+            sessions: ::core::option::Option::None,
+            results_file: ::core::option::Option::None,
         },
     )
 }

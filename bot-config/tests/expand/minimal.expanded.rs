@@ -86,6 +86,9 @@ fn main() -> ::std::process::ExitCode {
         ::st2bot::__private::Linked {
             backend: ::st2bot::__private::factory::text,
             simulator: ::st2bot::__private::SIMULATOR,
+            ha: ::core::option::Option::None,
+            sessions: ::core::option::Option::None,
+            results_file: ::core::option::Option::None,
         },
     )
 }

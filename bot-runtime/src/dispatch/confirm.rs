@@ -72,7 +72,7 @@ impl Dispatcher {
         message: &Incoming,
         command: &str,
         resolved: &Resolved,
-        rule: &'static ConfirmSpec,
+        rule: &ConfirmSpec,
     ) {
         let Some(id) = (0..ID_ATTEMPTS)
             .map(|_| confirm::new_id())

@@ -24,7 +24,7 @@ const INSERT: &str =
     "INSERT INTO st2bot_audit (bot, instance, line) VALUES ($1, $2, $3::text::jsonb)";
 
 /// Starts the writer task of bot `ha` runs; lines sent to the returned queue are inserted.
-pub(crate) fn start(ha: &super::Ha) -> mpsc::Sender<String> {
+pub(crate) fn start(ha: &super::PgShared) -> mpsc::Sender<String> {
     let (lines, queue) = mpsc::channel(MAX_QUEUED);
     tokio::spawn(writer(
         Connection::new(ha.db.clone(), "audit trail", CALL_TIMEOUT),

@@ -82,12 +82,72 @@ fn with_causes(error: &dyn std::error::Error) -> String {
 pub struct Ha {
     /// Whether this instance leads; consulted before anything is said in chat.
     pub leadership: Leadership,
+    /// The lease loop.
+    pub task: tokio::task::JoinHandle<()>,
+    /// The shared stores, reached through a trait object so that only [`start`] names the
+    /// PostgreSQL code (a bot without `ha:` does not link it: `crate::linked`).
+    pub(crate) stores: Box<dyn SharedStores>,
+}
+
+impl Ha {
+    /// The owed-results list shared by the instances (`crate::results`).
+    pub(crate) fn owed_store(&self) -> Box<dyn crate::results::OwedStore> {
+        self.stores.owed_store()
+    }
+
+    /// The login sessions shared by the instances (`crate::session`).
+    pub(crate) fn session_store(&self) -> std::sync::Arc<dyn crate::session::SealedStore> {
+        self.stores.session_store()
+    }
+
+    /// The queue of audit lines for the shared copy of the audit trail.
+    pub(crate) fn audit_lines(&self) -> tokio::sync::mpsc::Sender<String> {
+        self.stores.audit_lines()
+    }
+}
+
+/// The state the instances share, as the rest of the bot uses it. Each call starts the
+/// store's writer task.
+pub(crate) trait SharedStores: Send + Sync + std::fmt::Debug {
+    /// The owed-results list.
+    fn owed_store(&self) -> Box<dyn crate::results::OwedStore>;
+    /// The login sessions.
+    fn session_store(&self) -> std::sync::Arc<dyn crate::session::SealedStore>;
+    /// The audit trail's copy.
+    fn audit_lines(&self) -> tokio::sync::mpsc::Sender<String>;
+}
+
+/// The shared stores in PostgreSQL.
+#[derive(Debug)]
+pub(crate) struct PgShared {
+    pub(crate) leadership: Leadership,
     pub(crate) db: Database,
     pub(crate) bot: String,
     /// This instance's identity (`instance_env`, or host name and pid).
     pub(crate) instance: String,
-    /// The lease loop.
-    pub task: tokio::task::JoinHandle<()>,
+}
+
+impl SharedStores for PgShared {
+    fn owed_store(&self) -> Box<dyn crate::results::OwedStore> {
+        Box::new(owed_store::PgOwedStore::new(self))
+    }
+
+    fn session_store(&self) -> std::sync::Arc<dyn crate::session::SealedStore> {
+        session_store::PgSessionStore::new(self)
+    }
+
+    fn audit_lines(&self) -> tokio::sync::mpsc::Sender<String> {
+        audit_store::start(self)
+    }
+}
+
+/// [`start`] as a [`crate::linked::HaStart`], for [`crate::linked::HA`].
+pub(crate) fn start_boxed<'a>(
+    spec: &'a HaSpec,
+    bot: &'a str,
+    shutdown: CancellationToken,
+) -> crate::backend::BoxFuture<'a, Result<Ha, crate::linked::StartError>> {
+    Box::pin(async move { Ok(start(spec, bot, shutdown).await?) })
 }
 
 /// How long start-up waits for the database (connection and migrations).
@@ -126,11 +186,14 @@ pub async fn start(spec: &HaSpec, bot: &str, shutdown: CancellationToken) -> Res
         shutdown,
     ));
     Ok(Ha {
-        leadership,
-        db,
-        bot: bot.to_owned(),
-        instance,
+        leadership: leadership.clone(),
         task,
+        stores: Box::new(PgShared {
+            leadership,
+            db,
+            bot: bot.to_owned(),
+            instance,
+        }),
     })
 }
 

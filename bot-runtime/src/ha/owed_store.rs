@@ -80,7 +80,7 @@ impl std::fmt::Debug for PgOwedStore {
 
 impl PgOwedStore {
     /// The store of the bot `ha` runs; starts its writer task.
-    pub(crate) fn new(ha: &super::Ha) -> Self {
+    pub(crate) fn new(ha: &super::PgShared) -> Self {
         let (writes, queue) = mpsc::channel(MAX_QUEUED);
         tokio::spawn(writer(ha.db.clone(), ha.bot.clone(), queue));
         Self {

@@ -62,7 +62,7 @@ pub(crate) struct PgSessionStore {
 
 impl PgSessionStore {
     /// The store of `bot`; starts its writer task.
-    pub(crate) fn new(ha: &super::Ha) -> Arc<Self> {
+    pub(crate) fn new(ha: &super::PgShared) -> Arc<Self> {
         let (writes, queue) = mpsc::unbounded_channel();
         tokio::spawn(writer(ha.db.clone(), ha.bot.clone(), queue));
         Arc::new(Self {
@@ -98,7 +98,7 @@ impl PgSessionStore {
 /// A failed database call, as the session store reports it.
 fn store_error(e: CallError) -> StoreError {
     match e {
-        CallError::Postgres(e) => StoreError::Postgres(e),
+        CallError::Postgres(e) => StoreError::Postgres(Box::new(e)),
         CallError::Timeout(t) => StoreError::Timeout(t),
     }
 }

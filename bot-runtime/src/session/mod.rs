@@ -174,6 +174,55 @@ pub(crate) fn random_key() -> Option<[u8; 8]> {
     crypto::random_bytes::<8>().ok()
 }
 
+/// Opens the session store (the redb file, or PostgreSQL under `ha:`), sets who may list
+/// and revoke sessions, and starts the login page: the session subsystem as
+/// [`crate::linked::SESSIONS`] names it.
+pub async fn start(
+    setup: crate::linked::SessionSetup<'_>,
+) -> Result<crate::linked::SessionsStarted, SessionError> {
+    let crate::linked::SessionSetup {
+        page,
+        bot,
+        st2,
+        shared,
+        command_name,
+        admins,
+        notify,
+        shutdown,
+    } = setup;
+    let manager = match shared {
+        Some(ha) => SessionManager::open_shared(page, bot, st2, ha.session_store()).await?,
+        None => SessionManager::open(page, bot, st2)?,
+    };
+    manager.set_command_name(command_name);
+    manager.set_admins(admins);
+    let server = manager.clone();
+    tokio::spawn(async move {
+        if let Err(e) = server.serve(notify, shutdown).await {
+            tracing::error!(error = %e, "login page stopped");
+        }
+    });
+    let owed = manager
+        .owed_store()
+        .map(|table| Box::new(table) as Box<dyn crate::results::OwedStore>);
+    Ok(crate::linked::SessionsStarted { manager, owed })
+}
+
+/// [`start`] as a [`crate::linked::SessionsStart`].
+pub(crate) fn start_boxed(
+    setup: crate::linked::SessionSetup<'_>,
+) -> crate::backend::BoxFuture<'_, Result<crate::linked::SessionsStarted, SessionError>> {
+    Box::pin(start(setup))
+}
+
+/// The owed-results list in its own redb file (`stackstorm.results_store` without a
+/// session store): [`crate::linked::RESULTS_FILE`].
+pub(crate) fn open_results_file(
+    path: &Path,
+) -> Result<Box<dyn crate::results::OwedStore>, crate::results::OwedStoreError> {
+    Ok(Box::new(RedbOwedStore::open(path)?))
+}
+
 /// Per-user StackStorm sessions and the login page that creates them.
 pub struct SessionManager {
     spec: AuthPageSpec,

@@ -106,9 +106,10 @@ pub enum StoreError {
     Database {
         /// The store's path.
         path: String,
-        /// The database error.
+        /// The database error (boxed: only the store that fails names its type, so a bot
+        /// without a session file does not link redb for this enum).
         #[source]
-        source: Box<redb::Error>,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A record could not be encrypted (random source failure).
     #[error("session store: {0}")]
@@ -118,7 +119,7 @@ pub enum StoreError {
     Encode(#[from] serde_json::Error),
     /// The PostgreSQL store failed.
     #[error("session store in PostgreSQL: {0}")]
-    Postgres(#[source] tokio_postgres::Error),
+    Postgres(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The PostgreSQL store did not answer in time.
     #[error("session store in PostgreSQL: no answer within {0:?}")]
     Timeout(Duration),
@@ -386,9 +387,10 @@ impl RedbStore {
     }
 
     fn err(&self, e: impl Into<redb::Error>) -> StoreError {
+        let e: redb::Error = e.into();
         StoreError::Database {
             path: self.path.display().to_string(),
-            source: Box::new(e.into()),
+            source: Box::new(e),
         }
     }
 
