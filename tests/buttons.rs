@@ -7,18 +7,10 @@
 //! answers and the workflow resumes, and a button id the bot never handed out (forged, or
 //! a command where the id should be) runs nothing.
 
-#[path = "fakes/backend_io.rs"]
-mod backend_io;
-#[path = "fakes/discord.rs"]
-mod discord_fake;
-#[path = "fakes/mattermost.rs"]
-mod mattermost_fake;
-#[path = "fakes/serve.rs"]
-mod serve;
-#[path = "fakes/slack.rs"]
-mod slack_fake;
-#[path = "fakes/ws.rs"]
-mod ws;
+use st2bot_testkit::backend as harness;
+use st2bot_testkit::fakes::discord as discord_fake;
+use st2bot_testkit::fakes::mattermost as mattermost_fake;
+use st2bot_testkit::fakes::slack as slack_fake;
 
 use std::time::Duration;
 
@@ -84,7 +76,7 @@ async fn on_slack_approve_and_reject_buttons_answer_as_the_user_who_pressed() {
 
     let sim = Sim::start(config()).await.expect("simulator");
     let fake = SlackFake::start().await;
-    let dir = backend_io::TempDir::new("buttons-slack");
+    let dir = st2bot_testkit::TempDir::new("buttons-slack");
     let yaml = format!(
         "name: slack-buttons\nbackend:\n  kind: slack\n  app_token: \"file:{}\"\n  bot_token: \"file:{}\"\n  url: {}\n\
          stackstorm:\n  url: {}\n  auth: {{api_key: \"file:{}\"}}\n{RULES}",
@@ -94,7 +86,7 @@ async fn on_slack_approve_and_reject_buttons_answer_as_the_user_who_pressed() {
         sim.url(),
         dir.file("api_key", "sim-api-key"),
     );
-    let bot = backend_io::run_whole_bot(&yaml);
+    let bot = harness::WholeBot::run(&yaml);
     eventually("the stream and the socket", || {
         sim.stream_clients() >= 1 && fake.open_sockets() >= 1
     })
@@ -191,7 +183,7 @@ async fn on_slack_approve_and_reject_buttons_answer_as_the_user_who_pressed() {
     .await;
     // Every envelope the fake sent was acknowledged.
     assert_eq!(fake.unacked(), 0);
-    bot.abort();
+    drop(bot);
 }
 
 #[tokio::test]
@@ -201,7 +193,7 @@ async fn on_discord_approve_and_reject_buttons_answer_as_the_user_who_pressed() 
 
     let sim = Sim::start(config()).await.expect("simulator");
     let fake = FakeDiscord::start(TOKEN, Duration::from_millis(800)).await;
-    let dir = backend_io::TempDir::new("buttons-discord");
+    let dir = st2bot_testkit::TempDir::new("buttons-discord");
     let yaml = format!(
         "name: discord-buttons\nbackend:\n  kind: discord\n  token: \"file:{}\"\n  url: {}\n\
          stackstorm:\n  url: {}\n  auth: {{api_key: \"file:{}\"}}\n{RULES}",
@@ -210,7 +202,7 @@ async fn on_discord_approve_and_reject_buttons_answer_as_the_user_who_pressed() 
         sim.url(),
         dir.file("api_key", "sim-api-key"),
     );
-    let bot = backend_io::run_whole_bot(&yaml);
+    let bot = harness::WholeBot::run(&yaml);
     eventually("the stream and the gateway", || {
         sim.stream_clients() >= 1 && fake.counters().identifies >= 1
     })
@@ -338,7 +330,7 @@ async fn on_discord_approve_and_reject_buttons_answer_as_the_user_who_pressed() 
         answers_sent(&sim)[1],
         json!({"id": second_id, "response": {"approve": false}})
     );
-    bot.abort();
+    drop(bot);
 }
 
 #[tokio::test]
@@ -347,7 +339,7 @@ async fn on_mattermost_approve_and_reject_buttons_answer_as_the_user_who_pressed
 
     let sim = Sim::start(config()).await.expect("simulator");
     let fake = MattermostFake::start().await;
-    let dir = backend_io::TempDir::new("buttons-mattermost");
+    let dir = st2bot_testkit::TempDir::new("buttons-mattermost");
     let port = {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
         probe.local_addr().expect("its address").port()
@@ -361,7 +353,7 @@ async fn on_mattermost_approve_and_reject_buttons_answer_as_the_user_who_pressed
         sim.url(),
         dir.file("api_key", "sim-api-key"),
     );
-    let bot = backend_io::run_whole_bot(&yaml);
+    let bot = harness::WholeBot::run(&yaml);
     eventually("the stream and the socket", || {
         sim.stream_clients() >= 1 && fake.live_sockets() >= 1
     })
@@ -472,7 +464,7 @@ async fn on_mattermost_approve_and_reject_buttons_answer_as_the_user_who_pressed
         })
     })
     .await;
-    bot.abort();
+    drop(bot);
 }
 
 /// The fakes refuse the buttons the services refuse, so the tests above would catch a

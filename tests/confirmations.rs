@@ -9,14 +9,10 @@
 //! definition with an audit trail (several users, expiry at a chosen instant), and the whole
 //! bot on the Slack fake (threads).
 
-mod support;
+use st2bot_testkit as support;
 
-#[path = "fakes/backend_io.rs"]
-mod backend_io;
-#[path = "fakes/slack.rs"]
-mod slack_fake;
-#[path = "fakes/ws.rs"]
-mod ws;
+use st2bot_testkit::backend as harness;
+use st2bot_testkit::fakes::slack as slack_fake;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -147,7 +143,7 @@ struct Desk {
     dispatcher: Arc<bot_runtime::dispatch::Dispatcher>,
     replies: tokio::sync::mpsc::Receiver<bot_runtime::backend::Outgoing>,
     trail: std::path::PathBuf,
-    _dir: backend_io::TempDir,
+    _dir: st2bot_testkit::TempDir,
 }
 
 impl Desk {
@@ -157,8 +153,8 @@ impl Desk {
         use bot_runtime::dispatch::Dispatcher;
         use bot_runtime::stackstorm::St2Client;
 
-        let dir = backend_io::TempDir::new("confirm-desk");
-        let trail = dir.0.join("audit.jsonl");
+        let dir = st2bot_testkit::TempDir::new("confirm-desk");
+        let trail = dir.path().join("audit.jsonl");
         let yaml = format!(
             "name: desk\nbackend: {{kind: text}}\nstackstorm:\n  url: {}\n  auth: {{api_key: \"file:{}\"}}\n\
              access:\n  default: deny\n  rules:\n    - allow: {{ users: [\"@oncall\"] }}\n    - allow: {{ commands: [\"bot:confirm\"] }}\n\
@@ -409,7 +405,7 @@ async fn on_slack_the_request_is_answered_in_its_thread() {
     let sim = Sim::start(SimConfig::demo()).await.expect("simulator");
     let fake = SlackFake::start().await;
     fake.add_user(DAVE, "dave");
-    let dir = backend_io::TempDir::new("confirm-slack");
+    let dir = st2bot_testkit::TempDir::new("confirm-slack");
     let yaml = format!(
         "name: slack-confirm\nbackend:\n  kind: slack\n  app_token: \"file:{}\"\n  bot_token: \"file:{}\"\n  url: {}\n\
          stackstorm:\n  url: {}\n  auth: {{api_key: \"file:{}\"}}\n\
@@ -422,7 +418,7 @@ async fn on_slack_the_request_is_answered_in_its_thread() {
         sim.url(),
         dir.file("api_key", "sim-api-key"),
     );
-    let bot = backend_io::run_whole_bot(&yaml);
+    let bot = harness::WholeBot::run(&yaml);
     wait_for_stream(&sim, 1).await;
     fake.wait_until("the bot's socket", WAIT, |f| f.open_sockets() >= 1)
         .await;
@@ -523,7 +519,7 @@ async fn on_slack_the_request_is_answered_in_its_thread() {
     assert_eq!(executions.len(), 2);
     assert_eq!(executions[1].alias, "core.remote");
     assert_eq!(executions[1].source_context["confirmed"], "self");
-    bot.abort();
+    drop(bot);
 }
 
 /// Expiry in the whole bot (the sweep `app::run` starts): with the shortest `within`, 10s,
@@ -536,7 +532,7 @@ async fn on_slack_an_unanswered_request_expires_and_nothing_runs() {
 
     let sim = Sim::start(SimConfig::demo()).await.expect("simulator");
     let fake = SlackFake::start().await;
-    let dir = backend_io::TempDir::new("confirm-expiry");
+    let dir = st2bot_testkit::TempDir::new("confirm-expiry");
     let yaml = format!(
         "name: slack-expiry\nbackend:\n  kind: slack\n  app_token: \"file:{}\"\n  bot_token: \"file:{}\"\n  url: {}\n\
          stackstorm:\n  url: {}\n  auth: {{api_key: \"file:{}\"}}\n\
@@ -549,7 +545,7 @@ async fn on_slack_an_unanswered_request_expires_and_nothing_runs() {
         sim.url(),
         dir.file("api_key", "sim-api-key"),
     );
-    let bot = backend_io::run_whole_bot(&yaml);
+    let bot = harness::WholeBot::run(&yaml);
     wait_for_stream(&sim, 1).await;
     fake.wait_until("the bot's socket", WAIT, |f| f.open_sockets() >= 1)
         .await;
@@ -605,5 +601,5 @@ async fn on_slack_an_unanswered_request_expires_and_nothing_runs() {
     )
     .await;
     assert!(sim.executions().is_empty(), "nothing reached StackStorm");
-    bot.abort();
+    drop(bot);
 }

@@ -1,34 +1,31 @@
 //! End-to-end tests of the Discord backend against the in-repo fake Discord
-//! (`tests/fakes/discord.rs`): the backend runs as in the bot, driven through `BackendIo`;
+//! (`testkit/src/fakes/discord.rs`): the backend runs as in the bot, driven through `BackendIo`;
 //! each test plays the dispatcher's part (reads `Incoming`, answers with `Outgoing` to the
 //! same place) and checks what the fake recorded.
 
-#[path = "fakes/discord.rs"]
-mod fake;
-#[path = "fakes/harness.rs"]
-mod harness;
-#[path = "fakes/serve.rs"]
-mod serve;
+use st2bot_testkit::backend as harness;
+use st2bot_testkit::fakes::discord as fake;
 
 use std::time::Duration;
 
 use fake::{BOT_ID, DEV, FakeDiscord, OPS, THREAD, USERS};
 use futures_util::{SinkExt as _, StreamExt as _};
-use harness::{Bot, TokenFile, WAIT, WholeBot, eventually};
+use harness::{Driven, WAIT, WholeBot, eventually};
 use serde_json::{Value, json};
-use st2bot::config::{BackendSpec, DiscordSpec, SecretRef};
+use st2bot::config::{BackendSpec, DiscordSpec};
 use st2bot::runtime::backend::{self, BackendError, ConnState, Outgoing, Status, Target};
+use st2bot_testkit::TempDir;
 use tokio_tungstenite::tungstenite::Message;
 
 const TOKEN: &str = "MTA0.fake.bot-token";
 
-fn start_bot(fake: &FakeDiscord, token: &str) -> Bot {
-    let token_file = TokenFile::new(token);
+fn start_bot(fake: &FakeDiscord, token: &str) -> Driven {
+    let secrets = TempDir::new("discord");
     let spec = BackendSpec::Discord(DiscordSpec {
-        token: token_file.secret(),
+        token: secrets.secret("token", token),
         url: fake.api_url.clone().into(),
     });
-    let bot = Bot::start(&spec, token_file);
+    let bot = Driven::from_spec(&spec, secrets);
     assert_eq!(bot.capabilities.max_message_len, 2000);
     assert!(bot.capabilities.rich && bot.capabilities.threads);
     bot
@@ -60,7 +57,8 @@ async fn help_and_alias_in_a_channel_a_thread_and_a_dm_are_answered_in_place() {
         ("!help", false, None)
     );
     assert_eq!(m.message_id.as_deref(), Some(said.as_str()));
-    bot.reply(&m, "!run date - run a command", None, None).await;
+    bot.reply_with(&m, "!run date - run a command", None, None)
+        .await;
     let posted = fake.wait_posted(0, WAIT).await;
     assert_eq!(posted.len(), 1);
     assert_eq!(posted[0].channel_id, OPS);
@@ -77,7 +75,7 @@ async fn help_and_alias_in_a_channel_a_thread_and_a_dm_are_answered_in_place() {
     assert!(m.mentioned);
     assert_eq!(m.thread.as_deref(), Some(THREAD));
     assert_eq!(m.room.as_ref().map(|r| r.name.as_str()), Some("#ops"));
-    bot.reply(
+    bot.reply_with(
         &m,
         "Ran core.local date{~}Tue Nov 25 12:00:00 UTC 2026",
         Some(Status::Succeeded),
@@ -103,14 +101,14 @@ async fn help_and_alias_in_a_channel_a_thread_and_a_dm_are_answered_in_place() {
     let m = bot.next().await;
     assert_eq!((m.user.as_str(), m.room.as_ref()), ("bob", None));
     assert_eq!(m.text, "!help");
-    bot.reply(&m, "help for bob", None, None).await;
+    bot.reply_with(&m, "help for bob", None, None).await;
     let posted = fake.wait_posted(2, WAIT).await;
     assert_eq!(posted[0].channel_id, fake.dm_channel("bob"));
 
     // The bot's own messages came back on the gateway and were ignored.
     bot.assert_quiet().await;
     assert_eq!(fake.counters().invalid_form_bodies, 0);
-    bot.finish().await.expect("clean shutdown");
+    bot.stop().await.expect("clean shutdown");
 }
 
 #[tokio::test]
@@ -205,7 +203,7 @@ async fn announcements_render_extra_and_long_output_is_split_under_the_limits() 
         0,
         "Discord refused nothing"
     );
-    bot.finish().await.expect("clean shutdown");
+    bot.stop().await.expect("clean shutdown");
 }
 
 #[tokio::test]
@@ -262,7 +260,7 @@ async fn rate_limits_are_honoured() {
         counters.rate_limit_violations, 0,
         "never sent while limited"
     );
-    bot.finish().await.expect("clean shutdown");
+    bot.stop().await.expect("clean shutdown");
 }
 
 #[tokio::test]
@@ -275,13 +273,13 @@ async fn a_dropped_connection_is_resumed_and_missed_messages_are_answered() {
     fake.say(OPS, "alice", "!help");
     let m = bot.next().await;
     assert_eq!(m.text, "!help");
-    bot.reply(&m, "still here", None, None).await;
+    bot.reply_with(&m, "still here", None, None).await;
     let posted = fake.wait_posted(0, WAIT).await;
     assert!(posted[0].content().ends_with("still here"));
     let c = fake.counters();
     assert_eq!(c.identifies, 1, "resumed, not re-identified");
     assert!(c.resumes >= 1);
-    bot.finish().await.expect("clean shutdown");
+    bot.stop().await.expect("clean shutdown");
 }
 
 #[tokio::test]
@@ -303,7 +301,7 @@ async fn a_zombie_connection_is_detected_and_resumed() {
         0,
         "the bot kept beating"
     );
-    bot.finish().await.expect("clean shutdown");
+    bot.stop().await.expect("clean shutdown");
 }
 
 #[tokio::test]
@@ -324,14 +322,14 @@ async fn an_invalid_session_leads_to_a_fresh_identify() {
     fake.say(DEV, "alice", "!help");
     let m = bot.next().await;
     assert_eq!(m.room.map(|r| r.name), Some("#dev".to_owned()));
-    bot.finish().await.expect("clean shutdown");
+    bot.stop().await.expect("clean shutdown");
 }
 
 #[tokio::test]
 async fn a_bad_token_is_fatal_without_retrying() {
     let fake = FakeDiscord::start(TOKEN, Duration::from_millis(800)).await;
     let mut bot = start_bot(&fake, "not-the-token");
-    let result = bot.ended().await;
+    let result = bot.finished(WAIT).await;
     assert!(
         matches!(
             result,
@@ -353,7 +351,7 @@ async fn a_disallowed_message_content_intent_is_fatal() {
     let fake = FakeDiscord::start(TOKEN, Duration::from_millis(800)).await;
     fake.set_message_content_enabled(false);
     let mut bot = start_bot(&fake, TOKEN);
-    let result = bot.ended().await;
+    let result = bot.finished(WAIT).await;
     let Err(BackendError::Config { reason, .. }) = result else {
         panic!("expected a configuration error, got {result:?}");
     };
@@ -482,10 +480,8 @@ async fn the_whole_bot_runs_commands_from_discord_and_posts_results_back() {
         .await
         .expect("simulator");
     let fake = FakeDiscord::start(TOKEN, Duration::from_millis(800)).await;
-    let token = TokenFile::new(TOKEN);
-    let SecretRef::File(token_path) = token.secret() else {
-        unreachable!()
-    };
+    let secrets = TempDir::new("discord-e2e");
+    let token_path = secrets.file("token", TOKEN);
     let yaml = format!(
         "name: discord-e2e\n\
          backend:\n  kind: discord\n  token: file:{token_path}\n  url: {}\n\
@@ -494,7 +490,7 @@ async fn the_whole_bot_runs_commands_from_discord_and_posts_results_back() {
          access:\n  default: allow\n",
         fake.api_url
     );
-    let _bot = WholeBot::start(&yaml, &sim.url(), vec![token]);
+    let _bot = WholeBot::start(&yaml, &sim.url(), vec![secrets]);
     eventually("connected to Discord and to the stream", || {
         fake.counters().identifies == 1 && sim.stream_clients() == 1
     })

@@ -17,7 +17,7 @@
 //! - `tls: verify-full`: the lease is taken over TLS (rustls) with the database's
 //!   certificate checked against `ca_file`, and refused without it.
 
-mod support;
+use st2bot_testkit as support;
 
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,7 @@ use serde_json::Value;
 use st2_sim::{Sim, SimConfig};
 use support::bot::BotProcess;
 use support::postgres::Postgres;
-use support::{TempDir, free_port, secret_file, self_signed_cert};
+use support::{TempDir, free_port, self_signed_cert};
 
 const WAIT: Duration = Duration::from_secs(20);
 /// `ha.lease` in bots/demo-ha.yaml.
@@ -429,8 +429,7 @@ async fn leadership_over_tls_checks_the_database_certificate() {
     let certs = TempDir::new("pg-tls");
     let cert = self_signed_cert(certs.path(), "db", &["localhost"]);
     let pg = Postgres::start_tls(&cert);
-    let url = secret_file(
-        &certs,
+    let url = certs.file(
         "database-url",
         &format!("postgres://st2bot@localhost:{}/postgres", pg.port()),
     );
@@ -492,8 +491,8 @@ async fn the_audit_trail_is_also_kept_in_postgresql() {
     let pg = Postgres::start();
     let sim = Sim::start(SimConfig::demo()).await.expect("simulator");
     let dir = TempDir::new("ha-audit");
-    let api_key = secret_file(&dir, "api-key", "sim-api-key");
-    let database_url = secret_file(&dir, "database-url", &pg.url());
+    let api_key = dir.file("api-key", "sim-api-key");
+    let database_url = dir.file("database-url", &pg.url());
     let trail = dir.join("audit.jsonl");
     let yaml = format!(
         "name: audited-ha\nbackend: {{kind: text}}\nstackstorm:\n  url: {}\n  auth: {{api_key: \"file:{api_key}\"}}\n\

@@ -5,14 +5,9 @@
 //! inquiry's roles are refused before StackStorm sees anything, and an answered or expired
 //! inquiry says so.
 
-mod support;
+use st2bot_testkit as support;
 
-#[path = "fakes/backend_io.rs"]
-mod backend_io;
-#[path = "fakes/slack.rs"]
-mod slack_fake;
-#[path = "fakes/ws.rs"]
-mod ws;
+use st2bot_testkit::fakes::slack as slack_fake;
 
 use std::time::Duration;
 
@@ -525,10 +520,10 @@ async fn start_slack_bot(
     fake: &slack_fake::SlackFake,
 ) -> (
     tokio::task::JoinHandle<std::process::ExitCode>,
-    backend_io::TempDir,
+    st2bot_testkit::TempDir,
 ) {
     use slack_fake::{APP_TOKEN, BOT_TOKEN};
-    let dir = backend_io::TempDir::new("inquiry-slack");
+    let dir = st2bot_testkit::TempDir::new("inquiry-slack");
     let yaml = format!(
         "name: slack-inquiries\nbackend:\n  kind: slack\n  app_token: \"file:{}\"\n  bot_token: \"file:{}\"\n  url: {}\n\
          stackstorm:\n  url: {}\n  auth: {{api_key: \"file:{}\"}}\n\
@@ -643,7 +638,7 @@ async fn on_slack_a_yes_in_the_questions_thread_answers_it() {
 }
 
 /// Issue 16 acceptance on a web backend: the whole bot (`app::run`, what the executable
-/// runs) on the Slack fake (`tests/fakes/slack.rs`, Socket Mode in, Web API out) with the
+/// runs) on the Slack fake (`testkit/src/fakes/slack.rs`, Socket Mode in, Web API out) with the
 /// simulator: the question is posted in the channel of the command, a user outside the
 /// roles and an invalid answer are refused before StackStorm sees anything, and a member's
 /// answer resumes the workflow, whose result comes back to the channel.

@@ -3,7 +3,7 @@
 //! The bot's backend is driven directly through its channels; a separate test client plays
 //! the human and sees exactly what the server relays.
 
-mod support;
+use st2bot_testkit as support;
 
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use st2bot::runtime::backend::{
     Backend, BackendError, ConnState, Incoming, Outgoing, Room, Target,
 };
 use support::TempDir;
-use support::backend::BotHarness;
+use support::backend::Driven;
 use support::irc_client::IrcClient;
 use support::ircd::{InspircdAtheme, Ngircd};
 
@@ -52,9 +52,9 @@ fn to_ops(text: &str) -> Outgoing {
 
 /// Alice says `!help` in `#ops` and privately; the bot sees both and its replies reach her
 /// in the same places.
-async fn help_round_trip(bot: &mut BotHarness, alice: &mut IrcClient, bot_nick: &str) {
+async fn help_round_trip(bot: &mut Driven, alice: &mut IrcClient, bot_nick: &str) {
     alice.say("#ops", "!help").await;
-    let got = bot.next_incoming(WAIT).await;
+    let got = bot.next_within(WAIT).await;
     assert_eq!(
         got,
         Incoming {
@@ -69,7 +69,7 @@ async fn help_round_trip(bot: &mut BotHarness, alice: &mut IrcClient, bot_nick: 
     );
     let mut reply = to_ops("Commands:{~}!help - this list");
     reply.mention = Some("alice".into());
-    bot.reply(reply).await;
+    bot.send(reply).await;
     let lines = alice
         .privmsgs_until(bot_nick, "#ops", "!help - this list", WAIT)
         .await;
@@ -77,7 +77,7 @@ async fn help_round_trip(bot: &mut BotHarness, alice: &mut IrcClient, bot_nick: 
     assert_eq!(texts, ["alice: Commands:", "!help - this list"]);
 
     alice.say(bot_nick, "!help").await;
-    let got = bot.next_incoming(WAIT).await;
+    let got = bot.next_within(WAIT).await;
     assert_eq!(
         (
             got.user.as_str(),
@@ -87,7 +87,7 @@ async fn help_round_trip(bot: &mut BotHarness, alice: &mut IrcClient, bot_nick: 
         ),
         ("alice", None, "!help", false)
     );
-    bot.reply(Outgoing::text(
+    bot.send(Outgoing::text(
         Target::Direct {
             user: got.user_id.clone(),
         },
@@ -105,8 +105,8 @@ async fn irc_over_tls_answers_in_channel_and_privately_splits_long_replies_and_s
     let mut server = Ngircd::start();
     let backend = IrcBackend::new(&spec(server.tls_port, Some(&server.cert.cert))).unwrap();
     assert!(!backend.capabilities().rich);
-    let mut bot = BotHarness::start(Box::new(backend));
-    bot.wait_connected(WAIT).await;
+    let mut bot = Driven::start(Box::new(backend));
+    bot.connected_within(WAIT).await;
 
     let mut alice = IrcClient::connect(server.plain_port, "alice").await;
     alice.join("#ops").await;
@@ -114,13 +114,13 @@ async fn irc_over_tls_answers_in_channel_and_privately_splits_long_replies_and_s
 
     // Addressed by mention: the mention is stripped and flagged.
     alice.say("#ops", "St2Bot, pack list").await;
-    let got = bot.next_incoming(WAIT).await;
+    let got = bot.next_within(WAIT).await;
     assert_eq!((got.text.as_str(), got.mentioned), ("pack list", true));
     // CTCP and notices are not commands.
     alice.say("#ops", "\u{1}ACTION waves\u{1}").await;
     alice.send("NOTICE #ops :!help").await;
     alice.say("#ops", "after").await;
-    assert_eq!(bot.next_incoming(WAIT).await.text, "after");
+    assert_eq!(bot.next_within(WAIT).await.text, "after");
 
     // A long reply: a fenced block and one line far over the 512-byte limit, in UTF-8.
     let long_line = "é=ü ".repeat(300);
@@ -130,7 +130,7 @@ async fn irc_over_tls_answers_in_channel_and_privately_splits_long_replies_and_s
     }
     text.push_str(&long_line);
     text.push_str("\n```\ndone");
-    bot.reply(to_ops(&text)).await;
+    bot.send(to_ops(&text)).await;
     let lines = alice
         .privmsgs_until("st2bot", "#ops", "done", Duration::from_secs(60))
         .await;
@@ -164,13 +164,13 @@ async fn irc_over_tls_answers_in_channel_and_privately_splits_long_replies_and_s
     server.kill();
     bot.wait_state(WAIT, |s| *s == ConnState::Connecting).await;
     server.restart();
-    bot.wait_connected(Duration::from_secs(90)).await;
+    bot.connected_within(Duration::from_secs(90)).await;
     let mut alice = IrcClient::connect(server.plain_port, "alice").await;
     alice.join("#ops").await;
     help_round_trip(&mut bot, &mut alice, "st2bot").await;
 
     // A reply queued right before shutdown still goes out, then the bot quits.
-    bot.reply(to_ops("last words")).await;
+    bot.send(to_ops("last words")).await;
     bot.stop().await.expect("clean shutdown");
     alice
         .privmsgs_until("st2bot", "#ops", "last words", WAIT)
@@ -186,14 +186,14 @@ async fn irc_over_tls_answers_in_channel_and_privately_splits_long_replies_and_s
 async fn irc_nick_in_use_falls_back_to_underscore() {
     let server = Ngircd::start();
     let _squatter = IrcClient::connect(server.plain_port, "st2bot").await;
-    let mut bot = BotHarness::start(Box::new(
+    let mut bot = Driven::start(Box::new(
         IrcBackend::new(&spec(server.plain_port, None)).unwrap(),
     ));
-    bot.wait_connected(WAIT).await;
+    bot.connected_within(WAIT).await;
     let mut alice = IrcClient::connect(server.plain_port, "alice").await;
     alice.join("#ops").await;
     alice.say("#ops", "st2bot_: !help").await;
-    let got = bot.next_incoming(WAIT).await;
+    let got = bot.next_within(WAIT).await;
     assert_eq!((got.text.as_str(), got.mentioned), ("!help", true));
     help_round_trip(&mut bot, &mut alice, "st2bot_").await;
     bot.stop().await.unwrap();
@@ -219,15 +219,15 @@ async fn irc_sasl_and_nickserv_logins_on_inspircd_with_atheme() {
     let server = InspircdAtheme::start();
     IrcClient::register_account(server.port, "st2bot", "botpass").await;
     let secrets = TempDir::new("irc-secrets");
-    let good = SecretRef::File(support::secret_file(&secrets, "good", "botpass").into());
-    let bad = SecretRef::File(support::secret_file(&secrets, "bad", "wrongpass").into());
+    let good = SecretRef::File(secrets.file("good", "botpass").into());
+    let bad = SecretRef::File(secrets.file("bad", "wrongpass").into());
 
     // SASL PLAIN with the right password: logged in before registration ends.
     let mut sasl = spec(server.port, None);
     sasl.auth = IrcAuth::Sasl;
     sasl.password = Some(good.clone());
-    let mut bot = BotHarness::start(Box::new(IrcBackend::new(&sasl).unwrap()));
-    bot.wait_connected(WAIT).await;
+    let mut bot = Driven::start(Box::new(IrcBackend::new(&sasl).unwrap()));
+    bot.connected_within(WAIT).await;
     let mut alice = IrcClient::connect(server.port, "alice").await;
     alice.join("#ops").await;
     assert_eq!(
@@ -242,7 +242,7 @@ async fn irc_sasl_and_nickserv_logins_on_inspircd_with_atheme() {
     // SASL with a wrong password: a clear error, no retry loop.
     let mut wrong = sasl.clone();
     wrong.password = Some(bad);
-    let mut bot = BotHarness::start(Box::new(IrcBackend::new(&wrong).unwrap()));
+    let mut bot = Driven::start(Box::new(IrcBackend::new(&wrong).unwrap()));
     let result = bot.finished(WAIT).await;
     assert!(
         matches!(&result, Err(BackendError::Auth { reason, .. }) if reason.contains("904")),
@@ -254,14 +254,14 @@ async fn irc_sasl_and_nickserv_logins_on_inspircd_with_atheme() {
     let mut nickserv = spec(server.port, None);
     nickserv.auth = IrcAuth::NickServ;
     nickserv.password = Some(good);
-    let mut bot = BotHarness::start(Box::new(IrcBackend::new(&nickserv).unwrap()));
-    bot.wait_connected(WAIT).await;
+    let mut bot = Driven::start(Box::new(IrcBackend::new(&nickserv).unwrap()));
+    bot.connected_within(WAIT).await;
     assert_eq!(
         whois_account(&mut alice, "st2bot").await.as_deref(),
         Some("st2bot")
     );
     alice.say("#ops", "!help").await;
-    assert_eq!(bot.next_incoming(WAIT).await.room, in_ops());
+    assert_eq!(bot.next_within(WAIT).await.room, in_ops());
     bot.stop().await.unwrap();
 }
 

@@ -2,15 +2,15 @@
 //! take it offline, `X-Forwarded-For` is believed only from `trusted_proxies`, and password guessing is limited per chat user and per StackStorm
 //! username across links.
 
-#[path = "support/sessions_harness.rs"]
-mod harness;
+use st2bot_testkit::sessions as harness;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use harness::{PASSWORD, Page, TempDir, free_port, sim, specs};
+use harness::{PASSWORD, Page, sim, specs};
 use st2bot::config::AuthPageSpec;
 use st2bot::runtime::stackstorm::St2Client;
+use st2bot_testkit::{TempDir, free_port};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn setup_with(
@@ -19,7 +19,7 @@ async fn setup_with(
 ) -> (st2_sim::Sim, TempDir, Page, SocketAddr) {
     let sim = sim().await;
     let dir = TempDir::new(name);
-    let (st2_spec, mut auth) = specs(&sim, &dir.0, free_port(), "http");
+    let (st2_spec, mut auth) = specs(&sim, dir.path(), free_port(), "http");
     edit(&mut auth);
     let st2 = St2Client::new(&st2_spec).unwrap();
     let page = Page::start(&auth, st2, None).await;

@@ -2,11 +2,11 @@
 //! binary: the captured subscriber is per thread, and tests running beside it in the same
 //! process would change what `tracing` caches about its call sites.
 
-#[path = "support/sessions_harness.rs"]
-mod harness;
+use st2bot_testkit::sessions as harness;
 
-use harness::{LogBuffer, Page, TempDir, free_port, sim, specs};
+use harness::{LogBuffer, Page, sim, specs};
 use st2bot::runtime::stackstorm::St2Client;
+use st2bot_testkit::{TempDir, free_port};
 
 /// A flood of refused requests leaves one log line at once; the count comes later, once a
 /// minute (the old page logged a WARN per refused request).
@@ -16,7 +16,7 @@ async fn refusals_are_logged_in_aggregate() {
     let _guard = logs.capture();
     let sim = sim().await;
     let dir = TempDir::new("refusal-logs");
-    let (st2_spec, auth) = specs(&sim, &dir.0, free_port(), "http");
+    let (st2_spec, auth) = specs(&sim, dir.path(), free_port(), "http");
     let page = Page::start(&auth, St2Client::new(&st2_spec).unwrap(), None).await;
     let addr = &auth.listen;
     let url = format!("http://{addr}/login?id=00");

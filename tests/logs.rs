@@ -10,7 +10,7 @@
 //!   reconnect with a fresh token, and the doctor. The child reports the password and every
 //!   token the simulator issued; none may appear in its logs.
 
-mod support;
+use st2bot_testkit as support;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -5,21 +5,17 @@
 //! several events); it keeps working after its access token is revoked and after Synapse
 //! is stopped and started again mid-test.
 
-#[path = "support/matrix_client.rs"]
-mod matrix_client;
-#[path = "support/matrix_server.rs"]
-mod matrix_server;
+use st2bot_testkit::matrix_client;
+use st2bot_testkit::matrix_server;
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use st2bot::config::{BackendSpec, MatrixLogin, MatrixSpec, SecretRef};
 use st2bot::runtime::backend::{
-    self, BackendError, BackendIo, BackendOptions, ConnState, Incoming, Outgoing, Room, Target,
+    self, BackendError, BackendOptions, ConnState, Incoming, Outgoing, Room, Target,
 };
-use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use st2bot_testkit::backend::Driven;
 
 use matrix_client::TestUser;
 use matrix_server::Synapse;
@@ -28,79 +24,29 @@ const BOT: &str = "@st2bot:localhost";
 const ALICE: &str = "@alice:localhost";
 const WAIT: Duration = Duration::from_secs(30);
 
-/// The backend under test, driven through its channels.
-struct Bot {
-    incoming: mpsc::Receiver<Incoming>,
-    outgoing: mpsc::Sender<Outgoing>,
-    state: watch::Receiver<ConnState>,
-    shutdown: CancellationToken,
-    task: JoinHandle<Result<(), BackendError>>,
+/// Builds the Matrix backend for `url` as the bot does and runs it.
+fn start_bot(url: &str, login: MatrixLogin, rooms: &[&str]) -> Driven {
+    let spec = BackendSpec::Matrix(MatrixSpec {
+        url: url.to_owned().into(),
+        login,
+        rooms: rooms
+            .iter()
+            .map(|r| (*r).to_owned().into())
+            .collect::<Vec<_>>()
+            .into(),
+    });
+    let bot =
+        Driven::start(backend::build(&spec, &BackendOptions::default()).expect("build backend"));
+    let caps = &bot.capabilities;
+    assert!(caps.rich && caps.threads && caps.max_message_len == 16_000);
+    bot
 }
 
-impl Bot {
-    fn start(url: &str, login: MatrixLogin, rooms: &[&str]) -> Self {
-        let spec = BackendSpec::Matrix(MatrixSpec {
-            url: url.to_owned().into(),
-            login,
-            rooms: rooms
-                .iter()
-                .map(|r| (*r).to_owned().into())
-                .collect::<Vec<_>>()
-                .into(),
-        });
-        let backend = backend::build(&spec, &BackendOptions::default()).expect("build backend");
-        let caps = backend.capabilities();
-        assert!(caps.rich && caps.threads && caps.max_message_len == 16_000);
-        let (incoming_tx, incoming) = mpsc::channel(64);
-        let (outgoing, outgoing_rx) = mpsc::channel(64);
-        let (state_tx, state) = watch::channel(ConnState::Connecting);
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(backend.run(BackendIo {
-            incoming: incoming_tx,
-            outgoing: outgoing_rx,
-            state: state_tx,
-            shutdown: shutdown.clone(),
-        }));
-        Self {
-            incoming,
-            outgoing,
-            state,
-            shutdown,
-            task,
-        }
-    }
-
-    async fn wait_state(&mut self, wanted: fn(&ConnState) -> bool, what: &str) {
-        let reached = tokio::time::timeout(WAIT, self.state.wait_for(wanted))
-            .await
-            .map(|r| r.is_ok());
-        assert!(
-            reached == Ok(true),
-            "backend never became {what}: {:?}",
-            *self.state.borrow()
-        );
-    }
-
-    async fn next(&mut self) -> Incoming {
-        tokio::time::timeout(WAIT, self.incoming.recv())
-            .await
-            .expect("no incoming message in time")
-            .expect("backend closed the incoming channel")
-    }
-
-    async fn say(&self, target: Target, text: &str, mention: Option<&str>) {
-        let mut out = Outgoing::text(target, text);
-        out.mention = mention.map(str::to_owned);
-        self.outgoing.send(out).await.expect("backend stopped");
-    }
-
-    async fn stop(self) -> Result<(), BackendError> {
-        self.shutdown.cancel();
-        tokio::time::timeout(WAIT, self.task)
-            .await
-            .expect("backend did not stop")
-            .expect("backend task panicked")
-    }
+/// Hands the backend `text` for `target`, mentioning `mention`.
+async fn say(bot: &Driven, target: Target, text: &str, mention: Option<&str>) {
+    let mut out = Outgoing::text(target, text);
+    out.mention = mention.map(str::to_owned);
+    bot.send(out).await;
 }
 
 fn room(id: &str) -> Target {
@@ -148,7 +94,7 @@ async fn bot_serves_rooms_and_direct_chats_on_a_real_synapse() {
     // Said before the bot runs: history, never acted on.
     alice.send(&ops, "!before the bot started", json!({})).await;
 
-    let mut bot = Bot::start(
+    let mut bot = start_bot(
         &url,
         MatrixLogin::Password {
             username: "st2bot".into(),
@@ -156,13 +102,12 @@ async fn bot_serves_rooms_and_direct_chats_on_a_real_synapse() {
         },
         &["#ops:localhost"],
     );
-    bot.wait_state(|s| *s == ConnState::Connected, "connected")
-        .await;
+    bot.wait_state(WAIT, |s| *s == ConnState::Connected).await;
     alice.wait_for_member(&ops, BOT).await;
 
     // A command in the configured room.
     let help = alice.send(&ops, "!help", json!({})).await;
-    let got = bot.next().await;
+    let got = bot.next_within(WAIT).await;
     assert_eq!(
         got,
         Incoming {
@@ -178,8 +123,7 @@ async fn bot_serves_rooms_and_direct_chats_on_a_real_synapse() {
             message_id: Some(help),
         }
     );
-    bot.say(room(&ops), "Commands: !help, !run", Some(ALICE))
-        .await;
+    say(&bot, room(&ops), "Commands: !help, !run", Some(ALICE)).await;
     let reply = alice.take_messages(&ops, BOT, 1).await;
     assert_eq!(body(&reply[0]), "alice: Commands: !help, !run");
     assert_eq!(reply[0]["msgtype"], "m.notice");
@@ -243,12 +187,12 @@ async fn bot_serves_rooms_and_direct_chats_on_a_real_synapse() {
 
     // A mention by display name (Synapse's default display name is the localpart).
     alice.send(&ops, "st2bot: !run date", json!({})).await;
-    let got = bot.next().await;
+    let got = bot.next_within(WAIT).await;
     assert_eq!((got.text.as_str(), got.mentioned), ("!run date", true));
 
     // A command in a thread; the reply goes to the same thread, with rich content.
     let root = alice.send(&ops, "deploy thread", json!({})).await;
-    let _ = bot.next().await;
+    let _ = bot.next_within(WAIT).await;
     alice
         .send(
             &ops,
@@ -256,9 +200,10 @@ async fn bot_serves_rooms_and_direct_chats_on_a_real_synapse() {
             json!({ "m.relates_to": { "rel_type": "m.thread", "event_id": root, "is_falling_back": true, "m.in_reply_to": { "event_id": root } } }),
         )
         .await;
-    let got = bot.next().await;
+    let got = bot.next_within(WAIT).await;
     assert_eq!(got.thread.as_deref(), Some(root.as_str()));
-    bot.say(
+    say(
+        &bot,
         Target::Room {
             id: ops.clone(),
             thread: Some(root.clone()),
@@ -286,7 +231,7 @@ async fn bot_serves_rooms_and_direct_chats_on_a_real_synapse() {
     alice.invite(&dev, BOT).await;
     alice.wait_for_member(&dev, BOT).await;
     alice.send(&dev, "!help", json!({})).await;
-    let got = bot.next().await;
+    let got = bot.next_within(WAIT).await;
     assert_eq!(
         (got.text.as_str(), got.room),
         (
@@ -306,7 +251,7 @@ async fn bot_serves_rooms_and_direct_chats_on_a_real_synapse() {
         .await;
     alice.wait_for_member(&dm, BOT).await;
     let help = alice.send(&dm, "!help", json!({})).await;
-    let got = bot.next().await;
+    let got = bot.next_within(WAIT).await;
     assert_eq!(
         (
             got.room.clone(),
@@ -315,7 +260,8 @@ async fn bot_serves_rooms_and_direct_chats_on_a_real_synapse() {
         ),
         (None, "!help", Some(help.as_str()))
     );
-    bot.say(
+    say(
+        &bot,
         Target::Direct {
             user: got.user_id.clone(),
         },
@@ -360,7 +306,7 @@ async fn bot_serves_rooms_and_direct_chats_on_a_real_synapse() {
         .await;
     let line = "0123456789 the quick brown fox jumps over the lazy dog €\n";
     let long = format!("Result{{~}}{}", line.repeat(800));
-    bot.say(room(&ops), &long, None).await;
+    say(&bot, room(&ops), &long, None).await;
     let pieces = alice.take_messages(&ops, BOT, 3).await;
     alice.settle().await;
     assert!(
@@ -385,7 +331,8 @@ async fn bot_serves_rooms_and_direct_chats_on_a_real_synapse() {
         .await;
 
     // A direct message to someone the bot has no chat with: it creates one and invites.
-    bot.say(
+    say(
+        &bot,
         Target::Direct {
             user: "bob:localhost".into(),
         },
@@ -406,27 +353,30 @@ async fn bot_serves_rooms_and_direct_chats_on_a_real_synapse() {
         .call(reqwest::Method::POST, "logout/all", Some(json!({})))
         .await;
     alice.send(&ops, "!help after logout", json!({})).await;
-    assert_eq!(bot.next().await.text, "!help after logout");
+    assert_eq!(bot.next_within(WAIT).await.text, "!help after logout");
 
     // Synapse goes away: a reply queued meanwhile is delivered once it is back, and the
     // bot resumes syncing from where it was.
     synapse.stop();
-    bot.wait_state(|s| *s == ConnState::Connecting, "disconnected")
-        .await;
-    bot.say(room(&ops), "queued while the homeserver was down", None)
-        .await;
+    bot.wait_state(WAIT, |s| *s == ConnState::Connecting).await;
+    say(
+        &bot,
+        room(&ops),
+        "queued while the homeserver was down",
+        None,
+    )
+    .await;
     synapse.restart().await;
-    bot.wait_state(|s| *s == ConnState::Connected, "reconnected")
-        .await;
+    bot.wait_state(WAIT, |s| *s == ConnState::Connected).await;
     let reply = alice.take_messages(&ops, BOT, 1).await;
     assert_eq!(body(&reply[0]), "queued while the homeserver was down");
     alice.send(&ops, "!help", json!({})).await;
-    let got = bot.next().await;
+    let got = bot.next_within(WAIT).await;
     assert_eq!(
         (got.text.as_str(), got.room.map(|r| r.id)),
         ("!help", Some(ops.clone()))
     );
-    bot.say(room(&ops), "still here", None).await;
+    say(&bot, room(&ops), "still here", None).await;
     let reply = alice.take_messages(&ops, BOT, 1).await;
     assert_eq!(body(&reply[0]), "still here");
 
@@ -440,7 +390,7 @@ async fn bot_serves_rooms_and_direct_chats_on_a_real_synapse() {
     let session = TestUser::login(&url, "st2bot", "botpass").await;
     let token_file = synapse.dir().join("bot-token");
     std::fs::write(&token_file, session.token()).unwrap();
-    let mut by_token = Bot::start(
+    let mut by_token = start_bot(
         &url,
         MatrixLogin::Token(SecretRef::File(
             token_file.to_string_lossy().into_owned().into(),
@@ -448,16 +398,16 @@ async fn bot_serves_rooms_and_direct_chats_on_a_real_synapse() {
         &[],
     );
     by_token
-        .wait_state(|s| *s == ConnState::Connected, "connected by token")
+        .wait_state(WAIT, |s| *s == ConnState::Connected)
         .await;
     alice.send(&ops, "!help", json!({})).await;
-    assert_eq!(by_token.next().await.user_id, ALICE);
+    assert_eq!(by_token.next_within(WAIT).await.user_id, ALICE);
     by_token.stop().await.expect("clean shutdown");
 
     // A wrong password is not retried: the backend fails with an authentication error.
     let wrong = synapse.dir().join("wrong-password");
     std::fs::write(&wrong, "nope").unwrap();
-    let mut refused = Bot::start(
+    let mut refused = start_bot(
         &url,
         MatrixLogin::Password {
             username: "st2bot".into(),
@@ -466,12 +416,9 @@ async fn bot_serves_rooms_and_direct_chats_on_a_real_synapse() {
         &[],
     );
     refused
-        .wait_state(|s| matches!(s, ConnState::Failed(_)), "failed")
+        .wait_state(WAIT, |s| matches!(s, ConnState::Failed(_)))
         .await;
-    let result = tokio::time::timeout(WAIT, refused.task)
-        .await
-        .unwrap()
-        .unwrap();
+    let result = refused.finished(WAIT).await;
     assert!(
         matches!(
             &result,

@@ -7,11 +7,9 @@
 //! bot posts stream announcements to the room and, whispered, to her direct chat. Then
 //! Synapse restarts and the bot still answers.
 
-#[path = "support/matrix_client.rs"]
-mod matrix_client;
-#[path = "support/matrix_server.rs"]
-mod matrix_server;
-mod support;
+use st2bot_testkit as support;
+use st2bot_testkit::matrix_client;
+use st2bot_testkit::matrix_server;
 
 use std::time::Duration;
 

@@ -1,24 +1,21 @@
 //! End-to-end tests of the Mattermost backend against the in-repo fake Mattermost
-//! (`tests/fakes/mattermost.rs`): WebSocket `posted` events in, REST posts out, driven
+//! (`testkit/src/fakes/mattermost.rs`): WebSocket `posted` events in, REST posts out, driven
 //! through `BackendIo` as the dispatcher drives it; plus checks that the fake refuses what
 //! Mattermost refuses.
 
-#[path = "fakes/backend_io.rs"]
-mod backend_io;
-#[path = "fakes/mattermost.rs"]
-mod mattermost_fake;
-#[path = "fakes/ws.rs"]
-mod ws;
+use st2bot_testkit::backend as harness;
+use st2bot_testkit::fakes::mattermost as mattermost_fake;
 
 use std::time::{Duration, Instant};
 
-use backend_io::{Driven, TempDir};
 use futures_util::{SinkExt, StreamExt};
+use harness::Driven;
 use mattermost_fake::{ALICE, BOB, BOT_NAME, MattermostFake, OPS, PRIVATE, TEAM, TOKEN};
 use serde_json::{Value, json};
 use st2bot::config::MattermostSpec;
 use st2bot::runtime::backend::mattermost::MattermostBackend;
 use st2bot::runtime::backend::{BackendError, ConnState, Outgoing, Status, Target};
+use st2bot_testkit::TempDir;
 use tokio_tungstenite::tungstenite::Message;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -37,7 +34,7 @@ fn start(fake: &MattermostFake, dir: &TempDir, token: &str, team: &str) -> Drive
 async fn connected(fake: &MattermostFake) -> (Driven, TempDir) {
     let dir = TempDir::new("mattermost");
     let mut bot = start(fake, &dir, TOKEN, TEAM);
-    bot.connected(WAIT).await;
+    bot.connected().await;
     (bot, dir)
 }
 
@@ -47,7 +44,7 @@ async fn help_and_alias_in_a_channel_a_thread_and_a_dm() {
     let (mut bot, _dir) = connected(&fake).await;
 
     fake.user_says(ALICE, OPS, "!help", None);
-    let help = bot.next(WAIT).await;
+    let help = bot.next().await;
     assert_eq!(
         (help.user.as_str(), help.user_id.as_str()),
         ("alice", ALICE)
@@ -63,14 +60,14 @@ async fn help_and_alias_in_a_channel_a_thread_and_a_dm() {
     bot.reply(&help, "Available commands: run deploy").await;
 
     let root = fake.user_says(BOB, OPS, "deploy time?", None);
-    assert_eq!(bot.next(WAIT).await.text, "deploy time?");
+    assert_eq!(bot.next().await.text, "deploy time?");
     let reply_id = fake.user_says(
         ALICE,
         OPS,
         &format!("@{BOT_NAME}: run deploy “web1”"),
         Some(&root),
     );
-    let alias = bot.next(WAIT).await;
+    let alias = bot.next().await;
     assert!(alias.mentioned);
     assert_eq!(alias.text, "run deploy \"web1\"");
     assert_eq!(alias.thread.as_deref(), Some(root.as_str()));
@@ -79,12 +76,12 @@ async fn help_and_alias_in_a_channel_a_thread_and_a_dm() {
 
     let dm_channel = fake.direct_channel(ALICE);
     fake.user_says(ALICE, &dm_channel, "help", None);
-    let dm = bot.next(WAIT).await;
+    let dm = bot.next().await;
     assert_eq!((dm.room.as_ref(), dm.text.as_str()), (None, "help"));
     bot.reply(&dm, "in private").await;
 
     fake.user_says(BOB, PRIVATE, "!help", None);
-    let private = bot.next(WAIT).await;
+    let private = bot.next().await;
     assert_eq!(private.room.map(|r| r.name), Some("#secret-ops".to_owned()));
 
     let posts = fake.wait_posts(3, WAIT).await;
@@ -249,7 +246,7 @@ async fn resumes_after_a_drop_without_losing_events() {
         f.resumed() == 1 && f.live_sockets() == 1
     })
     .await;
-    let m = bot.next(WAIT).await;
+    let m = bot.next().await;
     assert_eq!(m.text, "!help while away");
     bot.reply(&m, "still here").await;
     fake.wait_posts(1, WAIT).await;
@@ -267,9 +264,9 @@ async fn reconnects_fresh_after_a_server_restart_and_still_answers() {
         f.hellos() == 2 && f.live_sockets() == 1
     })
     .await;
-    bot.connected(WAIT).await;
+    bot.connected().await;
     fake.user_says(ALICE, OPS, "!help", None);
-    let m = bot.next(WAIT).await;
+    let m = bot.next().await;
     bot.reply(&m, "back").await;
     assert_eq!(fake.wait_posts(1, WAIT).await[0].message, "back");
     assert_eq!(fake.resumed(), 0);
@@ -434,7 +431,7 @@ access:
         key = dir.file("st2", "sim-api-key"),
         st2 = sim.url(),
     );
-    let _bot = backend_io::run_whole_bot(&yaml);
+    let _bot = harness::WholeBot::run(&yaml);
     fake.wait_until("the bot's socket", WAIT, |f| f.live_sockets() == 1)
         .await;
     let deadline = Instant::now() + WAIT;

@@ -1,61 +1,41 @@
 //! Whole-bot tests of the Microsoft Teams backend: the bot from a `kind: msteams`
 //! definition (real dispatcher, StackStorm simulator) against the in-repo fake Teams
-//! (`tests/fakes/msteams.rs`: token endpoint, Bot Framework Connector, and the Teams side
+//! (`testkit/src/fakes/msteams.rs`: token endpoint, Bot Framework Connector, and the Teams side
 //! delivering activities to the bot's messaging endpoint). Unsigned activities are accepted
 //! through the documented test-only switch (`ST2BOT_MSTEAMS_UNSIGNED_INBOUND`, here the
 //! command-line option it sets), on loopback as it requires; the JWT checks are unit-tested
 //! in `bot-runtime/src/backend/msteams/jwt.rs` against a fake issuer.
 
-#[path = "fakes/msteams.rs"]
-mod fake;
-#[path = "fakes/harness.rs"]
-mod harness;
+use st2bot_testkit::backend as harness;
+use st2bot_testkit::fakes::msteams as fake;
 
 use std::time::Duration;
 
 use fake::{APP_ID, APP_SECRET, FakeTeams, OPS, personal_chat};
-use harness::{TokenFile, WholeBot, eventually};
+use harness::{WholeBot, eventually};
 use serde_json::json;
-use st2bot::config::SecretRef;
+use st2bot_testkit::{TempDir, free_port};
 
 const ALICE: (&str, &str) = ("29:alice", "Alice");
 const BOB: (&str, &str) = ("29:bob", "Bob");
-
-/// A free port on 127.0.0.1 for the bot's endpoint.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Setup {
     sim: st2_sim::Sim,
     fake: FakeTeams,
     yaml: String,
-    state_dir: std::path::PathBuf,
+    _state_dir: TempDir,
 }
 
-impl Drop for Setup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.state_dir);
-    }
-}
-
-async fn setup(password: &TokenFile) -> Setup {
+/// The simulator, the fake, and a definition whose app password is `password`.
+async fn setup(password: &str) -> Setup {
     let sim = st2_sim::Sim::start(st2_sim::SimConfig::demo())
         .await
         .expect("simulator");
     let fake = FakeTeams::start().await;
     let port = free_port();
     fake.set_endpoint(&format!("http://127.0.0.1:{port}"));
-    let SecretRef::File(password_path) = password.secret() else {
-        unreachable!()
-    };
-    let state_dir =
-        std::env::temp_dir().join(format!("st2bot-msteams-e2e-{}-{port}", std::process::id()));
-    std::fs::create_dir_all(&state_dir).unwrap();
+    let state_dir = TempDir::new("msteams-e2e");
+    let password_path = state_dir.file("app-password", password);
     let yaml = format!(
         "name: msteams-e2e\n\
          backend:\n  kind: msteams\n  app_id: {APP_ID}\n  app_password: file:{password_path}\n  \
@@ -70,7 +50,7 @@ async fn setup(password: &TokenFile) -> Setup {
         sim,
         fake,
         yaml,
-        state_dir,
+        _state_dir: state_dir,
     }
 }
 
@@ -81,7 +61,7 @@ fn unsigned() -> st2bot::runtime::cli::Options {
     }
 }
 
-/// Runs the bot of `s` (the password file stays the caller's).
+/// Runs the bot of `s` (its state directory holds the password file).
 fn start(s: &Setup) -> WholeBot {
     WholeBot::start_with(&s.yaml, &s.sim.url(), Vec::new(), unsigned())
 }
@@ -104,8 +84,7 @@ async fn deliver_when_up(s: &Setup, id: &str) {
 
 #[tokio::test]
 async fn the_whole_bot_on_teams() {
-    let password = TokenFile::new(APP_SECRET);
-    let s = setup(&password).await;
+    let s = setup(APP_SECRET).await;
     let bot = start(&s);
     eventually("a token and the stream", || {
         s.fake.tokens_issued() == 1 && s.sim.stream_clients() == 1
@@ -286,8 +265,7 @@ async fn the_whole_bot_on_teams() {
 
 #[tokio::test]
 async fn a_wrong_app_password_stops_the_bot() {
-    let password = TokenFile::new("not-the-secret");
-    let s = setup(&password).await;
+    let s = setup("not-the-secret").await;
     let mut bot = start(&s);
     let code = tokio::time::timeout(harness::WAIT, bot.finished())
         .await

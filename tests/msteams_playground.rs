@@ -8,12 +8,10 @@
 //! `/_ws_conversation/v1/conversations/stream` shows what the bot posted. The playground
 //! does not sign activities, so the bot runs with the documented test-only switch
 //! (loopback only); its Connector does not check tokens, so the bot's token comes from the
-//! in-repo fake token endpoint (tests/fakes/msteams.rs).
+//! in-repo fake token endpoint (testkit/src/fakes/msteams.rs).
 
-#[path = "fakes/msteams.rs"]
-mod fake;
-#[path = "fakes/harness.rs"]
-mod harness;
+use st2bot_testkit::backend as harness;
+use st2bot_testkit::fakes::msteams as fake;
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -21,9 +19,9 @@ use std::time::Duration;
 
 use fake::{APP_ID, APP_SECRET, FakeTeams};
 use futures_util::StreamExt as _;
-use harness::{TokenFile, WAIT, WholeBot, eventually};
+use harness::{WAIT, WholeBot, eventually};
 use serde_json::{Value, json};
-use st2bot::config::SecretRef;
+use st2bot_testkit::{TempDir, free_port};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -45,14 +43,6 @@ fn playground_bin() -> PathBuf {
         bin.display()
     );
     bin
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The playground, killed on drop.
@@ -227,16 +217,8 @@ async fn the_whole_bot_in_microsofts_agents_playground() {
         .expect("simulator");
     let tokens = FakeTeams::start().await;
     let bot_port = free_port();
-    let password = TokenFile::new(APP_SECRET);
-    let SecretRef::File(password_path) = password.secret() else {
-        unreachable!()
-    };
-    let state_dir = std::env::temp_dir().join(format!(
-        "st2bot-msteams-pg-{}-{bot_port}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&state_dir).unwrap();
-    let _cleanup = RemoveOnDrop(state_dir.clone());
+    let state_dir = TempDir::new("msteams-playground");
+    let password_path = state_dir.file("app-password", APP_SECRET);
     let yaml = format!(
         "name: msteams-playground\n\
          backend:\n  kind: msteams\n  app_id: {APP_ID}\n  app_password: file:{password_path}\n  \
@@ -258,7 +240,7 @@ async fn the_whole_bot_in_microsofts_agents_playground() {
     .await;
     // The playground waits for the bot's endpoint before it answers anything: start it
     // once the bot listens.
-    let pg = Playground::start(bot_port, &state_dir).await;
+    let pg = Playground::start(bot_port, state_dir.path()).await;
     let mut watch = pg.watch().await;
 
     // Help in the personal chat.
@@ -332,13 +314,4 @@ async fn the_whole_bot_in_microsofts_agents_playground() {
         json!({ "message": "after the restart", "channel": channel, "user": "Alex Wilber", "whisper": false }),
     );
     watch.until(&["after the restart"]).await;
-}
-
-/// Removes a directory when the test ends, passed or failed.
-struct RemoveOnDrop(PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

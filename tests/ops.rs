@@ -1,7 +1,7 @@
 //! The operations endpoint of a running bot: `/healthz`, `/readyz` (not ready while the
 //! StackStorm stream is down) and `/metrics` (commands, denials, StackStorm calls, stream).
 
-mod support;
+use st2bot_testkit as support;
 
 use std::time::Duration;
 

@@ -7,7 +7,7 @@
 //! the simulator's side of it: execution documents by id and by filter, and execution
 //! updates on the stream.
 
-mod support;
+use st2bot_testkit as support;
 
 use std::time::Duration;
 

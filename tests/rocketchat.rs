@@ -1,51 +1,48 @@
 //! End-to-end tests of the Rocket.Chat backend against the in-repo fake Rocket.Chat
-//! (`tests/fakes/rocketchat.rs`): the backend runs as in the bot, driven through
+//! (`testkit/src/fakes/rocketchat.rs`): the backend runs as in the bot, driven through
 //! `BackendIo`; each test plays the dispatcher's part and checks what the fake recorded.
 
-#[path = "fakes/rocketchat.rs"]
-mod fake;
-#[path = "fakes/harness.rs"]
-mod harness;
-#[path = "fakes/serve.rs"]
-mod serve;
+use st2bot_testkit::backend as harness;
+use st2bot_testkit::fakes::rocketchat as fake;
 
 use std::time::Duration;
 
 use fake::{BOT_ID, BOT_NAME, BOT_PASSWORD, BOT_PAT, DEV, FakeRocketChat, OPS, USERS};
 use futures_util::{SinkExt as _, StreamExt as _};
-use harness::{Bot, TokenFile, WAIT, WholeBot, eventually};
+use harness::{Driven, WAIT, WholeBot, eventually};
 use serde_json::{Value, json};
-use st2bot::config::{BackendSpec, RocketChatLogin, RocketChatSpec, SecretRef};
+use st2bot::config::{BackendSpec, RocketChatLogin, RocketChatSpec};
 use st2bot::runtime::backend::{self, BackendError, ConnState, Outgoing, Status, Target};
+use st2bot_testkit::TempDir;
 use tokio_tungstenite::tungstenite::Message;
 
 const PING: Duration = Duration::from_millis(400);
 
-fn with_password(fake: &FakeRocketChat, password: &str) -> Bot {
-    let secret = TokenFile::new(password);
+fn with_password(fake: &FakeRocketChat, password: &str) -> Driven {
+    let secrets = TempDir::new("rocketchat");
     let spec = BackendSpec::RocketChat(RocketChatSpec {
         url: fake.url.clone().into(),
         login: RocketChatLogin::Password {
             username: BOT_NAME.into(),
-            password: secret.secret(),
+            password: secrets.secret("password", password),
         },
     });
-    let bot = Bot::start(&spec, secret);
+    let bot = Driven::from_spec(&spec, secrets);
     assert_eq!(bot.capabilities.max_message_len, 5000);
     assert!(bot.capabilities.rich && bot.capabilities.threads);
     bot
 }
 
-fn with_token(fake: &FakeRocketChat, token: &str) -> Bot {
-    let secret = TokenFile::new(token);
+fn with_token(fake: &FakeRocketChat, token: &str) -> Driven {
+    let secrets = TempDir::new("rocketchat");
     let spec = BackendSpec::RocketChat(RocketChatSpec {
         url: fake.url.clone().into(),
         login: RocketChatLogin::Token {
             user_id: BOT_ID.into(),
-            token: secret.secret(),
+            token: secrets.secret("token", token),
         },
     });
-    Bot::start(&spec, secret)
+    Driven::from_spec(&spec, secrets)
 }
 
 fn user_id(name: &str) -> &'static str {
@@ -76,7 +73,8 @@ async fn help_and_alias_in_a_channel_a_thread_and_a_dm_are_answered_in_place() {
         ("!help", false, None)
     );
     assert_eq!(m.message_id.as_deref(), Some(said.as_str()));
-    bot.reply(&m, "!run date - run a command", None, None).await;
+    bot.reply_with(&m, "!run date - run a command", None, None)
+        .await;
     let posted = fake.wait_posted(0, WAIT).await;
     assert_eq!(posted.len(), 1);
     assert_eq!(posted[0].rid, OPS);
@@ -90,7 +88,7 @@ async fn help_and_alias_in_a_channel_a_thread_and_a_dm_are_answered_in_place() {
     let m = bot.next().await;
     assert_eq!((m.text.as_str(), m.mentioned), ("!run date", true));
     assert_eq!(m.thread.as_deref(), Some(said.as_str()));
-    bot.reply(
+    bot.reply_with(
         &m,
         "Ran core.local date{~}Tue Nov 25 12:00:00 UTC 2026",
         Some(Status::Succeeded),
@@ -113,14 +111,14 @@ async fn help_and_alias_in_a_channel_a_thread_and_a_dm_are_answered_in_place() {
     fake.say_direct("bob", "!help");
     let m = bot.next().await;
     assert_eq!((m.user.as_str(), m.room.as_ref()), ("bob", None));
-    bot.reply(&m, "help for bob", None, None).await;
+    bot.reply_with(&m, "help for bob", None, None).await;
     let posted = fake.wait_posted(2, WAIT).await;
     assert_eq!(posted[0].rid, fake.dm_room("bob"));
     assert_eq!(posted[0].text(), "@bob: help for bob");
 
     // The bot's own messages came back on its stream and were ignored.
     bot.assert_quiet().await;
-    bot.finish().await.expect("clean shutdown");
+    bot.stop().await.expect("clean shutdown");
 }
 
 #[tokio::test]
@@ -146,7 +144,7 @@ async fn rooms_unknown_to_the_stream_are_looked_up_and_dms_are_opened() {
     .await;
     let posted = fake.wait_posted(0, WAIT).await;
     assert_eq!(posted[0].rid, fake.dm_room("alice"));
-    bot.finish().await.expect("clean shutdown");
+    bot.stop().await.expect("clean shutdown");
 }
 
 #[tokio::test]
@@ -226,7 +224,7 @@ async fn announcements_render_extra_and_long_output_is_split_under_the_limit() {
     assert!(joined.iter().all(|t| t.chars().count() <= 5000));
     assert_eq!(joined.join("\n"), text);
     assert_eq!(fake.counters().too_long, 0, "Rocket.Chat refused nothing");
-    bot.finish().await.expect("clean shutdown");
+    bot.stop().await.expect("clean shutdown");
 }
 
 #[tokio::test]
@@ -248,7 +246,7 @@ async fn a_429_is_honoured() {
     let c = fake.counters();
     assert_eq!(c.rate_limited, 1);
     assert_eq!(c.rate_limit_violations, 0, "never called while limited");
-    bot.finish().await.expect("clean shutdown");
+    bot.stop().await.expect("clean shutdown");
 }
 
 #[tokio::test]
@@ -264,7 +262,7 @@ async fn a_dropped_connection_is_reestablished_and_still_answers() {
     .await;
     fake.say(OPS, "alice", "!help", None);
     let m = bot.next().await;
-    bot.reply(&m, "still here", None, None).await;
+    bot.reply_with(&m, "still here", None, None).await;
     assert_eq!(
         fake.wait_posted(0, WAIT).await[0].text(),
         "@alice: still here"
@@ -291,14 +289,14 @@ async fn a_dropped_connection_is_reestablished_and_still_answers() {
         0,
         "the bot answered every ping"
     );
-    bot.finish().await.expect("clean shutdown");
+    bot.stop().await.expect("clean shutdown");
 }
 
 #[tokio::test]
 async fn a_bad_password_is_fatal_without_retrying() {
     let fake = FakeRocketChat::start(PING).await;
     let mut bot = with_password(&fake, "wrong");
-    let result = bot.ended().await;
+    let result = bot.finished(WAIT).await;
     assert!(
         matches!(
             result,
@@ -319,7 +317,7 @@ async fn a_bad_password_is_fatal_without_retrying() {
 async fn a_bad_personal_access_token_is_fatal_without_retrying() {
     let fake = FakeRocketChat::start(PING).await;
     let mut bot = with_token(&fake, "not-the-token");
-    let result = bot.ended().await;
+    let result = bot.finished(WAIT).await;
     assert!(
         matches!(
             result,
@@ -433,10 +431,8 @@ async fn the_whole_bot_runs_commands_from_rocketchat_and_posts_results_back() {
         .await
         .expect("simulator");
     let fake = FakeRocketChat::start(PING).await;
-    let password = TokenFile::new(BOT_PASSWORD);
-    let SecretRef::File(password_path) = password.secret() else {
-        unreachable!()
-    };
+    let secrets = TempDir::new("rocketchat-e2e");
+    let password_path = secrets.file("password", BOT_PASSWORD);
     let yaml = format!(
         "name: rocketchat-e2e\n\
          backend:\n  kind: rocketchat\n  url: {}\n  username: {BOT_NAME}\n  password: file:{password_path}\n\
@@ -445,7 +441,7 @@ async fn the_whole_bot_runs_commands_from_rocketchat_and_posts_results_back() {
          access:\n  default: allow\n",
         fake.url
     );
-    let _bot = WholeBot::start(&yaml, &sim.url(), vec![password]);
+    let _bot = WholeBot::start(&yaml, &sim.url(), vec![secrets]);
     eventually("connected to Rocket.Chat and to the stream", || {
         fake.live_subscriptions() == 1 && sim.stream_clients() == 1
     })

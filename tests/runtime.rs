@@ -3,7 +3,7 @@
 //! announcements (room, whisper, other room), a malformed stream event, stream reconnects,
 //! token renewal, and access rules that stop a command before it reaches StackStorm.
 
-mod support;
+use st2bot_testkit as support;
 
 use std::time::Duration;
 

@@ -2,22 +2,22 @@
 //! command, a real HTTP client against the page on 127.0.0.1, the StackStorm simulator
 //! issuing and checking tokens, the encrypted store across restarts, and the logs.
 
-#[path = "support/sessions_harness.rs"]
-mod harness;
+use st2bot_testkit::sessions as harness;
 
 use std::time::Duration;
 
-use harness::{KEY, LogBuffer, PASSWORD, Page, TempDir, free_port, rewrite, sim, specs};
+use harness::{KEY, LogBuffer, PASSWORD, Page, rewrite, sim, specs};
 use st2bot::runtime::secret::Secret;
 use st2bot::runtime::session::{LoginMethod, SessionError, SessionManager};
 use st2bot::runtime::stackstorm::St2Client;
 use st2bot::runtime::stackstorm::types::ExecuteRequest;
+use st2bot_testkit::{TempDir, free_port};
 
 /// Starts a simulator and a page; returns both, the temp dir and a StackStorm client.
 async fn setup(name: &str) -> (st2_sim::Sim, TempDir, Page, St2Client) {
     let sim = sim().await;
     let dir = TempDir::new(name);
-    let (st2_spec, auth) = specs(&sim, &dir.0, free_port(), "http");
+    let (st2_spec, auth) = specs(&sim, dir.path(), free_port(), "http");
     let st2 = St2Client::new(&st2_spec).unwrap();
     let page = Page::start(&auth, st2.clone(), None).await;
     (sim, dir, page, st2)
@@ -29,7 +29,7 @@ async fn full_login_flow_binds_the_token_the_simulator_issued_and_commands_use_i
     let _capture = logs.capture();
     let sim = sim().await;
     let dir = TempDir::new("flow");
-    let (st2_spec, auth) = specs(&sim, &dir.0, free_port(), "http");
+    let (st2_spec, auth) = specs(&sim, dir.path(), free_port(), "http");
     let st2 = St2Client::new(&st2_spec).unwrap();
     let mut page = Page::start(&auth, st2.clone(), None).await;
 
@@ -211,7 +211,7 @@ async fn a_link_works_only_once() {
 async fn an_expired_link_is_refused() {
     let sim = sim().await;
     let dir = TempDir::new("expired");
-    let (st2, mut auth) = specs(&sim, &dir.0, free_port(), "http");
+    let (st2, mut auth) = specs(&sim, dir.path(), free_port(), "http");
     auth.link_ttl = Duration::from_millis(300);
     let page = Page::start(&auth, St2Client::new(&st2).unwrap(), None).await;
     let link = page.request_link("U1", "alice").await;
@@ -502,7 +502,7 @@ async fn sessions_survive_a_restart() {
     let sim = sim().await;
     let dir = TempDir::new("restart");
     let port = free_port();
-    let (st2, auth) = specs(&sim, &dir.0, port, "http");
+    let (st2, auth) = specs(&sim, dir.path(), port, "http");
     let mut page = Page::start(&auth, St2Client::new(&st2).unwrap(), None).await;
     let link = page.request_link("U1", "alice").await;
     assert_eq!(page.log_in(&link, "st2admin", PASSWORD).await.0, 200);
@@ -520,7 +520,7 @@ async fn sessions_survive_a_restart() {
     // Pending links are not persisted: a restart invalidates them.
     assert_eq!(page.open_link(&pending).await.0, 410);
     // The token is not in the store file in clear.
-    let bytes = std::fs::read(dir.0.join("sessions.redb")).unwrap();
+    let bytes = std::fs::read(dir.path().join("sessions.redb")).unwrap();
     let needle = token.expose().as_bytes();
     assert!(!bytes.windows(needle.len()).any(|w| w == needle));
 }
@@ -531,7 +531,7 @@ async fn a_changed_key_drops_the_sessions_without_a_panic() {
     let _capture = logs.capture();
     let sim = sim().await;
     let dir = TempDir::new("rekey");
-    let (st2, auth) = specs(&sim, &dir.0, free_port(), "http");
+    let (st2, auth) = specs(&sim, dir.path(), free_port(), "http");
     let mut page = Page::start(&auth, St2Client::new(&st2).unwrap(), None).await;
     let link = page.request_link("U1", "alice").await;
     assert_eq!(page.log_in(&link, "st2admin", PASSWORD).await.0, 200);
@@ -539,7 +539,7 @@ async fn a_changed_key_drops_the_sessions_without_a_panic() {
     page.stop().await;
 
     rewrite(
-        &dir.0.join("session-key"),
+        &dir.path().join("session-key"),
         "a completely different key, rotated\n",
     );
     let mut page = Page::start(&auth, St2Client::new(&st2).unwrap(), None).await;
@@ -558,12 +558,13 @@ async fn a_changed_key_drops_the_sessions_without_a_panic() {
     assert!(page.manager.token_for("U1").is_some());
     // A key that cannot be read, or is too short, is an error at start-up.
     let mut missing = auth.clone();
-    missing.encryption_key =
-        st2bot::config::SecretRef::File(dir.0.join("no-such-key").display().to_string().into());
+    missing.encryption_key = st2bot::config::SecretRef::File(
+        dir.path().join("no-such-key").display().to_string().into(),
+    );
     drop(page);
     let err = SessionManager::open(&missing, "t", St2Client::new(&st2).unwrap()).unwrap_err();
     assert!(matches!(err, SessionError::Key(_)), "{err}");
-    rewrite(&dir.0.join("session-key"), "short\n");
+    rewrite(&dir.path().join("session-key"), "short\n");
     let err = SessionManager::open(&auth, "t", St2Client::new(&st2).unwrap()).unwrap_err();
     assert!(matches!(err, SessionError::WeakKey { .. }), "{err}");
 }
@@ -572,7 +573,7 @@ async fn a_changed_key_drops_the_sessions_without_a_panic() {
 async fn logout_removes_the_session_for_good() {
     let sim = sim().await;
     let dir = TempDir::new("logout");
-    let (st2, auth) = specs(&sim, &dir.0, free_port(), "http");
+    let (st2, auth) = specs(&sim, dir.path(), free_port(), "http");
     let mut page = Page::start(&auth, St2Client::new(&st2).unwrap(), None).await;
     let link = page.request_link("U1", "alice").await;
     assert_eq!(page.log_in(&link, "st2admin", PASSWORD).await.0, 200);
@@ -609,7 +610,7 @@ async fn logout_removes_the_session_for_good() {
 async fn a_token_stackstorm_refuses_is_forgotten() {
     let sim = sim().await;
     let dir = TempDir::new("forget");
-    let (st2_spec, auth) = specs(&sim, &dir.0, free_port(), "http");
+    let (st2_spec, auth) = specs(&sim, dir.path(), free_port(), "http");
     let st2 = St2Client::new(&st2_spec).unwrap();
     let mut page = Page::start(&auth, st2.clone(), None).await;
     let link = page.request_link("U1", "alice").await;
@@ -677,8 +678,8 @@ async fn list_and_revoke_are_for_admins_only() {
 async fn the_page_is_served_over_tls_when_configured() {
     let sim = sim().await;
     let dir = TempDir::new("tls");
-    let (st2, mut auth) = specs(&sim, &dir.0, free_port(), "https");
-    let support = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/tls");
+    let (st2, mut auth) = specs(&sim, dir.path(), free_port(), "https");
+    let support = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/tls");
     auth.tls = Some((
         format!("{support}/cert.pem").into(),
         format!("{support}/key.pem").into(),
@@ -713,7 +714,7 @@ async fn the_page_is_served_over_tls_when_configured() {
 async fn plain_http_on_a_network_address_is_refused_at_start() {
     let sim = sim().await;
     let dir = TempDir::new("plain");
-    let (st2, mut auth) = specs(&sim, &dir.0, free_port(), "http");
+    let (st2, mut auth) = specs(&sim, dir.path(), free_port(), "http");
     auth.listen = format!("0.0.0.0:{}", free_port()).into();
     let manager = SessionManager::open(&auth, "t", St2Client::new(&st2).unwrap()).unwrap();
     let (notify, _rx) = tokio::sync::mpsc::channel(1);
@@ -735,7 +736,7 @@ async fn a_stackstorm_token_cap_below_session_ttl_is_respected() {
     .await
     .unwrap();
     let dir = TempDir::new("ttlcap");
-    let (st2, auth) = specs(&sim, &dir.0, free_port(), "http");
+    let (st2, auth) = specs(&sim, dir.path(), free_port(), "http");
     let mut page = Page::start(&auth, St2Client::new(&st2).unwrap(), None).await;
     let link = page.request_link("U1", "alice").await;
     let (status, body) = page.log_in(&link, "st2admin", PASSWORD).await;
@@ -766,7 +767,7 @@ async fn a_pasted_token_takes_its_user_and_expiry_from_the_user_endpoint() {
     // endpoint, so a small fake answers it as StackStorm does.
     let fake = harness::UserEndpoint::start("valid-token-1234", "carol", 600).await;
     let dir = TempDir::new("userapi");
-    let (st2_spec, auth) = harness::specs_for(&fake.url(), &dir.0, free_port());
+    let (st2_spec, auth) = harness::specs_for(&fake.url(), dir.path(), free_port());
     let mut page = Page::start(&auth, St2Client::new(&st2_spec).unwrap(), None).await;
     let link = page.request_link("U9", "carol-chat").await;
     let (_, _, fields) = page.open_link(&link).await;

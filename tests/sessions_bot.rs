@@ -3,7 +3,7 @@
 //! token, commands then run with that token (the simulator records which), a revoked token
 //! asks the user to log in again, and users without a session are refused (`required`).
 
-mod support;
+use st2bot_testkit as support;
 
 use std::time::Duration;
 

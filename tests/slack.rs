@@ -1,24 +1,21 @@
 //! End-to-end tests of the Slack backend against the in-repo fake Slack
-//! (`tests/fakes/slack.rs`): Socket Mode events in, Web API posts out, driven through
+//! (`testkit/src/fakes/slack.rs`): Socket Mode events in, Web API posts out, driven through
 //! `BackendIo` as the dispatcher drives it. Also checks that the fake rejects what Slack
 //! rejects, so a bot that passes here is not passing against a lenient stand-in.
 
-#[path = "fakes/backend_io.rs"]
-mod backend_io;
-#[path = "fakes/slack.rs"]
-mod slack_fake;
-#[path = "fakes/ws.rs"]
-mod ws;
+use st2bot_testkit::backend as harness;
+use st2bot_testkit::fakes::slack as slack_fake;
 
 use std::time::{Duration, Instant};
 
-use backend_io::{Driven, TempDir};
 use futures_util::{SinkExt, StreamExt};
+use harness::Driven;
 use serde_json::{Value, json};
 use slack_fake::{ALICE, ALICE_DM, APP_TOKEN, BOB, BOT_TOKEN, BOT_USER, OPS, PRIVATE, SlackFake};
 use st2bot::config::SlackSpec;
 use st2bot::runtime::backend::slack::SlackBackend;
 use st2bot::runtime::backend::{BackendError, ConnState, Outgoing, Status, Target};
+use st2bot_testkit::TempDir;
 use tokio_tungstenite::tungstenite::Message;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -35,7 +32,7 @@ fn start(fake: &SlackFake, dir: &TempDir, app_token: &str, bot_token: &str) -> D
 async fn connected(fake: &SlackFake) -> (Driven, TempDir) {
     let dir = TempDir::new("slack");
     let mut bot = start(fake, &dir, APP_TOKEN, BOT_TOKEN);
-    bot.connected(WAIT).await;
+    bot.connected().await;
     (bot, dir)
 }
 
@@ -46,7 +43,7 @@ async fn help_and_alias_in_a_channel_a_thread_and_a_dm() {
 
     // In a channel: `!help`.
     fake.user_says(ALICE, OPS, "!help", None);
-    let help = bot.next(WAIT).await;
+    let help = bot.next().await;
     assert_eq!(help.user, "alice");
     assert_eq!(help.user_id, ALICE);
     assert_eq!(
@@ -61,7 +58,7 @@ async fn help_and_alias_in_a_channel_a_thread_and_a_dm() {
     // In a thread, addressed by mention: the alias command. The mention arrives as both a
     // `message` and an `app_mention` event; the bot must see it once.
     let parent = fake.user_says(BOB, OPS, "deploy time?", None);
-    let chatter = bot.next(WAIT).await;
+    let chatter = bot.next().await;
     assert_eq!(chatter.text, "deploy time?");
     let reply_ts = fake.user_says(
         ALICE,
@@ -69,7 +66,7 @@ async fn help_and_alias_in_a_channel_a_thread_and_a_dm() {
         &format!("<@{BOT_USER}> run deploy <http://web1.example.com|web1.example.com>"),
         Some(&parent),
     );
-    let alias = bot.next(WAIT).await;
+    let alias = bot.next().await;
     assert!(alias.mentioned);
     assert_eq!(alias.text, "run deploy web1.example.com");
     assert_eq!(alias.thread.as_deref(), Some(parent.as_str()));
@@ -78,14 +75,14 @@ async fn help_and_alias_in_a_channel_a_thread_and_a_dm() {
 
     // In a DM: no prefix needed, no room; the reply goes back privately.
     fake.user_says(ALICE, ALICE_DM, "help", None);
-    let dm = bot.next(WAIT).await;
+    let dm = bot.next().await;
     assert_eq!(dm.room, None);
     assert_eq!(dm.text, "help");
     bot.reply(&dm, "in private").await;
 
     // A private channel is named like any other.
     fake.user_says(BOB, PRIVATE, "!help", None);
-    let private = bot.next(WAIT).await;
+    let private = bot.next().await;
     assert_eq!(private.room.map(|r| r.name), Some("#secret-ops".to_owned()));
     assert_eq!(private.user, "bob");
 
@@ -125,7 +122,7 @@ async fn edits_and_other_bots_are_ignored() {
     let fake = SlackFake::start().await;
     let (mut bot, _dir) = connected(&fake).await;
     let ts = fake.user_says(ALICE, OPS, "!hepl", None);
-    assert_eq!(bot.next(WAIT).await.text, "!hepl");
+    assert_eq!(bot.next().await.text, "!hepl");
     fake.user_edits(ALICE, OPS, &ts, "!help");
     fake.deliver_event(json!({
         "type": "message", "channel": OPS, "bot_id": "B0OTHER01", "user": "U0OTHER01",
@@ -303,9 +300,9 @@ async fn reconnects_after_a_drop_and_a_refresh_and_still_answers() {
         f.connections_opened() == 2 && f.open_sockets() == 1
     })
     .await;
-    bot.connected(WAIT).await;
+    bot.connected().await;
     fake.user_says(ALICE, OPS, "!help", None);
-    let m = bot.next(WAIT).await;
+    let m = bot.next().await;
     bot.reply(&m, "still here").await;
     fake.wait_posts(1, WAIT).await;
 
@@ -315,7 +312,7 @@ async fn reconnects_after_a_drop_and_a_refresh_and_still_answers() {
     })
     .await;
     fake.user_says(ALICE, OPS, "!help again", None);
-    assert_eq!(bot.next(WAIT).await.text, "!help again");
+    assert_eq!(bot.next().await.text, "!help again");
     assert_eq!(*bot.state.borrow(), ConnState::Connected);
     assert_eq!(
         fake.calls()
@@ -568,7 +565,7 @@ access:
         api = fake.api_url(),
         st2 = sim.url(),
     );
-    let _bot = backend_io::run_whole_bot(&yaml);
+    let _bot = harness::WholeBot::run(&yaml);
     fake.wait_until("the bot's socket", WAIT, |f| f.open_sockets() == 1)
         .await;
     let deadline = Instant::now() + WAIT;
@@ -682,7 +679,7 @@ async fn a_live_ack_posted_before_a_restart_is_edited_after_it() {
         .expect("simulator");
     let fake = SlackFake::start().await;
     let dir = TempDir::new("slack-restart");
-    let store = dir.0.join("owed.redb");
+    let store = dir.path().join("owed.redb");
     let yaml = format!(
         r##"name: slack-restart
 backend:
@@ -717,8 +714,7 @@ access:
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
-    let stop = tokio_util::sync::CancellationToken::new();
-    let first = backend_io::run_whole_bot_until(&yaml, stop.clone());
+    let first = harness::WholeBot::run(&yaml);
     connected(&sim).await;
     sim.hold_results(true);
     fake.user_says(ALICE, OPS, "!local date", None);
@@ -733,14 +729,10 @@ access:
     .await;
     let id = sim.executions()[0].id.clone();
 
-    stop.cancel();
-    tokio::time::timeout(WAIT, first)
-        .await
-        .expect("the bot stopped")
-        .expect("no panic");
+    first.stop().await;
     fake.wait_until("the socket closed", WAIT, |f| f.open_sockets() == 0)
         .await;
-    let _second = backend_io::run_whole_bot(&yaml);
+    let _second = harness::WholeBot::run(&yaml);
     connected(&sim).await;
     sim.release_results();
 
@@ -817,7 +809,7 @@ access:
         api = fake.api_url(),
         st2 = sim.url(),
     );
-    let _bot = backend_io::run_whole_bot(&yaml);
+    let _bot = harness::WholeBot::run(&yaml);
     fake.wait_until("the bot's socket", WAIT, |f| f.open_sockets() == 1)
         .await;
     let deadline = Instant::now() + WAIT;

@@ -2,7 +2,7 @@
 //! `conference.localhost`). The bot's backend is driven directly through its channels; a
 //! separate test client plays the human.
 
-mod support;
+use st2bot_testkit as support;
 
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use st2bot::runtime::backend::{
     Backend, BackendError, ConnState, Incoming, Outgoing, Room, Target,
 };
 use support::TempDir;
-use support::backend::BotHarness;
+use support::backend::Driven;
 use support::prosody::Prosody;
 use support::xmpp_client::XmppClient;
 use tokio_xmpp::parsers::message::MessageType;
@@ -59,9 +59,9 @@ async fn alice(server: &Prosody) -> XmppClient {
 
 /// Alice says `!help` in the room and privately; the bot sees both and its replies reach
 /// her in the same places.
-async fn help_round_trip(bot: &mut BotHarness, alice: &mut XmppClient) {
+async fn help_round_trip(bot: &mut Driven, alice: &mut XmppClient) {
     alice.say_in_room(ROOM, "!help").await;
-    let got = bot.next_incoming(WAIT).await;
+    let got = bot.next_within(WAIT).await;
     assert_eq!(
         Incoming {
             message_id: None,
@@ -78,7 +78,7 @@ async fn help_round_trip(bot: &mut BotHarness, alice: &mut XmppClient) {
         }
     );
     assert!(got.message_id.is_some());
-    bot.reply(to_ops("Commands:{~}!help - this list")).await;
+    bot.send(to_ops("Commands:{~}!help - this list")).await;
     alice
         .expect_message(
             MessageType::Groupchat,
@@ -89,7 +89,7 @@ async fn help_round_trip(bot: &mut BotHarness, alice: &mut XmppClient) {
         .await;
 
     alice.say_to("bot@localhost", "!help").await;
-    let got = bot.next_incoming(WAIT).await;
+    let got = bot.next_within(WAIT).await;
     assert_eq!(
         (
             got.user_id.as_str(),
@@ -99,7 +99,7 @@ async fn help_round_trip(bot: &mut BotHarness, alice: &mut XmppClient) {
         ),
         ("alice@localhost", "alice@localhost", None, "!help")
     );
-    bot.reply(Outgoing::text(
+    bot.send(Outgoing::text(
         Target::Direct {
             user: got.user_id.clone(),
         },
@@ -117,7 +117,7 @@ async fn xmpp_joins_answers_in_room_and_privately_renders_xhtml_and_survives_a_r
     server.register("bot", "botpass");
     server.register("alice", "alicepass");
     let secrets = TempDir::new("xmpp-secrets");
-    let password = SecretRef::File(support::secret_file(&secrets, "bot", "botpass").into());
+    let password = SecretRef::File(secrets.file("bot", "botpass").into());
 
     // Something said in the room before the bot arrives is history, not a command.
     let mut alice = alice(&server).await;
@@ -125,14 +125,14 @@ async fn xmpp_joins_answers_in_room_and_privately_renders_xhtml_and_survives_a_r
 
     let backend = XmppBackend::new(&spec(&server, password)).unwrap();
     assert!(backend.capabilities().rich);
-    let mut bot = BotHarness::start(Box::new(backend));
-    bot.wait_connected(WAIT).await;
+    let mut bot = Driven::start(Box::new(backend));
+    bot.connected_within(WAIT).await;
     help_round_trip(&mut bot, &mut alice).await;
 
     // Mentions of the room nick are stripped; the bot's own messages never come back in.
-    bot.reply(to_ops("an echo the bot must not hear")).await;
+    bot.send(to_ops("an echo the bot must not hear")).await;
     alice.say_in_room(ROOM, "st2bot: pack list").await;
-    let got = bot.next_incoming(WAIT).await;
+    let got = bot.next_within(WAIT).await;
     assert_eq!((got.text.as_str(), got.mentioned), ("pack list", true));
 
     // Rich output: extra.xmpp.html becomes XHTML-IM next to the plain body.
@@ -140,7 +140,7 @@ async fn xmpp_joins_answers_in_room_and_privately_renders_xhtml_and_survives_a_r
     rich.extra = Some(serde_json::json!({
         "xmpp": {"html": "<p>Deployed <strong>web-1</strong><script>x()</script></p>"}
     }));
-    bot.reply(rich).await;
+    bot.send(rich).await;
     let message = alice
         .expect_message(
             MessageType::Groupchat,
@@ -162,7 +162,7 @@ async fn xmpp_joins_answers_in_room_and_privately_renders_xhtml_and_survives_a_r
 
     // A long multi-line reply arrives whole, in one message.
     let long: String = (0..400).map(|i| format!("output line {i}\n")).collect();
-    bot.reply(to_ops(&long)).await;
+    bot.send(to_ops(&long)).await;
     alice
         .expect_message(
             MessageType::Groupchat,
@@ -177,7 +177,7 @@ async fn xmpp_joins_answers_in_room_and_privately_renders_xhtml_and_survives_a_r
     bot.wait_state(WAIT, |s| *s == ConnState::Connecting).await;
     alice.close().await;
     server.restart();
-    bot.wait_connected(Duration::from_secs(90)).await;
+    bot.connected_within(Duration::from_secs(90)).await;
     let mut alice = self::alice(&server).await;
     help_round_trip(&mut bot, &mut alice).await;
 
@@ -196,13 +196,13 @@ async fn xmpp_room_nick_conflict_and_refused_password() {
     let mut squatter =
         XmppClient::connect(server.port, "alice", "alicepass", &server.cert.cert).await;
     squatter.join(ROOM, "st2bot").await;
-    let good = SecretRef::File(support::secret_file(&secrets, "good", "botpass").into());
-    let mut bot = BotHarness::start(Box::new(XmppBackend::new(&spec(&server, good)).unwrap()));
-    bot.wait_connected(WAIT).await;
+    let good = SecretRef::File(secrets.file("good", "botpass").into());
+    let mut bot = Driven::start(Box::new(XmppBackend::new(&spec(&server, good)).unwrap()));
+    bot.connected_within(WAIT).await;
     squatter.say_in_room(ROOM, "st2bot_: !help").await;
-    let got = bot.next_incoming(WAIT).await;
+    let got = bot.next_within(WAIT).await;
     assert_eq!((got.text.as_str(), got.mentioned), ("!help", true));
-    bot.reply(to_ops("hello from st2bot_")).await;
+    bot.send(to_ops("hello from st2bot_")).await;
     squatter
         .expect_message(
             MessageType::Groupchat,
@@ -215,8 +215,8 @@ async fn xmpp_room_nick_conflict_and_refused_password() {
     squatter.close().await;
 
     // A wrong password stops the backend with an authentication error, no retry loop.
-    let bad = SecretRef::File(support::secret_file(&secrets, "bad", "wrongpass").into());
-    let mut bot = BotHarness::start(Box::new(XmppBackend::new(&spec(&server, bad)).unwrap()));
+    let bad = SecretRef::File(secrets.file("bad", "wrongpass").into());
+    let mut bot = Driven::start(Box::new(XmppBackend::new(&spec(&server, bad)).unwrap()));
     let result = bot.finished(WAIT).await;
     assert!(
         matches!(

@@ -1,23 +1,33 @@
-//! Shared test support. [`bot`] drives a compiled bot executable (over its Text backend,
-//! or any backend with `BotProcess::start`) against the StackStorm simulator; [`backend`]
-//! drives a chat backend directly through its channels. For tests that start real chat servers: throwaway directories, free 127.0.0.1
-//! ports, self-signed certificates made with `openssl`, and a guard that kills a server
-//! process when the test ends (also when it fails); the servers themselves are in [`ircd`]
-//! and [`prosody`] (installed by `scripts/setup-test-deps`), PostgreSQL in [`postgres`], the test users' clients in
-//! [`irc_client`] and [`xmpp_client`].
-#![allow(
-    dead_code,
-    unreachable_pub,
-    reason = "each integration test crate uses a different subset of these helpers"
-)]
+//! Test support for st2bot's integration tests, one crate that every test binary links
+//! (instead of each including its own copy of these files):
+//!
+//! - [`backend`]: the one backend harness ([`backend::Driven`] runs a chat backend through
+//!   its `BackendIo` channels as the dispatcher does; [`backend::WholeBot`] runs a whole bot
+//!   in this process);
+//! - [`bot`]: drives a compiled bot executable over its Text backend (stdin/stdout);
+//! - [`fakes`]: in-repo fakes of the chat services that cannot run here (Slack, Mattermost,
+//!   Discord, Rocket.Chat, the Teams token endpoint), each built from the vendor's documented
+//!   wire protocol; [`ws`] is the one way they serve WebSockets;
+//! - real servers started on 127.0.0.1 (installed by `scripts/setup-test-deps`): IRC in
+//!   [`ircd`], XMPP in [`prosody`], Matrix in [`matrix_server`], PostgreSQL in [`postgres`],
+//!   and the test users' clients [`irc_client`], [`xmpp_client`], [`matrix_client`];
+//! - [`sessions`] and [`login_page`]: the per-user session manager and its login page;
+//! - here: throwaway directories and secret files, free ports, self-signed certificates made
+//!   with `openssl`, and a guard that kills a server process when the test ends (also when it
+//!   fails).
 
 pub mod backend;
 pub mod bot;
+pub mod fakes;
 pub mod irc_client;
 pub mod ircd;
 pub mod login_page;
+pub mod matrix_client;
+pub mod matrix_server;
 pub mod postgres;
 pub mod prosody;
+pub mod sessions;
+pub mod ws;
 pub mod xmpp_client;
 
 use std::net::{TcpListener, TcpStream};
@@ -25,6 +35,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use bot_config::SecretRef;
+
+/// The st2bot checkout (the workspace root), where `scripts/setup-test-deps` installs what
+/// the tests need (`.venv/synapse`, say).
+pub fn project_root() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
 
 /// Sends the bot's logs to the test output when `RUST_LOG` is set (e.g.
 /// `RUST_LOG=bot_runtime=debug cargo test --test irc -- --nocapture`).
@@ -64,6 +82,20 @@ impl TempDir {
     /// A path inside it.
     pub fn join(&self, name: &str) -> PathBuf {
         self.0.join(name)
+    }
+
+    /// Writes `value` (with a trailing newline, as editors do) to the file `name` and
+    /// returns its path. Secrets are files in the tests: parallel tests share the process
+    /// environment, so none is set there.
+    pub fn file(&self, name: &str, value: &str) -> String {
+        let path = self.join(name);
+        std::fs::write(&path, format!("{value}\n")).expect("write secret file");
+        path.to_string_lossy().into_owned()
+    }
+
+    /// [`TempDir::file`] as the `file:` secret reference a definition holds.
+    pub fn secret(&self, name: &str, value: &str) -> SecretRef {
+        SecretRef::File(self.file(name, value).into())
     }
 }
 
@@ -215,14 +247,6 @@ pub fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-/// Writes a secret file for `SecretRef::File` (tests never put passwords in the environment,
-/// which parallel tests share).
-pub fn secret_file(dir: &TempDir, name: &str, value: &str) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, format!("{value}\n")).expect("write secret file");
-    path.to_string_lossy().into_owned()
 }
 
 /// A TLS front for a plain-text server on 127.0.0.1, as stunnel or a load balancer puts

@@ -5,13 +5,13 @@
 //! [`Synapse`] stops the server (by its pid) and removes the directory when dropped, also
 //! when the test fails.
 // Shared by several test binaries; each uses a part.
-#![allow(dead_code)]
 
 use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::free_port;
 
 /// Shared secret for `register_new_matrix_user`.
 const REGISTRATION_SECRET: &str = "st2bot-test-only-registration-secret";
@@ -19,7 +19,7 @@ const REGISTRATION_SECRET: &str = "st2bot-test-only-registration-secret";
 const START_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// A running (or stopped) Synapse and its temporary directory.
-pub(crate) struct Synapse {
+pub struct Synapse {
     venv: PathBuf,
     dir: PathBuf,
     config: PathBuf,
@@ -29,10 +29,10 @@ pub(crate) struct Synapse {
 
 impl Synapse {
     /// The venv holding Synapse, or why there is none.
-    pub(crate) fn venv() -> Result<PathBuf, String> {
+    pub fn venv() -> Result<PathBuf, String> {
         let venv = std::env::var_os("ST2BOT_SYNAPSE_VENV")
             .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/synapse"));
+            .unwrap_or_else(|| crate::project_root().join(".venv/synapse"));
         if venv.join("bin/register_new_matrix_user").is_file() && venv.join("bin/python").exists() {
             Ok(venv)
         } else {
@@ -45,14 +45,14 @@ impl Synapse {
     }
 
     /// [`Synapse::start_named`] with the server name `localhost`.
-    pub(crate) async fn start() -> Self {
+    pub async fn start() -> Self {
         Self::start_named("localhost").await
     }
 
     /// Writes a config for a free port and starts the server as `server_name` (users are
     /// `@name:<server_name>`); returns once it answers. Nothing resolves the name: the
     /// server federates with no one.
-    pub(crate) async fn start_named(server_name: &str) -> Self {
+    pub async fn start_named(server_name: &str) -> Self {
         let venv = Self::venv().unwrap_or_else(|e| panic!("{e}"));
         let stamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -89,18 +89,18 @@ impl Synapse {
     }
 
     /// Base URL of the client-server API.
-    pub(crate) fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
     /// The temporary directory (for secret files and the like).
-    pub(crate) fn dir(&self) -> &Path {
+    pub fn dir(&self) -> &Path {
         &self.dir
     }
 
     /// Registers users (name, password, server admin?) with the shared secret
     /// (`register_new_matrix_user`), in parallel.
-    pub(crate) fn register(&self, users: &[(&str, &str, bool)]) {
+    pub fn register(&self, users: &[(&str, &str, bool)]) {
         let children: Vec<_> = users
             .iter()
             .map(|(user, password, admin)| {
@@ -131,7 +131,7 @@ impl Synapse {
     }
 
     /// Stops the server (SIGTERM, then SIGKILL after 15 s) and waits for it to exit.
-    pub(crate) fn stop(&mut self) {
+    pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {
             return;
         };
@@ -155,7 +155,7 @@ impl Synapse {
     }
 
     /// Starts the server again on the same port, database and key.
-    pub(crate) async fn restart(&mut self) {
+    pub async fn restart(&mut self) {
         self.stop();
         self.launch().await;
     }
@@ -170,7 +170,7 @@ impl Synapse {
             .spawn()
             .expect("start synapse");
         self.child = Some(child);
-        let http = st2bot::runtime::http::client(true, None, None).expect("HTTP client");
+        let http = bot_runtime::http::client(true, None, None).expect("HTTP client");
         let versions = format!("{}/_matrix/client/versions", self.url());
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
@@ -197,7 +197,7 @@ impl Synapse {
     }
 
     /// The end of Synapse's output and log, for failure messages.
-    pub(crate) fn log_tail(&self) -> String {
+    pub fn log_tail(&self) -> String {
         let mut text = String::new();
         for name in ["synapse.out", "homeserver.log"] {
             if let Ok(content) = fs::read_to_string(self.dir.join(name)) {
@@ -219,14 +219,6 @@ impl Drop for Synapse {
             let _ = fs::remove_dir_all(&self.dir);
         }
     }
-}
-
-/// A port nothing listens on right now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("find a free port")
 }
 
 fn homeserver_yaml(dir: &Path, port: u16, server_name: &str) -> String {

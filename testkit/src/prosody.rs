@@ -6,7 +6,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use super::{Cert, ServerProcess, TempDir, free_port, self_signed_cert, tail, wait_for_port};
+use crate::{Cert, ServerProcess, TempDir, free_port, self_signed_cert, tail, wait_for_port};
 
 /// The XMPP domain of [`Prosody::start`].
 pub const DOMAIN: &str = "localhost";

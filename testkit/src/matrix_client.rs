@@ -2,19 +2,18 @@
 //! same Synapse. Logs in with a password, creates rooms, invites, joins, sends text, and
 //! collects the `m.room.message` events it sees through `/sync`.
 // Shared by several test binaries; each uses a part.
-#![allow(dead_code)]
 
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 /// One logged-in test user.
-pub(crate) struct TestUser {
+pub struct TestUser {
     http: reqwest::Client,
     base: String,
     token: String,
     /// Full user id.
-    pub(crate) user_id: String,
+    pub user_id: String,
     since: Option<String>,
     /// Every `m.room.message` seen so far, as (room id, event), oldest first.
     seen: Vec<(String, Value)>,
@@ -27,8 +26,8 @@ pub(crate) struct TestUser {
 
 impl TestUser {
     /// Logs in with a password and does a first sync (so later waits see only new events).
-    pub(crate) async fn login(base: &str, user: &str, password: &str) -> Self {
-        let http = st2bot::runtime::http::client(true, None, None).expect("HTTP client");
+    pub async fn login(base: &str, user: &str, password: &str) -> Self {
+        let http = bot_runtime::http::client(true, None, None).expect("HTTP client");
         let response: Value = http
             .post(format!("{base}/_matrix/client/v3/login"))
             .json(&json!({
@@ -63,34 +62,24 @@ impl TestUser {
     }
 
     /// The access token (to hand to a bot under test).
-    pub(crate) fn token(&self) -> &str {
+    pub fn token(&self) -> &str {
         &self.token
     }
 
     /// One more sync, to see anything still on its way.
-    pub(crate) async fn settle(&mut self) {
+    pub async fn settle(&mut self) {
         tokio::time::sleep(Duration::from_millis(300)).await;
         self.sync(0).await;
     }
 
     /// Calls an endpoint under `/_matrix/client/v3`; panics on an error status.
-    pub(crate) async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> Value {
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
         let url = format!("{}/_matrix/client/v3/{path}", self.base);
         self.call_url(method, &url, body).await
     }
 
     /// Calls a Synapse admin endpoint under `/_synapse/admin/v1` (needs a server admin).
-    pub(crate) async fn admin(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> Value {
+    pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
         let url = format!("{}/_synapse/admin/v1/{path}", self.base);
         self.call_url(method, &url, body).await
     }
@@ -114,7 +103,7 @@ impl TestUser {
     }
 
     /// `POST /createRoom`; returns the room id.
-    pub(crate) async fn create_room(&self, body: Value) -> String {
+    pub async fn create_room(&self, body: Value) -> String {
         let r = self
             .call(reqwest::Method::POST, "createRoom", Some(body))
             .await;
@@ -122,7 +111,7 @@ impl TestUser {
     }
 
     /// `POST /rooms/{id}/invite`.
-    pub(crate) async fn invite(&self, room_id: &str, user_id: &str) {
+    pub async fn invite(&self, room_id: &str, user_id: &str) {
         self.call(
             reqwest::Method::POST,
             &format!("rooms/{}/invite", enc(room_id)),
@@ -132,7 +121,7 @@ impl TestUser {
     }
 
     /// `POST /join/{roomIdOrAlias}`.
-    pub(crate) async fn join(&self, room: &str) -> String {
+    pub async fn join(&self, room: &str) -> String {
         let r = self
             .call(
                 reqwest::Method::POST,
@@ -144,7 +133,7 @@ impl TestUser {
     }
 
     /// Sends `m.text` content (a plain body, or any extra fields merged in); returns the event id.
-    pub(crate) async fn send(&mut self, room_id: &str, body: &str, extra: Value) -> String {
+    pub async fn send(&mut self, room_id: &str, body: &str, extra: Value) -> String {
         self.txn += 1;
         let mut content = json!({ "msgtype": "m.text", "body": body });
         if let (Some(c), Some(e)) = (content.as_object_mut(), extra.as_object()) {
@@ -167,7 +156,7 @@ impl TestUser {
     }
 
     /// Joined members of a room.
-    pub(crate) async fn joined_members(&self, room_id: &str) -> Vec<String> {
+    pub async fn joined_members(&self, room_id: &str) -> Vec<String> {
         let r = self
             .call(
                 reqwest::Method::GET,
@@ -182,7 +171,7 @@ impl TestUser {
     }
 
     /// Waits until `user_id` has joined `room_id`.
-    pub(crate) async fn wait_for_member(&self, room_id: &str, user_id: &str) {
+    pub async fn wait_for_member(&self, room_id: &str, user_id: &str) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while !self
             .joined_members(room_id)
@@ -228,12 +217,7 @@ impl TestUser {
 
     /// Waits for `count` messages from `sender` in `room_id` after those already taken;
     /// returns their contents and removes them from what was seen.
-    pub(crate) async fn take_messages(
-        &mut self,
-        room_id: &str,
-        sender: &str,
-        count: usize,
-    ) -> Vec<Value> {
+    pub async fn take_messages(&mut self, room_id: &str, sender: &str, count: usize) -> Vec<Value> {
         self.take_events(room_id, sender, count)
             .await
             .into_iter()
@@ -242,12 +226,7 @@ impl TestUser {
     }
 
     /// [`Self::take_messages`], returning the whole events (with their `event_id`).
-    pub(crate) async fn take_events(
-        &mut self,
-        room_id: &str,
-        sender: &str,
-        count: usize,
-    ) -> Vec<Value> {
+    pub async fn take_events(&mut self, room_id: &str, sender: &str, count: usize) -> Vec<Value> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let matching: Vec<usize> = self
@@ -281,18 +260,13 @@ impl TestUser {
     }
 
     /// Server timestamps (ms) of the messages the last `take_messages` returned.
-    pub(crate) fn last_taken_timestamps(&self) -> &[i64] {
+    pub fn last_taken_timestamps(&self) -> &[i64] {
         &self.last_taken_ts
     }
 
     /// Takes messages from `sender` in `room_id`, one at a time, until one whose body
     /// contains `needle`; returns them all (the match last).
-    pub(crate) async fn take_until(
-        &mut self,
-        room_id: &str,
-        sender: &str,
-        needle: &str,
-    ) -> Vec<Value> {
+    pub async fn take_until(&mut self, room_id: &str, sender: &str, needle: &str) -> Vec<Value> {
         let mut taken = Vec::new();
         loop {
             let next = self.take_messages(room_id, sender, 1).await.remove(0);
@@ -305,7 +279,7 @@ impl TestUser {
     }
 
     /// Waits for an invite and returns the room id.
-    pub(crate) async fn take_invite(&mut self) -> String {
+    pub async fn take_invite(&mut self) -> String {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if !self.invites.is_empty() {
@@ -317,7 +291,7 @@ impl TestUser {
     }
 
     /// Messages already seen that are not yet taken, for assertions that nothing extra came.
-    pub(crate) fn untaken(&self, room_id: &str, sender: &str) -> Vec<Value> {
+    pub fn untaken(&self, room_id: &str, sender: &str) -> Vec<Value> {
         self.seen
             .iter()
             .filter(|(r, e)| r == room_id && e["sender"] == sender)
@@ -327,7 +301,7 @@ impl TestUser {
 }
 
 /// Percent-encodes a path segment (room ids and aliases contain `!`, `#`, `:`).
-pub(crate) fn enc(segment: &str) -> String {
+pub fn enc(segment: &str) -> String {
     let mut out = String::new();
     for b in segment.bytes() {
         match b {

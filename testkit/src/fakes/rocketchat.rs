@@ -29,26 +29,22 @@
 //! replay what was said while a client was away. Tests inject 429s, connection drops and token
 //! expiry, and read what the bot posted.
 
-#![allow(dead_code, unreachable_pub)]
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
 use tokio::sync::{Notify, broadcast, mpsc};
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::serve::{Served, WsHandler, serve};
+use crate::ws::{self, Served, ServerSocket};
 
 /// The bot's user id.
 pub const BOT_ID: &str = "b0tUs3r1d0000001";
@@ -282,6 +278,7 @@ impl FakeRocketChat {
         });
         let router = Router::new()
             .route("/api/v1/login", post(login))
+            .route("/websocket", get(realtime_upgrade))
             .route("/api/v1/me", get(me))
             .route("/api/v1/rooms.info", get(rooms_info))
             .route("/api/v1/chat.postMessage", post(post_message))
@@ -294,9 +291,7 @@ impl FakeRocketChat {
                 )
             })
             .with_state(shared.clone());
-        let ws_shared = shared.clone();
-        let handler: WsHandler = Arc::new(move |ws| Box::pin(realtime(ws_shared.clone(), ws)));
-        let server = serve(router, Some("/websocket"), Some(handler)).await;
+        let server = Served::start(router).await;
         Self {
             url: format!("http://{}", server.addr),
             shared,
@@ -669,7 +664,7 @@ fn too_many(until: SystemTime) -> Response {
 // ---------------------------------------------------------------------------------------
 // Realtime (DDP)
 
-async fn send(ws: &mut WebSocketStream<TcpStream>, frame: Value) -> bool {
+async fn send(ws: &mut ServerSocket, frame: Value) -> bool {
     ws.send(Message::text(frame.to_string())).await.is_ok()
 }
 
@@ -679,7 +674,12 @@ fn ddp_error(error: Value, reason: &str) -> Value {
            "errorType": "Meteor.Error"})
 }
 
-async fn realtime(shared: Arc<Shared>, mut ws: WebSocketStream<TcpStream>) {
+/// `GET /websocket`: the realtime API's WebSocket upgrade.
+async fn realtime_upgrade(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    ws::upgrade(request, move |socket| realtime(shared, socket))
+}
+
+async fn realtime(shared: Arc<Shared>, mut ws: ServerSocket) {
     let mut dropper = shared.drop_connections.subscribe();
     let ping_interval = {
         let mut inner = shared.lock();

@@ -36,7 +36,6 @@
 //! [`SlackFake::drop_connections`] and [`SlackFake::request_refresh`].
 
 // Shared by several test binaries: each uses a part, and `pub` marks the API they use.
-#![allow(dead_code, unreachable_pub)]
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;

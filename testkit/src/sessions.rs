@@ -1,17 +1,16 @@
 //! Test harness for `tests/sessions.rs`: a StackStorm simulator, a session manager with its
 //! login page on a free 127.0.0.1 port, a throwaway directory for the store and the key, an
 //! HTTP client, and a log buffer to scan for secrets. Everything stops on drop.
-#![allow(dead_code, unreachable_pub)]
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bot_config::{AuthPageSpec, StackStormSpec};
+use bot_runtime::session::{SessionError, SessionManager, SessionReply};
+use bot_runtime::stackstorm::St2Client;
 use st2_sim::{Sim, SimConfig};
-use st2bot::config::{AuthPageSpec, StackStormSpec};
-use st2bot::runtime::session::{SessionError, SessionManager, SessionReply};
-use st2bot::runtime::stackstorm::St2Client;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -20,47 +19,6 @@ use tokio_util::sync::CancellationToken;
 pub const PASSWORD: &str = "Ch@ngeMe";
 /// The store encryption key the tests use.
 pub const KEY: &str = "test-key: 5b0d7c0e8f9a41d2a3c4e5f60718293a";
-
-/// A directory removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(name: &str) -> Self {
-        let mut random = [0u8; 6];
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        for (i, b) in random.iter_mut().enumerate() {
-            *b = (seed >> (i * 8)) as u8;
-        }
-        let dir = std::env::temp_dir().join(format!(
-            "st2bot-sessions-{name}-{}-{}",
-            std::process::id(),
-            random
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A free 127.0.0.1 port (bound then released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A definition's `stackstorm` and `auth_page` parts for the simulator and a page on `port`.
 pub fn specs(sim: &Sim, dir: &Path, port: u16, scheme: &str) -> (StackStormSpec, AuthPageSpec) {
@@ -80,7 +38,7 @@ session_ttl: 12h\n  link_ttl: 5m\n  store: {store}\n  encryption_key: \"file:{ke
         store = dir.join("sessions.redb").display(),
         key = key_file.display(),
     );
-    let spec = st2bot::config::load(&st2bot::config::SourceFile::new("t.yaml", yaml))
+    let spec = bot_config::load(&bot_config::SourceFile::new("t.yaml", yaml))
         .unwrap_or_else(|d| panic!("test definition invalid: {d:?}"));
     (spec.stackstorm, spec.auth_page.expect("auth_page"))
 }
@@ -133,7 +91,7 @@ impl Page {
         let (notify, notifications) = mpsc::channel(8);
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(Arc::clone(&manager).serve(notify, shutdown.clone()));
-        let http = st2bot::runtime::http::client(true, ca_file, Some(Duration::from_secs(10)))
+        let http = bot_runtime::http::client(true, ca_file, Some(Duration::from_secs(10)))
             .expect("client");
         let page = Page {
             manager,
@@ -274,7 +232,7 @@ store: {store}\n  encryption_key: \"file:{key}\"\n",
         store = dir.join("sessions.redb").display(),
         key = key_file.display(),
     );
-    let spec = st2bot::config::load(&st2bot::config::SourceFile::new("t.yaml", yaml))
+    let spec = bot_config::load(&bot_config::SourceFile::new("t.yaml", yaml))
         .unwrap_or_else(|d| panic!("test definition invalid: {d:?}"));
     (spec.stackstorm, spec.auth_page.expect("auth_page"))
 }

@@ -36,27 +36,23 @@
 //! force (another 429, counted as a violation). Tests inject 429s and connection drops, and
 //! read what the bot posted.
 
-#![allow(dead_code, unreachable_pub)]
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
 use tokio::sync::{Notify, broadcast, mpsc};
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
-use crate::serve::{Served, WsHandler, serve};
+use crate::ws::{self, Served, ServerSocket};
 
 /// The bot's user id.
 pub const BOT_ID: &str = "900000000000000001";
@@ -279,12 +275,12 @@ impl FakeDiscord {
             posted: Notify::new(),
             drop_connections,
         });
-        let handler_shared = shared.clone();
-        let handler: WsHandler = Arc::new(move |ws| {
-            let shared = handler_shared.clone();
-            Box::pin(gateway_connection(shared, ws))
-        });
-        let gateway = serve(Router::new(), Some("/"), Some(handler)).await;
+        let gateway = Served::start(
+            Router::new()
+                .route("/", get(gateway_upgrade))
+                .with_state(shared.clone()),
+        )
+        .await;
         shared.lock().gateway_url = format!("ws://{}", gateway.addr);
         let router = Router::new()
             .route("/api/v10/gateway/bot", get(gateway_bot))
@@ -302,7 +298,7 @@ impl FakeDiscord {
             )
             .fallback(not_found)
             .with_state(shared.clone());
-        let rest = serve(router, None, None).await;
+        let rest = Served::start(router).await;
         Self {
             api_url: format!("http://{}/api/v10", rest.addr),
             shared,
@@ -1048,11 +1044,11 @@ fn rate_limited(retry_after: f64, global: bool, bucket: &'static str) -> Respons
 // ---------------------------------------------------------------------------------------
 // Gateway
 
-async fn send(ws: &mut WebSocketStream<TcpStream>, frame: Value) -> bool {
+async fn send(ws: &mut ServerSocket, frame: Value) -> bool {
     ws.send(Message::text(frame.to_string())).await.is_ok()
 }
 
-async fn close(ws: &mut WebSocketStream<TcpStream>, code: u16, reason: &str) {
+async fn close(ws: &mut ServerSocket, code: u16, reason: &str) {
     let _ = ws
         .close(Some(CloseFrame {
             code: code.into(),
@@ -1066,7 +1062,12 @@ async fn close(ws: &mut WebSocketStream<TcpStream>, code: u16, reason: &str) {
     .await;
 }
 
-async fn gateway_connection(shared: Arc<Shared>, mut ws: WebSocketStream<TcpStream>) {
+/// `GET /`: the Gateway's WebSocket upgrade (the URL `GET /gateway/bot` returns).
+async fn gateway_upgrade(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    ws::upgrade(request, move |socket| gateway_connection(shared, socket))
+}
+
+async fn gateway_connection(shared: Arc<Shared>, mut ws: ServerSocket) {
     let mut dropper = shared.drop_connections.subscribe();
     let interval = {
         let mut inner = shared.lock();

@@ -34,7 +34,6 @@
 //! A wrong token on the WebSocket's challenge closes the socket, as the server does.
 
 // Shared by several test binaries: each uses a part, and `pub` marks the API they use.
-#![allow(dead_code, unreachable_pub)]
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -291,7 +290,7 @@ impl MattermostFake {
                 "context": context,
             })
         };
-        let client = st2bot::runtime::http::client(true, None, Some(Duration::from_secs(10)))
+        let client = bot_runtime::http::client(true, None, Some(Duration::from_secs(10)))
             .expect("HTTP client");
         let response = client
             .post(url)

@@ -16,8 +16,6 @@
 //!   only messages that mention the bot are delivered, with `<at>` markup and a `mention`
 //!   entity, as Teams does.
 
-#![allow(dead_code, unreachable_pub)]
-
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -108,12 +106,8 @@ impl FakeTeams {
         Self {
             base,
             inner,
-            http: st2bot::runtime::http::client(
-                true,
-                None,
-                Some(std::time::Duration::from_secs(10)),
-            )
-            .unwrap(),
+            http: bot_runtime::http::client(true, None, Some(std::time::Duration::from_secs(10)))
+                .unwrap(),
             endpoint: Mutex::new(None),
             _server: server,
         }

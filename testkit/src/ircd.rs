@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use super::{Cert, ServerProcess, TempDir, free_port, self_signed_cert, tail, wait_for_port};
+use crate::{Cert, ServerProcess, TempDir, free_port, self_signed_cert, tail, wait_for_port};
 
 /// An ngircd server; [`Ngircd::restart`] brings it back on the same ports.
 #[derive(Debug)]
@@ -101,7 +101,7 @@ impl Ngircd {
 }
 
 /// InspIRCd 3 linked to Atheme services on 127.0.0.1 (plain-text client port; put a
-/// [`super::TlsFront`] before it for TLS: Debian's InspIRCd with its GnuTLS module loaded
+/// [`crate::TlsFront`] before it for TLS: Debian's InspIRCd with its GnuTLS module loaded
 /// never completes the link with Atheme).
 #[derive(Debug)]
 pub struct InspircdAtheme {
@@ -110,8 +110,8 @@ pub struct InspircdAtheme {
     /// Plain-text client port.
     pub port: u16,
     // Field order matters: services stop before the IRC server.
-    atheme: ServerProcess,
-    inspircd: ServerProcess,
+    _atheme: ServerProcess,
+    _inspircd: ServerProcess,
 }
 
 impl InspircdAtheme {
@@ -177,8 +177,8 @@ impl InspircdAtheme {
         let server = Self {
             dir,
             port,
-            atheme,
-            inspircd,
+            _atheme: atheme,
+            _inspircd: inspircd,
         };
         server.wait_for_services();
         server

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use super::{Cert, ServerProcess, TempDir, free_port, tail, wait_for_port, wait_for_port_closed};
+use crate::{Cert, ServerProcess, TempDir, free_port, tail, wait_for_port, wait_for_port_closed};
 
 /// A running (or stopped) cluster.
 pub struct Postgres {
@@ -176,9 +176,29 @@ impl Postgres {
         self.server = Some(ServerProcess::spawn("postgres", command, &self.log()));
         let started =
             std::panic::catch_unwind(|| wait_for_port(self.port, Duration::from_secs(30)));
-        if started.is_err() {
+        if started.is_err() || !self.accepts_connections(Duration::from_secs(30)) {
             panic!("PostgreSQL did not start:\n{}", tail(&self.log(), 30));
         }
+    }
+
+    /// Waits until the server accepts sessions, not only TCP connections: a server that is
+    /// still starting up (or recovering after `stop`) listens already but refuses clients
+    /// with "the database system is starting up" (57P03). `pg_isready` exits 0 once it
+    /// accepts them.
+    fn accepts_connections(&self, within: Duration) -> bool {
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            let ready = self
+                .command("pg_isready")
+                .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-q"])
+                .status()
+                .is_ok_and(|s| s.success());
+            if ready {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
     }
 
     /// Stops the server at once, as a crash or a lost network would look to clients
