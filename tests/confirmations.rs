@@ -166,12 +166,11 @@ impl Desk {
             trail.display()
         );
         bot_runtime::http::install_crypto_provider();
-        let spec: &'static bot_config::BotSpec = Box::leak(Box::new(
-            bot_config::load(&bot_config::SourceFile::new("desk.yaml", yaml)).expect("valid"),
-        ));
+        let spec =
+            bot_config::load(&bot_config::SourceFile::new("desk.yaml", yaml)).expect("valid");
         let (tx, replies) = tokio::sync::mpsc::channel(256);
         let dispatcher = Dispatcher::new(
-            spec,
+            &spec,
             St2Client::new(&spec.stackstorm).unwrap(),
             Capabilities {
                 max_message_len: 4000,

@@ -39,7 +39,7 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
 
 /// A definition whose API and auth are `sim`'s and whose stream is `stream_url`, with the
 /// simulator's API key in a file.
-fn spec_with(sim: &Sim, stream_url: &str, extra: &str, name: &str) -> &'static bot_config::BotSpec {
+fn spec_with(sim: &Sim, stream_url: &str, extra: &str, name: &str) -> bot_config::BotSpec {
     let key = temp_dir(name).join("st2-api-key");
     std::fs::write(&key, "sim-api-key\n").unwrap();
     let base = sim.url();
@@ -47,13 +47,10 @@ fn spec_with(sim: &Sim, stream_url: &str, extra: &str, name: &str) -> &'static b
         "name: t\nbackend: {{kind: text}}\nstackstorm:\n  api_url: {base}/api\n  auth_url: {base}/auth\n  stream_url: {stream_url}\n  auth: {{api_key: \"file:{}\"}}\n{extra}",
         key.display()
     );
-    let spec = bot_config::load(&bot_config::SourceFile::new("t.yaml", yaml)).expect("valid");
-    Box::leak(Box::new(spec))
+    bot_config::load(&bot_config::SourceFile::new("t.yaml", yaml)).expect("valid")
 }
 
-async fn doctor_in_process(
-    spec: &'static bot_config::BotSpec,
-) -> Vec<bot_runtime::check::CheckLine> {
+async fn doctor_in_process(spec: &bot_config::BotSpec) -> Vec<bot_runtime::check::CheckLine> {
     bot_runtime::http::install_crypto_provider();
     let client = bot_runtime::stackstorm::St2Client::new(&spec.stackstorm).expect("client");
     bot_runtime::doctor::run(spec, &client).await
@@ -160,7 +157,7 @@ async fn a_rule_announcing_on_another_route_is_caught() {
     let stream = format!("{}/stream", sim.url());
     // The stock errbot rule announces on `errbot`; this bot listens on `chatops`.
     let spec = spec_with(&sim, &stream, "  notification_route: errbot\n", "mismatch");
-    let lines = doctor_in_process(spec).await;
+    let lines = doctor_in_process(&spec).await;
     let rule = lines.iter().find(|l| l.what == "notify rule").unwrap();
     assert!(!rule.ok, "{rule:?}");
     assert!(
@@ -183,7 +180,7 @@ async fn an_unreachable_stream_fails_and_skips_the_test_announcement() {
         "",
         "stream",
     );
-    let lines = doctor_in_process(spec).await;
+    let lines = doctor_in_process(&spec).await;
     let text = bot_runtime::check::render(&lines);
     assert!(line(&text, "StackStorm API").starts_with("ok "), "{text}");
     assert!(line(&text, "notify rule").starts_with("ok "), "{text}");

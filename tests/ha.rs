@@ -502,10 +502,8 @@ async fn the_audit_trail_is_also_kept_in_postgresql() {
         trail.display()
     );
     st2bot::runtime::http::install_crypto_provider();
-    let spec: &'static st2bot::config::BotSpec = Box::leak(Box::new(
-        st2bot::config::load(&st2bot::config::SourceFile::new("audited-ha.yaml", yaml))
-            .expect("valid definition"),
-    ));
+    let spec = st2bot::config::load(&st2bot::config::SourceFile::new("audited-ha.yaml", yaml))
+        .expect("valid definition");
     let stop = tokio_util::sync::CancellationToken::new();
     let ha = st2bot::runtime::ha::start(spec.ha.as_ref().expect("ha:"), &spec.name, stop.clone())
         .await
@@ -513,7 +511,7 @@ async fn the_audit_trail_is_also_kept_in_postgresql() {
     let (tx, _replies) = tokio::sync::mpsc::channel(256);
     let dispatcher = Arc::new(
         Dispatcher::new(
-            spec,
+            &spec,
             St2Client::new(&spec.stackstorm).expect("client"),
             Capabilities {
                 max_message_len: 4000,

@@ -392,14 +392,12 @@ async fn the_audit_trail_records_a_session_line_by_line() {
         trail.display()
     );
     bot_runtime::http::install_crypto_provider();
-    let spec: &'static bot_config::BotSpec = Box::leak(Box::new(
-        bot_config::load(&bot_config::SourceFile::new("audited.yaml", yaml)).expect("valid"),
-    ));
+    let spec = bot_config::load(&bot_config::SourceFile::new("audited.yaml", yaml)).expect("valid");
     let client = St2Client::new(&spec.stackstorm).unwrap();
     let (tx, mut replies) = tokio::sync::mpsc::channel(256);
     let dispatcher = Arc::new(
         Dispatcher::new(
-            spec,
+            &spec,
             client.clone(),
             Capabilities {
                 max_message_len: 4000,
@@ -535,14 +533,12 @@ async fn start_slack_bot(
         sim.url(),
         dir.file("api_key", "sim-api-key"),
     );
-    let spec: &'static bot_config::BotSpec = Box::leak(Box::new(
-        bot_config::load(&bot_config::SourceFile::new("slack-inquiries.yaml", yaml))
-            .expect("valid"),
-    ));
+    let spec = bot_config::load(&bot_config::SourceFile::new("slack-inquiries.yaml", yaml))
+        .expect("valid");
     bot_runtime::http::install_crypto_provider();
     let st2 = bot_runtime::stackstorm::St2Client::new(&spec.stackstorm).unwrap();
     let bot = tokio::spawn(async move {
-        bot_runtime::app::run(spec, st2, &bot_runtime::cli::Options::default()).await
+        bot_runtime::app::run(&spec, st2, &bot_runtime::cli::Options::default()).await
     });
     wait_for_stream(sim, 1).await;
     fake.wait_until("the bot's socket", WAIT, |f| f.open_sockets() >= 1)

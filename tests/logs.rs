@@ -242,9 +242,7 @@ async fn password_session_in_a_child_process() {
         sim.url(),
         password_file.display()
     );
-    let spec: &'static bot_config::BotSpec = Box::leak(Box::new(
-        bot_config::load(&bot_config::SourceFile::new("pw.yaml", yaml)).expect("valid"),
-    ));
+    let spec = bot_config::load(&bot_config::SourceFile::new("pw.yaml", yaml)).expect("valid");
     bot_runtime::logging::init(&spec.log, None);
 
     let client = St2Client::new(&spec.stackstorm).unwrap();
@@ -252,7 +250,7 @@ async fn password_session_in_a_child_process() {
     let (outgoing_tx, mut outgoing) = mpsc::channel::<Outgoing>(64);
     let dispatcher = Arc::new(
         Dispatcher::new(
-            spec,
+            &spec,
             client.clone(),
             Capabilities {
                 max_message_len: 4000,
@@ -325,7 +323,7 @@ async fn password_session_in_a_child_process() {
         .unwrap();
     // The doctor with the same identity (its own client: a fresh token).
     let doctor_client = St2Client::new(&spec.stackstorm).unwrap();
-    let lines = bot_runtime::doctor::run(spec, &doctor_client).await;
+    let lines = bot_runtime::doctor::run(&spec, &doctor_client).await;
     assert!(lines.iter().all(|l| l.ok), "{lines:?}");
 
     shutdown.cancel();

@@ -143,15 +143,13 @@ impl InProcessBot {
             "name: t\nbackend: {{kind: text}}\nstackstorm:\n  url: {}\n{stackstorm}\naccess:\n  default: allow\n",
             sim.url()
         );
-        let spec: &'static bot_config::BotSpec = Box::leak(Box::new(
-            bot_config::load(&bot_config::SourceFile::new("t.yaml", yaml)).expect("valid"),
-        ));
+        let spec = bot_config::load(&bot_config::SourceFile::new("t.yaml", yaml)).expect("valid");
         let client = St2Client::new(&spec.stackstorm).unwrap();
         let aliases = AliasCache::new();
         let (outgoing_tx, outgoing) = mpsc::channel::<Outgoing>(256);
         let dispatcher = Arc::new(
             Dispatcher::new(
-                spec,
+                &spec,
                 client.clone(),
                 Capabilities {
                     max_message_len: 4000,

@@ -23,7 +23,6 @@ fn dispatcher() -> Dispatcher {
     )
     .result
     .expect("valid demo");
-    let spec: &'static bot_config::BotSpec = Box::leak(Box::new(spec));
     let client = St2Client::with_auth(
         &spec.stackstorm,
         ServiceAuth::fixed(Credential::ApiKey(Secret::new("bench"))),
@@ -38,7 +37,7 @@ fn dispatcher() -> Dispatcher {
     );
     let (tx, _rx) = tokio::sync::mpsc::channel(1);
     Dispatcher::new(
-        spec,
+        &spec,
         client,
         Capabilities {
             max_message_len: 4000,

@@ -72,9 +72,12 @@ impl AliasCache {
 
     /// Replaces the index (tests, and [`AliasCache::refresh`]).
     pub fn set(&self, aliases: Vec<Alias>) {
-        let index = Arc::new(Catalogue::new(aliases));
+        self.install(Catalogue::new(aliases));
+    }
+
+    fn install(&self, catalogue: Catalogue) {
         if let Ok(mut g) = self.index.write() {
-            *g = Some(index);
+            *g = Some(Arc::new(catalogue));
         }
     }
 
@@ -154,7 +157,17 @@ impl AliasCache {
             })
             .await?;
         let n = aliases.len();
-        self.set(aliases);
+        // Building the index parses every format (about half a second for 10,000
+        // aliases): off the runtime's thread, which keeps serving chat and the stream
+        // meanwhile (the previous catalogue answers until this one is installed).
+        match tokio::task::spawn_blocking(move || Catalogue::new(aliases)).await {
+            Ok(catalogue) => self.install(catalogue),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => {
+                tracing::debug!("shutting down: the new alias index was not built");
+                return Ok(0);
+            }
+        }
         tracing::info!(aliases = n, "action aliases loaded");
         Ok(n)
     }

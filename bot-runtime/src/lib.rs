@@ -139,8 +139,12 @@ fn run_main(
         options.log_json,
         options.log_level.as_deref().or(text_default),
     );
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread runs the bot: a command's hops between stdin or the chat socket, the
+    // dispatcher, the HTTP connection to StackStorm and the reply stay on it, instead of
+    // waking a second worker for each (docs/operations.md, "Performance", has the
+    // benchmark's figures). Long CPU work (building the alias index) goes to the blocking
+    // pool; blocking reads (stdin) have threads of their own.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

@@ -36,10 +36,61 @@ use serde_json::{Value, json};
 
 use crate::stackstorm::{St2Client, St2Error};
 
+/// The records in memory: by execution id, and by the `request` key of their context, so
+/// settling an announcement is one lookup however many results are recorded.
+#[derive(Default)]
+struct Records {
+    by_id: HashMap<String, OwedExecution>,
+    /// `request` key → execution id (records with a key only).
+    by_request: HashMap<String, String>,
+}
+
+impl Records {
+    fn insert(&mut self, record: OwedExecution) {
+        let id = record.execution_id.clone();
+        if !record.request.is_empty() {
+            self.by_request.insert(record.request.clone(), id.clone());
+        }
+        if let Some(old) = self.by_id.insert(id, record) {
+            self.unlink_request(&old);
+        }
+    }
+
+    fn remove(&mut self, execution_id: &str) -> Option<OwedExecution> {
+        let record = self.by_id.remove(execution_id)?;
+        self.unlink_request(&record);
+        Some(record)
+    }
+
+    /// Drops the `request` entry pointing at `record` (just replaced or removed), unless
+    /// the record now under its id still holds the same key.
+    fn unlink_request(&mut self, record: &OwedExecution) {
+        if record.request.is_empty() {
+            return;
+        }
+        let still_current = self
+            .by_id
+            .get(&record.execution_id)
+            .is_some_and(|current| current.request == record.request);
+        if !still_current && self.by_request.get(&record.request) == Some(&record.execution_id) {
+            self.by_request.remove(&record.request);
+        }
+    }
+
+    fn with_request(&self, request: &str) -> Option<&OwedExecution> {
+        self.by_request
+            .get(request)
+            .and_then(|id| self.by_id.get(id))
+    }
+}
+
 /// How long a delivered record is kept to recognise a late duplicate announcement.
 pub const DELIVERED_KEPT: Duration = Duration::from_secs(3600);
 /// At most this many records; past it the oldest delivered, then the oldest owed, go.
 pub const MAX_RECORDS: usize = 10_000;
+
+/// How many records are left after an eviction (see [`evict`]).
+const EVICT_TO: usize = MAX_RECORDS - MAX_RECORDS / 10;
 /// At most this many executions are looked up per recovery pass (the oldest first wait
 /// for the next pass).
 pub const MAX_LOOKUPS_PER_PASS: usize = 500;
@@ -225,7 +276,7 @@ pub struct RecoveryReport {
 pub struct Ledger {
     bot: String,
     store: Box<dyn OwedStore>,
-    records: Mutex<HashMap<String, OwedExecution>>,
+    records: Mutex<Records>,
     timeout: Duration,
     /// One recovery pass at a time.
     pass: tokio::sync::Mutex<()>,
@@ -235,7 +286,7 @@ impl std::fmt::Debug for Ledger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ledger")
             .field("bot", &self.bot)
-            .field("records", &self.lock().len())
+            .field("records", &self.lock().by_id.len())
             .finish_non_exhaustive()
     }
 }
@@ -279,7 +330,7 @@ impl Ledger {
         Self {
             bot: bot.to_owned(),
             store,
-            records: Mutex::new(HashMap::new()),
+            records: Mutex::new(Records::default()),
             timeout,
             pass: tokio::sync::Mutex::new(()),
         }
@@ -303,14 +354,15 @@ impl Ledger {
             }
         };
         let owed = loaded.iter().filter(|r| r.is_owed()).count();
-        *self.lock() = loaded
-            .into_iter()
-            .map(|r| (r.execution_id.clone(), r))
-            .collect();
+        let mut records = Records::default();
+        for record in loaded {
+            records.insert(record);
+        }
+        *self.lock() = records;
         Some(owed)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, OwedExecution>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Records> {
         self.records.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -334,7 +386,7 @@ impl Ledger {
         self.write(&record);
         let evicted = {
             let mut records = self.lock();
-            records.insert(record.execution_id.clone(), record);
+            records.insert(record);
             evict(&mut records)
         };
         if !evicted.is_empty() {
@@ -352,6 +404,7 @@ impl Ledger {
     pub fn owed(&self) -> Vec<OwedExecution> {
         let mut owed: Vec<OwedExecution> = self
             .lock()
+            .by_id
             .values()
             .filter(|r| r.is_owed())
             .cloned()
@@ -364,7 +417,7 @@ impl Ledger {
     /// context is this bot's), else by an owed execution id in its text.
     fn find<'a>(
         &self,
-        records: &'a HashMap<String, OwedExecution>,
+        records: &'a Records,
         context: Option<&Value>,
         text: &str,
     ) -> Option<&'a OwedExecution> {
@@ -378,11 +431,11 @@ impl Ledger {
                 .and_then(Value::as_str)
                 .filter(|r| !r.is_empty())
         {
-            return records.values().find(|r| r.request == request);
+            return records.with_request(request);
         }
         text.split(|c: char| !c.is_ascii_alphanumeric())
             .filter(|w| w.len() == 24 && w.bytes().all(|b| b.is_ascii_hexdigit()))
-            .find_map(|w| records.get(w))
+            .find_map(|w| records.by_id.get(w))
     }
 
     /// Settles an announcement against the owed list (see [`Settlement`]).
@@ -393,7 +446,7 @@ impl Ledger {
                 return Settlement::NotOwed;
             };
             let id = found.execution_id.clone();
-            let Some(record) = records.get_mut(&id) else {
+            let Some(record) = records.by_id.get_mut(&id) else {
                 return Settlement::NotOwed;
             };
             match record.state {
@@ -402,6 +455,10 @@ impl Ledger {
                 }
                 state => {
                     record.state = OwedState::Delivered { at: unix_now() };
+                    // Only recovery reads the context (to pass it to `chatops.post_result`
+                    // again); a delivered record keeps what deduplication and replacing
+                    // the ack need.
+                    record.context = Value::Null;
                     (
                         Settlement::Post {
                             execution_id: id,
@@ -418,7 +475,7 @@ impl Ledger {
 
     /// The record of an execution (owed or delivered).
     pub fn get(&self, execution_id: &str) -> Option<OwedExecution> {
-        self.lock().get(execution_id).cloned()
+        self.lock().by_id.get(execution_id).cloned()
     }
 
     /// Keeps the text of the live ack posted for an execution.
@@ -444,7 +501,7 @@ impl Ledger {
     fn update(&self, execution_id: &str, change: impl FnOnce(&mut OwedExecution)) {
         let changed = {
             let mut records = self.lock();
-            records.get_mut(execution_id).map(|r| {
+            records.by_id.get_mut(execution_id).map(|r| {
                 change(r);
                 r.clone()
             })
@@ -462,7 +519,7 @@ impl Ledger {
         {
             let mut records = self.lock();
             for id in execution_ids {
-                records.remove(*id);
+                records.remove(id);
             }
         }
         self.delete(execution_ids);
@@ -475,11 +532,13 @@ impl Ledger {
         let (expired, stale): (Vec<OwedExecution>, Vec<String>) = {
             let records = self.lock();
             let expired = records
+                .by_id
                 .values()
                 .filter(|r| r.is_owed() && now.saturating_sub(r.started_unix) >= timeout)
                 .cloned()
                 .collect();
             let stale = records
+                .by_id
                 .values()
                 .filter(|r| match r.state {
                     OwedState::Delivered { at } => {
@@ -510,17 +569,19 @@ impl Ledger {
     }
 }
 
-/// Drops the oldest records past [`MAX_RECORDS`] (delivered first); their ids.
-fn evict(records: &mut HashMap<String, OwedExecution>) -> Vec<String> {
-    if records.len() <= MAX_RECORDS {
+/// Once there are more than [`MAX_RECORDS`], drops the oldest (delivered first) down to
+/// [`EVICT_TO`], so the sort is paid once per thousand records, not on every one; their ids.
+fn evict(records: &mut Records) -> Vec<String> {
+    if records.by_id.len() <= MAX_RECORDS {
         return Vec::new();
     }
     let mut order: Vec<(bool, u64, String)> = records
+        .by_id
         .values()
         .map(|r| (r.is_owed(), r.started_unix, r.execution_id.clone()))
         .collect();
     order.sort();
-    let excess = records.len() - MAX_RECORDS;
+    let excess = records.by_id.len() - EVICT_TO;
     let gone: Vec<String> = order
         .into_iter()
         .take(excess)
@@ -699,9 +760,90 @@ mod tests {
         ledger.settle(Some(&json!({"bot": "demo", "request": "r3"})), "");
         assert_eq!(ledger.expire(now), 1);
         assert_eq!(ledger.owed().len(), 1);
-        assert_eq!(ledger.lock().len(), 2, "the delivered record is kept");
+        assert_eq!(ledger.lock().by_id.len(), 2, "the delivered record is kept");
         assert_eq!(ledger.expire(now + DELIVERED_KEPT.as_secs()), 1);
-        assert!(ledger.lock().is_empty());
+        assert!(ledger.lock().by_id.is_empty());
+        assert!(
+            ledger.lock().by_request.is_empty(),
+            "no request key left behind"
+        );
+    }
+
+    #[test]
+    fn a_delivered_record_keeps_no_context_but_still_catches_the_duplicate() {
+        let ledger = Ledger::in_memory("demo", Duration::from_secs(60));
+        let mut owed = record(ID, "r1", unix_now());
+        owed.context = json!({"bot": "demo", "request": "r1", "user": "alice"});
+        ledger.record(owed);
+        let announced = json!({"bot": "demo", "request": "r1"});
+        assert!(matches!(
+            ledger.settle(Some(&announced), ""),
+            Settlement::Post { .. }
+        ));
+        assert_eq!(ledger.get(ID).expect("kept").context, Value::Null);
+        assert_eq!(
+            ledger.settle(Some(&announced), ""),
+            Settlement::Duplicate {
+                execution_id: ID.into()
+            }
+        );
+    }
+
+    #[test]
+    fn announcements_are_found_by_request_key_among_many_records() {
+        let ledger = Ledger::in_memory("demo", Duration::from_secs(3600));
+        let now = unix_now();
+        for n in 0..2_000u32 {
+            ledger.record(record(&format!("{n:024x}"), &format!("r{n}"), now));
+        }
+        let settled = ledger.settle(Some(&json!({"bot": "demo", "request": "r1234"})), "");
+        assert_eq!(
+            settled,
+            Settlement::Post {
+                execution_id: format!("{:024x}", 1234),
+                recovered: false
+            }
+        );
+        // Recorded again under the same id with another key: only the new key finds it.
+        ledger.record(record(&format!("{:024x}", 7), "r-new", now));
+        assert_eq!(
+            ledger.settle(Some(&json!({"bot": "demo", "request": "r7"})), ""),
+            Settlement::NotOwed
+        );
+        assert!(matches!(
+            ledger.settle(Some(&json!({"bot": "demo", "request": "r-new"})), ""),
+            Settlement::Post { .. }
+        ));
+    }
+
+    #[test]
+    fn past_the_limit_the_oldest_tenth_goes_at_once_delivered_first() {
+        let ledger = Ledger::in_memory("demo", Duration::from_secs(3600));
+        let start = unix_now() - 100_000;
+        for n in 0..MAX_RECORDS as u64 {
+            ledger.record(record(&format!("{n:024x}"), &format!("r{n}"), start + n));
+        }
+        // The newest record is delivered: it goes before older owed ones.
+        let newest = MAX_RECORDS as u64 - 1;
+        ledger.settle(
+            Some(&json!({"bot": "demo", "request": format!("r{newest}")})),
+            "",
+        );
+        assert_eq!(ledger.lock().by_id.len(), MAX_RECORDS);
+        ledger.record(record(
+            "ffffffffffffffffffffffff",
+            "r-last",
+            start + 200_000,
+        ));
+        let records = ledger.lock();
+        assert_eq!(records.by_id.len(), EVICT_TO);
+        assert_eq!(records.by_request.len(), EVICT_TO);
+        assert!(!records.by_id.contains_key(&format!("{newest:024x}")));
+        assert!(records.by_id.contains_key("ffffffffffffffffffffffff"));
+        // Of the owed ones, the oldest went: the first kept is the (excess - 1)th.
+        let excess = MAX_RECORDS + 1 - EVICT_TO;
+        assert!(!records.by_id.contains_key(&format!("{:024x}", excess - 2)));
+        assert!(records.by_id.contains_key(&format!("{:024x}", excess - 1)));
     }
 
     /// A store another instance writes to (the shared table under `ha:`).

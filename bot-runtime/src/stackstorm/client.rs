@@ -192,6 +192,7 @@ impl St2Client {
         mut parse: impl FnMut(&serde_json::value::RawValue) -> Option<T>,
     ) -> Result<Vec<T>, St2Error> {
         const PAGE: usize = 100;
+        const RESERVE_AT_MOST: usize = 100_000;
         let mut all = Vec::new();
         let mut seen = 0;
         loop {
@@ -214,12 +215,22 @@ impl St2Client {
                     reason: format!("invalid JSON: {e}"),
                 })?;
             let got = page.len();
+            if seen == 0
+                && let Some(total) = total
+            {
+                // Sized once from the count StackStorm announces (capped: the header is
+                // the server's word), instead of doubling through the pages.
+                all.reserve(total.min(RESERVE_AT_MOST));
+            }
             seen += got;
             all.extend(page.into_iter().filter_map(&mut parse));
             match total {
                 Some(t) if seen < t && got > 0 => continue,
                 None if got == PAGE => continue,
-                _ => return Ok(all),
+                _ => {
+                    all.shrink_to_fit();
+                    return Ok(all);
+                }
             }
         }
     }
