@@ -272,6 +272,19 @@ impl PreparedCommand {
     }
 }
 
+/// Whether `rewritten` (a format with its parameters substituted) certainly parses to no
+/// anchor (`^`, `$`, `\A`, `\Z`), and is valid exactly when `^\s*rewritten\s*$` is: it does
+/// not start with a repeat (after `\s*`, a leading `?` would become a lazy quantifier) nor
+/// end with a backslash (which would escape the appended `\s`). Any other invalid pattern
+/// stays invalid with text around it.
+fn anchors_cannot_matter(rewritten: &str) -> bool {
+    !rewritten.contains(['^', '$'])
+        && !rewritten.contains("\\A")
+        && !rewritten.contains("\\Z")
+        && !rewritten.starts_with(['*', '+', '?', '{'])
+        && !rewritten.ends_with('\\')
+}
+
 /// One alias format compiled the way StackStorm compiles it.
 #[derive(Debug)]
 pub struct CompiledFormat {
@@ -297,6 +310,15 @@ impl CompiledFormat {
     }
 
     fn build(format: &str) -> Result<(Vec<(String, String)>, PyRegex), String> {
+        Self::build_with(format, true)
+    }
+
+    /// [`CompiledFormat::build`]; `skip_anchor_parse` allows the shortcut of
+    /// [`anchors_cannot_matter`] (the tests compare both ways).
+    fn build_with(
+        format: &str,
+        skip_anchor_parse: bool,
+    ) -> Result<(Vec<(String, String)>, PyRegex), String> {
         let snippets = snippets().as_ref().map_err(|e| e.to_string())?;
         let aborted = |error: SearchError| error.to_string();
 
@@ -336,6 +358,20 @@ impl CompiledFormat {
             .sub(&rewritten, &required_template)
             .map_err(aborted)?;
 
+        // `rewritten` is parsed on its own only to find its anchors, and for the error Python
+        // reports when it is invalid. When it can hold no anchor and the anchored pattern
+        // parses, that parse would succeed and find none, so it is skipped: it was half the
+        // cost of loading a catalogue.
+        if skip_anchor_parse
+            && anchors_cannot_matter(&rewritten)
+            && let Ok(regex) = PyRegex::parse(
+                &format!(r"^\s*{rewritten}\s*$"),
+                Flags::DOTALL,
+                DollarMode::EndOfText,
+            )
+        {
+            return Ok((optional, regex));
+        }
         let tokens = parse::parse_only(&rewritten, Flags::DOTALL).map_err(|e| e.to_string())?;
         let has_begin = parse::has_anchor(&tokens.nodes, &[At::Beginning, At::BeginningString]);
         let has_end = parse::has_anchor(&tokens.nodes, &[At::End, At::EndString]);
@@ -569,5 +605,84 @@ fn is_space_repeat(node: &Node) -> bool {
                 if items.as_slice() == [parse::SetItem::Category(parse::Category::Space)]
         ),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a format compiles to, as far as the index and the matcher can tell: its
+    /// verdict (with Python's message), its defaults and its prefilter condition.
+    fn outcome(format: &str, skip_anchor_parse: bool) -> Result<String, String> {
+        let (optional, regex) = CompiledFormat::build_with(format, skip_anchor_parse)?;
+        let compiled = CompiledFormat {
+            format: format.to_owned(),
+            optional,
+            compiled: Ok(regex),
+        };
+        Ok(format!(
+            "{:?} {:?} {:?}",
+            compiled.optional,
+            compiled.requirement(),
+            compiled.regex().map(|r| &r.parsed().group_names)
+        ))
+    }
+
+    fn assert_same(format: &str) {
+        assert_eq!(
+            outcome(format, true),
+            outcome(format, false),
+            "format {format:?}"
+        );
+    }
+
+    #[test]
+    fn skipping_the_anchor_parse_never_changes_a_verdict() {
+        // Every string of up to three characters over the characters that matter at the
+        // edges of a pattern, then pseudo-random longer ones with parameters in them.
+        const ALPHABET: &[&str] = &[
+            "a", " ", "^", "$", "\\", "*", "?", "+", "{", "}", "(", ")", "[", "]", "|", "A", "Z",
+            "1", ",", "#", "(?i)", "{{p}}", "{{q=1}}",
+        ];
+        let mut formats = vec![String::new()];
+        for _ in 0..3 {
+            let longer: Vec<String> = formats
+                .iter()
+                .flat_map(|f| ALPHABET.iter().map(move |c| format!("{f}{c}")))
+                .collect();
+            formats.extend(longer);
+        }
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..20_000 {
+            let len = 4 + (next() % 6) as usize;
+            let format: String = (0..len)
+                .map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize])
+                .collect();
+            formats.push(format);
+        }
+        for format in &formats {
+            assert_same(format);
+        }
+    }
+
+    #[test]
+    fn the_edges_that_would_change_a_verdict_take_the_full_path() {
+        // Valid only with text before or after: both ways must reject them alike.
+        for format in ["?x", "*x", "+x", "{1}x", "x\\", "(?i)x {{p}}"] {
+            assert_same(format);
+            assert!(outcome(format, true).is_err(), "{format:?} is invalid");
+        }
+        assert!(!anchors_cannot_matter("?x"));
+        assert!(!anchors_cannot_matter("x\\"));
+        assert!(!anchors_cannot_matter("^x"));
+        assert!(!anchors_cannot_matter("x\\Z"));
+        assert!(anchors_cannot_matter("deploy (?P<app>.+)"));
     }
 }

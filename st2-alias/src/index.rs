@@ -173,6 +173,44 @@ struct FormatSlot {
     invalid: Option<Box<str>>,
 }
 
+/// Formats parsed per thread before the work is split (below this, one thread is faster).
+const FORMATS_PER_THREAD: usize = 512;
+
+/// The prefilter condition and the verdict (why StackStorm would reject it, if it would)
+/// of each format, in order. Parsing is independent per format, so a large catalogue is
+/// split over the machine's cores (at most four threads).
+fn format_verdicts(texts: &[&str]) -> Vec<(Requirement, Option<Box<str>>)> {
+    let verdict = |text: &&str| {
+        let compiled = CompiledFormat::new(text);
+        (
+            compiled.requirement(),
+            compiled.invalid_reason().map(Box::from),
+        )
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(4)
+        .min(texts.len() / FORMATS_PER_THREAD)
+        .max(1);
+    if threads == 1 {
+        return texts.iter().map(verdict).collect();
+    }
+    let chunk = texts.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = texts
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(verdict).collect::<Vec<_>>()))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|part| {
+                part.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
+}
+
 /// Compiled formats by slot, least recently used dropped first.
 #[derive(Debug, Default)]
 struct CompiledCache {
@@ -383,12 +421,12 @@ impl AliasIndex {
         let to_u32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         let mut patterns = Vec::new();
         let mut alias_patterns = Vec::with_capacity(aliases.len() + 1);
-        let mut formats: Vec<FormatSlot> = Vec::new();
-        let mut requirements: Vec<Requirement> = Vec::new();
-        let mut prefilter = Prefilter::default();
+        let verdicts;
+        let mut first_pattern: Vec<u32> = Vec::new();
         {
             // Distinct format texts, borrowed from the aliases while the index is built.
             let mut slots: HashMap<&str, u32> = HashMap::new();
+            let mut texts: Vec<&str> = Vec::new();
             for (alias_index, alias) in aliases.iter().enumerate() {
                 alias_patterns.push(to_u32(patterns.len()));
                 let in_single_pass =
@@ -400,17 +438,10 @@ impl AliasIndex {
                         let id = to_u32(patterns.len());
                         let (text, _) = entry_pattern(entry, representation);
                         let format = *slots.entry(text).or_insert_with(|| {
-                            // Parsed once for its verdict and prefilter condition, then
-                            // dropped: compiled again on use (see `compiled`).
-                            let compiled = CompiledFormat::new(text);
-                            requirements.push(compiled.requirement());
-                            formats.push(FormatSlot {
-                                pattern: id,
-                                invalid: compiled.invalid_reason().map(Box::from),
-                            });
-                            to_u32(formats.len() - 1)
+                            texts.push(text);
+                            first_pattern.push(id);
+                            to_u32(texts.len() - 1)
                         });
-                        prefilter.add(id, requirements[format as usize].clone());
                         patterns.push(IndexedPattern {
                             alias: to_u32(alias_index),
                             format_index: to_u32(format_index),
@@ -425,7 +456,19 @@ impl AliasIndex {
                 }
             }
             alias_patterns.push(to_u32(patterns.len()));
+            // Each distinct format parsed once for its verdict and prefilter condition,
+            // then dropped: compiled again on use (see `compiled`).
+            verdicts = format_verdicts(&texts);
         }
+        let mut prefilter = Prefilter::default();
+        for (id, pattern) in patterns.iter().enumerate() {
+            prefilter.add(to_u32(id), verdicts[pattern.format as usize].0.clone());
+        }
+        let formats: Vec<FormatSlot> = verdicts
+            .into_iter()
+            .zip(first_pattern)
+            .map(|((_, invalid), pattern)| FormatSlot { pattern, invalid })
+            .collect();
         prefilter.finish();
         AliasIndex {
             aliases,
