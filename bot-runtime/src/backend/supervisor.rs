@@ -8,15 +8,75 @@
 //! the one place a failed attempt is logged. Slack (Socket Mode), Mattermost (the
 //! WebSocket event API), Discord (the gateway) and Rocket.Chat (the realtime DDP API) run
 //! on it.
+//!
+//! The send side of the web services is here too: a backend says how to deliver one
+//! message through its API, as a [`MessageSink`] (splitting, rate-limit waits and retries
+//! are the service's); [`send_loop`] owns the order, the flush on shutdown, stopping on
+//! refused credentials and the log line for a message that could not be delivered. Slack,
+//! Mattermost, Discord, Rocket.Chat and Microsoft Teams send through it.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::{Backoff, sleep_or_shutdown};
-use super::{BackendError, ConnState};
+use super::error::ApiError;
+use super::{BackendError, ConnState, Outgoing};
+
+/// What differs between web services on the send side: delivering one message.
+pub trait MessageSink: Send + Sync {
+    /// The service's name, for logs and [`BackendError::Auth`].
+    fn service(&self) -> &'static str;
+
+    /// Delivers one message: posts it (in as many parts as the service needs), or edits the
+    /// message it replaces, waiting out rate limits and retrying as the service asks.
+    fn deliver(&self, out: &Outgoing) -> impl Future<Output = Result<(), ApiError>> + Send;
+}
+
+/// Delivers `outgoing` in order until it closes, or until `shutdown`: then what is still
+/// queued is delivered first (a result posted while the bot stops is not lost). Refused
+/// credentials stop the loop with [`BackendError::Auth`]; any other failure loses that one
+/// message, with a log line.
+pub async fn send_loop<S: MessageSink>(
+    sink: &S,
+    mut outgoing: mpsc::Receiver<Outgoing>,
+    shutdown: &CancellationToken,
+) -> Result<(), BackendError> {
+    loop {
+        tokio::select! {
+            biased;
+            next = outgoing.recv() => match next {
+                Some(out) => send_one(sink, &out).await?,
+                None => return Ok(()),
+            },
+            () = shutdown.cancelled() => {
+                while let Ok(out) = outgoing.try_recv() {
+                    send_one(sink, &out).await?;
+                }
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// One message through `sink`, as [`send_loop`] sends it: only refused credentials are an
+/// error (anything else is logged).
+pub(crate) async fn send_one<S: MessageSink>(sink: &S, out: &Outgoing) -> Result<(), BackendError> {
+    let service = sink.service();
+    match sink.deliver(out).await {
+        Ok(()) => Ok(()),
+        Err(ApiError::Auth(reason)) => {
+            tracing::error!(service, reason = %reason, "credentials refused while sending");
+            Err(BackendError::Auth { service, reason })
+        }
+        Err(e) => {
+            tracing::warn!(service, target_ = ?out.target, error = %e, "reply not delivered");
+            Ok(())
+        }
+    }
+}
 
 /// Why opening a connection did not give one.
 #[derive(Debug)]
@@ -326,5 +386,94 @@ mod tests {
         .expect("shutdown interrupts the wait");
         assert!(result.is_ok());
         assert_eq!(s.calls, ["connect"]);
+    }
+
+    /// A sink that records what it was given and answers as scripted (text → outcome).
+    struct Recorder {
+        delivered: std::sync::Mutex<Vec<String>>,
+    }
+
+    impl MessageSink for Recorder {
+        fn service(&self) -> &'static str {
+            "recorder"
+        }
+
+        async fn deliver(&self, out: &Outgoing) -> Result<(), ApiError> {
+            self.delivered.lock().unwrap().push(out.text.clone());
+            match out.text.as_str() {
+                "refused" => Err(ApiError::Refused {
+                    status: 400,
+                    code: "channel_not_found".into(),
+                    message: String::new(),
+                }),
+                "auth" => Err(ApiError::Auth("invalid_auth".into())),
+                _ => Ok(()),
+            }
+        }
+    }
+
+    fn recorder() -> Recorder {
+        Recorder {
+            delivered: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    fn message(text: &str) -> Outgoing {
+        Outgoing::text(
+            super::super::Target::Room {
+                id: "ops".into(),
+                thread: None,
+            },
+            text,
+        )
+    }
+
+    #[tokio::test]
+    async fn sends_in_order_and_one_failed_message_loses_only_itself() {
+        let sink = recorder();
+        let (tx, rx) = mpsc::channel(8);
+        for text in ["one", "refused", "two"] {
+            tx.send(message(text)).await.unwrap();
+        }
+        drop(tx);
+        let result = send_loop(&sink, rx, &CancellationToken::new()).await;
+        assert!(result.is_ok());
+        assert_eq!(*sink.delivered.lock().unwrap(), ["one", "refused", "two"]);
+    }
+
+    #[tokio::test]
+    async fn refused_credentials_stop_sending() {
+        let sink = recorder();
+        let (tx, rx) = mpsc::channel(8);
+        for text in ["one", "auth", "never"] {
+            tx.send(message(text)).await.unwrap();
+        }
+        let result = send_loop(&sink, rx, &CancellationToken::new()).await;
+        assert!(matches!(
+            result,
+            Err(BackendError::Auth {
+                service: "recorder",
+                ..
+            })
+        ));
+        assert_eq!(*sink.delivered.lock().unwrap(), ["one", "auth"]);
+    }
+
+    #[tokio::test]
+    async fn shutdown_delivers_what_is_queued_then_stops() {
+        let sink = recorder();
+        let (tx, rx) = mpsc::channel(8);
+        for text in ["queued 1", "queued 2"] {
+            tx.send(message(text)).await.unwrap();
+        }
+        let shutdown = CancellationToken::new();
+        shutdown.cancel();
+        // The sender is still open: only the shutdown can end the loop.
+        let result = tokio::time::timeout(Duration::from_secs(5), send_loop(&sink, rx, &shutdown))
+            .await
+            .expect("the loop ends at shutdown");
+        assert!(result.is_ok());
+        assert_eq!(*sink.delivered.lock().unwrap(), ["queued 1", "queued 2"]);
+        drop(tx);
     }
 }

@@ -64,7 +64,7 @@ use super::backoff::{Backoff, jitter};
 use super::error::ApiError;
 use super::mention;
 use super::rich;
-use super::supervisor::{ConnectError, EventStream, SessionEnd, supervise};
+use super::supervisor::{ConnectError, EventStream, MessageSink, SessionEnd, send_loop, supervise};
 use super::webapi::str_field;
 use super::websocket::{self, WsStream};
 use super::{
@@ -153,12 +153,14 @@ impl Backend for DiscordBackend {
                 shutdown,
             } = io;
             let stop = shutdown.child_token();
-            let mut sender = tokio::spawn(send_loop(
-                rest.clone(),
-                directory.clone(),
-                outgoing,
-                shutdown.clone(),
-            ));
+            let mut sender = tokio::spawn({
+                let sink = Sender {
+                    rest: rest.clone(),
+                    directory: directory.clone(),
+                };
+                let shutdown = shutdown.clone();
+                async move { send_loop(&sink, outgoing, &shutdown).await }
+            });
             let gateway = Gateway {
                 rest,
                 directory,
@@ -557,44 +559,19 @@ fn lock(directory: &Mutex<Directory>) -> std::sync::MutexGuard<'_, Directory> {
 // ---------------------------------------------------------------------------------------
 // Sending
 
-async fn send_loop(
+/// The send side: the REST client and the directory of rooms.
+struct Sender {
     rest: Arc<Rest>,
     directory: Arc<Mutex<Directory>>,
-    mut outgoing: mpsc::Receiver<Outgoing>,
-    shutdown: CancellationToken,
-) -> Result<(), BackendError> {
-    loop {
-        tokio::select! {
-            message = outgoing.recv() => match message {
-                Some(message) => deliver(&rest, &directory, &message).await?,
-                None => return Ok(()),
-            },
-            () = shutdown.cancelled() => {
-                while let Ok(message) = outgoing.try_recv() {
-                    deliver(&rest, &directory, &message).await?;
-                }
-                return Ok(());
-            }
-        }
-    }
 }
 
-/// Posts one [`Outgoing`]; only a refused token is an error (everything else is logged).
-async fn deliver(
-    rest: &Rest,
-    directory: &Mutex<Directory>,
-    out: &Outgoing,
-) -> Result<(), BackendError> {
-    match try_deliver(rest, directory, out).await {
-        Ok(()) => Ok(()),
-        Err(ApiError::Auth(reason)) => Err(BackendError::Auth {
-            service: "discord",
-            reason,
-        }),
-        Err(e) => {
-            tracing::error!(target_ = ?out.target, error = %e, "discord: message not delivered");
-            Ok(())
-        }
+impl MessageSink for Sender {
+    fn service(&self) -> &'static str {
+        "discord"
+    }
+
+    async fn deliver(&self, out: &Outgoing) -> Result<(), ApiError> {
+        try_deliver(&self.rest, &self.directory, out).await
     }
 }
 

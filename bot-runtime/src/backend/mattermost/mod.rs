@@ -45,7 +45,7 @@ use tokio_util::sync::CancellationToken;
 use super::backoff::{Backoff, sleep_or_shutdown};
 use super::error::ApiError;
 use super::mention;
-use super::supervisor::{ConnectError, EventStream, SessionEnd, supervise};
+use super::supervisor::{ConnectError, EventStream, MessageSink, SessionEnd, send_loop, supervise};
 use super::webapi::{Seen, lock, retry_after, seconds_header, str_field};
 use super::websocket::{self, WsStream};
 use super::{
@@ -245,7 +245,10 @@ async fn run(spec: MattermostSpec, io: BackendIo) -> Result<(), BackendError> {
     });
     let (event_tx, event_rx) = mpsc::channel(256);
     let processor = tokio::spawn(shared.clone().process_events(event_rx, incoming));
-    let mut sender = tokio::spawn(shared.clone().send_loop(outgoing));
+    let mut sender = tokio::spawn({
+        let shared = shared.clone();
+        async move { send_loop(&*shared, outgoing, &shared.shutdown).await }
+    });
     let mut receiver = tokio::spawn(shared.clone().receive_loop(event_tx, state.clone()));
     let (first, rest) = tokio::select! {
         r = &mut receiver => (r, sender),
@@ -322,6 +325,16 @@ fn auth_failed(state: &watch::Sender<ConnState>, reason: String) -> BackendError
     BackendError::Auth {
         service: "mattermost",
         reason,
+    }
+}
+
+impl MessageSink for Shared {
+    fn service(&self) -> &'static str {
+        "mattermost"
+    }
+
+    async fn deliver(&self, out: &Outgoing) -> Result<(), ApiError> {
+        self.try_post(out).await
     }
 }
 
@@ -634,44 +647,6 @@ impl Shared {
             Err(e) => {
                 tracing::warn!(channel = id, error = %e, "mattermost: channel lookup failed");
                 None
-            }
-        }
-    }
-
-    async fn send_loop(
-        self: Arc<Self>,
-        mut outgoing: mpsc::Receiver<Outgoing>,
-    ) -> Result<(), BackendError> {
-        loop {
-            tokio::select! {
-                biased;
-                next = outgoing.recv() => match next {
-                    Some(out) => self.post(&out).await?,
-                    None => return Ok(()),
-                },
-                () = self.shutdown.cancelled() => {
-                    while let Ok(out) = outgoing.try_recv() {
-                        self.post(&out).await?;
-                    }
-                    return Ok(());
-                }
-            }
-        }
-    }
-
-    async fn post(&self, out: &Outgoing) -> Result<(), BackendError> {
-        match self.try_post(out).await {
-            Ok(()) => Ok(()),
-            Err(ApiError::Auth(reason)) => {
-                tracing::error!(reason = %reason, "mattermost: token refused while posting");
-                Err(BackendError::Auth {
-                    service: "mattermost",
-                    reason,
-                })
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "mattermost: reply not delivered");
-                Ok(())
             }
         }
     }

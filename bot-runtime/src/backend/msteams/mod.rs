@@ -54,6 +54,7 @@ use self::references::{ConversationRef, References};
 use self::render::{MESSAGE_LIMIT, Mention};
 use super::backoff::{Backoff, sleep_or_shutdown};
 use super::error::ApiError;
+use super::supervisor::{MessageSink, send_loop};
 use super::webapi::{Seen, lock};
 use super::{
     Backend, BackendError, BackendIo, BoxFuture, Capabilities, ConnState, Incoming, Outgoing,
@@ -249,7 +250,7 @@ async fn run(
     let result = match first_token(&shared, &state).await {
         Ok(true) => {
             state.send_replace(ConnState::Connected);
-            shared.clone().send_loop(outgoing).await
+            send_loop(&*shared, outgoing, &shared.shutdown).await
         }
         Ok(false) => Ok(()),
         Err(e) => Err(e),
@@ -303,6 +304,16 @@ async fn messages(
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     shared.receive(authorization, &body).await
+}
+
+impl MessageSink for Shared {
+    fn service(&self) -> &'static str {
+        "msteams"
+    }
+
+    async fn deliver(&self, out: &Outgoing) -> Result<(), ApiError> {
+        self.try_post(out).await
+    }
 }
 
 impl Shared {
@@ -367,44 +378,6 @@ impl Shared {
             Err(_) => {
                 tracing::warn!("msteams: dispatcher queue full; asking the Connector to retry");
                 StatusCode::SERVICE_UNAVAILABLE
-            }
-        }
-    }
-
-    async fn send_loop(
-        self: Arc<Self>,
-        mut outgoing: mpsc::Receiver<Outgoing>,
-    ) -> Result<(), BackendError> {
-        loop {
-            tokio::select! {
-                biased;
-                next = outgoing.recv() => match next {
-                    Some(out) => self.post(&out).await?,
-                    None => return Ok(()),
-                },
-                () = self.shutdown.cancelled() => {
-                    while let Ok(out) = outgoing.try_recv() {
-                        self.post(&out).await?;
-                    }
-                    return Ok(());
-                }
-            }
-        }
-    }
-
-    async fn post(&self, out: &Outgoing) -> Result<(), BackendError> {
-        match self.try_post(out).await {
-            Ok(()) => Ok(()),
-            Err(ApiError::Auth(reason)) => {
-                tracing::error!(reason = %reason, "msteams: credentials refused while posting");
-                Err(BackendError::Auth {
-                    service: "msteams",
-                    reason,
-                })
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "msteams: reply not delivered");
-                Ok(())
             }
         }
     }

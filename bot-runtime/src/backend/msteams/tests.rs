@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::*;
 use crate::backend::Room;
+use crate::backend::supervisor::send_one;
 
 /// One call the fake received.
 #[derive(Clone, Debug)]
@@ -249,10 +250,10 @@ async fn a_channel_command_is_answered_in_its_thread_and_the_ack_edited_in_place
     let mut ack = reply(&message, "on it");
     ack.mention = Some("Alice".into());
     ack.remember_as = Some("ack:e1".into());
-    bot.shared.post(&ack).await.unwrap();
+    send_one(&*bot.shared, &ack).await.unwrap();
     let mut edit = reply(&message, "succeeded in 2s");
     edit.replaces = Some("ack:e1".into());
-    bot.shared.post(&edit).await.unwrap();
+    send_one(&*bot.shared, &edit).await.unwrap();
 
     let calls = fake.connector_calls();
     assert_eq!(calls.len(), 2, "{calls:?}");
@@ -309,7 +310,7 @@ async fn a_401_from_the_connector_fetches_a_new_token_once() {
         },
         "hello",
     );
-    bot.shared.post(&out).await.unwrap();
+    send_one(&*bot.shared, &out).await.unwrap();
     let calls = fake.connector_calls();
     assert_eq!(calls.len(), 2);
     assert_eq!(calls[0].authorization.as_deref(), Some("Bearer token-1"));
@@ -337,7 +338,9 @@ async fn a_429_waits_for_retry_after() {
         .await;
     let message = bot.incoming.recv().await.unwrap();
     fake.script(429, Some(1));
-    bot.shared.post(&reply(&message, "answer")).await.unwrap();
+    send_one(&*bot.shared, &reply(&message, "answer"))
+        .await
+        .unwrap();
     let calls = fake.connector_calls();
     assert_eq!(calls.len(), 2);
     let waited = calls[1].at.duration_since(calls[0].at);
@@ -359,9 +362,9 @@ async fn an_expired_token_is_renewed_before_use() {
         .await;
     bot.incoming.recv().await.unwrap();
     let out = Outgoing::text(Target::Direct { user: "Bob".into() }, "one");
-    bot.shared.post(&out).await.unwrap();
+    send_one(&*bot.shared, &out).await.unwrap();
     tokio::time::sleep(Duration::from_millis(600)).await;
-    bot.shared.post(&out).await.unwrap();
+    send_one(&*bot.shared, &out).await.unwrap();
     assert_eq!(fake.tokens_issued(), 2);
     let calls = fake.connector_calls();
     assert_eq!(calls[1].authorization.as_deref(), Some("Bearer token-2"));
@@ -409,9 +412,9 @@ async fn announcements_and_direct_messages_work_after_a_restart() {
         },
         "deploy finished",
     );
-    second.shared.post(&announcement).await.unwrap();
+    send_one(&*second.shared, &announcement).await.unwrap();
     let whisper = Outgoing::text(Target::Direct { user: "Bob".into() }, "your result");
-    second.shared.post(&whisper).await.unwrap();
+    send_one(&*second.shared, &whisper).await.unwrap();
     let calls = fake.connector_calls();
     assert_eq!(calls.len(), 2, "{calls:?}");
     assert_eq!(
@@ -440,7 +443,7 @@ async fn a_direct_message_to_someone_without_a_chat_creates_one() {
         },
         "private",
     );
-    bot.shared.post(&out).await.unwrap();
+    send_one(&*bot.shared, &out).await.unwrap();
     let calls = fake.connector_calls();
     assert_eq!(calls[0].path, "/svc/v3/conversations");
     assert_eq!(calls[0].body["members"][0]["id"], "29:alice");
@@ -451,7 +454,7 @@ async fn a_direct_message_to_someone_without_a_chat_creates_one() {
         "/svc/v3/conversations/a:created-1/activities"
     );
     // The created chat is known from now on.
-    bot.shared.post(&out).await.unwrap();
+    send_one(&*bot.shared, &out).await.unwrap();
     assert_eq!(
         fake.connector_calls()[2].path,
         "/svc/v3/conversations/a:created-1/activities"

@@ -54,7 +54,7 @@ use url::Url;
 use super::backoff::Backoff;
 use super::error::ApiError;
 use super::mention;
-use super::supervisor::{ConnectError, EventStream, SessionEnd, supervise};
+use super::supervisor::{ConnectError, EventStream, MessageSink, SessionEnd, send_loop, supervise};
 use super::websocket::{self, WsStream};
 use super::{
     Backend, BackendError, BackendIo, BoxFuture, Capabilities, ConnState, Incoming, Outgoing, Room,
@@ -140,12 +140,14 @@ impl Backend for RocketChatBackend {
                 shutdown,
             } = io;
             let stop = shutdown.child_token();
-            let mut sender = tokio::spawn(send_loop(
-                rest.clone(),
-                directory.clone(),
-                outgoing,
-                shutdown.clone(),
-            ));
+            let mut sender = tokio::spawn({
+                let sink = Sender {
+                    rest: rest.clone(),
+                    directory: directory.clone(),
+                };
+                let shutdown = shutdown.clone();
+                async move { send_loop(&sink, outgoing, &shutdown).await }
+            });
             let realtime = Realtime {
                 websocket_url: websocket_url(&self.base),
                 rest,
@@ -465,43 +467,19 @@ fn lock(directory: &Mutex<Directory>) -> std::sync::MutexGuard<'_, Directory> {
 // ---------------------------------------------------------------------------------------
 // Sending
 
-async fn send_loop(
+/// The send side: the REST client and the directory of rooms.
+struct Sender {
     rest: Arc<Rest>,
     directory: Arc<Mutex<Directory>>,
-    mut outgoing: mpsc::Receiver<Outgoing>,
-    shutdown: CancellationToken,
-) -> Result<(), BackendError> {
-    loop {
-        tokio::select! {
-            message = outgoing.recv() => match message {
-                Some(message) => deliver(&rest, &directory, &message).await?,
-                None => return Ok(()),
-            },
-            () = shutdown.cancelled() => {
-                while let Ok(message) = outgoing.try_recv() {
-                    deliver(&rest, &directory, &message).await?;
-                }
-                return Ok(());
-            }
-        }
-    }
 }
 
-async fn deliver(
-    rest: &Rest,
-    directory: &Mutex<Directory>,
-    out: &Outgoing,
-) -> Result<(), BackendError> {
-    match try_deliver(rest, directory, out).await {
-        Ok(()) => Ok(()),
-        Err(ApiError::Auth(reason)) => Err(BackendError::Auth {
-            service: "rocketchat",
-            reason,
-        }),
-        Err(e) => {
-            tracing::error!(target_ = ?out.target, error = %e, "rocketchat: message not delivered");
-            Ok(())
-        }
+impl MessageSink for Sender {
+    fn service(&self) -> &'static str {
+        "rocketchat"
+    }
+
+    async fn deliver(&self, out: &Outgoing) -> Result<(), ApiError> {
+        try_deliver(&self.rest, &self.directory, out).await
     }
 }
 
