@@ -195,7 +195,7 @@ impl Drop for Driven {
 }
 
 /// Where the dispatcher sends a reply to `message`.
-pub fn reply_target(message: &Incoming) -> Target {
+fn reply_target(message: &Incoming) -> Target {
     match &message.room {
         Some(room) => Target::Room {
             id: room.id.clone(),
@@ -218,7 +218,7 @@ pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 
 /// Loads a test definition as the `bot!` macro does (`bot_config::load`); panics with the
 /// diagnostics when it is invalid.
-pub fn load_definition(yaml: &str) -> BotSpec {
+fn load_definition(yaml: &str) -> BotSpec {
     let source = SourceFile::new("tests/whole-bot.yaml", yaml);
     bot_config::load(&source).unwrap_or_else(|d| panic!("invalid test definition: {d:#?}"))
 }

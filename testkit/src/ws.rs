@@ -2,8 +2,8 @@
 //! axum handler (RFC 6455 §4.2.2: `101 Switching Protocols` with `Sec-WebSocket-Accept`)
 //! and hands the upgraded connection to tokio-tungstenite as a server-side socket, so the
 //! fakes speak real WebSocket frames on the same port as their REST API. [`Served`] runs a
-//! fake's router on a 127.0.0.1 port. This is the one way the fakes serve WebSockets: a
-//! route whose handler calls [`upgrade`].
+//! fake's router on a 127.0.0.1 port (every fake serves through it). This is the one way
+//! the fakes serve WebSockets: a route whose handler calls [`upgrade`].
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -51,7 +51,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::ws::{self, ServerSocket};
+use crate::ws::{self, Served, ServerSocket};
 
 /// The bot's personal access token.
 pub const TOKEN: &str = "mmbottoken00000000000000001";
@@ -139,12 +139,11 @@ impl Shared {
 /// The running fake; dropping it stops the server and its sockets.
 pub struct MattermostFake {
     shared: Arc<Shared>,
-    server: tokio::task::JoinHandle<()>,
+    _server: Served,
 }
 
 impl Drop for MattermostFake {
     fn drop(&mut self) {
-        self.server.abort();
         for conn in self.shared.lock().conns.values_mut() {
             if let Some((_, tx)) = conn.live.take() {
                 let _ = tx.send(SocketCommand::Drop);
@@ -166,9 +165,7 @@ fn now_ms(inner: &mut Inner) -> u64 {
 impl MattermostFake {
     /// Starts a fake with the limits of a current server.
     pub async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind 127.0.0.1");
+        let listener = Served::bind().await;
         let addr = listener.local_addr().expect("local addr");
         let mut inner = Inner {
             max_post_size: 16_383,
@@ -199,10 +196,10 @@ impl MattermostFake {
         let app = Router::new()
             .route("/api/v4/{*path}", any(api))
             .with_state(shared.clone());
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Self { shared, server }
+        Self {
+            shared,
+            _server: Served::serve(listener, app),
+        }
     }
 
     /// The server URL (`backend.url` in a definition).

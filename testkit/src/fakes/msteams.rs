@@ -26,6 +26,8 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use crate::ws::Served;
+
 /// The bot's ids.
 pub const APP_ID: &str = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
 pub const BOT_ID: &str = "28:0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
@@ -91,18 +93,19 @@ pub struct FakeTeams {
     http: reqwest::Client,
     /// The bot's messaging endpoint.
     endpoint: Mutex<Option<String>>,
-    _server: tokio::task::JoinHandle<()>,
+    _server: Served,
 }
 
 impl FakeTeams {
     pub async fn start() -> Self {
         let inner = Arc::new(Mutex::new(Inner::default()));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let app = Router::new()
-            .fallback(handle)
-            .with_state(Arc::clone(&inner));
-        let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let server = Served::start(
+            Router::new()
+                .fallback(handle)
+                .with_state(Arc::clone(&inner)),
+        )
+        .await;
+        let base = format!("http://{}", server.addr);
         Self {
             base,
             inner,

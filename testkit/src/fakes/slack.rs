@@ -53,7 +53,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::ws::{self, ServerSocket};
+use crate::ws::{self, Served, ServerSocket};
 
 /// The app-level token the fake accepts for `apps.connections.open`.
 pub const APP_TOKEN: &str = "xapp-1-A0FAKE-1-0123456789";
@@ -192,12 +192,11 @@ impl Shared {
 /// The running fake. Dropping it stops the server and closes every socket.
 pub struct SlackFake {
     shared: Arc<Shared>,
-    server: tokio::task::JoinHandle<()>,
+    _server: Served,
 }
 
 impl Drop for SlackFake {
     fn drop(&mut self) {
-        self.server.abort();
         for (_, tx) in self.shared.lock().sockets.drain(..) {
             let _ = tx.send(Command::Drop);
         }
@@ -212,9 +211,7 @@ impl SlackFake {
 
     /// Starts a fake that redelivers envelopes not acknowledged within `ack_timeout`.
     pub async fn start_with_ack_timeout(ack_timeout: Duration) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind 127.0.0.1");
+        let listener = Served::bind().await;
         let addr = listener.local_addr().expect("local addr");
         let mut inner = Inner::default();
         for (id, name) in [(ALICE, "alice"), (BOB, "bob"), (BOT_USER, BOT_NAME)] {
@@ -254,10 +251,10 @@ impl SlackFake {
             .route("/api/{method}", any(web_api))
             .route("/link/", any(link))
             .with_state(shared.clone());
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Self { shared, server }
+        Self {
+            shared,
+            _server: Served::serve(listener, app),
+        }
     }
 
     /// The Web API base URL (`backend.url` in a definition).
