@@ -1044,6 +1044,10 @@ impl Parser {
         }
 
         // Splice non-capturing groups without flags into this sequence.
+        let plain_group = |node: &Node| matches!(node, Node::Group { index: None, add, del, .. } if add.is_empty() && del.is_empty());
+        if !sequence.iter().any(plain_group) {
+            return Ok(sequence);
+        }
         let mut out = Vec::with_capacity(sequence.len());
         for node in sequence {
             match node {
