@@ -539,3 +539,52 @@ async fn a_deleted_alias_is_dropped_after_stackstorm_no_longer_knows_it_server_m
     );
     bot.stop().await;
 }
+
+/// 1,050 aliases are 11 pages of StackStorm's largest page, 100: each asked for once (the
+/// pages after the first several at a time), and the aliases come back whole and in
+/// StackStorm's order.
+#[tokio::test]
+async fn a_catalogue_of_many_pages_is_read_whole_once_and_in_order() {
+    let catalogue = st2_sim::generated_aliases(1_050);
+    let mut config = SimConfig::demo();
+    config.aliases = catalogue.clone();
+    let sim = Sim::start(config).await.unwrap();
+    let client = St2Client::new(&password_spec(&sim, &temp_dir("pages"))).unwrap();
+
+    let read = client.list_aliases().await.unwrap();
+
+    let refs = |docs: &[serde_json::Value]| -> Vec<String> {
+        docs.iter()
+            .map(|d| d["ref"].as_str().expect("ref").to_owned())
+            .collect()
+    };
+    assert_eq!(refs(&read), refs(&catalogue));
+    let mut offsets: Vec<String> = sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/api/v1/actionalias")
+        .map(|r| r.query)
+        .collect();
+    offsets.sort();
+    let mut expected: Vec<String> = (0..11)
+        .map(|page| format!("limit=100&offset={}", page * 100))
+        .collect();
+    expected.sort();
+    assert_eq!(offsets, expected);
+}
+
+/// A catalogue that fits one page is one request.
+#[tokio::test]
+async fn a_catalogue_of_one_page_is_one_request() {
+    let mut config = SimConfig::demo();
+    config.aliases = st2_sim::generated_aliases(100);
+    let sim = Sim::start(config).await.unwrap();
+    let client = St2Client::new(&password_spec(&sim, &temp_dir("one-page"))).unwrap();
+    assert_eq!(client.list_aliases().await.unwrap().len(), 100);
+    let asked = sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/api/v1/actionalias")
+        .count();
+    assert_eq!(asked, 1);
+}
