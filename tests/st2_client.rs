@@ -588,3 +588,20 @@ async fn a_catalogue_of_one_page_is_one_request() {
         .count();
     assert_eq!(asked, 1);
 }
+
+/// Against a StackStorm whose pages take a while, the pages after the first are asked for
+/// several at a time, and never more than four at once.
+#[tokio::test]
+async fn a_slow_catalogue_is_read_several_pages_at_a_time() {
+    let mut config = SimConfig::demo();
+    config.aliases = st2_sim::generated_aliases(1_050);
+    config.list_delay = Duration::from_millis(50);
+    let sim = Sim::start(config).await.unwrap();
+    let client = St2Client::new(&password_spec(&sim, &temp_dir("slow-pages"))).unwrap();
+    assert_eq!(client.list_aliases().await.unwrap().len(), 1_050);
+    let most = sim.most_alias_lists_at_once();
+    assert!(
+        (2..=4).contains(&most),
+        "{most} alias-list requests at once"
+    );
+}

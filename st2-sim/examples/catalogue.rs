@@ -16,7 +16,11 @@
 //! ```text
 //! catalogue --bot target/release/demo --serve target/release/examples/serve [--quick]
 //!           [--sizes 100,1000,10000] [--commands 1000] [--help-runs 20]
+//!           [--list-delay-ms MS]
 //! ```
+//!
+//! `--list-delay-ms` makes each page of the alias list take that long to answer (the
+//! `serve` example's option), for the start-up of a bot against a slower StackStorm.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
@@ -36,6 +40,7 @@ struct Options {
     sizes: Vec<usize>,
     commands: usize,
     help_runs: usize,
+    list_delay_ms: usize,
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -45,6 +50,7 @@ fn parse_options() -> Result<Options, String> {
         sizes: vec![100, 1_000, 10_000],
         commands: 1_000,
         help_runs: 20,
+        list_delay_ms: 0,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -64,6 +70,7 @@ fn parse_options() -> Result<Options, String> {
             }
             "--commands" => options.commands = number(value()?)?.max(1),
             "--help-runs" => options.help_runs = number(value()?)?.max(1),
+            "--list-delay-ms" => options.list_delay_ms = number(value()?)?,
             "--quick" => {
                 options.sizes = vec![100, 1_000];
                 options.commands = 200;
@@ -73,7 +80,7 @@ fn parse_options() -> Result<Options, String> {
         }
     }
     if options.bot.is_empty() || options.serve.is_empty() {
-        return Err("usage: catalogue --bot PATH --serve PATH [--quick] [--sizes 100,1000,10000] [--commands N] [--help-runs N]".into());
+        return Err("usage: catalogue --bot PATH --serve PATH [--quick] [--sizes 100,1000,10000] [--commands N] [--help-runs N] [--list-delay-ms MS]".into());
     }
     Ok(options)
 }
@@ -281,6 +288,8 @@ fn measure(options: &Options, aliases: usize) -> Result<Row, String> {
         &aliases.to_string(),
         "--result-delay-ms",
         "5",
+        "--list-delay-ms",
+        &options.list_delay_ms.to_string(),
         "--stop-on-eof",
     ]))?;
     let url = loop {

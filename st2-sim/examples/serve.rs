@@ -11,6 +11,8 @@
 //! - `--aliases N`: the catalogue size (default 100), see `st2_sim::generated_aliases`;
 //! - `--listen ADDR`: where to listen (default `127.0.0.1:0`, a free port; loopback only);
 //! - `--result-delay-ms MS`: time from an execution request to its result (default 20);
+//! - `--list-delay-ms MS`: time each page of the alias list takes (default 0; a real
+//!   st2api reads each page from MongoDB);
 //! - `--stop-on-eof`: also stop when standard input ends (a benchmark driver that dies
 //!   takes the simulator along).
 
@@ -25,6 +27,7 @@ struct Args {
     aliases: usize,
     listen: SocketAddr,
     result_delay: Duration,
+    list_delay: Duration,
     stop_on_eof: bool,
 }
 
@@ -33,6 +36,7 @@ fn parse_args() -> Result<Args, String> {
         aliases: 100,
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         result_delay: Duration::from_millis(20),
+        list_delay: Duration::ZERO,
         stop_on_eof: false,
     };
     let mut given = std::env::args().skip(1);
@@ -54,10 +58,16 @@ fn parse_args() -> Result<Args, String> {
                     .map_err(|e| format!("--result-delay-ms: {e}"))?;
                 args.result_delay = Duration::from_millis(ms);
             }
+            "--list-delay-ms" => {
+                let ms: u64 = value()?
+                    .parse()
+                    .map_err(|e| format!("--list-delay-ms: {e}"))?;
+                args.list_delay = Duration::from_millis(ms);
+            }
             "--stop-on-eof" => args.stop_on_eof = true,
             "-h" | "--help" => {
                 return Err(
-                    "usage: serve [--aliases N] [--listen 127.0.0.1:PORT] [--result-delay-ms MS] [--stop-on-eof]"
+                    "usage: serve [--aliases N] [--listen 127.0.0.1:PORT] [--result-delay-ms MS] [--list-delay-ms MS] [--stop-on-eof]"
                         .into(),
                 );
             }
@@ -90,6 +100,7 @@ fn main() -> ExitCode {
         let config = SimConfig {
             aliases: st2_sim::generated_aliases(args.aliases),
             result_delay: args.result_delay,
+            list_delay: args.list_delay,
             ..SimConfig::default()
         };
         let sim = match Sim::start_on(args.listen, config).await {

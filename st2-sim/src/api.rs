@@ -252,6 +252,10 @@ async fn list_aliases(
     if let Err(r) = admit(&state, &method, &uri, &headers, &query, None, true) {
         return r;
     }
+    let _answering = state.alias_list_started();
+    if !state.config.list_delay.is_zero() {
+        tokio::time::sleep(state.config.list_delay).await;
+    }
     let (aliases, _) = state.aliases();
     let offset = query
         .get("offset")

@@ -20,6 +20,10 @@ pub struct SimConfig {
     pub aliases: Vec<Value>,
     /// Time from execution request to completion.
     pub result_delay: Duration,
+    /// Time each page of `GET /api/v1/actionalias` takes to answer (st2api reads the page
+    /// from MongoDB and serialises it; zero by default). For measuring start-up against a
+    /// StackStorm slower than the in-process simulator.
+    pub list_delay: Duration,
     /// Notify rules: (notification route, announcement route).
     pub routes: Vec<(String, String)>,
     /// Notification routes whose notify rule exists but is disabled: listed by
@@ -48,6 +52,7 @@ impl Default for SimConfig {
             max_token_ttl: Duration::from_secs(86_400),
             aliases: demo_aliases(),
             result_delay: Duration::from_millis(200),
+            list_delay: Duration::ZERO,
             routes: vec![
                 ("hubot".into(), "chatops".into()),
                 ("errbot".into(), "errbot".into()),

@@ -168,6 +168,11 @@ impl Sim {
         self.state.remove_alias(reference, false)
     }
 
+    /// The most `GET /api/v1/actionalias` requests that were ever being answered at once.
+    pub fn most_alias_lists_at_once(&self) -> usize {
+        self.state.most_alias_lists_at_once()
+    }
+
     /// How many token requests (`POST /auth/tokens`, granted or refused) arrived so far.
     pub fn token_requests(&self) -> usize {
         self.state

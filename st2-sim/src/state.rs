@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
@@ -109,6 +110,17 @@ pub(crate) struct State {
     pub(crate) config: SimConfig,
     pub(crate) addr: SocketAddr,
     inner: Mutex<Inner>,
+    /// Alias-list requests being answered now, and the most there ever were at once.
+    alias_lists: (AtomicUsize, AtomicUsize),
+}
+
+/// One alias-list request being answered: counted in [`State::alias_lists`] until dropped.
+pub(crate) struct AliasListInFlight<'a>(&'a State);
+
+impl Drop for AliasListInFlight<'_> {
+    fn drop(&mut self) {
+        self.0.alias_lists.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl std::fmt::Debug for State {
@@ -148,7 +160,20 @@ impl State {
                 counter: 0,
                 paused: Vec::new(),
             }),
+            alias_lists: (AtomicUsize::new(0), AtomicUsize::new(0)),
         }
+    }
+
+    /// Counts an alias-list request as being answered until the guard is dropped.
+    pub(crate) fn alias_list_started(&self) -> AliasListInFlight<'_> {
+        let now = self.alias_lists.0.fetch_add(1, Ordering::SeqCst) + 1;
+        self.alias_lists.1.fetch_max(now, Ordering::SeqCst);
+        AliasListInFlight(self)
+    }
+
+    /// The most alias-list requests ever answered at once.
+    pub(crate) fn most_alias_lists_at_once(&self) -> usize {
+        self.alias_lists.1.load(Ordering::SeqCst)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
