@@ -244,10 +244,16 @@ impl St2Client {
         let mut last = first;
         loop {
             if seen >= MAX_ALIASES {
-                tracing::warn!(
-                    read = seen,
-                    "StackStorm lists more action aliases than a bot reads; the rest are left out"
-                );
+                let more = match last.total {
+                    Some(total) => total > seen,
+                    None => last.got == ALIAS_PAGE,
+                };
+                if more {
+                    tracing::warn!(
+                        read = seen,
+                        "StackStorm lists more action aliases than a bot reads; the rest are left out"
+                    );
+                }
                 break;
             }
             match last.total {
