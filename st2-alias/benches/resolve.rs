@@ -8,7 +8,9 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use st2_alias::{Alias, AliasIndex, FormatEntry, FormatObject, Representation};
+use st2_alias::{
+    Alias, AliasIndex, CompiledFormat, FormatEntry, FormatObject, PreparedCommand, Representation,
+};
 
 const PACKS: &[&str] = &[
     "aws",
@@ -156,5 +158,26 @@ fn build_index(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, resolve_10000, resolve_50, build_index);
+/// What a command pays when the format it needs is not among the compiled ones kept
+/// (`st2_alias::COMPILED_CACHE`): compiling it and matching once.
+fn compile_on_miss(c: &mut Criterion) {
+    let format = "deploy service42 {{name}} on {{env=staging}}";
+    let command = PreparedCommand::new("deploy service42 api-gateway on prod").expect("prepared");
+    assert!(
+        CompiledFormat::new(format)
+            .extract(&command, false)
+            .is_ok_and(|params| params.len() == 1)
+    );
+    c.bench_function("compile/format_and_first_match", |b| {
+        b.iter(|| CompiledFormat::new(black_box(format)).extract(&command, false))
+    });
+}
+
+criterion_group!(
+    benches,
+    resolve_10000,
+    resolve_50,
+    build_index,
+    compile_on_miss
+);
 criterion_main!(benches);
