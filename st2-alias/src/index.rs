@@ -244,21 +244,82 @@ impl CompiledCache {
     }
 }
 
+/// Pattern ids grouped by a text key, kept flat: a key's ids are one range of a single
+/// list, so the tens of thousands of keys of a large catalogue cost no allocation each.
+#[derive(Debug, Default)]
+struct GroupedIds {
+    /// `(key, id)` as added; emptied by [`GroupedIds::finish`].
+    pending: Vec<(String, u32)>,
+    /// Key → `(start, end)` in `ids`.
+    ranges: HashMap<Box<str>, (u32, u32)>,
+    ids: Vec<u32>,
+    /// Distinct byte lengths of the keys.
+    lengths: Vec<usize>,
+}
+
+/// `(key, id)` pairs sorted and grouped: each distinct key with its range in the returned
+/// ids (in the order the ids were added).
+fn group(mut pending: Vec<(String, u32)>) -> (Vec<(Box<str>, (u32, u32))>, Vec<u32>) {
+    pending.sort_by(|a, b| a.0.cmp(&b.0));
+    let to_u32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    let mut keys: Vec<(Box<str>, (u32, u32))> = Vec::new();
+    let mut ids = Vec::with_capacity(pending.len());
+    for (key, id) in pending {
+        let at = to_u32(ids.len());
+        ids.push(id);
+        match keys.last_mut() {
+            Some((last, range)) if **last == *key => range.1 = at + 1,
+            _ => keys.push((key.into_boxed_str(), (at, at + 1))),
+        }
+    }
+    (keys, ids)
+}
+
+impl GroupedIds {
+    fn add(&mut self, key: String, id: u32) {
+        self.pending.push((key, id));
+    }
+
+    fn finish(&mut self) {
+        let (keys, ids) = group(std::mem::take(&mut self.pending));
+        let mut lengths: Vec<usize> = keys.iter().map(|(key, _)| key.len()).collect();
+        lengths.sort_unstable();
+        lengths.dedup();
+        self.lengths = lengths;
+        self.ranges = keys.into_iter().collect();
+        self.ids = ids;
+    }
+
+    /// Adds to `out` the ids of every key that is a prefix of `text`.
+    fn prefixes_of(&self, text: &str, out: &mut Vec<u32>) {
+        for &length in &self.lengths {
+            if length > text.len() {
+                break;
+            }
+            if let Some(key) = text.get(..length)
+                && let Some(&(start, end)) = self.ranges.get(key)
+            {
+                out.extend_from_slice(&self.ids[start as usize..end as usize]);
+            }
+        }
+    }
+}
+
 /// Pattern ids grouped by the condition that selects them.
 #[derive(Debug, Default)]
 struct Prefilter {
     /// Prefix after skipping leading whitespace → pattern ids.
-    after_space: HashMap<String, Vec<u32>>,
-    /// Distinct byte lengths of the keys of `after_space`.
-    after_space_lengths: Vec<usize>,
+    after_space: GroupedIds,
     /// Prefix at the very start of the stream → pattern ids.
-    at_start: HashMap<String, Vec<u32>>,
-    at_start_lengths: Vec<usize>,
-    /// Literal → patterns that need it somewhere in the stream.
-    contains: HashMap<String, Vec<u32>>,
-    /// One automaton over the keys of `contains` (pattern `i` is `contains_keys[i]`).
+    at_start: GroupedIds,
+    /// `(literal, id)`: patterns that need the literal somewhere in the stream (until
+    /// [`Prefilter::finish`] builds the automaton).
+    contains: Vec<(String, u32)>,
+    /// One automaton over the distinct literals; literal `i`'s ids are
+    /// `contains_ids[contains_ranges[i].0..contains_ranges[i].1]`.
     contains_automaton: Option<AhoCorasick>,
-    contains_ids: Vec<Vec<u32>>,
+    contains_ranges: Vec<(u32, u32)>,
+    contains_ids: Vec<u32>,
     /// Patterns that are always tried.
     always: Vec<u32>,
 }
@@ -269,34 +330,29 @@ impl Prefilter {
             Requirement::Prefix {
                 skip_space: true,
                 prefix,
-            } => self.after_space.entry(prefix).or_default().push(id),
+            } => self.after_space.add(prefix, id),
             Requirement::Prefix {
                 skip_space: false,
                 prefix,
-            } => self.at_start.entry(prefix).or_default().push(id),
-            Requirement::Contains(text) => self.contains.entry(text).or_default().push(id),
+            } => self.at_start.add(prefix, id),
+            Requirement::Contains(text) => self.contains.push((text, id)),
             Requirement::None => self.always.push(id),
         }
     }
 
     fn finish(&mut self) {
-        let lengths = |map: &HashMap<String, Vec<u32>>| {
-            let mut lengths: Vec<usize> = map.keys().map(String::len).collect();
-            lengths.sort_unstable();
-            lengths.dedup();
-            lengths
-        };
-        self.after_space_lengths = lengths(&self.after_space);
-        self.at_start_lengths = lengths(&self.at_start);
-        let (texts, ids): (Vec<String>, Vec<Vec<u32>>) =
-            std::mem::take(&mut self.contains).into_iter().unzip();
+        self.after_space.finish();
+        self.at_start.finish();
+        let (literals, ids) = group(std::mem::take(&mut self.contains));
+        let (texts, ranges): (Vec<Box<str>>, Vec<(u32, u32)>) = literals.into_iter().unzip();
         // Building can only fail on absurd sizes; then every such pattern is always tried.
-        match AhoCorasick::new(&texts) {
+        match AhoCorasick::new(texts.iter().map(|text| text.as_bytes())) {
             Ok(automaton) if !texts.is_empty() => {
                 self.contains_automaton = Some(automaton);
+                self.contains_ranges = ranges;
                 self.contains_ids = ids;
             }
-            _ => self.always.extend(ids.into_iter().flatten()),
+            _ => self.always.extend(ids),
         }
         self.always.sort_unstable();
     }
@@ -304,30 +360,13 @@ impl Prefilter {
     /// Ids of the patterns that may match `stream`, in index order.
     fn candidates(&self, stream: &str) -> Vec<u32> {
         let mut ids: Vec<u32> = self.always.clone();
-        let lookup =
-            |text: &str, map: &HashMap<String, Vec<u32>>, lengths: &[usize], ids: &mut Vec<u32>| {
-                for &length in lengths {
-                    if length > text.len() {
-                        break;
-                    }
-                    if let Some(key) = text.get(..length)
-                        && let Some(found) = map.get(key)
-                    {
-                        ids.extend_from_slice(found);
-                    }
-                }
-            };
         let trimmed = stream.trim_start_matches(unicode::is_py_space);
-        lookup(
-            trimmed,
-            &self.after_space,
-            &self.after_space_lengths,
-            &mut ids,
-        );
-        lookup(stream, &self.at_start, &self.at_start_lengths, &mut ids);
+        self.after_space.prefixes_of(trimmed, &mut ids);
+        self.at_start.prefixes_of(stream, &mut ids);
         if let Some(automaton) = &self.contains_automaton {
             for found in automaton.find_overlapping_iter(stream) {
-                ids.extend_from_slice(&self.contains_ids[found.pattern().as_usize()]);
+                let (start, end) = self.contains_ranges[found.pattern().as_usize()];
+                ids.extend_from_slice(&self.contains_ids[start as usize..end as usize]);
             }
         }
         ids.sort_unstable();
@@ -464,12 +503,16 @@ impl AliasIndex {
         for (id, pattern) in patterns.iter().enumerate() {
             prefilter.add(to_u32(id), verdicts[pattern.format as usize].0.clone());
         }
-        let formats: Vec<FormatSlot> = verdicts
-            .into_iter()
-            .zip(first_pattern)
-            .map(|((_, invalid), pattern)| FormatSlot { pattern, invalid })
-            .collect();
+        // Not collected in place: the verdicts' allocation is twice the slots' size.
+        let mut formats: Vec<FormatSlot> = Vec::with_capacity(verdicts.len());
+        formats.extend(
+            verdicts
+                .into_iter()
+                .zip(first_pattern)
+                .map(|((_, invalid), pattern)| FormatSlot { pattern, invalid }),
+        );
         prefilter.finish();
+        patterns.shrink_to_fit();
         AliasIndex {
             aliases,
             patterns,
