@@ -20,7 +20,50 @@ pub struct Catalogue {
     index: AliasIndex,
     /// The help lines as rendered by the dispatcher's help template, in
     /// [`AliasIndex::help_lines`] order; built on the first help request.
-    help: OnceLock<Vec<String>>,
+    help: OnceLock<HelpLines>,
+}
+
+/// Rendered help lines, packed into one string (a catalogue of 10,000 aliases has 30,000
+/// lines: one allocation instead of one per line).
+#[derive(Debug, Default)]
+pub struct HelpLines {
+    text: String,
+    /// Where each line ends in `text`.
+    ends: Vec<u32>,
+}
+
+impl HelpLines {
+    /// Appends a line.
+    pub fn push(&mut self, line: &str) {
+        self.text.push_str(line);
+        self.ends
+            .push(u32::try_from(self.text.len()).unwrap_or(u32::MAX));
+    }
+
+    /// Line `i` (empty past the end).
+    pub fn get(&self, i: usize) -> &str {
+        let end = self.ends.get(i).map_or(0, |&e| e as usize);
+        let start = match i {
+            0 => 0,
+            _ => self.ends.get(i - 1).map_or(end, |&e| e as usize),
+        };
+        self.text.get(start..end).unwrap_or_default()
+    }
+
+    /// How many lines there are.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    fn shrink_to_fit(&mut self) {
+        self.text.shrink_to_fit();
+        self.ends.shrink_to_fit();
+    }
 }
 
 impl Catalogue {
@@ -33,8 +76,12 @@ impl Catalogue {
 
     /// The rendered help lines, aligned with [`AliasIndex::help_lines`]: `render` makes
     /// them the first time (once per load).
-    pub fn help_lines(&self, render: impl FnOnce(&AliasIndex) -> Vec<String>) -> &[String] {
-        self.help.get_or_init(|| render(&self.index))
+    pub fn help_lines(&self, render: impl FnOnce(&AliasIndex) -> HelpLines) -> &HelpLines {
+        self.help.get_or_init(|| {
+            let mut lines = render(&self.index);
+            lines.shrink_to_fit();
+            lines
+        })
     }
 }
 
@@ -170,5 +217,25 @@ impl AliasCache {
         }
         tracing::info!(aliases = n, "action aliases loaded");
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HelpLines;
+
+    #[test]
+    fn packed_help_lines_read_back_as_pushed() {
+        let mut lines = HelpLines::default();
+        assert!(lines.is_empty());
+        for line in ["!deploy {{app}} - Deploys", "", "!ré {{x}} - ünïcode"] {
+            lines.push(line);
+        }
+        lines.shrink_to_fit();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines.get(0), "!deploy {{app}} - Deploys");
+        assert_eq!(lines.get(1), "");
+        assert_eq!(lines.get(2), "!ré {{x}} - ünïcode");
+        assert_eq!(lines.get(3), "", "past the end");
     }
 }

@@ -1318,7 +1318,7 @@ impl Dispatcher {
                 current_pack = pack;
             }
             text.push_str("  ");
-            text.push_str(&lines[line]);
+            text.push_str(lines.get(line));
             text.push('\n');
         }
         text.truncate(text.trim_end().len());
@@ -1327,19 +1327,18 @@ impl Dispatcher {
 
     /// Every help line of `index` through the `help` template, in
     /// [`st2_alias::AliasIndex::help_lines`] order (once per alias load).
-    fn render_help_lines(&self, index: &st2_alias::AliasIndex) -> Vec<String> {
-        index
-            .help_lines()
-            .map(|(alias, display)| {
-                let alias = &index.aliases()[alias];
-                self.templates.render(&HelpContext {
-                    pack: &alias.pack,
-                    display,
-                    description: alias.description.as_deref().unwrap_or_default(),
-                    prefix: &self.spec.chat.prefix,
-                })
-            })
-            .collect()
+    fn render_help_lines(&self, index: &st2_alias::AliasIndex) -> crate::aliases::HelpLines {
+        let mut lines = crate::aliases::HelpLines::default();
+        for (alias, display) in index.help_lines() {
+            let alias = &index.aliases()[alias];
+            lines.push(&self.templates.render(&HelpContext {
+                pack: &alias.pack,
+                display,
+                description: alias.description.as_deref().unwrap_or_default(),
+                prefix: &self.spec.chat.prefix,
+            }));
+        }
+        lines
     }
 
     /// Where a reply to `message` goes: its room (and thread), or back privately.
