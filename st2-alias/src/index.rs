@@ -251,18 +251,21 @@ struct GroupedIds {
     /// `(key, id)` as added; emptied by [`GroupedIds::finish`].
     pending: Vec<(String, u32)>,
     /// Key → `(start, end)` in `ids`.
-    ranges: HashMap<Box<str>, (u32, u32)>,
+    ranges: HashMap<Box<str>, IdRange>,
     ids: Vec<u32>,
     /// Distinct byte lengths of the keys.
     lengths: Vec<usize>,
 }
 
+/// `(start, end)` of a key's ids in a flat id list.
+type IdRange = (u32, u32);
+
 /// `(key, id)` pairs sorted and grouped: each distinct key with its range in the returned
 /// ids (in the order the ids were added).
-fn group(mut pending: Vec<(String, u32)>) -> (Vec<(Box<str>, (u32, u32))>, Vec<u32>) {
+fn group(mut pending: Vec<(String, u32)>) -> (Vec<(Box<str>, IdRange)>, Vec<u32>) {
     pending.sort_by(|a, b| a.0.cmp(&b.0));
     let to_u32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-    let mut keys: Vec<(Box<str>, (u32, u32))> = Vec::new();
+    let mut keys: Vec<(Box<str>, IdRange)> = Vec::new();
     let mut ids = Vec::with_capacity(pending.len());
     for (key, id) in pending {
         let at = to_u32(ids.len());
@@ -318,7 +321,7 @@ struct Prefilter {
     /// One automaton over the distinct literals; literal `i`'s ids are
     /// `contains_ids[contains_ranges[i].0..contains_ranges[i].1]`.
     contains_automaton: Option<AhoCorasick>,
-    contains_ranges: Vec<(u32, u32)>,
+    contains_ranges: Vec<IdRange>,
     contains_ids: Vec<u32>,
     /// Patterns that are always tried.
     always: Vec<u32>,
@@ -344,7 +347,7 @@ impl Prefilter {
         self.after_space.finish();
         self.at_start.finish();
         let (literals, ids) = group(std::mem::take(&mut self.contains));
-        let (texts, ranges): (Vec<Box<str>>, Vec<(u32, u32)>) = literals.into_iter().unzip();
+        let (texts, ranges): (Vec<Box<str>>, Vec<IdRange>) = literals.into_iter().unzip();
         // Building can only fail on absurd sizes; then every such pattern is always tried.
         match AhoCorasick::new(texts.iter().map(|text| text.as_bytes())) {
             Ok(automaton) if !texts.is_empty() => {
