@@ -7,6 +7,9 @@ use serde_json::Value;
 
 /// One action alias. Deserializes from StackStorm's API JSON; fields this crate does not
 /// use are kept as JSON where they matter to a bot and ignored otherwise.
+/// The settings few aliases carry (`ack`, `result`, `extra`, `immutable_parameters`) are
+/// boxed: a bot holds every alias of the catalogue, and inline they made each `Alias` 368
+/// bytes before its strings (208 boxed).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(from = "RawAlias")]
 pub struct Alias {
@@ -32,16 +35,16 @@ pub struct Alias {
     pub id: Option<String>,
     /// How StackStorm acknowledges an execution of this alias.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub ack: Option<AckSettings>,
+    pub ack: Option<Box<AckSettings>>,
     /// How StackStorm reports the result of an execution of this alias.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub result: Option<ResultSettings>,
+    pub result: Option<Box<ResultSettings>>,
     /// Free-form extra data (for example `security.twofactor`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub extra: Option<Value>,
+    pub extra: Option<Box<Value>>,
     /// Parameters the user may not override.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub immutable_parameters: Option<Value>,
+    pub immutable_parameters: Option<Box<Value>>,
 }
 
 /// The wire shape, before `ref` gets its default.
@@ -62,13 +65,13 @@ struct RawAlias {
     #[serde(default)]
     id: Option<String>,
     #[serde(default)]
-    ack: Option<AckSettings>,
+    ack: Option<Box<AckSettings>>,
     #[serde(default)]
-    result: Option<ResultSettings>,
+    result: Option<Box<ResultSettings>>,
     #[serde(default)]
-    extra: Option<Value>,
+    extra: Option<Box<Value>>,
     #[serde(default)]
-    immutable_parameters: Option<Value>,
+    immutable_parameters: Option<Box<Value>>,
 }
 
 fn default_true() -> bool {
@@ -277,6 +280,16 @@ impl FormatEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_alias_stays_small_since_a_bot_holds_the_whole_catalogue() {
+        // 10,000 aliases: 2 MiB of `Alias` values (3.5 MiB with the settings inline).
+        assert!(
+            std::mem::size_of::<Alias>() <= 208,
+            "{}",
+            std::mem::size_of::<Alias>()
+        );
+    }
 
     #[test]
     fn parses_both_format_shapes_and_defaults() {

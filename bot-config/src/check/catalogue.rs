@@ -337,7 +337,8 @@ fn unknown_template_parameters(d: &mut Diagnostics, catalogue: &Catalogue) {
                 known.extend(format_parameters(r));
             }
         }
-        if let Some(serde_json::Value::Object(fixed)) = &alias.alias.immutable_parameters {
+        if let Some(serde_json::Value::Object(fixed)) = alias.alias.immutable_parameters.as_deref()
+        {
             known.extend(fixed.keys().cloned());
         }
         for (key, text, span) in &alias.templates {
