@@ -10,6 +10,7 @@
 use std::str::FromStr;
 
 use bot_config::{LogFormat, LogSpec};
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -27,27 +28,22 @@ pub fn init_with_level(spec: &LogSpec, json_override: Option<bool>, level: Optio
     let (filter, refused) =
         choose_filter(rust_log.as_deref(), level.unwrap_or(spec.level.as_ref()));
     let json = json_override.unwrap_or(spec.format == LogFormat::Json);
-    let result = if json {
-        let layer = tracing_subscriber::fmt::layer()
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let lines = if json {
+        stderr
             .json()
             .flatten_event(true)
             .with_current_span(true)
-            .with_writer(std::io::stderr)
-            .with_target(false);
-        tracing_subscriber::registry()
-            .with(layer)
-            .with(filter)
-            .try_init()
+            .boxed()
     } else {
-        let layer = tracing_subscriber::fmt::layer()
-            .with_ansi(false)
-            .with_writer(std::io::stderr)
-            .with_target(false);
-        tracing_subscriber::registry()
-            .with(layer)
-            .with(filter)
-            .try_init()
+        stderr.with_ansi(false).boxed()
     };
+    let result = tracing_subscriber::registry()
+        .with(lines)
+        .with(filter)
+        .try_init();
     if result.is_ok()
         && let Some(error) = refused
     {
