@@ -7,16 +7,6 @@
 //! [`tls`] (TLS for backends with their own sockets), [`cli`], [`logging`], [`ha`] (several
 //! instances sharing leadership and state in PostgreSQL).
 
-/// The allocator of the static musl executables (what `scripts/build-static` and the image
-/// ship). With musl's own `malloc` the threads that parse a large catalogue queue on its
-/// lock (10,000 aliases loaded in 0.5 to 2 s instead of 0.13 s) and each command costs a
-/// third more CPU; mimalloc costs 1.5 MiB of idle RSS (docs/operations.md, "Performance").
-/// glibc builds keep glibc's allocator: mimalloc was no faster per command there and held
-/// 47 MiB instead of 36 when idle at 10,000 aliases.
-#[cfg(target_env = "musl")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 pub mod aliases;
 pub mod app;
 pub mod audit;
@@ -83,6 +73,7 @@ fn run_main(
     linked: Linked,
     access_matrix: Option<&'static str>,
 ) -> ExitCode {
+    bot_heap::configure();
     let options = match cli::parse(std::env::args().skip(1)) {
         Ok(o) => o,
         Err(e) => {
