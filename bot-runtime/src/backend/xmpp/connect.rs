@@ -236,27 +236,23 @@ impl EventStream for Login {
             login(&self.connector, &self.jid, &self.password, self.timeouts),
         )
         .await;
-        match attempt {
-            Ok(Ok(connection)) => Ok(connection),
+        let reason = match attempt {
+            Ok(Ok(connection)) => return Ok(connection),
             Ok(Err(tokio_xmpp::Error::Auth(AuthError::Fail(condition)))) => {
-                Err(refused(format!("SASL failure: {condition:?}")))
+                return Err(refused(format!("SASL failure: {condition:?}")));
             }
-            Ok(Err(tokio_xmpp::Error::Auth(AuthError::NoMechanism))) => Err(refused(
+            Ok(Err(tokio_xmpp::Error::Auth(AuthError::NoMechanism))) => return Err(refused(
                 "the server offers no SASL mechanism st2bot supports (SCRAM-SHA-256, SCRAM-SHA-1, PLAIN)"
                     .to_owned(),
             )),
-            Ok(Err(e)) => Err(ConnectError::Retry(format!(
-                "login as {} at {}:{} failed: {e}",
-                self.jid, self.connector.host, self.connector.port
-            ))),
-            Err(_) => Err(ConnectError::Retry(format!(
-                "login as {} at {}:{} timed out after {}s",
-                self.jid,
-                self.connector.host,
-                self.connector.port,
-                LOGIN_TIMEOUT.as_secs()
-            ))),
-        }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("timed out after {}s", LOGIN_TIMEOUT.as_secs()),
+        };
+        let connector = &self.connector;
+        Err(ConnectError::Retry(format!(
+            "login as {} at {}:{}: {reason}",
+            self.jid, connector.host, connector.port
+        )))
     }
 
     /// Hands the stream over and waits for the next request: at once after a stream that
