@@ -6,8 +6,9 @@
 //! until it ends. [`supervise`] owns the rest: the [`ConnState`] it reports, pacing
 //! (a connection that stayed up resets the backoff, one that drops at once does not), and
 //! the one place a failed attempt is logged. Slack (Socket Mode), Mattermost (the
-//! WebSocket event API), Discord (the gateway) and Rocket.Chat (the realtime DDP API) run
-//! on it.
+//! WebSocket event API), Discord (the gateway), Rocket.Chat (the realtime DDP API), IRC
+//! (one TCP or TLS connection each) and XMPP (the login loop behind tokio-xmpp's
+//! `StanzaStream`, and that stream itself) run on it.
 //!
 //! The send side of the web services is here too: a backend says how to deliver one
 //! message through its API, as a [`MessageSink`] (splitting, rate-limit waits and retries

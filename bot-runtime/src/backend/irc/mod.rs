@@ -7,8 +7,9 @@
 //! [`session`] holds the protocol state (no I/O), [`render`] turns replies into lines,
 //! [`proto`] is the wire format. This module drives them: connect, register, serve, pace
 //! what the bot says (a short burst, then a steady rate, so servers do not kick it for
-//! flooding), detect dead links with `PING`, reconnect with jittered exponential backoff,
-//! and on shutdown flush queued replies and `QUIT`.
+//! flooding), detect dead links with `PING`, and on shutdown flush queued replies and
+//! `QUIT`. Reconnecting (jittered exponential backoff, stopping on refused credentials) is
+//! the shared [`supervise`] loop's; replies still queued for the pacer survive a reconnect.
 
 mod proto;
 mod render;
@@ -20,7 +21,7 @@ use std::time::Duration;
 use bot_config::{IrcAuth, IrcSpec};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::time::{Instant, sleep, sleep_until, timeout};
+use tokio::time::{Instant, sleep_until, timeout};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::ServerName;
 
@@ -28,6 +29,7 @@ use self::proto::Message;
 use self::render::Line;
 use self::session::{Action, Session, Settings};
 use super::backoff::Backoff;
+use super::supervisor::{ConnectError, EventStream, SessionEnd, supervise};
 use super::{
     Backend, BackendError, BackendIo, BoxFuture, Capabilities, ConnState, Incoming, Outgoing,
 };
@@ -45,8 +47,6 @@ const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 const IDLE_PING: Duration = Duration::from_secs(90);
 /// …and drop the connection when the silence reaches this.
 const DEAD_LINK: Duration = Duration::from_secs(180);
-/// A connection that stayed up this long resets the backoff.
-const STABLE_AFTER: Duration = Duration::from_secs(60);
 /// Longest line accepted from the server (tags may make lines longer than 512 bytes).
 const MAX_INCOMING_LINE: usize = 16 * 1024;
 /// Replies queued while waiting for the pacer; more blocks the dispatcher (backpressure).
@@ -204,17 +204,6 @@ impl Backend for IrcBackend {
     }
 }
 
-/// Why one connection ended.
-#[derive(Debug)]
-enum Ended {
-    /// Shutdown requested or nothing more to send: done.
-    Finished,
-    /// Lost or dropped: reconnect after a delay.
-    Lost(String),
-    /// Cannot work: stop with this error.
-    Fatal(BackendError),
-}
-
 /// What survives from one connection to the next.
 struct Shared {
     io: BackendIo,
@@ -224,42 +213,61 @@ struct Shared {
     outgoing_closed: bool,
 }
 
+/// The backend as the [`supervise`] loop runs it: one TCP (or TLS) connection per
+/// [`EventStream::connect`], registration and serving per [`EventStream::session`].
+struct Irc {
+    backend: IrcBackend,
+    shared: Shared,
+}
+
 async fn run(backend: IrcBackend, io: BackendIo) -> Result<(), BackendError> {
-    let mut shared = Shared {
-        io,
-        queue: VecDeque::new(),
-        outgoing_closed: false,
+    let shutdown = io.shutdown.clone();
+    let state = io.state.clone();
+    let mut irc = Irc {
+        backend,
+        shared: Shared {
+            io,
+            queue: VecDeque::new(),
+            outgoing_closed: false,
+        },
     };
-    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
-    loop {
-        if shared.io.shutdown.is_cancelled() {
-            return Ok(());
+    let backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+    let result = supervise(&mut irc, backoff, &shutdown, &state).await;
+    if let Err(error) = &result {
+        tracing::error!(%error, server = %irc.backend.endpoint.host, "IRC backend stopped");
+        let _ = state.send(ConnState::Failed(error.to_string()));
+    }
+    result
+}
+
+impl EventStream for Irc {
+    type Connection = Box<dyn Transport>;
+
+    fn service(&self) -> &'static str {
+        "irc"
+    }
+
+    async fn connect(&mut self) -> Result<Box<dyn Transport>, ConnectError> {
+        let endpoint = &self.backend.endpoint;
+        tokio::select! {
+            opened = timeout(CONNECT_TIMEOUT, open(endpoint)) => match opened {
+                Ok(Ok(stream)) => Ok(stream),
+                Ok(Err(reason)) => Err(ConnectError::Retry(reason)),
+                Err(_) => Err(ConnectError::Retry(format!(
+                    "connecting to {}:{} timed out",
+                    endpoint.host, endpoint.port
+                ))),
+            },
+            () = self.shared.io.shutdown.cancelled() => Err(ConnectError::Shutdown),
         }
-        let _ = shared.io.state.send(ConnState::Connecting);
-        let started = Instant::now();
-        let ended = connection(&backend, &mut shared).await;
-        match ended {
-            Ended::Finished => {
-                let _ = shared.io.state.send(ConnState::Connecting);
-                return Ok(());
-            }
-            Ended::Fatal(error) => {
-                tracing::error!(%error, server = %backend.endpoint.host, "IRC backend stopped");
-                let _ = shared.io.state.send(ConnState::Failed(error.to_string()));
-                return Err(error);
-            }
-            Ended::Lost(reason) => {
-                if started.elapsed() >= STABLE_AFTER {
-                    backoff.reset();
-                }
-                let delay = backoff.next_delay();
-                tracing::warn!(server = %backend.endpoint.host, port = backend.endpoint.port, %reason, retry_in = ?delay, "IRC connection lost");
-                tokio::select! {
-                    () = sleep(delay) => {}
-                    () = shared.io.shutdown.cancelled() => return Ok(()),
-                }
-            }
+    }
+
+    async fn session(&mut self, stream: Box<dyn Transport>) -> SessionEnd {
+        let end = connection(&self.backend, &mut self.shared, stream).await;
+        if matches!(end, SessionEnd::Shutdown) {
+            let _ = self.shared.io.state.send(ConnState::Connecting);
         }
+        end
     }
 }
 
@@ -356,17 +364,13 @@ fn next_piece(queue: &mut VecDeque<Line>, mask_len: usize) -> Option<String> {
     Some(proto::privmsg(&line.target, &first))
 }
 
-/// One connection, from TCP connect to its end.
-async fn connection(backend: &IrcBackend, shared: &mut Shared) -> Ended {
+/// One connection, from the open TCP (or TLS) stream to its end.
+async fn connection(
+    backend: &IrcBackend,
+    shared: &mut Shared,
+    stream: Box<dyn Transport>,
+) -> SessionEnd {
     let endpoint = &backend.endpoint;
-    let stream = tokio::select! {
-        opened = timeout(CONNECT_TIMEOUT, open(endpoint)) => match opened {
-            Ok(Ok(s)) => s,
-            Ok(Err(reason)) => return Ended::Lost(reason),
-            Err(_) => return Ended::Lost(format!("connecting to {}:{} timed out", endpoint.host, endpoint.port)),
-        },
-        () = shared.io.shutdown.cancelled() => return Ended::Finished,
-    };
     tracing::info!(server = %endpoint.host, port = endpoint.port, tls = endpoint.tls.is_some(), "connected to IRC server");
     let (read_half, mut writer) = tokio::io::split(stream);
     let mut reader = BufReader::new(read_half);
@@ -384,7 +388,7 @@ async fn connection(backend: &IrcBackend, shared: &mut Shared) -> Ended {
         if let Action::Send { line, secret } = action
             && let Err(e) = write_line(&mut writer, &line, secret).await
         {
-            return Ended::Lost(e);
+            return SessionEnd::Dropped(e);
         }
     }
 
@@ -393,7 +397,7 @@ async fn connection(backend: &IrcBackend, shared: &mut Shared) -> Ended {
         let can_take = !shared.outgoing_closed && shared.queue.len() < MAX_QUEUED_LINES;
         if shared.outgoing_closed && shared.queue.is_empty() {
             quit(&mut writer, "bye").await;
-            return Ended::Finished;
+            return SessionEnd::Shutdown;
         }
         let idle_deadline = last_heard + if pinged { DEAD_LINK } else { IDLE_PING };
         let now_waiting = if ready || !session.registered() {
@@ -412,13 +416,13 @@ async fn connection(backend: &IrcBackend, shared: &mut Shared) -> Ended {
             biased;
             () = shared.io.shutdown.cancelled() => {
                 flush_and_quit(&mut writer, &mut session, shared, &mut pacer, ready).await;
-                return Ended::Finished;
+                return SessionEnd::Shutdown;
             }
             read = read_line(&mut reader, &mut buf) => {
                 let line = match read {
                     Ok(Some(line)) => line,
-                    Ok(None) => return Ended::Lost("server closed the connection".to_owned()),
-                    Err(e) => return Ended::Lost(format!("read failed: {e}")),
+                    Ok(None) => return SessionEnd::Dropped("server closed the connection".to_owned()),
+                    Err(e) => return SessionEnd::Dropped(format!("read failed: {e}")),
                 };
                 last_heard = Instant::now();
                 pinged = false;
@@ -440,7 +444,7 @@ async fn connection(backend: &IrcBackend, shared: &mut Shared) -> Ended {
                 if let Some(line) = next_piece(&mut shared.queue, session.mask_len()) {
                     pacer.spend();
                     if let Err(e) = write_line(&mut writer, &line, false).await {
-                        return Ended::Lost(e);
+                        return SessionEnd::Dropped(e);
                     }
                 }
             }
@@ -464,15 +468,15 @@ async fn connection(backend: &IrcBackend, shared: &mut Shared) -> Ended {
                 }
             }
             () = sleep_until(register_deadline), if !session.registered() => {
-                return Ended::Lost("registration timed out".to_owned());
+                return SessionEnd::Dropped("registration timed out".to_owned());
             }
             () = sleep_until(idle_deadline) => {
                 if pinged {
-                    return Ended::Lost(format!("no reply from the server for {}s", DEAD_LINK.as_secs()));
+                    return SessionEnd::Dropped(format!("no reply from the server for {}s", DEAD_LINK.as_secs()));
                 }
                 pinged = true;
                 if let Err(e) = write_line(&mut writer, &proto::line("PING", &[&endpoint.host]), false).await {
-                    return Ended::Lost(e);
+                    return SessionEnd::Dropped(e);
                 }
             }
         }
@@ -492,7 +496,7 @@ enum Waiting {
 enum Applied {
     Continue,
     Ready,
-    End(Ended),
+    End(SessionEnd),
 }
 
 async fn apply<W: AsyncWrite + Unpin>(
@@ -506,7 +510,7 @@ async fn apply<W: AsyncWrite + Unpin>(
             pacer.spend();
             match write_line(writer, &line, secret).await {
                 Ok(()) => Applied::Continue,
-                Err(e) => Applied::End(Ended::Lost(e)),
+                Err(e) => Applied::End(SessionEnd::Dropped(e)),
             }
         }
         Action::Deliver(message) => {
@@ -514,17 +518,17 @@ async fn apply<W: AsyncWrite + Unpin>(
             Applied::Continue
         }
         Action::Ready => Applied::Ready,
-        Action::AuthFailed(reason) => Applied::End(Ended::Fatal(BackendError::Auth {
+        Action::AuthFailed(reason) => Applied::End(SessionEnd::Fatal(BackendError::Auth {
             service: "IRC",
             reason,
         })),
-        Action::Invalid(reason) => Applied::End(Ended::Fatal(BackendError::Config {
+        Action::Invalid(reason) => Applied::End(SessionEnd::Fatal(BackendError::Config {
             what: "backend.nickname",
             reason,
         })),
         Action::Reconnect(reason) => {
             let _ = writer.shutdown().await;
-            Applied::End(Ended::Lost(reason))
+            Applied::End(SessionEnd::Dropped(reason))
         }
     }
 }

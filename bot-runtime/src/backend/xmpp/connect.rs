@@ -3,19 +3,18 @@
 //! domain, then SASL through tokio-xmpp (SCRAM-SHA-256, SCRAM-SHA-1 or PLAIN, whichever the
 //! server offers first in that order) and the stream restart. Resource binding and
 //! everything after it is tokio-xmpp's `StanzaStream`, which calls [`reconnector`] whenever
-//! it needs a fresh stream; that is where the backoff and the "wrong password, stop"
-//! decision live.
+//! it needs a fresh stream; behind it the login loop runs on the shared [`supervise`] loop
+//! (its backoff, its "wrong password, stop"), as the [`EventStream`] [`Login`].
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use sasl::common::{ChannelBinding, Credentials};
 use tokio::io::{AsyncRead, AsyncWrite, BufStream};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::ServerName;
@@ -29,13 +28,15 @@ use tokio_xmpp::xmlstream::{
     XmppStreamElement, initiate_stream,
 };
 
-use crate::backend::backoff::Backoff;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use crate::backend::backoff::{Backoff, STABLE_AFTER};
+use crate::backend::supervisor::{ConnectError, EventStream, SessionEnd, supervise};
+use crate::backend::{BackendError, ConnState};
 use crate::secret::Secret;
 
 /// Time allowed for one whole login (connect, TLS, SASL, restart).
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
-/// A stream that stayed up this long resets the backoff.
-const STABLE_AFTER: Duration = Duration::from_secs(60);
 
 /// A byte stream, plain or TLS.
 pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -195,116 +196,142 @@ pub(crate) async fn login(
     })
 }
 
-/// What the login task tells the backend.
-#[derive(Debug)]
-pub(crate) enum LoginEvent {
-    /// An attempt failed and will be retried after `retry_in`.
-    Retrying {
-        /// Why it failed.
-        reason: String,
-        /// Delay before the next attempt.
-        retry_in: Duration,
-    },
-    /// The server refused the credentials: retrying cannot help.
-    Refused(String),
+/// The login loop behind [`reconnector`], as the [`supervise`] loop runs it: each
+/// connection is one login, handed to the `StanzaStream` that asked for it; it ends when
+/// the stream asks for the next one.
+struct Login {
+    connector: StartTlsConnector,
+    jid: Jid,
+    password: Secret,
+    timeouts: Timeouts,
+    /// Where each call of the reconnector puts its slot.
+    requests: mpsc::UnboundedReceiver<oneshot::Sender<Connection>>,
+    /// The slot waiting for a stream, once asked for.
+    slot: Option<oneshot::Sender<Connection>>,
 }
 
-/// Backoff shared by successive reconnections: a stream that dropped soon after it came up
-/// does not reset it.
-#[derive(Debug)]
-struct ReconnectState {
-    backoff: Backoff,
-    last_connected: Option<Instant>,
+impl EventStream for Login {
+    type Connection = Connection;
+
+    fn service(&self) -> &'static str {
+        "xmpp"
+    }
+
+    /// Waits until a stream is asked for (unless one already is), then logs in once.
+    async fn connect(&mut self) -> Result<Connection, ConnectError> {
+        if self.slot.is_none() {
+            match self.requests.recv().await {
+                Some(slot) => self.slot = Some(slot),
+                None => return Err(ConnectError::Shutdown),
+            }
+        }
+        let refused = |reason: String| {
+            ConnectError::Stop(BackendError::Auth {
+                service: "XMPP",
+                reason,
+            })
+        };
+        let attempt = tokio::time::timeout(
+            LOGIN_TIMEOUT,
+            login(&self.connector, &self.jid, &self.password, self.timeouts),
+        )
+        .await;
+        let reason = match attempt {
+            Ok(Ok(connection)) => return Ok(connection),
+            Ok(Err(tokio_xmpp::Error::Auth(AuthError::Fail(condition)))) => {
+                return Err(refused(format!("SASL failure: {condition:?}")));
+            }
+            Ok(Err(tokio_xmpp::Error::Auth(AuthError::NoMechanism))) => return Err(refused(
+                "the server offers no SASL mechanism st2bot supports (SCRAM-SHA-256, SCRAM-SHA-1, PLAIN)"
+                    .to_owned(),
+            )),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("timed out after {}s", LOGIN_TIMEOUT.as_secs()),
+        };
+        let connector = &self.connector;
+        Err(ConnectError::Retry(format!(
+            "login as {} at {}:{}: {reason}",
+            self.jid, connector.host, connector.port
+        )))
+    }
+
+    /// Hands the stream over and waits for the next request: at once after a stream that
+    /// lasted (backoff reset), after the backoff's delay after one that did not.
+    async fn session(&mut self, connection: Connection) -> SessionEnd {
+        tracing::info!(jid = %self.jid, host = %self.connector.host, "XMPP stream authenticated");
+        let delivered = Instant::now();
+        if let Some(slot) = self.slot.take() {
+            let _ = slot.send(connection);
+        }
+        match self.requests.recv().await {
+            None => SessionEnd::Shutdown,
+            Some(slot) => {
+                self.slot = Some(slot);
+                if delivered.elapsed() >= STABLE_AFTER {
+                    SessionEnd::Refresh
+                } else {
+                    SessionEnd::Closed {
+                        healthy: false,
+                        pause: None,
+                    }
+                }
+            }
+        }
+    }
 }
 
-/// The closure `StanzaStream` calls whenever it needs a stream: it spawns a task that logs
-/// in (retrying with jittered exponential backoff) and hands the stream over through `slot`.
-/// On refused credentials it reports [`LoginEvent::Refused`] and keeps `slot` open until the
-/// backend closes the stream (dropping it would make tokio-xmpp's worker panic).
+/// The reconnector's end of the login loop: passes the slots on, and stops the loop when
+/// the `StanzaStream` drops it.
+struct Requests {
+    slots: mpsc::UnboundedSender<oneshot::Sender<Connection>>,
+    _stop: DropGuard,
+}
+
+impl Requests {
+    fn ask(&self, slot: oneshot::Sender<Connection>) {
+        let _ = self.slots.send(slot);
+    }
+}
+
+/// The closure `StanzaStream` calls whenever it needs a stream, and the task behind it that
+/// runs [`Login`] on the [`supervise`] loop (jittered backoff) and hands each stream over
+/// through the slot it was given. On refused credentials it sends the error on `refused`
+/// and keeps the slot open until the stream goes (dropping it would make tokio-xmpp's
+/// worker panic).
 pub(crate) fn reconnector(
     connector: StartTlsConnector,
     jid: Jid,
     password: Secret,
     timeouts: Timeouts,
-    events: mpsc::UnboundedSender<LoginEvent>,
+    refused: mpsc::UnboundedSender<BackendError>,
 ) -> impl FnMut(Option<String>, oneshot::Sender<Connection>) + Send + 'static {
-    let state = Arc::new(Mutex::new(ReconnectState {
-        backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
-        last_connected: None,
-    }));
-    move |_preferred_location, mut slot| {
-        let connector = connector.clone();
-        let jid = jid.clone();
-        let password = password.clone();
-        let events = events.clone();
-        let state = Arc::clone(&state);
-        tokio::spawn(async move {
-            // A stream that did not last gets a delay before even the first new attempt.
-            let first_delay = {
-                let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
-                match s.last_connected {
-                    Some(at) if at.elapsed() < STABLE_AFTER => Some(s.backoff.next_delay()),
-                    _ => {
-                        s.backoff.reset();
-                        None
-                    }
-                }
-            };
-            if let Some(delay) = first_delay {
-                tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
-                    () = slot.closed() => return,
-                }
+    let (slots, requests) = mpsc::unbounded_channel();
+    let stop = CancellationToken::new();
+    let handle = Requests {
+        slots,
+        _stop: stop.clone().drop_guard(),
+    };
+    let mut login = Login {
+        connector,
+        jid,
+        password,
+        timeouts,
+        requests,
+        slot: None,
+    };
+    tokio::spawn(async move {
+        // The backend reports the state (online and in its rooms); this loop's reports are
+        // not wanted.
+        let (state, _) = watch::channel(ConnState::Connecting);
+        let backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+        if let Err(error) = supervise(&mut login, backoff, &stop, &state).await {
+            let _ = refused.send(error);
+            if let Some(slot) = &mut login.slot {
+                slot.closed().await;
             }
-            loop {
-                let attempt = tokio::time::timeout(
-                    LOGIN_TIMEOUT,
-                    login(&connector, &jid, &password, timeouts),
-                )
-                .await;
-                let reason = match attempt {
-                    Ok(Ok(connection)) => {
-                        tracing::info!(jid = %jid, host = %connector.host, "XMPP stream authenticated");
-                        state
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .last_connected = Some(Instant::now());
-                        let _ = slot.send(connection);
-                        return;
-                    }
-                    Ok(Err(tokio_xmpp::Error::Auth(AuthError::Fail(condition)))) => {
-                        let _ = events
-                            .send(LoginEvent::Refused(format!("SASL failure: {condition:?}")));
-                        slot.closed().await;
-                        return;
-                    }
-                    Ok(Err(tokio_xmpp::Error::Auth(AuthError::NoMechanism))) => {
-                        let _ = events.send(LoginEvent::Refused(
-                            "the server offers no SASL mechanism st2bot supports (SCRAM-SHA-256, SCRAM-SHA-1, PLAIN)"
-                                .to_owned(),
-                        ));
-                        slot.closed().await;
-                        return;
-                    }
-                    Ok(Err(e)) => e.to_string(),
-                    Err(_) => format!("login timed out after {}s", LOGIN_TIMEOUT.as_secs()),
-                };
-                let delay = state
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .backoff
-                    .next_delay();
-                let _ = events.send(LoginEvent::Retrying {
-                    reason,
-                    retry_in: delay,
-                });
-                tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
-                    () = slot.closed() => return,
-                }
-            }
-        });
-    }
+        }
+    });
+    move |_preferred_location, slot| handle.ask(slot)
 }
 
 #[cfg(test)]

@@ -5,11 +5,12 @@
 //! tokio-xmpp is used without any of its features: its built-in connectors trust a fixed
 //! root store and resolve SRV records through hickory (another ~40 crates), and its
 //! `Client` retries refused passwords forever. So [`connect`] supplies the STARTTLS
-//! connector (system roots plus `ca_file`, ring) and the login loop (jittered backoff, stop
-//! on refused credentials), and this module drives tokio-xmpp's `StanzaStream`, which does
-//! resource binding, stream management, keep-alive pings and calling the login loop again
-//! when the connection drops. [`rooms`] decides what a stanza means; [`render`] builds the
-//! replies.
+//! connector (system roots plus `ca_file`, ring) and the login loop (the shared
+//! [`supervise`] loop: jittered backoff, stop on refused credentials), and this module
+//! drives tokio-xmpp's `StanzaStream`, which does resource binding, stream management,
+//! keep-alive pings and calling the login loop again when the connection drops; should its
+//! worker stop, [`supervise`] starts a new one. [`rooms`] decides what a stanza means;
+//! [`render`] builds the replies.
 
 mod connect;
 mod render;
@@ -31,9 +32,10 @@ use tokio_xmpp::parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError
 use tokio_xmpp::stanzastream::{Event, StanzaStream, StreamEvent};
 use tokio_xmpp::xmlstream::Timeouts;
 
-use self::connect::{LoginEvent, StartTlsConnector};
+use self::connect::StartTlsConnector;
 use self::rooms::{PresenceOutcome, Rooms};
 use super::backoff::Backoff;
+use super::supervisor::{ConnectError, EventStream, SessionEnd, supervise};
 use super::{
     Backend, BackendError, BackendIo, BoxFuture, Capabilities, ConnState, Outgoing, Target,
 };
@@ -264,76 +266,90 @@ fn answer_iq(iq: Iq) -> Option<Iq> {
     })
 }
 
-/// How one stream ended.
-enum Ended {
-    Finished,
-    Failed(BackendError),
-    /// The stream's worker stopped on its own (not expected): start a new one.
-    Broken,
+async fn run(backend: XmppBackend, io: BackendIo) -> Result<(), BackendError> {
+    let shutdown = io.shutdown.clone();
+    let state = io.state.clone();
+    let mut xmpp = Xmpp {
+        driver: Driver {
+            io,
+            own: backend.jid.clone(),
+            rooms: Rooms::new(backend.rooms.clone(), &backend.nickname),
+            online: false,
+            pending: VecDeque::new(),
+        },
+        backend,
+    };
+    let backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+    let result = supervise(&mut xmpp, backoff, &shutdown, &state).await;
+    if let Err(error) = &result {
+        tracing::error!(%error, jid = %xmpp.backend.jid, "XMPP backend stopped");
+        let _ = state.send(ConnState::Failed(error.to_string()));
+    }
+    result
 }
 
-async fn run(backend: XmppBackend, io: BackendIo) -> Result<(), BackendError> {
-    let mut driver = Driver {
-        io,
-        own: backend.jid.clone(),
-        rooms: Rooms::new(backend.rooms.clone(), &backend.nickname),
-        online: false,
-        pending: VecDeque::new(),
-    };
-    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
-    loop {
-        let _ = driver.io.state.send(ConnState::Connecting);
-        match serve(&backend, &mut driver).await {
-            Ended::Finished => return Ok(()),
-            Ended::Failed(error) => {
-                tracing::error!(%error, jid = %backend.jid, "XMPP backend stopped");
-                let _ = driver.io.state.send(ConnState::Failed(error.to_string()));
-                return Err(error);
-            }
-            Ended::Broken => {
-                let delay = backoff.next_delay();
-                tracing::warn!(retry_in = ?delay, "XMPP stream worker ended; starting a new one");
-                tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
-                    () = driver.io.shutdown.cancelled() => return Ok(()),
-                }
-            }
-        }
+/// The backend as the [`supervise`] loop runs it: one `StanzaStream` per connection (it
+/// reconnects and resumes by itself, logging in through [`connect::reconnector`]), a new
+/// one only if its worker stops, which is not expected.
+struct Xmpp {
+    backend: XmppBackend,
+    driver: Driver,
+}
+
+impl EventStream for Xmpp {
+    /// The stream, and where its login loop reports refused credentials.
+    type Connection = (StanzaStream, mpsc::UnboundedReceiver<BackendError>);
+
+    fn service(&self) -> &'static str {
+        "xmpp"
+    }
+
+    async fn connect(&mut self) -> Result<Self::Connection, ConnectError> {
+        let backend = &self.backend;
+        let (refused_tx, refused) = mpsc::unbounded_channel();
+        let reconnector = connect::reconnector(
+            backend.connector.clone(),
+            Jid::from(backend.jid.clone()),
+            backend.password.clone(),
+            backend.timeouts,
+            refused_tx,
+        );
+        Ok((
+            StanzaStream::new(Box::new(reconnector), QUEUE_DEPTH),
+            refused,
+        ))
+    }
+
+    async fn session(&mut self, (stream, refused): Self::Connection) -> SessionEnd {
+        serve(&mut self.driver, stream, refused).await
     }
 }
 
-/// Runs one `StanzaStream` (which itself reconnects) until shutdown or a fatal error.
-async fn serve(backend: &XmppBackend, driver: &mut Driver) -> Ended {
-    let (login_tx, mut login_rx) = mpsc::unbounded_channel();
-    let reconnector = connect::reconnector(
-        backend.connector.clone(),
-        Jid::from(backend.jid.clone()),
-        backend.password.clone(),
-        backend.timeouts,
-        login_tx,
-    );
-    let mut stream = StanzaStream::new(Box::new(reconnector), QUEUE_DEPTH);
+/// Runs one `StanzaStream` (which itself reconnects) until shutdown, refused credentials
+/// (from its login loop, on `refused`) or the end of its worker.
+async fn serve(
+    driver: &mut Driver,
+    mut stream: StanzaStream,
+    mut refused: mpsc::UnboundedReceiver<BackendError>,
+) -> SessionEnd {
     driver.online = false;
     loop {
         tokio::select! {
             biased;
             () = driver.io.shutdown.cancelled() => {
                 close(stream, driver).await;
-                return Ended::Finished;
+                return SessionEnd::Shutdown;
             }
-            login = login_rx.recv() => match login {
-                Some(LoginEvent::Retrying { reason, retry_in }) => {
-                    tracing::warn!(jid = %backend.jid, host = %backend.connector.host, port = backend.connector.port, %reason, ?retry_in, "XMPP login failed; retrying");
-                }
-                Some(LoginEvent::Refused(reason)) => {
-                    // Offline: dropping the stream stops its worker and the login task.
-                    drop(stream);
-                    return Ended::Failed(BackendError::Auth { service: "XMPP", reason });
-                }
-                None => {}
-            },
+            Some(error) = refused.recv() => {
+                // Offline: dropping the stream stops its worker and the login task.
+                drop(stream);
+                return SessionEnd::Fatal(error);
+            }
             event = stream.next() => match event {
-                None => return Ended::Broken,
+                None => {
+                    tracing::warn!("XMPP stream worker ended; starting a new one");
+                    return SessionEnd::Closed { healthy: false, pause: None };
+                }
                 Some(Event::Stream(StreamEvent::Reset { bound_jid, .. })) => {
                     tracing::info!(jid = %bound_jid, "XMPP session started");
                     driver.online = true;
@@ -395,7 +411,7 @@ async fn serve(backend: &XmppBackend, driver: &mut Driver) -> Ended {
                 }
                 None => {
                     close(stream, driver).await;
-                    return Ended::Finished;
+                    return SessionEnd::Shutdown;
                 }
             },
         }
