@@ -2,12 +2,15 @@
 //! reconnect with the one [`Backoff`], stop on refused credentials, give way to shutdown.
 //!
 //! A backend says only what differs, as an [`EventStream`]: how to open a connection
-//! (discover the URL, open the socket, check the token) and how to read one connection
-//! until it ends. [`supervise`] owns the rest: the [`ConnState`] it reports, pacing
-//! (a connection that stayed up resets the backoff, one that drops at once does not), and
-//! the one place a failed attempt is logged. Slack (Socket Mode), Mattermost (the
-//! WebSocket event API), Discord (the gateway) and Rocket.Chat (the realtime DDP API) run
-//! on it.
+//! (discover the URL, open the socket, check the token), how to read one connection until
+//! it ends, and (rarely) what to keep doing while it waits to reconnect. [`supervise`]
+//! owns the rest: the [`ConnState`] it reports, pacing (a connection that stayed up resets
+//! the backoff, one that drops at once does not), and the one place a failed attempt is
+//! logged. Slack (Socket Mode), Mattermost (the WebSocket event API), Discord (the
+//! gateway), Rocket.Chat (the realtime DDP API) and Matrix (the `/sync` long poll) run on
+//! it. A stream that reports another state than [`ConnState`] says how as a
+//! [`ConnReport`] and runs on [`supervise_with`]: the StackStorm event stream does
+//! (`stackstorm::stream`, which reports its `StreamState` and metrics).
 //!
 //! The send side of the web services is here too: a backend says how to deliver one
 //! message through its API, as a [`MessageSink`] (splitting, rate-limit waits and retries
@@ -83,6 +86,14 @@ pub(crate) async fn send_one<S: MessageSink>(sink: &S, out: &Outgoing) -> Result
 pub enum ConnectError {
     /// Worth another try after the backoff (network failure, 5xx, a failed handshake): why.
     Retry(String),
+    /// Worth another try after `pause` instead of the backoff's delay (the service said how
+    /// long: Matrix's `retry_after_ms` on a rate-limited login); the backoff does not grow.
+    RetryAfter {
+        /// Why.
+        reason: String,
+        /// How long the service asked to wait.
+        pause: Duration,
+    },
     /// Retrying cannot help (refused credentials): stop the backend with this error.
     Stop(BackendError),
     /// Shutdown came while connecting.
@@ -129,6 +140,71 @@ pub trait EventStream {
 
     /// Reads `connection` until it ends.
     fn session(&mut self, connection: Self::Connection) -> impl Future<Output = SessionEnd> + Send;
+
+    /// Waits `delay` before the next attempt, or until `shutdown`. `Ok(true)` when the wait
+    /// is over, `Ok(false)` when the stream is to stop (shutdown came); `Err` stops it with
+    /// that error. By default a plain wait; a stream whose send side shares its state keeps
+    /// serving it meanwhile (Matrix keeps taking and sending replies).
+    fn pause(
+        &mut self,
+        delay: Duration,
+        shutdown: &CancellationToken,
+    ) -> impl Future<Output = Result<bool, BackendError>> + Send {
+        async move { Ok(sleep_or_shutdown(delay, shutdown).await) }
+    }
+}
+
+/// Why the supervisor is about to wait before the next attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Down<'a> {
+    /// Opening a connection failed ([`ConnectError::Retry`]): why.
+    ConnectFailed(&'a str),
+    /// The connection ended and the stream logged why ([`SessionEnd::Closed`]).
+    Closed,
+    /// The connection dropped ([`SessionEnd::Dropped`]): why.
+    Lost(&'a str),
+}
+
+/// How a supervised stream reports its state and logs a failed attempt: [`ConnState`]
+/// for chat backends (`impl` for its [`watch::Sender`]); the StackStorm stream has its own.
+pub trait ConnReport {
+    /// Before each attempt to connect.
+    fn connecting(&self);
+
+    /// After a failed attempt or an ended connection, before waiting `retry_in`: the state
+    /// to show and the log line.
+    fn down(&self, service: &'static str, why: Down<'_>, retry_in: Duration);
+}
+
+impl ConnReport for watch::Sender<ConnState> {
+    fn connecting(&self) {
+        self.send_replace(ConnState::Connecting);
+    }
+
+    fn down(&self, service: &'static str, why: Down<'_>, retry_in: Duration) {
+        let retry_in_ms = retry_in.as_millis() as u64;
+        match why {
+            Down::ConnectFailed(reason) => tracing::warn!(
+                service,
+                reason = %reason,
+                retry_in_ms,
+                "{service}: cannot connect; retrying"
+            ),
+            Down::Closed => {
+                self.send_replace(ConnState::Connecting);
+                tracing::info!(service, retry_in_ms, "{service}: reconnecting");
+            }
+            Down::Lost(reason) => {
+                self.send_replace(ConnState::Connecting);
+                tracing::warn!(
+                    service,
+                    reason = %reason,
+                    retry_in_ms,
+                    "{service}: connection lost; reconnecting"
+                );
+            }
+        }
+    }
 }
 
 /// Runs `stream` until shutdown: connects, reads each connection to its end, reconnects
@@ -137,29 +213,41 @@ pub trait EventStream {
 /// `Err` only for what [`ConnectError::Stop`] or [`SessionEnd::Fatal`] carries.
 pub async fn supervise<S: EventStream>(
     stream: &mut S,
-    mut backoff: Backoff,
+    backoff: Backoff,
     shutdown: &CancellationToken,
     state: &watch::Sender<ConnState>,
+) -> Result<(), BackendError> {
+    supervise_with(stream, backoff, shutdown, state).await
+}
+
+/// [`supervise`], reporting through `report` instead of a [`ConnState`] channel.
+pub async fn supervise_with<S: EventStream, R: ConnReport + ?Sized>(
+    stream: &mut S,
+    mut backoff: Backoff,
+    shutdown: &CancellationToken,
+    report: &R,
 ) -> Result<(), BackendError> {
     let service = stream.service();
     loop {
         if shutdown.is_cancelled() {
             return Ok(());
         }
-        state.send_replace(ConnState::Connecting);
+        report.connecting();
         let connection = match stream.connect().await {
             Ok(connection) => connection,
             Err(ConnectError::Stop(e)) => return Err(e),
             Err(ConnectError::Shutdown) => return Ok(()),
             Err(ConnectError::Retry(reason)) => {
                 let delay = backoff.next_delay();
-                tracing::warn!(
-                    service,
-                    reason = %reason,
-                    retry_in_ms = delay.as_millis() as u64,
-                    "{service}: cannot connect; retrying"
-                );
-                if !sleep_or_shutdown(delay, shutdown).await {
+                report.down(service, Down::ConnectFailed(&reason), delay);
+                if !stream.pause(delay, shutdown).await? {
+                    return Ok(());
+                }
+                continue;
+            }
+            Err(ConnectError::RetryAfter { reason, pause }) => {
+                report.down(service, Down::ConnectFailed(&reason), pause);
+                if !stream.pause(pause, shutdown).await? {
                     return Ok(());
                 }
                 continue;
@@ -184,27 +272,16 @@ pub async fn supervise<S: EventStream>(
                     }
                     None => backoff.next_delay(),
                 };
-                state.send_replace(ConnState::Connecting);
-                tracing::info!(
-                    service,
-                    retry_in_ms = delay.as_millis() as u64,
-                    "{service}: reconnecting"
-                );
-                if !sleep_or_shutdown(delay, shutdown).await {
+                report.down(service, Down::Closed, delay);
+                if !stream.pause(delay, shutdown).await? {
                     return Ok(());
                 }
             }
             SessionEnd::Dropped(reason) => {
-                state.send_replace(ConnState::Connecting);
                 backoff.reset_if_stable(started);
                 let delay = backoff.next_delay();
-                tracing::warn!(
-                    service,
-                    reason = %reason,
-                    retry_in_ms = delay.as_millis() as u64,
-                    "{service}: connection lost; reconnecting"
-                );
-                if !sleep_or_shutdown(delay, shutdown).await {
+                report.down(service, Down::Lost(&reason), delay);
+                if !stream.pause(delay, shutdown).await? {
                     return Ok(());
                 }
             }
