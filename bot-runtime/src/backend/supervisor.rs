@@ -299,6 +299,10 @@ mod tests {
     struct Script {
         connects: VecDeque<Result<(), ConnectError>>,
         sessions: VecDeque<SessionEnd>,
+        /// What each wait answers; a plain wait once they are used up.
+        pauses: VecDeque<Result<bool, BackendError>>,
+        /// Waits asked for.
+        paused: usize,
         calls: Vec<&'static str>,
         shutdown: CancellationToken,
     }
@@ -322,12 +326,26 @@ mod tests {
             self.calls.push("session");
             self.sessions.pop_front().unwrap_or(SessionEnd::Shutdown)
         }
+
+        async fn pause(
+            &mut self,
+            delay: Duration,
+            shutdown: &CancellationToken,
+        ) -> Result<bool, BackendError> {
+            self.paused += 1;
+            match self.pauses.pop_front() {
+                Some(answer) => answer,
+                None => Ok(sleep_or_shutdown(delay, shutdown).await),
+            }
+        }
     }
 
     fn script(connects: Vec<Result<(), ConnectError>>, sessions: Vec<SessionEnd>) -> Script {
         Script {
             connects: connects.into(),
             sessions: sessions.into(),
+            pauses: VecDeque::new(),
+            paused: 0,
             calls: Vec::new(),
             shutdown: CancellationToken::new(),
         }
@@ -463,6 +481,133 @@ mod tests {
         .expect("shutdown interrupts the wait");
         assert!(result.is_ok());
         assert_eq!(s.calls, ["connect"]);
+    }
+
+    /// A report that records what the supervisor told it.
+    #[derive(Default)]
+    struct Recorded(std::sync::Mutex<Vec<String>>);
+
+    impl ConnReport for Recorded {
+        fn connecting(&self) {
+            self.0.lock().unwrap().push("connecting".into());
+        }
+
+        fn down(&self, service: &'static str, why: Down<'_>, _retry_in: Duration) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("{service} down: {why:?}"));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_report_hears_of_every_attempt_and_every_wait() {
+        let mut s = script(
+            vec![
+                Err(ConnectError::Retry("down".into())),
+                Ok(()),
+                Ok(()),
+                Ok(()),
+            ],
+            vec![
+                SessionEnd::Dropped("reset".into()),
+                SessionEnd::Closed {
+                    healthy: false,
+                    pause: None,
+                },
+                SessionEnd::Shutdown,
+            ],
+        );
+        let report = Recorded::default();
+        let shutdown = s.shutdown.clone();
+        let result = tokio::time::timeout(
+            Duration::from_secs(10),
+            supervise_with(&mut s, quick(), &shutdown, &report),
+        )
+        .await
+        .expect("no long wait");
+        assert!(result.is_ok());
+        assert_eq!(
+            *report.0.lock().unwrap(),
+            [
+                "connecting",
+                "script down: ConnectFailed(\"down\")",
+                "connecting",
+                "script down: Lost(\"reset\")",
+                "connecting",
+                "script down: Closed",
+                "connecting",
+            ]
+        );
+        assert_eq!(s.paused, 3);
+    }
+
+    #[test]
+    fn the_conn_state_report_says_connecting_before_attempts_and_after_drops() {
+        let (state, states) = watch::channel(ConnState::Connected);
+        state.connecting();
+        assert_eq!(*states.borrow(), ConnState::Connecting);
+        state.send_replace(ConnState::Connected);
+        state.down("script", Down::ConnectFailed("down"), Duration::ZERO);
+        assert_eq!(
+            *states.borrow(),
+            ConnState::Connected,
+            "a failed attempt changes nothing until the next one"
+        );
+        for why in [Down::Closed, Down::Lost("reset")] {
+            state.send_replace(ConnState::Connected);
+            state.down("script", why, Duration::ZERO);
+            assert_eq!(*states.borrow(), ConnState::Connecting, "{why:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn retry_after_waits_the_pause_the_service_asked_for() {
+        let mut s = script(
+            vec![
+                Err(ConnectError::RetryAfter {
+                    reason: "rate limited".into(),
+                    pause: Duration::from_millis(1),
+                }),
+                Ok(()),
+            ],
+            vec![SessionEnd::Shutdown],
+        );
+        let (state, _states) = watch::channel(ConnState::Connecting);
+        let shutdown = s.shutdown.clone();
+        let slow = Backoff::new(Duration::from_secs(3600), Duration::from_secs(3600));
+        let result = tokio::time::timeout(
+            Duration::from_secs(10),
+            supervise(&mut s, slow, &shutdown, &state),
+        )
+        .await
+        .expect("the pause, not the hour-long backoff, paced the retry");
+        assert!(result.is_ok());
+        assert_eq!(s.calls, ["connect", "connect", "session"]);
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_stops_while_waiting_ends_the_loop() {
+        let dropped = || SessionEnd::Dropped("reset".into());
+        let mut s = script(vec![Ok(()), Ok(())], vec![dropped(), dropped()]);
+        s.pauses.push_back(Ok(false));
+        let (state, _states) = watch::channel(ConnState::Connecting);
+        let shutdown = s.shutdown.clone();
+        let result = supervise(&mut s, quick(), &shutdown, &state).await;
+        assert!(result.is_ok());
+        assert_eq!(s.calls, ["connect", "session"]);
+
+        let mut s = script(vec![Ok(()), Ok(())], vec![dropped(), dropped()]);
+        s.pauses.push_back(Ok(true));
+        s.pauses.push_back(Err(BackendError::Auth {
+            service: "script",
+            reason: "token revoked".into(),
+        }));
+        let shutdown = s.shutdown.clone();
+        let result = supervise(&mut s, quick(), &shutdown, &state).await;
+        assert!(matches!(result, Err(BackendError::Auth { .. })));
+        assert_eq!(s.calls, ["connect", "session", "connect", "session"]);
+        assert_eq!(s.paused, 2);
     }
 
     /// A sink that records what it was given and answers as scripted (text → outcome).
