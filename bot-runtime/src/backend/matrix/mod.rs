@@ -51,10 +51,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-use self::api::{Api, ApiError, Event, SyncResponse};
+use self::api::{Api, Event, MatrixError, SyncResponse};
 use self::render::{MAX_MESSAGE_CHARS, Mention, render, strip_mention, strip_reply_fallback};
 use self::rooms::Rooms;
 use super::backoff::{Backoff, sleep_or_shutdown};
+use super::error::ApiError;
 use super::supervisor::{ConnectError, EventStream, SessionEnd, supervise};
 use super::{
     Backend, BackendError, BackendIo, BoxFuture, Capabilities, ConnState, Incoming, Outgoing, Room,
