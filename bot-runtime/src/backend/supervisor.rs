@@ -157,7 +157,8 @@ pub trait EventStream {
 /// Why the supervisor is about to wait before the next attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Down<'a> {
-    /// Opening a connection failed ([`ConnectError::Retry`]): why.
+    /// Opening a connection failed ([`ConnectError::Retry`], [`ConnectError::RetryAfter`]):
+    /// why.
     ConnectFailed(&'a str),
     /// The connection ended and the stream logged why ([`SessionEnd::Closed`]).
     Closed,
@@ -210,7 +211,8 @@ impl ConnReport for watch::Sender<ConnState> {
 /// Runs `stream` until shutdown: connects, reads each connection to its end, reconnects
 /// after `backoff`'s delay. Reports `Connecting` before each attempt and after each drop
 /// (the stream reports `Connected` itself, once the service confirms the session).
-/// `Err` only for what [`ConnectError::Stop`] or [`SessionEnd::Fatal`] carries.
+/// `Err` only for what [`ConnectError::Stop`] or [`SessionEnd::Fatal`] carries, or what
+/// [`EventStream::pause`] fails with.
 pub async fn supervise<S: EventStream>(
     stream: &mut S,
     backoff: Backoff,
