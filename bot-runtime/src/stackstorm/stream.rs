@@ -660,6 +660,23 @@ mod tests {
     }
 
     #[test]
+    fn the_report_shows_the_stream_down_with_why_and_leaves_attempts_alone() {
+        let (state, states) = watch::channel(StreamState::Up);
+        let report = Report(&state);
+        report.connecting();
+        assert_eq!(*states.borrow(), StreamState::Up);
+        report.down(
+            "stackstorm",
+            Down::Lost("the server closed the stream"),
+            Duration::from_millis(500),
+        );
+        assert_eq!(
+            *states.borrow(),
+            StreamState::Down("the server closed the stream".into())
+        );
+    }
+
+    #[test]
     fn backoff_grows_and_is_capped() {
         let mut b = stream_backoff();
         let first = b.next_delay();
