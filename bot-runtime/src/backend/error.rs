@@ -3,17 +3,19 @@
 //! - [`BackendError`](super::BackendError): why a whole backend stopped (refused
 //!   credentials, impossible settings, an unreadable secret); what [`Backend::run`]
 //!   returns. Everything else is retried or logged by the backend itself.
-//! - [`ApiError`]: why one call to a chat service's web API failed (Slack, Mattermost,
-//!   Discord, Rocket.Chat, the Microsoft Teams Connector). A backend maps
-//!   [`ApiError::Auth`] to [`BackendError::Auth`](super::BackendError::Auth) and logs the
-//!   rest.
+//! - [`ApiError`]: why one call to a chat service's API failed (Slack, Mattermost,
+//!   Discord, Rocket.Chat's REST and realtime APIs, Matrix's client-server API, the
+//!   Microsoft Teams Connector). A backend maps [`ApiError::Auth`] to
+//!   [`BackendError::Auth`](super::BackendError::Auth) and logs the rest. Matrix decides
+//!   on the homeserver's answer itself ([`ApiError::Status`]: its `errcode` and
+//!   rate-limit delay), through `matrix::api::MatrixError`.
 //!
-//! Opening a WebSocket fails with [`WsConnectError`](super::websocket::WsConnectError);
-//! Matrix's client-server API keeps its own error (`matrix::api`), which carries the
-//! homeserver's `errcode` and rate-limit delay that its sync loop decides on. No error
-//! here ever carries a token or a password.
+//! Opening a WebSocket fails with [`WsConnectError`](super::websocket::WsConnectError).
+//! No error here ever carries a token or a password.
 //!
 //! [`Backend::run`]: super::Backend::run
+
+use std::time::Duration;
 
 /// Why one call to a chat service's web API failed.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +35,21 @@ pub enum ApiError {
         code: String,
         /// The service's message (or what was missing), empty when there is none.
         message: String,
+    },
+    /// The service answered with an error status that the caller decides on (Matrix: the
+    /// homeserver's `errcode` and `retry_after_ms`): retried or not by the caller.
+    #[error("{endpoint}: HTTP {status} {code}: {message}")]
+    Status {
+        /// The endpoint called (`sync`, `rooms/send`).
+        endpoint: String,
+        /// HTTP status.
+        status: u16,
+        /// The service's error code (Matrix `M_FORBIDDEN`), empty when it gave none.
+        code: String,
+        /// The service's message (or the start of the body when it gave none).
+        message: String,
+        /// How long the service asked to wait before retrying, when it said.
+        retry_after: Option<Duration>,
     },
     /// A target that cannot be resolved (a channel name without a team, an unknown user).
     #[error("cannot resolve {0}")]
@@ -137,6 +154,21 @@ mod tests {
         assert_eq!(
             ApiError::RateLimited { waits: 5 }.to_string(),
             "rate limited, gave up after 5 waits"
+        );
+    }
+
+    #[test]
+    fn a_status_answer_says_endpoint_status_code_and_message() {
+        let e = ApiError::Status {
+            endpoint: "rooms/send".into(),
+            status: 429,
+            code: "M_LIMIT_EXCEEDED".into(),
+            message: "slow down".into(),
+            retry_after: Some(std::time::Duration::from_millis(1500)),
+        };
+        assert_eq!(
+            e.to_string(),
+            "rooms/send: HTTP 429 M_LIMIT_EXCEEDED: slow down"
         );
     }
 }

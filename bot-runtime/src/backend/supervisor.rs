@@ -2,13 +2,17 @@
 //! reconnect with the one [`Backoff`], stop on refused credentials, give way to shutdown.
 //!
 //! A backend says only what differs, as an [`EventStream`]: how to open a connection
-//! (discover the URL, open the socket, check the token) and how to read one connection
-//! until it ends. [`supervise`] owns the rest: the [`ConnState`] it reports, pacing
-//! (a connection that stayed up resets the backoff, one that drops at once does not), and
-//! the one place a failed attempt is logged. Slack (Socket Mode), Mattermost (the
-//! WebSocket event API), Discord (the gateway), Rocket.Chat (the realtime DDP API), IRC
-//! (one TCP or TLS connection each) and XMPP (the login loop behind tokio-xmpp's
-//! `StanzaStream`, and that stream itself) run on it.
+//! (discover the URL, open the socket, check the token), how to read one connection until
+//! it ends, and (rarely) what to keep doing while it waits to reconnect. [`supervise`]
+//! owns the rest: the [`ConnState`] it reports, pacing (a connection that stayed up resets
+//! the backoff, one that drops at once does not), and the one place a failed attempt is
+//! logged. Slack (Socket Mode), Mattermost (the WebSocket event API), Discord (the
+//! gateway), Rocket.Chat (the realtime DDP API), Matrix (the `/sync` long poll), IRC (one
+//! TCP or TLS connection each) and XMPP (the login loop behind tokio-xmpp's
+//! `StanzaStream`, and that stream itself) run on it. A stream that reports another state
+//! than [`ConnState`] says how as a [`ConnReport`] and runs on [`supervise_with`]: the
+//! StackStorm event stream does (`stackstorm::stream`, which reports its `StreamState`
+//! and metrics).
 //!
 //! The send side of the web services is here too: a backend says how to deliver one
 //! message through its API, as a [`MessageSink`] (splitting, rate-limit waits and retries
@@ -84,6 +88,14 @@ pub(crate) async fn send_one<S: MessageSink>(sink: &S, out: &Outgoing) -> Result
 pub enum ConnectError {
     /// Worth another try after the backoff (network failure, 5xx, a failed handshake): why.
     Retry(String),
+    /// Worth another try after `pause` instead of the backoff's delay (the service said how
+    /// long: Matrix's `retry_after_ms` on a rate-limited login); the backoff does not grow.
+    RetryAfter {
+        /// Why.
+        reason: String,
+        /// How long the service asked to wait.
+        pause: Duration,
+    },
     /// Retrying cannot help (refused credentials): stop the backend with this error.
     Stop(BackendError),
     /// Shutdown came while connecting.
@@ -130,37 +142,116 @@ pub trait EventStream {
 
     /// Reads `connection` until it ends.
     fn session(&mut self, connection: Self::Connection) -> impl Future<Output = SessionEnd> + Send;
+
+    /// Waits `delay` before the next attempt, or until `shutdown`. `Ok(true)` when the wait
+    /// is over, `Ok(false)` when the stream is to stop (shutdown came); `Err` stops it with
+    /// that error. By default a plain wait; a stream whose send side shares its state keeps
+    /// serving it meanwhile (Matrix keeps taking and sending replies).
+    fn pause(
+        &mut self,
+        delay: Duration,
+        shutdown: &CancellationToken,
+    ) -> impl Future<Output = Result<bool, BackendError>> + Send {
+        async move { Ok(sleep_or_shutdown(delay, shutdown).await) }
+    }
+}
+
+/// Why the supervisor is about to wait before the next attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Down<'a> {
+    /// Opening a connection failed ([`ConnectError::Retry`], [`ConnectError::RetryAfter`]):
+    /// why.
+    ConnectFailed(&'a str),
+    /// The connection ended and the stream logged why ([`SessionEnd::Closed`]).
+    Closed,
+    /// The connection dropped ([`SessionEnd::Dropped`]): why.
+    Lost(&'a str),
+}
+
+/// How a supervised stream reports its state and logs a failed attempt: [`ConnState`]
+/// for chat backends (`impl` for its [`watch::Sender`]); the StackStorm stream has its own.
+pub trait ConnReport {
+    /// Before each attempt to connect.
+    fn connecting(&self);
+
+    /// After a failed attempt or an ended connection, before waiting `retry_in`: the state
+    /// to show and the log line.
+    fn down(&self, service: &'static str, why: Down<'_>, retry_in: Duration);
+}
+
+impl ConnReport for watch::Sender<ConnState> {
+    fn connecting(&self) {
+        self.send_replace(ConnState::Connecting);
+    }
+
+    fn down(&self, service: &'static str, why: Down<'_>, retry_in: Duration) {
+        let retry_in_ms = retry_in.as_millis() as u64;
+        match why {
+            Down::ConnectFailed(reason) => tracing::warn!(
+                service,
+                reason = %reason,
+                retry_in_ms,
+                "{service}: cannot connect; retrying"
+            ),
+            Down::Closed => {
+                self.send_replace(ConnState::Connecting);
+                tracing::info!(service, retry_in_ms, "{service}: reconnecting");
+            }
+            Down::Lost(reason) => {
+                self.send_replace(ConnState::Connecting);
+                tracing::warn!(
+                    service,
+                    reason = %reason,
+                    retry_in_ms,
+                    "{service}: connection lost; reconnecting"
+                );
+            }
+        }
+    }
 }
 
 /// Runs `stream` until shutdown: connects, reads each connection to its end, reconnects
 /// after `backoff`'s delay. Reports `Connecting` before each attempt and after each drop
 /// (the stream reports `Connected` itself, once the service confirms the session).
-/// `Err` only for what [`ConnectError::Stop`] or [`SessionEnd::Fatal`] carries.
+/// `Err` only for what [`ConnectError::Stop`] or [`SessionEnd::Fatal`] carries, or what
+/// [`EventStream::pause`] fails with.
 pub async fn supervise<S: EventStream>(
+    stream: &mut S,
+    backoff: Backoff,
+    shutdown: &CancellationToken,
+    state: &watch::Sender<ConnState>,
+) -> Result<(), BackendError> {
+    supervise_with(stream, backoff, shutdown, state).await
+}
+
+/// [`supervise`], reporting through `report` instead of a [`ConnState`] channel.
+pub async fn supervise_with<S: EventStream, R: ConnReport + ?Sized>(
     stream: &mut S,
     mut backoff: Backoff,
     shutdown: &CancellationToken,
-    state: &watch::Sender<ConnState>,
+    report: &R,
 ) -> Result<(), BackendError> {
     let service = stream.service();
     loop {
         if shutdown.is_cancelled() {
             return Ok(());
         }
-        state.send_replace(ConnState::Connecting);
+        report.connecting();
         let connection = match stream.connect().await {
             Ok(connection) => connection,
             Err(ConnectError::Stop(e)) => return Err(e),
             Err(ConnectError::Shutdown) => return Ok(()),
             Err(ConnectError::Retry(reason)) => {
                 let delay = backoff.next_delay();
-                tracing::warn!(
-                    service,
-                    reason = %reason,
-                    retry_in_ms = delay.as_millis() as u64,
-                    "{service}: cannot connect; retrying"
-                );
-                if !sleep_or_shutdown(delay, shutdown).await {
+                report.down(service, Down::ConnectFailed(&reason), delay);
+                if !stream.pause(delay, shutdown).await? {
+                    return Ok(());
+                }
+                continue;
+            }
+            Err(ConnectError::RetryAfter { reason, pause }) => {
+                report.down(service, Down::ConnectFailed(&reason), pause);
+                if !stream.pause(pause, shutdown).await? {
                     return Ok(());
                 }
                 continue;
@@ -185,27 +276,16 @@ pub async fn supervise<S: EventStream>(
                     }
                     None => backoff.next_delay(),
                 };
-                state.send_replace(ConnState::Connecting);
-                tracing::info!(
-                    service,
-                    retry_in_ms = delay.as_millis() as u64,
-                    "{service}: reconnecting"
-                );
-                if !sleep_or_shutdown(delay, shutdown).await {
+                report.down(service, Down::Closed, delay);
+                if !stream.pause(delay, shutdown).await? {
                     return Ok(());
                 }
             }
             SessionEnd::Dropped(reason) => {
-                state.send_replace(ConnState::Connecting);
                 backoff.reset_if_stable(started);
                 let delay = backoff.next_delay();
-                tracing::warn!(
-                    service,
-                    reason = %reason,
-                    retry_in_ms = delay.as_millis() as u64,
-                    "{service}: connection lost; reconnecting"
-                );
-                if !sleep_or_shutdown(delay, shutdown).await {
+                report.down(service, Down::Lost(&reason), delay);
+                if !stream.pause(delay, shutdown).await? {
                     return Ok(());
                 }
             }
@@ -223,6 +303,10 @@ mod tests {
     struct Script {
         connects: VecDeque<Result<(), ConnectError>>,
         sessions: VecDeque<SessionEnd>,
+        /// What each wait answers; a plain wait once they are used up.
+        pauses: VecDeque<Result<bool, BackendError>>,
+        /// Waits asked for.
+        paused: usize,
         calls: Vec<&'static str>,
         shutdown: CancellationToken,
     }
@@ -246,12 +330,26 @@ mod tests {
             self.calls.push("session");
             self.sessions.pop_front().unwrap_or(SessionEnd::Shutdown)
         }
+
+        async fn pause(
+            &mut self,
+            delay: Duration,
+            shutdown: &CancellationToken,
+        ) -> Result<bool, BackendError> {
+            self.paused += 1;
+            match self.pauses.pop_front() {
+                Some(answer) => answer,
+                None => Ok(sleep_or_shutdown(delay, shutdown).await),
+            }
+        }
     }
 
     fn script(connects: Vec<Result<(), ConnectError>>, sessions: Vec<SessionEnd>) -> Script {
         Script {
             connects: connects.into(),
             sessions: sessions.into(),
+            pauses: VecDeque::new(),
+            paused: 0,
             calls: Vec::new(),
             shutdown: CancellationToken::new(),
         }
@@ -387,6 +485,133 @@ mod tests {
         .expect("shutdown interrupts the wait");
         assert!(result.is_ok());
         assert_eq!(s.calls, ["connect"]);
+    }
+
+    /// A report that records what the supervisor told it.
+    #[derive(Default)]
+    struct Recorded(std::sync::Mutex<Vec<String>>);
+
+    impl ConnReport for Recorded {
+        fn connecting(&self) {
+            self.0.lock().unwrap().push("connecting".into());
+        }
+
+        fn down(&self, service: &'static str, why: Down<'_>, _retry_in: Duration) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("{service} down: {why:?}"));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_report_hears_of_every_attempt_and_every_wait() {
+        let mut s = script(
+            vec![
+                Err(ConnectError::Retry("down".into())),
+                Ok(()),
+                Ok(()),
+                Ok(()),
+            ],
+            vec![
+                SessionEnd::Dropped("reset".into()),
+                SessionEnd::Closed {
+                    healthy: false,
+                    pause: None,
+                },
+                SessionEnd::Shutdown,
+            ],
+        );
+        let report = Recorded::default();
+        let shutdown = s.shutdown.clone();
+        let result = tokio::time::timeout(
+            Duration::from_secs(10),
+            supervise_with(&mut s, quick(), &shutdown, &report),
+        )
+        .await
+        .expect("no long wait");
+        assert!(result.is_ok());
+        assert_eq!(
+            *report.0.lock().unwrap(),
+            [
+                "connecting",
+                "script down: ConnectFailed(\"down\")",
+                "connecting",
+                "script down: Lost(\"reset\")",
+                "connecting",
+                "script down: Closed",
+                "connecting",
+            ]
+        );
+        assert_eq!(s.paused, 3);
+    }
+
+    #[test]
+    fn the_conn_state_report_says_connecting_before_attempts_and_after_drops() {
+        let (state, states) = watch::channel(ConnState::Connected);
+        state.connecting();
+        assert_eq!(*states.borrow(), ConnState::Connecting);
+        state.send_replace(ConnState::Connected);
+        state.down("script", Down::ConnectFailed("down"), Duration::ZERO);
+        assert_eq!(
+            *states.borrow(),
+            ConnState::Connected,
+            "a failed attempt changes nothing until the next one"
+        );
+        for why in [Down::Closed, Down::Lost("reset")] {
+            state.send_replace(ConnState::Connected);
+            state.down("script", why, Duration::ZERO);
+            assert_eq!(*states.borrow(), ConnState::Connecting, "{why:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn retry_after_waits_the_pause_the_service_asked_for() {
+        let mut s = script(
+            vec![
+                Err(ConnectError::RetryAfter {
+                    reason: "rate limited".into(),
+                    pause: Duration::from_millis(1),
+                }),
+                Ok(()),
+            ],
+            vec![SessionEnd::Shutdown],
+        );
+        let (state, _states) = watch::channel(ConnState::Connecting);
+        let shutdown = s.shutdown.clone();
+        let slow = Backoff::new(Duration::from_secs(3600), Duration::from_secs(3600));
+        let result = tokio::time::timeout(
+            Duration::from_secs(10),
+            supervise(&mut s, slow, &shutdown, &state),
+        )
+        .await
+        .expect("the pause, not the hour-long backoff, paced the retry");
+        assert!(result.is_ok());
+        assert_eq!(s.calls, ["connect", "connect", "session"]);
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_stops_while_waiting_ends_the_loop() {
+        let dropped = || SessionEnd::Dropped("reset".into());
+        let mut s = script(vec![Ok(()), Ok(())], vec![dropped(), dropped()]);
+        s.pauses.push_back(Ok(false));
+        let (state, _states) = watch::channel(ConnState::Connecting);
+        let shutdown = s.shutdown.clone();
+        let result = supervise(&mut s, quick(), &shutdown, &state).await;
+        assert!(result.is_ok());
+        assert_eq!(s.calls, ["connect", "session"]);
+
+        let mut s = script(vec![Ok(()), Ok(())], vec![dropped(), dropped()]);
+        s.pauses.push_back(Ok(true));
+        s.pauses.push_back(Err(BackendError::Auth {
+            service: "script",
+            reason: "token revoked".into(),
+        }));
+        let shutdown = s.shutdown.clone();
+        let result = supervise(&mut s, quick(), &shutdown, &state).await;
+        assert!(matches!(result, Err(BackendError::Auth { .. })));
+        assert_eq!(s.calls, ["connect", "session", "connect", "session"]);
+        assert_eq!(s.paused, 2);
     }
 
     /// A sink that records what it was given and answers as scripted (text → outcome).

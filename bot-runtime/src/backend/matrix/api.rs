@@ -1,7 +1,9 @@
 //! A lean Matrix client-server API (v3) client over reqwest: the handful of endpoints a bot
 //! needs (login, whoami, profile, join, sync, send, createRoom, directory, account data),
-//! typed responses for what the bot reads, and [`ApiError`] that tells transient failures
-//! (network, 5xx, 429) from permanent ones.
+//! typed responses for what the bot reads. Calls fail with the backends' shared
+//! [`ApiError`]: a homeserver's error answer is [`ApiError::Status`] (its `errcode` and
+//! `retry_after_ms`), and [`MatrixError`] tells transient failures (network, 5xx, 429) from
+//! permanent ones.
 //!
 //! Reference: <https://spec.matrix.org/v1.11/client-server-api/> (login §5.5, sync §8.6,
 //! joining rooms §10.4, sending events §9.6, direct messaging §13.23, rate limiting §2.4).
@@ -18,6 +20,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use url::Url;
 
+use crate::backend::error::ApiError;
 use crate::secret::Secret;
 
 /// Time allowed for an ordinary request (not the sync long-poll).
@@ -25,84 +28,65 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Extra time a sync request gets beyond its long-poll timeout.
 const SYNC_GRACE: Duration = Duration::from_secs(30);
 
-/// Why a call to the homeserver failed.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum ApiError {
-    /// The homeserver could not be reached, or the connection broke mid-request.
-    #[error("cannot reach the homeserver ({endpoint}): {}", error_chain(source))]
-    Transport {
-        /// Endpoint path.
-        endpoint: String,
-        /// The underlying error.
-        #[source]
-        source: reqwest::Error,
-    },
-    /// The homeserver answered with an error status (and usually a Matrix error body).
-    #[error("{endpoint}: HTTP {status} {errcode}: {message}")]
-    Matrix {
-        /// Endpoint path.
-        endpoint: String,
-        /// HTTP status.
-        status: u16,
-        /// Matrix `errcode` (`M_FORBIDDEN`, `M_UNKNOWN_TOKEN`…), empty when the body had none.
-        errcode: String,
-        /// Matrix `error` text.
-        message: String,
-        /// `retry_after_ms` of a rate-limit answer (or the `Retry-After` header).
-        retry_after: Option<Duration>,
-    },
-    /// The response body was not what the specification describes.
-    #[error("{endpoint}: unexpected response: {reason}")]
-    Decode {
-        /// Endpoint path.
-        endpoint: String,
-        /// What did not parse.
-        reason: String,
-    },
+/// What the Matrix backend asks of a failed call: the homeserver's error code, whether the
+/// token is gone, whether to wait and retry.
+pub(crate) trait MatrixError {
+    /// The Matrix error code, if the homeserver gave one.
+    fn errcode(&self) -> Option<&str>;
+
+    /// The access token is no longer valid (`M_UNKNOWN_TOKEN`, or a 401 without a code).
+    fn is_unknown_token(&self) -> bool;
+
+    /// How long to wait before retrying, for a rate-limited (`429 M_LIMIT_EXCEEDED`) call.
+    fn rate_limited(&self) -> Option<Duration>;
+
+    /// Worth retrying later unchanged: network trouble, server errors, rate limits.
+    fn is_transient(&self) -> bool;
 }
 
-impl ApiError {
-    /// The Matrix error code, if the homeserver gave one.
-    pub(crate) fn errcode(&self) -> Option<&str> {
+impl MatrixError for ApiError {
+    fn errcode(&self) -> Option<&str> {
         match self {
-            ApiError::Matrix { errcode, .. } if !errcode.is_empty() => Some(errcode),
+            ApiError::Status { code, .. } if !code.is_empty() => Some(code),
             _ => None,
         }
     }
 
-    /// The access token is no longer valid (`M_UNKNOWN_TOKEN`, or a 401 without a code).
-    pub(crate) fn is_unknown_token(&self) -> bool {
+    fn is_unknown_token(&self) -> bool {
         match self {
-            ApiError::Matrix {
-                status, errcode, ..
-            } => errcode == "M_UNKNOWN_TOKEN" || (*status == 401 && errcode.is_empty()),
+            ApiError::Status { status, code, .. } => {
+                code == "M_UNKNOWN_TOKEN" || (*status == 401 && code.is_empty())
+            }
             _ => false,
         }
     }
 
-    /// How long to wait before retrying, for a rate-limited (`429 M_LIMIT_EXCEEDED`) call.
-    pub(crate) fn rate_limited(&self) -> Option<Duration> {
+    fn rate_limited(&self) -> Option<Duration> {
         match self {
-            ApiError::Matrix {
+            ApiError::Status {
                 status,
-                errcode,
+                code,
                 retry_after,
                 ..
-            } if *status == 429 || errcode == "M_LIMIT_EXCEEDED" => {
+            } if *status == 429 || code == "M_LIMIT_EXCEEDED" => {
                 Some(retry_after.unwrap_or(Duration::from_secs(1)))
             }
             _ => None,
         }
     }
 
-    /// Worth retrying later unchanged: network trouble, server errors, rate limits.
-    pub(crate) fn is_transient(&self) -> bool {
+    fn is_transient(&self) -> bool {
         match self {
-            ApiError::Transport { .. } => true,
-            ApiError::Matrix { status, .. } => *status >= 500 || self.rate_limited().is_some(),
-            ApiError::Decode { .. } => false,
+            ApiError::Transport(_) => true,
+            ApiError::Status { status, .. } => *status >= 500 || self.rate_limited().is_some(),
+            _ => false,
         }
     }
+}
+
+/// A response body that is not what the specification describes.
+fn unexpected(endpoint: &str, reason: impl std::fmt::Display) -> ApiError {
+    ApiError::refused(200, format!("{endpoint}: unexpected response: {reason}"))
 }
 
 /// The client: homeserver base URL, HTTP client, and the access token once logged in.
@@ -368,10 +352,7 @@ impl Api {
         let response: LoginResponse =
             execute(self.request(Method::POST, &["login"]).json(&body), "login").await?;
         if response.access_token.is_none() {
-            return Err(ApiError::Decode {
-                endpoint: "login".into(),
-                reason: "no access_token in the answer".into(),
-            });
+            return Err(unexpected("login", "no access_token in the answer"));
         }
         Ok(response)
     }
@@ -394,7 +375,7 @@ impl Api {
         .await
         {
             Ok(r) => Ok(r.displayname.filter(|n| !n.is_empty())),
-            Err(ApiError::Matrix { status: 404, .. }) => Ok(None),
+            Err(ApiError::Status { status: 404, .. }) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -501,9 +482,11 @@ async fn execute<T: DeserializeOwned>(
     builder: RequestBuilder,
     endpoint: &'static str,
 ) -> Result<T, ApiError> {
-    let transport = |source: reqwest::Error| ApiError::Transport {
-        endpoint: endpoint.to_owned(),
-        source: source.without_url(),
+    let transport = |source: reqwest::Error| {
+        ApiError::Transport(format!(
+            "cannot reach the homeserver ({endpoint}): {}",
+            error_chain(&source.without_url())
+        ))
     };
     let response = builder.send().await.map_err(transport)?;
     let status = response.status();
@@ -515,10 +498,7 @@ async fn execute<T: DeserializeOwned>(
         .map(Duration::from_secs);
     let bytes = response.bytes().await.map_err(transport)?;
     if status.is_success() {
-        return serde_json::from_slice(&bytes).map_err(|e| ApiError::Decode {
-            endpoint: endpoint.to_owned(),
-            reason: e.to_string(),
-        });
+        return serde_json::from_slice(&bytes).map_err(|e| unexpected(endpoint, e));
     }
     Err(matrix_error(endpoint, status, &bytes, retry_header))
 }
@@ -538,7 +518,7 @@ fn error_chain(error: &reqwest::Error) -> String {
     text
 }
 
-/// Builds [`ApiError::Matrix`] from an error answer (tolerating a non-JSON body).
+/// Builds [`ApiError::Status`] from an error answer (tolerating a non-JSON body).
 fn matrix_error(
     endpoint: &str,
     status: StatusCode,
@@ -560,10 +540,10 @@ fn matrix_error(
     } else {
         parsed.error
     };
-    ApiError::Matrix {
+    ApiError::Status {
         endpoint: endpoint.to_owned(),
         status: status.as_u16(),
-        errcode: parsed.errcode,
+        code: parsed.errcode,
         message,
         retry_after: parsed
             .retry_after_ms
@@ -673,5 +653,19 @@ mod tests {
             Some(Duration::from_secs(3)),
         );
         assert_eq!(header_only.rate_limited(), Some(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn an_unexpected_answer_is_a_permanent_refusal_that_names_the_endpoint() {
+        let e = unexpected("login", "no access_token in the answer");
+        assert_eq!(
+            e.to_string(),
+            "login: unexpected response: no access_token in the answer"
+        );
+        assert!(!e.is_transient() && !e.is_unknown_token() && e.errcode().is_none());
+        assert!(
+            ApiError::Transport("cannot reach the homeserver (sync): refused".into())
+                .is_transient()
+        );
     }
 }

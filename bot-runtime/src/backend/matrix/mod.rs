@@ -9,11 +9,16 @@
 //!    rooms (its history is never acted on); later syncs turn new `m.text` messages from
 //!    others into [`Incoming`] values, and accept every invite (that is how direct chats
 //!    start). A sync failure backs off with jitter and resumes from the last `since`;
-//!    `M_UNKNOWN_TOKEN` with a password login logs in again;
+//!    `M_UNKNOWN_TOKEN` with a password login logs in again, a rate-limited sync waits what
+//!    the homeserver asks. Steps 1 and 3 run on the backends' reconnect supervisor
+//!    ([`supervise`]): logging in is its connect, the sync loop its session, which ends when
+//!    a sync fails (or a lost token cannot be renewed yet);
 //! 4. meanwhile, [`Outgoing`] replies are rendered ([`render`]) and queued; the queue is sent
 //!    in order with per-process unique transaction ids (so a retried send is not
 //!    duplicated), waits out `429 M_LIMIT_EXCEEDED` for `retry_after_ms`, and keeps what
-//!    could not be sent while the homeserver is away until it is back. A reply posted with
+//!    could not be sent while the homeserver is away until it is back (replies are taken and
+//!    tried while the supervisor waits to reconnect too). That queue has its own retry
+//!    pacing per message (`send_backoff`), not a reconnect loop. A reply posted with
 //!    [`Outgoing::remember_as`] has its event id remembered; a later
 //!    [`Outgoing::replaces`] sends an `m.replace` edit of it ([`render::replacement`]);
 //!    live acks use it.
@@ -46,10 +51,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-use self::api::{Api, ApiError, Event, SyncResponse};
+use self::api::{Api, Event, MatrixError, SyncResponse};
 use self::render::{MAX_MESSAGE_CHARS, Mention, render, strip_mention, strip_reply_fallback};
 use self::rooms::Rooms;
-use super::backoff::Backoff;
+use super::backoff::{Backoff, sleep_or_shutdown};
+use super::error::ApiError;
+use super::supervisor::{ConnectError, EventStream, SessionEnd, supervise};
 use super::{
     Backend, BackendError, BackendIo, BoxFuture, Capabilities, ConnState, Incoming, Outgoing, Room,
     Target,
@@ -146,16 +153,7 @@ impl Backend for MatrixBackend {
     }
 
     fn run(self: Box<Self>, io: BackendIo) -> BoxFuture<'static, Result<(), BackendError>> {
-        Box::pin(async move {
-            let BackendIo {
-                incoming,
-                outgoing,
-                state,
-                shutdown,
-            } = io;
-            let worker = Worker::new(*self, incoming, state);
-            worker.run(outgoing, shutdown).await
-        })
+        Box::pin(async move { Worker::new(*self, io).run().await })
     }
 }
 
@@ -165,6 +163,24 @@ enum Failure {
     Transient(ApiError),
     /// Retrying cannot help.
     Fatal(BackendError),
+}
+
+/// What a failed sync leads to.
+enum AfterSyncError {
+    /// Sync again after this delay, in the same session.
+    Retry(Duration),
+    /// End the session: the supervisor waits its backoff, then syncs again.
+    Reconnect,
+}
+
+/// Something for the send side to do ([`Worker::next_chore`]).
+enum Chore {
+    /// A reply from the bot (`None`: the channel closed).
+    Reply(Option<Box<Outgoing>>),
+    /// The queue's retry time came.
+    RetryQueue,
+    /// A room's join retry time came.
+    RetryJoins,
 }
 
 /// Why a reply's destination could not be found.
@@ -256,24 +272,24 @@ struct Worker {
     rooms: Rooms,
     since: Option<String>,
     connected: bool,
+    /// The homeserver accepted something since the current connection began (the first
+    /// login, a sync): the supervisor's backoff starts again from its shortest wait.
+    worked: bool,
     txn: TxnIds,
     queue: VecDeque<Pending>,
     /// Messages posted under [`Outgoing::remember_as`]: (room id, event id), for edits.
     remembered: super::RememberedMessages<(String, String)>,
     queue_retry_at: Option<Instant>,
     send_backoff: Backoff,
-    sync_backoff: Backoff,
     pending_joins: HashMap<String, PendingJoin>,
     incoming: Option<mpsc::Sender<Incoming>>,
+    outgoing: mpsc::Receiver<Outgoing>,
     state: watch::Sender<ConnState>,
+    shutdown: CancellationToken,
 }
 
 impl Worker {
-    fn new(
-        backend: MatrixBackend,
-        incoming: mpsc::Sender<Incoming>,
-        state: watch::Sender<ConnState>,
-    ) -> Self {
+    fn new(backend: MatrixBackend, io: BackendIo) -> Self {
         let configured_ids = backend.rooms.iter().cloned().collect();
         Self {
             api: backend.api,
@@ -285,84 +301,101 @@ impl Worker {
             rooms: Rooms::default(),
             since: None,
             connected: false,
+            worked: false,
             txn: TxnIds::new(),
             queue: VecDeque::new(),
             remembered: super::RememberedMessages::default(),
             queue_retry_at: None,
             send_backoff: Backoff::new(Duration::from_millis(500), MAX_BACKOFF),
-            sync_backoff: Backoff::new(Duration::from_secs(1), MAX_BACKOFF),
             pending_joins: HashMap::new(),
-            incoming: Some(incoming),
-            state,
+            incoming: Some(io.incoming),
+            outgoing: io.outgoing,
+            state: io.state,
+            shutdown: io.shutdown,
         }
     }
 
-    async fn run(
-        mut self,
-        mut outgoing: mpsc::Receiver<Outgoing>,
-        shutdown: CancellationToken,
-    ) -> Result<(), BackendError> {
-        let _ = self.state.send(ConnState::Connecting);
-        loop {
-            match self.log_in().await {
-                Ok(()) => break,
-                Err(Failure::Fatal(e)) => {
-                    let _ = self.state.send(ConnState::Failed(e.to_string()));
-                    return Err(e);
-                }
-                Err(Failure::Transient(e)) => {
-                    let delay = e
-                        .rate_limited()
-                        .unwrap_or_else(|| self.sync_backoff.next_delay());
-                    tracing::warn!(error = %e, retry_in = ?delay, "matrix: login failed, retrying");
-                    tokio::select! {
-                        () = shutdown.cancelled() => return Ok(()),
-                        () = tokio::time::sleep(delay) => {}
-                    }
-                }
-            }
+    /// Logs in, joins the configured rooms and syncs until shutdown, on the reconnect
+    /// supervisor; then sends what is still queued.
+    async fn run(mut self) -> Result<(), BackendError> {
+        let sync_backoff = Backoff::new(Duration::from_secs(1), MAX_BACKOFF);
+        let shutdown = self.shutdown.clone();
+        let state = self.state.clone();
+        supervise(&mut self, sync_backoff, &shutdown, &state).await?;
+        if self.logged_in() {
+            self.flush().await;
         }
-        self.sync_backoff.reset();
-        for room in self.configured.clone() {
-            self.join(&room, true).await;
-        }
+        Ok(())
+    }
+
+    /// Whether the first login succeeded.
+    fn logged_in(&self) -> bool {
+        self.token_generation > 0
+    }
+
+    /// One session: syncs until a sync fails, serving the send side meanwhile.
+    async fn sync_loop(&mut self) -> Result<SessionEnd, BackendError> {
+        let shutdown = self.shutdown.clone();
         let mut sync = Box::pin(self.sync_call(Duration::ZERO));
         loop {
-            let queue_retry = self.queue_retry_at;
-            let join_retry = self.pending_joins.values().map(|j| j.next).min();
             tokio::select! {
                 biased;
-                () = shutdown.cancelled() => {
-                    self.flush(&mut outgoing).await;
-                    return Ok(());
-                }
+                () = shutdown.cancelled() => return Ok(SessionEnd::Shutdown),
                 (generation, result) = &mut sync => {
                     let delay = match result {
                         Ok(response) => {
                             self.on_sync(response).await?;
                             Duration::ZERO
                         }
-                        Err(e) => self.on_sync_error(e, generation).await?,
+                        Err(e) => match self.on_sync_error(e, generation).await? {
+                            AfterSyncError::Retry(delay) => delay,
+                            AfterSyncError::Reconnect => {
+                                return Ok(SessionEnd::Closed {
+                                    healthy: self.worked,
+                                    pause: None,
+                                });
+                            }
+                        },
                     };
                     sync = Box::pin(self.sync_call(delay));
                 }
-                reply = outgoing.recv() => match reply {
-                    Some(reply) => {
-                        self.enqueue(reply);
-                        self.drain().await?;
+                chore = self.next_chore() => {
+                    if !self.do_chore(chore).await? {
+                        return Ok(SessionEnd::Shutdown);
                     }
-                    None => {
-                        self.flush(&mut outgoing).await;
-                        return Ok(());
-                    }
-                },
-                () = sleep_until(queue_retry) => {
-                    self.queue_retry_at = None;
-                    self.drain().await?;
                 }
-                () = sleep_until(join_retry) => self.retry_joins().await,
             }
         }
+    }
+
+    /// Waits for the send side's next chore: a reply, the queue's or a join's retry time.
+    /// Cancel-safe (nothing is taken until it is returned).
+    async fn next_chore(&mut self) -> Chore {
+        let queue_retry = self.queue_retry_at;
+        let join_retry = self.pending_joins.values().map(|j| j.next).min();
+        tokio::select! {
+            biased;
+            reply = self.outgoing.recv() => Chore::Reply(reply.map(Box::new)),
+            () = sleep_until(queue_retry) => Chore::RetryQueue,
+            () = sleep_until(join_retry) => Chore::RetryJoins,
+        }
+    }
+
+    /// Does `chore`; `Ok(false)` when the reply channel closed (the backend stops).
+    async fn do_chore(&mut self, chore: Chore) -> Result<bool, BackendError> {
+        match chore {
+            Chore::Reply(Some(reply)) => {
+                self.enqueue(*reply);
+                self.drain().await?;
+            }
+            Chore::Reply(None) => return Ok(false),
+            Chore::RetryQueue => {
+                self.queue_retry_at = None;
+                self.drain().await?;
+            }
+            Chore::RetryJoins => self.retry_joins().await,
+        }
+        Ok(true)
     }
 
     // ----- login -----
@@ -517,39 +550,36 @@ impl Worker {
         }
     }
 
-    /// What to do after a failed sync: the delay before the next one.
+    /// What to do after a failed sync: sync again after a delay, or reconnect.
     async fn on_sync_error(
         &mut self,
         error: ApiError,
         generation: u64,
-    ) -> Result<Duration, BackendError> {
+    ) -> Result<AfterSyncError, BackendError> {
         if error.is_unknown_token() {
             if generation != self.token_generation {
-                return Ok(Duration::ZERO);
+                return Ok(AfterSyncError::Retry(Duration::ZERO));
             }
-            return Ok(if self.log_in_again().await? {
-                Duration::ZERO
-            } else {
-                self.sync_backoff.next_delay()
-            });
+            if self.log_in_again().await? {
+                return Ok(AfterSyncError::Retry(Duration::ZERO));
+            }
+            // No new token yet: the supervisor paces the next try.
+            self.connected = false;
+            return Ok(AfterSyncError::Reconnect);
         }
         if let Some(delay) = error.rate_limited() {
             tracing::debug!(retry_in = ?delay, "matrix: sync rate-limited");
-            return Ok(delay);
+            return Ok(AfterSyncError::Retry(delay));
         }
-        if self.connected {
-            self.connected = false;
-            let _ = self.state.send(ConnState::Connecting);
-        }
-        let delay = self.sync_backoff.next_delay();
-        tracing::warn!(error = %error, retry_in = ?delay, "matrix: sync failed, reconnecting");
-        Ok(delay)
+        self.connected = false;
+        tracing::warn!(error = %error, "matrix: sync failed, reconnecting");
+        Ok(AfterSyncError::Reconnect)
     }
 
     async fn on_sync(&mut self, response: SyncResponse) -> Result<(), BackendError> {
         let initial = self.since.is_none();
         self.since = Some(response.next_batch);
-        self.sync_backoff.reset();
+        self.worked = true;
         if !self.connected {
             self.connected = true;
             let _ = self.state.send(ConnState::Connected);
@@ -896,8 +926,8 @@ impl Worker {
 
     /// At shutdown: takes what is still in the channel and sends the queue, within
     /// [`FLUSH_TIMEOUT`].
-    async fn flush(&mut self, outgoing: &mut mpsc::Receiver<Outgoing>) {
-        while let Ok(reply) = outgoing.try_recv() {
+    async fn flush(&mut self) {
+        while let Ok(reply) = self.outgoing.try_recv() {
             self.enqueue(reply);
         }
         if self.queue.is_empty() {
@@ -910,6 +940,71 @@ impl Worker {
                 "matrix: shutting down with replies not sent"
             ),
             Ok(Err(e)) => tracing::warn!(error = %e, "matrix: shutting down, replies not sent"),
+        }
+    }
+}
+
+/// Matrix on the reconnect supervisor: the first connect logs in and joins the configured
+/// rooms (later ones have nothing to open: a lost token is renewed inside the session), a
+/// session is the sync loop until a sync fails, and the waits between keep the send side
+/// going once logged in.
+impl EventStream for Worker {
+    type Connection = ();
+
+    fn service(&self) -> &'static str {
+        SERVICE
+    }
+
+    async fn connect(&mut self) -> Result<(), ConnectError> {
+        self.worked = false;
+        if self.logged_in() {
+            return Ok(());
+        }
+        match self.log_in().await {
+            Ok(()) => {}
+            Err(Failure::Fatal(e)) => {
+                let _ = self.state.send(ConnState::Failed(e.to_string()));
+                return Err(ConnectError::Stop(e));
+            }
+            Err(Failure::Transient(e)) => {
+                let reason = format!("login failed: {e}");
+                return Err(match e.rate_limited() {
+                    Some(pause) => ConnectError::RetryAfter { reason, pause },
+                    None => ConnectError::Retry(reason),
+                });
+            }
+        }
+        self.worked = true;
+        for room in self.configured.clone() {
+            self.join(&room, true).await;
+        }
+        Ok(())
+    }
+
+    async fn session(&mut self, (): ()) -> SessionEnd {
+        self.sync_loop().await.unwrap_or_else(SessionEnd::Fatal)
+    }
+
+    async fn pause(
+        &mut self,
+        delay: Duration,
+        shutdown: &CancellationToken,
+    ) -> Result<bool, BackendError> {
+        if !self.logged_in() {
+            return Ok(sleep_or_shutdown(delay, shutdown).await);
+        }
+        let until = Instant::now() + delay;
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return Ok(false),
+                () = tokio::time::sleep_until(until) => return Ok(true),
+                chore = self.next_chore() => {
+                    if !self.do_chore(chore).await? {
+                        return Ok(false);
+                    }
+                }
+            }
         }
     }
 }

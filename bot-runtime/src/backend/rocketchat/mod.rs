@@ -696,13 +696,6 @@ enum Ending {
     Relogin,
 }
 
-/// Why a DDP exchange failed.
-enum DdpError {
-    Closed(String),
-    Refused(String),
-    Shutdown,
-}
-
 struct Realtime {
     websocket_url: String,
     rest: Arc<Rest>,
@@ -786,13 +779,13 @@ impl Realtime {
     async fn connection(&mut self, mut ws: WsStream, session: &Session) -> Ending {
         match self.handshake(&mut ws, session).await {
             Ok(()) => {}
-            Err(DdpError::Shutdown) => return Ending::Shutdown,
-            Err(DdpError::Refused(reason)) => {
+            Err(ApiError::Shutdown) => return Ending::Shutdown,
+            Err(ApiError::Auth(reason)) => {
                 tracing::warn!(%reason, "rocketchat: realtime login refused");
                 let _ = close(&mut ws).await;
                 return Ending::Relogin;
             }
-            Err(DdpError::Closed(reason)) => {
+            Err(reason) => {
                 tracing::warn!(%reason, "rocketchat: realtime handshake failed");
                 return Ending::Reconnect { worked: false };
             }
@@ -883,8 +876,10 @@ impl Realtime {
         }
     }
 
-    /// `connect`, `login` with the resume token, `sub` to `__my_messages__`.
-    async fn handshake(&mut self, ws: &mut WsStream, session: &Session) -> Result<(), DdpError> {
+    /// `connect`, `login` with the resume token, `sub` to `__my_messages__`. Fails like a REST
+    /// call: [`ApiError::Auth`] when the resume token is refused, [`ApiError::Transport`] when
+    /// the exchange breaks or goes unanswered, [`ApiError::Shutdown`].
+    async fn handshake(&mut self, ws: &mut WsStream, session: &Session) -> Result<(), ApiError> {
         send(
             ws,
             json!({"msg": "connect", "version": "1", "support": ["1"]}),
@@ -892,7 +887,7 @@ impl Realtime {
         .await?;
         self.expect(ws, |f| match f.get("msg").and_then(Value::as_str) {
             Some("connected") => Some(Ok(())),
-            Some("failed") => Some(Err(DdpError::Closed(format!(
+            Some("failed") => Some(Err(ApiError::Transport(format!(
                 "server wants DDP version {}",
                 f.get("version").unwrap_or(&Value::Null)
             )))),
@@ -914,7 +909,7 @@ impl Realtime {
             (f.get("msg").and_then(Value::as_str) == Some("result")
                 && f.get("id").and_then(Value::as_str) == Some(login_id.as_str()))
             .then(|| match f.get("error") {
-                Some(e) => Err(DdpError::Refused(
+                Some(e) => Err(ApiError::Auth(
                     e.get("message")
                         .or_else(|| e.get("reason"))
                         .and_then(Value::as_str)
@@ -947,7 +942,7 @@ impl Realtime {
                     Some(Ok(()))
                 }
                 Some("nosub") if f.get("id").and_then(Value::as_str) == Some(sub_id.as_str()) => {
-                    Some(Err(DdpError::Closed(format!(
+                    Some(Err(ApiError::Transport(format!(
                         "subscription refused: {}",
                         f.get("error").unwrap_or(&Value::Null)
                     ))))
@@ -962,23 +957,23 @@ impl Realtime {
     async fn expect(
         &self,
         ws: &mut WsStream,
-        mut check: impl FnMut(&Value) -> Option<Result<(), DdpError>>,
-    ) -> Result<(), DdpError> {
+        mut check: impl FnMut(&Value) -> Option<Result<(), ApiError>>,
+    ) -> Result<(), ApiError> {
         let deadline = Instant::now() + REPLY_TIMEOUT;
         loop {
             let frame = tokio::select! {
                 frame = tokio::time::timeout_at(deadline, ws.next()) => frame,
-                () = self.stop.cancelled() => return Err(DdpError::Shutdown),
+                () = self.stop.cancelled() => return Err(ApiError::Shutdown),
             };
             let text = match frame {
-                Err(_) => return Err(DdpError::Closed("no answer in time".into())),
+                Err(_) => return Err(ApiError::Transport("no answer in time".into())),
                 Ok(Some(Ok(Message::Text(text)))) => text,
                 Ok(Some(Ok(Message::Close(frame)))) => {
-                    return Err(DdpError::Closed(format!("closed: {frame:?}")));
+                    return Err(ApiError::Transport(format!("closed: {frame:?}")));
                 }
                 Ok(Some(Ok(_))) => continue,
-                Ok(Some(Err(e))) => return Err(DdpError::Closed(e.to_string())),
-                Ok(None) => return Err(DdpError::Closed("connection ended".into())),
+                Ok(Some(Err(e))) => return Err(ApiError::Transport(e.to_string())),
+                Ok(None) => return Err(ApiError::Transport("connection ended".into())),
             };
             let Ok(frame) = serde_json::from_str::<Value>(&text) else {
                 continue;
@@ -1048,10 +1043,10 @@ impl Realtime {
     }
 }
 
-async fn send(ws: &mut WsStream, frame: Value) -> Result<(), DdpError> {
+async fn send(ws: &mut WsStream, frame: Value) -> Result<(), ApiError> {
     ws.send(Message::text(frame.to_string()))
         .await
-        .map_err(|e| DdpError::Closed(e.to_string()))
+        .map_err(|e| ApiError::Transport(e.to_string()))
 }
 
 async fn close(ws: &mut WsStream) -> Result<(), tokio_tungstenite::tungstenite::Error> {
