@@ -293,6 +293,54 @@ pub async fn supervise_with<S: EventStream, R: ConnReport + ?Sized>(
     }
 }
 
+/// Credentials a service refused: logged once, reported as [`ConnState::Failed`], and the
+/// error that stops the backend (retrying cannot help). `credentials` names them in the
+/// log line (`token`, `app credentials`); `reason` is the service's answer, never a secret.
+pub fn credentials_refused(
+    service: &'static str,
+    credentials: &str,
+    reason: String,
+    state: &watch::Sender<ConnState>,
+) -> BackendError {
+    tracing::error!(service, reason = %reason, "{service}: {credentials} refused; not retrying");
+    state.send_replace(ConnState::Failed(reason.clone()));
+    BackendError::Auth { service, reason }
+}
+
+/// The call a web backend makes before anything else, which proves its credentials
+/// (Slack's `auth.test`, Mattermost's `/users/me`, a first Teams connector token): tried
+/// until it answers, `backoff`'s delay between failures, each failure logged as
+/// `{service}: {call} failed; retrying`. `Ok(None)` when shutdown comes first; refused
+/// credentials stop it ([`credentials_refused`]).
+pub async fn first_contact<T, F, Fut>(
+    service: &'static str,
+    (call, credentials): (&str, &str),
+    mut backoff: Backoff,
+    shutdown: &CancellationToken,
+    state: &watch::Sender<ConnState>,
+    mut attempt: F,
+) -> Result<Option<T>, BackendError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ApiError>>,
+{
+    loop {
+        match attempt().await {
+            Ok(answer) => return Ok(Some(answer)),
+            Err(ApiError::Auth(reason)) => {
+                return Err(credentials_refused(service, credentials, reason, state));
+            }
+            Err(ApiError::Shutdown) => return Ok(None),
+            Err(e) => {
+                tracing::warn!(service, error = %e, "{service}: {call} failed; retrying");
+                if !sleep_or_shutdown(backoff.next_delay(), shutdown).await {
+                    return Ok(None);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::VecDeque;
@@ -612,6 +660,93 @@ mod tests {
         assert!(matches!(result, Err(BackendError::Auth { .. })));
         assert_eq!(s.calls, ["connect", "session", "connect", "session"]);
         assert_eq!(s.paused, 2);
+    }
+
+    #[tokio::test]
+    async fn first_contact_retries_until_answered_and_stops_on_refused_credentials() {
+        let (state, states) = watch::channel(ConnState::Connecting);
+        let shutdown = CancellationToken::new();
+        let mut answers = VecDeque::from([
+            Err(ApiError::Transport("connection refused".into())),
+            Err(ApiError::Refused {
+                status: 503,
+                code: String::new(),
+                message: "starting".into(),
+            }),
+            Ok("U123"),
+        ]);
+        let mut calls = 0;
+        let me = first_contact(
+            "script",
+            ("auth.test", "token"),
+            quick(),
+            &shutdown,
+            &state,
+            || {
+                calls += 1;
+                let answer = answers.pop_front().expect("no call after the answer");
+                async move { answer }
+            },
+        )
+        .await;
+        assert_eq!(me.expect("no refusal"), Some("U123"));
+        assert_eq!(calls, 3);
+        assert_eq!(*states.borrow(), ConnState::Connecting);
+
+        let refused = first_contact(
+            "script",
+            ("auth.test", "token"),
+            quick(),
+            &shutdown,
+            &state,
+            || async { Err::<(), _>(ApiError::Auth("invalid_auth".into())) },
+        )
+        .await;
+        assert!(matches!(
+            refused,
+            Err(BackendError::Auth { service: "script", ref reason }) if reason == "invalid_auth"
+        ));
+        assert_eq!(
+            *states.borrow(),
+            ConnState::Failed("invalid_auth".into()),
+            "the refusal is reported"
+        );
+    }
+
+    #[tokio::test]
+    async fn first_contact_gives_way_to_shutdown() {
+        let (state, _states) = watch::channel(ConnState::Connecting);
+        let shutdown = CancellationToken::new();
+        let slow = Backoff::new(Duration::from_secs(3600), Duration::from_secs(3600));
+        let stopper = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            stopper.cancel();
+        });
+        let ended = tokio::time::timeout(
+            Duration::from_secs(10),
+            first_contact(
+                "script",
+                ("auth.test", "token"),
+                slow,
+                &shutdown,
+                &state,
+                || async { Err::<(), _>(ApiError::Transport("down".into())) },
+            ),
+        )
+        .await
+        .expect("shutdown interrupts the wait");
+        assert!(matches!(ended, Ok(None)));
+        let ended = first_contact(
+            "script",
+            ("auth.test", "token"),
+            quick(),
+            &shutdown,
+            &state,
+            || async { Err::<(), _>(ApiError::Shutdown) },
+        )
+        .await;
+        assert!(matches!(ended, Ok(None)), "a call cut by shutdown ends it");
     }
 
     /// A sink that records what it was given and answers as scripted (text → outcome).

@@ -45,7 +45,10 @@ use tokio_util::sync::CancellationToken;
 use super::backoff::{Backoff, sleep_or_shutdown};
 use super::error::ApiError;
 use super::mention;
-use super::supervisor::{ConnectError, EventStream, MessageSink, SessionEnd, send_loop, supervise};
+use super::supervisor::{
+    ConnectError, EventStream, MessageSink, SessionEnd, credentials_refused, first_contact,
+    send_loop, supervise,
+};
 use super::webapi::{Seen, lock, retry_after, seconds_header, str_field};
 use super::websocket::{self, WsStream};
 use super::{
@@ -215,19 +218,18 @@ async fn run(spec: MattermostSpec, io: BackendIo) -> Result<(), BackendError> {
         }
         _ => None,
     };
-    let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
-    shared.me = loop {
-        match shared.whoami().await {
-            Ok(me) => break me,
-            Err(ApiError::Auth(reason)) => return Err(auth_failed(&state, reason)),
-            Err(ApiError::Shutdown) => return Ok(()),
-            Err(e) => {
-                tracing::warn!(error = %e, "mattermost: /users/me failed; retrying");
-                if !sleep_or_shutdown(backoff.next_delay(), &local).await {
-                    return Ok(());
-                }
-            }
-        }
+    let backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
+    let identity = first_contact(
+        "mattermost",
+        ("/users/me", "token"),
+        backoff,
+        &local,
+        &state,
+        || shared.whoami(),
+    );
+    shared.me = match identity.await? {
+        Some(me) => me,
+        None => return Ok(()),
     };
     tracing::info!(bot_user = %shared.me.user_id, bot_name = %shared.me.username, "mattermost: identified");
     let shared = Arc::new(shared);
@@ -320,12 +322,7 @@ impl EventStream for EventApi {
 }
 
 fn auth_failed(state: &watch::Sender<ConnState>, reason: String) -> BackendError {
-    tracing::error!(reason = %reason, "mattermost: token refused; not retrying");
-    state.send_replace(ConnState::Failed(reason.clone()));
-    BackendError::Auth {
-        service: "mattermost",
-        reason,
-    }
+    credentials_refused("mattermost", "token", reason, state)
 }
 
 impl MessageSink for Shared {

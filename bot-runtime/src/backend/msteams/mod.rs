@@ -52,9 +52,9 @@ use self::connector::Connector;
 use self::jwt::{BOT_FRAMEWORK_ISSUER, BOT_FRAMEWORK_OPENID_URL, TokenValidator};
 use self::references::{ConversationRef, References};
 use self::render::{MESSAGE_LIMIT, Mention};
-use super::backoff::{Backoff, sleep_or_shutdown};
+use super::backoff::Backoff;
 use super::error::ApiError;
-use super::supervisor::{MessageSink, send_loop};
+use super::supervisor::{MessageSink, first_contact, send_loop};
 use super::webapi::{Seen, lock};
 use super::{
     Backend, BackendError, BackendIo, BoxFuture, Capabilities, ConnState, Incoming, Outgoing,
@@ -266,26 +266,16 @@ async fn first_token(
     shared: &Shared,
     state: &watch::Sender<ConnState>,
 ) -> Result<bool, BackendError> {
-    let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
-    loop {
-        match shared.connector.token().await {
-            Ok(_) => return Ok(true),
-            Err(ApiError::Auth(reason)) => {
-                tracing::error!(reason = %reason, "msteams: app credentials refused; not retrying");
-                state.send_replace(ConnState::Failed(reason.clone()));
-                return Err(BackendError::Auth {
-                    service: "msteams",
-                    reason,
-                });
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "msteams: no connector token yet; retrying");
-                if !sleep_or_shutdown(backoff.next_delay(), &shared.shutdown).await {
-                    return Ok(false);
-                }
-            }
-        }
-    }
+    let backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
+    let token = first_contact(
+        "msteams",
+        ("connector token", "app credentials"),
+        backoff,
+        &shared.shutdown,
+        state,
+        || shared.connector.token(),
+    );
+    Ok(token.await?.is_some())
 }
 
 fn router(shared: Arc<Shared>) -> Router {

@@ -40,7 +40,10 @@ use tokio_util::sync::CancellationToken;
 use super::backoff::{Backoff, sleep_or_shutdown};
 use super::error::ApiError;
 use super::mention;
-use super::supervisor::{ConnectError, EventStream, MessageSink, SessionEnd, send_loop, supervise};
+use super::supervisor::{
+    ConnectError, EventStream, MessageSink, SessionEnd, credentials_refused, first_contact,
+    send_loop, supervise,
+};
 use super::webapi::{MAX_RATE_LIMIT_WAIT, Seen, lock, retry_after, str_field};
 use super::websocket::{self, WsStream};
 use super::{
@@ -189,19 +192,18 @@ async fn run(spec: SlackSpec, io: BackendIo) -> Result<(), BackendError> {
         remembered: super::RememberedMessages::default(),
         actions: ActionIds::default(),
     };
-    let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
-    shared.me = loop {
-        match shared.auth_test().await {
-            Ok(me) => break me,
-            Err(ApiError::Auth(reason)) => return Err(auth_failed(&state, reason)),
-            Err(ApiError::Shutdown) => return Ok(()),
-            Err(e) => {
-                tracing::warn!(error = %e, "slack: auth.test failed; retrying");
-                if !sleep_or_shutdown(backoff.next_delay(), &local).await {
-                    return Ok(());
-                }
-            }
-        }
+    let backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
+    let identity = first_contact(
+        "slack",
+        ("auth.test", "token"),
+        backoff,
+        &local,
+        &state,
+        || shared.auth_test(),
+    );
+    shared.me = match identity.await? {
+        Some(me) => me,
+        None => return Ok(()),
     };
     tracing::info!(bot_user = %shared.me.user_id, bot_name = %shared.me.name, "slack: identified");
     let shared = Arc::new(shared);
@@ -277,12 +279,7 @@ fn joined(r: Result<Result<(), BackendError>, tokio::task::JoinError>) -> Result
 }
 
 fn auth_failed(state: &watch::Sender<ConnState>, reason: String) -> BackendError {
-    tracing::error!(reason = %reason, "slack: token refused; not retrying");
-    state.send_replace(ConnState::Failed(reason.clone()));
-    BackendError::Auth {
-        service: "slack",
-        reason,
-    }
+    credentials_refused("slack", "token", reason, state)
 }
 
 impl MessageSink for Shared {
