@@ -6,15 +6,17 @@
 //! is; one to another room as `[#room] text`; a private one as `[to user] text`. Thread ids
 //! are shown as `[#room thread 1]`. Terminal control characters in replies are printed
 //! escaped (`\x1b`), never raw. End of input closes the incoming side; replies still
-//! queued are printed before the backend returns. Input is read on a thread of its own
-//! (see [`read_stdin_lines`]), so shutdown never waits for a line.
+//! queued are printed before the backend returns. Input is read and output written on
+//! threads of their own (see [`read_stdin_lines`] and [`StdoutWriter`]), so shutdown never
+//! waits for a line, and a reply costs one hand-over to the writer rather than a trip
+//! through the runtime's blocking pool for each write and each flush.
 
 use std::borrow::Cow;
-use std::io::BufRead;
+use std::io::{BufRead, Write};
+use std::time::Duration;
 
 use bot_config::TextSpec;
-use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::{
     Backend, BackendError, BackendIo, BackendOptions, BoxFuture, Capabilities, ConnState, Incoming,
@@ -122,7 +124,7 @@ impl Backend for TextBackend {
                 eprintln!("{banner}");
             }
             show_prompt(prompt);
-            let mut stdout = tokio::io::stdout();
+            let mut stdout = StdoutWriter::start(std::io::stdout())?;
             let mut lines = read_stdin_lines();
             let mut incoming = Some(incoming);
             let mut counter = 0u64;
@@ -163,8 +165,7 @@ impl Backend for TextBackend {
                     reply = outgoing.recv() => {
                         match reply {
                             Some(reply) => {
-                                stdout.write_all(self.render(&reply).as_bytes()).await?;
-                                stdout.flush().await?;
+                                stdout.write(self.render(&reply)).await?;
                                 if outgoing.is_empty() {
                                     show_prompt(prompt);
                                 }
@@ -174,15 +175,92 @@ impl Backend for TextBackend {
                     }
                     () = shutdown.cancelled() => {
                         while let Ok(reply) = outgoing.try_recv() {
-                            stdout.write_all(self.render(&reply).as_bytes()).await?;
+                            stdout.write(self.render(&reply)).await?;
                         }
-                        stdout.flush().await?;
                         break;
                     }
                 }
             }
+            stdout.finish().await?;
             Ok(())
         })
+    }
+}
+
+/// How long stopping waits for the writer to print what is queued; a reader that stopped
+/// reading cannot hold the bot's shutdown longer.
+const FINAL_WRITE_WAIT: Duration = Duration::from_secs(5);
+
+/// Standard output (or any writer), written on a thread of its own. A reply is handed over
+/// whole and written in one piece; the writer flushes whenever nothing more is queued.
+/// Writes cannot be cancelled, so they stay off the runtime's thread: a terminal or pipe
+/// that stops reading blocks the writer, never the bot.
+struct StdoutWriter {
+    replies: mpsc::Sender<String>,
+    /// What the writer thread ended with: `Ok` after the last reply was written and
+    /// flushed, the first write error otherwise.
+    ended: oneshot::Receiver<std::io::Result<()>>,
+}
+
+impl StdoutWriter {
+    /// Starts the thread that writes to `out`.
+    fn start<W: Write + Send + 'static>(out: W) -> std::io::Result<Self> {
+        let (replies, mut queue) = mpsc::channel::<String>(64);
+        let (report, ended) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("stdout".into())
+            .spawn(move || {
+                let mut out = out;
+                let mut write_all = || -> std::io::Result<()> {
+                    while let Some(reply) = queue.blocking_recv() {
+                        out.write_all(reply.as_bytes())?;
+                        if queue.is_empty() {
+                            out.flush()?;
+                        }
+                    }
+                    out.flush()
+                };
+                let _ = report.send(write_all());
+            })?;
+        Ok(Self { replies, ended })
+    }
+
+    /// Queues `reply`; the writer's error when it has stopped on one.
+    async fn write(&mut self, reply: String) -> std::io::Result<()> {
+        if self.replies.send(reply).await.is_ok() {
+            return Ok(());
+        }
+        Err(self.writer_error().await)
+    }
+
+    /// Why the writer thread stopped early.
+    async fn writer_error(&mut self) -> std::io::Error {
+        match (&mut self.ended).await {
+            Ok(Err(e)) => e,
+            Ok(Ok(())) | Err(_) => std::io::Error::other("the output thread stopped"),
+        }
+    }
+
+    /// Waits (at most [`FINAL_WRITE_WAIT`]) until what is queued has been written and
+    /// flushed.
+    async fn finish(self) -> std::io::Result<()> {
+        self.finish_within(FINAL_WRITE_WAIT).await
+    }
+
+    async fn finish_within(self, wait: Duration) -> std::io::Result<()> {
+        let Self { replies, ended } = self;
+        drop(replies);
+        match tokio::time::timeout(wait, ended).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(std::io::Error::other("the output thread stopped")),
+            Err(_) => {
+                tracing::warn!(
+                    wait_ms = wait.as_millis() as u64,
+                    "text backend: standard output is not being read; replies still queued are lost"
+                );
+                Ok(())
+            }
+        }
     }
 }
 
@@ -333,6 +411,86 @@ mod tests {
             "result: \u{1b}[31mred\u{1b}[0m",
         );
         assert_eq!(b.render(&out), "result: \\x1b[31mred\\x1b[0m\n");
+    }
+
+    /// A writer that records what was written and how often it was flushed.
+    #[derive(Clone, Default)]
+    struct Recorder(std::sync::Arc<std::sync::Mutex<(Vec<u8>, usize)>>);
+
+    impl std::io::Write for Recorder {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().0.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.0.lock().unwrap().1 += 1;
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn the_writer_prints_replies_in_order_and_flushes_them() {
+        let out = Recorder::default();
+        let mut writer = StdoutWriter::start(out.clone()).unwrap();
+        for i in 0..100 {
+            writer.write(format!("reply {i}\n")).await.unwrap();
+        }
+        writer.finish().await.unwrap();
+        let (written, flushes) = out.0.lock().unwrap().clone();
+        let expected: String = (0..100).map(|i| format!("reply {i}\n")).collect();
+        assert_eq!(String::from_utf8(written).unwrap(), expected);
+        assert!(flushes >= 1, "flushed at the end at least");
+    }
+
+    /// A writer whose reader went away.
+    struct Closed;
+
+    impl std::io::Write for Closed {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_error_reaches_the_backend() {
+        let mut writer = StdoutWriter::start(Closed).unwrap();
+        let mut error = None;
+        for _ in 0..1000 {
+            if let Err(e) = writer.write("lost\n".into()).await {
+                error = Some(e);
+                break;
+            }
+        }
+        let error = error.expect("the broken pipe is reported");
+        assert_eq!(error.kind(), std::io::ErrorKind::BrokenPipe);
+    }
+
+    /// A writer whose reader never reads: every write blocks until the test ends.
+    struct Stuck(std::sync::Mutex<std::sync::mpsc::Receiver<()>>);
+
+    impl std::io::Write for Stuck {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            let _ = self.0.lock().unwrap().recv();
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reader_that_stopped_reading_cannot_hold_the_shutdown() {
+        let (release, blocked) = std::sync::mpsc::channel();
+        let mut writer = StdoutWriter::start(Stuck(std::sync::Mutex::new(blocked))).unwrap();
+        writer.write("never read\n".into()).await.unwrap();
+        let started = std::time::Instant::now();
+        let finished = writer.finish_within(Duration::from_millis(100)).await;
+        assert!(finished.is_ok(), "a stuck reader is logged, not an error");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        drop(release);
     }
 
     #[test]
