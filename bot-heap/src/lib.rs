@@ -1,15 +1,15 @@
-//! The process's heap: the allocator of the static executables, and how it gives freed
-//! memory back to the system.
+//! The process's heap: the allocator of the static executables, and giving freed memory
+//! back to the system after a catalogue load.
 //!
 //! Loading 10,000 aliases parses a few megabytes of JSON and builds the index on a blocking
-//! thread; what that leaves behind once the catalogue is installed is free memory. mimalloc
-//! returns it only when it is next called, and an idle bot does not call it, so the
-//! load-time peak stayed resident: 32.2 instead of 23.9 MiB at 10,000 aliases in the static
-//! build (docs/operations.md, "Performance", has the figures and the command). glibc builds
-//! (`cargo build --release`) need nothing: `malloc_trim` after a load measured no change.
+//! thread; what that leaves behind once the catalogue is installed is free memory that the
+//! allocator keeps unless told otherwise, and an idle bot never tells it. Static builds
+//! (mimalloc): idle RSS at 10,000 aliases 32.2 → 23.5 MiB with [`configure`]; glibc builds
+//! (`cargo build --release`): 32.4 → 29.2 MiB with [`release_freed`]. docs/operations.md,
+//! "Performance", has the figures and the command.
 //!
-//! This is the workspace's only crate with unsafe code: one call into mimalloc's C API,
-//! allowed where it is made, with its SAFETY note.
+//! This is the workspace's only crate with unsafe code: two calls into the allocators' C
+//! APIs, each allowed where it is made, with its SAFETY note.
 
 /// The allocator of the static musl executables (what `scripts/build-static` and the image
 /// ship). With musl's own `malloc` the threads that parse a large catalogue queue on its
@@ -54,5 +54,21 @@ pub fn configure() {
                 tracing::debug!("mimalloc's purge delay is not the expected default; left alone");
             }
         }
+    }
+}
+
+/// Gives memory freed since the last call back to the system; called after a catalogue
+/// is installed (the JSON pages and the parse's scratch are free by then).
+///
+/// glibc builds: `malloc_trim`, which releases the free pages of every arena (glibc returns
+/// only the top of the main heap by itself, and the index is built on another thread, in
+/// another arena). Static builds: nothing to do, mimalloc purges at once ([`configure`]).
+pub fn release_freed() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks glibc's own arenas, under their locks; 0 asks it to
+    // keep no padding at the top of the heap.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

@@ -208,7 +208,12 @@ impl AliasCache {
         // aliases): off the runtime's thread, which keeps serving chat and the stream
         // meanwhile (the previous catalogue answers until this one is installed).
         match tokio::task::spawn_blocking(move || Catalogue::new(aliases)).await {
-            Ok(catalogue) => self.install(catalogue),
+            Ok(catalogue) => {
+                self.install(catalogue);
+                // The JSON pages and the parse's scratch are free now: give them back (off
+                // this thread; it walks the whole heap).
+                drop(tokio::task::spawn_blocking(bot_heap::release_freed));
+            }
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             Err(_) => {
                 tracing::debug!("shutting down: the new alias index was not built");
