@@ -124,7 +124,7 @@ impl Backend for TextBackend {
                 eprintln!("{banner}");
             }
             show_prompt(prompt);
-            let mut stdout = StdoutWriter::start(std::io::stdout())?;
+            let mut stdout = StdoutWriter::start(std::io::stdout(), prompt)?;
             let mut lines = read_stdin_lines();
             let mut incoming = Some(incoming);
             let mut counter = 0u64;
@@ -164,12 +164,7 @@ impl Backend for TextBackend {
                     }
                     reply = outgoing.recv() => {
                         match reply {
-                            Some(reply) => {
-                                stdout.write(self.render(&reply)).await?;
-                                if outgoing.is_empty() {
-                                    show_prompt(prompt);
-                                }
-                            }
+                            Some(reply) => stdout.write(self.render(&reply)).await?,
                             None => break,
                         }
                     }
@@ -192,9 +187,10 @@ impl Backend for TextBackend {
 const FINAL_WRITE_WAIT: Duration = Duration::from_secs(5);
 
 /// Standard output (or any writer), written on a thread of its own. A reply is handed over
-/// whole and written in one piece; the writer flushes whenever nothing more is queued.
-/// Writes cannot be cancelled, so they stay off the runtime's thread: a terminal or pipe
-/// that stops reading blocks the writer, never the bot.
+/// whole and written in one piece; whenever nothing more is queued the writer flushes and,
+/// at a terminal, prints the input prompt (after the replies, so it is never printed above
+/// them). Writes cannot be cancelled, so they stay off the runtime's thread: a terminal or
+/// pipe that stops reading blocks the writer, never the bot.
 struct StdoutWriter {
     replies: mpsc::Sender<String>,
     /// What the writer thread ended with: `Ok` after the last reply was written and
@@ -203,8 +199,9 @@ struct StdoutWriter {
 }
 
 impl StdoutWriter {
-    /// Starts the thread that writes to `out`.
-    fn start<W: Write + Send + 'static>(out: W) -> std::io::Result<Self> {
+    /// Starts the thread that writes to `out`, showing the prompt after replies when
+    /// `prompt`.
+    fn start<W: Write + Send + 'static>(out: W, prompt: bool) -> std::io::Result<Self> {
         let (replies, mut queue) = mpsc::channel::<String>(64);
         let (report, ended) = oneshot::channel();
         std::thread::Builder::new()
@@ -216,6 +213,7 @@ impl StdoutWriter {
                         out.write_all(reply.as_bytes())?;
                         if queue.is_empty() {
                             out.flush()?;
+                            show_prompt(prompt);
                         }
                     }
                     out.flush()
@@ -431,7 +429,7 @@ mod tests {
     #[tokio::test]
     async fn the_writer_prints_replies_in_order_and_flushes_them() {
         let out = Recorder::default();
-        let mut writer = StdoutWriter::start(out.clone()).unwrap();
+        let mut writer = StdoutWriter::start(out.clone(), false).unwrap();
         for i in 0..100 {
             writer.write(format!("reply {i}\n")).await.unwrap();
         }
@@ -456,7 +454,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_write_error_reaches_the_backend() {
-        let mut writer = StdoutWriter::start(Closed).unwrap();
+        let mut writer = StdoutWriter::start(Closed, false).unwrap();
         let mut error = None;
         for _ in 0..1000 {
             if let Err(e) = writer.write("lost\n".into()).await {
@@ -484,7 +482,7 @@ mod tests {
     #[tokio::test]
     async fn a_reader_that_stopped_reading_cannot_hold_the_shutdown() {
         let (release, blocked) = std::sync::mpsc::channel();
-        let mut writer = StdoutWriter::start(Stuck(std::sync::Mutex::new(blocked))).unwrap();
+        let mut writer = StdoutWriter::start(Stuck(std::sync::Mutex::new(blocked)), false).unwrap();
         writer.write("never read\n".into()).await.unwrap();
         let started = std::time::Instant::now();
         let finished = writer.finish_within(Duration::from_millis(100)).await;
