@@ -27,7 +27,7 @@ use crate::backend::split::truncate;
 use crate::backend::{
     Capabilities, Incoming, Outgoing, PostedMessage, PostedSink, Target, char_len, split_message,
 };
-use crate::results::{Ledger, OwedExecution, OwedState, Settlement};
+use crate::results::{Ledger, OwedExecution, OwedState, SettledAck, Settlement};
 use crate::session::SessionManager;
 use crate::stackstorm::types::{
     Announcement, ExecuteRequest, ExecuteResponse, MatchAndExecuteRequest,
@@ -357,7 +357,7 @@ impl Dispatcher {
 
     /// The live ack of an execution posted before a restart, from its owed record.
     fn restored_ack(&self, execution_id: &str) -> Option<LiveAck> {
-        let record = self.results.get(execution_id)?;
+        let record = self.results.owed_record(execution_id)?;
         let ack = record.ack?;
         ack.handle.as_ref()?;
         Some(LiveAck {
@@ -380,7 +380,7 @@ impl Dispatcher {
     /// succeeded/failed with its duration). Updates for other executions are ignored. An
     /// ack posted before a restart is found again in its owed record.
     pub async fn execution_update(&self, update: crate::stackstorm::stream::ExecutionUpdate) {
-        if self.replaces_acks() && self.results.get(&update.id).is_some_and(|r| !r.is_owed()) {
+        if self.replaces_acks() && self.results.is_delivered(&update.id) {
             // The result has replaced the ack already: a late status line must not
             // overwrite it.
             self.live_acks
@@ -424,9 +424,10 @@ impl Dispatcher {
         let (target, text) = edit;
         let mut out = Outgoing::text(target, text);
         out.replaces = Some(format!("ack:{}", update.id));
+        // A delivered record no longer holds the handle; the backend still knows the key.
         out.handle = self
             .results
-            .get(&update.id)
+            .owed_record(&update.id)
             .and_then(|r| r.ack)
             .and_then(|a| a.handle);
         out.status = Some(crate::results::chat_status(&update.status));
@@ -1150,15 +1151,19 @@ impl Dispatcher {
     /// the backend still remembers the key). It does when the ack was posted, the result
     /// goes to the same room, and it fits one message (a longer result follows the ack as
     /// new messages). The ack is no longer followed by live edits then.
-    fn ack_to_replace(&self, id: &str, out: &Outgoing) -> Option<Option<String>> {
+    fn ack_to_replace(
+        &self,
+        id: &str,
+        settled: SettledAck,
+        out: &Outgoing,
+    ) -> Option<Option<String>> {
         if !self.replaces_acks() {
             return None;
         }
-        let record = self.results.get(id)?;
-        let ack = record.ack?;
+        let SettledAck { ack, room, user_id } = settled;
         let same_place = match &out.target {
-            Target::Room { id: room, .. } => record.room.as_deref() == Some(room.as_str()),
-            Target::Direct { user } => record.room.is_none() && *user == record.user_id,
+            Target::Room { id: target, .. } => room.as_deref() == Some(target.as_str()),
+            Target::Direct { user } => room.is_none() && *user == user_id,
         };
         if !same_place {
             return None;
@@ -1427,7 +1432,8 @@ impl Dispatcher {
         let settlement = self
             .results
             .settle(a.context.as_ref(), a.message.as_deref().unwrap_or(""));
-        let execution_id = match &settlement {
+        let mut settled_ack = None;
+        let execution_id = match settlement {
             Settlement::Duplicate { execution_id } => {
                 tracing::info!(execution = %execution_id, "result already posted; duplicate announcement dropped");
                 crate::ops::metrics().result_duplicate();
@@ -1436,12 +1442,14 @@ impl Dispatcher {
             Settlement::Post {
                 execution_id,
                 recovered,
+                ack,
             } => {
-                if *recovered {
+                settled_ack = ack;
+                if recovered {
                     tracing::info!(execution = %execution_id, "posting a result recovered after a stream gap");
                     crate::ops::metrics().result_recovered();
                 }
-                Some(execution_id.clone())
+                Some(execution_id)
             }
             Settlement::NotOwed => a
                 .message
@@ -1515,7 +1523,8 @@ impl Dispatcher {
         out.status = status;
         if !whisper
             && let Some(id) = &execution_id
-            && let Some(handle) = self.ack_to_replace(id, &out)
+            && let Some(settled) = settled_ack
+            && let Some(handle) = self.ack_to_replace(id, settled, &out)
         {
             // An edit notifies no one and the ack it replaces already named the user.
             tracing::info!(execution = %id, "the result replaces its ack");

@@ -37,53 +37,108 @@ use serde_json::{Value, json};
 use crate::stackstorm::{St2Client, St2Error};
 
 /// The records in memory: by execution id, and by the `request` key of their context, so
-/// settling an announcement is one lookup however many results are recorded. Each record is
-/// boxed: the table keeps a quarter of its slots empty, and at [`MAX_RECORDS`] slots the
-/// size of a whole record held 5 MiB of mostly empty table (a pointer per slot: 0.5 MiB).
+/// settling an announcement is one lookup however many results are recorded. A record still
+/// owed is kept whole (boxed: the table keeps a quarter of its slots empty, and a pointer per
+/// slot costs less than a whole record per slot); a delivered one only by its keys and when it
+/// was delivered, which is all that recognising a late duplicate needs (the store keeps the
+/// whole record; a delivered one loaded from it is reduced the same way).
 #[derive(Default)]
 struct Records {
-    by_id: HashMap<String, Box<OwedExecution>>,
+    by_id: HashMap<Box<str>, Entry>,
     /// `request` key → execution id (records with a key only).
-    by_request: HashMap<String, String>,
+    by_request: HashMap<Box<str>, Box<str>>,
+}
+
+/// One execution in memory.
+enum Entry {
+    /// Its result is still owed: everything recovery and the live ack read.
+    Owed(Box<OwedExecution>),
+    /// Its result was posted (unix seconds); kept to drop late duplicates.
+    Delivered {
+        /// The `request` key of its context (empty for `match_and_execute`).
+        request: Box<str>,
+        /// When.
+        at: u64,
+    },
+}
+
+impl Entry {
+    fn request(&self) -> &str {
+        match self {
+            Entry::Owed(record) => &record.request,
+            Entry::Delivered { request, .. } => request,
+        }
+    }
+
+    /// Delivered first, then the oldest: the order in which [`evict`] drops records.
+    fn eviction_rank(&self) -> (bool, u64) {
+        match self {
+            Entry::Owed(record) => (true, record.started_unix),
+            Entry::Delivered { at, .. } => (false, *at),
+        }
+    }
+
+    fn owed(&self) -> Option<&OwedExecution> {
+        match self {
+            Entry::Owed(record) => Some(record),
+            Entry::Delivered { .. } => None,
+        }
+    }
 }
 
 impl Records {
     fn insert(&mut self, record: OwedExecution) {
-        let id = record.execution_id.clone();
+        let id: Box<str> = record.execution_id.as_str().into();
         if !record.request.is_empty() {
-            self.by_request.insert(record.request.clone(), id.clone());
+            self.by_request
+                .insert(record.request.as_str().into(), id.clone());
         }
-        if let Some(old) = self.by_id.insert(id, Box::new(record)) {
-            self.unlink_request(&old);
+        let entry = match record.state {
+            OwedState::Delivered { at } => Entry::Delivered {
+                request: record.request.into(),
+                at,
+            },
+            _ => Entry::Owed(Box::new(record)),
+        };
+        if let Some(old) = self.by_id.insert(id.clone(), entry) {
+            self.unlink_request(&id, old.request());
         }
     }
 
-    fn remove(&mut self, execution_id: &str) -> Option<OwedExecution> {
-        let record = self.by_id.remove(execution_id)?;
-        self.unlink_request(&record);
-        Some(*record)
+    fn remove(&mut self, execution_id: &str) {
+        if let Some(old) = self.by_id.remove(execution_id) {
+            self.unlink_request(execution_id, old.request());
+        }
     }
 
-    /// Drops the `request` entry pointing at `record` (just replaced or removed), unless
-    /// the record now under its id still holds the same key.
-    fn unlink_request(&mut self, record: &OwedExecution) {
-        if record.request.is_empty() {
+    /// Drops the `request` entry pointing at `execution_id` (its record just replaced or
+    /// removed), unless the record now under that id still holds the same key.
+    fn unlink_request(&mut self, execution_id: &str, request: &str) {
+        if request.is_empty() {
             return;
         }
         let still_current = self
             .by_id
-            .get(&record.execution_id)
-            .is_some_and(|current| current.request == record.request);
-        if !still_current && self.by_request.get(&record.request) == Some(&record.execution_id) {
-            self.by_request.remove(&record.request);
+            .get(execution_id)
+            .is_some_and(|current| current.request() == request);
+        if !still_current && self.by_request.get(request).map(|id| &**id) == Some(execution_id) {
+            self.by_request.remove(request);
         }
     }
 
-    fn with_request(&self, request: &str) -> Option<&OwedExecution> {
+    /// The execution id recorded with a `request` key.
+    fn with_request(&self, request: &str) -> Option<&str> {
         self.by_request
             .get(request)
-            .and_then(|id| self.by_id.get(id))
-            .map(|record| &**record)
+            .filter(|id| self.by_id.contains_key(&***id))
+            .map(|id| &**id)
+    }
+
+    fn owed_mut(&mut self, execution_id: &str) -> Option<&mut OwedExecution> {
+        match self.by_id.get_mut(execution_id)? {
+            Entry::Owed(record) => Some(record),
+            Entry::Delivered { .. } => None,
+        }
     }
 }
 
@@ -250,12 +305,26 @@ pub enum Settlement {
         execution_id: String,
         /// Whether the bot asked for it again after a stream gap.
         recovered: bool,
+        /// The live ack posted for it, if one was (the result may replace it).
+        ack: Option<SettledAck>,
     },
     /// Its result was posted already: drop this one.
     Duplicate {
         /// Execution id.
         execution_id: String,
     },
+}
+
+/// The live ack of an execution whose result is being posted, and where it was posted:
+/// what `chat.ack.replace` needs once the record has been reduced to its keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SettledAck {
+    /// The ack as posted.
+    pub ack: AckMessage,
+    /// Room of the command, `None` for a direct message.
+    pub room: Option<String>,
+    /// Chat user id of who ran it.
+    pub user_id: String,
 }
 
 /// What a recovery pass did.
@@ -409,21 +478,21 @@ impl Ledger {
             .lock()
             .by_id
             .values()
-            .filter(|r| r.is_owed())
-            .map(|r| OwedExecution::clone(r))
+            .filter_map(Entry::owed)
+            .cloned()
             .collect();
         owed.sort_by_key(|r| r.started_unix);
         owed
     }
 
-    /// The record an announcement belongs to, by its context's `request` key (when the
-    /// context is this bot's), else by an owed execution id in its text.
+    /// The execution an announcement belongs to, by its context's `request` key (when the
+    /// context is this bot's), else by a recorded execution id in its text.
     fn find<'a>(
         &self,
         records: &'a Records,
         context: Option<&Value>,
-        text: &str,
-    ) -> Option<&'a OwedExecution> {
+        text: &'a str,
+    ) -> Option<&'a str> {
         let ours = context
             .and_then(|c| c.get("bot"))
             .and_then(Value::as_str)
@@ -438,51 +507,64 @@ impl Ledger {
         }
         text.split(|c: char| !c.is_ascii_alphanumeric())
             .filter(|w| w.len() == 24 && w.bytes().all(|b| b.is_ascii_hexdigit()))
-            .find_map(|w| records.by_id.get(w))
-            .map(|record| &**record)
+            .find(|w| records.by_id.contains_key(*w))
     }
 
-    /// Settles an announcement against the owed list (see [`Settlement`]).
+    /// Settles an announcement against the owed list (see [`Settlement`]). The record is
+    /// written through as delivered (without its context, which only recovery reads); in
+    /// memory only its keys stay.
     pub fn settle(&self, context: Option<&Value>, text: &str) -> Settlement {
-        let (settlement, changed) = {
+        let (settlement, delivered) = {
             let mut records = self.lock();
-            let Some(found) = self.find(&records, context, text) else {
+            let Some(id) = self.find(&records, context, text).map(str::to_owned) else {
                 return Settlement::NotOwed;
             };
-            let id = found.execution_id.clone();
-            let Some(record) = records.by_id.get_mut(&id) else {
+            let Some(entry) = records.by_id.get_mut(id.as_str()) else {
                 return Settlement::NotOwed;
             };
-            match record.state {
-                OwedState::Delivered { .. } => {
-                    return Settlement::Duplicate { execution_id: id };
-                }
-                state => {
-                    record.state = OwedState::Delivered { at: unix_now() };
-                    // Only recovery reads the context (to pass it to `chatops.post_result`
-                    // again); a delivered record keeps what deduplication and replacing
-                    // the ack need.
-                    record.context = Value::Null;
-                    (
-                        Settlement::Post {
-                            execution_id: id,
-                            recovered: matches!(state, OwedState::RecoveryRequested { .. }),
-                        },
-                        OwedExecution::clone(record),
-                    )
-                }
-            }
+            let at = unix_now();
+            let request: Box<str> = entry.request().into();
+            let Entry::Owed(mut record) =
+                std::mem::replace(entry, Entry::Delivered { request, at })
+            else {
+                return Settlement::Duplicate { execution_id: id };
+            };
+            let recovered = matches!(record.state, OwedState::RecoveryRequested { .. });
+            record.state = OwedState::Delivered { at };
+            record.context = Value::Null;
+            let ack = record.ack.clone().map(|ack| SettledAck {
+                ack,
+                room: record.room.clone(),
+                user_id: record.user_id.clone(),
+            });
+            (
+                Settlement::Post {
+                    execution_id: id,
+                    recovered,
+                    ack,
+                },
+                record,
+            )
         };
-        self.write(&changed);
+        self.write(&delivered);
         settlement
     }
 
-    /// The record of an execution (owed or delivered).
-    pub fn get(&self, execution_id: &str) -> Option<OwedExecution> {
+    /// The record of an execution whose result is still owed.
+    pub fn owed_record(&self, execution_id: &str) -> Option<OwedExecution> {
         self.lock()
             .by_id
             .get(execution_id)
-            .map(|r| OwedExecution::clone(r))
+            .and_then(Entry::owed)
+            .cloned()
+    }
+
+    /// Whether the result of an execution was posted (and is still remembered).
+    pub fn is_delivered(&self, execution_id: &str) -> bool {
+        self.lock()
+            .by_id
+            .get(execution_id)
+            .is_some_and(|entry| matches!(entry, Entry::Delivered { .. }))
     }
 
     /// Keeps the text of the live ack posted for an execution.
@@ -504,13 +586,13 @@ impl Ledger {
         });
     }
 
-    /// Changes a record (if there is one) and writes it through.
+    /// Changes a record still owed (if there is one) and writes it through.
     fn update(&self, execution_id: &str, change: impl FnOnce(&mut OwedExecution)) {
         let changed = {
             let mut records = self.lock();
-            records.by_id.get_mut(execution_id).map(|r| {
+            records.owed_mut(execution_id).map(|r| {
                 change(r);
-                OwedExecution::clone(r)
+                r.clone()
             })
         };
         if let Some(r) = changed {
@@ -541,19 +623,20 @@ impl Ledger {
             let expired = records
                 .by_id
                 .values()
-                .filter(|r| r.is_owed() && now.saturating_sub(r.started_unix) >= timeout)
-                .map(|r| OwedExecution::clone(r))
+                .filter_map(Entry::owed)
+                .filter(|r| now.saturating_sub(r.started_unix) >= timeout)
+                .cloned()
                 .collect();
             let stale = records
                 .by_id
-                .values()
-                .filter(|r| match r.state {
-                    OwedState::Delivered { at } => {
-                        now.saturating_sub(at) >= DELIVERED_KEPT.as_secs()
+                .iter()
+                .filter(|(_, entry)| match entry {
+                    Entry::Delivered { at, .. } => {
+                        now.saturating_sub(*at) >= DELIVERED_KEPT.as_secs()
                     }
-                    _ => false,
+                    Entry::Owed(_) => false,
                 })
-                .map(|r| r.execution_id.clone())
+                .map(|(id, _)| id.to_string())
                 .collect();
             (expired, stale)
         };
@@ -582,17 +665,17 @@ fn evict(records: &mut Records) -> Vec<String> {
     if records.by_id.len() <= MAX_RECORDS {
         return Vec::new();
     }
-    let mut order: Vec<(bool, u64, String)> = records
+    let mut order: Vec<((bool, u64), &str)> = records
         .by_id
-        .values()
-        .map(|r| (r.is_owed(), r.started_unix, r.execution_id.clone()))
+        .iter()
+        .map(|(id, entry)| (entry.eviction_rank(), &**id))
         .collect();
-    order.sort();
+    order.sort_unstable();
     let excess = records.by_id.len() - EVICT_TO;
     let gone: Vec<String> = order
         .into_iter()
         .take(excess)
-        .map(|(_, _, id)| id)
+        .map(|(_, id)| id.to_owned())
         .collect();
     for id in &gone {
         records.remove(id);
@@ -725,7 +808,8 @@ mod tests {
             ledger.settle(Some(&ctx), "done"),
             Settlement::Post {
                 execution_id: ID.into(),
-                recovered: false
+                recovered: false,
+                ack: None
             }
         );
         assert_eq!(
@@ -752,7 +836,8 @@ mod tests {
             ),
             Settlement::Post {
                 execution_id: ID.into(),
-                recovered: true
+                recovered: true,
+                ack: None
             }
         );
     }
@@ -787,12 +872,89 @@ mod tests {
             ledger.settle(Some(&announced), ""),
             Settlement::Post { .. }
         ));
-        assert_eq!(ledger.get(ID).expect("kept").context, Value::Null);
+        assert!(ledger.owed_record(ID).is_none() && ledger.is_delivered(ID));
         assert_eq!(
             ledger.settle(Some(&announced), ""),
             Settlement::Duplicate {
                 execution_id: ID.into()
             }
+        );
+    }
+
+    #[test]
+    fn settling_hands_over_the_ack_and_keeps_only_the_keys() {
+        let shared = std::sync::Arc::new(SharedStore::default());
+        let ledger = Ledger::empty("demo", Box::new(shared.clone()), Duration::from_secs(60));
+        let mut owed = record(ID, "r1", unix_now());
+        owed.room = Some("ops".into());
+        owed.user_id = "U1".into();
+        ledger.record(owed);
+        ledger.set_ack(ID, "On it: core.local");
+        ledger.set_ack_handle(ID, "1700000000.0001".into());
+        let settled = ledger.settle(Some(&json!({"bot": "demo", "request": "r1"})), "done");
+        let expected_ack = SettledAck {
+            ack: AckMessage {
+                text: "On it: core.local".into(),
+                handle: Some("1700000000.0001".into()),
+            },
+            room: Some("ops".into()),
+            user_id: "U1".into(),
+        };
+        assert_eq!(
+            settled,
+            Settlement::Post {
+                execution_id: ID.into(),
+                recovered: false,
+                ack: Some(expected_ack)
+            }
+        );
+        // The store got the whole record as delivered, without its context.
+        let stored = shared.0.lock().unwrap().get(ID).cloned().expect("written");
+        assert!(matches!(stored.state, OwedState::Delivered { .. }));
+        assert_eq!(stored.context, Value::Null);
+        assert_eq!(stored.user_id, "U1");
+        assert!(stored.ack.is_some(), "the store keeps the ack");
+        // In memory only the keys are left: nothing more to read or change.
+        assert!(ledger.is_delivered(ID));
+        assert!(ledger.owed_record(ID).is_none());
+        ledger.set_ack(ID, "changed");
+        assert_eq!(
+            shared
+                .0
+                .lock()
+                .unwrap()
+                .get(ID)
+                .and_then(|r| r.ack.clone())
+                .map(|a| a.text),
+            Some("On it: core.local".into()),
+            "a delivered record is not written again"
+        );
+        assert!(matches!(
+            ledger.settle(None, &format!("execution: {ID}")),
+            Settlement::Duplicate { .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_delivered_record_loaded_from_the_store_is_kept_by_its_keys() {
+        let shared = std::sync::Arc::new(SharedStore::default());
+        let mut delivered = record(ID, "r1", unix_now());
+        delivered.state = OwedState::Delivered { at: unix_now() };
+        shared.put(&delivered).unwrap();
+        let ledger = Ledger::open("demo", Box::new(shared.clone()), Duration::from_secs(60)).await;
+        assert!(ledger.owed().is_empty());
+        assert!(ledger.is_delivered(ID));
+        assert_eq!(
+            ledger.settle(Some(&json!({"bot": "demo", "request": "r1"})), ""),
+            Settlement::Duplicate {
+                execution_id: ID.into()
+            }
+        );
+        assert_eq!(ledger.expire(unix_now() + DELIVERED_KEPT.as_secs()), 0);
+        assert!(!ledger.is_delivered(ID), "forgotten after an hour");
+        assert!(
+            shared.0.lock().unwrap().is_empty(),
+            "and removed from the store"
         );
     }
 
@@ -808,7 +970,8 @@ mod tests {
             settled,
             Settlement::Post {
                 execution_id: format!("{:024x}", 1234),
-                recovered: false
+                recovered: false,
+                ack: None
             }
         );
         // Recorded again under the same id with another key: only the new key finds it.
@@ -845,12 +1008,24 @@ mod tests {
         let records = ledger.lock();
         assert_eq!(records.by_id.len(), EVICT_TO);
         assert_eq!(records.by_request.len(), EVICT_TO);
-        assert!(!records.by_id.contains_key(&format!("{newest:024x}")));
+        assert!(
+            !records
+                .by_id
+                .contains_key(format!("{newest:024x}").as_str())
+        );
         assert!(records.by_id.contains_key("ffffffffffffffffffffffff"));
         // Of the owed ones, the oldest went: the first kept is the (excess - 1)th.
         let excess = MAX_RECORDS + 1 - EVICT_TO;
-        assert!(!records.by_id.contains_key(&format!("{:024x}", excess - 2)));
-        assert!(records.by_id.contains_key(&format!("{:024x}", excess - 1)));
+        assert!(
+            !records
+                .by_id
+                .contains_key(format!("{:024x}", excess - 2).as_str())
+        );
+        assert!(
+            records
+                .by_id
+                .contains_key(format!("{:024x}", excess - 1).as_str())
+        );
     }
 
     /// A store another instance writes to (the shared table under `ha:`).
