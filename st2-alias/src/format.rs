@@ -181,6 +181,13 @@ const EXT_VALUE: &str = r#"""|''|"(.+?)"|'(.+?)'|({.+?})|(.+?)"#;
 /// What a parameter becomes (the text after `\1` in StackStorm's replacement).
 const PARAM_MATCH_HEAD: &str = r#"["\']?(?P<"#;
 const PARAM_MATCH_TAIL: &str = r#">(?:(?<=\').+?(?=\')|(?<=").+?(?=")|{.+?}|.+?))["\']?"#;
+/// [`PARAM_MATCH_TAIL`] with the parameter's body reduced to `.+?`, for
+/// [`CompiledFormat::verdict`]. The real body is a fixed, valid pattern that refers to no
+/// group and has the same widths (1 to unbounded) and no top-level literal, and the text
+/// around it is the same, so a pattern built with this tail has the same groups, anchors,
+/// widths and top-level literals as the real one and is rejected exactly when the real one
+/// is; it is about half as long to parse.
+const PARAM_MATCH_TAIL_FOR_VERDICT: &str = r#">.+?)["\']?"#;
 
 fn snippets() -> &'static Result<Snippets, PatternError> {
     static SNIPPETS: OnceLock<Result<Snippets, PatternError>> = OnceLock::new();
@@ -310,14 +317,41 @@ impl CompiledFormat {
     }
 
     fn build(format: &str) -> Result<(Vec<(String, String)>, PyRegex), String> {
-        Self::build_with(format, true)
+        Self::build_with(format, true, PARAM_MATCH_TAIL)
+    }
+
+    /// What an index keeps of a format it has not compiled: the prefilter condition and
+    /// the reason StackStorm would reject it, if it would. The same as
+    /// `CompiledFormat::new(format)`'s [`requirement`](Self::requirement) and
+    /// [`invalid_reason`](Self::invalid_reason) (the tests compare them), found from a
+    /// pattern with the parameters' bodies simplified (see [`PARAM_MATCH_TAIL_FOR_VERDICT`]):
+    /// parsing the real bodies was most of the time a 10,000-alias catalogue took to load.
+    /// A rejected format is built again the real way, for the error message StackStorm
+    /// gives (it names positions).
+    pub(crate) fn verdict(format: &str) -> (Requirement, Option<Box<str>>) {
+        match Self::build_with(format, true, PARAM_MATCH_TAIL_FOR_VERDICT) {
+            Ok((optional, regex)) => {
+                let simplified = CompiledFormat {
+                    format: String::new(),
+                    optional,
+                    compiled: Ok(regex),
+                };
+                (simplified.requirement(), None)
+            }
+            Err(_) => {
+                let real = CompiledFormat::new(format);
+                (real.requirement(), real.invalid_reason().map(Box::from))
+            }
+        }
     }
 
     /// [`CompiledFormat::build`]; `skip_anchor_parse` allows the shortcut of
-    /// [`anchors_cannot_matter`] (the tests compare both ways).
+    /// [`anchors_cannot_matter`] (the tests compare both ways); `param_tail` is
+    /// [`PARAM_MATCH_TAIL`] except for [`CompiledFormat::verdict`].
     fn build_with(
         format: &str,
         skip_anchor_parse: bool,
+        param_tail: &str,
     ) -> Result<(Vec<(String, String)>, PyRegex), String> {
         let snippets = snippets().as_ref().map_err(|e| e.to_string())?;
         let aborted = |error: SearchError| error.to_string();
@@ -340,14 +374,14 @@ impl CompiledFormat {
             TemplatePiece::Group(1),
             TemplatePiece::Text(PARAM_MATCH_HEAD),
             TemplatePiece::Group(2),
-            TemplatePiece::Text(PARAM_MATCH_TAIL),
+            TemplatePiece::Text(param_tail),
             TemplatePiece::Text(")?"),
         ];
         let required_template = [
             TemplatePiece::Group(1),
             TemplatePiece::Text(PARAM_MATCH_HEAD),
             TemplatePiece::Group(2),
-            TemplatePiece::Text(PARAM_MATCH_TAIL),
+            TemplatePiece::Text(param_tail),
         ];
         let rewritten = snippets
             .optional_sub
@@ -615,7 +649,8 @@ mod tests {
     /// What a format compiles to, as far as the index and the matcher can tell: its
     /// verdict (with Python's message), its defaults and its prefilter condition.
     fn outcome(format: &str, skip_anchor_parse: bool) -> Result<String, String> {
-        let (optional, regex) = CompiledFormat::build_with(format, skip_anchor_parse)?;
+        let (optional, regex) =
+            CompiledFormat::build_with(format, skip_anchor_parse, PARAM_MATCH_TAIL)?;
         let compiled = CompiledFormat {
             format: format.to_owned(),
             optional,
@@ -670,6 +705,107 @@ mod tests {
         for format in &formats {
             assert_same(format);
         }
+    }
+
+    /// `CompiledFormat::verdict` agrees with the real pattern on `format`, and takes the
+    /// short way exactly when the format is valid.
+    fn assert_same_verdict(format: &str) {
+        let real = CompiledFormat::new(format);
+        assert_eq!(
+            CompiledFormat::build_with(format, true, PARAM_MATCH_TAIL_FOR_VERDICT).is_ok(),
+            real.invalid_reason().is_none(),
+            "format {format:?}"
+        );
+        assert_eq!(
+            CompiledFormat::verdict(format),
+            (real.requirement(), real.invalid_reason().map(Box::from)),
+            "format {format:?}"
+        );
+    }
+
+    #[test]
+    fn the_simplified_parameter_body_never_changes_a_verdict() {
+        // Every string of up to three pieces over what could interact with a parameter's
+        // pattern (sets, escapes, verbose mode, look-behinds, group references,
+        // conditionals, quotes), then pseudo-random longer ones.
+        const ALPHABET: &[&str] = &[
+            "a",
+            " ",
+            "^",
+            "$",
+            "\\",
+            "*",
+            "?",
+            "{",
+            "}",
+            "(",
+            ")",
+            "[",
+            "]",
+            "|",
+            "#",
+            "'",
+            "\"",
+            "-",
+            "(?x)",
+            "(?i)",
+            "(?<=",
+            "(?<!",
+            "(?=",
+            "\\1",
+            "(?P=p)",
+            "(?(1)a|b)",
+            "(?P<p>",
+            "{{p}}",
+            "{{q=1}}",
+            "{{p=\"a b\"}}",
+            "{{ r }}",
+        ];
+        let mut formats = vec![String::new()];
+        for _ in 0..3 {
+            let longer: Vec<String> = formats
+                .iter()
+                .flat_map(|f| ALPHABET.iter().map(move |c| format!("{f}{c}")))
+                .collect();
+            formats.extend(longer);
+        }
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..20_000 {
+            let len = 4 + (next() % 8) as usize;
+            let format: String = (0..len)
+                .map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize])
+                .collect();
+            formats.push(format);
+        }
+        for format in &formats {
+            assert_same_verdict(format);
+        }
+    }
+
+    #[test]
+    fn the_simplified_parameter_body_agrees_on_stackstorms_own_formats() {
+        let mut checked = 0;
+        for file in [
+            "tests/data/st2-vectors/format_cases.jsonl",
+            "tests/data/differential.formats.jsonl",
+        ] {
+            let path = format!("{}/{file}", env!("CARGO_MANIFEST_DIR"));
+            let text = std::fs::read_to_string(&path).expect("the vectors are in the repository");
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                let case: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+                if let Some(format) = case.get("format").and_then(|f| f.as_str()) {
+                    assert_same_verdict(format);
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 100, "only {checked} formats found in the vectors");
     }
 
     #[test]

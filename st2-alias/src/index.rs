@@ -184,13 +184,7 @@ const FORMATS_PER_THREAD: usize = 512;
 /// of each format, in order. Parsing is independent per format, so a large catalogue is
 /// split over the machine's cores (at most four threads).
 fn format_verdicts(texts: &[&str]) -> Vec<(Requirement, Option<Box<str>>)> {
-    let verdict = |text: &&str| {
-        let compiled = CompiledFormat::new(text);
-        (
-            compiled.requirement(),
-            compiled.invalid_reason().map(Box::from),
-        )
-    };
+    let verdict = |text: &&str| CompiledFormat::verdict(text);
     let threads = std::thread::available_parallelism()
         .map_or(1, usize::from)
         .min(4)
