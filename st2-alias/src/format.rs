@@ -345,29 +345,30 @@ impl CompiledFormat {
         }
     }
 
-    /// [`CompiledFormat::build`]; `skip_anchor_parse` allows the shortcut of
-    /// [`anchors_cannot_matter`] (the tests compare both ways); `param_tail` is
-    /// [`PARAM_MATCH_TAIL`] except for [`CompiledFormat::verdict`].
-    fn build_with(
+    /// StackStorm's rewriting of a format into its regex text: the `(name, default)` of
+    /// each optional parameter, and the format with each `{{name=default}}` and `{{name}}`
+    /// replaced by its sub-pattern (ending in `param_tail`). Both optional-parameter
+    /// patterns need a literal `=` and the required one a literal `{{`, so a text without
+    /// them comes out of that scan unchanged and the scan is skipped (unless `scan_always`,
+    /// for the tests): most formats have no default.
+    fn rewrite(
         format: &str,
-        skip_anchor_parse: bool,
         param_tail: &str,
-    ) -> Result<(Vec<(String, String)>, PyRegex), String> {
+        scan_always: bool,
+    ) -> Result<(Vec<(String, String)>, String), String> {
         let snippets = snippets().as_ref().map_err(|e| e.to_string())?;
         let aborted = |error: SearchError| error.to_string();
+        let has_defaults = scan_always || format.contains('=');
 
-        let optional = snippets
-            .optional
-            .finditer(format)
-            .map_err(aborted)?
-            .iter()
-            .map(|spans| {
-                (
+        let mut optional = Vec::new();
+        if has_defaults {
+            for spans in snippets.optional.finditer(format).map_err(aborted)? {
+                optional.push((
                     spans.text(format, 1).unwrap_or("").to_owned(),
-                    joined(spans, format, 2..=5),
-                )
-            })
-            .collect();
+                    joined(&spans, format, 2..=5),
+                ));
+            }
+        }
 
         let optional_template = [
             TemplatePiece::Text("(?:"),
@@ -383,14 +384,34 @@ impl CompiledFormat {
             TemplatePiece::Group(2),
             TemplatePiece::Text(param_tail),
         ];
-        let rewritten = snippets
-            .optional_sub
-            .sub(format, &optional_template)
-            .map_err(aborted)?;
-        let rewritten = snippets
-            .required_sub
-            .sub(&rewritten, &required_template)
-            .map_err(aborted)?;
+        let rewritten = if has_defaults {
+            snippets
+                .optional_sub
+                .sub(format, &optional_template)
+                .map_err(aborted)?
+        } else {
+            format.to_owned()
+        };
+        let rewritten = if scan_always || rewritten.contains("{{") {
+            snippets
+                .required_sub
+                .sub(&rewritten, &required_template)
+                .map_err(aborted)?
+        } else {
+            rewritten
+        };
+        Ok((optional, rewritten))
+    }
+
+    /// [`CompiledFormat::build`]; `skip_anchor_parse` allows the shortcut of
+    /// [`anchors_cannot_matter`] (the tests compare both ways); `param_tail` is
+    /// [`PARAM_MATCH_TAIL`] except for [`CompiledFormat::verdict`].
+    fn build_with(
+        format: &str,
+        skip_anchor_parse: bool,
+        param_tail: &str,
+    ) -> Result<(Vec<(String, String)>, PyRegex), String> {
+        let (optional, rewritten) = Self::rewrite(format, param_tail, false)?;
 
         // `rewritten` is parsed on its own only to find its anchors, and for the error Python
         // reports when it is invalid. When it can hold no anchor and the anchored pattern
@@ -785,6 +806,53 @@ mod tests {
         }
         for format in &formats {
             assert_same_verdict(format);
+        }
+    }
+
+    #[test]
+    fn skipping_the_scans_that_cannot_match_changes_nothing() {
+        let mut formats: Vec<String> = [
+            "",
+            "a",
+            "=",
+            "{{",
+            "}}",
+            "{{p}}",
+            "{{p=}}",
+            "{{p=1}}",
+            "x = {{p}}",
+            "{{{p=1}}}",
+            "{{p}}{{q=\"a b\"}}",
+            "a=b {{c}}",
+            "{{ p = {x} }}",
+            "{ {p} }",
+            "{{p}} = {{q}}",
+        ]
+        .iter()
+        .map(|f| f.to_string())
+        .collect();
+        const PIECES: &[&str] = &["a", " ", "=", "{", "}", "{{", "}}", "'", "\"", "\\"];
+        let mut state: u64 = 0x1234_5678_9abc_def1;
+        for _ in 0..20_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let len = 1 + (state % 10) as usize;
+            let mut pick = state;
+            let format: String = (0..len)
+                .map(|_| {
+                    pick = pick.rotate_left(7) ^ 0x9e37_79b9;
+                    PIECES[(pick % PIECES.len() as u64) as usize]
+                })
+                .collect();
+            formats.push(format);
+        }
+        for format in &formats {
+            assert_eq!(
+                CompiledFormat::rewrite(format, PARAM_MATCH_TAIL, false),
+                CompiledFormat::rewrite(format, PARAM_MATCH_TAIL, true),
+                "format {format:?}"
+            );
         }
     }
 
