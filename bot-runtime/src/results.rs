@@ -522,12 +522,15 @@ impl Ledger {
             let Some(entry) = records.by_id.get_mut(id.as_str()) else {
                 return Settlement::NotOwed;
             };
-            let at = unix_now();
-            let request: Box<str> = entry.request().into();
-            let Entry::Owed(mut record) =
-                std::mem::replace(entry, Entry::Delivered { request, at })
-            else {
+            let Entry::Owed(owed) = entry else {
                 return Settlement::Duplicate { execution_id: id };
+            };
+            let at = unix_now();
+            let request: Box<str> = owed.request.as_str().into();
+            let mut record = match std::mem::replace(entry, Entry::Delivered { request, at }) {
+                Entry::Owed(record) => record,
+                // Seen owed just above, under the same lock.
+                Entry::Delivered { .. } => return Settlement::Duplicate { execution_id: id },
             };
             let recovered = matches!(record.state, OwedState::RecoveryRequested { .. });
             record.state = OwedState::Delivered { at };
@@ -933,6 +936,30 @@ mod tests {
             ledger.settle(None, &format!("execution: {ID}")),
             Settlement::Duplicate { .. }
         ));
+    }
+
+    #[test]
+    fn a_duplicate_does_not_make_a_delivered_record_younger() {
+        let shared = std::sync::Arc::new(SharedStore::default());
+        let ledger = Ledger::empty("demo", Box::new(shared.clone()), Duration::from_secs(60));
+        ledger.record(record(ID, "r1", unix_now()));
+        let announced = json!({"bot": "demo", "request": "r1"});
+        ledger.settle(Some(&announced), "");
+        let stored = shared.0.lock().unwrap().get(ID).map(|r| r.state);
+        let Some(OwedState::Delivered { at }) = stored else {
+            panic!("written through as delivered: {stored:?}");
+        };
+        // Past the next second, so a refreshed delivery time would differ.
+        std::thread::sleep(Duration::from_millis(1100));
+        assert!(matches!(
+            ledger.settle(Some(&announced), ""),
+            Settlement::Duplicate { .. }
+        ));
+        ledger.expire(at + DELIVERED_KEPT.as_secs());
+        assert!(
+            !ledger.is_delivered(ID),
+            "forgotten an hour after the first delivery"
+        );
     }
 
     #[tokio::test]
