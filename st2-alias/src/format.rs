@@ -685,6 +685,38 @@ mod tests {
         ))
     }
 
+    /// Every string of up to three pieces of `alphabet`, then 20,000 pseudo-random strings
+    /// of `lengths` pieces (a fixed `seed`, so a failure reproduces).
+    fn generated_formats(
+        alphabet: &[&str],
+        seed: u64,
+        lengths: std::ops::Range<usize>,
+    ) -> Vec<String> {
+        let mut formats = vec![String::new()];
+        for _ in 0..3 {
+            let longer: Vec<String> = formats
+                .iter()
+                .flat_map(|f| alphabet.iter().map(move |c| format!("{f}{c}")))
+                .collect();
+            formats.extend(longer);
+        }
+        let mut state = seed;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..20_000 {
+            let len = lengths.start + (next() % lengths.len() as u64) as usize;
+            let format: String = (0..len)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect();
+            formats.push(format);
+        }
+        formats
+    }
+
     fn assert_same(format: &str) {
         assert_eq!(
             outcome(format, true),
@@ -701,29 +733,7 @@ mod tests {
             "a", " ", "^", "$", "\\", "*", "?", "+", "{", "}", "(", ")", "[", "]", "|", "A", "Z",
             "1", ",", "#", "(?i)", "{{p}}", "{{q=1}}",
         ];
-        let mut formats = vec![String::new()];
-        for _ in 0..3 {
-            let longer: Vec<String> = formats
-                .iter()
-                .flat_map(|f| ALPHABET.iter().map(move |c| format!("{f}{c}")))
-                .collect();
-            formats.extend(longer);
-        }
-        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        for _ in 0..20_000 {
-            let len = 4 + (next() % 6) as usize;
-            let format: String = (0..len)
-                .map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize])
-                .collect();
-            formats.push(format);
-        }
-        for format in &formats {
+        for format in &generated_formats(ALPHABET, 0x2545_f491_4f6c_dd1d, 4..10) {
             assert_same(format);
         }
     }
@@ -782,29 +792,7 @@ mod tests {
             "{{p=\"a b\"}}",
             "{{ r }}",
         ];
-        let mut formats = vec![String::new()];
-        for _ in 0..3 {
-            let longer: Vec<String> = formats
-                .iter()
-                .flat_map(|f| ALPHABET.iter().map(move |c| format!("{f}{c}")))
-                .collect();
-            formats.extend(longer);
-        }
-        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        for _ in 0..20_000 {
-            let len = 4 + (next() % 8) as usize;
-            let format: String = (0..len)
-                .map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize])
-                .collect();
-            formats.push(format);
-        }
-        for format in &formats {
+        for format in &generated_formats(ALPHABET, 0x9e37_79b9_7f4a_7c15, 4..12) {
             assert_same_verdict(format);
         }
     }
@@ -832,21 +820,7 @@ mod tests {
         .map(|f| f.to_string())
         .collect();
         const PIECES: &[&str] = &["a", " ", "=", "{", "}", "{{", "}}", "'", "\"", "\\"];
-        let mut state: u64 = 0x1234_5678_9abc_def1;
-        for _ in 0..20_000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let len = 1 + (state % 10) as usize;
-            let mut pick = state;
-            let format: String = (0..len)
-                .map(|_| {
-                    pick = pick.rotate_left(7) ^ 0x9e37_79b9;
-                    PIECES[(pick % PIECES.len() as u64) as usize]
-                })
-                .collect();
-            formats.push(format);
-        }
+        formats.extend(generated_formats(PIECES, 0x1234_5678_9abc_def1, 1..11));
         for format in &formats {
             assert_eq!(
                 CompiledFormat::rewrite(format, PARAM_MATCH_TAIL, false),
