@@ -330,18 +330,11 @@ impl CompiledFormat {
     /// gives (it names positions).
     pub(crate) fn verdict(format: &str) -> (Requirement, Option<Box<str>>) {
         match Self::build_with(format, true, PARAM_MATCH_TAIL_FOR_VERDICT) {
-            Ok((optional, regex)) => {
-                let simplified = CompiledFormat {
-                    format: String::new(),
-                    optional,
-                    compiled: Ok(regex),
-                };
-                (simplified.requirement(), None)
-            }
-            Err(_) => {
-                let real = CompiledFormat::new(format);
-                (real.requirement(), real.invalid_reason().map(Box::from))
-            }
+            Ok((_, regex)) => (requirement_of(&regex), None),
+            Err(_) => (
+                Requirement::None,
+                CompiledFormat::new(format).invalid_reason().map(Box::from),
+            ),
         }
     }
 
@@ -451,7 +444,8 @@ impl CompiledFormat {
         self.compiled.as_ref().err().map(String::as_str)
     }
 
-    /// The parse tree of the final regex, for prefilters.
+    /// The parse tree of the final regex (the tests compare prefilters through it).
+    #[cfg(test)]
     pub(crate) fn regex(&self) -> Option<&PyRegex> {
         self.compiled.as_ref().ok()
     }
@@ -585,69 +579,73 @@ pub(crate) enum Requirement {
 /// Longest prefix taken from a format's literal text (longer ones add little selectivity).
 const MAX_PREFIX_CHARS: usize = 24;
 
+#[cfg(test)]
 impl CompiledFormat {
-    /// The cheapest necessary condition this format puts on a stream.
+    /// The cheapest necessary condition this format puts on a stream (the index gets it
+    /// from [`CompiledFormat::verdict`]; the tests compare both).
     pub(crate) fn requirement(&self) -> Requirement {
-        let Some(regex) = self.regex() else {
-            return Requirement::None;
-        };
-        let parsed = regex.parsed();
-        let flags = parsed.flags;
-        if flags.contains(Flags::IGNORECASE) {
-            return Requirement::None;
-        }
-        let nodes = parsed.nodes.as_slice();
-        let literal = |node: &Node| match node {
-            Node::Literal(c) => char::from_u32(*c),
-            _ => None,
-        };
+        self.regex().map_or(Requirement::None, requirement_of)
+    }
+}
 
-        // The longest run of top-level literals must appear somewhere.
-        let mut best = String::new();
-        let mut current = String::new();
-        for node in nodes {
-            match literal(node) {
-                Some(c) => current.push(c),
-                None => {
-                    if current.len() > best.len() {
-                        best = std::mem::take(&mut current);
-                    }
-                    current.clear();
+/// The prefilter condition of a valid format's final regex (see [`Requirement`]).
+fn requirement_of(regex: &PyRegex) -> Requirement {
+    let parsed = regex.parsed();
+    let flags = parsed.flags;
+    if flags.contains(Flags::IGNORECASE) {
+        return Requirement::None;
+    }
+    let nodes = parsed.nodes.as_slice();
+    let literal = |node: &Node| match node {
+        Node::Literal(c) => char::from_u32(*c),
+        _ => None,
+    };
+
+    // The longest run of top-level literals must appear somewhere.
+    let mut best = String::new();
+    let mut current = String::new();
+    for node in nodes {
+        match literal(node) {
+            Some(c) => current.push(c),
+            None => {
+                if current.len() > best.len() {
+                    best = std::mem::take(&mut current);
                 }
+                current.clear();
             }
         }
-        if current.len() > best.len() {
-            best = current;
-        }
+    }
+    if current.len() > best.len() {
+        best = current;
+    }
 
-        // `\A` or `^` (not multi-line), then any `\s` repeats, then literals: used unless
-        // a longer literal is required elsewhere (`deploy {{app}} on web1` shares `deploy `
-        // with every deploy format, but few formats need ` on web1`).
-        let anchored = matches!(nodes.first(), Some(Node::At(At::BeginningString)))
-            || (matches!(nodes.first(), Some(Node::At(At::Beginning)))
-                && !flags.contains(Flags::MULTILINE));
-        if anchored && flags.contains(Flags::UNICODE) {
-            let rest = &nodes[1..];
-            let spaces = rest.iter().take_while(|node| is_space_repeat(node)).count();
-            let prefix: String = rest[spaces..]
-                .iter()
-                .map_while(literal)
-                .take(MAX_PREFIX_CHARS)
-                .collect();
-            let skip_space = spaces > 0;
-            let usable = match prefix.chars().next() {
-                Some(first) => !skip_space || !unicode::is_py_space(first),
-                None => false,
-            };
-            if usable && prefix.len() >= best.len() {
-                return Requirement::Prefix { skip_space, prefix };
-            }
+    // `\A` or `^` (not multi-line), then any `\s` repeats, then literals: used unless
+    // a longer literal is required elsewhere (`deploy {{app}} on web1` shares `deploy `
+    // with every deploy format, but few formats need ` on web1`).
+    let anchored = matches!(nodes.first(), Some(Node::At(At::BeginningString)))
+        || (matches!(nodes.first(), Some(Node::At(At::Beginning)))
+            && !flags.contains(Flags::MULTILINE));
+    if anchored && flags.contains(Flags::UNICODE) {
+        let rest = &nodes[1..];
+        let spaces = rest.iter().take_while(|node| is_space_repeat(node)).count();
+        let prefix: String = rest[spaces..]
+            .iter()
+            .map_while(literal)
+            .take(MAX_PREFIX_CHARS)
+            .collect();
+        let skip_space = spaces > 0;
+        let usable = match prefix.chars().next() {
+            Some(first) => !skip_space || !unicode::is_py_space(first),
+            None => false,
+        };
+        if usable && prefix.len() >= best.len() {
+            return Requirement::Prefix { skip_space, prefix };
         }
-        if best.is_empty() {
-            Requirement::None
-        } else {
-            Requirement::Contains(best)
-        }
+    }
+    if best.is_empty() {
+        Requirement::None
+    } else {
+        Requirement::Contains(best)
     }
 }
 

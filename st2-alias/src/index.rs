@@ -15,7 +15,7 @@
 //! index is built (to learn whether StackStorm would reject it and what the prefilter may
 //! assume), and only that verdict is kept. A format is compiled again when a command needs
 //! it, into a least-recently-used cache of [`COMPILED_CACHE`] entries, so a catalogue of
-//! ten thousand aliases holds a few hundred compiled regexes at most, however many of its
+//! ten thousand aliases holds at most that many compiled regexes, however many of its
 //! aliases have been used. Patterns point into their alias's formats instead of copying
 //! the text.
 
