@@ -324,11 +324,15 @@ impl CompiledFormat {
     /// the reason StackStorm would reject it, if it would. The same as
     /// `CompiledFormat::new(format)`'s [`requirement`](Self::requirement) and
     /// [`invalid_reason`](Self::invalid_reason) (the tests compare them), found from a
-    /// pattern with the parameters' bodies simplified (see [`PARAM_MATCH_TAIL_FOR_VERDICT`]):
-    /// parsing the real bodies was most of the time a 10,000-alias catalogue took to load.
+    /// format's text when it is plain (see [`plain_verdict`]), otherwise from a pattern with
+    /// the parameters' bodies simplified (see [`PARAM_MATCH_TAIL_FOR_VERDICT`]): parsing the
+    /// real bodies was most of the time a 10,000-alias catalogue took to load.
     /// A rejected format is built again the real way, for the error message StackStorm
     /// gives (it names positions).
     pub(crate) fn verdict(format: &str) -> (Requirement, Option<Box<str>>) {
+        if let Some(requirement) = plain_verdict(format) {
+            return (requirement, None);
+        }
         match Self::build_with(format, true, PARAM_MATCH_TAIL_FOR_VERDICT) {
             Ok((_, regex)) => (requirement_of(&regex), None),
             Err(_) => (
@@ -595,19 +599,47 @@ fn requirement_of(regex: &PyRegex) -> Requirement {
     if flags.contains(Flags::IGNORECASE) {
         return Requirement::None;
     }
-    let nodes = parsed.nodes.as_slice();
-    let literal = |node: &Node| match node {
-        Node::Literal(c) => char::from_u32(*c),
-        _ => None,
-    };
+    // `\A`, or `^` when not multi-line, first; only Unicode patterns (Python's `\s` is
+    // Unicode's there, which is what the index skips).
+    let anchor_usable = flags.contains(Flags::UNICODE);
+    let items = parsed.nodes.iter().enumerate().map(|(i, node)| match node {
+        Node::Literal(c) => char::from_u32(*c).map_or(TopItem::Other, TopItem::Literal),
+        Node::At(At::BeginningString) if i == 0 && anchor_usable => TopItem::StartAnchor,
+        Node::At(At::Beginning) if i == 0 && anchor_usable && !flags.contains(Flags::MULTILINE) => {
+            TopItem::StartAnchor
+        }
+        node if is_space_repeat(node) => TopItem::SpaceRepeat,
+        _ => TopItem::Other,
+    });
+    requirement_from(items)
+}
 
+/// A top-level item of a final regex, as far as [`Requirement`] looks at it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TopItem {
+    /// The first item, `\A` or a `^` that only matches at the start (see [`requirement_of`]).
+    StartAnchor,
+    /// A literal character.
+    Literal(char),
+    /// A repeat of exactly Python's Unicode `\s`.
+    SpaceRepeat,
+    /// Anything else.
+    Other,
+}
+
+/// The prefilter condition of a regex whose top level is `items`: the one rule shared by
+/// [`requirement_of`] (from a parse tree) and [`plain_verdict`] (from a format's text).
+fn requirement_from<I>(items: I) -> Requirement
+where
+    I: Iterator<Item = TopItem> + Clone,
+{
     // The longest run of top-level literals must appear somewhere.
     let mut best = String::new();
     let mut current = String::new();
-    for node in nodes {
-        match literal(node) {
-            Some(c) => current.push(c),
-            None => {
+    for item in items.clone() {
+        match item {
+            TopItem::Literal(c) => current.push(c),
+            _ => {
                 if current.len() > best.len() {
                     best = std::mem::take(&mut current);
                 }
@@ -619,18 +651,20 @@ fn requirement_of(regex: &PyRegex) -> Requirement {
         best = current;
     }
 
-    // `\A` or `^` (not multi-line), then any `\s` repeats, then literals: used unless
-    // a longer literal is required elsewhere (`deploy {{app}} on web1` shares `deploy `
-    // with every deploy format, but few formats need ` on web1`).
-    let anchored = matches!(nodes.first(), Some(Node::At(At::BeginningString)))
-        || (matches!(nodes.first(), Some(Node::At(At::Beginning)))
-            && !flags.contains(Flags::MULTILINE));
-    if anchored && flags.contains(Flags::UNICODE) {
-        let rest = &nodes[1..];
-        let spaces = rest.iter().take_while(|node| is_space_repeat(node)).count();
-        let prefix: String = rest[spaces..]
-            .iter()
-            .map_while(literal)
+    // The start anchor, then any `\s` repeats, then literals: used unless a longer literal
+    // is required elsewhere (`deploy {{app}} on web1` shares `deploy ` with every deploy
+    // format, but few formats need ` on web1`).
+    let mut rest = items.peekable();
+    if rest.next_if_eq(&TopItem::StartAnchor).is_some() {
+        let mut spaces = 0;
+        while rest.next_if_eq(&TopItem::SpaceRepeat).is_some() {
+            spaces += 1;
+        }
+        let prefix: String = rest
+            .map_while(|item| match item {
+                TopItem::Literal(c) => Some(c),
+                _ => None,
+            })
             .take(MAX_PREFIX_CHARS)
             .collect();
         let skip_space = spaces > 0;
@@ -647,6 +681,99 @@ fn requirement_of(regex: &PyRegex) -> Requirement {
     } else {
         Requirement::Contains(best)
     }
+}
+
+/// More parameters than this and a format takes the general way (the duplicate check
+/// below is quadratic).
+const PLAIN_MAX_PARAMETERS: usize = 32;
+
+/// The prefilter condition of a *plain* format, one StackStorm certainly accepts, read
+/// from its text: `None` unless the format is only literal text (no character that means
+/// something in a Python pattern, and no `=`) and `{{name}}` / `{{name=default}}`
+/// parameters, each a whole whitespace-separated word, with distinct ASCII identifiers for
+/// names and defaults of plain characters. Most formats are plain, and this skips
+/// StackStorm's rewriting and the pattern parse, which were most of the time a large
+/// catalogue took to load.
+///
+/// Why it agrees with the general way (the tests compare both on generated formats): the
+/// final regex is `^\s*`, the format's literals, `\s*$`; a `{{name}}` becomes its
+/// preceding whitespace (kept as literals) and then non-literal items (`["\']?`, the named
+/// group); a `{{name=default}}` takes its preceding whitespace into one optional group.
+/// Because parameters are separated by whitespace and `=` appears only inside them,
+/// StackStorm's key pattern (`\S+?` up to an `=`) cannot reach from one parameter into
+/// another. Names that are distinct identifiers are valid group names.
+fn plain_verdict(format: &str) -> Option<Requirement> {
+    let mut items = Vec::with_capacity(format.len() + 4);
+    items.push(TopItem::StartAnchor);
+    items.push(TopItem::SpaceRepeat);
+    let mut names: Vec<&str> = Vec::new();
+    let mut previous: Option<char> = None;
+    let mut rest = format;
+    while let Some(c) = rest.chars().next() {
+        if let Some(inner) = rest.strip_prefix("{{") {
+            let end = inner.find("}}")?;
+            let (name, default) = match inner[..end].split_once('=') {
+                Some((name, default)) => (name, Some(default)),
+                None => (&inner[..end], None),
+            };
+            let after = &inner[end + 2..];
+            let separated = previous.is_none_or(unicode::is_py_space)
+                && after.chars().next().is_none_or(unicode::is_py_space);
+            if !separated
+                || !is_ascii_identifier(name)
+                || names.len() >= PLAIN_MAX_PARAMETERS
+                || names.contains(&name)
+                || default.is_some_and(|d| d.is_empty() || !d.chars().all(is_plain_default_char))
+            {
+                return None;
+            }
+            names.push(name);
+            if default.is_some() {
+                // The whitespace before it goes into the optional group.
+                while let Some(TopItem::Literal(c)) = items.last()
+                    && unicode::is_py_space(*c)
+                {
+                    items.pop();
+                }
+            }
+            items.push(TopItem::Other);
+            previous = Some('}');
+            rest = after;
+            continue;
+        }
+        if !is_plain_literal(c) {
+            return None;
+        }
+        items.push(TopItem::Literal(c));
+        previous = Some(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    items.push(TopItem::SpaceRepeat);
+    items.push(TopItem::Other);
+    Some(requirement_from(items.into_iter()))
+}
+
+/// A character that stands for itself in a Python pattern (outside a set) and plays no
+/// part in StackStorm's parameter syntax.
+fn is_plain_literal(c: char) -> bool {
+    !matches!(
+        c,
+        '\\' | '.' | '^' | '$' | '*' | '+' | '?' | '{' | '}' | '[' | ']' | '|' | '(' | ')' | '='
+    )
+}
+
+fn is_ascii_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A character a plain format's default may hold (no quote, brace, `=` or space, which
+/// StackStorm's default pattern treats specially).
+fn is_plain_default_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | ':' | '/' | '@' | ',' | '%' | '+')
 }
 
 /// A repeat of exactly Python's Unicode `\s`.
@@ -846,6 +973,96 @@ mod tests {
             }
         }
         assert!(checked > 100, "only {checked} formats found in the vectors");
+    }
+
+    #[test]
+    fn plain_formats_take_the_short_way_and_agree() {
+        // Plain pieces, whitespace of every kind Python's `\s` knows, and what must send a
+        // format the general way (joined parameters, bad names, `=`, braces, specials).
+        const PIECES: &[&str] = &[
+            "deploy",
+            "a",
+            "\u{e9}",
+            "-",
+            ",",
+            "#",
+            "'",
+            "\"",
+            " ",
+            "  ",
+            "\t",
+            "\n",
+            "\u{a0}",
+            "\u{1c}",
+            "\u{85}",
+            "\u{2028}",
+            "{{p}}",
+            "{{q=1}}",
+            "{{p=x.y}}",
+            "{{_p2}}",
+            "{{2p}}",
+            "{{p q}}",
+            "{{p=}}",
+            "{{ p }}",
+            "{{p=\"a\"}}",
+            "=",
+            "{",
+            "}",
+            "x}}",
+            "{{x",
+            "?",
+            "(",
+        ];
+        let formats = generated_formats(PIECES, 0x5deece66d, 1..9);
+        let mut plain = 0;
+        for format in &formats {
+            if plain_verdict(format).is_some() {
+                plain += 1;
+            }
+            assert_same_verdict(format);
+        }
+        assert!(
+            plain > formats.len() / 10,
+            "only {plain} of {} formats were plain",
+            formats.len()
+        );
+    }
+
+    #[test]
+    fn what_the_short_way_leaves_to_the_general_one() {
+        for format in [
+            // StackStorm's key pattern runs from `{{a` to the next `=`: an invalid name.
+            "{{a}}{{b=1}}",
+            "{{a}}x {{b=1}}",
+            // A name twice: Python's "redefinition of group name".
+            "{{p}} {{p}}",
+            "x={{p}}",
+            "a {{p=}}",
+            "a {{p= 1}}",
+            "a{{p}}",
+            "{{p}}a",
+            "(?i)a {{p}}",
+        ] {
+            assert_eq!(plain_verdict(format), None, "{format:?}");
+            assert_same_verdict(format);
+        }
+        for (format, requirement) in [
+            (
+                "deploy {{app}} on {{env=prod}}",
+                Requirement::Prefix {
+                    skip_space: true,
+                    prefix: "deploy ".into(),
+                },
+            ),
+            (
+                "{{noun}} status {{level=info}}",
+                Requirement::Contains(" status".into()),
+            ),
+            ("{{cmd}}", Requirement::None),
+        ] {
+            assert_eq!(plain_verdict(format), Some(requirement), "{format:?}");
+            assert_same_verdict(format);
+        }
     }
 
     #[test]

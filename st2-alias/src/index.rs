@@ -11,9 +11,10 @@
 //! result nor raised anything (only successful matches raise after compilation), and results
 //! are identical to a full scan; `prefilter_agrees_with_full_scan` checks that.
 //!
-//! Memory does not grow with what was matched: each distinct format is parsed once when the
+//! Memory does not grow with what was matched: each distinct format is read once when the
 //! index is built (to learn whether StackStorm would reject it and what the prefilter may
-//! assume), and only that verdict is kept. A format is compiled again when a command needs
+//! assume; a plain format from its text, any other by parsing it), and only that verdict
+//! is kept. A format is compiled again when a command needs
 //! it, into a least-recently-used cache of [`COMPILED_CACHE`] entries, so a catalogue of
 //! ten thousand aliases holds at most that many compiled regexes, however many of its
 //! aliases have been used. Patterns point into their alias's formats instead of copying
