@@ -15,6 +15,7 @@ use bot_config::{SourceFile, codegen};
 fn main() {
     println!("cargo::rerun-if-changed=bots");
     println!("cargo::rerun-if-changed=src/bin");
+    pack_relocations();
     let out_dir = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
     let generated = Path::new(&out_dir).join("bots");
     let _ = fs::create_dir_all(&generated);
@@ -135,5 +136,18 @@ fn name_position(text: &str) -> String {
 fn write_if_changed(path: &Path, content: &str) {
     if fs::read_to_string(path).ok().as_deref() != Some(content) {
         let _ = fs::write(path, content);
+    }
+}
+
+/// Static musl executables (scripts/build-static) get their relative relocations packed
+/// (`DT_RELR`): about 400 KB smaller, and fewer pages written at start. The musl that Rust
+/// bundles (and links by default) applies them at start-up, and so does musl from 1.2.4;
+/// scripts/build-static runs every executable it builds once to prove it starts. Not for
+/// glibc builds: there `DT_RELR` makes an executable need glibc 2.36 or later to run.
+/// Only the bots' link changes, so nothing else is rebuilt.
+fn pack_relocations() {
+    let target = |key: &str| std::env::var(key).unwrap_or_default();
+    if target("CARGO_CFG_TARGET_OS") == "linux" && target("CARGO_CFG_TARGET_ENV") == "musl" {
+        println!("cargo::rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
     }
 }
