@@ -547,3 +547,78 @@ async fn piped_input_waits_for_results_and_the_terminal_stays_quiet() {
         "logs below WARN on the terminal: {stderr}"
     );
 }
+
+/// Standard input and output that are files, not pipes, are read and written on threads
+/// of their own (backend/text.rs): the same replies, in the same shape.
+#[tokio::test]
+async fn input_and_output_files_print_the_same_replies() {
+    let dir = std::env::temp_dir().join(format!("st2bot-text-files-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("input");
+    let output = dir.join("output");
+    std::fs::write(&input, "!local date\n").unwrap();
+    let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_demo"))
+        .args(["--simulate", "--user", "alice"])
+        .env_remove("ST2_API_KEY")
+        .env_remove("ST2BOT_STACKSTORM_URL")
+        .stdin(std::fs::File::open(&input).unwrap())
+        .stdout(std::fs::File::create(&output).unwrap())
+        .stderr(std::process::Stdio::null())
+        .status();
+    let status = tokio::time::timeout(Duration::from_secs(40), status)
+        .await
+        .expect("the demo exits")
+        .unwrap();
+    let printed = std::fs::read_to_string(&output).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(status.code(), Some(0), "{printed}");
+    assert!(printed.contains("alice: running `core.local`"), "{printed}");
+    assert!(
+        printed.contains("@alice: Execution "),
+        "the result: {printed}"
+    );
+}
+
+/// Output and errors sent into one pipe (`2>&1`): replies go through the bot's own
+/// non-blocking descriptor for the pipe, while the banner and logs still use the inherited
+/// blocking one; both arrive whole.
+#[tokio::test]
+async fn output_and_errors_in_one_pipe_both_arrive() {
+    let (mut reader, writer) = std::io::pipe().unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_demo"))
+        .args(["--simulate", "--user", "alice"])
+        .env_remove("ST2_API_KEY")
+        .env_remove("ST2BOT_STACKSTORM_URL")
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::piped())
+        .stdout(writer.try_clone().unwrap())
+        .stderr(writer)
+        .spawn()
+        .expect("start demo");
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"!local date\n!help\n").await.unwrap();
+    }
+    let read = tokio::task::spawn_blocking(move || {
+        let mut all = String::new();
+        std::io::Read::read_to_string(&mut reader, &mut all).map(|_| all)
+    });
+    let status = tokio::time::timeout(Duration::from_secs(40), child.wait())
+        .await
+        .expect("the demo exits")
+        .unwrap();
+    let printed = tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("the pipe closes with the bot")
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{printed}");
+    assert!(printed.contains("You are alice in room ops"), "{printed}");
+    assert!(printed.contains("alice: running `core.local`"), "{printed}");
+    assert!(printed.contains("@alice: Execution "), "{printed}");
+    assert!(
+        printed.contains("!local {{cmd}} - Run a command"),
+        "{printed}"
+    );
+}

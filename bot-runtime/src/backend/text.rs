@@ -6,16 +6,23 @@
 //! is; one to another room as `[#room] text`; a private one as `[to user] text`. Thread ids
 //! are shown as `[#room thread 1]`. Terminal control characters in replies are printed
 //! escaped (`\x1b`), never raw. End of input closes the incoming side; replies still
-//! queued are printed before the backend returns. Input is read and output written on
-//! threads of their own (see [`read_stdin_lines`] and [`StdoutWriter`]), so shutdown never
-//! waits for a line, and a reply costs one hand-over to the writer rather than a trip
-//! through the runtime's blocking pool for each write and each flush.
+//! queued are printed before the backend returns.
+//!
+//! Where input or output is a pipe (scripts, the benchmarks, a supervisor that pipes the
+//! bot), it is read or written on the runtime's thread, through a descriptor of its own in
+//! non-blocking mode ([`reopen_pipe`]): a command then costs no thread hand-over. Anything
+//! else (a terminal, a file, a socket) is read and written on threads of their own (see
+//! [`read_stdin_lines`] and [`StdoutWriter`]): those reads and writes block and cannot be
+//! cancelled, and shutdown must never wait for one.
 
 use std::borrow::Cow;
 use std::io::{BufRead, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::Duration;
 
 use bot_config::TextSpec;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::unix::pipe;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
@@ -124,7 +131,10 @@ impl Backend for TextBackend {
                 eprintln!("{banner}");
             }
             show_prompt(prompt);
-            let mut stdout = StdoutWriter::start(std::io::stdout(), prompt)?;
+            let mut stdout = match reopen_pipe(std::io::stdout(), PipeEnd::Write) {
+                Some(fd) => StdoutWriter::spawn(pipe::Sender::from_owned_fd(fd)?, prompt),
+                None => StdoutWriter::start(std::io::stdout(), prompt)?,
+            };
             let mut lines = read_stdin_lines();
             let mut incoming = Some(incoming);
             let mut counter = 0u64;
@@ -223,6 +233,29 @@ impl StdoutWriter {
         Ok(Self { replies, ended })
     }
 
+    /// Starts a task, on the caller's runtime, that writes to `out` (a non-blocking pipe:
+    /// waiting for its reader costs no thread), showing the prompt after replies when
+    /// `prompt`. Same contract as [`StdoutWriter::start`].
+    fn spawn<W: AsyncWrite + Unpin + Send + 'static>(out: W, prompt: bool) -> Self {
+        let (replies, mut queue) = mpsc::channel::<String>(64);
+        let (report, ended) = oneshot::channel();
+        tokio::spawn(async move {
+            let mut out = out;
+            let write_all = async {
+                while let Some(reply) = queue.recv().await {
+                    out.write_all(reply.as_bytes()).await?;
+                    if queue.is_empty() {
+                        out.flush().await?;
+                        show_prompt(prompt);
+                    }
+                }
+                out.flush().await
+            };
+            let _ = report.send(write_all.await);
+        });
+        Self { replies, ended }
+    }
+
     /// Queues `reply`; the writer's error when it has stopped on one.
     async fn write(&mut self, reply: String) -> std::io::Result<()> {
         if self.replies.send(reply).await.is_ok() {
@@ -272,13 +305,27 @@ fn show_prompt(prompt: bool) {
     }
 }
 
-/// Standard input, line by line, read on a thread of its own: a read from a terminal or a
-/// pipe cannot be cancelled, so shutdown must never wait for one (tokio's `stdin` would
-/// hold the runtime's shutdown until the next line). The thread is never joined; it ends
-/// with the process, or at end of input. Invalid UTF-8 is decoded lossily (U+FFFD), so one
-/// stray byte costs a character, not the bot.
+/// Standard input, line by line. A pipe is read by a task on the runtime's thread (a
+/// non-blocking read is cancelled with the runtime). Anything else is read on a thread of
+/// its own: a blocking read from a terminal cannot be cancelled, so shutdown must never
+/// wait for one (tokio's `stdin` would hold the runtime's shutdown until the next line);
+/// the thread is never joined, it ends with the process or at end of input. Invalid UTF-8
+/// is decoded lossily (U+FFFD), so one stray byte costs a character, not the bot.
 fn read_stdin_lines() -> mpsc::Receiver<std::io::Result<String>> {
     let (tx, rx) = mpsc::channel(64);
+    if let Some(fd) = reopen_pipe(std::io::stdin(), PipeEnd::Read) {
+        match pipe::Receiver::from_owned_fd(fd) {
+            Ok(input) => {
+                tokio::spawn(async move {
+                    read_lines_async(tokio::io::BufReader::new(input), &tx).await;
+                });
+                return rx;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "text backend: reading standard input on a thread");
+            }
+        }
+    }
     let spawned = std::thread::Builder::new()
         .name("stdin".into())
         .spawn(move || {
@@ -300,9 +347,7 @@ fn read_lines(mut input: impl BufRead, tx: &mpsc::Sender<std::io::Result<String>
         match input.read_until(b'\n', &mut buf) {
             Ok(0) => return,
             Ok(_) => {
-                let line = String::from_utf8_lossy(&buf);
-                let line = line.trim_end_matches(['\n', '\r']).to_owned();
-                if tx.blocking_send(Ok(line)).is_err() {
+                if tx.blocking_send(Ok(decode_line(&buf))).is_err() {
                     return;
                 }
             }
@@ -311,6 +356,72 @@ fn read_lines(mut input: impl BufRead, tx: &mpsc::Sender<std::io::Result<String>
                 let _ = tx.blocking_send(Err(e));
                 return;
             }
+        }
+    }
+}
+
+/// [`read_lines`] for a non-blocking reader: the same lines, read on the runtime.
+async fn read_lines_async(
+    mut input: impl AsyncBufRead + Unpin,
+    tx: &mpsc::Sender<std::io::Result<String>>,
+) {
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match input.read_until(b'\n', &mut buf).await {
+            Ok(0) => return,
+            Ok(_) => {
+                if tx.send(Ok(decode_line(&buf))).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+        }
+    }
+}
+
+/// A line as the bot reads it: decoded lossily, without its line end.
+fn decode_line(raw: &[u8]) -> String {
+    String::from_utf8_lossy(raw)
+        .trim_end_matches(['\n', '\r'])
+        .to_owned()
+}
+
+/// Which end of a pipe [`reopen_pipe`] opens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PipeEnd {
+    Read,
+    Write,
+}
+
+/// A descriptor of its own, in non-blocking mode, for the pipe behind `fd` (standard input
+/// or output); `None` when `fd` is not a pipe or cannot be reopened (then it is read or
+/// written on a thread). Reopening through `/proc/self/fd` gives a new open
+/// file description: switching *it* to non-blocking leaves the inherited one (shared with
+/// the parent, and with standard error after `2>&1`) blocking, as other writers expect.
+/// Only pipes are reopened: a terminal reopened could become a controlling terminal, a
+/// file would start again at its beginning.
+fn reopen_pipe(fd: impl AsFd, end: PipeEnd) -> Option<OwnedFd> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let fd = fd.as_fd().as_raw_fd();
+    let path = format!("/proc/self/fd/{fd}");
+    if !std::fs::metadata(&path).ok()?.file_type().is_fifo() {
+        return None;
+    }
+    let reopened = std::fs::OpenOptions::new()
+        .read(end == PipeEnd::Read)
+        .write(end == PipeEnd::Write)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(&path);
+    match reopened {
+        Ok(file) => Some(file.into()),
+        Err(e) => {
+            tracing::debug!(fd, error = %e, "text backend: cannot reopen the pipe; using a thread");
+            None
         }
     }
 }
@@ -489,6 +600,105 @@ mod tests {
         assert!(finished.is_ok(), "a stuck reader is logged, not an error");
         assert!(started.elapsed() < Duration::from_secs(5));
         drop(release);
+    }
+
+    /// 200,000 bytes of replies: more than a pipe holds, so the writer waits for its
+    /// reader on the runtime (non-blocking) several times.
+    #[tokio::test]
+    async fn the_pipe_writer_prints_replies_in_order_and_waits_for_its_reader() {
+        use tokio::io::AsyncReadExt;
+        let (out, mut input) = pipe::pipe().unwrap();
+        let reader = tokio::spawn(async move {
+            let mut all = String::new();
+            input.read_to_string(&mut all).await.map(|_| all)
+        });
+        let mut writer = StdoutWriter::spawn(out, false);
+        for i in 0..20_000 {
+            writer.write(format!("reply {i:04}\n")).await.unwrap();
+        }
+        writer.finish().await.unwrap();
+        let written = reader.await.unwrap().unwrap();
+        let expected: String = (0..20_000).map(|i| format!("reply {i:04}\n")).collect();
+        assert!(expected.len() > 200_000);
+        assert!(written == expected, "replies lost or out of order");
+    }
+
+    #[tokio::test]
+    async fn a_closed_pipe_reaches_the_backend() {
+        let (out, input) = pipe::pipe().unwrap();
+        drop(input);
+        let mut writer = StdoutWriter::spawn(out, false);
+        let mut error = None;
+        for _ in 0..1000 {
+            if let Err(e) = writer.write("lost\n".into()).await {
+                error = Some(e);
+                break;
+            }
+        }
+        let error = error.expect("the broken pipe is reported");
+        assert_eq!(error.kind(), std::io::ErrorKind::BrokenPipe);
+    }
+
+    #[tokio::test]
+    async fn a_pipe_nobody_reads_cannot_hold_the_shutdown() {
+        let (out, _unread) = pipe::pipe().unwrap();
+        let mut writer = StdoutWriter::spawn(out, false);
+        for _ in 0..64 {
+            writer.write("x".repeat(8192)).await.unwrap();
+        }
+        let started = std::time::Instant::now();
+        let finished = writer.finish_within(Duration::from_millis(100)).await;
+        assert!(finished.is_ok(), "a stuck reader is logged, not an error");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn pipe_input_is_decoded_lossily_and_reading_goes_on() {
+        let input: &[u8] = b"!local \xff\xfe date\r\n!help\nlast";
+        let (tx, mut rx) = mpsc::channel(8);
+        read_lines_async(input, &tx).await;
+        drop(tx);
+        let mut lines = Vec::new();
+        while let Ok(Ok(line)) = rx.try_recv() {
+            lines.push(line);
+        }
+        assert_eq!(lines, ["!local \u{fffd}\u{fffd} date", "!help", "last"]);
+    }
+
+    #[tokio::test]
+    async fn a_pipe_is_reopened_and_the_inherited_descriptor_stays_blocking() {
+        use std::io::Read as _;
+        use tokio::io::AsyncReadExt;
+        let (mut inherited, mut feed) = std::io::pipe().unwrap();
+        let own = reopen_pipe(&inherited, PipeEnd::Read).expect("a pipe is reopened");
+        let mut own = pipe::Receiver::from_owned_fd(own).unwrap();
+        feed.write_all(b"first\n").unwrap();
+        let mut got = [0u8; 6];
+        own.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"first\n");
+        // The inherited descriptor still blocks: a read on it waits for the next line
+        // instead of failing with `WouldBlock`.
+        let blocked = std::thread::spawn(move || {
+            let mut one = [0u8; 7];
+            inherited.read_exact(&mut one).map(|()| one)
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        feed.write_all(b"second\n").unwrap();
+        assert_eq!(&blocked.join().unwrap().unwrap(), b"second\n");
+
+        let (_input, output) = std::io::pipe().unwrap();
+        assert!(reopen_pipe(&output, PipeEnd::Write).is_some());
+    }
+
+    #[test]
+    fn what_is_not_a_pipe_is_left_to_the_threads() {
+        let file = std::fs::File::open("Cargo.toml").unwrap();
+        assert!(reopen_pipe(&file, PipeEnd::Read).is_none());
+        let null = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .unwrap();
+        assert!(reopen_pipe(&null, PipeEnd::Write).is_none());
     }
 
     #[test]
