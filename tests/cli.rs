@@ -209,7 +209,7 @@ async fn explain_names_the_alias_and_the_deciding_rule_and_exits_by_decision() {
     // Exactly the transcript docs/access.md shows.
     assert!(
         text.ends_with(
-            "deny: rule 2 at bots/demo.yaml:27 is the first rule that matches \
+            "deny: rule 2 at bots/demo.yaml:29 is the first rule that matches \
              (deny any user commands [core.remote*, linux.rm*] any room)\n"
         ),
         "{text}"

@@ -792,11 +792,18 @@ fn parts_linked(exe: &str) -> BTreeSet<&'static str> {
 #[test]
 fn each_executable_links_only_what_its_definition_uses() {
     let expected: &[(&str, &str, &[&str])] = &[
-        // A terminal bot: its backend and the simulator for `--simulate`, nothing else.
+        // A terminal bot in demo mode (`simulator: true`): its backend and the simulator
+        // for `--simulate`, nothing else.
         (
             "demo",
             env!("CARGO_BIN_EXE_demo"),
             &["text backend", "simulator"],
+        ),
+        // A terminal bot without demo mode: its backend alone.
+        (
+            "terminal",
+            env!("CARGO_BIN_EXE_terminal"),
+            &["text backend"],
         ),
         (
             "demo-ha",

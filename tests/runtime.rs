@@ -622,3 +622,53 @@ async fn output_and_errors_in_one_pipe_both_arrive() {
         "{printed}"
     );
 }
+
+/// bots/terminal.yaml, as its header says: commands piped in against a StackStorm given on
+/// the command line. Without `simulator: true` it carries no simulator, and `--simulate`
+/// says so.
+#[tokio::test]
+async fn the_terminal_bot_runs_against_stackstorm_and_has_no_demo_mode() {
+    let sim = Sim::start(SimConfig::demo()).await.expect("simulator");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_terminal"))
+        .args(["--user", "alice", "--stackstorm-url", &sim.url()])
+        .env("ST2_API_KEY", "sim-api-key")
+        .env_remove("ST2BOT_STACKSTORM_URL")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start terminal");
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"!local date\n").await.unwrap();
+    }
+    let out = tokio::time::timeout(Duration::from_secs(40), child.wait_with_output())
+        .await
+        .expect("the bot exits")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("alice: running `core.local`"), "{stdout}");
+    assert!(
+        stdout.contains("@alice: Execution "),
+        "the result: {stdout}"
+    );
+
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_terminal"))
+        .arg("--simulate")
+        .env_remove("ST2_API_KEY")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "terminal: this executable has no StackStorm simulator: `--simulate` is for \
+             terminal bots in demo mode (`backend: { kind: text, simulator: true }`"
+        ),
+        "{stderr}"
+    );
+}

@@ -108,7 +108,11 @@ emit_struct!(BotSpec {
     health_listen,
     log
 });
-emit_struct!(TextSpec { user, room });
+emit_struct!(TextSpec {
+    user,
+    room,
+    simulator
+});
 emit_struct!(XmppSpec {
     jid,
     password,
@@ -408,11 +412,11 @@ pub fn expand_with_access_matrix(
     let doc = format!("The `{}` bot, compiled from `{}`.", spec.name, spec.source);
     let tracked = Literal::string(tracked_file);
     // Only what the definition uses is named (its backend; the simulator for terminal
-    // bots; HA, sessions and the results file when their keys are there), so the linker
+    // bots in demo mode, `simulator: true`; HA, sessions and the results file when their keys are there), so the linker
     // leaves the rest out of the executable.
     let backend = proc_macro2::Ident::new(spec.backend.kind(), proc_macro2::Span::call_site());
-    let simulator = match spec.backend {
-        BackendSpec::Text(_) => quote!(#rt::SIMULATOR),
+    let simulator = match &spec.backend {
+        BackendSpec::Text(text) if text.simulator => quote!(#rt::SIMULATOR),
         _ => quote!(::core::option::Option::None),
     };
     let linked_if = |used: bool, item: &str| {

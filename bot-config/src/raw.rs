@@ -104,6 +104,11 @@ pub struct Backend {
     #[serde(default)]
     #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
     pub room: Option<Spanned<String>>,
+    /// Text: demo mode — link the StackStorm simulator in, so `--simulate` runs the bot
+    /// without a StackStorm (default false: the executable is smaller without it).
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<bool>"))]
+    pub simulator: Option<Spanned<bool>>,
     /// XMPP: the bot's JID (`bot@example.org`).
     #[serde(default)]
     #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]

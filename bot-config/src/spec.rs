@@ -168,6 +168,8 @@ pub struct TextSpec {
     pub user: Str,
     /// The room typed lines are said in.
     pub room: Str,
+    /// Demo mode: the executable carries the StackStorm simulator (`--simulate`).
+    pub simulator: bool,
 }
 
 /// XMPP settings.

@@ -119,6 +119,7 @@ pub fn usage(name: &str, description: &str) -> String {
          \x20                    irc, xmpp: connect to HOST (and PORT) instead of\n  \
          \x20                    `backend.server` (also ST2BOT_CHAT_SERVER)\n  \
          --simulate           demo mode: start a simulated StackStorm on 127.0.0.1 and use it\n  \
+         \x20                    (terminal bots with `backend.simulator: true`)\n  \
          --health-listen ADDR serve /healthz, /readyz and /metrics on ADDR (e.g. 127.0.0.1:9180)\n  \
          --results-store PATH keep the results still owed in PATH (overrides\n  \
          \x20                    `stackstorm.results_store`)\n  \

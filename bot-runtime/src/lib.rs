@@ -213,7 +213,8 @@ impl Bot {
             let Some(start) = self.linked.simulator else {
                 eprintln!(
                     "{}: this executable has no StackStorm simulator: `--simulate` is for \
-                     terminal bots (`backend: {{ kind: text }}`, such as `demo`)",
+                     terminal bots in demo mode (`backend: {{ kind: text, simulator: true }}`, \
+                     such as `demo`)",
                     self.spec.name
                 );
                 return ExitCode::from(2);

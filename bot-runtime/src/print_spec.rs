@@ -167,8 +167,16 @@ fn bot(spec: &BotSpec) -> Node {
 fn backend(spec: &BackendSpec) -> Node {
     let mut entries = vec![("kind", s(spec.kind()))];
     match spec {
-        BackendSpec::Text(TextSpec { user, room }) => {
-            entries.extend([("user", s(user)), ("room", s(room))]);
+        BackendSpec::Text(TextSpec {
+            user,
+            room,
+            simulator,
+        }) => {
+            entries.extend([
+                ("user", s(user)),
+                ("room", s(room)),
+                ("simulator", Node::Bool(*simulator)),
+            ]);
         }
         BackendSpec::Xmpp(XmppSpec {
             jid,

@@ -16,7 +16,7 @@ use super::{
 
 /// Every backend kind, with the keys it takes (besides `kind`) and those it requires.
 const KINDS: &[(&str, &[&str], &[&str])] = &[
-    ("text", &["user", "room"], &[]),
+    ("text", &["user", "room", "simulator"], &[]),
     (
         "xmpp",
         &[
@@ -79,6 +79,7 @@ fn present(b: &Backend) -> Vec<(&'static str, Span)> {
     let all = [
         ("user", s(&b.user)),
         ("room", s(&b.room)),
+        ("simulator", s(&b.simulator)),
         ("jid", s(&b.jid)),
         ("server", s(&b.server)),
         ("port", s(&b.port)),
@@ -210,6 +211,7 @@ pub(super) fn check(
                 .map(|r| r.value.clone())
                 .unwrap_or_else(|| "terminal".to_owned())
                 .into(),
+            simulator: b.simulator.as_ref().is_some_and(|s| s.value),
         })),
         "xmpp" => {
             let jid = b.jid.as_ref()?;

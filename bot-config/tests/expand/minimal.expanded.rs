@@ -9,6 +9,7 @@ static __ST2BOT_SPEC: ::st2bot::__private::BotSpec = ::st2bot::__private::BotSpe
     backend: ::st2bot::__private::BackendSpec::Text(::st2bot::__private::TextSpec {
         user: ::std::borrow::Cow::Borrowed(""),
         room: ::std::borrow::Cow::Borrowed("terminal"),
+        simulator: false,
     }),
     stackstorm: ::st2bot::__private::StackStormSpec {
         api_url: ::std::borrow::Cow::Borrowed("http://127.0.0.1:9101/api"),
@@ -85,7 +86,7 @@ fn main() -> ::std::process::ExitCode {
         &__ST2BOT_SPEC,
         ::st2bot::__private::Linked {
             backend: ::st2bot::__private::factory::text,
-            simulator: ::st2bot::__private::SIMULATOR,
+            simulator: ::core::option::Option::None,
             ha: ::core::option::Option::None,
             sessions: ::core::option::Option::None,
             results_file: ::core::option::Option::None,

@@ -454,6 +454,7 @@ mod tests {
             &TextSpec {
                 user: "alice".into(),
                 room: room.to_owned().into(),
+                simulator: false,
             },
             &BackendOptions::default(),
         )
@@ -490,6 +491,7 @@ mod tests {
             &TextSpec {
                 user: "".into(),
                 room: "ops".into(),
+                simulator: false,
             },
             &BackendOptions {
                 user: Some("operator".into()),
