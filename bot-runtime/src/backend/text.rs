@@ -6,7 +6,8 @@
 //! is; one to another room as `[#room] text`; a private one as `[to user] text`. Thread ids
 //! are shown as `[#room thread 1]`. Terminal control characters in replies are printed
 //! escaped (`\x1b`), never raw. End of input closes the incoming side; replies still
-//! queued are printed before the backend returns.
+//! queued are printed before the backend returns. An input line longer than
+//! [`MAX_LINE_BYTES`] is skipped with a warning ([`LineSplitter`]).
 //!
 //! Where input or output is a pipe (scripts, the benchmarks, a supervisor that pipes the
 //! bot), it is read or written on the runtime's thread, through a descriptor of its own in
@@ -338,24 +339,90 @@ fn read_stdin_lines() -> mpsc::Receiver<std::io::Result<String>> {
     rx
 }
 
-/// Sends each line of `input` (lossily decoded, without its line end) to `tx` until end of
-/// input, a read error (sent too), or the receiver going away.
+/// The longest line the Text backend reads, in bytes: twice the longest command the
+/// dispatcher takes ([`crate::dispatch::MAX_COMMAND_BYTES`]), so an over-long command still
+/// gets the dispatcher's reply, while a runaway writer (a file without line ends, a binary
+/// piped in by mistake) costs at most this much memory per line. A longer line is skipped
+/// whole, with a warning.
+const MAX_LINE_BYTES: usize = 2 * crate::dispatch::MAX_COMMAND_BYTES;
+
+/// Cuts a byte stream into lines: the input thread and the input task both feed it, chunk
+/// by chunk, so the two read the same lines. A line is decoded lossily (invalid UTF-8
+/// becomes U+FFFD: one stray byte costs a character, not the bot) and loses its line end
+/// (`\n`, and any `\r` before it); a last line without one is a line too.
+#[derive(Debug, Default)]
+struct LineSplitter {
+    line: Vec<u8>,
+    /// Bytes of the current line seen beyond [`MAX_LINE_BYTES`]: it is being skipped.
+    skipped: usize,
+}
+
+impl LineSplitter {
+    /// Takes the bytes of `chunk` up to and including the first line end. Returns how many
+    /// it took and the line they ended, if any.
+    fn feed(&mut self, chunk: &[u8]) -> (usize, Option<String>) {
+        let (piece, used, ended) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(at) => (&chunk[..at], at + 1, true),
+            None => (chunk, chunk.len(), false),
+        };
+        if self.skipped == 0 && self.line.len() + piece.len() <= MAX_LINE_BYTES {
+            self.line.extend_from_slice(piece);
+        } else {
+            self.skipped += self.line.len() + piece.len();
+            self.line = Vec::new();
+        }
+        (used, if ended { self.take() } else { None })
+    }
+
+    /// At end of input: the last line, when it had no line end.
+    fn finish(&mut self) -> Option<String> {
+        if self.line.is_empty() && self.skipped == 0 {
+            return None;
+        }
+        self.take()
+    }
+
+    fn take(&mut self) -> Option<String> {
+        if self.skipped > 0 {
+            tracing::warn!(
+                bytes = self.skipped,
+                limit = MAX_LINE_BYTES,
+                "text backend: skipped an input line longer than the limit"
+            );
+            self.skipped = 0;
+            return None;
+        }
+        let raw = std::mem::take(&mut self.line);
+        let end = raw.iter().rposition(|&b| b != b'\r').map_or(0, |i| i + 1);
+        Some(String::from_utf8_lossy(&raw[..end]).into_owned())
+    }
+}
+
+/// Sends each line of `input` ([`LineSplitter`]) to `tx` until end of input, a read error
+/// (sent too), or the receiver going away.
 fn read_lines(mut input: impl BufRead, tx: &mpsc::Sender<std::io::Result<String>>) {
-    let mut buf = Vec::new();
+    let mut lines = LineSplitter::default();
     loop {
-        buf.clear();
-        match input.read_until(b'\n', &mut buf) {
-            Ok(0) => return,
-            Ok(_) => {
-                if tx.blocking_send(Ok(decode_line(&buf))).is_err() {
-                    return;
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+        let chunk = match input.fill_buf() {
+            Ok(chunk) => chunk,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 let _ = tx.blocking_send(Err(e));
                 return;
             }
+        };
+        if chunk.is_empty() {
+            if let Some(line) = lines.finish() {
+                let _ = tx.blocking_send(Ok(line));
+            }
+            return;
+        }
+        let (used, line) = lines.feed(chunk);
+        input.consume(used);
+        if let Some(line) = line
+            && tx.blocking_send(Ok(line)).is_err()
+        {
+            return;
         }
     }
 }
@@ -365,30 +432,30 @@ async fn read_lines_async(
     mut input: impl AsyncBufRead + Unpin,
     tx: &mpsc::Sender<std::io::Result<String>>,
 ) {
-    let mut buf = Vec::new();
+    let mut lines = LineSplitter::default();
     loop {
-        buf.clear();
-        match input.read_until(b'\n', &mut buf).await {
-            Ok(0) => return,
-            Ok(_) => {
-                if tx.send(Ok(decode_line(&buf))).await.is_err() {
-                    return;
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+        let chunk = match input.fill_buf().await {
+            Ok(chunk) => chunk,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 let _ = tx.send(Err(e)).await;
                 return;
             }
+        };
+        if chunk.is_empty() {
+            if let Some(line) = lines.finish() {
+                let _ = tx.send(Ok(line)).await;
+            }
+            return;
+        }
+        let (used, line) = lines.feed(chunk);
+        input.consume(used);
+        if let Some(line) = line
+            && tx.send(Ok(line)).await.is_err()
+        {
+            return;
         }
     }
-}
-
-/// A line as the bot reads it: decoded lossily, without its line end.
-fn decode_line(raw: &[u8]) -> String {
-    String::from_utf8_lossy(raw)
-        .trim_end_matches(['\n', '\r'])
-        .to_owned()
 }
 
 /// Which end of a pipe [`reopen_pipe`] opens.
@@ -701,6 +768,92 @@ mod tests {
             .open("/dev/null")
             .unwrap();
         assert!(reopen_pipe(&null, PipeEnd::Write).is_none());
+    }
+
+    /// Every line `read_lines` sends for `input`, read through a buffer of `capacity`.
+    fn lines_read(input: &[u8], capacity: usize) -> Vec<String> {
+        let (tx, mut rx) = mpsc::channel(input.len() + 1);
+        read_lines(std::io::BufReader::with_capacity(capacity, input), &tx);
+        drop(tx);
+        std::iter::from_fn(|| rx.try_recv().ok().map(Result::unwrap)).collect()
+    }
+
+    /// The same through the input task's reader.
+    async fn lines_read_async(input: &[u8], capacity: usize) -> Vec<String> {
+        let (tx, mut rx) = mpsc::channel(input.len() + 1);
+        read_lines_async(tokio::io::BufReader::with_capacity(capacity, input), &tx).await;
+        drop(tx);
+        std::iter::from_fn(|| rx.try_recv().ok().map(Result::unwrap)).collect()
+    }
+
+    /// What the lines of `input` are, written plainly: split at `\n`, `\r`s before it
+    /// dropped, decoded lossily, no line after a final `\n`.
+    fn lines_expected(input: &[u8]) -> Vec<String> {
+        let mut pieces: Vec<&[u8]> = input.split(|&b| b == b'\n').collect();
+        if pieces.last().is_some_and(|p| p.is_empty()) {
+            pieces.pop();
+        }
+        pieces
+            .into_iter()
+            .filter(|p| p.len() <= MAX_LINE_BYTES)
+            .map(|p| {
+                let mut p = p;
+                while let [rest @ .., b'\r'] = p {
+                    p = rest;
+                }
+                String::from_utf8_lossy(p).into_owned()
+            })
+            .collect()
+    }
+
+    proptest::proptest! {
+        /// Any input, read in chunks of any size by the thread or by the task, gives the
+        /// same lines.
+        #[test]
+        fn lines_do_not_depend_on_chunking_or_on_the_reader(
+            input in proptest::collection::vec(
+                proptest::sample::select(vec![b'a', b' ', b'\n', b'\r', 0xff, 0xc3, 0xa9]),
+                0..200,
+            ),
+            capacity in 1usize..16,
+        ) {
+            let expected = lines_expected(&input);
+            proptest::prop_assert_eq!(&lines_read(&input, capacity), &expected);
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let from_task = runtime.block_on(lines_read_async(&input, capacity));
+            proptest::prop_assert_eq!(&from_task, &expected);
+        }
+    }
+
+    #[test]
+    fn an_over_long_line_is_skipped_whole_and_reading_goes_on() {
+        let mut input = vec![b'x'; MAX_LINE_BYTES];
+        input.extend_from_slice(b"\n");
+        input.extend(std::iter::repeat_n(b'y', 8 * MAX_LINE_BYTES + 1));
+        input.extend_from_slice(b"\n!help\n");
+        input.extend(std::iter::repeat_n(b'z', MAX_LINE_BYTES + 1));
+        let lines = lines_read(&input, 8192);
+        assert_eq!(
+            lines.len(),
+            2,
+            "the longest line kept, the longer ones skipped"
+        );
+        assert_eq!(lines[0].len(), MAX_LINE_BYTES);
+        assert_eq!(lines[1], "!help");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        assert_eq!(runtime.block_on(lines_read_async(&input, 8192)), lines);
+
+        // What is held while a line is skipped: nothing beyond the limit.
+        let mut splitter = LineSplitter::default();
+        let chunk = vec![b'y'; 8192];
+        for _ in 0..(4 * MAX_LINE_BYTES / chunk.len()) {
+            assert_eq!(splitter.feed(&chunk), (chunk.len(), None));
+            assert!(splitter.line.capacity() <= 2 * MAX_LINE_BYTES);
+        }
+        assert_eq!(splitter.feed(b"\nnext"), (1, None));
+        assert_eq!(splitter.feed(b"next\n"), (5, Some("next".to_owned())));
     }
 
     #[test]
