@@ -634,7 +634,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_write_error_reaches_the_backend() {
-        let mut writer = StdoutWriter::start(Closed, false).unwrap();
+        let writer = StdoutWriter::start(Closed, false).unwrap();
+        assert_the_broken_pipe_is_reported(writer).await;
+    }
+
+    /// Writes until `writer` reports its error, which must be a broken pipe.
+    async fn assert_the_broken_pipe_is_reported(mut writer: StdoutWriter) {
         let mut error = None;
         for _ in 0..1000 {
             if let Err(e) = writer.write("lost\n".into()).await {
@@ -696,16 +701,7 @@ mod tests {
     async fn a_closed_pipe_reaches_the_backend() {
         let (out, input) = pipe::pipe().unwrap();
         drop(input);
-        let mut writer = StdoutWriter::spawn(out, false);
-        let mut error = None;
-        for _ in 0..1000 {
-            if let Err(e) = writer.write("lost\n".into()).await {
-                error = Some(e);
-                break;
-            }
-        }
-        let error = error.expect("the broken pipe is reported");
-        assert_eq!(error.kind(), std::io::ErrorKind::BrokenPipe);
+        assert_the_broken_pipe_is_reported(StdoutWriter::spawn(out, false)).await;
     }
 
     #[tokio::test]
