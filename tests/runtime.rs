@@ -511,11 +511,7 @@ async fn piped_input_waits_for_results_and_the_terminal_stays_quiet() {
         .spawn()
         .expect("start demo");
     let mut child = out;
-    {
-        use tokio::io::AsyncWriteExt;
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(b"!local date\n").await.unwrap();
-    }
+    type_and_close(&mut child, b"!local date\n").await;
     let started = std::time::Instant::now();
     let out = tokio::time::timeout(Duration::from_secs(40), child.wait_with_output())
         .await
@@ -524,14 +520,7 @@ async fn piped_input_waits_for_results_and_the_terminal_stays_quiet() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
-    assert!(
-        stdout.contains("operator: running `core.local`"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("@operator: Execution "),
-        "the result: {stdout}"
-    );
+    assert_local_date_ran(&stdout, "operator");
     assert!(
         started.elapsed() < Duration::from_secs(25),
         "lingered the whole bound although nothing was in flight"
@@ -572,11 +561,7 @@ async fn input_and_output_files_print_the_same_replies() {
     let printed = std::fs::read_to_string(&output).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(status.code(), Some(0), "{printed}");
-    assert!(printed.contains("alice: running `core.local`"), "{printed}");
-    assert!(
-        printed.contains("@alice: Execution "),
-        "the result: {printed}"
-    );
+    assert_local_date_ran(&printed, "alice");
 }
 
 /// Output and errors sent into one pipe (`2>&1`): replies go through the bot's own
@@ -595,11 +580,7 @@ async fn output_and_errors_in_one_pipe_both_arrive() {
         .stderr(writer)
         .spawn()
         .expect("start demo");
-    {
-        use tokio::io::AsyncWriteExt;
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(b"!local date\n!help\n").await.unwrap();
-    }
+    type_and_close(&mut child, b"!local date\n!help\n").await;
     let read = tokio::task::spawn_blocking(move || {
         let mut all = String::new();
         std::io::Read::read_to_string(&mut reader, &mut all).map(|_| all)
@@ -615,8 +596,7 @@ async fn output_and_errors_in_one_pipe_both_arrive() {
         .unwrap();
     assert_eq!(status.code(), Some(0), "{printed}");
     assert!(printed.contains("You are alice in room ops"), "{printed}");
-    assert!(printed.contains("alice: running `core.local`"), "{printed}");
-    assert!(printed.contains("@alice: Execution "), "{printed}");
+    assert_local_date_ran(&printed, "alice");
     assert!(
         printed.contains("!local {{cmd}} - Run a command"),
         "{printed}"
@@ -638,22 +618,14 @@ async fn the_terminal_bot_runs_against_stackstorm_and_has_no_demo_mode() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start terminal");
-    {
-        use tokio::io::AsyncWriteExt;
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(b"!local date\n").await.unwrap();
-    }
+    type_and_close(&mut child, b"!local date\n").await;
     let out = tokio::time::timeout(Duration::from_secs(40), child.wait_with_output())
         .await
         .expect("the bot exits")
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
-    assert!(stdout.contains("alice: running `core.local`"), "{stdout}");
-    assert!(
-        stdout.contains("@alice: Execution "),
-        "the result: {stdout}"
-    );
+    assert_local_date_ran(&stdout, "alice");
 
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_terminal"))
         .arg("--simulate")
@@ -671,4 +643,23 @@ async fn the_terminal_bot_runs_against_stackstorm_and_has_no_demo_mode() {
         ),
         "{stderr}"
     );
+}
+
+/// What `!local date` typed as `user` prints: the ack, then the result.
+fn assert_local_date_ran(printed: &str, user: &str) {
+    assert!(
+        printed.contains(&format!("{user}: running `core.local`")),
+        "the ack: {printed}"
+    );
+    assert!(
+        printed.contains(&format!("@{user}: Execution ")),
+        "the result: {printed}"
+    );
+}
+
+/// Writes `input` to the child's standard input and closes it (end of input).
+async fn type_and_close(child: &mut tokio::process::Child, input: &[u8]) {
+    use tokio::io::AsyncWriteExt;
+    let mut stdin = child.stdin.take().expect("standard input is piped");
+    stdin.write_all(input).await.unwrap();
 }

@@ -412,8 +412,8 @@ pub fn expand_with_access_matrix(
     let doc = format!("The `{}` bot, compiled from `{}`.", spec.name, spec.source);
     let tracked = Literal::string(tracked_file);
     // Only what the definition uses is named (its backend; the simulator for terminal
-    // bots in demo mode, `simulator: true`; HA, sessions and the results file when their keys are there), so the linker
-    // leaves the rest out of the executable.
+    // bots in demo mode, `simulator: true`; HA, sessions and the results file when their
+    // keys are there), so the linker leaves the rest out of the executable.
     let backend = proc_macro2::Ident::new(spec.backend.kind(), proc_macro2::Span::call_site());
     let simulator = match &spec.backend {
         BackendSpec::Text(text) if text.simulator => quote!(#rt::SIMULATOR),
